@@ -1,0 +1,35 @@
+package io.jvhost.cli;
+
+import io.jvhost.cli.rng.RngCommand;
+
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/** {@code jvhost}: serve vhost-user devices, or see them work in a throwaway guest. */
+@Command(name = "jvhost", mixinStandardHelpOptions = true, version = "jvhost 0.1.0",
+        description = {"vhost-user device backends on the JVM.", "",
+            "Devices:",
+            "  rng    virtio-rng: entropy for the guest's /dev/hwrng", "",
+            "Also:",
+            "  demo   boot a throwaway QEMU guest on jvhost devices and show them working",
+            "  test   (launcher) run the whole test suite", "",
+            "Run 'jvhost <command> --help' for its options."},
+        subcommands = {RngCommand.class, DemoCommand.class, CommandLine.HelpCommand.class})
+public final class Main implements Runnable {
+    @Override
+    public void run() {
+        new CommandLine(this).usage(System.out);
+    }
+
+    public static void main(String[] args) {
+        if (System.getProperty("org.slf4j.simpleLogger.defaultLogLevel") == null) {
+            System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", "info");
+        }
+        System.setProperty("org.slf4j.simpleLogger.showDateTime", "true");
+        System.setProperty("org.slf4j.simpleLogger.dateTimeFormat", "HH:mm:ss.SSS");
+        int code = new CommandLine(new Main()).execute(args);
+        if (!ServeOptions.keepsRunning()) { // a serving command returns only once shutdown is under way
+            System.exit(code);
+        }
+    }
+}

@@ -1,0 +1,10 @@
+/** The jvhost command line: device commands and the demo. */
+module io.jvhost.cli {
+    requires io.jvhost.core;
+    requires info.picocli;
+    requires org.slf4j;
+
+    opens io.jvhost.cli to info.picocli;
+    opens io.jvhost.cli.rng to info.picocli;
+    exports io.jvhost.cli.rng;
+}

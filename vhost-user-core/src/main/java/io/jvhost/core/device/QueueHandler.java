@@ -1,0 +1,28 @@
+package io.jvhost.core.device;
+
+import io.jvhost.core.virtq.VirtQueue;
+
+/**
+ * Processes one virtqueue. All methods run on the queue's poller thread and must never block.
+ *
+ * <pre>{@code
+ * int process(VirtQueue q, int budget) {
+ *     int done = 0;
+ *     for (DescriptorChain c; done < budget && (c = q.next()) != null; done++) {
+ *         q.complete(c, handle(c));
+ *     }
+ *     q.publish(); // one release store, and a call only if the driver wants one
+ *     return done;
+ * }
+ * }</pre>
+ */
+public interface QueueHandler {
+    /** Takes at most {@code budget} chains from the queue; returns how many it took (0 = idle). */
+    int process(VirtQueue queue, int budget);
+
+    /** The queue starts running (first kick, enable, or after a memory table change). */
+    default void started(VirtQueue queue) {}
+
+    /** The queue stops (GET_VRING_BASE, disable, disconnect); complete or keep what is in flight. */
+    default void stopped(VirtQueue queue) {}
+}

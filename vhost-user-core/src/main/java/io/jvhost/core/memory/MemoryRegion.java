@@ -1,0 +1,67 @@
+package io.jvhost.core.memory;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+
+/**
+ * One mapped guest memory region: guest-physical range {@code [gpa, gpa + size)}, seen by the
+ * frontend at {@code hva}, mapped here as {@link #segment()}. Immutable; the mapping lives until
+ * {@link #unmap()}, which the control thread calls only after no poller can reach the region.
+ */
+public final class MemoryRegion {
+    private final long gpa;
+    private final long size;
+    private final long hva;
+    private final long mmapOffset;
+    private final MemorySegment segment;
+    private final Arena arena;
+    int references = 1;
+
+    MemoryRegion(long gpa, long size, long hva, long mmapOffset, MemorySegment segment, Arena arena) {
+        this.gpa = gpa;
+        this.size = size;
+        this.hva = hva;
+        this.mmapOffset = mmapOffset;
+        this.segment = segment;
+        this.arena = arena;
+    }
+
+    public long gpa() {
+        return gpa;
+    }
+
+    public long size() {
+        return size;
+    }
+
+    public long hva() {
+        return hva;
+    }
+
+    public long mmapOffset() {
+        return mmapOffset;
+    }
+
+    public MemorySegment segment() {
+        return segment;
+    }
+
+    /** Same guest range at the same frontend address: a duplicate QEMU may send once per queue pair. */
+    boolean sameAs(long otherGpa, long otherSize, long otherHva) {
+        return gpa == otherGpa && size == otherSize && hva == otherHva;
+    }
+
+    /** Whether two unsigned ranges [a, a + n) overlap. */
+    static boolean overlaps(long a, long n, long b, long m) {
+        return Long.compareUnsigned(a, b + m - 1) <= 0 && Long.compareUnsigned(b, a + n - 1) <= 0;
+    }
+
+    void unmap() {
+        arena.close();
+    }
+
+    @Override
+    public String toString() {
+        return String.format("gpa 0x%x+0x%x hva 0x%x off 0x%x", gpa, size, hva, mmapOffset);
+    }
+}

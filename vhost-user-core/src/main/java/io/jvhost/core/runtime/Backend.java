@@ -1,0 +1,81 @@
+package io.jvhost.core.runtime;
+
+import io.jvhost.core.device.QueueHandler;
+import io.jvhost.core.device.VirtioDevice;
+import io.jvhost.core.sys.NativeException;
+import io.jvhost.core.virtq.VirtQueue;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Executor;
+
+/**
+ * One device and the poller threads that run its queues. The queue objects and their counters
+ * live as long as the backend, across frontend connections.
+ */
+public final class Backend implements AutoCloseable {
+    private final VirtioDevice device;
+    private final VirtQueue[] queues;
+    private final Poller[] pollerOf;
+    private final List<Poller> pollers = new ArrayList<>();
+
+    /** Creates the pollers (not yet started); {@code control} runs their acknowledgements. */
+    public Backend(String name, VirtioDevice device, BackendOptions options, Executor control) throws NativeException {
+        this.device = device;
+        int n = device.queueCount();
+        this.queues = new VirtQueue[n];
+        this.pollerOf = new Poller[n];
+        QueueHandler[] handlers = new QueueHandler[n];
+        for (int i = 0; i < n; i++) {
+            queues[i] = new VirtQueue(i);
+            handlers[i] = device.handler(i);
+        }
+        int[][] sets = options.queueSets() != null ? options.queueSets() : device.queueSets();
+        for (int[] set : sets) {
+            Poller p = new Poller(name + "-poller-" + pollers.size(), options.idleMode(), handlers, control);
+            pollers.add(p);
+            for (int q : set) {
+                if (q < 0 || q >= n || pollerOf[q] != null) {
+                    close();
+                    throw new IllegalArgumentException("queue map names queue " + q + " twice or out of 0.." + (n - 1));
+                }
+                pollerOf[q] = p;
+            }
+        }
+        for (int q = 0; q < n; q++) {
+            if (pollerOf[q] == null) {
+                close();
+                throw new IllegalArgumentException("queue map leaves out queue " + q);
+            }
+        }
+    }
+
+    public void start() {
+        pollers.forEach(Poller::start);
+    }
+
+    public VirtioDevice device() {
+        return device;
+    }
+
+    public int queueCount() {
+        return queues.length;
+    }
+
+    public VirtQueue queue(int index) {
+        return queues[index];
+    }
+
+    public Poller poller(int queueIndex) {
+        return pollerOf[queueIndex];
+    }
+
+    public int pollerCount() {
+        return pollers.size();
+    }
+
+    @Override
+    public void close() {
+        pollers.forEach(Poller::close);
+    }
+}

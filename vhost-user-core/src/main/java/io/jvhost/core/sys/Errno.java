@@ -1,0 +1,28 @@
+package io.jvhost.core.sys;
+
+/** Names for the errno values a log reader is likely to see. */
+public final class Errno {
+    private Errno() {}
+
+    public static String name(int errno) {
+        return switch (errno) {
+            case 1 -> "EPERM";
+            case 2 -> "ENOENT";
+            case 4 -> "EINTR";
+            case 9 -> "EBADF";
+            case 11 -> "EAGAIN";
+            case 12 -> "ENOMEM";
+            case 13 -> "EACCES";
+            case 14 -> "EFAULT";
+            case 17 -> "EEXIST";
+            case 19 -> "ENODEV";
+            case 22 -> "EINVAL";
+            case 24 -> "EMFILE";
+            case 32 -> "EPIPE";
+            case 98 -> "EADDRINUSE";
+            case 104 -> "ECONNRESET";
+            case 111 -> "ECONNREFUSED";
+            default -> "errno";
+        };
+    }
+}

@@ -1,0 +1,199 @@
+package io.jvhost.core.transport;
+
+import io.jvhost.core.protocol.Message;
+import io.jvhost.core.protocol.Session;
+import io.jvhost.core.runtime.Backend;
+import io.jvhost.core.sys.Errno;
+import io.jvhost.core.sys.Fd;
+import io.jvhost.core.sys.LibC;
+import io.jvhost.core.sys.MessageIo;
+import io.netty.channel.IoEvent;
+import io.netty.channel.IoRegistration;
+import io.netty.channel.epoll.EpollIoHandle;
+import io.netty.channel.epoll.EpollIoOps;
+import io.netty.channel.unix.FileDescriptor;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.util.ArrayList;
+import java.util.List;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One frontend connection on the control loop: frames messages (the 12-byte header with any fds,
+ * then exactly {@code size} payload bytes), hands them to its {@link Session} one at a time, and
+ * sends replies. Anything that breaks the framing drops the connection; the process lives on.
+ *
+ * <p>Control thread only.
+ */
+final class Connection implements EpollIoHandle, Session.Output {
+    private static final Logger LOG = LoggerFactory.getLogger(Connection.class);
+    private static final ValueLayout.OfInt LE_INT = ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN);
+    // Edge-triggered: while a message waits for the pollers nothing is read, and resume() reads on
+    // until EAGAIN, so no readiness edge is lost.
+    private static final EpollIoOps READ_OPS = EpollIoOps.EPOLLIN.with(EpollIoOps.EPOLLRDHUP).with(EpollIoOps.EPOLLET);
+    private static final int MAX_FDS_PER_MESSAGE = 8;
+
+    private final String name;
+    private final Fd socket;
+    private final FileDescriptor nettyFd;
+    private final MessageIo io = new MessageIo(Message.HEADER_SIZE + Message.MAX_PAYLOAD);
+    private final Session session;
+    private final Runnable onClosed;
+    private final List<Fd> fds = new ArrayList<>();
+    private IoRegistration registration;
+    private int have;
+    private int request, flags, size = -1;
+    private boolean waiting;
+    private boolean inReadLoop;
+    private boolean closed;
+
+    Connection(String name, Fd socket, Backend backend, Runnable onClosed) {
+        this.name = name;
+        this.socket = socket;
+        this.nettyFd = new FileDescriptor(socket.get());
+        this.session = new Session(name, backend, this);
+        this.onClosed = onClosed;
+    }
+
+    Session session() {
+        return session;
+    }
+
+    void registered(IoRegistration r) {
+        this.registration = r;
+        if (closed) {
+            r.cancel();
+            return;
+        }
+        r.submit(READ_OPS);
+        LOG.info("{}: frontend connected", name);
+        readMessages();
+    }
+
+    @Override
+    public FileDescriptor fd() {
+        return nettyFd;
+    }
+
+    @Override
+    public void handle(IoRegistration r, IoEvent event) {
+        readMessages();
+    }
+
+    private void readMessages() {
+        inReadLoop = true;
+        try {
+            while (!waiting && !closed) {
+                if (!readSome()) {
+                    return;
+                }
+            }
+        } finally {
+            inReadLoop = false;
+        }
+    }
+
+    /** Reads what the current frame still needs; false when nothing more can be read now. */
+    private boolean readSome() {
+        int want = size < 0 ? Message.HEADER_SIZE - have : Message.HEADER_SIZE + size - have;
+        MessageIo.Received r = io.receive(socket.get(), have, want, false);
+        fds.addAll(List.of(r.fds()));
+        if (r.bytes() == -LibC.EAGAIN) {
+            return false;
+        }
+        if (r.bytes() == 0) {
+            drop("frontend closed the connection");
+            return false;
+        }
+        if (r.bytes() < 0) {
+            drop("recvmsg failed: " + Errno.name((int) -r.bytes()));
+            return false;
+        }
+        if (fds.size() > MAX_FDS_PER_MESSAGE) {
+            drop(fds.size() + " fds on one message");
+            return false;
+        }
+        have += (int) r.bytes();
+        MemorySegment buf = io.rxBuffer();
+        if (size < 0 && have == Message.HEADER_SIZE) {
+            request = buf.get(LE_INT, 0);
+            flags = buf.get(LE_INT, 4);
+            long length = Integer.toUnsignedLong(buf.get(LE_INT, 8));
+            if ((flags & Message.VERSION_MASK) != Message.VERSION || (flags & ~0xF) != 0 || (flags & Message.REPLY) != 0) {
+                drop(String.format("bad header flags 0x%x on request %d", flags, request));
+                return false;
+            }
+            if (length > Message.MAX_PAYLOAD) {
+                drop("payload of " + length + " bytes on request " + request);
+                return false;
+            }
+            size = (int) length;
+        }
+        if (size >= 0 && have == Message.HEADER_SIZE + size) {
+            byte[] payload = buf.asSlice(Message.HEADER_SIZE, size).toArray(ValueLayout.JAVA_BYTE);
+            Message m = new Message(request, flags, payload, fds.toArray(new Fd[0]));
+            fds.clear();
+            have = 0;
+            size = -1;
+            waiting = true;
+            session.handle(m, this::resume);
+        }
+        return true;
+    }
+
+    private void resume() {
+        if (!waiting) {
+            return;
+        }
+        waiting = false;
+        if (closed) {
+            return;
+        }
+        if (!inReadLoop) {
+            readMessages();
+        }
+    }
+
+    @Override
+    public void reply(int request, byte[] payload, int[] replyFds) {
+        if (closed) {
+            return;
+        }
+        MemorySegment tx = io.txBuffer();
+        tx.set(LE_INT, 0, request);
+        tx.set(LE_INT, 4, Message.VERSION | Message.REPLY);
+        tx.set(LE_INT, 8, payload.length);
+        MemorySegment.copy(MemorySegment.ofArray(payload), 0, tx, Message.HEADER_SIZE, payload.length);
+        long total = Message.HEADER_SIZE + payload.length;
+        long n = io.send(socket.get(), total, replyFds);
+        if (n != total) {
+            drop("reply not sent: " + (n < 0 ? Errno.name((int) -n) : n + " of " + total + " bytes"));
+        }
+    }
+
+    @Override
+    public void drop(String reason) {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        LOG.info("{}: connection closed: {}", name, reason);
+        if (registration != null) {
+            registration.cancel();
+        }
+        socket.close();
+        fds.forEach(Fd::close);
+        fds.clear();
+        io.close();
+        session.close(onClosed);
+    }
+
+    @Override
+    public void close() {
+        drop("shutting down");
+    }
+}

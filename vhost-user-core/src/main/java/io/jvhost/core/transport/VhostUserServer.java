@@ -1,0 +1,163 @@
+package io.jvhost.core.transport;
+
+import io.jvhost.core.runtime.Backend;
+import io.jvhost.core.sys.Fd;
+import io.jvhost.core.sys.NativeException;
+import io.jvhost.core.sys.UnixSockets;
+import io.netty.channel.IoEvent;
+import io.netty.channel.IoRegistration;
+import io.netty.channel.epoll.EpollIoHandle;
+import io.netty.channel.epoll.EpollIoOps;
+import io.netty.channel.unix.FileDescriptor;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.atomic.AtomicLong;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Server mode: listens on a Unix socket and serves one frontend at a time. While a frontend is
+ * connected, further connections wait in the backlog; when it leaves (and its session is fully
+ * cleaned up) the next one is accepted. A frontend going away never stops the server.
+ */
+public final class VhostUserServer implements Endpoint {
+    private static final Logger LOG = LoggerFactory.getLogger(VhostUserServer.class);
+    private static final int S_IFMT = 0170000, S_IFSOCK = 0140000;
+
+    private final Path path;
+    private final Backend backend;
+    private final ControlLoop loop;
+    private final Fd listener;
+    private final AtomicLong connections = new AtomicLong();
+    private final CompletableFuture<Void> ready = new CompletableFuture<>();
+    private IoRegistration registration;
+    private Connection current;
+    private volatile boolean closed;
+
+    private VhostUserServer(Path path, Backend backend, ControlLoop loop, Fd listener) {
+        this.path = path;
+        this.backend = backend;
+        this.loop = loop;
+        this.listener = listener;
+    }
+
+    /** Binds {@code path} (removing a stale socket file left by a dead process) and starts accepting. */
+    public static VhostUserServer listen(Path path, Backend backend, ControlLoop loop) throws IOException {
+        removeStaleSocket(path);
+        Fd fd = UnixSockets.listen(path, 16);
+        VhostUserServer server = new VhostUserServer(path, backend, loop, fd);
+        loop.register(server.new Acceptor(), server::registered, e -> LOG.error("cannot watch {}", path, e));
+        server.ready.join();
+        LOG.info("listening on {}", path);
+        return server;
+    }
+
+    /** Deletes {@code path} only if it is a socket nobody listens on; refuses anything else. */
+    static void removeStaleSocket(Path path) throws IOException {
+        if (!Files.exists(path, LinkOption.NOFOLLOW_LINKS)) {
+            return;
+        }
+        int mode = (Integer) Files.getAttribute(path, "unix:mode", LinkOption.NOFOLLOW_LINKS);
+        if ((mode & S_IFMT) != S_IFSOCK) {
+            throw new IOException(path + " exists and is not a socket; not touching it");
+        }
+        if (UnixSockets.isListening(path)) {
+            throw new IOException(path + " is in use by another running backend");
+        }
+        LOG.info("removing stale socket {}", path);
+        Files.delete(path);
+    }
+
+    private void registered(IoRegistration r) {
+        registration = r;
+        r.submit(EpollIoOps.EPOLLIN.with(EpollIoOps.EPOLLET));
+        ready.complete(null);
+    }
+
+    public Path path() {
+        return path;
+    }
+
+    /** How many frontends have connected so far. Any thread. */
+    @Override
+    public long connections() {
+        return connections.get();
+    }
+
+    private final class Acceptor implements EpollIoHandle {
+        private final FileDescriptor fd = new FileDescriptor(listener.get());
+
+        @Override
+        public FileDescriptor fd() {
+            return fd;
+        }
+
+        @Override
+        public void handle(IoRegistration r, IoEvent event) {
+            acceptOne();
+        }
+
+        @Override
+        public void close() {
+            VhostUserServer.this.close();
+        }
+    }
+
+    /** Accepts the next frontend unless one is being served (edge-triggered: called again when it leaves). */
+    private void acceptOne() {
+        if (current != null || closed) {
+            return;
+        }
+        Fd socket;
+        try {
+            socket = UnixSockets.accept(listener);
+        } catch (NativeException e) {
+            LOG.warn("accept on {} failed: {}", path, e.getMessage());
+            return;
+        }
+        if (socket == null) {
+            return;
+        }
+        long n = connections.incrementAndGet();
+        Connection c = new Connection(path.getFileName() + "#" + n, socket, backend, this::sessionEnded);
+        current = c;
+        loop.register(c, c::registered, e -> c.drop("cannot register: " + e));
+    }
+
+    private void sessionEnded() {
+        current = null;
+        acceptOne(); // a frontend may be waiting in the backlog already
+    }
+
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        CompletableFuture<Void> done = new CompletableFuture<>();
+        loop.execute(() -> {
+            if (registration != null) {
+                registration.cancel();
+            }
+            if (current != null) {
+                current.drop("backend shutting down");
+            }
+            listener.close();
+            done.complete(null);
+        });
+        if (!loop.inLoop()) {
+            done.join();
+        }
+        try {
+            Files.deleteIfExists(path);
+        } catch (IOException e) {
+            LOG.warn("cannot remove {}: {}", path, e.getMessage());
+        }
+    }
+}

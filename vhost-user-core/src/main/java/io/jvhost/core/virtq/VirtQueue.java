@@ -1,0 +1,281 @@
+package io.jvhost.core.virtq;
+
+import io.jvhost.core.memory.GuestMemory;
+import io.jvhost.core.sys.LibC;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.invoke.VarHandle;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import static java.lang.foreign.ValueLayout.JAVA_SHORT;
+import static java.nio.ByteOrder.LITTLE_ENDIAN;
+
+/**
+ * One split virtqueue as the device sees it (virtio 1.2 §2.7).
+ *
+ * <p>The control thread builds and configures a queue while it is detached; from
+ * {@link #attach} on it belongs to one poller thread, which alone calls {@link #next()},
+ * {@link #complete} and {@link #publish()} until the queue is handed back. Ring corruption latches
+ * the queue {@link #isBroken() broken}: it is not touched again until reconfigured, and its err
+ * eventfd is written once.
+ */
+public final class VirtQueue {
+    private static final Logger LOG = LoggerFactory.getLogger(VirtQueue.class);
+    static final VarHandle U16_VH = JAVA_SHORT.withOrder(LITTLE_ENDIAN).varHandle();
+    static final int IDX_OFFSET = 2, RING_OFFSET = 4, USED_ELEM_SIZE = 8;
+    static final int VRING_USED_F_NO_NOTIFY = 1, VRING_AVAIL_F_NO_INTERRUPT = 1;
+    public static final int MAX_SIZE = 32768;
+
+    private final int index;
+    private final QueueCounters counters = new QueueCounters();
+    private final boolean[] errorLogged = new boolean[ChainError.values().length];
+
+    // Configuration, set by the control thread while detached.
+    private int size;
+    private MemorySegment desc;
+    private MemorySegment avail;
+    private MemorySegment used;
+    private GuestMemory memory = GuestMemory.EMPTY;
+    private boolean eventIdx;
+    private boolean indirect;
+    private volatile int callFd = -1;
+    private int errFd = -1;
+    private DescriptorChain chain;
+
+    // Ring position, owned by the poller while attached.
+    private int lastAvailIdx;
+    private int availIdxCache;
+    private int usedIdx;
+    private int usedIdxAtLastPublish;
+    private boolean broken;
+
+    public VirtQueue(int index) {
+        this.index = index;
+    }
+
+    public int index() {
+        return index;
+    }
+
+    public int size() {
+        return size;
+    }
+
+    public QueueCounters counters() {
+        return counters;
+    }
+
+    public GuestMemory memory() {
+        return memory;
+    }
+
+    public boolean isBroken() {
+        return broken;
+    }
+
+    /** The avail index the device will read next (what GET_VRING_BASE returns). */
+    public int lastAvailIdx() {
+        return lastAvailIdx;
+    }
+
+    /** The device's used index, published or not. */
+    public int usedIdx() {
+        return usedIdx;
+    }
+
+    /**
+     * Points the queue at its rings (already translated and bounds-checked by the caller) and
+     * resumes at {@code lastAvail}; the used index is taken from the ring itself, which the driver
+     * owns across device restarts. Control thread, while detached.
+     */
+    public void configure(int size, MemorySegment desc, MemorySegment avail, MemorySegment used, GuestMemory memory,
+                          int lastAvail, boolean eventIdx, boolean indirect, int errFd) {
+        if (Integer.bitCount(size) != 1 || size > MAX_SIZE) {
+            throw new IllegalArgumentException("queue size " + size);
+        }
+        if (desc.byteSize() < 16L * size || avail.byteSize() < 6 + 2L * size || used.byteSize() < 6 + 8L * size) {
+            throw new IllegalArgumentException("rings smaller than the queue size");
+        }
+        if (chain == null || this.size != size) {
+            chain = new DescriptorChain(size);
+        }
+        this.size = size;
+        this.desc = desc;
+        this.avail = avail;
+        this.used = used;
+        this.memory = memory;
+        this.eventIdx = eventIdx;
+        this.indirect = indirect;
+        this.errFd = errFd;
+        this.lastAvailIdx = lastAvail & 0xFFFF;
+        this.availIdxCache = lastAvailIdx;
+        this.usedIdx = Short.toUnsignedInt((short) U16_VH.getAcquire(used, (long) IDX_OFFSET));
+        this.usedIdxAtLastPublish = usedIdx;
+        this.broken = false;
+    }
+
+    /** Sets the eventfd used to interrupt the driver; -1 for none. Any thread. */
+    public void callFd(int fd) {
+        this.callFd = fd;
+    }
+
+    private int availIdxAcquire() {
+        return Short.toUnsignedInt((short) U16_VH.getAcquire(avail, (long) IDX_OFFSET));
+    }
+
+    /** Whether the driver has made buffers available that the device has not taken. Poller. */
+    public boolean hasAvailable() {
+        if (broken) {
+            return false;
+        }
+        if (availIdxCache == lastAvailIdx) {
+            availIdxCache = availIdxAcquire();
+        }
+        return availIdxCache != lastAvailIdx;
+    }
+
+    /**
+     * The next well-formed chain, or null when the ring is empty or broken. Malformed chains are
+     * completed with length 0, counted and skipped. The returned flyweight is valid until the next call.
+     * Poller thread.
+     */
+    public DescriptorChain next() {
+        while (true) {
+            if (broken) {
+                return null;
+            }
+            if (availIdxCache == lastAvailIdx) {
+                availIdxCache = availIdxAcquire();
+                if (((availIdxCache - lastAvailIdx) & 0xFFFF) > size) {
+                    latchBroken("avail index jumped from " + lastAvailIdx + " to " + availIdxCache);
+                    return null;
+                }
+                if (availIdxCache == lastAvailIdx) {
+                    return null;
+                }
+            }
+            long slot = RING_OFFSET + 2L * (lastAvailIdx & (size - 1));
+            int head = Short.toUnsignedInt(avail.get(LE_SHORT, slot));
+            if (head >= size) {
+                latchBroken("head " + head + " out of range for size " + size);
+                return null;
+            }
+            lastAvailIdx = (lastAvailIdx + 1) & 0xFFFF;
+            ChainError error = chain.parse(desc, size, head, memory, indirect);
+            if (error == null) {
+                counters.chains++;
+                counters.descriptors += chain.count();
+                return chain;
+            }
+            reject(head, error);
+        }
+    }
+
+    private void reject(int head, ChainError error) {
+        counters.chainsRejected[error.ordinal()]++;
+        if (!errorLogged[error.ordinal()]) {
+            errorLogged[error.ordinal()] = true;
+            LOG.warn("queue {}: refused chain at head {}: {} (completed with 0 bytes; further ones only counted)",
+                    index, head, error.description());
+        }
+        complete(head, 0);
+    }
+
+    /** Counts a device-level refusal of a well-formed chain the same way as a malformed one. Poller. */
+    public void countRejected(ChainError error) {
+        counters.chainsRejected[error.ordinal()]++;
+    }
+
+    /** Writes a used element for {@code chain}; it becomes visible at {@link #publish()}. Poller. */
+    public void complete(DescriptorChain chain, long writtenLength) {
+        complete(chain.head(), writtenLength);
+    }
+
+    /** Writes a used element for the chain at {@code head}. Poller. */
+    public void complete(int head, long writtenLength) {
+        if (broken) {
+            return;
+        }
+        long e = RING_OFFSET + (long) USED_ELEM_SIZE * (usedIdx & (size - 1));
+        used.set(LE_INT, e, head);
+        used.set(LE_INT, e + 4, (int) writtenLength);
+        usedIdx = (usedIdx + 1) & 0xFFFF;
+        counters.bytesWritten += writtenLength;
+    }
+
+    /**
+     * Makes completed elements visible to the driver with one release store and interrupts it if
+     * it asked to be (EVENT_IDX used_event, else the NO_INTERRUPT flag). Poller.
+     */
+    public void publish() {
+        if (usedIdx == usedIdxAtLastPublish || broken) {
+            return;
+        }
+        U16_VH.setRelease(used, (long) IDX_OFFSET, (short) usedIdx);
+        VarHandle.fullFence(); // the driver's used_event / flags written before our index was seen
+        boolean notify;
+        if (eventIdx) {
+            int usedEvent = Short.toUnsignedInt(avail.get(LE_SHORT, RING_OFFSET + 2L * size));
+            notify = ((usedIdx - usedEvent - 1) & 0xFFFF) < ((usedIdx - usedIdxAtLastPublish) & 0xFFFF);
+        } else {
+            notify = (avail.get(LE_SHORT, 0) & VRING_AVAIL_F_NO_INTERRUPT) == 0;
+        }
+        usedIdxAtLastPublish = usedIdx;
+        int fd = callFd;
+        if (notify && fd >= 0) {
+            LibC.eventfdSignal(fd);
+            counters.notificationsSent++;
+        } else {
+            counters.notificationsSuppressed++;
+        }
+    }
+
+    /** Asks the driver not to kick while the poller is busy with this queue. Poller. */
+    public void disableNotifications() {
+        if (!eventIdx && !broken) {
+            U16_VH.setRelease(used, 0L, (short) VRING_USED_F_NO_NOTIFY);
+        }
+    }
+
+    /**
+     * Asks the driver to kick for the next buffer, then re-checks the ring so a buffer made
+     * available in between is not missed. Returns true when there is work after all. Poller.
+     */
+    public boolean enableNotifications() {
+        if (broken) {
+            return false;
+        }
+        if (eventIdx) {
+            U16_VH.setRelease(used, RING_OFFSET + (long) USED_ELEM_SIZE * size, (short) lastAvailIdx);
+        } else {
+            U16_VH.setRelease(used, 0L, (short) 0);
+        }
+        VarHandle.fullFence();
+        return hasAvailable();
+    }
+
+    /** Marks the queue broken (NEEDS_RESET): it is left alone until reconfigured. Poller. */
+    public void latchBroken(String why) {
+        if (broken) {
+            return;
+        }
+        broken = true;
+        counters.ringCorruptions++;
+        LOG.error("queue {}: ring corrupt, stopped until the driver resets it: {}", index, why);
+        if (errFd >= 0) {
+            LibC.eventfdSignal(errFd);
+        }
+    }
+
+    static final java.lang.foreign.ValueLayout.OfShort LE_SHORT = JAVA_SHORT.withOrder(LITTLE_ENDIAN);
+    static final java.lang.foreign.ValueLayout.OfInt LE_INT =
+            java.lang.foreign.ValueLayout.JAVA_INT.withOrder(LITTLE_ENDIAN);
+
+    @Override
+    public String toString() {
+        return "vq" + index + "(size " + size + ", avail " + lastAvailIdx + ", used " + usedIdx
+                + (broken ? ", BROKEN" : "") + ")";
+    }
+}
