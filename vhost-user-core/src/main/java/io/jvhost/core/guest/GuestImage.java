@@ -90,7 +90,8 @@ public final class GuestImage {
         String version = HostTools.newestKernel().orElse(null);
         Path busybox = HostTools.staticBusybox().orElse(null);
         if (version == null || busybox == null) {
-            throw new IllegalStateException("cannot build a guest image; install: apt-get install " + String.join(" ", missing));
+            throw new IllegalStateException(
+                    "cannot build a guest image; install: apt-get install " + String.join(" ", missing));
         }
         Path kernel = HostTools.kernelImage(version);
         Path moduleDir = HostTools.moduleDir(version);
@@ -181,7 +182,8 @@ public final class GuestImage {
         Path tmp = Files.createTempFile(target.getParent(), ".initramfs-", ".tmp");
         try {
             try (OutputStream file = Files.newOutputStream(tmp);
-                    CpioWriter cpio = new CpioWriter(new GZIPOutputStream(new BufferedOutputStream(file, 1 << 16), 1 << 16))) {
+                    CpioWriter cpio = new CpioWriter(
+                            new GZIPOutputStream(new BufferedOutputStream(file, 1 << 16), 1 << 16))) {
                 writeTree(cpio, busybox, applets, modules, guestModules, init);
             }
             // Temp files start private; other users sharing the cache dir must be able to boot it.

@@ -320,12 +320,14 @@ public final class QemuGuest implements AutoCloseable {
         }
         try {
             if (process != null && process.isAlive()) {
+                boolean quitSent = false;
                 try {
                     monitor.command("quit", System.nanoTime() + CLOSE_QUIT_TIMEOUT.toNanos());
+                    quitSent = true;
                 } catch (IOException | RuntimeException e) {
                     LOG.debug("monitor quit during close failed", e);
                 }
-                terminate();
+                terminate(quitSent ? CLOSE_QUIT_TIMEOUT : Duration.ofMillis(200));
             }
         } finally {
             ready = false;
@@ -341,13 +343,14 @@ public final class QemuGuest implements AutoCloseable {
         }
     }
 
-    // Escalates from quit to SIGTERM to SIGKILL, a few seconds each.
-    private void terminate() {
+    // Escalates from quit to SIGTERM to SIGKILL, a few seconds each. A QEMU stuck waiting for a
+    // vhost-user backend's reply does not serve its monitor, so quit alone is not enough.
+    private void terminate(Duration quitGrace) {
         try {
-            if (process.waitFor(CLOSE_QUIT_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS)) {
+            if (process.waitFor(quitGrace.toMillis(), TimeUnit.MILLISECONDS)) {
                 return;
             }
-            LOG.warn("QEMU {} ignored quit; terminating it", process.pid());
+            LOG.warn("QEMU {} did not quit; terminating it", process.pid());
             process.destroy();
             if (process.waitFor(3, TimeUnit.SECONDS)) {
                 return;

@@ -30,6 +30,11 @@ public final class Fd implements AutoCloseable {
         return fd.get() >= 0;
     }
 
+    /** A new owner of a duplicate of this fd. */
+    public Fd dup() throws NativeException {
+        return adopt((int) LibC.check(LibC.dup(get()), "dup"));
+    }
+
     /** Gives up ownership without closing and returns the number. */
     public int release() {
         return fd.getAndSet(-1);

@@ -34,7 +34,7 @@ public final class LibC {
     public static final int EPOLL_CLOEXEC = 0x80000, EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2;
     public static final int EPOLLIN = 0x1, EPOLLERR = 0x8, EPOLLHUP = 0x10;
     public static final int MFD_CLOEXEC = 1;
-    public static final int F_GETFL = 3, F_SETFL = 4, O_NONBLOCK = 0x800;
+    public static final int F_GETFL = 3, F_SETFL = 4, F_DUPFD_CLOEXEC = 1030, O_NONBLOCK = 0x800;
 
     private static final Linker LINKER = Linker.nativeLinker();
     private static final SymbolLookup LOOKUP = LINKER.defaultLookup();
@@ -167,6 +167,16 @@ public final class LibC {
         Scratch s = SCRATCH.get();
         try {
             return ret(s, (int) CLOSE_MH.invokeExact(s.capture, fd));
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** A close-on-exec duplicate of {@code fd}, or {@code -errno}. */
+    public static int dup(int fd) {
+        Scratch s = SCRATCH.get();
+        try {
+            return ret(s, (int) FCNTL_MH.invokeExact(s.capture, fd, F_DUPFD_CLOEXEC, 0));
         } catch (Throwable t) {
             throw rethrow(t);
         }

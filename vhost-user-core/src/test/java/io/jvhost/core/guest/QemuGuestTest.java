@@ -1,5 +1,7 @@
 package io.jvhost.core.guest;
 
+import io.jvhost.core.testkit.QemuTests;
+
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;

@@ -1,4 +1,6 @@
-package io.jvhost.core.guest;
+package io.jvhost.core.testkit;
+
+import io.jvhost.core.guest.GuestImage;
 
 import static org.junit.jupiter.api.Assertions.fail;
 
