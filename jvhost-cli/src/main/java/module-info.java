@@ -1,10 +1,12 @@
 /** The jvhost command line: device commands and the demo. */
 module io.jvhost.cli {
     requires io.jvhost.core;
+    requires io.jvhost.blk;
     requires info.picocli;
     requires org.slf4j;
 
     opens io.jvhost.cli to info.picocli;
     opens io.jvhost.cli.rng to info.picocli;
+    opens io.jvhost.cli.blk to info.picocli;
     exports io.jvhost.cli.rng;
 }

@@ -1,5 +1,6 @@
 package io.jvhost.cli;
 
+import io.jvhost.cli.blk.BlkCommand;
 import io.jvhost.cli.rng.RngCommand;
 
 import picocli.CommandLine;
@@ -9,12 +10,13 @@ import picocli.CommandLine.Command;
 @Command(name = "jvhost", mixinStandardHelpOptions = true, version = "jvhost 0.1.0",
         description = {"vhost-user device backends on the JVM.", "",
             "Devices:",
+            "  blk    virtio-blk: a disk on an image file, a block device or RAM",
             "  rng    virtio-rng: entropy for the guest's /dev/hwrng", "",
             "Also:",
             "  demo   boot a throwaway QEMU guest on jvhost devices and show them working",
             "  test   (launcher) run the whole test suite", "",
             "Run 'jvhost <command> --help' for its options."},
-        subcommands = {RngCommand.class, DemoCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {BlkCommand.class, RngCommand.class, DemoCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     @Override
     public void run() {

@@ -152,6 +152,23 @@ public final class DriverQueue implements AutoCloseable {
         U16_VH.setRelease(avail, 2L, (short) availIdx);
     }
 
+    /** The avail index the driver has published. */
+    public int availIdx() {
+        return availIdx;
+    }
+
+    /**
+     * Moves a fresh queue's avail, used and next-expected-used indices to {@code idx}, as if
+     * {@code idx} chains had already gone round (for tests of 16-bit index wrap-around). Call before
+     * the backend starts the ring, and give it the same index with SET_VRING_BASE.
+     */
+    public void startAt(int idx) {
+        availIdx = idx & 0xFFFF;
+        lastUsedIdx = availIdx;
+        U16_VH.setRelease(avail, 2L, (short) availIdx);
+        U16_VH.setRelease(used, 2L, (short) availIdx);
+    }
+
     /** Publishes an arbitrary avail index (for ring-corruption tests). */
     public void setAvailIdx(int idx) {
         availIdx = idx & 0xFFFF;

@@ -3,6 +3,7 @@ package io.jvhost.core.frontend;
 import io.jvhost.core.protocol.Message;
 import io.jvhost.core.protocol.MessageType;
 import io.jvhost.core.protocol.ProtocolFeatures;
+import io.jvhost.core.sys.Epoll;
 import io.jvhost.core.sys.Fd;
 import io.jvhost.core.sys.LibC;
 import io.jvhost.core.sys.MessageIo;
@@ -13,9 +14,11 @@ import io.jvhost.core.virtq.VirtioFeatures;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.net.SocketTimeoutException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -34,6 +37,8 @@ public final class Frontend implements AutoCloseable {
     private final Fd socket;
     private final MessageIo io = new MessageIo(Message.HEADER_SIZE + Message.MAX_PAYLOAD);
     private boolean replyAck;
+    private Duration replyTimeout;
+    private Epoll readable;
 
     /** A reply from the backend. */
     public record Reply(int request, int flags, byte[] payload, Fd[] fds) {
@@ -75,6 +80,15 @@ public final class Frontend implements AutoCloseable {
         return new Frontend(socket);
     }
 
+    /**
+     * Bounds every later wait for a reply: a reply that has not arrived within {@code timeout}
+     * throws {@link SocketTimeoutException}. {@code null} (the default) waits as long as it takes.
+     */
+    public Frontend replyTimeout(Duration timeout) {
+        this.replyTimeout = timeout;
+        return this;
+    }
+
     /** Sends raw bytes (header included) with {@code fds}; for malformed-message tests. */
     public void sendRaw(byte[] bytes, Fd... fds) throws IOException {
         MemorySegment.copy(MemorySegment.ofArray(bytes), 0, io.txBuffer(), 0, bytes.length);
@@ -99,20 +113,52 @@ public final class Frontend implements AutoCloseable {
     /** Reads one reply; throws on EOF. */
     public Reply readReply() throws IOException {
         List<Fd> fds = new ArrayList<>();
+        long deadline = replyTimeout == null ? Long.MAX_VALUE : System.nanoTime() + replyTimeout.toNanos();
         int have = 0;
-        while (have < Message.HEADER_SIZE) {
-            have += receive(have, Message.HEADER_SIZE - have, fds);
+        try {
+            while (have < Message.HEADER_SIZE) {
+                awaitReadable(deadline);
+                have += receive(have, Message.HEADER_SIZE - have, fds);
+            }
+            MemorySegment b = io.rxBuffer();
+            int request = b.get(LE_INT, 0), flags = b.get(LE_INT, 4), size = b.get(LE_INT, 8);
+            if (size < 0 || size > Message.MAX_PAYLOAD) {
+                throw new IOException("reply of " + size + " bytes");
+            }
+            while (have < Message.HEADER_SIZE + size) {
+                awaitReadable(deadline);
+                have += receive(have, Message.HEADER_SIZE + size - have, fds);
+            }
+            byte[] payload = b.asSlice(Message.HEADER_SIZE, size).toArray(ValueLayout.JAVA_BYTE);
+            return new Reply(request, flags, payload, fds.toArray(new Fd[0]));
+        } catch (IOException | RuntimeException e) {
+            fds.forEach(Fd::close);
+            throw e;
         }
-        MemorySegment b = io.rxBuffer();
-        int request = b.get(LE_INT, 0), flags = b.get(LE_INT, 4), size = b.get(LE_INT, 8);
-        if (size < 0 || size > Message.MAX_PAYLOAD) {
-            throw new IOException("reply of " + size + " bytes");
+    }
+
+    /** Waits until the socket is readable (or at EOF); returns at once without a reply timeout. */
+    private void awaitReadable(long deadline) throws IOException {
+        if (deadline == Long.MAX_VALUE) {
+            return;
         }
-        while (have < Message.HEADER_SIZE + size) {
-            have += receive(have, Message.HEADER_SIZE + size - have, fds);
+        if (readable == null) {
+            readable = new Epoll(1);
+            LibC.check(readable.add(socket.get(), 0), "epoll_ctl");
         }
-        byte[] payload = b.asSlice(Message.HEADER_SIZE, size).toArray(ValueLayout.JAVA_BYTE);
-        return new Reply(request, flags, payload, fds.toArray(new Fd[0]));
+        while (true) {
+            long remaining = deadline - System.nanoTime();
+            if (remaining <= 0) {
+                throw new SocketTimeoutException("no reply from the backend within " + replyTimeout);
+            }
+            int n = readable.await((int) Math.max(1, Math.min(remaining / 1_000_000, Integer.MAX_VALUE)));
+            if (n > 0) {
+                return;
+            }
+            if (n < 0 && n != -LibC.EINTR) {
+                LibC.check(n, "epoll_wait");
+            }
+        }
     }
 
     private int receive(int offset, int length, List<Fd> fds) throws IOException {
@@ -169,6 +215,21 @@ public final class Frontend implements AutoCloseable {
         Reply r = readReply();
         if (r.request() != request) {
             throw new IOException("ack for " + MessageType.name(r.request()) + " instead of " + MessageType.name(request));
+        }
+        return r.u64();
+    }
+
+    /**
+     * Sends a request with NEED_REPLY set whether or not REPLY_ACK was negotiated, and returns the
+     * backend's ack (0 = success). For requests that have no payload reply of their own.
+     */
+    public long requestWithAck(int request, byte[] payload, Fd... fds) throws IOException {
+        send(request, Message.VERSION | Message.NEED_REPLY, payload, fds);
+        Reply r = readReply();
+        Fd.closeAll(r.fds());
+        if (r.request() != request || r.flags() != (Message.VERSION | Message.REPLY) || r.payload().length != 8) {
+            throw new IOException("expected an ack for " + MessageType.name(request) + ", got " + MessageType.name(r.request())
+                    + " flags 0x" + Integer.toHexString(r.flags()) + " with " + r.payload().length + " bytes");
         }
         return r.u64();
     }
@@ -300,7 +361,8 @@ public final class Frontend implements AutoCloseable {
     /**
      * Connect-time handshake as QEMU 7.2 does it (reference §4.1 A / §4.2 A): features, protocol
      * features (all offered ones we know, never in-band notifications), queue num, mem slots,
-     * owner, and masked call/err eventfds for every queue. Returns the device features offered.
+     * owner and features again. The masked call/err eventfds QEMU sends next are left to the
+     * caller. Returns the device features offered.
      */
     public long handshakeLikeQemu(int queues) throws IOException {
         long features = getFeatures();
@@ -366,6 +428,9 @@ public final class Frontend implements AutoCloseable {
 
     @Override
     public void close() {
+        if (readable != null) {
+            readable.close();
+        }
         socket.close();
         io.close();
     }

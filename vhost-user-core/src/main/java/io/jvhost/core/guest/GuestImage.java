@@ -42,7 +42,7 @@ public final class GuestImage {
     /** Modules the guest loads at boot; their dependencies are added from {@code modules.dep}. */
     public static final List<String> MODULES = List.of("virtio_ring", "virtio", "virtio_pci_modern_dev",
             "virtio_pci_legacy_dev", "virtio_pci", "rng_core", "virtio-rng", "virtio_blk", "failover",
-            "net_failover", "virtio_net");
+            "net_failover", "virtio_net", "crc32c_generic", "ext4");
 
     /** Bump when the archive layout changes so old caches are not reused. */
     private static final String FORMAT = "jvhost-guest-1";

@@ -110,6 +110,7 @@ public final class Poller implements Runnable, AutoCloseable {
         int base = c.base() == QueueConfig.KEEP_BASE ? q.lastAvailIdx() : c.base();
         q.configure(c.size(), c.desc(), c.avail(), c.used(), c.memory(), base, c.eventIdx(), c.indirect(), c.errFd());
         q.callFd(c.callFd());
+        q.pollerWakeFd(wakeFd.get());
         int i = q.index();
         if (active[i] == null) {
             activeCount++;

@@ -34,6 +34,10 @@ public final class LibC {
     public static final int EPOLL_CLOEXEC = 0x80000, EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2;
     public static final int EPOLLIN = 0x1, EPOLLERR = 0x8, EPOLLHUP = 0x10;
     public static final int MFD_CLOEXEC = 1;
+    public static final int O_RDONLY = 0, O_RDWR = 2, O_DIRECT = 0x4000, O_CLOEXEC = 0x80000;
+    public static final int FALLOC_FL_KEEP_SIZE = 1, FALLOC_FL_PUNCH_HOLE = 2, FALLOC_FL_ZERO_RANGE = 0x10;
+    public static final long BLKGETSIZE64 = 0x80081272L;
+    public static final int EOPNOTSUPP = 95;
     public static final int F_GETFL = 3, F_SETFL = 4, F_DUPFD_CLOEXEC = 1030, O_NONBLOCK = 0x800;
 
     private static final Linker LINKER = Linker.nativeLinker();
@@ -61,6 +65,14 @@ public final class LibC {
     private static final MethodHandle EPOLL_CTL_MH = bind("epoll_ctl", JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS);
     private static final MethodHandle EPOLL_WAIT_MH = bind("epoll_wait", JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
     private static final MethodHandle MEMFD_CREATE_MH = bind("memfd_create", JAVA_INT, ADDRESS, JAVA_INT);
+    private static final MethodHandle OPEN_MH = bind("open", JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
+    private static final MethodHandle PREAD_MH = bind("pread", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG);
+    private static final MethodHandle PWRITE_MH = bind("pwrite", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG);
+    private static final MethodHandle FDATASYNC_MH = bind("fdatasync", JAVA_INT, JAVA_INT);
+    private static final MethodHandle FALLOCATE_MH = bind("fallocate", JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG);
+    private static final MethodHandle IOCTL_MH = LINKER.downcallHandle(LOOKUP.find("ioctl").orElseThrow(),
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, ADDRESS),
+            Linker.Option.captureCallState("errno"), Linker.Option.firstVariadicArg(2));
     private static final MethodHandle FTRUNCATE_MH = bind("ftruncate", JAVA_INT, JAVA_INT, JAVA_LONG);
     private static final MethodHandle FSTAT_MH = bind("fstat", JAVA_INT, JAVA_INT, ADDRESS);
     private static final MethodHandle FCNTL_MH = LINKER.downcallHandle(
@@ -69,7 +81,7 @@ public final class LibC {
             Linker.Option.captureCallState("errno"), Linker.Option.firstVariadicArg(2));
 
     /** x86-64 {@code struct stat}: only the fields jvhost reads. */
-    public static final long STAT_SIZE = 144, ST_SIZE_OFFSET = 48, ST_BLKSIZE_OFFSET = 56;
+    public static final long STAT_SIZE = 144, ST_MODE_OFFSET = 24, ST_SIZE_OFFSET = 48, ST_BLKSIZE_OFFSET = 56;
 
     private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
 
@@ -307,10 +319,78 @@ public final class LibC {
         }
     }
 
+    public static int open(String path, int flags) {
+        Scratch s = SCRATCH.get();
+        try (Arena a = Arena.ofConfined()) {
+            return ret(s, (int) OPEN_MH.invokeExact(s.capture, a.allocateFrom(path), flags, 0));
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** Reads into {@code buf} (which may be guest memory) at file {@code offset}; bytes or {@code -errno}. */
+    public static long pread(int fd, MemorySegment buf, long length, long offset) {
+        Scratch s = SCRATCH.get();
+        try {
+            return ret(s, (long) PREAD_MH.invokeExact(s.capture, fd, buf, length, offset));
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static long pwrite(int fd, MemorySegment buf, long length, long offset) {
+        Scratch s = SCRATCH.get();
+        try {
+            return ret(s, (long) PWRITE_MH.invokeExact(s.capture, fd, buf, length, offset));
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static int fdatasync(int fd) {
+        Scratch s = SCRATCH.get();
+        try {
+            return ret(s, (int) FDATASYNC_MH.invokeExact(s.capture, fd));
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    public static int fallocate(int fd, int mode, long offset, long length) {
+        Scratch s = SCRATCH.get();
+        try {
+            return ret(s, (int) FALLOCATE_MH.invokeExact(s.capture, fd, mode, offset, length));
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** The size of a block device in bytes (BLKGETSIZE64), or {@code -errno}. */
+    public static long blockDeviceSize(int fd) {
+        Scratch s = SCRATCH.get();
+        try {
+            int r = ret(s, (int) IOCTL_MH.invokeExact(s.capture, fd, BLKGETSIZE64, s.u64));
+            return r < 0 ? r : s.u64.get(JAVA_LONG, 0);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
     public static int ftruncate(int fd, long length) {
         Scratch s = SCRATCH.get();
         try {
             return ret(s, (int) FTRUNCATE_MH.invokeExact(s.capture, fd, length));
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** Whether the fd is a block device (S_IFBLK), or {@code -errno}. */
+    public static int isBlockDevice(int fd) {
+        Scratch s = SCRATCH.get();
+        try {
+            int r = ret(s, (int) FSTAT_MH.invokeExact(s.capture, fd, s.stat));
+            return r < 0 ? r : ((s.stat.get(JAVA_INT, ST_MODE_OFFSET) & 0170000) == 0060000 ? 1 : 0);
         } catch (Throwable t) {
             throw rethrow(t);
         }

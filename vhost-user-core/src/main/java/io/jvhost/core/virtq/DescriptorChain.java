@@ -3,11 +3,10 @@ package io.jvhost.core.virtq;
 import io.jvhost.core.memory.GuestMemory;
 
 import java.lang.foreign.MemorySegment;
-import java.lang.invoke.VarHandle;
 
-import static java.lang.foreign.ValueLayout.JAVA_INT;
-import static java.lang.foreign.ValueLayout.JAVA_LONG;
-import static java.lang.foreign.ValueLayout.JAVA_SHORT;
+import static java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED;
+import static java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED;
+import static java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED;
 import static java.nio.ByteOrder.LITTLE_ENDIAN;
 
 /**
@@ -18,7 +17,6 @@ import static java.nio.ByteOrder.LITTLE_ENDIAN;
  * <p>Owned by the queue's poller thread; valid until the next {@link VirtQueue#next()}.
  */
 public final class DescriptorChain {
-    static final VarHandle U64_VH = JAVA_LONG.withOrder(LITTLE_ENDIAN).varHandle();
     static final int DESC_SIZE = 16;
     static final int F_NEXT = 1, F_WRITE = 2, F_INDIRECT = 4;
     private static final MemorySegment EMPTY = MemorySegment.ofArray(new byte[0]);
@@ -151,7 +149,7 @@ public final class DescriptorChain {
         int i = head;
         while (true) {
             long d = tBase + (long) i * DESC_SIZE;
-            long addr = (long) U64_VH.get(t, d);
+            long addr = t.get(JAVA_LONG_LE, d);
             int len = t.get(JAVA_INT_LE, d + 8);
             int flags = Short.toUnsignedInt(t.get(JAVA_SHORT_LE, d + 12));
             int next = Short.toUnsignedInt(t.get(JAVA_SHORT_LE, d + 14));
@@ -221,8 +219,10 @@ public final class DescriptorChain {
         }
     }
 
-    static final java.lang.foreign.ValueLayout.OfInt JAVA_INT_LE = JAVA_INT.withOrder(LITTLE_ENDIAN);
-    static final java.lang.foreign.ValueLayout.OfShort JAVA_SHORT_LE = JAVA_SHORT.withOrder(LITTLE_ENDIAN);
+    // Unaligned: an indirect table may sit at any guest address (the main table is 16-aligned).
+    static final java.lang.foreign.ValueLayout.OfLong JAVA_LONG_LE = JAVA_LONG_UNALIGNED.withOrder(LITTLE_ENDIAN);
+    static final java.lang.foreign.ValueLayout.OfInt JAVA_INT_LE = JAVA_INT_UNALIGNED.withOrder(LITTLE_ENDIAN);
+    static final java.lang.foreign.ValueLayout.OfShort JAVA_SHORT_LE = JAVA_SHORT_UNALIGNED.withOrder(LITTLE_ENDIAN);
 
     @Override
     public String toString() {

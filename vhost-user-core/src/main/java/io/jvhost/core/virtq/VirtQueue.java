@@ -41,6 +41,7 @@ public final class VirtQueue {
     private boolean eventIdx;
     private boolean indirect;
     private volatile int callFd = -1;
+    private volatile int pollerWakeFd = -1;
     private int errFd = -1;
     private DescriptorChain chain;
 
@@ -116,6 +117,22 @@ public final class VirtQueue {
         this.broken = false;
     }
 
+    /** The eventfd that wakes the poller owning this queue; set by the poller. */
+    public void pollerWakeFd(int fd) {
+        this.pollerWakeFd = fd;
+    }
+
+    /**
+     * Wakes the poller that owns this queue, so that work completed on another thread (an I/O
+     * worker) is published promptly even while the poller sleeps. Any thread.
+     */
+    public void wakePoller() {
+        int fd = pollerWakeFd;
+        if (fd >= 0) {
+            LibC.eventfdSignal(fd);
+        }
+    }
+
     /** Sets the eventfd used to interrupt the driver; -1 for none. Any thread. */
     public void callFd(int fd) {
         this.callFd = fd;
@@ -125,15 +142,26 @@ public final class VirtQueue {
         return Short.toUnsignedInt((short) U16_VH.getAcquire(avail, (long) IDX_OFFSET));
     }
 
+    /**
+     * Re-reads the avail index into the cache, latching the queue broken instead when it moved by
+     * more than the queue size. Every read of the driver's index goes through here, so that no
+     * caller can leave an unchecked index in the cache for {@link #next()} to trust.
+     */
+    private void refreshAvailIdx() {
+        int availIdx = availIdxAcquire();
+        if (((availIdx - lastAvailIdx) & 0xFFFF) > size) {
+            latchBroken("avail index jumped from " + lastAvailIdx + " to " + availIdx);
+            return;
+        }
+        availIdxCache = availIdx;
+    }
+
     /** Whether the driver has made buffers available that the device has not taken. Poller. */
     public boolean hasAvailable() {
-        if (broken) {
-            return false;
+        if (!broken && availIdxCache == lastAvailIdx) {
+            refreshAvailIdx();
         }
-        if (availIdxCache == lastAvailIdx) {
-            availIdxCache = availIdxAcquire();
-        }
-        return availIdxCache != lastAvailIdx;
+        return !broken && availIdxCache != lastAvailIdx;
     }
 
     /**
@@ -147,12 +175,8 @@ public final class VirtQueue {
                 return null;
             }
             if (availIdxCache == lastAvailIdx) {
-                availIdxCache = availIdxAcquire();
-                if (((availIdxCache - lastAvailIdx) & 0xFFFF) > size) {
-                    latchBroken("avail index jumped from " + lastAvailIdx + " to " + availIdxCache);
-                    return null;
-                }
-                if (availIdxCache == lastAvailIdx) {
+                refreshAvailIdx();
+                if (broken || availIdxCache == lastAvailIdx) {
                     return null;
                 }
             }

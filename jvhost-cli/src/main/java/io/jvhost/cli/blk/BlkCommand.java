@@ -1,0 +1,67 @@
+package io.jvhost.cli.blk;
+
+import io.jvhost.blk.BlkDevice;
+import io.jvhost.blk.BlockStore;
+import io.jvhost.blk.FileStore;
+import io.jvhost.blk.RamStore;
+import io.jvhost.cli.ServeOptions;
+
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+
+import picocli.CommandLine.ArgGroup;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+/** {@code jvhost blk}: a vhost-user-blk disk on a file, a block device or RAM. */
+@Command(name = "blk", mixinStandardHelpOptions = true,
+        description = {"Serve virtio-blk over vhost-user, from an image file, a block device or RAM.", "",
+            "QEMU: -chardev socket,id=blk0,path=PATH -device vhost-user-blk-pci,chardev=blk0,num-queues=N",
+            "      (guest memory must be shared: -object memory-backend-memfd,id=mem,size=...,share=on -numa node,memdev=mem)"})
+public final class BlkCommand implements Callable<Integer> {
+    @Mixin
+    ServeOptions serve;
+
+    @ArgGroup(exclusive = true, multiplicity = "1")
+    Backing backing;
+
+    static final class Backing {
+        @Option(names = "--file", paramLabel = "IMAGE", description = "Raw image file or block device.")
+        Path file;
+
+        @Option(names = "--ram", paramLabel = "SIZE", description = "A RAM disk of SIZE bytes (suffixes K, M, G).")
+        String ram;
+    }
+
+    @Option(names = "--read-only", description = "Refuse writes (the guest sees a read-only disk).")
+    boolean readOnly;
+
+    @Option(names = "--queues", defaultValue = "1", description = "Request queues, one per guest vCPU (default ${DEFAULT-VALUE}).")
+    int queues;
+
+    @Option(names = "--direct", description = "Open the image with O_DIRECT, bypassing the host page cache.")
+    boolean direct;
+
+    @Option(names = "--io-workers", defaultValue = "2", description = "Threads doing blocking file I/O (default ${DEFAULT-VALUE}).")
+    int ioWorkers;
+
+    @Override
+    public Integer call() throws Exception {
+        BlockStore store = backing.file != null ? new FileStore(backing.file, readOnly, direct, ioWorkers)
+                : new RamStore(parseSize(backing.ram), readOnly);
+        return serve.serve("blk", new BlkDevice(store, queues));
+    }
+
+    /** Parses 64M, 1G, 4096 ... into bytes. */
+    static long parseSize(String s) {
+        String t = s.trim().toUpperCase();
+        long unit = switch (t.isEmpty() ? ' ' : t.charAt(t.length() - 1)) {
+            case 'K' -> 1L << 10;
+            case 'M' -> 1L << 20;
+            case 'G' -> 1L << 30;
+            default -> 1;
+        };
+        return Long.parseLong(unit == 1 ? t : t.substring(0, t.length() - 1)) * unit;
+    }
+}

@@ -1,0 +1,151 @@
+package io.jvhost.blk;
+
+import io.jvhost.core.device.QueueHandler;
+import io.jvhost.core.device.VirtioDevice;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+
+/**
+ * virtio-blk (virtio 1.2 §5.2) over any {@link BlockStore}: one request queue per guest vCPU up to
+ * {@code queues}, features and config space derived from the store's capabilities.
+ */
+public final class BlkDevice implements VirtioDevice {
+    public static final int DEVICE_TYPE = 2;
+    static final int F_SIZE_MAX = 1, F_SEG_MAX = 2, F_RO = 5, F_BLK_SIZE = 6, F_FLUSH = 9, F_TOPOLOGY = 10,
+            F_CONFIG_WCE = 11, F_MQ = 12, F_DISCARD = 13, F_WRITE_ZEROES = 14;
+    static final int SECTOR = 512;
+    static final int SIZE_MAX = 1 << 20;
+    static final int MAX_DISCARD_SEG = 32;
+    /** Largest discard / write-zeroes range, in sectors: 1 GiB keeps one request bounded. */
+    static final int MAX_RANGE_SECTORS = 1 << 21;
+    static final int CONFIG_SIZE = 60, WRITEBACK_OFFSET = 32;
+    static final int QUEUE_SIZE = 1024;
+
+    private final BlockStore store;
+    private final int queues;
+    private volatile boolean writeback = true;
+    private volatile long acked;
+
+    public BlkDevice(BlockStore store, int queues) {
+        if (queues < 1 || queues > 64) {
+            throw new IllegalArgumentException("queues must be 1..64: " + queues);
+        }
+        if (store.size() % SECTOR != 0 || Integer.bitCount(store.blockSize()) != 1 || store.blockSize() < SECTOR) {
+            throw new IllegalArgumentException("store size must be a multiple of 512 and its block size a power of two >= 512");
+        }
+        this.store = store;
+        this.queues = queues;
+    }
+
+    public BlockStore store() {
+        return store;
+    }
+
+    @Override
+    public int deviceType() {
+        return DEVICE_TYPE;
+    }
+
+    @Override
+    public int queueCount() {
+        return queues;
+    }
+
+    @Override
+    public int maxQueueSize() {
+        return QUEUE_SIZE;
+    }
+
+    @Override
+    public long features() {
+        long f = bit(F_SIZE_MAX) | bit(F_SEG_MAX) | bit(F_BLK_SIZE) | bit(F_TOPOLOGY);
+        if (queues > 1) {
+            f |= bit(F_MQ);
+        }
+        if (store.readOnly()) {
+            f |= bit(F_RO);
+        }
+        if (store.canFlush()) {
+            f |= bit(F_FLUSH) | bit(F_CONFIG_WCE);
+        }
+        if (store.canDiscard() && !store.readOnly()) {
+            f |= bit(F_DISCARD);
+        }
+        if (store.canWriteZeroes() && !store.readOnly()) {
+            f |= bit(F_WRITE_ZEROES);
+        }
+        return f;
+    }
+
+    private static long bit(int n) {
+        return 1L << n;
+    }
+
+    @Override
+    public void featuresAcked(long features) {
+        acked = features;
+    }
+
+    boolean acked(int feature) {
+        return (acked & bit(feature)) != 0;
+    }
+
+    /** Whether writes may sit in a volatile cache (the guest toggles it through CONFIG_WCE). */
+    boolean writeback() {
+        return writeback && store.canFlush();
+    }
+
+    @Override
+    public byte[] config() {
+        int sectorsPerBlock = store.blockSize() / SECTOR;
+        ByteBuffer b = ByteBuffer.allocate(CONFIG_SIZE).order(ByteOrder.LITTLE_ENDIAN);
+        b.putLong(0, store.size() / SECTOR);
+        b.putInt(8, SIZE_MAX);
+        b.putInt(12, QUEUE_SIZE - 2); // seg_max: all descriptors but header and status
+        b.putInt(20, store.blockSize());
+        b.put(24, (byte) 0); // physical_block_exp
+        b.put(25, (byte) 0); // alignment_offset
+        b.putShort(26, (short) 1); // min_io_size, in logical blocks
+        b.putInt(28, 0); // opt_io_size
+        b.put(WRITEBACK_OFFSET, (byte) (writeback() ? 1 : 0));
+        b.putShort(34, (short) queues);
+        b.putInt(36, MAX_RANGE_SECTORS);
+        b.putInt(40, MAX_DISCARD_SEG);
+        b.putInt(44, sectorsPerBlock);
+        b.putInt(48, MAX_RANGE_SECTORS);
+        b.putInt(52, MAX_DISCARD_SEG);
+        b.put(56, (byte) 1); // write_zeroes_may_unmap
+        return b.array();
+    }
+
+    @Override
+    public boolean writeConfig(int offset, byte[] data) {
+        if (offset == WRITEBACK_OFFSET && data.length == 1 && store.canFlush()) {
+            writeback = data[0] != 0;
+            return true;
+        }
+        return false;
+    }
+
+    @Override
+    public void reset() {
+        writeback = true;
+        acked = 0;
+    }
+
+    /** One poller per queue: guest vCPUs submit to their own queue and should not wait on each other. */
+    @Override
+    public int[][] queueSets() {
+        int[][] sets = new int[queues][];
+        for (int i = 0; i < queues; i++) {
+            sets[i] = new int[] {i};
+        }
+        return sets;
+    }
+
+    @Override
+    public QueueHandler handler(int index) {
+        return new BlkQueueHandler(this, QUEUE_SIZE);
+    }
+}

@@ -1,0 +1,296 @@
+package io.jvhost.blk;
+
+import io.jvhost.core.device.QueueHandler;
+import io.jvhost.core.virtq.DescriptorChain;
+import io.jvhost.core.virtq.VirtQueue;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.util.Arrays;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.LockSupport;
+
+import org.jctools.queues.atomic.MpscAtomicArrayQueue;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import static io.jvhost.blk.BlockRequest.STATUS_IOERR;
+import static io.jvhost.blk.BlockRequest.STATUS_OK;
+import static io.jvhost.blk.BlockRequest.STATUS_UNSUPP;
+
+/**
+ * One virtio-blk request queue: parses each chain (header, data, status byte; any framing),
+ * validates it against the disk, hands batches to the store, and publishes completions that come
+ * back through a lock-free MPSC queue. Poller thread, except {@link #completed} (any thread).
+ */
+final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
+    private static final Logger LOG = LoggerFactory.getLogger(BlkQueueHandler.class);
+    static final int T_IN = 0, T_OUT = 1, T_FLUSH = 4, T_GET_ID = 8, T_DISCARD = 11, T_WRITE_ZEROES = 13;
+    static final int HEADER_SIZE = 16, RANGE_SIZE = 16, ID_BYTES = 20;
+    static final int WRITE_ZEROES_UNMAP = 1;
+    private static final ValueLayout.OfInt LE_INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfLong LE_LONG = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final long STOP_TIMEOUT_NANOS = TimeUnit.SECONDS.toNanos(30);
+
+    private final BlkDevice device;
+    private final BlockStore store;
+    private final BlockRequest[] free;
+    private int freeCount;
+    private final BlockRequest[] batch;
+    private int batchCount;
+    private final MpscAtomicArrayQueue<BlockRequest> completions;
+    private final MemorySegment header = MemorySegment.ofArray(new byte[HEADER_SIZE]);
+    private final MemorySegment ranges = MemorySegment.ofArray(new byte[RANGE_SIZE * BlkDevice.MAX_DISCARD_SEG]);
+    private final MemorySegment id;
+    private volatile VirtQueue queue;
+    private volatile Thread poller;
+    private int inFlight;
+    /** Requests refused for their framing (no status byte, short header); counted, logged once. */
+    long malformed;
+    long ioErrors;
+    long unsupported;
+    private boolean malformedLogged;
+
+    BlkQueueHandler(BlkDevice device, int queueSize) {
+        this.device = device;
+        this.store = device.store();
+        this.free = new BlockRequest[queueSize];
+        this.batch = new BlockRequest[queueSize];
+        this.completions = new MpscAtomicArrayQueue<>(queueSize);
+        for (int i = 0; i < queueSize; i++) {
+            free[i] = new BlockRequest(i, 4, BlkDevice.MAX_DISCARD_SEG, this);
+        }
+        freeCount = queueSize;
+        byte[] idBytes = Arrays.copyOf(store.id().getBytes(StandardCharsets.US_ASCII), ID_BYTES);
+        this.id = MemorySegment.ofArray(idBytes);
+    }
+
+    @Override
+    public void started(VirtQueue q) {
+        queue = q;
+        poller = Thread.currentThread();
+    }
+
+    /** Any thread: the store finished {@code r}. */
+    @Override
+    public void completed(BlockRequest r) {
+        while (!completions.offer(r)) {
+            Thread.onSpinWait(); // cannot stay full: at most queue-size requests exist
+        }
+        VirtQueue q = queue;
+        if (q != null && Thread.currentThread() != poller) {
+            q.wakePoller();
+        }
+    }
+
+    @Override
+    public int process(VirtQueue q, int budget) {
+        int done = reap(q);
+        while (done < budget && freeCount > 0) {
+            DescriptorChain c = q.next();
+            if (c == null) {
+                break;
+            }
+            dispatch(q, c);
+            done++;
+        }
+        if (batchCount > 0) {
+            store.submit(batch, batchCount);
+            Arrays.fill(batch, 0, batchCount, null);
+            batchCount = 0;
+        }
+        done += reap(q);
+        q.publish();
+        return done;
+    }
+
+    /** Waits for every request in flight, so no I/O touches guest memory after the queue stops. */
+    @Override
+    public void stopped(VirtQueue q) {
+        long deadline = System.nanoTime() + STOP_TIMEOUT_NANOS;
+        while (inFlight > 0 && System.nanoTime() < deadline) {
+            if (reap(q) == 0) {
+                LockSupport.parkNanos(100_000);
+            }
+        }
+        q.publish();
+        if (inFlight > 0) {
+            LOG.error("queue {}: {} requests still in the store after 30 s; their completions will be dropped",
+                    q.index(), inFlight);
+        }
+    }
+
+    private int reap(VirtQueue q) {
+        int n = 0;
+        for (BlockRequest r; (r = completions.poll()) != null; n++) {
+            r.status.set(ValueLayout.JAVA_BYTE, 0, (byte) r.completedStatus);
+            if (r.completedStatus == STATUS_IOERR) {
+                ioErrors++;
+            }
+            q.complete(r.head, r.completedStatus == STATUS_OK ? r.usedLength : 1);
+            Arrays.fill(r.segments, 0, r.segmentCount, null);
+            r.status = null;
+            free[freeCount++] = r;
+            inFlight--;
+        }
+        return n;
+    }
+
+    private void dispatch(VirtQueue q, DescriptorChain c) {
+        int last = c.count() - 1;
+        while (last >= c.readableCount() && c.length(last) == 0) {
+            last--;
+        }
+        if (last < c.readableCount()) {
+            malformed(q, c, "no writable status byte");
+            return;
+        }
+        BlockRequest r = free[--freeCount];
+        inFlight++;
+        r.head = c.head();
+        r.status = c.memory().segment(c.region(last)).asSlice(c.offset(last) + c.length(last) - 1, 1);
+        r.segmentCount = 0;
+        r.rangeCount = 0;
+        r.unmap = false;
+        r.durable = false;
+        r.usedLength = 1;
+        if (c.readableLength() < HEADER_SIZE) {
+            malformedLogOnce(q, "request header shorter than 16 bytes");
+            malformed++;
+            finish(r, STATUS_IOERR);
+            return;
+        }
+        c.read(0, header, 0, HEADER_SIZE);
+        int type = header.get(LE_INT, 0);
+        long sector = header.get(LE_LONG, 8);
+        switch (type) {
+            case T_IN -> readWrite(c, r, BlockRequest.Type.READ, sector, c.writableLength() - 1);
+            case T_OUT -> {
+                if (store.readOnly()) {
+                    finish(r, STATUS_IOERR);
+                } else {
+                    r.durable = !device.writeback();
+                    readWrite(c, r, BlockRequest.Type.WRITE, sector, c.readableLength() - HEADER_SIZE);
+                }
+            }
+            case T_FLUSH -> {
+                if (!store.canFlush()) {
+                    finish(r, STATUS_OK); // nothing volatile to flush
+                } else {
+                    r.type = BlockRequest.Type.FLUSH;
+                    batch[batchCount++] = r;
+                }
+            }
+            case T_GET_ID -> {
+                long n = Math.min(ID_BYTES, c.writableLength() - 1);
+                c.write(id, 0, 0, n);
+                r.usedLength = n + 1;
+                finish(r, STATUS_OK);
+            }
+            case T_DISCARD -> ranges(c, r, BlockRequest.Type.DISCARD, BlkDevice.F_DISCARD);
+            case T_WRITE_ZEROES -> ranges(c, r, BlockRequest.Type.WRITE_ZEROES, BlkDevice.F_WRITE_ZEROES);
+            default -> {
+                unsupported++;
+                finish(r, STATUS_UNSUPP);
+            }
+        }
+    }
+
+    private void readWrite(DescriptorChain c, BlockRequest r, BlockRequest.Type type, long sector, long length) {
+        long capacity = store.size() / BlkDevice.SECTOR;
+        if (length % BlkDevice.SECTOR != 0 || sector < 0 || sector > capacity
+                || length / BlkDevice.SECTOR > capacity - sector) {
+            finish(r, STATUS_IOERR);
+            return;
+        }
+        r.type = type;
+        r.offset = sector * BlkDevice.SECTOR;
+        r.length = length;
+        boolean writable = type == BlockRequest.Type.READ;
+        long skip = writable ? 0 : HEADER_SIZE;
+        long left = length;
+        for (int i = writable ? c.readableCount() : 0; left > 0 && i < c.count(); i++) {
+            long n = c.length(i);
+            if (skip >= n) {
+                skip -= n;
+                continue;
+            }
+            long piece = Math.min(n - skip, left);
+            addSegment(r, c.memory().segment(c.region(i)).asSlice(c.offset(i) + skip, piece));
+            left -= piece;
+            skip = 0;
+        }
+        if (writable) {
+            r.usedLength = length + 1;
+        }
+        if (length == 0) {
+            finish(r, STATUS_OK);
+        } else {
+            batch[batchCount++] = r;
+        }
+    }
+
+    private static void addSegment(BlockRequest r, MemorySegment s) {
+        if (r.segmentCount == r.segments.length) {
+            r.segmentsGrown(Arrays.copyOf(r.segments, r.segments.length * 2)); // rare: kept for reuse
+        }
+        r.segments[r.segmentCount++] = s;
+    }
+
+    private void ranges(DescriptorChain c, BlockRequest r, BlockRequest.Type type, int feature) {
+        long bytes = c.readableLength() - HEADER_SIZE;
+        if (!device.acked(feature) || store.readOnly()) {
+            unsupported++;
+            finish(r, STATUS_UNSUPP);
+            return;
+        }
+        if (bytes <= 0 || bytes % RANGE_SIZE != 0 || bytes / RANGE_SIZE > BlkDevice.MAX_DISCARD_SEG) {
+            finish(r, STATUS_IOERR);
+            return;
+        }
+        c.read(HEADER_SIZE, ranges, 0, bytes);
+        long capacity = store.size() / BlkDevice.SECTOR;
+        long alignment = store.blockSize() / BlkDevice.SECTOR;
+        int n = (int) (bytes / RANGE_SIZE);
+        for (int i = 0; i < n; i++) {
+            long sector = ranges.get(LE_LONG, (long) i * RANGE_SIZE);
+            long count = Integer.toUnsignedLong(ranges.get(LE_INT, (long) i * RANGE_SIZE + 8));
+            int flags = ranges.get(LE_INT, (long) i * RANGE_SIZE + 12);
+            int allowed = type == BlockRequest.Type.WRITE_ZEROES ? WRITE_ZEROES_UNMAP : 0;
+            if ((flags & ~allowed) != 0) {
+                finish(r, STATUS_UNSUPP);
+                return;
+            }
+            if (count > BlkDevice.MAX_RANGE_SECTORS || sector < 0 || sector > capacity || count > capacity - sector
+                    || (type == BlockRequest.Type.DISCARD && (sector % alignment != 0 || count % alignment != 0))) {
+                finish(r, STATUS_IOERR);
+                return;
+            }
+            r.unmap |= (flags & WRITE_ZEROES_UNMAP) != 0;
+            r.rangeOffsets[i] = sector * BlkDevice.SECTOR;
+            r.rangeLengths[i] = count * BlkDevice.SECTOR;
+        }
+        r.rangeCount = n;
+        r.type = type;
+        batch[batchCount++] = r;
+    }
+
+    private void finish(BlockRequest r, int status) {
+        r.complete(status);
+    }
+
+    private void malformed(VirtQueue q, DescriptorChain c, String why) {
+        malformed++;
+        malformedLogOnce(q, why);
+        q.complete(c, 0);
+    }
+
+    private void malformedLogOnce(VirtQueue q, String why) {
+        if (!malformedLogged) {
+            malformedLogged = true;
+            LOG.warn("queue {}: malformed request ({}); further ones only counted", q.index(), why);
+        }
+    }
+}

@@ -1,0 +1,159 @@
+package io.jvhost.blk;
+
+import io.jvhost.core.device.BlockFile;
+import io.jvhost.core.sys.NativeException;
+
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Path;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A raw image file or block device. I/O workers do positional reads and writes straight between
+ * the file and guest memory, fdatasync for FLUSH (and for writes while the guest's write cache is
+ * off), fallocate punch-hole for DISCARD and zero-range (or punch-hole with unmap) for WRITE_ZEROES.
+ */
+public final class FileStore implements BlockStore {
+    private static final Logger LOG = LoggerFactory.getLogger(FileStore.class);
+    private static final int EIO = 5;
+
+    private final BlockFile file;
+    private final IoWorkers<BlockRequest> workers;
+    private final boolean holes;
+    private volatile long size;
+
+    /** Opens {@code path}; {@code direct} uses O_DIRECT (the guest's buffers must then be aligned). */
+    public FileStore(Path path, boolean readOnly, boolean direct, int ioWorkers) throws NativeException {
+        this.file = BlockFile.open(path, readOnly, direct);
+        this.size = file.size() & ~(long) (BlkDevice.SECTOR - 1);
+        this.holes = !file.isBlockDevice();
+        this.workers = new IoWorkers<>("blk-" + path.getFileName(), ioWorkers, 4096, this::execute);
+    }
+
+    @Override
+    public long size() {
+        return size;
+    }
+
+    /** Re-reads the file's size; true when it changed (the device then announces a resize). */
+    public boolean refreshSize() {
+        try {
+            long now = file.size() & ~(long) (BlkDevice.SECTOR - 1);
+            boolean changed = now != size;
+            size = now;
+            return changed;
+        } catch (NativeException e) {
+            return false;
+        }
+    }
+
+    @Override
+    public boolean readOnly() {
+        return file.readOnly();
+    }
+
+    @Override
+    public boolean canDiscard() {
+        return holes;
+    }
+
+    @Override
+    public boolean canWriteZeroes() {
+        return true;
+    }
+
+    @Override
+    public String id() {
+        String name = file.path().getFileName().toString();
+        return name.length() > 20 ? name.substring(0, 20) : name;
+    }
+
+    @Override
+    public void submit(BlockRequest[] requests, int count) {
+        for (int i = 0; i < count; i++) {
+            workers.submit(requests[i]);
+        }
+        workers.signal();
+    }
+
+    /** On an I/O worker. */
+    private void execute(BlockRequest r) {
+        int err = switch (r.type()) {
+            case READ -> transfer(r, false);
+            case WRITE -> {
+                int e = transfer(r, true);
+                yield e == 0 && r.durable() ? file.flush() : e;
+            }
+            case FLUSH -> file.flush();
+            case DISCARD -> ranges(r, false);
+            case WRITE_ZEROES -> ranges(r, true);
+        };
+        if (err != 0) {
+            LOG.warn("{} on {} failed: errno {}", r, file.path(), -err);
+        }
+        r.complete(err == 0 ? BlockRequest.STATUS_OK : BlockRequest.STATUS_IOERR);
+    }
+
+    private int transfer(BlockRequest r, boolean write) {
+        long at = r.offset();
+        for (int s = 0; s < r.segmentCount(); s++) {
+            MemorySegment seg = r.segment(s);
+            int e;
+            try {
+                e = write ? file.write(seg, at) : file.read(seg, at);
+            } catch (IllegalStateException closed) { // guest memory unmapped under us
+                return -EIO;
+            }
+            if (e != 0) {
+                return e;
+            }
+            at += seg.byteSize();
+        }
+        return 0;
+    }
+
+    private int ranges(BlockRequest r, boolean zero) {
+        for (int g = 0; g < r.rangeCount(); g++) {
+            long off = r.rangeOffset(g), len = r.rangeLength(g);
+            int e;
+            if (!zero) {
+                e = file.punchHole(off, len);
+                if (e == -95) {
+                    e = 0; // discard is advisory: a file system without holes may ignore it
+                }
+            } else {
+                e = holes && r.unmap() ? file.punchHole(off, len) : file.zeroRange(off, len);
+                if (e == -95) {
+                    e = writeZeros(off, len);
+                }
+            }
+            if (e != 0) {
+                return e;
+            }
+        }
+        return 0;
+    }
+
+    /** Native (syscalls cannot take heap memory), zero-filled, never written. */
+    private final MemorySegment zeros = java.lang.foreign.Arena.ofAuto().allocate(1 << 16, 4096);
+
+    private int writeZeros(long off, long len) {
+        MemorySegment z = zeros;
+        for (long done = 0; done < len; ) {
+            long n = Math.min(z.byteSize(), len - done);
+            int e = file.write(z.asSlice(0, n), off + done);
+            if (e != 0) {
+                return e;
+            }
+            done += n;
+        }
+        return 0;
+    }
+
+    @Override
+    public void close() {
+        workers.close();
+        file.close();
+    }
+}

@@ -1,0 +1,97 @@
+package io.jvhost.blk;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+
+/**
+ * A disk in native memory, for tests and benchmarks. Copies are memory speed, so requests complete
+ * inline on the poller thread: nothing here blocks. Contents vanish with the process.
+ */
+public final class RamStore implements BlockStore {
+    private final Arena arena = Arena.ofShared();
+    private final MemorySegment disk;
+    private final boolean readOnly;
+
+    public RamStore(long sizeBytes) {
+        this(sizeBytes, false);
+    }
+
+    public RamStore(long sizeBytes, boolean readOnly) {
+        this.readOnly = readOnly;
+        if (sizeBytes <= 0 || sizeBytes % BlkDevice.SECTOR != 0) {
+            throw new IllegalArgumentException("RAM disk size must be a positive multiple of 512: " + sizeBytes);
+        }
+        this.disk = arena.allocate(sizeBytes, 4096);
+    }
+
+    /** The disk's bytes, for tests to inspect. */
+    public MemorySegment contents() {
+        return disk;
+    }
+
+    @Override
+    public long size() {
+        return disk.byteSize();
+    }
+
+    @Override
+    public boolean readOnly() {
+        return readOnly;
+    }
+
+    @Override
+    public boolean canFlush() {
+        return false; // nothing volatile: every write is as durable as the RAM itself
+    }
+
+    @Override
+    public boolean canDiscard() {
+        return true;
+    }
+
+    @Override
+    public boolean canWriteZeroes() {
+        return true;
+    }
+
+    @Override
+    public String id() {
+        return "jvhost-ram";
+    }
+
+    @Override
+    public void submit(BlockRequest[] requests, int count) {
+        for (int i = 0; i < count; i++) {
+            BlockRequest r = requests[i];
+            long at = r.offset();
+            switch (r.type()) {
+                case READ -> {
+                    for (int s = 0; s < r.segmentCount(); s++) {
+                        MemorySegment dst = r.segment(s);
+                        MemorySegment.copy(disk, at, dst, 0, dst.byteSize());
+                        at += dst.byteSize();
+                    }
+                }
+                case WRITE -> {
+                    for (int s = 0; s < r.segmentCount(); s++) {
+                        MemorySegment src = r.segment(s);
+                        MemorySegment.copy(src, 0, disk, at, src.byteSize());
+                        at += src.byteSize();
+                    }
+                }
+                case DISCARD, WRITE_ZEROES -> {
+                    for (int g = 0; g < r.rangeCount(); g++) {
+                        disk.asSlice(r.rangeOffset(g), r.rangeLength(g)).fill((byte) 0);
+                    }
+                }
+                case FLUSH -> { }
+            }
+            r.complete(BlockRequest.STATUS_OK);
+        }
+    }
+
+    @Override
+    public void close() {
+        arena.close();
+    }
+}

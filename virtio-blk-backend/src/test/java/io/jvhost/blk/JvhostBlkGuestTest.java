@@ -1,0 +1,56 @@
+package io.jvhost.blk;
+
+import io.jvhost.core.guest.QemuGuest;
+import io.jvhost.core.runtime.Backend;
+import io.jvhost.core.runtime.BackendOptions;
+import io.jvhost.core.testkit.QemuTests;
+import io.jvhost.core.transport.ControlLoop;
+import io.jvhost.core.transport.VhostUserServer;
+
+import java.io.RandomAccessFile;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.TimeUnit;
+
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** A real QEMU 7.2 guest on a jvhost disk backed by an image file. */
+@Tag("qemu")
+@Timeout(value = 15, unit = TimeUnit.MINUTES)
+class JvhostBlkGuestTest {
+
+    @Test
+    void shouldKeepEverySectorTheGuestWritesAcrossARebootAndAFileSystemRoundTrip() throws Exception {
+        QemuTests.requireQemu();
+        Path dir = Files.createTempDirectory("jvhost-blk");
+        Path image = dir.resolve("disk.img");
+        try (RandomAccessFile f = new RandomAccessFile(image.toFile(), "rw")) {
+            f.setLength(BlkGuestScenario.IMAGE_BYTES);
+        }
+        FileStore store = new FileStore(image, false, false, 2);
+        BlkDevice device = new BlkDevice(store, 2);
+        try (ControlLoop loop = new ControlLoop();
+             Backend backend = new Backend("blk", device, BackendOptions.DEFAULT, loop)) {
+            backend.start();
+            try (VhostUserServer server = VhostUserServer.listen(dir.resolve("blk.sock"), backend, loop);
+                 QemuGuest guest = BlkGuestScenario.boot(server.path(), getClass())) {
+                BlkGuestScenario.writePattern(guest);
+                guest.reboot(java.time.Duration.ofMinutes(3));
+                BlkGuestScenario.checkPatternInGuest(guest);
+                BlkGuestScenario.checkPatternOnHost(image);
+                BlkGuestScenario.fileSystemRoundTrip(guest);
+                guest.quit(java.time.Duration.ofSeconds(60));
+            }
+            assertTrue(backend.queue(0).counters().chains > 0 && backend.queue(1).counters().chains > 0,
+                    "both queues carried requests: " + backend.queue(0).counters() + " / " + backend.queue(1).counters());
+            assertEquals(0, backend.queue(0).counters().chainsRejected() + backend.queue(1).counters().chainsRejected());
+        } finally {
+            store.close();
+        }
+    }
+}
