@@ -1,5 +1,6 @@
 package io.jvhost.blk;
 
+import io.jvhost.core.device.DeviceContext;
 import io.jvhost.core.device.QueueHandler;
 import io.jvhost.core.device.VirtioDevice;
 
@@ -26,6 +27,7 @@ public final class BlkDevice implements VirtioDevice {
     private final int queues;
     private volatile boolean writeback = true;
     private volatile long acked;
+    private volatile DeviceContext context;
 
     public BlkDevice(BlockStore store, int queues) {
         if (queues < 1 || queues > 64) {
@@ -80,6 +82,24 @@ public final class BlkDevice implements VirtioDevice {
 
     private static long bit(int n) {
         return 1L << n;
+    }
+
+    @Override
+    public void bind(DeviceContext context) {
+        this.context = context;
+    }
+
+    /**
+     * Asks the store whether its size changed and, if so, tells the guest (CONFIG_CHANGE). Call it
+     * periodically or when you know the image was resized. Any thread; may block briefly.
+     */
+    public boolean checkResize() {
+        DeviceContext c = context;
+        if (store.refreshSize() && c != null) {
+            c.configChanged();
+            return true;
+        }
+        return false;
     }
 
     @Override

@@ -15,6 +15,14 @@ public interface BlockStore extends AutoCloseable {
     /** Size in bytes; a multiple of 512. Read again when the device looks for a resize. */
     long size();
 
+    /**
+     * Looks at the backing storage again; returns true when {@link #size()} changed (the device
+     * then announces the new capacity to the guest). Control path; may block briefly.
+     */
+    default boolean refreshSize() {
+        return false;
+    }
+
     /** Logical block size the guest should use (512, 4096, ...). */
     default int blockSize() {
         return 512;

@@ -36,7 +36,7 @@ public final class FileStore implements BlockStore {
         return size;
     }
 
-    /** Re-reads the file's size; true when it changed (the device then announces a resize). */
+    @Override
     public boolean refreshSize() {
         try {
             long now = file.size() & ~(long) (BlkDevice.SECTOR - 1);

@@ -25,7 +25,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class JvhostBlkGuestTest {
 
     @Test
-    void shouldKeepEverySectorTheGuestWritesAcrossARebootAndAFileSystemRoundTrip() throws Exception {
+    void shouldKeepEverySectorAcrossARebootAndAFileSystemRoundTripAndAnnounceAResize() throws Exception {
         QemuTests.requireQemu();
         Path dir = Files.createTempDirectory("jvhost-blk");
         Path image = dir.resolve("disk.img");
@@ -44,6 +44,15 @@ class JvhostBlkGuestTest {
                 BlkGuestScenario.checkPatternInGuest(guest);
                 BlkGuestScenario.checkPatternOnHost(image);
                 BlkGuestScenario.fileSystemRoundTrip(guest);
+
+                try (RandomAccessFile f = new RandomAccessFile(image.toFile(), "rw")) {
+                    f.setLength(BlkGuestScenario.IMAGE_BYTES * 2);
+                }
+                assertTrue(device.checkResize(), "the store noticed the image grew");
+                String sectors = String.valueOf(BlkGuestScenario.IMAGE_BYTES * 2 / 512);
+                assertEquals(sectors + "\n", BlkGuestScenario.run(guest,
+                        "i=0; while [ $(cat /sys/block/vda/size) != " + sectors + " ] && [ $i -lt 100 ]; do sleep 0.1;"
+                                + " i=$((i+1)); done; cat /sys/block/vda/size"), "the guest saw the new capacity");
                 guest.quit(java.time.Duration.ofSeconds(60));
             }
             assertTrue(backend.queue(0).counters().chains > 0 && backend.queue(1).counters().chains > 0,

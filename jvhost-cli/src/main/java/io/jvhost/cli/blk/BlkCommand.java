@@ -50,7 +50,19 @@ public final class BlkCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         BlockStore store = backing.file != null ? new FileStore(backing.file, readOnly, direct, ioWorkers)
                 : new RamStore(parseSize(backing.ram), readOnly);
-        return serve.serve("blk", new BlkDevice(store, queues));
+        BlkDevice device = new BlkDevice(store, queues);
+        // A grown image file (qemu-img resize, truncate) reaches the guest within a second.
+        Thread.ofPlatform().daemon(true).name("blk-resize-watch").start(() -> {
+            while (true) {
+                try {
+                    Thread.sleep(1000);
+                } catch (InterruptedException e) {
+                    return;
+                }
+                device.checkResize();
+            }
+        });
+        return serve.serve("blk", device);
     }
 
     /** Parses 64M, 1G, 4096 ... into bytes. */

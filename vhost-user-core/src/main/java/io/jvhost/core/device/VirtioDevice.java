@@ -25,6 +25,9 @@ public interface VirtioDevice {
      */
     long features();
 
+    /** Called once, before any frontend connects, with what the framework offers the device. */
+    default void bind(DeviceContext context) {}
+
     /** The features the driver accepted (SET_FEATURES), device and framework bits alike. */
     default void featuresAcked(long features) {}
 

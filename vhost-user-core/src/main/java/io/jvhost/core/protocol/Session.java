@@ -109,6 +109,35 @@ public final class Session {
         this.offeredProtocolFeatures = (ProtocolFeatures.DEFAULT | device.protocolFeatures()) & ~ProtocolFeatures.NEVER;
     }
 
+    /** Backend-to-frontend request: the device's configuration space changed. */
+    static final int BACKEND_CONFIG_CHANGE_MSG = 2;
+
+    /**
+     * Sends CONFIG_CHANGE_MSG on the backend channel, if the frontend gave one and negotiated
+     * CONFIG. Without NEED_REPLY: jvhost never waits on the backend channel while the frontend may
+     * be waiting on the main one. Control thread.
+     */
+    public void sendConfigChange() {
+        long needed = ProtocolFeatures.bit(ProtocolFeatures.BACKEND_REQ) | ProtocolFeatures.bit(ProtocolFeatures.CONFIG);
+        if (closed || backendChannel == null || (ackedProtocolFeatures & needed) != needed) {
+            LOG.info("{}: config changed, but the frontend has no backend channel with CONFIG to hear it", name);
+            return;
+        }
+        try (io.jvhost.core.sys.MessageIo io = new io.jvhost.core.sys.MessageIo(Message.HEADER_SIZE)) {
+            java.lang.foreign.MemorySegment tx = io.txBuffer();
+            var le = java.lang.foreign.ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN);
+            tx.set(le, 0, BACKEND_CONFIG_CHANGE_MSG);
+            tx.set(le, 4, Message.VERSION);
+            tx.set(le, 8, 0);
+            long n = io.send(backendChannel.get(), Message.HEADER_SIZE, null);
+            if (n != Message.HEADER_SIZE) {
+                LOG.warn("{}: CONFIG_CHANGE_MSG not sent: {}", name, n);
+            } else {
+                LOG.info("{}: sent CONFIG_CHANGE_MSG", name);
+            }
+        }
+    }
+
     public long messages() {
         return messages;
     }

@@ -1,5 +1,6 @@
 package io.jvhost.core.runtime;
 
+import io.jvhost.core.device.DeviceContext;
 import io.jvhost.core.device.QueueHandler;
 import io.jvhost.core.device.VirtioDevice;
 import io.jvhost.core.sys.NativeException;
@@ -13,8 +14,10 @@ import java.util.concurrent.Executor;
  * One device and the poller threads that run its queues. The queue objects and their counters
  * live as long as the backend, across frontend connections.
  */
-public final class Backend implements AutoCloseable {
+public final class Backend implements AutoCloseable, DeviceContext {
     private final VirtioDevice device;
+    private final Executor control;
+    private Runnable configChangeSink;
     private final VirtQueue[] queues;
     private final Poller[] pollerOf;
     private final List<Poller> pollers = new ArrayList<>();
@@ -22,6 +25,7 @@ public final class Backend implements AutoCloseable {
     /** Creates the pollers (not yet started); {@code control} runs their acknowledgements. */
     public Backend(String name, VirtioDevice device, BackendOptions options, Executor control) throws NativeException {
         this.device = device;
+        this.control = control;
         int n = device.queueCount();
         this.queues = new VirtQueue[n];
         this.pollerOf = new Poller[n];
@@ -48,6 +52,21 @@ public final class Backend implements AutoCloseable {
                 throw new IllegalArgumentException("queue map leaves out queue " + q);
             }
         }
+        device.bind(this);
+    }
+
+    /** Where {@link #configChanged()} goes: the current session's backend channel. Control thread. */
+    public void configChangeSink(Runnable sink) {
+        this.configChangeSink = sink;
+    }
+
+    @Override
+    public void configChanged() {
+        control.execute(() -> {
+            if (configChangeSink != null) {
+                configChangeSink.run();
+            }
+        });
     }
 
     public void start() {

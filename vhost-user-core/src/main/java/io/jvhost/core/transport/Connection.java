@@ -56,7 +56,11 @@ final class Connection implements EpollIoHandle, Session.Output {
         this.socket = socket;
         this.nettyFd = new FileDescriptor(socket.get());
         this.session = new Session(name, backend, this);
-        this.onClosed = onClosed;
+        this.onClosed = () -> {
+            backend.configChangeSink(null);
+            onClosed.run();
+        };
+        backend.configChangeSink(session::sendConfigChange);
     }
 
     Session session() {
