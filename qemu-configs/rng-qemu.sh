@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
 # A QEMU 7.2 VM with a jvhost virtio-rng device. Start the backend first:
 #   ./jvhost rng --socket /tmp/jvhost-rng.sock
-# then run this script with your kernel/disk options appended, e.g.
-#   qemu-configs/rng-qemu.sh -kernel /boot/vmlinuz-$(uname -r) -append console=ttyS0 -nographic
+# then:
+#   qemu-configs/rng-qemu.sh /tmp/jvhost-rng.sock -kernel ... -append console=ttyS0 -nographic
 # vhost-user needs the guest's RAM shared with the backend: memory-backend-memfd with share=on,
 # bound to the VM through a NUMA node. QEMU tries KVM first and falls back to TCG.
+# With --device-args SOCKET it only prints the device's QEMU arguments, one per line (the
+# end-to-end test boots a guest with exactly these).
 set -euo pipefail
-SOCKET=${JVHOST_RNG_SOCKET:-/tmp/jvhost-rng.sock}
+device_args() {
+  printf '%s\n' -chardev "socket,id=jvhost-rng0,path=$1" -device "vhost-user-rng-pci,chardev=jvhost-rng0"
+}
+if [[ "${1:-}" == --device-args ]]; then
+  device_args "$2"
+  exit 0
+fi
+SOCKET=${1:?usage: rng-qemu.sh SOCKET [qemu args...]}
+shift
 MEM=${MEM:-1G}
+mapfile -t rng < <(device_args "$SOCKET")
 exec qemu-system-x86_64 -accel kvm -accel tcg -machine q35 -m "$MEM" \
   -object memory-backend-memfd,id=mem,size="$MEM",share=on -numa node,memdev=mem \
-  -chardev socket,id=rng0,path="$SOCKET" \
-  -device vhost-user-rng-pci,chardev=rng0 \
-  "$@"
+  "${rng[@]}" "$@"

@@ -1,5 +1,7 @@
 package io.jvhost.cli;
 
+import io.jvhost.blk.BlkDevice;
+import io.jvhost.blk.RamStore;
 import io.jvhost.cli.rng.RngDevice;
 import io.jvhost.core.guest.GuestImage;
 import io.jvhost.core.guest.QemuGuest;
@@ -24,6 +26,7 @@ import picocli.CommandLine.Command;
         description = "Boot a throwaway QEMU guest attached to jvhost devices and show them working.")
 public final class DemoCommand implements Callable<Integer> {
     private static final Duration STEP = Duration.ofSeconds(60);
+    private static final long DISK_BYTES = 64L << 20;
 
     @Override
     public Integer call() throws Exception {
@@ -34,29 +37,48 @@ public final class DemoCommand implements Callable<Integer> {
         }
         Path dir = Files.createTempDirectory("jvhost-demo");
         Path rngSocket = dir.resolve("rng.sock");
+        Path blkSocket = dir.resolve("blk.sock");
         step("Preparing the guest (Debian kernel + busybox initramfs, cached)");
         GuestImage image = GuestImage.prepare();
         try (ControlLoop loop = new ControlLoop();
-             Backend rng = new Backend("rng", new RngDevice(), BackendOptions.DEFAULT, loop)) {
+             Backend rng = new Backend("rng", new RngDevice(), BackendOptions.DEFAULT, loop);
+             Backend blk = new Backend("blk", new BlkDevice(new RamStore(DISK_BYTES), 2), BackendOptions.DEFAULT, loop)) {
             rng.start();
-            try (VhostUserServer server = VhostUserServer.listen(rngSocket, rng, loop);
-                 QemuGuest guest = QemuGuest.builder().image(image).memoryMib(256)
+            blk.start();
+            try (VhostUserServer rngServer = VhostUserServer.listen(rngSocket, rng, loop);
+                 VhostUserServer blkServer = VhostUserServer.listen(blkSocket, blk, loop);
+                 QemuGuest guest = QemuGuest.builder().image(image).memoryMib(256).cpus(2)
                          .extraArgs("-chardev", "socket,id=rng0,path=" + rngSocket,
-                                 "-device", "vhost-user-rng-pci,chardev=rng0")
+                                 "-device", "vhost-user-rng-pci,chardev=rng0",
+                                 "-chardev", "socket,id=blk0,path=" + blkSocket,
+                                 "-device", "vhost-user-blk-pci,chardev=blk0,num-queues=2")
                          .logFile(dir.resolve("console.log")).build()) {
-                step("Booting QEMU (TCG) with a vhost-user-rng device served by jvhost at " + rngSocket);
+                step("Booting QEMU (TCG) with jvhost devices: vhost-user-rng at " + rngSocket
+                        + ", vhost-user-blk (64 MiB RAM disk, 2 queues) at " + blkSocket);
                 guest.start();
                 guest.awaitReady(STEP);
+                step("Entropy: the guest's /dev/hwrng is jvhost's rng device");
                 show(guest, "cat /sys/class/misc/hw_random/rng_available /sys/class/misc/hw_random/rng_current");
                 show(guest, "head -c 65536 /dev/hwrng | wc -c");
                 show(guest, "head -c 64 /dev/hwrng | hexdump -C");
                 var q = rng.queue(0).counters();
-                step("jvhost served " + q.chains + " entropy requests, " + q.bytesWritten + " bytes, "
+                step("jvhost rng served " + q.chains + " entropy requests, " + q.bytesWritten + " bytes, "
                         + q.notificationsSent + " interrupts, " + q.chainsRejected() + " refused");
+                step("Disk: the guest's /dev/vda is jvhost's blk device");
+                show(guest, "cat /sys/block/vda/size /sys/block/vda/queue/logical_block_size; ls /sys/block/vda/mq");
+                show(guest, "mke2fs -q /dev/vda >/dev/null && mkdir -p /mnt && mount -t ext2 /dev/vda /mnt && df -h /mnt");
+                show(guest, "head -c 4000000 /dev/urandom > /mnt/file && md5sum /mnt/file && sync");
+                show(guest, "umount /mnt && mount -t ext2 /dev/vda /mnt && md5sum /mnt/file && fstrim -v /mnt && umount /mnt");
+                for (int i = 0; i < 2; i++) {
+                    var b = blk.queue(i).counters();
+                    step("jvhost blk queue " + i + ": " + b.chains + " requests, " + b.bytesWritten + " bytes to the guest, "
+                            + b.notificationsSent + " interrupts, " + b.chainsRejected() + " refused");
+                }
                 step("The QEMU command line, for your own VM (use your own kernel/disk instead of -kernel/-initrd):");
                 System.out.println(guest.commandLine());
                 System.out.println();
-                System.out.println("and in another terminal:  ./jvhost rng --socket " + rngSocket);
+                System.out.println("and in other terminals:  ./jvhost rng --socket " + rngSocket
+                        + "   and   ./jvhost blk --socket " + blkSocket + " --ram 64M --queues 2");
                 guest.quit(Duration.ofSeconds(20));
             }
         }

@@ -2,6 +2,7 @@ package io.jvhost.blk;
 
 import io.jvhost.core.guest.GuestImage;
 import io.jvhost.core.guest.QemuGuest;
+import io.jvhost.core.testkit.QemuConfigs;
 import io.jvhost.core.testkit.QemuTests;
 
 import java.io.IOException;
@@ -30,10 +31,10 @@ final class BlkGuestScenario {
 
     private BlkGuestScenario() {}
 
-    static QemuGuest boot(Path socket, Class<?> test) throws IOException {
+    /** Boots with the disk arguments of {@code qemu-configs/blk-qemu.sh}, so the published config is tested. */
+    static QemuGuest boot(Path socket, Class<?> test) throws IOException, InterruptedException {
         QemuGuest g = QemuGuest.builder().image(GuestImage.prepare()).cpus(2).memoryMib(256)
-                .extraArgs("-chardev", "socket,id=blk0,path=" + socket,
-                        "-device", "vhost-user-blk-pci,chardev=blk0,num-queues=2")
+                .extraArgs(QemuConfigs.deviceArgs("blk-qemu.sh", socket.toString(), "2"))
                 .logFile(QemuTests.logFile(test)).build();
         g.start();
         g.awaitReady(BOOT);

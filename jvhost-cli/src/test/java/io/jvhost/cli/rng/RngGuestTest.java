@@ -2,6 +2,7 @@ package io.jvhost.cli.rng;
 
 import io.jvhost.core.guest.GuestImage;
 import io.jvhost.core.guest.QemuGuest;
+import io.jvhost.core.testkit.QemuConfigs;
 import io.jvhost.core.testkit.QemuTests;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
@@ -61,8 +62,7 @@ class RngGuestTest {
 
     private static QemuGuest bootGuest() throws Exception {
         QemuGuest g = QemuGuest.builder().image(GuestImage.prepare()).memoryMib(256)
-                .extraArgs("-chardev", "socket,id=rng0,path=" + dir.resolve("rng.sock"),
-                        "-device", "vhost-user-rng-pci,chardev=rng0")
+                .extraArgs(QemuConfigs.deviceArgs("rng-qemu.sh", dir.resolve("rng.sock").toString()))
                 .logFile(QemuTests.logFile(RngGuestTest.class)).build();
         g.start();
         g.awaitReady(BOOT);
