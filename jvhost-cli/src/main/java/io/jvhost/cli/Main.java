@@ -1,6 +1,7 @@
 package io.jvhost.cli;
 
 import io.jvhost.cli.blk.BlkCommand;
+import io.jvhost.cli.net.NetCommand;
 import io.jvhost.cli.rng.RngCommand;
 
 import picocli.CommandLine;
@@ -11,12 +12,13 @@ import picocli.CommandLine.Command;
         description = {"vhost-user device backends on the JVM.", "",
             "Devices:",
             "  blk    virtio-blk: a disk on an image file, a block device or RAM",
+            "  net    virtio-net: NICs on an in-process switch, or bench ports (drop, reflect, generate)",
             "  rng    virtio-rng: entropy for the guest's /dev/hwrng", "",
             "Also:",
             "  demo   boot a throwaway QEMU guest on jvhost devices and show them working",
             "  test   (launcher) run the whole test suite", "",
             "Run 'jvhost <command> --help' for its options."},
-        subcommands = {BlkCommand.class, RngCommand.class, DemoCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {BlkCommand.class, NetCommand.class, RngCommand.class, DemoCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     @Override
     public void run() {

@@ -20,7 +20,7 @@ public final class ServeOptions {
 
     @Option(names = "--socket", required = true, paramLabel = "PATH",
             description = "vhost-user Unix socket: created and listened on, or (with --client) connected to.")
-    Path socket;
+    java.util.List<Path> sockets;
 
     @Option(names = "--client", description = "Connect to a frontend that listens (QEMU server=on) and reconnect when it goes away.")
     boolean client;
@@ -43,26 +43,53 @@ public final class ServeOptions {
         return serving;
     }
 
-    /** Serves {@code device} until SIGTERM or SIGINT; returns the exit code. */
+    /** Serves {@code device} on the one socket given until SIGTERM or SIGINT; returns the exit code. */
     public int serve(String name, VirtioDevice device) throws Exception {
+        if (sockets.size() != 1) {
+            throw new picocli.CommandLine.ParameterException(new picocli.CommandLine(this),
+                    name + " serves one socket; got " + sockets.size());
+        }
+        return serve(name, i -> device, () -> { });
+    }
+
+    /**
+     * Serves {@code devices.apply(i)} on the i-th socket until SIGTERM or SIGINT, printing
+     * {@code status} every 10 seconds; returns the exit code.
+     */
+    public int serve(String name, java.util.function.IntFunction<VirtioDevice> devices, Runnable status) throws Exception {
         BackendOptions options = new BackendOptions(busyPoll ? IdleMode.BUSY : IdleMode.EVENT,
                 queueMap == null ? null : BackendOptions.parseQueueSets(queueMap));
         ControlLoop loop = new ControlLoop();
-        Backend backend = new Backend(name, device, options, loop);
-        backend.start();
-        Endpoint endpoint = client ? VhostUserClient.connect(socket, backend, loop)
-                : VhostUserServer.listen(socket, backend, loop);
-        System.out.printf("jvhost %s: %s %s (%s pollers, %s mode). Ctrl-C stops.%n", name,
-                client ? "connecting to" : "listening on", socket, backend.pollerCount(), options.idleMode());
+        java.util.List<AutoCloseable> resources = new java.util.ArrayList<>();
+        for (int i = 0; i < sockets.size(); i++) {
+            Path socket = sockets.get(i);
+            String id = sockets.size() == 1 ? name : name + i;
+            Backend backend = new Backend(id, devices.apply(i), options, loop);
+            backend.start();
+            Endpoint endpoint = client ? VhostUserClient.connect(socket, backend, loop)
+                    : VhostUserServer.listen(socket, backend, loop);
+            resources.add(0, backend);
+            resources.add(0, endpoint);
+            System.out.printf("jvhost %s: %s %s (%s pollers, %s mode)%n", id,
+                    client ? "connecting to" : "listening on", socket, backend.pollerCount(), options.idleMode());
+        }
+        System.out.println("Ctrl-C stops.");
         CountDownLatch stopped = new CountDownLatch(1);
         serving = true;
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            endpoint.close();
-            backend.close();
+            for (AutoCloseable r : resources) {
+                try {
+                    r.close();
+                } catch (Exception e) {
+                    System.err.println("closing " + r + ": " + e);
+                }
+            }
             loop.close();
             stopped.countDown();
         }, "jvhost-shutdown"));
-        stopped.await();
+        while (!stopped.await(10, java.util.concurrent.TimeUnit.SECONDS)) {
+            status.run();
+        }
         return 0;
     }
 }

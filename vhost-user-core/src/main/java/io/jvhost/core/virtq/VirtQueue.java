@@ -197,6 +197,17 @@ public final class VirtQueue {
         }
     }
 
+    /**
+     * Gives back the last {@code count} chains taken with {@link #next()} and not completed, so
+     * they are taken again later (e.g. a mergeable receive that ran out of buffers mid-frame).
+     * Only valid when no malformed chain was skipped meanwhile (its completion cannot be undone):
+     * compare {@link QueueCounters#chainsRejected()} before and after. Poller.
+     */
+    public void rewind(int count) {
+        lastAvailIdx = (lastAvailIdx - count) & 0xFFFF;
+        counters.chains -= count;
+    }
+
     private void reject(int head, ChainError error) {
         counters.chainsRejected[error.ordinal()]++;
         if (!errorLogged[error.ordinal()]) {

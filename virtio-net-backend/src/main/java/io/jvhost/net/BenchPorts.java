@@ -1,0 +1,110 @@
+package io.jvhost.net;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+
+/** Ports for measuring: they need no network, only the guest. */
+public final class BenchPorts {
+    private BenchPorts() {}
+
+    /** Counts and discards everything the guest sends. */
+    public static final class Drop implements NetPort {
+        private GuestNic nic;
+
+        @Override
+        public void attach(GuestNic nic) {
+            this.nic = nic;
+        }
+
+        @Override
+        public void onFrame(GuestNic nic, int pair, MemorySegment frame) {
+            // counted by the transmit queue already
+        }
+
+        @Override
+        public String describe() {
+            return "drop: " + total(nic);
+        }
+    }
+
+    /** Sends each guest frame back to the same guest with source and destination MACs swapped. */
+    public static final class Reflect implements NetPort {
+        private final MemorySegment scratch = Arena.ofAuto().allocate(65536, 64);
+        private GuestNic nic;
+
+        @Override
+        public void attach(GuestNic nic) {
+            this.nic = nic;
+        }
+
+        @Override
+        public void onFrame(GuestNic nic, int pair, MemorySegment frame) {
+            long n = frame.byteSize();
+            MemorySegment.copy(frame, 0, scratch, 0, n);
+            long dst = Frames.destination(frame);
+            Frames.putMac(scratch, 0, Frames.source(frame));
+            Frames.putMac(scratch, 6, dst);
+            nic.deliver(pair, scratch, n); // a guest without receive buffers loses it: counted as a drop
+        }
+
+        @Override
+        public String describe() {
+            return "reflect: " + total(nic);
+        }
+    }
+
+    /** Sends frames of a fixed size to the guest as fast as it posts receive buffers. */
+    public static final class Generate implements NetPort {
+        private final int size;
+        private final MemorySegment frame;
+        private GuestNic nic;
+
+        public Generate(int size) {
+            if (size < 60 || size > 65535) {
+                throw new IllegalArgumentException("frame size must be 60..65535: " + size);
+            }
+            this.size = size;
+            this.frame = Arena.ofAuto().allocate(size, 64);
+        }
+
+        @Override
+        public void attach(GuestNic nic) {
+            this.nic = nic;
+            MemorySegment.copy(MemorySegment.ofArray(Frames.udp(0x02_00_00_00_00_01L, nic.mac(), size)), 0, frame, 0, size);
+        }
+
+        @Override
+        public void onFrame(GuestNic nic, int pair, MemorySegment frame) {
+            // what the guest sends is counted and dropped
+        }
+
+        @Override
+        public int poll(GuestNic nic, int pair) {
+            int n = 0;
+            while (n < 64 && nic.deliver(pair, frame, size) == GuestNic.DELIVERED) {
+                n++;
+            }
+            return n;
+        }
+
+        @Override
+        public String describe() {
+            return "generate " + size + " B: " + total(nic);
+        }
+    }
+
+    static String total(GuestNic nic) {
+        if (nic == null) {
+            return "not attached";
+        }
+        long rx = 0, tx = 0, rxDrop = 0, txDrop = 0;
+        for (int i = 0; i < nic.pairs(); i++) {
+            NetCounters c = nic.counters(i);
+            rx += c.rxFrames;
+            tx += c.txFrames;
+            rxDrop += c.rxDropped;
+            txDrop += c.txDropped;
+        }
+        return "to guest " + rx + " (dropped " + rxDrop + "), from guest " + tx + " (refused " + txDrop + ")";
+    }
+}

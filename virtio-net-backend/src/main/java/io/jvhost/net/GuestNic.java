@@ -1,0 +1,220 @@
+package io.jvhost.net;
+
+import io.jvhost.core.virtq.DescriptorChain;
+import io.jvhost.core.virtq.VirtQueue;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+
+import org.jctools.queues.atomic.MpmcAtomicArrayQueue;
+import org.jctools.queues.atomic.MpscAtomicArrayQueue;
+
+/**
+ * The guest's side of a virtio-net device, as ports see it: deliver frames into the guest's
+ * receive queues (on the pair's poller) or inject them from any thread.
+ */
+public final class GuestNic {
+    public static final int DELIVERED = 0, NO_BUFFERS = 1, DROPPED = 2, NOT_RUNNING = 3;
+    static final int MAX_MERGED = 256;
+    private static final ValueLayout.OfShort LE_SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    private final NetDevice device;
+    private final Pair[] pairs;
+    private final MpmcAtomicArrayQueue<Packet> pool;
+    private final int packetSize;
+
+    /** State of one queue pair: owned by its poller, except the injection queue. */
+    static final class Pair {
+        final int index;
+        final NetCounters counters = new NetCounters();
+        final MpscAtomicArrayQueue<Packet> injected = new MpscAtomicArrayQueue<>(1024);
+        volatile VirtQueue rx;
+        volatile VirtQueue tx;
+        // Mergeable receive bookkeeping, reused for every frame.
+        final int[] heads = new int[MAX_MERGED];
+        final long[] lengths = new long[MAX_MERGED];
+        final MemorySegment header = MemorySegment.ofArray(new byte[NetDevice.HEADER_V1]);
+
+        Pair(int index) {
+            this.index = index;
+        }
+    }
+
+    GuestNic(NetDevice device, int pairCount, int packetSize, int poolSize) {
+        this.device = device;
+        this.pairs = new Pair[pairCount];
+        for (int i = 0; i < pairCount; i++) {
+            pairs[i] = new Pair(i);
+        }
+        this.packetSize = packetSize;
+        this.pool = new MpmcAtomicArrayQueue<>(poolSize);
+        MemorySegment slab = Arena.ofAuto().allocate((long) packetSize * poolSize, 64);
+        for (int i = 0; i < poolSize; i++) {
+            pool.offer(new Packet(slab.asSlice((long) i * packetSize, packetSize)));
+        }
+    }
+
+    Pair pair(int i) {
+        return pairs[i];
+    }
+
+    /** Queue pairs the device has (the guest may use fewer). */
+    public int pairs() {
+        return pairs.length;
+    }
+
+    /** The MAC address configured for the guest (low 48 bits, network order in the high byte). */
+    public long mac() {
+        return device.mac();
+    }
+
+    public NetCounters counters(int pair) {
+        return pairs[pair].counters;
+    }
+
+    /** Largest frame (without the virtio header) the guest may send or receive. */
+    public int maxFrame() {
+        return device.maxFrame();
+    }
+
+    /**
+     * Copies {@code frame} into the guest's receive queue of {@code pair}. Only on that pair's poller
+     * thread (inside {@link NetPort#poll} or {@link NetPort#onFrame} for the same pair). Returns
+     * {@link #DELIVERED}, {@link #NO_BUFFERS} (try again later), {@link #DROPPED} or {@link #NOT_RUNNING}.
+     * The used ring is published at the end of the poller's batch.
+     */
+    public int deliver(int pair, MemorySegment frame, long length) {
+        Pair p = pairs[pair];
+        VirtQueue q = p.rx;
+        if (q == null) {
+            return NOT_RUNNING;
+        }
+        int r = device.mergeable() ? deliverMerged(p, q, frame, length) : deliverSingle(p, q, frame, length);
+        if (r == DELIVERED) {
+            p.counters.rxFrames++;
+            p.counters.rxBytes += length;
+        } else if (r == DROPPED) {
+            p.counters.rxDropped++;
+        }
+        return r;
+    }
+
+    private int deliverSingle(Pair p, VirtQueue q, MemorySegment frame, long length) {
+        int hdr = device.headerLength();
+        DescriptorChain c = q.next();
+        if (c == null) {
+            return NO_BUFFERS;
+        }
+        if (c.writableLength() < hdr + length) {
+            q.complete(c, 0);
+            return DROPPED;
+        }
+        p.header.fill((byte) 0);
+        if (hdr == NetDevice.HEADER_V1) {
+            p.header.set(LE_SHORT, NetDevice.NUM_BUFFERS_OFFSET, (short) 1);
+        }
+        c.write(p.header, 0, 0, hdr);
+        c.write(frame, 0, hdr, length);
+        q.complete(c, hdr + length);
+        return DELIVERED;
+    }
+
+    private int deliverMerged(Pair p, VirtQueue q, MemorySegment frame, long length) {
+        int hdr = NetDevice.HEADER_V1;
+        long rejectedBefore = q.counters().chainsRejected();
+        int n = 0;
+        long copied = 0;
+        MemorySegment numBuffersAt = null;
+        while (n == 0 || copied < length) {
+            DescriptorChain c = q.next();
+            if (c == null || n == MAX_MERGED) {
+                if (c != null) {
+                    n++; // the one just taken goes back too
+                }
+                return giveBack(p, q, n, rejectedBefore);
+            }
+            long room = c.writableLength();
+            long skip = 0;
+            if (n == 0) {
+                if (room < hdr || c.length(c.readableCount()) < hdr) {
+                    q.complete(c, 0); // the header must sit in the first buffer
+                    return DROPPED;
+                }
+                p.header.fill((byte) 0);
+                c.write(p.header, 0, 0, hdr);
+                int first = c.readableCount();
+                numBuffersAt = c.memory().segment(c.region(first)).asSlice(c.offset(first) + NetDevice.NUM_BUFFERS_OFFSET, 2);
+                skip = hdr;
+            }
+            long take = Math.min(room - skip, length - copied);
+            c.write(frame, copied, skip, take);
+            p.heads[n] = c.head();
+            p.lengths[n] = skip + take;
+            copied += take;
+            n++;
+        }
+        numBuffersAt.set(LE_SHORT, 0, (short) n);
+        for (int i = 0; i < n; i++) {
+            q.complete(p.heads[i], p.lengths[i]);
+        }
+        return DELIVERED;
+    }
+
+    /** Out of buffers mid-frame: return the chains for later, or drop if that is impossible. */
+    private static int giveBack(Pair p, VirtQueue q, int taken, long rejectedBefore) {
+        if (q.counters().chainsRejected() == rejectedBefore) {
+            q.rewind(taken);
+            return NO_BUFFERS;
+        }
+        for (int i = 0; i < taken; i++) {
+            q.complete(p.heads[i], 0);
+        }
+        return DROPPED;
+    }
+
+    /**
+     * Queues a copy of {@code frame} for the guest on {@code pair}. Any thread. Returns false (and
+     * counts a drop) when the frame is too big or the queue or packet pool is full.
+     */
+    public boolean inject(int pair, MemorySegment frame, long length) {
+        Pair p = pairs[pair];
+        if (length > packetSize) {
+            p.counters.rxDropped++;
+            return false;
+        }
+        Packet packet = pool.poll();
+        if (packet == null) {
+            p.counters.rxDropped++;
+            return false;
+        }
+        MemorySegment.copy(frame, 0, packet.buffer, 0, length);
+        packet.length = (int) length;
+        if (!p.injected.offer(packet)) {
+            pool.offer(packet);
+            p.counters.rxDropped++;
+            return false;
+        }
+        VirtQueue q = p.rx != null ? p.rx : p.tx;
+        if (q != null) {
+            q.wakePoller();
+        }
+        return true;
+    }
+
+    /** Delivers injected frames on the pair's poller; returns how many left the queue. */
+    int drainInjected(Pair p) {
+        int n = 0;
+        for (Packet packet; (packet = p.injected.peek()) != null; ) {
+            int r = deliver(p.index, packet.buffer, packet.length);
+            if (r == NO_BUFFERS || r == NOT_RUNNING) {
+                break;
+            }
+            p.injected.poll();
+            pool.offer(packet);
+            n++;
+        }
+        return n;
+    }
+}

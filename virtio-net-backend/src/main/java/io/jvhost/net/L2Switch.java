@@ -1,0 +1,157 @@
+package io.jvhost.net;
+
+import java.lang.foreign.MemorySegment;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.atomic.AtomicLongArray;
+import java.util.function.LongSupplier;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * An in-process learning switch between guest NICs: each NIC's port is {@link #newPort()}.
+ * Unicast goes to the port that last sent from the destination MAC, if it was seen within the
+ * ageing time; broadcast, multicast and unknown destinations flood to every other port. Frames
+ * cross poller threads through each destination's lock-free injection queue.
+ *
+ * <p>The MAC table is open addressing over atomic arrays: lookups and learning never lock or
+ * allocate, from any number of pollers at once.
+ */
+public final class L2Switch {
+    private static final Logger LOG = LoggerFactory.getLogger(L2Switch.class);
+    private static final int TABLE_SIZE = 4096, MAX_PROBES = 16;
+
+    private final CopyOnWriteArrayList<SwitchPort> ports = new CopyOnWriteArrayList<>();
+    private final AtomicLongArray keys = new AtomicLongArray(TABLE_SIZE);   // MAC + 1, 0 = free
+    private final AtomicLongArray values = new AtomicLongArray(TABLE_SIZE); // port id << 48 | seen (ms)
+    private final long ageingMillis;
+    private final LongSupplier clock;
+
+    /** @param clock milliseconds; injected so tests can age entries without waiting */
+    public L2Switch(long ageingMillis, LongSupplier clock) {
+        this.ageingMillis = ageingMillis;
+        this.clock = clock;
+    }
+
+    public L2Switch() {
+        this(300_000, System::currentTimeMillis);
+    }
+
+    /** A new port; connect a NetDevice to it. */
+    public SwitchPort newPort() {
+        SwitchPort p = new SwitchPort(this, ports.size());
+        ports.add(p);
+        return p;
+    }
+
+    public int portCount() {
+        return ports.size();
+    }
+
+    public SwitchPort port(int id) {
+        return ports.get(id);
+    }
+
+    private static int slot(long mac) {
+        long h = mac * 0x9E37_79B9_7F4A_7C15L;
+        return (int) (h >>> 52) & (TABLE_SIZE - 1);
+    }
+
+    /** Records that {@code mac} lives behind {@code port}. */
+    void learn(long mac, int port) {
+        if (Frames.isGroup(mac)) {
+            return;
+        }
+        long key = mac + 1, value = (long) port << 48 | (clock.getAsLong() & 0xFFFF_FFFF_FFFFL);
+        int s = slot(mac);
+        for (int i = 0; i < MAX_PROBES; i++, s = (s + 1) & (TABLE_SIZE - 1)) {
+            long k = keys.get(s);
+            if (k == key || (k == 0 && keys.compareAndSet(s, 0, key)) || keys.get(s) == key) {
+                long old = values.getAndSet(s, value);
+                if (old != 0 && (int) (old >>> 48) != port) {
+                    LOG.info("MAC {} moved from port {} to port {}", Frames.macString(mac), old >>> 48, port);
+                }
+                return;
+            }
+        }
+        // Table crowded around this slot: the MAC stays unknown and its frames flood.
+    }
+
+    /** The port behind {@code mac}, or -1 when unknown or aged out. */
+    public int lookup(long mac) {
+        long key = mac + 1;
+        int s = slot(mac);
+        for (int i = 0; i < MAX_PROBES; i++, s = (s + 1) & (TABLE_SIZE - 1)) {
+            long k = keys.get(s);
+            if (k == 0) {
+                return -1;
+            }
+            if (k == key) {
+                long v = values.get(s);
+                long seen = v & 0xFFFF_FFFF_FFFFL;
+                return (clock.getAsLong() & 0xFFFF_FFFF_FFFFL) - seen > ageingMillis ? -1 : (int) (v >>> 48);
+            }
+        }
+        return -1;
+    }
+
+    /** Forwards a frame that arrived on port {@code from}. Any poller thread. */
+    void forward(int from, MemorySegment frame) {
+        learn(Frames.source(frame), from);
+        long dst = Frames.destination(frame);
+        int to = Frames.isGroup(dst) ? -1 : lookup(dst);
+        if (to >= 0) {
+            if (to != from) {
+                ports.get(to).receive(frame);
+            }
+            return;
+        }
+        for (SwitchPort p : ports) { // CopyOnWriteArrayList iterates a snapshot array
+            if (p.id() != from) {
+                p.receive(frame);
+            }
+        }
+    }
+
+    /** A switch port: where one guest NIC plugs in. */
+    public static final class SwitchPort implements NetPort {
+        private final L2Switch sw;
+        private final int id;
+        private volatile GuestNic nic;
+        long forwarded;
+
+        SwitchPort(L2Switch sw, int id) {
+            this.sw = sw;
+            this.id = id;
+        }
+
+        public int id() {
+            return id;
+        }
+
+        @Override
+        public void attach(GuestNic nic) {
+            this.nic = nic;
+        }
+
+        @Override
+        public void onFrame(GuestNic nic, int pair, MemorySegment frame) {
+            sw.forward(id, frame);
+        }
+
+        /** A frame for this port's guest, from another port's poller. */
+        void receive(MemorySegment frame) {
+            GuestNic n = nic;
+            if (n != null) {
+                // Spread over the guest's queue pairs by source MAC, so one flow stays in order.
+                int pair = (int) (Frames.source(frame) % n.pairs());
+                n.inject(pair, frame, frame.byteSize());
+            }
+        }
+
+        @Override
+        public String describe() {
+            return "switch port " + id + ": " + BenchPorts.total(nic);
+        }
+    }
+}

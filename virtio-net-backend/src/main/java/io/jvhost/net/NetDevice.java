@@ -1,0 +1,243 @@
+package io.jvhost.net;
+
+import io.jvhost.core.device.QueueHandler;
+import io.jvhost.core.virtq.DescriptorChain;
+import io.jvhost.core.virtq.VirtQueue;
+
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * virtio-net (virtio 1.2 §5.1) data queues: receive queue 2i and transmit queue 2i+1 for each
+ * queue pair i; QEMU 7.2 keeps the control queue. Frames go to and come from a {@link NetPort}.
+ * Both queues of a pair run on the same poller, so a port can answer a frame in place.
+ */
+public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
+    private static final Logger LOG = LoggerFactory.getLogger(NetDevice.class);
+    public static final int DEVICE_TYPE = 1;
+    static final int F_MTU = 3, F_MAC = 5, F_MRG_RXBUF = 15, F_STATUS = 16, F_GUEST_ANNOUNCE = 21, F_MQ = 22;
+    static final int F_VERSION_1 = 32;
+    static final int HEADER_V1 = 12, HEADER_LEGACY = 10, NUM_BUFFERS_OFFSET = 10;
+    static final int ETHERNET_HEADER = 14, VLAN_TAG = 4;
+    public static final int DEFAULT_MTU = 1500;
+
+    private final NetPort port;
+    private final int pairCount;
+    private final long mac;
+    private final GuestNic nic;
+    private volatile int mtu;
+    private volatile long acked;
+
+    /**
+     * @param mac the guest's MAC (6 bytes in the low 48 bits, first byte highest), for config and RARP
+     */
+    public NetDevice(NetPort port, int pairs, long mac, int mtu) {
+        if (pairs < 1 || pairs > 64) {
+            throw new IllegalArgumentException("queue pairs must be 1..64: " + pairs);
+        }
+        if (mtu < 68 || mtu > 65535 - ETHERNET_HEADER - VLAN_TAG) {
+            throw new IllegalArgumentException("MTU out of range: " + mtu);
+        }
+        this.port = port;
+        this.pairCount = pairs;
+        this.mac = mac;
+        this.mtu = mtu;
+        this.nic = new GuestNic(this, pairs, 65536, 4096);
+        port.attach(nic);
+    }
+
+    public GuestNic nic() {
+        return nic;
+    }
+
+    public NetPort port() {
+        return port;
+    }
+
+    long mac() {
+        return mac;
+    }
+
+    int maxFrame() {
+        return mtu + ETHERNET_HEADER + VLAN_TAG;
+    }
+
+    boolean mergeable() {
+        return (acked & (1L << F_MRG_RXBUF)) != 0;
+    }
+
+    int headerLength() {
+        return (acked & (1L << F_VERSION_1 | 1L << F_MRG_RXBUF)) != 0 ? HEADER_V1 : HEADER_LEGACY;
+    }
+
+    @Override
+    public int deviceType() {
+        return DEVICE_TYPE;
+    }
+
+    @Override
+    public int queueCount() {
+        return 2 * pairCount;
+    }
+
+    @Override
+    public int maxQueueSize() {
+        return 1024;
+    }
+
+    @Override
+    public long features() {
+        // No checksum or segmentation offloads: these ports take plain frames, so none are offered.
+        long f = 1L << F_MRG_RXBUF | 1L << F_MTU | 1L << F_MAC | 1L << F_STATUS | 1L << F_GUEST_ANNOUNCE;
+        return pairCount > 1 ? f | 1L << F_MQ : f;
+    }
+
+    @Override
+    public void featuresAcked(long features) {
+        acked = features;
+    }
+
+    @Override
+    public byte[] config() {
+        ByteBuffer b = ByteBuffer.allocate(12).order(ByteOrder.LITTLE_ENDIAN);
+        for (int i = 0; i < 6; i++) {
+            b.put(i, (byte) (mac >>> (40 - 8 * i)));
+        }
+        b.putShort(6, (short) 1); // VIRTIO_NET_S_LINK_UP
+        b.putShort(8, (short) pairCount);
+        b.putShort(10, (short) mtu);
+        return b.array();
+    }
+
+    @Override
+    public boolean setMtu(int newMtu) {
+        if (newMtu < 68 || newMtu > 65535 - ETHERNET_HEADER - VLAN_TAG) {
+            return false;
+        }
+        mtu = newMtu;
+        LOG.info("MTU set to {}", newMtu);
+        return true;
+    }
+
+    @Override
+    public boolean sendRarp(long guestMac) {
+        MemorySegment frame = MemorySegment.ofArray(Frames.rarp(guestMac));
+        port.onFrame(nic, 0, frame);
+        LOG.info("announced {} with RARP after migration", Frames.macString(guestMac));
+        return true;
+    }
+
+    @Override
+    public void reset() {
+        acked = 0;
+    }
+
+    /** Each queue pair on its own poller. */
+    @Override
+    public int[][] queueSets() {
+        int[][] sets = new int[pairCount][];
+        for (int i = 0; i < pairCount; i++) {
+            sets[i] = new int[] {2 * i, 2 * i + 1};
+        }
+        return sets;
+    }
+
+    @Override
+    public QueueHandler handler(int index) {
+        GuestNic.Pair pair = nic.pair(index / 2);
+        return index % 2 == 0 ? new RxHandler(pair) : new TxHandler(pair);
+    }
+
+    /** Receive queue: frames injected from other threads, then whatever the port produces. */
+    private final class RxHandler implements QueueHandler {
+        private final GuestNic.Pair pair;
+
+        RxHandler(GuestNic.Pair pair) {
+            this.pair = pair;
+        }
+
+        @Override
+        public void started(VirtQueue q) {
+            pair.rx = q;
+        }
+
+        @Override
+        public void stopped(VirtQueue q) {
+            pair.rx = null;
+        }
+
+        @Override
+        public int process(VirtQueue q, int budget) {
+            int done = nic.drainInjected(pair);
+            done += port.poll(nic, pair.index);
+            q.publish();
+            return done;
+        }
+    }
+
+    /** Transmit queue: each chain read once, its frame handed to the port, completed with 0. */
+    private final class TxHandler implements QueueHandler {
+        private final GuestNic.Pair pair;
+        private final MemorySegment scratch = java.lang.foreign.Arena.ofAuto().allocate(65536 + 64, 64);
+
+        TxHandler(GuestNic.Pair pair) {
+            this.pair = pair;
+        }
+
+        @Override
+        public void started(VirtQueue q) {
+            pair.tx = q;
+        }
+
+        /** Sends what the guest queued before the frontend stopped the ring, as a NIC would. */
+        @Override
+        public void stopped(VirtQueue q) {
+            process(q, q.size());
+            pair.tx = null;
+        }
+
+        @Override
+        public int process(VirtQueue q, int budget) {
+            int done = 0;
+            int hdr = headerLength();
+            for (DescriptorChain c; done < budget && (c = q.next()) != null; done++) {
+                long length = c.readableLength() - hdr;
+                if (length < ETHERNET_HEADER || length > maxFrame()) {
+                    pair.counters.txDropped++;
+                } else {
+                    pair.counters.txFrames++;
+                    pair.counters.txBytes += length;
+                    port.onFrame(nic, pair.index, frame(c, hdr, length));
+                }
+                q.complete(c, 0);
+            }
+            q.publish();
+            VirtQueue rx = pair.rx;
+            if (rx != null) {
+                rx.publish(); // the port may have answered into the receive queue
+            }
+            return done;
+        }
+
+        /** The frame as one segment: a view of guest memory when it sits in one buffer, else a copy. */
+        private MemorySegment frame(DescriptorChain c, int hdr, long length) {
+            long skip = hdr;
+            for (int i = 0; i < c.readableCount(); i++) {
+                long n = c.length(i);
+                if (skip < n) {
+                    if (n - skip >= length) {
+                        return c.memory().segment(c.region(i)).asSlice(c.offset(i) + skip, length);
+                    }
+                    break;
+                }
+                skip -= n;
+            }
+            c.read(hdr, scratch, 0, length);
+            return scratch.asSlice(0, length);
+        }
+    }
+}

@@ -1,0 +1,13 @@
+package io.jvhost.net;
+
+import java.lang.foreign.MemorySegment;
+
+/** A pooled frame buffer for frames that cross threads on their way into a guest. */
+final class Packet {
+    final MemorySegment buffer;
+    int length;
+
+    Packet(MemorySegment buffer) {
+        this.buffer = buffer;
+    }
+}

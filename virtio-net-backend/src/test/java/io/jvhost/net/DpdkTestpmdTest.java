@@ -1,0 +1,122 @@
+package io.jvhost.net;
+
+import io.jvhost.core.runtime.Backend;
+import io.jvhost.core.runtime.BackendOptions;
+import io.jvhost.core.transport.ControlLoop;
+import io.jvhost.core.transport.VhostUserServer;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.TimeUnit;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * jvhost's bench ports against DPDK testpmd's virtio-user, a real vhost-user frontend: every frame
+ * is accounted for on both sides, with mergeable receive buffers on and off and with 2 queue pairs.
+ */
+@Tag("dpdk")
+@Timeout(value = 2, unit = TimeUnit.MINUTES)
+class DpdkTestpmdTest {
+    private static final int SECONDS = 4;
+    private ControlLoop loop;
+    private Path dir;
+
+    @BeforeEach
+    void setUp() throws Exception {
+        Testpmd.require();
+        loop = new ControlLoop();
+        dir = Files.createTempDirectory("jvhost-dpdk");
+    }
+
+    @AfterEach
+    void tearDown() {
+        if (loop != null) {
+            loop.close();
+        }
+    }
+
+    private long sum(NetDevice d, boolean toGuest) {
+        long n = 0;
+        for (int i = 0; i < d.nic().pairs(); i++) {
+            NetCounters c = d.nic().counters(i);
+            n += toGuest ? c.rxFrames : c.txFrames;
+        }
+        return n;
+    }
+
+    private long dropped(NetDevice d) {
+        long n = 0;
+        for (int i = 0; i < d.nic().pairs(); i++) {
+            n += d.nic().counters(i).rxDropped + d.nic().counters(i).txDropped;
+        }
+        return n;
+    }
+
+    @ParameterizedTest(name = "queues={0} mrg_rxbuf={1}")
+    @CsvSource({"1, true", "1, false", "2, true"})
+    void shouldDropExactlyTheFramesTestpmdSent(int queues, boolean mergeable) throws Exception {
+        NetDevice device = new NetDevice(new BenchPorts.Drop(), queues, 0x525400000001L, 1500);
+        try (Backend backend = new Backend("net", device, BackendOptions.DEFAULT, loop);
+             VhostUserServer server = start(backend)) {
+            Testpmd.Totals t = Testpmd.run(server.path(), queues, mergeable, "txonly", SECONDS);
+            assertTrue(t.tx() > 1000, "testpmd sent traffic: " + t.tx());
+            awaitCount(() -> sum(device, false), t.tx());
+            assertEquals(t.tx(), sum(device, false), "frames jvhost took from the guest");
+            assertEquals(0, dropped(device));
+        }
+    }
+
+    @ParameterizedTest(name = "queues={0} mrg_rxbuf={1}")
+    @CsvSource({"1, true", "1, false", "2, true"})
+    void shouldDeliverGeneratedFramesThatTestpmdReceives(int queues, boolean mergeable) throws Exception {
+        NetDevice device = new NetDevice(new BenchPorts.Generate(1518), queues, 0x525400000001L, 1500);
+        try (Backend backend = new Backend("net", device, BackendOptions.DEFAULT, loop);
+             VhostUserServer server = start(backend)) {
+            Testpmd.Totals t = Testpmd.run(server.path(), queues, mergeable, "rxonly", SECONDS);
+            assertTrue(t.rx() > 1000, "testpmd received traffic: " + t.rx());
+            long delivered = sum(device, true);
+            // Frames still in testpmd's receive rings when it stopped were delivered but not counted.
+            assertTrue(delivered >= t.rx() && delivered <= t.rx() + 1024L * queues,
+                    "jvhost delivered " + delivered + ", testpmd received " + t.rx());
+        }
+    }
+
+    @ParameterizedTest(name = "queues={0} mrg_rxbuf={1}")
+    @CsvSource({"1, true", "1, false", "2, true"})
+    void shouldReflectEveryFrameBackToTestpmd(int queues, boolean mergeable) throws Exception {
+        NetDevice device = new NetDevice(new BenchPorts.Reflect(), queues, 0x525400000001L, 1500);
+        try (Backend backend = new Backend("net", device, BackendOptions.DEFAULT, loop);
+             VhostUserServer server = start(backend)) {
+            // io forwarding sends every received frame out again; --tx-first starts the loop.
+            Testpmd.Totals t = Testpmd.run(server.path(), queues, mergeable, "io", SECONDS, "--tx-first");
+            assertTrue(t.tx() > 1000, "traffic went round: " + t.tx());
+            awaitCount(() -> sum(device, false), t.tx());
+            assertEquals(t.tx(), sum(device, false), "frames jvhost took from testpmd");
+            assertEquals(sum(device, false), sum(device, true) + dropped(device), "every frame reflected or counted");
+            assertEquals(0, dropped(device), "no frame lost");
+            long inFlight = sum(device, true) - t.rx(); // reflected into rings testpmd no longer read
+            assertTrue(inFlight >= 0 && inFlight <= 1024L * queues, "testpmd received " + t.rx() + " of " + sum(device, true));
+        }
+    }
+
+    private VhostUserServer start(Backend backend) throws Exception {
+        backend.start();
+        return VhostUserServer.listen(dir.resolve("net.sock"), backend, loop);
+    }
+
+    private static void awaitCount(java.util.function.LongSupplier count, long expected) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (count.getAsLong() < expected && System.nanoTime() < deadline) {
+            Thread.sleep(10);
+        }
+    }
+}
