@@ -1,0 +1,86 @@
+package io.jvhost.net;
+
+import io.jvhost.core.guest.GuestImage;
+import io.jvhost.core.guest.QemuGuest;
+import io.jvhost.core.runtime.Backend;
+import io.jvhost.core.runtime.BackendOptions;
+import io.jvhost.core.testkit.QemuConfigs;
+import io.jvhost.core.testkit.QemuTests;
+import io.jvhost.core.transport.ControlLoop;
+import io.jvhost.core.transport.VhostUserServer;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.concurrent.TimeUnit;
+
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** Two real QEMU 7.2 guests (TCG) on one jvhost switch ping each other, also across a reboot. */
+@Tag("qemu")
+@Timeout(value = 10, unit = TimeUnit.MINUTES)
+class SwitchGuestTest {
+    private static final Duration BOOT = Duration.ofMinutes(3);
+    private static final Duration STEP = Duration.ofMinutes(2);
+
+    private static QemuGuest boot(Path socket, String mac, int index) throws Exception {
+        QemuGuest g = QemuGuest.builder().image(GuestImage.prepare()).memoryMib(256)
+                .extraArgs(QemuConfigs.deviceArgs("net-qemu.sh", socket.toString(), mac, "1"))
+                .logFile(QemuTests.logFile(SwitchGuestTest.class).resolveSibling("SwitchGuestTest-" + index + ".log"))
+                .build();
+        g.start();
+        return g;
+    }
+
+    private static void configure(QemuGuest g, String address) {
+        run(g, "ip link set eth0 up && ip addr add " + address + "/24 dev eth0");
+    }
+
+    private static String run(QemuGuest g, String command) {
+        QemuGuest.Result r = g.exec(command, STEP);
+        assertEquals(0, r.exitStatus(), () -> command + "\n" + r.output());
+        return r.output();
+    }
+
+    @Test
+    void shouldLetTwoGuestsOnTheSwitchPingEachOtherAcrossAReboot() throws Exception {
+        QemuTests.requireQemu();
+        Path dir = Files.createTempDirectory("jvhost-switch");
+        L2Switch sw = new L2Switch();
+        NetDevice a = new NetDevice(sw.newPort(), 1, 0x525400000001L, 1500);
+        NetDevice b = new NetDevice(sw.newPort(), 1, 0x525400000002L, 1500);
+        try (ControlLoop loop = new ControlLoop();
+             Backend ba = new Backend("net0", a, BackendOptions.DEFAULT, loop);
+             Backend bb = new Backend("net1", b, BackendOptions.DEFAULT, loop)) {
+            ba.start();
+            bb.start();
+            try (VhostUserServer sa = VhostUserServer.listen(dir.resolve("net0.sock"), ba, loop);
+                 VhostUserServer sb = VhostUserServer.listen(dir.resolve("net1.sock"), bb, loop);
+                 QemuGuest ga = boot(sa.path(), "52:54:00:00:00:01", 0);
+                 QemuGuest gb = boot(sb.path(), "52:54:00:00:00:02", 1)) {
+                ga.awaitReady(BOOT);
+                gb.awaitReady(BOOT);
+                configure(ga, "10.0.0.1");
+                configure(gb, "10.0.0.2");
+                assertTrue(run(ga, "ping -c 3 -W 5 10.0.0.2").contains("3 packets received"));
+                assertTrue(run(gb, "ping -c 3 -W 5 -s 1400 10.0.0.1").contains("3 packets received"));
+                assertEquals(0, sw.lookup(0x525400000001L), "guest a learned on port 0");
+                assertEquals(1, sw.lookup(0x525400000002L), "guest b learned on port 1");
+
+                gb.reboot(BOOT);
+                configure(gb, "10.0.0.2");
+                assertTrue(run(gb, "ping -c 3 -W 5 -s 1400 10.0.0.1").contains("3 packets received"));
+                assertTrue(run(ga, "ping -c 2 -W 5 10.0.0.2").contains("2 packets received"));
+                ga.quit(Duration.ofSeconds(60));
+                gb.quit(Duration.ofSeconds(60));
+            }
+            assertTrue(a.nic().counters(0).txFrames >= 8 && b.nic().counters(0).rxFrames >= 8,
+                    a.port().describe() + " / " + b.port().describe());
+        }
+    }
+}
