@@ -171,6 +171,11 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
         }
 
         @Override
+        public int wakeupFd() {
+            return port.wakeupFd(pair.index);
+        }
+
+        @Override
         public int process(VirtQueue q, int budget) {
             int done = nic.drainInjected(pair);
             done += port.poll(nic, pair.index);

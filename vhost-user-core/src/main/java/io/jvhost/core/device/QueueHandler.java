@@ -20,6 +20,15 @@ public interface QueueHandler {
     /** Takes at most {@code budget} chains from the queue; returns how many it took (0 = idle). */
     int process(VirtQueue queue, int budget);
 
+    /**
+     * An fd whose new input should wake the poller while this queue runs (e.g. a TAP device the
+     * handler reads in {@link #process}); -1 for none. Watched edge-triggered: read it until EAGAIN
+     * or expect no reminder. Asked when the queue starts.
+     */
+    default int wakeupFd() {
+        return -1;
+    }
+
     /** The queue starts running (first kick, enable, or after a memory table change). */
     default void started(VirtQueue queue) {}
 

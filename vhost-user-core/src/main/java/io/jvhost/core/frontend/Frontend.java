@@ -39,6 +39,7 @@ public final class Frontend implements AutoCloseable {
     private boolean replyAck;
     private Duration replyTimeout;
     private Epoll readable;
+    private boolean closed;
 
     /** A reply from the backend. */
     public record Reply(int request, int flags, byte[] payload, Fd[] fds) {
@@ -426,8 +427,13 @@ public final class Frontend implements AutoCloseable {
         return ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putInt(index).putInt(num).array();
     }
 
+    /** Closes the connection; closing again does nothing. */
     @Override
     public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
         if (readable != null) {
             readable.close();
         }

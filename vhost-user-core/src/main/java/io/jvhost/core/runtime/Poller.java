@@ -26,7 +26,7 @@ import org.slf4j.LoggerFactory;
 public final class Poller implements Runnable, AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(Poller.class);
     private static final int BUDGET = 64, COMMAND_LIMIT = 64;
-    private static final long WAKE = -1;
+    private static final long WAKE = -1, DEVICE_WAKE = -2;
     /** Queues without a kick fd (NOFD) are polled this often while the poller sleeps. */
     private static final int NO_KICK_POLL_MILLIS = 1;
 
@@ -39,6 +39,7 @@ public final class Poller implements Runnable, AutoCloseable {
     private final Fd wakeFd;
     private final VirtQueue[] active;
     private final int[] kickFd;
+    private final int[] wakeupFd;
     private final boolean[] handlerFailureLogged;
     private int activeCount;
     private int queuesWithoutKick;
@@ -60,8 +61,10 @@ public final class Poller implements Runnable, AutoCloseable {
         this.wakeFd = EventFd.create();
         this.active = new VirtQueue[handlers.length];
         this.kickFd = new int[handlers.length];
+        this.wakeupFd = new int[handlers.length];
         this.handlerFailureLogged = new boolean[handlers.length];
         java.util.Arrays.fill(kickFd, -1);
+        java.util.Arrays.fill(wakeupFd, -1);
         LibC.check(epoll.add(wakeFd.get(), WAKE), "epoll_ctl");
     }
 
@@ -129,6 +132,10 @@ public final class Poller implements Runnable, AutoCloseable {
         }
         q.disableNotifications();
         safeCall(i, () -> handlers[i].started(q));
+        int extra = handlers[i].wakeupFd();
+        if (extra >= 0 && mode == IdleMode.EVENT && epoll.add(extra, DEVICE_WAKE, true) == 0) {
+            wakeupFd[i] = extra;
+        }
         LOG.debug("{}: attached {}", name, q);
     }
 
@@ -140,6 +147,10 @@ public final class Poller implements Runnable, AutoCloseable {
         q.publish();
         safeCall(i, () -> handlers[i].stopped(q));
         q.publish();
+        if (wakeupFd[i] >= 0) {
+            epoll.remove(wakeupFd[i]);
+            wakeupFd[i] = -1;
+        }
         if (kickFd[i] >= 0) {
             if (mode == IdleMode.EVENT) {
                 epoll.remove(kickFd[i]);
@@ -224,6 +235,8 @@ public final class Poller implements Runnable, AutoCloseable {
                 long data = epoll.data(e);
                 if (data == WAKE) {
                     LibC.eventfdDrain(wakeFd.get());
+                } else if (data == DEVICE_WAKE) {
+                    // the handler reads its own fd in process()
                 } else {
                     int i = (int) data;
                     if (kickFd[i] >= 0 && LibC.eventfdDrain(kickFd[i]) > 0 && active[i] != null) {

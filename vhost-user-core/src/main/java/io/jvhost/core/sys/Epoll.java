@@ -13,6 +13,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED;
 public final class Epoll implements AutoCloseable {
     /** x86-64 {@code struct epoll_event} is packed: u32 events then u64 data. */
     private static final long EVENT_SIZE = 12, DATA_OFFSET = 4;
+    private static final int EPOLLET = 1 << 31;
 
     private final Arena arena = Arena.ofShared();
     private final Fd epfd;
@@ -27,8 +28,13 @@ public final class Epoll implements AutoCloseable {
     }
 
     /** Watches {@code fd} for input; {@code data} comes back with its events. Returns 0 or -errno. */
-    public synchronized int add(int fd, long data) {
-        ctlEvent.set(JAVA_INT_UNALIGNED, 0, LibC.EPOLLIN);
+    public int add(int fd, long data) {
+        return add(fd, data, false);
+    }
+
+    /** Like {@link #add(int, long)}; edge-triggered reports only new input, not input still unread. */
+    public synchronized int add(int fd, long data, boolean edgeTriggered) {
+        ctlEvent.set(JAVA_INT_UNALIGNED, 0, LibC.EPOLLIN | (edgeTriggered ? EPOLLET : 0));
         ctlEvent.set(JAVA_LONG_UNALIGNED, DATA_OFFSET, data);
         return LibC.epollCtl(epfd.get(), LibC.EPOLL_CTL_ADD, fd, ctlEvent);
     }

@@ -365,6 +365,16 @@ public final class LibC {
         }
     }
 
+    /** ioctl with a pointer argument; the result or {@code -errno}. */
+    public static int ioctl(int fd, long request, MemorySegment arg) {
+        Scratch s = SCRATCH.get();
+        try {
+            return ret(s, (int) IOCTL_MH.invokeExact(s.capture, fd, request, arg));
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
     /** The size of a block device in bytes (BLKGETSIZE64), or {@code -errno}. */
     public static long blockDeviceSize(int fd) {
         Scratch s = SCRATCH.get();
