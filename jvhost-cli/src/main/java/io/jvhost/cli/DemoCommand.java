@@ -3,6 +3,8 @@ package io.jvhost.cli;
 import io.jvhost.blk.BlkDevice;
 import io.jvhost.blk.RamStore;
 import io.jvhost.cli.rng.RngDevice;
+import io.jvhost.net.L2Switch;
+import io.jvhost.net.NetDevice;
 import io.jvhost.core.guest.GuestImage;
 import io.jvhost.core.guest.QemuGuest;
 import io.jvhost.core.runtime.Backend;
@@ -38,25 +40,48 @@ public final class DemoCommand implements Callable<Integer> {
         Path dir = Files.createTempDirectory("jvhost-demo");
         Path rngSocket = dir.resolve("rng.sock");
         Path blkSocket = dir.resolve("blk.sock");
+        Path net0Socket = dir.resolve("net0.sock");
+        Path net1Socket = dir.resolve("net1.sock");
+        L2Switch sw = new L2Switch();
+        NetDevice nic0 = new NetDevice(sw.newPort(), 1, 0x525400000001L, NetDevice.DEFAULT_MTU);
+        NetDevice nic1 = new NetDevice(sw.newPort(), 1, 0x525400000002L, NetDevice.DEFAULT_MTU);
         step("Preparing the guest (Debian kernel + busybox initramfs, cached)");
         GuestImage image = GuestImage.prepare();
         try (ControlLoop loop = new ControlLoop();
              Backend rng = new Backend("rng", new RngDevice(), BackendOptions.DEFAULT, loop);
-             Backend blk = new Backend("blk", new BlkDevice(new RamStore(DISK_BYTES), 2), BackendOptions.DEFAULT, loop)) {
+             Backend blk = new Backend("blk", new BlkDevice(new RamStore(DISK_BYTES), 2), BackendOptions.DEFAULT, loop);
+             Backend net0 = new Backend("net0", nic0, BackendOptions.DEFAULT, loop);
+             Backend net1 = new Backend("net1", nic1, BackendOptions.DEFAULT, loop)) {
             rng.start();
             blk.start();
+            net0.start();
+            net1.start();
             try (VhostUserServer rngServer = VhostUserServer.listen(rngSocket, rng, loop);
                  VhostUserServer blkServer = VhostUserServer.listen(blkSocket, blk, loop);
+                 VhostUserServer net0Server = VhostUserServer.listen(net0Socket, net0, loop);
+                 VhostUserServer net1Server = VhostUserServer.listen(net1Socket, net1, loop);
                  QemuGuest guest = QemuGuest.builder().image(image).memoryMib(256).cpus(2)
                          .extraArgs("-chardev", "socket,id=rng0,path=" + rngSocket,
                                  "-device", "vhost-user-rng-pci,chardev=rng0",
                                  "-chardev", "socket,id=blk0,path=" + blkSocket,
-                                 "-device", "vhost-user-blk-pci,chardev=blk0,num-queues=2")
-                         .logFile(dir.resolve("console.log")).build()) {
-                step("Booting QEMU (TCG) with jvhost devices: vhost-user-rng at " + rngSocket
-                        + ", vhost-user-blk (64 MiB RAM disk, 2 queues) at " + blkSocket);
+                                 "-device", "vhost-user-blk-pci,chardev=blk0,num-queues=2",
+                                 "-chardev", "socket,id=net0,path=" + net0Socket,
+                                 "-netdev", "vhost-user,id=net0,chardev=net0",
+                                 // vectors=0: QEMU 7.2 under TCG crashes on vhost-user-net with MSI-X
+                                 "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:00:00:01,vectors=0")
+                         .logFile(dir.resolve("console.log")).build();
+                 QemuGuest peer = QemuGuest.builder().image(image).memoryMib(256)
+                         .extraArgs("-chardev", "socket,id=net1,path=" + net1Socket,
+                                 "-netdev", "vhost-user,id=net1,chardev=net1",
+                                 "-device", "virtio-net-pci,netdev=net1,mac=52:54:00:00:00:02,vectors=0")
+                         .logFile(dir.resolve("peer-console.log")).build()) {
+                step("Booting two QEMU guests (TCG). The first has jvhost devices: vhost-user-rng at " + rngSocket
+                        + ", vhost-user-blk (64 MiB RAM disk, 2 queues) at " + blkSocket + ", vhost-user-net at "
+                        + net0Socket + "; the second only a NIC, at " + net1Socket + ", on the same jvhost switch");
                 guest.start();
+                peer.start();
                 guest.awaitReady(STEP);
+                peer.awaitReady(STEP);
                 step("Entropy: the guest's /dev/hwrng is jvhost's rng device");
                 show(guest, "cat /sys/class/misc/hw_random/rng_available /sys/class/misc/hw_random/rng_current");
                 show(guest, "head -c 65536 /dev/hwrng | wc -c");
@@ -74,11 +99,22 @@ public final class DemoCommand implements Callable<Integer> {
                     step("jvhost blk queue " + i + ": " + b.chains + " requests, " + b.bytesWritten + " bytes to the guest, "
                             + b.notificationsSent + " interrupts, " + b.chainsRejected() + " refused");
                 }
+                step("Network: both guests' eth0 are ports of one jvhost L2 switch");
+                show(guest, "ip link set eth0 up && ip addr add 10.0.0.1/24 dev eth0 && cat /sys/class/net/eth0/address");
+                show(peer, "ip link set eth0 up && ip addr add 10.0.0.2/24 dev eth0 && cat /sys/class/net/eth0/address");
+                show(guest, "ping -c 3 -W 5 10.0.0.2");
+                show(peer, "ping -c 3 -W 5 -s 1400 10.0.0.1");
+                step("Switch counters");
+                System.out.println(nic0.port().describe());
+                System.out.println(nic1.port().describe());
+                peer.quit(Duration.ofSeconds(20));
                 step("The QEMU command line, for your own VM (use your own kernel/disk instead of -kernel/-initrd):");
                 System.out.println(guest.commandLine());
                 System.out.println();
-                System.out.println("and in other terminals:  ./jvhost rng --socket " + rngSocket
-                        + "   and   ./jvhost blk --socket " + blkSocket + " --ram 64M --queues 2");
+                System.out.println("with the backends in other terminals:");
+                System.out.println("  ./jvhost rng --socket " + rngSocket);
+                System.out.println("  ./jvhost blk --socket " + blkSocket + " --ram 64M --queues 2");
+                System.out.println("  ./jvhost net --switch --socket " + net0Socket + " --socket " + net1Socket);
                 guest.quit(Duration.ofSeconds(20));
             }
         }
