@@ -17,10 +17,12 @@ import java.time.Duration;
  * descriptors for adversarial tests. Used from one test thread.
  */
 public final class DriverQueue implements AutoCloseable {
-    static final ValueLayout.OfShort U16 = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN);
-    static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN);
-    static final ValueLayout.OfLong U64 = ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN);
-    static final VarHandle U16_VH = U16.varHandle();
+    // Unaligned: indirect tables may sit at any guest address, and tests put them there.
+    static final ValueLayout.OfShort U16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    static final ValueLayout.OfLong U64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfShort ALIGNED_U16 = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN);
+    static final VarHandle U16_VH = ALIGNED_U16.varHandle();
     public static final int F_NEXT = 1, F_WRITE = 2, F_INDIRECT = 4;
 
     private final GuestRam ram;
