@@ -17,6 +17,13 @@ public final class BlkDevice implements VirtioDevice {
             F_CONFIG_WCE = 11, F_MQ = 12, F_DISCARD = 13, F_WRITE_ZEROES = 14;
     static final int SECTOR = 512;
     static final int SIZE_MAX = 1 << 20;
+    /**
+     * seg_max. Header and status take two descriptors, and no chain, indirect or not, may be longer
+     * than the queue (virtio 1.2 §2.7.5.3.1; the rings refuse longer ones), whose size the frontend
+     * sets only after reading the config. 126 fits QEMU's vhost-user-blk default queue-size of 128;
+     * QEMU's own virtio-blk advertises queue size - 2 for the same reason.
+     */
+    static final int SEG_MAX = 128 - 2;
     static final int MAX_DISCARD_SEG = 32;
     /** Largest discard / write-zeroes range, in sectors: 1 GiB keeps one request bounded. */
     static final int MAX_RANGE_SECTORS = 1 << 21;
@@ -111,9 +118,13 @@ public final class BlkDevice implements VirtioDevice {
         return (acked & bit(feature)) != 0;
     }
 
-    /** Whether writes may sit in a volatile cache (the guest toggles it through CONFIG_WCE). */
+    /**
+     * Whether writes may sit in a volatile cache: only if the driver accepted FLUSH (without it, it
+     * may assume a writethrough cache and never flush, virtio 1.2 §5.2.5.1) and has not turned the
+     * cache off through CONFIG_WCE.
+     */
     boolean writeback() {
-        return writeback && store.canFlush();
+        return writeback && store.canFlush() && acked(F_FLUSH);
     }
 
     @Override
@@ -122,13 +133,16 @@ public final class BlkDevice implements VirtioDevice {
         ByteBuffer b = ByteBuffer.allocate(CONFIG_SIZE).order(ByteOrder.LITTLE_ENDIAN);
         b.putLong(0, store.size() / SECTOR);
         b.putInt(8, SIZE_MAX);
-        b.putInt(12, QUEUE_SIZE - 2); // seg_max: all descriptors but header and status
+        b.putInt(12, SEG_MAX);
         b.putInt(20, store.blockSize());
         b.put(24, (byte) 0); // physical_block_exp
         b.put(25, (byte) 0); // alignment_offset
         b.putShort(26, (short) 1); // min_io_size, in logical blocks
         b.putInt(28, 0); // opt_io_size
-        b.put(WRITEBACK_OFFSET, (byte) (writeback() ? 1 : 0));
+        // Before feature negotiation (QEMU reads the config at connect time): the mode a driver that
+        // accepts FLUSH gets. After it, writethrough unless FLUSH was accepted (§5.2.5.2).
+        boolean wce = acked == 0 ? writeback && store.canFlush() : writeback();
+        b.put(WRITEBACK_OFFSET, (byte) (wce ? 1 : 0));
         b.putShort(34, (short) queues);
         b.putInt(36, MAX_RANGE_SECTORS);
         b.putInt(40, MAX_DISCARD_SEG);

@@ -97,9 +97,12 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
             done++;
         }
         if (batchCount > 0) {
-            store.submit(batch, batchCount);
-            Arrays.fill(batch, 0, batchCount, null);
-            batchCount = 0;
+            try {
+                store.submit(batch, batchCount);
+            } finally { // a store that throws breaks its contract; never hand it the same requests twice
+                Arrays.fill(batch, 0, batchCount, null);
+                batchCount = 0;
+            }
         }
         done += reap(q);
         q.publish();

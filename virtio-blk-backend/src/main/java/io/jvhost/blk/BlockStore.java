@@ -52,7 +52,8 @@ public interface BlockStore extends AutoCloseable {
 
     /**
      * Starts {@code count} requests from {@code requests[0..count)}. Called on a poller thread:
-     * must not block. The array is reused after the call returns; the requests themselves stay
+     * must not block, and must not throw: report a failure by completing the request with
+     * {@link BlockRequest#STATUS_IOERR}. The array is reused after the call returns; the requests themselves stay
      * valid until completed.
      */
     void submit(BlockRequest[] requests, int count);

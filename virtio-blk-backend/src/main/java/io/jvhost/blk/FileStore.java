@@ -116,6 +116,9 @@ public final class FileStore implements BlockStore {
     private int ranges(BlockRequest r, boolean zero) {
         for (int g = 0; g < r.rangeCount(); g++) {
             long off = r.rangeOffset(g), len = r.rangeLength(g);
+            if (len == 0) {
+                continue; // a range of no sectors is valid; fallocate would fail it with EINVAL
+            }
             int e;
             if (!zero) {
                 e = file.punchHole(off, len);
