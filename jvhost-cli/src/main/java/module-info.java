@@ -5,6 +5,7 @@ module io.jvhost.cli {
     requires io.jvhost.net;
     requires info.picocli;
     requires org.slf4j;
+    requires jdk.unsupported;
 
     opens io.jvhost.cli to info.picocli;
     opens io.jvhost.cli.rng to info.picocli;

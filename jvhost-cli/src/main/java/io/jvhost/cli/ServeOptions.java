@@ -73,23 +73,33 @@ public final class ServeOptions {
             System.out.printf("jvhost %s: %s %s (%s pollers, %s mode)%n", id,
                     client ? "connecting to" : "listening on", socket, backend.pollerCount(), options.idleMode());
         }
-        System.out.println("Ctrl-C stops.");
-        CountDownLatch stopped = new CountDownLatch(1);
+        System.out.println("Ctrl-C or SIGTERM stops (a second signal exits at once).");
+        CountDownLatch stop = new CountDownLatch(1);
         serving = true;
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            for (AutoCloseable r : resources) {
-                try {
-                    r.close();
-                } catch (Exception e) {
-                    System.err.println("closing " + r + ": " + e);
-                }
+        java.util.concurrent.atomic.AtomicInteger signals = new java.util.concurrent.atomic.AtomicInteger();
+        sun.misc.SignalHandler onSignal = sig -> {
+            if (signals.incrementAndGet() > 1) {
+                Runtime.getRuntime().halt(128 + sig.getNumber());
             }
-            loop.close();
-            stopped.countDown();
-        }, "jvhost-shutdown"));
-        while (!stopped.await(10, java.util.concurrent.TimeUnit.SECONDS)) {
+            stop.countDown();
+        };
+        sun.misc.Signal.handle(new sun.misc.Signal("TERM"), onSignal);
+        sun.misc.Signal.handle(new sun.misc.Signal("INT"), onSignal);
+        while (!stop.await(10, java.util.concurrent.TimeUnit.SECONDS)) {
             status.run();
         }
+        // Stopping each session detaches its queues: pollers publish what completed and devices
+        // finish what is in flight (blk waits for its stores) before fds and memory go.
+        for (AutoCloseable r : resources) {
+            try {
+                r.close();
+            } catch (Exception e) {
+                System.err.println("closing " + r + ": " + e);
+            }
+        }
+        loop.close();
+        status.run();
+        System.exit(0);
         return 0;
     }
 }

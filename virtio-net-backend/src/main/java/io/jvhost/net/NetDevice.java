@@ -96,6 +96,12 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
         return pairCount > 1 ? f | 1L << F_MQ : f;
     }
 
+    /** NET_SET_MTU and SEND_RARP are ours to handle. */
+    @Override
+    public long protocolFeatures() {
+        return 1L << 4 /* MTU */ | 1L << 2 /* RARP */;
+    }
+
     @Override
     public void featuresAcked(long features) {
         acked = features;
