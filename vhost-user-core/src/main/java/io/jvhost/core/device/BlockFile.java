@@ -13,6 +13,7 @@ import java.nio.file.Path;
  * methods return {@code -errno} on failure instead of throwing. Thread-safe.
  */
 public final class BlockFile implements AutoCloseable {
+    private static final int EIO = 5;
     private final Fd fd;
     private final Path path;
     private final boolean readOnly;
@@ -56,30 +57,25 @@ public final class BlockFile implements AutoCloseable {
 
     /** Reads exactly {@code dst.byteSize()} bytes at {@code offset}; 0 or {@code -errno} (-EIO at end of file). */
     public int read(MemorySegment dst, long offset) {
-        long done = 0, n = dst.byteSize();
-        while (done < n) {
-            long r = LibC.pread(fd.get(), dst.asSlice(done), n - done, offset + done);
-            if (r == -LibC.EINTR) {
-                continue;
-            }
-            if (r <= 0) {
-                return r == 0 ? -5 : (int) r;
-            }
-            done += r;
-        }
-        return 0;
+        return transfer(dst, offset, false);
     }
 
     /** Writes all of {@code src} at {@code offset}; 0 or {@code -errno}. */
     public int write(MemorySegment src, long offset) {
-        long done = 0, n = src.byteSize();
+        return transfer(src, offset, true);
+    }
+
+    private int transfer(MemorySegment buf, long offset, boolean write) {
+        long done = 0, n = buf.byteSize();
         while (done < n) {
-            long r = LibC.pwrite(fd.get(), src.asSlice(done), n - done, offset + done);
+            MemorySegment rest = buf.asSlice(done);
+            long r = write ? LibC.pwrite(fd.get(), rest, n - done, offset + done)
+                    : LibC.pread(fd.get(), rest, n - done, offset + done);
             if (r == -LibC.EINTR) {
                 continue;
             }
             if (r <= 0) {
-                return r == 0 ? -5 : (int) r;
+                return r == 0 ? -EIO : (int) r; // a short file ends the transfer: an I/O error
             }
             done += r;
         }
