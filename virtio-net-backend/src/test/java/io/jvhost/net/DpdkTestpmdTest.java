@@ -84,9 +84,10 @@ class DpdkTestpmdTest {
             Testpmd.Totals t = Testpmd.run(server.path(), queues, mergeable, "rxonly", SECONDS);
             assertTrue(t.rx() > 1000, "testpmd received traffic: " + t.rx());
             long delivered = sum(device, true);
-            // Frames still in testpmd's receive rings when it stopped were delivered but not counted.
-            assertTrue(delivered >= t.rx() && delivered <= t.rx() + 1024L * queues,
-                    "jvhost delivered " + delivered + ", testpmd received " + t.rx());
+            // testpmd stops polling before it stops the port: frames jvhost delivered in between sit in
+            // its rings (up to 1024 per queue, refilled by the PMD once more) and are not counted.
+            assertTrue(delivered >= t.rx() && delivered <= t.rx() + 4 * 1024L * queues,
+                    "jvhost delivered " + delivered + ", testpmd received " + t.rx() + "\n" + t.output().substring(Math.max(0, t.output().length() - 3000)));
         }
     }
 
