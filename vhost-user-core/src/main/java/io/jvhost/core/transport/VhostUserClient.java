@@ -6,6 +6,7 @@ import io.jvhost.core.sys.NativeException;
 import io.jvhost.core.sys.UnixSockets;
 
 import java.nio.file.Path;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.atomic.AtomicLong;
 
 import org.slf4j.Logger;
@@ -74,13 +75,22 @@ public final class VhostUserClient implements Endpoint {
         return connections.get();
     }
 
+    /**
+     * Stops reconnecting and drops the current connection; returns once the drop has started the
+     * session's teardown (its queues are being detached), so the backend may be closed next.
+     */
     @Override
     public void close() {
         closed = true;
+        CompletableFuture<Void> done = new CompletableFuture<>();
         loop.execute(() -> {
             if (current != null) {
                 current.drop("backend shutting down");
             }
+            done.complete(null);
         });
+        if (!loop.inLoop()) {
+            done.join();
+        }
     }
 }
