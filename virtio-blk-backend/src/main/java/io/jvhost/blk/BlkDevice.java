@@ -109,6 +109,12 @@ public final class BlkDevice implements VirtioDevice {
         return false;
     }
 
+    /** Inflight tracking (INFLIGHT_SHMFD): a restarted backend resubmits what a crashed one left. */
+    @Override
+    public long protocolFeatures() {
+        return 1L << 12;
+    }
+
     @Override
     public void featuresAcked(long features) {
         acked = features;

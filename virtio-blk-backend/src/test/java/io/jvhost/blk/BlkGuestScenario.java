@@ -48,7 +48,7 @@ final class BlkGuestScenario {
     }
 
     /** Shell that writes one chunk of the seeded per-sector pattern for sector {@code first} to /tmp/chunk. */
-    private static String makeChunk(long first) {
+    static String makeChunk(long first) {
         return "i=0; while [ $i -lt " + CHUNK_SECTORS + " ]; do printf '%-511s\\n' \"jvhost seed=" + SEED
                 + " sector=$((" + first + "+i))\"; i=$((i+1)); done > /tmp/chunk";
     }

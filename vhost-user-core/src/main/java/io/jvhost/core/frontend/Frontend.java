@@ -357,6 +357,32 @@ public final class Frontend implements AutoCloseable {
                 .putInt(data.length).putInt(1).put(data).array());
     }
 
+    /** The inflight region the backend handed out: its memfd and layout. */
+    public record Inflight(Fd fd, long size, int queues, int queueSize) implements AutoCloseable {
+        @Override
+        public void close() {
+            fd.close();
+        }
+    }
+
+    /** GET_INFLIGHT_FD: asks the backend for a fresh inflight region (INFLIGHT_SHMFD). */
+    public Inflight getInflightFd(int queues, int queueSize) throws IOException {
+        Reply r = call(GET_INFLIGHT_FD, ByteBuffer.allocate(24).order(ByteOrder.LITTLE_ENDIAN).putLong(0).putLong(0)
+                .putShort((short) queues).putShort((short) queueSize).array());
+        if (r.fds().length != 1) {
+            Fd.closeAll(r.fds());
+            throw new IOException("GET_INFLIGHT_FD reply with " + r.fds().length + " fds");
+        }
+        ByteBuffer b = ByteBuffer.wrap(r.payload()).order(ByteOrder.LITTLE_ENDIAN);
+        return new Inflight(r.fds()[0], b.getLong(0), Short.toUnsignedInt(b.getShort(16)), Short.toUnsignedInt(b.getShort(18)));
+    }
+
+    /** SET_INFLIGHT_FD: gives the backend a region (after a backend restart: the old one). */
+    public long setInflightFd(Inflight inflight) throws IOException {
+        return request(SET_INFLIGHT_FD, ByteBuffer.allocate(24).order(ByteOrder.LITTLE_ENDIAN).putLong(inflight.size())
+                .putLong(0).putShort((short) inflight.queues()).putShort((short) inflight.queueSize()).array(), inflight.fd());
+    }
+
     // ---- QEMU 7.2 sequences -----------------------------------------------------------------
 
     /**

@@ -9,6 +9,7 @@ import io.jvhost.core.runtime.Barrier;
 import io.jvhost.core.runtime.QueueConfig;
 import io.jvhost.core.sys.Fd;
 import io.jvhost.core.sys.LibC;
+import io.jvhost.core.virtq.InflightLog;
 import io.jvhost.core.virtq.VirtQueue;
 import io.jvhost.core.virtq.VirtioFeatures;
 
@@ -57,6 +58,10 @@ public final class Session {
     private boolean owner;
     private int status;
     private Fd backendChannel;
+    /** The INFLIGHT_SHMFD region: per queue {@link InflightLog#queueRegionSize} bytes; null until given. */
+    private MemorySegment inflightRegion;
+    private java.lang.foreign.Arena inflightArena;
+    private int inflightQueues, inflightQueueSize;
     private boolean closed;
     private long messages;
     private long messagesRefused;
@@ -191,13 +196,13 @@ public final class Session {
         for (Runnable r : ctx.afterAcks) {
             r.run();
         }
-        ctx.toClose.forEach(Fd::close);
         int request = ctx.message.request();
         if (ctx.reply != null) {
             out.reply(request, ctx.reply, ctx.replyFds);
         } else if (!MessageType.hasOwnReply(request) && ctx.message.needsReply()) {
             out.reply(request, u64(ctx.failed ? 1 : 0), null);
         }
+        ctx.toClose.forEach(Fd::close); // after the reply: it may carry one of them
         resume.run();
     }
 
@@ -283,7 +288,8 @@ public final class Session {
                     throw new ProtocolException("this device does not send RARP", false);
                 }
             }
-            case GET_INFLIGHT_FD -> throw new ProtocolException("INFLIGHT_SHMFD was not offered", true);
+            case GET_INFLIGHT_FD -> getInflightFd(c);
+            case SET_INFLIGHT_FD -> setInflightFd(c);
             default -> throw new ProtocolException("not supported by this backend", false);
         }
     }
@@ -506,6 +512,108 @@ public final class Session {
         reconcile(c, i, false);
     }
 
+    private boolean inflightOffered() {
+        return (offeredProtocolFeatures & ProtocolFeatures.bit(ProtocolFeatures.INFLIGHT_SHMFD)) != 0;
+    }
+
+    private record InflightRequest(long mmapSize, long mmapOffset, int queues, int queueSize) {}
+
+    private InflightRequest inflightRequest(Message m) throws ProtocolException {
+        boolean fatal = MessageType.hasOwnReply(m.request());
+        if (!inflightOffered()) {
+            throw new ProtocolException("INFLIGHT_SHMFD was not offered", fatal);
+        }
+        if (m.size() < 20 || m.size() > 24) {
+            throw new ProtocolException("inflight payload of " + m.size() + " bytes", fatal);
+        }
+        var b = m.buffer();
+        int queues = Short.toUnsignedInt(b.getShort(16)), queueSize = Short.toUnsignedInt(b.getShort(18));
+        if (queues < 1 || queues > vrings.length || queueSize < 1 || Integer.bitCount(queueSize) != 1
+                || queueSize > VirtQueue.MAX_SIZE) {
+            throw new ProtocolException("inflight for " + queues + " queues of " + queueSize, fatal);
+        }
+        return new InflightRequest(b.getLong(0), b.getLong(8), queues, queueSize);
+    }
+
+    /** A fresh, zeroed region (QEMU asks again after every guest reset). */
+    private void getInflightFd(Context c) throws ProtocolException {
+        Message m = c.message;
+        InflightRequest r = inflightRequest(m);
+        if (m.fds().length != 0) {
+            throw new ProtocolException(m.fds().length + " fds on GET_INFLIGHT_FD", true);
+        }
+        long perQueue = InflightLog.queueRegionSize(r.queueSize());
+        long total = perQueue * r.queues();
+        try {
+            Fd fd = io.jvhost.core.sys.Mappings.memfd("jvhost-inflight", total);
+            java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofShared();
+            MemorySegment region = io.jvhost.core.sys.Mappings.map(fd.get(), 0, total, arena);
+            for (int q = 0; q < r.queues(); q++) {
+                InflightLog.initialize(region.asSlice(q * perQueue, perQueue), r.queueSize());
+            }
+            useInflight(c, region, arena, r.queues(), r.queueSize());
+            c.reply = ByteBuffer.allocate(24).order(ByteOrder.LITTLE_ENDIAN).putLong(total).putLong(0)
+                    .putShort((short) r.queues()).putShort((short) r.queueSize()).array();
+            c.replyFds = new int[] {fd.get()};
+            c.toClose.add(fd); // closed after the reply carried it; our mapping stays
+        } catch (io.jvhost.core.sys.NativeException e) {
+            throw new ProtocolException("cannot create the inflight region: " + e.getMessage(), true);
+        }
+    }
+
+    /** The region from an earlier backend (after a crash) or from GET_INFLIGHT_FD: requests in it resume. */
+    private void setInflightFd(Context c) throws ProtocolException {
+        Message m = c.message;
+        InflightRequest r = inflightRequest(m);
+        if (m.fds().length != 1) {
+            throw new ProtocolException(m.fds().length + " fds on SET_INFLIGHT_FD", false);
+        }
+        long need = InflightLog.queueRegionSize(r.queueSize()) * r.queues();
+        if (r.mmapSize() < need || r.mmapOffset() < 0 || r.mmapOffset() + r.mmapSize() < 0) {
+            throw new ProtocolException("inflight region of " + r.mmapSize() + " bytes, need " + need, false);
+        }
+        try (Fd fd = take(m, 0)) {
+            long fileSize = LibC.fileSize(fd.get());
+            if (fileSize < r.mmapOffset() + need) {
+                throw new ProtocolException("inflight fd holds " + fileSize + " bytes, need " + (r.mmapOffset() + need), false);
+            }
+            java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofShared();
+            try {
+                useInflight(c, io.jvhost.core.sys.Mappings.map(fd.get(), r.mmapOffset(), need, arena), arena, r.queues(),
+                        r.queueSize());
+                LOG.info("{}: inflight region for {} queues of {} from the frontend", name, r.queues(), r.queueSize());
+            } catch (io.jvhost.core.sys.NativeException e) {
+                arena.close();
+                throw new ProtocolException("cannot map the inflight region: " + e.getMessage(), false);
+            }
+        }
+    }
+
+    private void useInflight(Context c, MemorySegment region, java.lang.foreign.Arena arena, int queues, int queueSize) {
+        java.lang.foreign.Arena old = inflightArena;
+        inflightRegion = region;
+        inflightArena = arena;
+        inflightQueues = queues;
+        inflightQueueSize = queueSize;
+        reconcileAll(c, true);
+        if (old != null) {
+            c.afterAcks.add(old::close); // unmapped once no poller writes to it
+        }
+    }
+
+    private MemorySegment inflightFor(int i, VringState s) {
+        if (inflightRegion == null || i >= inflightQueues) {
+            return null;
+        }
+        if (s.num != inflightQueueSize) {
+            LOG.warn("{}: queue {} has size {} but the inflight region was made for {}; not tracking it",
+                    name, i, s.num, inflightQueueSize);
+            return null;
+        }
+        long per = InflightLog.queueRegionSize(inflightQueueSize);
+        return inflightRegion.asSlice(i * per, per);
+    }
+
     private void getConfig(Context c) throws ProtocolException {
         Message m = c.message;
         ConfigRequest r = configRequest(m);
@@ -628,7 +736,7 @@ public final class Session {
                 VirtioFeatures.has(ackedFeatures, VirtioFeatures.RING_EVENT_IDX),
                 VirtioFeatures.has(ackedFeatures, VirtioFeatures.RING_INDIRECT_DESC),
                 s.kick == null ? -1 : s.kick.get(), s.call == null ? -1 : s.call.get(),
-                s.err == null ? -1 : s.err.get());
+                s.err == null ? -1 : s.err.get(), inflightFor(i, s));
     }
 
     /**
@@ -649,6 +757,9 @@ public final class Session {
                 backendChannel.close();
             }
             memory.close();
+            if (inflightArena != null) {
+                inflightArena.close();
+            }
             device.reset();
             LOG.info("{}: session ended after {} messages ({} refused)", name, messages, messagesRefused);
             done.run();

@@ -111,6 +111,7 @@ public final class Poller implements Runnable, AutoCloseable {
 
     private void doAttach(VirtQueue q, QueueConfig c) {
         int base = c.base() == QueueConfig.KEEP_BASE ? q.lastAvailIdx() : c.base();
+        q.inflight(c.inflight(), c.size());
         q.configure(c.size(), c.desc(), c.avail(), c.used(), c.memory(), base, c.eventIdx(), c.indirect(), c.errFd());
         q.callFd(c.callFd());
         q.pollerWakeFd(wakeFd.get());
@@ -252,7 +253,10 @@ public final class Poller implements Runnable, AutoCloseable {
         }
     }
 
-    /** Stops the thread after its current cycle and releases its fds. Control thread. */
+    /**
+     * Stops the thread after its current cycle, runs the commands it had not taken yet, and
+     * releases its fds. Control thread.
+     */
     @Override
     public void close() {
         running = false;
@@ -262,6 +266,18 @@ public final class Poller implements Runnable, AutoCloseable {
                 thread.join(5000);
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
+            }
+        }
+        if (thread == null || !thread.isAlive()) {
+            // The thread may have stopped with commands still queued, e.g. the detaches of a session
+            // being shut down: run them here so those queues stop (devices finish what is in
+            // flight) and the control thread gets their acks and releases the session's fds and memory.
+            for (PollerCommand c; (c = commands.poll()) != null; ) {
+                try {
+                    c.execute(this);
+                } catch (RuntimeException e) {
+                    LOG.error("{}: command failed while closing", name, e);
+                }
             }
         }
         epoll.close();

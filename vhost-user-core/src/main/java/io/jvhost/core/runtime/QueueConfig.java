@@ -7,9 +7,10 @@ import java.lang.foreign.MemorySegment;
 /**
  * Everything a poller needs to run one queue, translated and checked by the control thread.
  * {@code base} is the avail index to resume at, or {@link #KEEP_BASE} to continue where the queue was.
+ * {@code inflight} is the queue's slice of the INFLIGHT_SHMFD region, or null.
  */
 public record QueueConfig(int index, int size, MemorySegment desc, MemorySegment avail, MemorySegment used,
                           GuestMemory memory, int base, boolean eventIdx, boolean indirect,
-                          int kickFd, int callFd, int errFd) {
+                          int kickFd, int callFd, int errFd, MemorySegment inflight) {
     public static final int KEEP_BASE = -1;
 }

@@ -44,6 +44,10 @@ public final class VirtQueue {
     private volatile int pollerWakeFd = -1;
     private int errFd = -1;
     private DescriptorChain chain;
+    private InflightLog inflight;
+    private int[] resubmit = new int[0];
+    private int resubmitCount;
+    private int resubmitNext;
 
     // Ring position, owned by the poller while attached.
     private int lastAvailIdx;
@@ -115,6 +119,34 @@ public final class VirtQueue {
         this.usedIdx = Short.toUnsignedInt((short) U16_VH.getAcquire(used, (long) IDX_OFFSET));
         this.usedIdxAtLastPublish = usedIdx;
         this.broken = false;
+        this.resubmitCount = 0;
+        this.resubmitNext = 0;
+        if (inflight != null) {
+            if (resubmit.length < size) {
+                resubmit = new int[size];
+            }
+            resubmitCount = inflight.recover(used, usedIdx, resubmit);
+            if (resubmitCount > 0) {
+                // What was taken is what was completed plus what is still in flight.
+                lastAvailIdx = (usedIdx + resubmitCount) & 0xFFFF;
+                availIdxCache = lastAvailIdx;
+                LOG.info("queue {}: resubmitting {} requests left in flight by a previous backend", index, resubmitCount);
+            }
+        }
+    }
+
+    /**
+     * Tracks in-flight chains in {@code region} (one queue's slice of INFLIGHT_SHMFD), or stops
+     * tracking with null. Takes effect, with recovery, at the next {@link #configure}. Control
+     * thread, while detached.
+     */
+    public void inflight(MemorySegment region, int queueSize) {
+        this.inflight = region == null ? null : new InflightLog(region, queueSize);
+    }
+
+    /** Chains still to be resubmitted after a restart. */
+    public int resubmitPending() {
+        return resubmitCount - resubmitNext;
     }
 
     /** The eventfd that wakes the poller owning this queue; set by the poller. */
@@ -158,6 +190,9 @@ public final class VirtQueue {
 
     /** Whether the driver has made buffers available that the device has not taken. Poller. */
     public boolean hasAvailable() {
+        if (!broken && resubmitNext < resubmitCount) {
+            return true;
+        }
         if (!broken && availIdxCache == lastAvailIdx) {
             refreshAvailIdx();
         }
@@ -174,6 +209,17 @@ public final class VirtQueue {
             if (broken) {
                 return null;
             }
+            if (resubmitNext < resubmitCount) { // a previous backend's requests come first, in order
+                int head = resubmit[resubmitNext++];
+                ChainError error = chain.parse(desc, size, head, memory, indirect);
+                if (error == null) {
+                    counters.chains++;
+                    counters.descriptors += chain.count();
+                    return chain;
+                }
+                reject(head, error);
+                continue;
+            }
             if (availIdxCache == lastAvailIdx) {
                 refreshAvailIdx();
                 if (broken || availIdxCache == lastAvailIdx) {
@@ -189,6 +235,9 @@ public final class VirtQueue {
             lastAvailIdx = (lastAvailIdx + 1) & 0xFFFF;
             ChainError error = chain.parse(desc, size, head, memory, indirect);
             if (error == null) {
+                if (inflight != null) {
+                    inflight.mark(head);
+                }
                 counters.chains++;
                 counters.descriptors += chain.count();
                 return chain;
@@ -249,6 +298,9 @@ public final class VirtQueue {
             return;
         }
         U16_VH.setRelease(used, (long) IDX_OFFSET, (short) usedIdx);
+        if (inflight != null) {
+            inflight.published(used, usedIdxAtLastPublish, usedIdx);
+        }
         VarHandle.fullFence(); // the driver's used_event / flags written before our index was seen
         boolean notify;
         if (eventIdx) {
