@@ -44,7 +44,10 @@ public final class BenchPorts {
             long dst = Frames.destination(frame);
             Frames.putMac(scratch, 0, Frames.source(frame));
             Frames.putMac(scratch, 6, dst);
-            nic.deliver(pair, scratch, n); // a guest without receive buffers loses it: counted as a drop
+            int r = nic.deliver(pair, scratch, n);
+            if (r == GuestNic.NO_BUFFERS || r == GuestNic.NOT_RUNNING) {
+                nic.counters(pair).rxDropped++; // nowhere to keep it: a guest without buffers loses it
+            }
         }
 
         @Override
