@@ -129,6 +129,14 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
         int n = 0;
         for (BlockRequest r; (r = completions.poll()) != null; n++) {
             r.status.set(ValueLayout.JAVA_BYTE, 0, (byte) r.completedStatus);
+            if (r.log != null) { // migrating: the status byte and data read into the guest are dirty
+                r.log.mark(r.statusGpa, 1);
+                if (r.type == BlockRequest.Type.READ && r.completedStatus == STATUS_OK) {
+                    for (int i = 0; i < r.segmentCount; i++) {
+                        r.log.mark(r.segmentGpas[i], r.segments[i].byteSize());
+                    }
+                }
+            }
             if (r.completedStatus == STATUS_IOERR) {
                 ioErrors++;
             }
@@ -154,6 +162,8 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
         inFlight++;
         r.head = c.head();
         r.status = c.memory().segment(c.region(last)).asSlice(c.offset(last) + c.length(last) - 1, 1);
+        r.statusGpa = c.gpa(last) + c.length(last) - 1;
+        r.log = c.dirtyLog();
         r.segmentCount = 0;
         r.rangeCount = 0;
         r.unmap = false;
@@ -221,7 +231,7 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
                 continue;
             }
             long piece = Math.min(n - skip, left);
-            addSegment(r, c.memory().segment(c.region(i)).asSlice(c.offset(i) + skip, piece));
+            addSegment(r, c.memory().segment(c.region(i)).asSlice(c.offset(i) + skip, piece), c.gpa(i) + skip);
             left -= piece;
             skip = 0;
         }
@@ -235,10 +245,11 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
         }
     }
 
-    private static void addSegment(BlockRequest r, MemorySegment s) {
+    private static void addSegment(BlockRequest r, MemorySegment s, long gpa) {
         if (r.segmentCount == r.segments.length) {
             r.segmentsGrown(Arrays.copyOf(r.segments, r.segments.length * 2)); // rare: kept for reuse
         }
+        r.segmentGpas[r.segmentCount] = gpa;
         r.segments[r.segmentCount++] = s;
     }
 

@@ -24,6 +24,9 @@ public final class BlockRequest {
     boolean durable;
     boolean unmap;
     MemorySegment[] segments;
+    long[] segmentGpas;
+    io.jvhost.core.memory.DirtyLog log;
+    long statusGpa;
     int segmentCount;
     final long[] rangeOffsets;
     final long[] rangeLengths;
@@ -43,12 +46,14 @@ public final class BlockRequest {
         this.slot = slot;
         this.completer = completer;
         this.segments = new MemorySegment[maxSegments];
+        this.segmentGpas = new long[maxSegments];
         this.rangeOffsets = new long[maxRanges];
         this.rangeLengths = new long[maxRanges];
     }
 
     void segmentsGrown(MemorySegment[] grown) {
         segments = grown;
+        segmentGpas = java.util.Arrays.copyOf(segmentGpas, grown.length);
     }
 
     public Type type() {

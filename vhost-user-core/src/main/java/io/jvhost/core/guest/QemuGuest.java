@@ -182,6 +182,35 @@ public final class QemuGuest implements AutoCloseable {
     }
 
     /**
+     * Takes over a guest that arrived by incoming migration ({@code -incoming} among the extra
+     * arguments): once QEMU reports the migration complete, the guest's shell reads this QEMU's
+     * console, so {@link #exec} works without a boot. Waits until this QEMU runs the guest:
+     * console input that arrives while the incoming state is still loading is overwritten by the
+     * migrated serial port. Controlling thread.
+     */
+    public void adoptMigratedGuest(Duration timeout) {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        while (!monitor("info status").contains("running")) {
+            if (System.nanoTime() > deadline) {
+                throw new GuestException("the migrated guest did not start running within " + timeout);
+            }
+            try {
+                Thread.sleep(100);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new GuestException("interrupted while waiting for the migrated guest", e);
+            }
+        }
+        control.lock();
+        try {
+            requireStarted();
+            ready = true;
+        } finally {
+            control.unlock();
+        }
+    }
+
+    /**
      * Runs {@code command} with {@code sh -c} in the guest, stdin from {@code /dev/null}, and
      * returns its output and exit status. After a timeout the command keeps running in the guest
      * and later commands queue behind it; reboot to get a clean guest. Controlling thread.

@@ -27,11 +27,14 @@ public final class MessageType {
         return request >= 0 && request < NAMES.length ? NAMES[request] : "UNKNOWN(" + request + ")";
     }
 
-    /** Requests whose reply is a payload of their own, sent whatever the NEED_REPLY flag says. */
+    /**
+     * Requests whose reply is a payload of their own, sent whatever the NEED_REPLY flag says.
+     * SET_LOG_BASE gets an empty one: QEMU waits for it (LOG_SHMFD is always offered).
+     */
     public static boolean hasOwnReply(int request) {
         return switch (request) {
             case GET_FEATURES, GET_PROTOCOL_FEATURES, GET_QUEUE_NUM, GET_MAX_MEM_SLOTS, GET_CONFIG,
-                 GET_INFLIGHT_FD, GET_VRING_BASE, GET_STATUS -> true;
+                 GET_INFLIGHT_FD, GET_VRING_BASE, GET_STATUS, SET_LOG_BASE -> true;
             default -> false;
         };
     }

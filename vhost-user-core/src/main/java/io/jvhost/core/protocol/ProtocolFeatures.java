@@ -9,7 +9,7 @@ public final class ProtocolFeatures {
 
     /** What every jvhost backend offers; devices add their own (MTU, RARP, ...). */
     public static final long DEFAULT = bit(MQ) | bit(REPLY_ACK) | bit(CONFIG) | bit(BACKEND_REQ)
-            | bit(CONFIGURE_MEM_SLOTS) | bit(STATUS);
+            | bit(CONFIGURE_MEM_SLOTS) | bit(STATUS) | bit(LOG_SHMFD);
 
     /** Never offered: in-band notifications would put kicks on the control socket. */
     public static final long NEVER = bit(INBAND_NOTIFICATIONS);

@@ -1,6 +1,7 @@
 package io.jvhost.core.protocol;
 
 import io.jvhost.core.device.VirtioDevice;
+import io.jvhost.core.memory.DirtyLog;
 import io.jvhost.core.memory.InvalidMemoryException;
 import io.jvhost.core.memory.MemoryMap;
 import io.jvhost.core.memory.MemoryMap.RegionSpec;
@@ -62,6 +63,9 @@ public final class Session {
     private MemorySegment inflightRegion;
     private java.lang.foreign.Arena inflightArena;
     private int inflightQueues, inflightQueueSize;
+    /** The dirty log from SET_LOG_BASE; written only while LOG_ALL is acked. */
+    private DirtyLog dirtyLog;
+    private java.lang.foreign.Arena logArena;
     private boolean closed;
     private long messages;
     private long messagesRefused;
@@ -110,7 +114,7 @@ public final class Session {
         }
         this.offeredFeatures = device.features() | VirtioFeatures.bit(VirtioFeatures.VERSION_1)
                 | VirtioFeatures.bit(VirtioFeatures.RING_EVENT_IDX) | VirtioFeatures.bit(VirtioFeatures.RING_INDIRECT_DESC)
-                | VirtioFeatures.bit(VirtioFeatures.PROTOCOL_FEATURES);
+                | VirtioFeatures.bit(VirtioFeatures.PROTOCOL_FEATURES) | VirtioFeatures.bit(VirtioFeatures.LOG_ALL);
         this.offeredProtocolFeatures = (ProtocolFeatures.DEFAULT | device.protocolFeatures()) & ~ProtocolFeatures.NEVER;
     }
 
@@ -288,6 +292,7 @@ public final class Session {
                     throw new ProtocolException("this device does not send RARP", false);
                 }
             }
+            case SET_LOG_BASE -> setLogBase(c);
             case GET_INFLIGHT_FD -> getInflightFd(c);
             case SET_INFLIGHT_FD -> setInflightFd(c);
             default -> throw new ProtocolException("not supported by this backend", false);
@@ -512,6 +517,41 @@ public final class Session {
         reconcile(c, i, false);
     }
 
+    /**
+     * SET_LOG_BASE (LOG_SHMFD): maps the frontend's dirty bitmap and answers with an empty reply,
+     * as QEMU waits for one. Running queues switch to the new log.
+     */
+    private void setLogBase(Context c) throws ProtocolException {
+        Message m = c.message;
+        if ((ackedProtocolFeatures & ProtocolFeatures.bit(ProtocolFeatures.LOG_SHMFD)) == 0) {
+            throw new ProtocolException("LOG_SHMFD was not negotiated", false);
+        }
+        expect(m, 16, 1);
+        long size = m.u64(0), offset = m.u64(8);
+        try (Fd fd = take(m, 0)) {
+            long fileSize = LibC.fileSize(fd.get());
+            if (size <= 0 || offset < 0 || offset + size < 0 || fileSize < offset + size) {
+                throw new ProtocolException("log of " + size + " bytes at " + offset + " in a file of " + fileSize, false);
+            }
+            java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofShared();
+            try {
+                DirtyLog log = new DirtyLog(io.jvhost.core.sys.Mappings.map(fd.get(), offset, size, arena));
+                java.lang.foreign.Arena old = logArena;
+                dirtyLog = log;
+                logArena = arena;
+                reconcileAll(c, true);
+                if (old != null) {
+                    c.afterAcks.add(old::close);
+                }
+            } catch (io.jvhost.core.sys.NativeException e) {
+                arena.close();
+                throw new ProtocolException("cannot map the log: " + e.getMessage(), false);
+            }
+        }
+        LOG.info("{}: dirty log of {} bytes (migration)", name, size);
+        c.reply = new byte[0];
+    }
+
     private boolean inflightOffered() {
         return (offeredProtocolFeatures & ProtocolFeatures.bit(ProtocolFeatures.INFLIGHT_SHMFD)) != 0;
     }
@@ -732,11 +772,13 @@ public final class Session {
             }
             return null;
         }
+        boolean logging = dirtyLog != null && VirtioFeatures.has(ackedFeatures, VirtioFeatures.LOG_ALL);
+        long usedGpa = (s.addrFlags & VRING_F_LOG) != 0 ? s.logGpa : mem.hvaToGpa(s.usedHva);
         return new QueueConfig(i, s.num, desc, avail, used, mem, s.baseSet ? s.base : QueueConfig.KEEP_BASE,
                 VirtioFeatures.has(ackedFeatures, VirtioFeatures.RING_EVENT_IDX),
                 VirtioFeatures.has(ackedFeatures, VirtioFeatures.RING_INDIRECT_DESC),
                 s.kick == null ? -1 : s.kick.get(), s.call == null ? -1 : s.call.get(),
-                s.err == null ? -1 : s.err.get(), inflightFor(i, s));
+                s.err == null ? -1 : s.err.get(), inflightFor(i, s), logging ? dirtyLog : null, usedGpa);
     }
 
     /**
@@ -759,6 +801,9 @@ public final class Session {
             memory.close();
             if (inflightArena != null) {
                 inflightArena.close();
+            }
+            if (logArena != null) {
+                logArena.close();
             }
             device.reset();
             LOG.info("{}: session ended after {} messages ({} refused)", name, messages, messagesRefused);

@@ -112,6 +112,7 @@ public final class Poller implements Runnable, AutoCloseable {
     private void doAttach(VirtQueue q, QueueConfig c) {
         int base = c.base() == QueueConfig.KEEP_BASE ? q.lastAvailIdx() : c.base();
         q.inflight(c.inflight(), c.size());
+        q.dirtyLog(c.log(), c.usedGpa());
         q.configure(c.size(), c.desc(), c.avail(), c.used(), c.memory(), base, c.eventIdx(), c.indirect(), c.errFd());
         q.callFd(c.callFd());
         q.pollerWakeFd(wakeFd.get());

@@ -1,5 +1,6 @@
 package io.jvhost.core.virtq;
 
+import io.jvhost.core.memory.DirtyLog;
 import io.jvhost.core.memory.GuestMemory;
 
 import java.lang.foreign.MemorySegment;
@@ -32,6 +33,7 @@ public final class DescriptorChain {
     private long readableLength;
     private long writableLength;
     private GuestMemory memory = GuestMemory.EMPTY;
+    DirtyLog log;
 
     DescriptorChain(int capacity) {
         this.capacity = capacity;
@@ -89,6 +91,26 @@ public final class DescriptorChain {
         return memory;
     }
 
+    /** The guest-physical address of buffer {@code i}. */
+    public long gpa(int i) {
+        return region[i] < 0 ? 0 : memory.gpaBase(region[i]) + offset[i];
+    }
+
+    /**
+     * Records that the device wrote {@code length} bytes at {@code skip} into buffer {@code i} by
+     * some other path than {@link #write} (a store's I/O, say): needed during live migration.
+     */
+    public void logWrite(int i, long skip, long length) {
+        if (log != null && region[i] >= 0) {
+            log.mark(gpa(i) + skip, length);
+        }
+    }
+
+    /** The dirty log in force (null when not migrating); valid while this chain is. */
+    public DirtyLog dirtyLog() {
+        return log;
+    }
+
     /** Buffer {@code i} as a bounds-checked slice of guest memory. Creates a slice object. */
     public MemorySegment segment(int i) {
         return region[i] < 0 ? EMPTY : memory.segment(region[i]).asSlice(offset[i], length[i]);
@@ -108,6 +130,9 @@ public final class DescriptorChain {
             }
             long chunk = Math.min(n - skip, max - done);
             MemorySegment.copy(src, srcOffset + done, memory.segment(region[i]), offset[i] + skip, chunk);
+            if (log != null) {
+                log.mark(gpa(i) + skip, chunk);
+            }
             done += chunk;
             skip = 0;
         }

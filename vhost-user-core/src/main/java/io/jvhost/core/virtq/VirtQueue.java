@@ -1,5 +1,6 @@
 package io.jvhost.core.virtq;
 
+import io.jvhost.core.memory.DirtyLog;
 import io.jvhost.core.memory.GuestMemory;
 import io.jvhost.core.sys.LibC;
 
@@ -45,6 +46,8 @@ public final class VirtQueue {
     private int errFd = -1;
     private DescriptorChain chain;
     private InflightLog inflight;
+    private DirtyLog log;
+    private long usedGpa;
     private int[] resubmit = new int[0];
     private int resubmitCount;
     private int resubmitNext;
@@ -144,6 +147,15 @@ public final class VirtQueue {
         this.inflight = region == null ? null : new InflightLog(region, queueSize);
     }
 
+    /**
+     * Logs every write into guest memory (used ring at {@code usedGpa}, device writes through the
+     * chains) to {@code log}, or stops with null. Control thread while detached, before configure.
+     */
+    public void dirtyLog(DirtyLog log, long usedGpa) {
+        this.log = log;
+        this.usedGpa = usedGpa;
+    }
+
     /** Chains still to be resubmitted after a restart. */
     public int resubmitPending() {
         return resubmitCount - resubmitNext;
@@ -212,6 +224,7 @@ public final class VirtQueue {
             if (resubmitNext < resubmitCount) { // a previous backend's requests come first, in order
                 int head = resubmit[resubmitNext++];
                 ChainError error = chain.parse(desc, size, head, memory, indirect);
+                chain.log = log;
                 if (error == null) {
                     counters.chains++;
                     counters.descriptors += chain.count();
@@ -234,6 +247,7 @@ public final class VirtQueue {
             }
             lastAvailIdx = (lastAvailIdx + 1) & 0xFFFF;
             ChainError error = chain.parse(desc, size, head, memory, indirect);
+            chain.log = log;
             if (error == null) {
                 if (inflight != null) {
                     inflight.mark(head);
@@ -285,6 +299,9 @@ public final class VirtQueue {
         long e = RING_OFFSET + (long) USED_ELEM_SIZE * (usedIdx & (size - 1));
         used.set(LE_INT, e, head);
         used.set(LE_INT, e + 4, (int) writtenLength);
+        if (log != null) {
+            log.mark(usedGpa + e, USED_ELEM_SIZE);
+        }
         usedIdx = (usedIdx + 1) & 0xFFFF;
         counters.bytesWritten += writtenLength;
     }
@@ -298,6 +315,9 @@ public final class VirtQueue {
             return;
         }
         U16_VH.setRelease(used, (long) IDX_OFFSET, (short) usedIdx);
+        if (log != null) {
+            log.mark(usedGpa + IDX_OFFSET, 2);
+        }
         if (inflight != null) {
             inflight.published(used, usedIdxAtLastPublish, usedIdx);
         }
@@ -323,6 +343,9 @@ public final class VirtQueue {
     public void disableNotifications() {
         if (!eventIdx && !broken) {
             U16_VH.setRelease(used, 0L, (short) VRING_USED_F_NO_NOTIFY);
+            if (log != null) {
+                log.mark(usedGpa, 2);
+            }
         }
     }
 
@@ -336,8 +359,14 @@ public final class VirtQueue {
         }
         if (eventIdx) {
             U16_VH.setRelease(used, RING_OFFSET + (long) USED_ELEM_SIZE * size, (short) lastAvailIdx);
+            if (log != null) {
+                log.mark(usedGpa + RING_OFFSET + (long) USED_ELEM_SIZE * size, 2);
+            }
         } else {
             U16_VH.setRelease(used, 0L, (short) 0);
+            if (log != null) {
+                log.mark(usedGpa, 2);
+            }
         }
         VarHandle.fullFence();
         return hasAvailable();

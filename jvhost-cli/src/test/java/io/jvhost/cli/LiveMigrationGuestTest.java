@@ -1,0 +1,172 @@
+package io.jvhost.cli;
+
+import io.jvhost.blk.BlkDevice;
+import io.jvhost.blk.FileStore;
+import io.jvhost.core.guest.GuestImage;
+import io.jvhost.core.guest.QemuGuest;
+import io.jvhost.core.runtime.Backend;
+import io.jvhost.core.runtime.BackendOptions;
+import io.jvhost.core.testkit.QemuTests;
+import io.jvhost.core.transport.ControlLoop;
+import io.jvhost.core.transport.VhostUserServer;
+import io.jvhost.net.L2Switch;
+import io.jvhost.net.NetDevice;
+
+import java.io.RandomAccessFile;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Base64;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * Live migration between two QEMU 7.2 processes on this host, each on its own jvhost backends (a
+ * disk on one shared image, a NIC on one jvhost switch), while the guest writes to the disk and
+ * pings a second guest: the source backends log dirty pages, and after the switch-over pings go
+ * on and every block written before, during and after reads back right.
+ */
+@Tag("qemu")
+@Timeout(value = 15, unit = TimeUnit.MINUTES)
+class LiveMigrationGuestTest {
+    private static final Duration STEP = Duration.ofMinutes(2);
+    private static final int BYTES = 4 << 20;
+
+    private static List<String> devices(Path blk, Path net) {
+        return List.of("-chardev", "socket,id=blk0,path=" + blk, "-device", "vhost-user-blk-pci,chardev=blk0,num-queues=1",
+                "-chardev", "socket,id=net0,path=" + net, "-netdev", "vhost-user,id=net0,chardev=net0",
+                "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:00:00:01,vectors=0");
+    }
+
+    private static String run(QemuGuest g, String command) {
+        QemuGuest.Result r = g.exec(command, STEP);
+        assertEquals(0, r.exitStatus(), () -> command + "\n" + r.output());
+        return r.output();
+    }
+
+    private static byte[] roundBytes(int round) {
+        byte[] line = ("jvhost round=" + round + "\n").getBytes(StandardCharsets.US_ASCII);
+        byte[] out = new byte[BYTES];
+        for (int i = 0; i < BYTES; i++) {
+            out[i] = line[i % line.length];
+        }
+        return out;
+    }
+
+    @Test
+    void shouldKeepPingingAndLoseNoBlockWhenTheGuestMigratesLive() throws Exception {
+        QemuTests.requireQemu();
+        Path dir = Files.createTempDirectory("jvhost-migrate");
+        Path image = dir.resolve("disk.img");
+        try (RandomAccessFile f = new RandomAccessFile(image.toFile(), "rw")) {
+            f.setLength(64L << 20);
+        }
+        L2Switch sw = new L2Switch();
+        List<AutoCloseable> open = new ArrayList<>();
+        ControlLoop loop = new ControlLoop();
+        try {
+            // Source and destination each have their own backends; the disk image and the switch are shared.
+            Path[] blkSock = {dir.resolve("blk-src.sock"), dir.resolve("blk-dst.sock")};
+            Path[] netSock = {dir.resolve("net-src.sock"), dir.resolve("net-dst.sock")};
+            for (int side = 0; side < 2; side++) {
+                FileStore store = new FileStore(image, false, false, 2);
+                Backend blk = new Backend("blk" + side, new BlkDevice(store, 1), BackendOptions.DEFAULT, loop);
+                Backend net = new Backend("net" + side, new NetDevice(sw.newPort(), 1, 0x525400000001L, 1500),
+                        BackendOptions.DEFAULT, loop);
+                blk.start();
+                net.start();
+                open.add(0, store);
+                open.add(0, blk);
+                open.add(0, net);
+                open.add(0, VhostUserServer.listen(blkSock[side], blk, loop));
+                open.add(0, VhostUserServer.listen(netSock[side], net, loop));
+            }
+            NetDevice peerNic = new NetDevice(sw.newPort(), 1, 0x525400000002L, 1500);
+            Backend peerNet = new Backend("peer", peerNic, BackendOptions.DEFAULT, loop);
+            peerNet.start();
+            open.add(0, peerNet);
+            open.add(0, VhostUserServer.listen(dir.resolve("peer.sock"), peerNet, loop));
+
+            GuestImage image0 = GuestImage.prepare();
+            QemuGuest peer = QemuGuest.builder().image(image0).extraArgs("-chardev", "socket,id=n,path=" + dir.resolve("peer.sock"),
+                    "-netdev", "vhost-user,id=n,chardev=n", "-device", "virtio-net-pci,netdev=n,mac=52:54:00:00:00:02,vectors=0")
+                    .logFile(QemuTests.logFile(getClass()).resolveSibling("LiveMigrationGuestTest-peer.log")).build();
+            QemuGuest source = QemuGuest.builder().image(image0).extraArgs(devices(blkSock[0], netSock[0]))
+                    .logFile(QemuTests.logFile(getClass()).resolveSibling("LiveMigrationGuestTest-source.log")).build();
+            List<String> destArgs = new ArrayList<>(devices(blkSock[1], netSock[1]));
+            destArgs.addAll(List.of("-incoming", "unix:" + dir.resolve("migration.sock")));
+            QemuGuest dest = QemuGuest.builder().image(image0).extraArgs(destArgs)
+                    .logFile(QemuTests.logFile(getClass()).resolveSibling("LiveMigrationGuestTest-dest.log")).build();
+            open.add(0, peer);
+            open.add(0, source);
+            open.add(0, dest);
+            peer.start();
+            source.start();
+            peer.awaitReady(Duration.ofMinutes(3));
+            source.awaitReady(Duration.ofMinutes(3));
+            run(peer, "ip link set eth0 up && ip addr add 10.0.0.2/24 dev eth0");
+            run(source, "ip link set eth0 up && ip addr add 10.0.0.1/24 dev eth0");
+            assertTrue(run(source, "ping -c 2 -W 5 10.0.0.2").contains("2 packets received"));
+
+            // Background load in the guest: disk rounds with their own pattern, and a steady ping.
+            String writer = "r=0\nwhile [ ! -f /tmp/stop ]; do r=$((r+1))\n yes \"jvhost round=$r\" | head -c " + BYTES
+                    + " > /tmp/round\n dd if=/tmp/round of=/dev/vda bs=4096 oflag=direct 2>/dev/null || echo FAIL$r >> /tmp/errors\n"
+                    + "done\nsync\necho $r > /tmp/finished\n";
+            run(source, "echo " + Base64.getEncoder().encodeToString(writer.getBytes(StandardCharsets.US_ASCII))
+                    + " | base64 -d > /tmp/w.sh && (sh /tmp/w.sh > /dev/null 2>&1 &)");
+            run(source, "(ping -i 0.2 10.0.0.2 > /tmp/ping.log 2>&1 &)");
+            Thread.sleep(2000);
+
+            dest.start();
+            Thread.sleep(1000); // the destination listens for the incoming stream
+            source.monitor("migrate -d unix:" + dir.resolve("migration.sock"));
+            String status = "";
+            long deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(5);
+            while (!status.contains("Migration status: completed") && System.nanoTime() < deadline) {
+                Thread.sleep(500);
+                status = source.monitor("info migrate");
+                assertTrue(!status.contains("failed"), status);
+            }
+            assertTrue(status.contains("completed"), status);
+            dest.adoptMigratedGuest(Duration.ofMinutes(1));
+
+            run(dest, "sleep 3; touch /tmp/stop");
+            String finished = "";
+            deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(5);
+            while (finished.isBlank() && System.nanoTime() < deadline) {
+                Thread.sleep(500);
+                finished = dest.exec("cat /tmp/finished 2>/dev/null; true", STEP).output();
+            }
+            int lastRound = Integer.parseInt(finished.trim());
+            assertEquals("", dest.exec("cat /tmp/errors 2>/dev/null; dmesg | grep -i 'i/o error'; true", STEP).output());
+            assertTrue(run(dest, "ping -c 3 -W 5 10.0.0.2").contains("3 packets received"), "pings go on after the switch-over");
+            String pings = run(dest, "kill -INT $(pidof ping); sleep 1; tail -3 /tmp/ping.log");
+            assertTrue(pings.contains("packets received"), pings);
+
+            run(dest, "sync");
+            byte[] disk = Files.readAllBytes(image);
+            assertArrayEquals(roundBytes(lastRound), Arrays.copyOf(disk, BYTES), "the last round of writes, whole");
+            dest.quit(Duration.ofSeconds(60));
+        } finally {
+            for (AutoCloseable c : open) {
+                try {
+                    c.close();
+                } catch (Exception e) {
+                    // keep closing the rest
+                }
+            }
+            loop.close();
+        }
+    }
+}
