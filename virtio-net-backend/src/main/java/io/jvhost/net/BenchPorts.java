@@ -29,22 +29,34 @@ public final class BenchPorts {
 
     /** Sends each guest frame back to the same guest with source and destination MACs swapped. */
     public static final class Reflect implements NetPort {
-        private final MemorySegment scratch = Arena.ofAuto().allocate(65536, 64);
+        private MemorySegment[] scratch; // one per queue pair: the pairs' pollers reflect at the same time
         private GuestNic nic;
 
         @Override
         public void attach(GuestNic nic) {
             this.nic = nic;
+            scratch = new MemorySegment[nic.pairs()];
+            for (int i = 0; i < scratch.length; i++) {
+                scratch[i] = Arena.ofAuto().allocate(65536, 64);
+            }
         }
 
         @Override
         public void onFrame(GuestNic nic, int pair, MemorySegment frame) {
             long n = frame.byteSize();
-            MemorySegment.copy(frame, 0, scratch, 0, n);
+            // The control thread's RARP comes as a heap segment: it must not touch a poller's
+            // scratch or receive queue, so it takes the cross-thread way in. It is rare: a copy is fine.
+            boolean onPoller = frame.isNative();
+            MemorySegment out = onPoller ? scratch[pair] : MemorySegment.ofArray(new byte[(int) n]);
+            MemorySegment.copy(frame, 0, out, 0, n);
             long dst = Frames.destination(frame);
-            Frames.putMac(scratch, 0, Frames.source(frame));
-            Frames.putMac(scratch, 6, dst);
-            int r = nic.deliver(pair, scratch, n);
+            Frames.putMac(out, 0, Frames.source(frame));
+            Frames.putMac(out, 6, dst);
+            if (!onPoller) {
+                nic.inject(pair, out, n);
+                return;
+            }
+            int r = nic.deliver(pair, out, n);
             if (r == GuestNic.NO_BUFFERS || r == GuestNic.NOT_RUNNING) {
                 nic.counters(pair).rxDropped++; // nowhere to keep it: a guest without buffers loses it
             }

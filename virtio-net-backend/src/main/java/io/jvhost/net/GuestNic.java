@@ -1,5 +1,6 @@
 package io.jvhost.net;
 
+import io.jvhost.core.memory.DirtyLog;
 import io.jvhost.core.virtq.DescriptorChain;
 import io.jvhost.core.virtq.VirtQueue;
 
@@ -36,6 +37,12 @@ public final class GuestNic {
         final int[] heads = new int[MAX_MERGED];
         final long[] lengths = new long[MAX_MERGED];
         final MemorySegment header = MemorySegment.ofArray(new byte[NetDevice.HEADER_V1]);
+        // Where the low and high byte of num_buffers lie in the frame's first chain, and the dirty
+        // log to mark when they are stored (live migration; null otherwise).
+        final int[] numBuffersRegion = new int[2];
+        final long[] numBuffersOffset = new long[2];
+        final long[] numBuffersGpa = new long[2];
+        DirtyLog dirtyLog;
 
         Pair(int index) {
             this.index = index;
@@ -63,6 +70,18 @@ public final class GuestNic {
     /** Queue pairs the device has (the guest may use fewer). */
     public int pairs() {
         return pairs.length;
+    }
+
+    /**
+     * How many queue pairs, counting from pair 0, have a running receive queue: the pairs the guest
+     * uses (virtio-net uses the first ones; without MQ only pair 0). Any thread.
+     */
+    int receivingPairs() {
+        int n = 0;
+        while (n < pairs.length && pairs[n].rx != null) {
+            n++;
+        }
+        return n;
     }
 
     /** The MAC address configured for the guest (low 48 bits, network order in the high byte). */
@@ -126,26 +145,25 @@ public final class GuestNic {
         long rejectedBefore = q.counters().chainsRejected();
         int n = 0;
         long copied = 0;
-        MemorySegment numBuffersAt = null;
         while (n == 0 || copied < length) {
             DescriptorChain c = q.next();
-            if (c == null || n == MAX_MERGED) {
-                if (c != null) {
-                    n++; // the one just taken goes back too
-                }
+            if (c == null) {
                 return giveBack(p, q, n, rejectedBefore);
+            }
+            if (n == MAX_MERGED) {
+                q.rewind(1); // the chain just taken stays for the next frame
+                return dropMerged(p, q, n); // this one would need more chains than a frame may take
             }
             long room = c.writableLength();
             long skip = 0;
             if (n == 0) {
-                if (room < hdr || c.length(c.readableCount()) < hdr) {
-                    q.complete(c, 0); // the header must sit in the first buffer
+                if (room < hdr) {
+                    q.complete(c, 0); // every buffer holds at least a header (virtio 1.2 §5.1.6.3.1)
                     return DROPPED;
                 }
                 p.header.fill((byte) 0);
                 c.write(p.header, 0, 0, hdr);
-                int first = c.readableCount();
-                numBuffersAt = c.memory().segment(c.region(first)).asSlice(c.offset(first) + NetDevice.NUM_BUFFERS_OFFSET, 2);
+                locateNumBuffers(p, c);
                 skip = hdr;
             }
             long take = Math.min(room - skip, length - copied);
@@ -155,19 +173,54 @@ public final class GuestNic {
             copied += take;
             n++;
         }
-        numBuffersAt.set(LE_SHORT, 0, (short) n);
+        q.memory().segment(p.numBuffersRegion[0]).set(ValueLayout.JAVA_BYTE, p.numBuffersOffset[0], (byte) n);
+        q.memory().segment(p.numBuffersRegion[1]).set(ValueLayout.JAVA_BYTE, p.numBuffersOffset[1], (byte) (n >>> 8));
+        if (p.dirtyLog != null) {
+            p.dirtyLog.mark(p.numBuffersGpa[0], 1);
+            p.dirtyLog.mark(p.numBuffersGpa[1], 1);
+        }
         for (int i = 0; i < n; i++) {
             q.complete(p.heads[i], p.lengths[i]);
         }
         return DELIVERED;
     }
 
-    /** Out of buffers mid-frame: return the chains for later, or drop if that is impossible. */
+    /**
+     * Remembers where the two bytes of num_buffers lie in the first chain, which may split the
+     * header over several buffers (virtio 1.2 §2.7.4: no assumptions about the descriptor layout).
+     */
+    private static void locateNumBuffers(Pair p, DescriptorChain c) {
+        for (int b = 0; b < 2; b++) {
+            long skip = NetDevice.NUM_BUFFERS_OFFSET + b;
+            for (int i = c.readableCount(); i < c.count(); i++) {
+                long n = c.length(i);
+                if (skip < n) {
+                    p.numBuffersRegion[b] = c.region(i);
+                    p.numBuffersOffset[b] = c.offset(i) + skip;
+                    p.numBuffersGpa[b] = c.gpa(i) + skip;
+                    break;
+                }
+                skip -= n;
+            }
+        }
+        p.dirtyLog = c.dirtyLog();
+    }
+
+    /**
+     * Out of buffers mid-frame: return the chains for later. Drop the frame instead when that is
+     * impossible (a malformed chain was completed among them) or pointless (the device holds the
+     * whole ring, so the driver cannot add a buffer). With nothing taken there is nothing to lose.
+     */
     private static int giveBack(Pair p, VirtQueue q, int taken, long rejectedBefore) {
-        if (q.counters().chainsRejected() == rejectedBefore) {
+        if (taken == 0 || (q.counters().chainsRejected() == rejectedBefore && taken < q.size())) {
             q.rewind(taken);
             return NO_BUFFERS;
         }
+        return dropMerged(p, q, taken);
+    }
+
+    /** Completes the chains taken for a frame with 0 bytes: the driver gets them back empty. */
+    private static int dropMerged(Pair p, VirtQueue q, int taken) {
         for (int i = 0; i < taken; i++) {
             q.complete(p.heads[i], 0);
         }

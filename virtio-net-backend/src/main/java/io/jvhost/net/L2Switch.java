@@ -143,8 +143,10 @@ public final class L2Switch {
         void receive(MemorySegment frame) {
             GuestNic n = nic;
             if (n != null) {
-                // Spread over the guest's queue pairs by source MAC, so one flow stays in order.
-                int pair = (int) (Frames.source(frame) % n.pairs());
+                // Spread over the queue pairs the guest uses by source MAC, so one flow stays in
+                // order. A guest without MQ, or with fewer pairs enabled, never reads the others.
+                int active = n.receivingPairs();
+                int pair = active > 1 ? (int) (Frames.source(frame) % active) : 0;
                 n.inject(pair, frame, frame.byteSize());
             }
         }

@@ -129,8 +129,13 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
         return true;
     }
 
+    /**
+     * @param payloadMac the MAC as SEND_RARP carries it: the first 6 payload bytes, which the
+     *                   framework reads as a little-endian u64 (so the MAC's first byte is lowest)
+     */
     @Override
-    public boolean sendRarp(long guestMac) {
+    public boolean sendRarp(long payloadMac) {
+        long guestMac = Long.reverseBytes(payloadMac) >>> 16; // first byte highest, as everywhere here
         MemorySegment frame = MemorySegment.ofArray(Frames.rarp(guestMac));
         port.onFrame(nic, 0, frame);
         LOG.info("announced {} with RARP after migration", Frames.macString(guestMac));

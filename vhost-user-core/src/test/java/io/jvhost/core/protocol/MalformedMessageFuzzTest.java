@@ -37,7 +37,8 @@ import net.jqwik.api.lifecycle.BeforeContainer;
  * Random messages (random header fields, payloads that do or do not fit the request, lying sizes,
  * any number of fds) on a fresh connection and on one with a running queue. Whatever they are, the
  * backend lives on: a well-formed GET_FEATURES on the next connection is answered, and nothing
- * the random messages carried (fds, mappings) is still held once their connection has ended.
+ * the random messages carried (fds, mappings, a dirty log that SET_LOG_BASE mapped while LOG_ALL
+ * was on) is still held once their connection has ended.
  *
  * <p>Each try runs under a deadline ({@code assertTimeoutPreemptively}), since jqwik has no
  * {@code @Timeout}.
@@ -108,6 +109,12 @@ class MalformedMessageFuzzTest {
         return Combinators.combine(gpa, size, hva(), offset).as(Region::new);
     }
 
+    /** Sizes and offsets for SET_LOG_BASE: often ones that map (the log is then live), sometimes not. */
+    private static Arbitrary<Long> logBytes() {
+        return Arbitraries.frequencyOf(weight(4, Arbitraries.of(0L, 8L, 4096L, (long) PROBE_SIZE, PROBE_SIZE + 4096L)),
+                weight(1, anyLong()));
+    }
+
     private static Arbitrary<byte[]> randomBytes(int min, int max) {
         return Arbitraries.bytes().array(byte[].class).ofMinSize(min).ofMaxSize(max);
     }
@@ -131,7 +138,7 @@ class MalformedMessageFuzzTest {
             case GET_CONFIG, SET_CONFIG -> Combinators.combine(Arbitraries.integers().between(0, 300),
                     Arbitraries.integers().between(0, 300), Arbitraries.integers(), randomBytes(0, 300))
                     .as(Payloads::config);
-            case SET_LOG_BASE -> Combinators.combine(anyLong(), anyLong()).as(Payloads::logBase);
+            case SET_LOG_BASE -> Combinators.combine(logBytes(), logBytes()).as(Payloads::logBase);
             default -> Arbitraries.just(Payloads.NONE);
         };
     }

@@ -48,7 +48,7 @@ import org.junit.jupiter.params.provider.ValueSource;
 @Timeout(value = 30, unit = TimeUnit.SECONDS)
 class MessageHandlingTest {
     static final long FRAMEWORK_FEATURES = bit(VirtioFeatures.VERSION_1) | bit(VirtioFeatures.RING_EVENT_IDX)
-            | bit(VirtioFeatures.RING_INDIRECT_DESC) | bit(VirtioFeatures.PROTOCOL_FEATURES);
+            | bit(VirtioFeatures.RING_INDIRECT_DESC) | bit(VirtioFeatures.PROTOCOL_FEATURES) | bit(VirtioFeatures.LOG_ALL);
     static final String EVENTFD = OpenFds.EVENTFD;
 
     private TestDevice device;
@@ -118,8 +118,7 @@ class MessageHandlingTest {
     }
 
     @ParameterizedTest
-    @ValueSource(ints = {0, 4, VirtioFeatures.NOTIFY_ON_EMPTY, VirtioFeatures.LOG_ALL, VirtioFeatures.ACCESS_PLATFORM,
-        VirtioFeatures.RING_PACKED, 63})
+    @ValueSource(ints = {0, 4, VirtioFeatures.NOTIFY_ON_EMPTY, VirtioFeatures.ACCESS_PLATFORM, VirtioFeatures.RING_PACKED, 63})
     void shouldRefuseFeatureBitsThatWereNotOffered(int notOffered) throws IOException {
         try (Frontend f = fx.connect()) {
             long offered = f.getFeatures();
@@ -133,7 +132,8 @@ class MessageHandlingTest {
         try (Frontend f = fx.connect()) {
             long offered = f.getProtocolFeatures();
             for (int b : new int[] {ProtocolFeatures.MQ, ProtocolFeatures.REPLY_ACK, ProtocolFeatures.CONFIG,
-                ProtocolFeatures.BACKEND_REQ, ProtocolFeatures.CONFIGURE_MEM_SLOTS, ProtocolFeatures.STATUS}) {
+                ProtocolFeatures.BACKEND_REQ, ProtocolFeatures.CONFIGURE_MEM_SLOTS, ProtocolFeatures.STATUS,
+                ProtocolFeatures.LOG_SHMFD}) {
                 assertTrue((offered & pf(b)) != 0, "protocol feature " + b + " offered");
             }
             assertEquals(0, offered & pf(ProtocolFeatures.INBAND_NOTIFICATIONS));
@@ -160,7 +160,7 @@ class MessageHandlingTest {
     }
 
     @ParameterizedTest
-    @ValueSource(ints = {ProtocolFeatures.LOG_SHMFD, ProtocolFeatures.RARP, ProtocolFeatures.MTU,
+    @ValueSource(ints = {ProtocolFeatures.RARP, ProtocolFeatures.MTU,
         ProtocolFeatures.INFLIGHT_SHMFD, ProtocolFeatures.INBAND_NOTIFICATIONS, 17, 63})
     void shouldRefuseProtocolFeaturesThatWereNotOffered(int notOffered) throws IOException {
         try (Frontend f = fx.connect()) {
@@ -279,13 +279,24 @@ class MessageHandlingTest {
     }
 
     @Test
-    void shouldRefuseLogBaseAndLogFdAndCloseTheirFds() throws IOException {
+    void shouldRefuseLogFdAndCloseItsFdButKeepServing() throws IOException {
         try (Probe log = OpenFds.probe(); Frontend f = fx.connect()) {
-            assertNotEquals(0, f.requestWithAck(SET_LOG_BASE, Payloads.logBase(4096, 0), log.fd()));
             assertNotEquals(0, f.requestWithAck(SET_LOG_FD, NONE, log.fd()));
-            assertEquals(0, log.mappings(), "no dirty log mapped");
-            assertEquals(1, log.openCopies(), "both received fds closed");
+            assertEquals(0, log.mappings(), "nothing mapped");
+            assertEquals(1, log.openCopies(), "the received fd closed");
             assertEquals(TestDevice.DEVICE_FEATURE | FRAMEWORK_FEATURES, f.getFeatures(), "connection still served");
+        }
+    }
+
+    @Test
+    void shouldDropTheConnectionOnALogBaseWithoutLogShmfdAndCloseItsFd() throws IOException {
+        try (Probe log = OpenFds.probe(); Frontend f = fx.connect()) {
+            f.send(SET_LOG_BASE, Message.VERSION | Message.NEED_REPLY, Payloads.logBase(4096, 0), log.fd());
+            assertTrue(f.isClosedByBackend(BackendFixture.REPLY_TIMEOUT.toMillis()),
+                    "SET_LOG_BASE has a reply of its own: a refusal drops the connection");
+            fx.awaitSessionsEnded();
+            assertEquals(0, log.mappings(), "no dirty log mapped");
+            assertEquals(1, log.openCopies(), "the received fd closed");
         }
     }
 

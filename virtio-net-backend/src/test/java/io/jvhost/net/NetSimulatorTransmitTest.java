@@ -1,0 +1,317 @@
+package io.jvhost.net;
+
+import io.jvhost.core.frontend.DriverQueue;
+import io.jvhost.core.frontend.DriverQueue.Buffer;
+import io.jvhost.core.frontend.DriverQueue.Used;
+import io.jvhost.core.virtq.ChainError;
+import io.jvhost.net.ScriptedPort.Seen;
+
+import java.util.Random;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.EnumSource;
+import org.junit.jupiter.params.provider.MethodSource;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import static io.jvhost.core.frontend.DriverQueue.F_INDIRECT;
+import static io.jvhost.core.frontend.DriverQueue.F_NEXT;
+import static io.jvhost.net.NetRig.HEADER;
+import static io.jvhost.net.NetRig.LEGACY_HEADER;
+import static io.jvhost.net.NetRig.MODERN;
+import static io.jvhost.net.NetRig.MRG_RXBUF;
+import static io.jvhost.net.NetRig.frame;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+
+/**
+ * Guest to host: whatever way the driver lays header and frame out over descriptors (virtio 1.2
+ * §2.7.4, §5.1.6.2), the port is handed exactly the frame; frames of impossible sizes and malformed
+ * chains are refused, counted and completed with 0 bytes, and the next good frame still goes through.
+ */
+@Timeout(value = 60, unit = TimeUnit.SECONDS)
+class NetSimulatorTransmitTest {
+    private ScriptedPort port;
+    private NetRig rig;
+
+    private void serve(long features) throws Exception {
+        port = new ScriptedPort(1);
+        rig = NetRig.serve(port, 1).start(features);
+    }
+
+    @AfterEach
+    void close() throws Exception {
+        if (rig != null) {
+            rig.close();
+        }
+        if (port != null) {
+            port.close();
+        }
+    }
+
+    /** Asserts the port is handed exactly {@code frame}, on pair 0, and nothing before it. */
+    private void assertPortGets(byte[] frame) throws InterruptedException {
+        Seen s = port.awaitSeen();
+        assertEquals(0, s.pair());
+        assertArrayEquals(frame, s.frame(), "the frame the port was handed");
+    }
+
+    /** Cuts of header + frame into descriptors: offsets where one buffer ends and the next begins. */
+    static Stream<Arguments> layouts() {
+        return Stream.of(
+                Arguments.of("header and frame in one buffer", new int[] {}),
+                Arguments.of("header, then frame", new int[] {12}),
+                Arguments.of("header split in two, frame in one", new int[] {5, 12}),
+                Arguments.of("header split in two, frame in three", new int[] {7, 12, 40, 700}),
+                Arguments.of("header and the start of the frame together", new int[] {30}),
+                Arguments.of("header split, its end with the start of the frame", new int[] {4, 20, 1000}),
+                Arguments.of("an empty buffer between header and frame", new int[] {12, 12}),
+                Arguments.of("one byte per buffer for the header", new int[] {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}),
+                Arguments.of("the frame in many small pieces", new int[] {12, 13, 14, 20, 64, 65, 500, 1499, 1525}));
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("layouts")
+    void shouldHandThePortExactlyTheFrameWhateverTheDescriptorLayout(String layout, int[] cuts) throws Exception {
+        serve(MODERN);
+        byte[] f = frame(1514, 1);
+
+        rig.transmit(0, f, cuts);
+
+        assertPortGets(f);
+        assertEquals(1, rig.counters(0).txFrames);
+        assertEquals(1514, rig.counters(0).txBytes);
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("layouts")
+    void shouldHandThePortExactlyTheFrameFromAnIndirectTable(String layout, int[] cuts) throws Exception {
+        serve(MODERN);
+        byte[] f = frame(1514, 2);
+
+        int head = rig.sendIndirect(0, f, cuts);
+
+        assertEquals(new Used(head, 0), rig.awaitTx(0));
+        assertPortGets(f);
+    }
+
+    @Test
+    void shouldHandThePortEveryFrameOfRandomSizesAndLayoutsInOrder() throws Exception {
+        serve(MODERN);
+        Random random = new Random(7);
+        long bytes = 0;
+        for (int i = 0; i < 200; i++) {
+            byte[] f = frame(14 + random.nextInt(1518 - 14 + 1), i);
+            int[] cuts = random.ints(random.nextInt(6), 0, HEADER + f.length + 1).sorted().toArray();
+            if (random.nextBoolean()) {
+                int head = rig.sendIndirect(0, f, cuts);
+                assertEquals(new Used(head, 0), rig.awaitTx(0));
+            } else {
+                rig.transmit(0, f, cuts);
+            }
+            assertPortGets(f);
+            bytes += f.length;
+        }
+        assertEquals(200, rig.counters(0).txFrames);
+        assertEquals(bytes, rig.counters(0).txBytes);
+        assertEquals(0, rig.counters(0).txDropped);
+    }
+
+    @ParameterizedTest(name = "mergeable={0}")
+    @ValueSource(booleans = {false, true})
+    void shouldStripTheTwelveByteHeaderWithVersion1(boolean mergeable) throws Exception {
+        serve(MODERN | (mergeable ? MRG_RXBUF : 0));
+        byte[] f = frame(100, 3);
+
+        rig.transmit(0, f, 6);
+
+        assertPortGets(f);
+    }
+
+    @Test
+    void shouldStripTheTenByteLegacyHeaderWithoutVersion1OrMergeableBuffers() throws Exception {
+        serve(NetRig.INDIRECT_DESC);
+        assertEquals(LEGACY_HEADER, rig.headerLength());
+        byte[] f = frame(100, 4);
+
+        rig.transmit(0, f, 3, 10);
+
+        assertPortGets(f);
+    }
+
+    @Test
+    void shouldStripTheTwelveByteHeaderWithMergeableBuffersEvenWithoutVersion1() throws Exception {
+        serve(MRG_RXBUF);
+        assertEquals(HEADER, rig.headerLength());
+        byte[] f = frame(100, 5);
+
+        rig.transmit(0, f);
+
+        assertPortGets(f);
+    }
+
+    // ---- sizes ----------------------------------------------------------------------------------
+
+    @ParameterizedTest(name = "{0} bytes")
+    @ValueSource(ints = {0, 1, 13})
+    void shouldRefuseAFrameShorterThanAnEthernetHeaderAndStillPassTheNextOne(int length) throws Exception {
+        serve(MODERN);
+
+        rig.transmit(0, frame(length, 6));
+        byte[] good = frame(14, 7);
+        rig.transmit(0, good);
+
+        assertPortGets(good);
+        assertNull(port.seen.poll(), "only the good frame reached the port");
+        assertEquals(1, rig.counters(0).txDropped);
+        assertEquals(1, rig.counters(0).txFrames);
+        assertEquals(14, rig.counters(0).txBytes);
+    }
+
+    @Test
+    void shouldRefuseAChainShorterThanTheHeaderItself() throws Exception {
+        serve(MODERN);
+        DriverQueue tx = rig.tx(0);
+
+        int head = rig.post(tx.index(), Buffer.readable(rig.put(new byte[7]), 7));
+
+        assertEquals(new Used(head, 0), rig.awaitTx(0));
+        assertEquals(1, rig.counters(0).txDropped);
+        assertEquals(0, rig.counters(0).txFrames);
+    }
+
+    @Test
+    void shouldAcceptFramesUpToMtuPlusEthernetHeaderAndVlanTagAndRefuseLongerOnes() throws Exception {
+        serve(MODERN);
+        assertEquals(1500 + 18, rig.device.nic().maxFrame());
+        byte[] longest = frame(1518, 8);
+
+        rig.transmit(0, frame(1519, 9), 12, 600);
+        rig.transmit(0, longest, 12, 600);
+
+        assertPortGets(longest);
+        assertNull(port.seen.poll());
+        assertEquals(1, rig.counters(0).txDropped);
+        assertEquals(1, rig.counters(0).txFrames);
+    }
+
+    @Test
+    void shouldIgnoreWritableBuffersAfterTheFrame() throws Exception {
+        serve(MODERN);
+        byte[] f = frame(300, 10);
+        Buffer[] readable = rig.readable(rig.packet(f), 12);
+        long spare = rig.ram.allocate(64, 8);
+
+        int head = rig.post(rig.tx(0).index(), readable[0], readable[1], Buffer.writable(spare, 64));
+
+        assertEquals(new Used(head, 0), rig.awaitTx(0), "nothing written");
+        assertPortGets(f);
+    }
+
+    // ---- malformed chains -----------------------------------------------------------------------
+
+    /** Ways a driver can get a chain wrong; each rewrites a well-formed two-buffer chain at {@code head}. */
+    enum Malformation {
+        NEXT_OUT_OF_RANGE(ChainError.NEXT_OUT_OF_RANGE) {
+            @Override
+            void apply(NetRig rig, DriverQueue q, int head, Buffer[] b) {
+                q.writeDescriptor(head, b[0].gpa(), b[0].length(), F_NEXT, q.size());
+            }
+        },
+        LOOP(ChainError.CHAIN_TOO_LONG) {
+            @Override
+            void apply(NetRig rig, DriverQueue q, int head, Buffer[] b) {
+                q.writeDescriptor(head, b[0].gpa(), b[0].length(), F_NEXT, head);
+            }
+        },
+        FRAME_OUTSIDE_GUEST_MEMORY(ChainError.BUFFER_UNMAPPED) {
+            @Override
+            void apply(NetRig rig, DriverQueue q, int head, Buffer[] b) {
+                q.writeDescriptor((head + 1) % q.size(), rig.ram.size() - 8, b[1].length(), 0, 0);
+            }
+        },
+        ADDRESS_WRAPPING_AT_2_TO_THE_64(ChainError.BUFFER_UNMAPPED) {
+            @Override
+            void apply(NetRig rig, DriverQueue q, int head, Buffer[] b) {
+                q.writeDescriptor((head + 1) % q.size(), -16, b[1].length(), 0, 0);
+            }
+        },
+        BUFFER_OF_2_GIB(ChainError.BUFFER_TOO_LONG) {
+            @Override
+            void apply(NetRig rig, DriverQueue q, int head, Buffer[] b) {
+                q.writeDescriptor((head + 1) % q.size(), b[1].gpa(), 0x8000_0000, 0, 0);
+            }
+        },
+        READABLE_AFTER_WRITABLE(ChainError.READABLE_AFTER_WRITABLE) {
+            @Override
+            void apply(NetRig rig, DriverQueue q, int head, Buffer[] b) {
+                q.writeDescriptor(head, b[0].gpa(), b[0].length(), F_NEXT | DriverQueue.F_WRITE, (head + 1) % q.size());
+            }
+        },
+        INDIRECT_TABLE_OF_15_BYTES(ChainError.INDIRECT_BAD_LENGTH) {
+            @Override
+            void apply(NetRig rig, DriverQueue q, int head, Buffer[] b) {
+                q.writeDescriptor(head, rig.ram.allocate(16, 16), 15, F_INDIRECT, 0);
+            }
+        },
+        INDIRECT_TABLE_OUTSIDE_GUEST_MEMORY(ChainError.INDIRECT_UNMAPPED) {
+            @Override
+            void apply(NetRig rig, DriverQueue q, int head, Buffer[] b) {
+                q.writeDescriptor(head, rig.ram.size(), 32, F_INDIRECT, 0);
+            }
+        };
+
+        final ChainError error;
+
+        Malformation(ChainError error) {
+            this.error = error;
+        }
+
+        abstract void apply(NetRig rig, DriverQueue q, int head, Buffer[] buffers);
+    }
+
+    @ParameterizedTest
+    @EnumSource(Malformation.class)
+    void shouldCompleteAMalformedChainWithZeroBytesCountItAndStillPassTheNextFrame(Malformation m) throws Exception {
+        serve(MODERN);
+        DriverQueue tx = rig.tx(0);
+        Buffer[] buffers = rig.readable(rig.packet(frame(200, 11)), HEADER);
+        int bad = tx.chain(buffers);
+        m.apply(rig, tx, bad, buffers);
+        rig.outstanding(tx.index(), bad);
+        tx.makeAvailable(bad);
+        byte[] good = frame(300, 12);
+
+        int next = rig.send(0, good, 3, 40);
+
+        assertEquals(new Used(bad, 0), rig.awaitTx(0));
+        assertEquals(new Used(next, 0), rig.awaitTx(0));
+        assertPortGets(good);
+        assertNull(port.seen.poll(), "nothing of the malformed chain reached the port");
+        assertEquals(1, rig.queueCounters(tx.index()).chainsRejected(m.error), "counted as " + m.error);
+        assertEquals(1, rig.queueCounters(tx.index()).chainsRejected());
+        assertEquals(1, rig.counters(0).txFrames);
+        assertEquals(0, rig.counters(0).txDropped, "the queue counts it, not the device");
+    }
+
+    @Test
+    void shouldRefuseAnIndirectChainWhenIndirectDescriptorsWereNotNegotiated() throws Exception {
+        serve(NetRig.VERSION_1);
+        byte[] f = frame(100, 13);
+        int bad = rig.sendIndirect(0, f);
+        byte[] good = frame(100, 14);
+
+        int next = rig.send(0, good);
+
+        assertEquals(new Used(bad, 0), rig.awaitTx(0));
+        assertEquals(new Used(next, 0), rig.awaitTx(0));
+        assertPortGets(good);
+        assertEquals(1, rig.queueCounters(rig.tx(0).index()).chainsRejected(ChainError.INDIRECT_NOT_NEGOTIATED));
+    }
+}
