@@ -13,7 +13,6 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 
 import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.Disabled;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -244,7 +243,6 @@ class NetSimulatorReceiveTest {
      * (some 600,000 attempts a second here). Needs the queue to remember that what is available is
      * not enough (and, with EVENT_IDX, to ask for a kick at the driver's current avail index).
      */
-    @Disabled("the poller spins while a mergeable frame waits for buffers: needs a change in VirtQueue")
     @Test
     void shouldLetThePollerSleepWhileAFrameWaitsForMoreMergeableBuffers() throws Exception {
         serve(MODERN | MRG_RXBUF);

@@ -58,6 +58,8 @@ public final class VirtQueue {
     private int usedIdx;
     private int usedIdxAtLastPublish;
     private boolean broken;
+    /** After a rewind: the avail index that was not enough; -1 when not starved. */
+    private int starvedAt = -1;
 
     public VirtQueue(int index) {
         this.index = index;
@@ -122,6 +124,7 @@ public final class VirtQueue {
         this.usedIdx = Short.toUnsignedInt((short) U16_VH.getAcquire(used, (long) IDX_OFFSET));
         this.usedIdxAtLastPublish = usedIdx;
         this.broken = false;
+        this.starvedAt = -1;
         this.resubmitCount = 0;
         this.resubmitNext = 0;
         if (inflight != null) {
@@ -205,6 +208,13 @@ public final class VirtQueue {
         if (!broken && resubmitNext < resubmitCount) {
             return true;
         }
+        if (starvedAt >= 0) {
+            int availIdx = availIdxAcquire();
+            if (availIdx == starvedAt) {
+                return false;
+            }
+            starvedAt = -1; // the driver added buffers: worth another try
+        }
         if (!broken && availIdxCache == lastAvailIdx) {
             refreshAvailIdx();
         }
@@ -269,6 +279,8 @@ public final class VirtQueue {
     public void rewind(int count) {
         lastAvailIdx = (lastAvailIdx - count) & 0xFFFF;
         counters.chains -= count;
+        // What is available is not enough: only new buffers count as work, so the poller may sleep.
+        starvedAt = availIdxCache;
     }
 
     private void reject(int head, ChainError error) {
@@ -358,7 +370,9 @@ public final class VirtQueue {
             return false;
         }
         if (eventIdx) {
-            U16_VH.setRelease(used, RING_OFFSET + (long) USED_ELEM_SIZE * size, (short) lastAvailIdx);
+            // Starved: ask for a kick when buffers beyond those already seen arrive.
+            U16_VH.setRelease(used, RING_OFFSET + (long) USED_ELEM_SIZE * size,
+                    (short) (starvedAt >= 0 ? starvedAt : lastAvailIdx));
             if (log != null) {
                 log.mark(usedGpa + RING_OFFSET + (long) USED_ELEM_SIZE * size, 2);
             }
