@@ -3,6 +3,8 @@ module io.jvhost.cli {
     requires io.jvhost.core;
     requires io.jvhost.blk;
     requires io.jvhost.net;
+    requires io.jvhost.perf;
+    requires jmh.core;
     requires info.picocli;
     requires org.slf4j;
     requires jdk.unsupported;
@@ -11,5 +13,6 @@ module io.jvhost.cli {
     opens io.jvhost.cli.rng to info.picocli;
     opens io.jvhost.cli.blk to info.picocli;
     opens io.jvhost.cli.net to info.picocli;
+    opens io.jvhost.cli.bench to info.picocli;
     exports io.jvhost.cli.rng;
 }

@@ -1,5 +1,6 @@
 package io.jvhost.cli;
 
+import io.jvhost.cli.bench.BenchCommand;
 import io.jvhost.cli.blk.BlkCommand;
 import io.jvhost.cli.net.NetCommand;
 import io.jvhost.cli.rng.RngCommand;
@@ -15,10 +16,11 @@ import picocli.CommandLine.Command;
             "  net    virtio-net: NICs on an in-process switch, or bench ports (drop, reflect, generate)",
             "  rng    virtio-rng: entropy for the guest's /dev/hwrng", "",
             "Also:",
+            "  bench  benchmarks against DPDK and qemu-storage-daemon (bench net, bench blk), and JMH (bench jmh)",
             "  demo   boot a throwaway QEMU guest on jvhost devices and show them working",
             "  test   (launcher) run the whole test suite", "",
             "Run 'jvhost <command> --help' for its options."},
-        subcommands = {BlkCommand.class, NetCommand.class, RngCommand.class, DemoCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {BlkCommand.class, NetCommand.class, RngCommand.class, BenchCommand.class, DemoCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     @Override
     public void run() {

@@ -1,0 +1,277 @@
+package io.jvhost.perf;
+
+import io.jvhost.core.frontend.DriverQueue;
+import io.jvhost.core.frontend.Frontend;
+import io.jvhost.core.frontend.GuestRam;
+import io.jvhost.core.protocol.ProtocolFeatures;
+import io.jvhost.core.virtq.VirtioFeatures;
+
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.VarHandle;
+import java.nio.ByteOrder;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.SplittableRandom;
+
+import org.HdrHistogram.Histogram;
+
+/**
+ * A virtio-blk load generator: a real vhost-user frontend ({@link Frontend}) over the backend's
+ * socket with memfd guest memory ({@link GuestRam}), and a polling guest driver on one thread that
+ * keeps {@code depth} requests in flight on each queue. Each request slot owns three fixed
+ * descriptors (header, data, status), so completions may come back in any order. The driver asks
+ * for no interrupts (VRING_AVAIL_F_NO_INTERRUPT: it polls the used rings, as fio's hipri does) and
+ * kicks only when the device did not set VRING_USED_F_NO_NOTIFY. EVENT_IDX is not negotiated.
+ *
+ * <p>One thread: the one that calls {@link #run}.
+ */
+final class BlkLoad implements AutoCloseable {
+    static final int QUEUE_SIZE = 256;
+    static final int IN = 0, OUT = 1;
+    private static final ValueLayout.OfShort U16 = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfLong U64 = ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final VarHandle U16_VH = U16.varHandle();
+
+    /** What one run does: request type and size, random or sequential, requests in flight per queue. */
+    record Workload(String name, boolean write, int blockSize, boolean random, int depth) {}
+
+    /** What one run measured. */
+    record Result(long requests, double seconds, Histogram latencyNanos, long errors, double allocPerRequest) {
+        double iops() {
+            return requests / seconds;
+        }
+    }
+
+    private final Frontend frontend;
+    private final GuestRam ram;
+    private final DriverQueue[] queues;
+    private final long diskBytes;
+
+    private BlkLoad(Frontend frontend, GuestRam ram, DriverQueue[] queues, long diskBytes) {
+        this.frontend = frontend;
+        this.ram = ram;
+        this.queues = queues;
+        this.diskBytes = diskBytes;
+    }
+
+    /** Connects to {@code socket} and starts {@code queueCount} queues as QEMU 7.2 would. */
+    static BlkLoad connect(Path socket, int queueCount, long ramBytes, long diskBytes) throws IOException {
+        Frontend fe = Frontend.connect(socket, 10_000).replyTimeout(Duration.ofSeconds(10));
+        GuestRam ram = null;
+        DriverQueue[] qs = new DriverQueue[queueCount];
+        try {
+            long offered = fe.getFeatures();
+            long pf = fe.getProtocolFeatures() & (bit(ProtocolFeatures.MQ) | bit(ProtocolFeatures.REPLY_ACK)
+                    | bit(ProtocolFeatures.CONFIG) | bit(ProtocolFeatures.CONFIGURE_MEM_SLOTS) | bit(ProtocolFeatures.STATUS));
+            fe.setProtocolFeatures(pf);
+            if ((pf & bit(ProtocolFeatures.MQ)) != 0 && fe.getQueueNum() < queueCount) {
+                throw new IOException("backend has fewer than " + queueCount + " queues");
+            }
+            if ((pf & bit(ProtocolFeatures.CONFIGURE_MEM_SLOTS)) != 0) {
+                fe.getMaxMemSlots();
+            }
+            fe.setOwner();
+            fe.getFeatures();
+            long features = offered & ~(bit(VirtioFeatures.RING_EVENT_IDX) | bit(VirtioFeatures.LOG_ALL)
+                    | bit(VirtioFeatures.ACCESS_PLATFORM) | bit(VirtioFeatures.RING_PACKED)
+                    | bit(VirtioFeatures.NOTIFY_ON_EMPTY));
+            ram = new GuestRam(ramBytes);
+            for (int i = 0; i < queueCount; i++) {
+                qs[i] = new DriverQueue(ram, i, QUEUE_SIZE);
+                qs[i].setNoInterrupt(true);
+            }
+            check(fe.setFeatures(features | bit(VirtioFeatures.PROTOCOL_FEATURES)), "SET_FEATURES");
+            check(fe.setMemTable(ram), "SET_MEM_TABLE");
+            for (DriverQueue q : qs) {
+                check(fe.setVringNum(q.index(), q.size()), "SET_VRING_NUM");
+                check(fe.setVringBase(q.index(), 0), "SET_VRING_BASE");
+                check(fe.setVringAddr(q), "SET_VRING_ADDR");
+                check(fe.setVringKick(q.index(), q.kickFd()), "SET_VRING_KICK");
+                check(fe.setVringCall(q.index(), q.callFd()), "SET_VRING_CALL");
+            }
+            for (DriverQueue q : qs) {
+                check(fe.setVringEnable(q.index(), true), "SET_VRING_ENABLE");
+            }
+            if ((pf & bit(ProtocolFeatures.STATUS)) != 0) {
+                check(fe.setStatus(0x0F), "SET_STATUS");
+            }
+            return new BlkLoad(fe, ram, qs, diskBytes);
+        } catch (IOException | RuntimeException e) {
+            for (DriverQueue q : qs) {
+                if (q != null) {
+                    q.close();
+                }
+            }
+            if (ram != null) {
+                ram.close();
+            }
+            fe.close();
+            throw e;
+        }
+    }
+
+    private static long bit(int n) {
+        return 1L << n;
+    }
+
+    private static void check(long ack, String what) throws IOException {
+        if (ack != 0) {
+            throw new IOException(what + " refused by the backend");
+        }
+    }
+
+    /** Per-queue driver state: slot s uses descriptors 3s (header), 3s+1 (data), 3s+2 (status). */
+    private final class Lane {
+        final DriverQueue q;
+        final MemorySegment used;
+        final MemorySegment[] header;
+        final MemorySegment[] status;
+        final long[] submitted;
+        int lastUsed;
+        long nextSequential;
+
+        Lane(DriverQueue q, Workload w) {
+            this.q = q;
+            this.used = ram.at(q.usedHva() - GuestRam.HVA_BASE, 6 + 8L * q.size());
+            this.header = new MemorySegment[w.depth()];
+            this.status = new MemorySegment[w.depth()];
+            this.submitted = new long[w.depth()];
+            this.nextSequential = (diskBytes / queues.length) * q.index() / w.blockSize() * w.blockSize();
+            for (int s = 0; s < w.depth(); s++) {
+                long h = ram.allocate(16, 16), d = ram.allocate(w.blockSize(), 4096), st = ram.allocate(1, 1);
+                header[s] = ram.at(h, 16);
+                status[s] = ram.at(st, 1);
+                if (w.write()) {
+                    MemorySegment data = ram.at(d, w.blockSize());
+                    for (long o = 0; o < w.blockSize(); o += 8) {
+                        data.set(U64, o, 0x6a76686f73740000L ^ o);
+                    }
+                }
+                q.writeDescriptor(3 * s, h, 16, DriverQueue.F_NEXT, 3 * s + 1);
+                q.writeDescriptor(3 * s + 1, d, w.blockSize(),
+                        DriverQueue.F_NEXT | (w.write() ? 0 : DriverQueue.F_WRITE), 3 * s + 2);
+                q.writeDescriptor(3 * s + 2, st, 1, DriverQueue.F_WRITE, 0);
+            }
+        }
+    }
+
+    /**
+     * Runs {@code w} for {@code warmup + measure}; latencies and counts only of requests completed
+     * after the warm-up. Leaves nothing in flight.
+     */
+    Result run(Workload w, Duration warmup, Duration measure, long seed, String pollerName) {
+        if (w.depth() < 1 || 3 * w.depth() > QUEUE_SIZE) {
+            throw new IllegalArgumentException("queue depth must be 1.." + QUEUE_SIZE / 3);
+        }
+        Lane[] lanes = new Lane[queues.length];
+        for (int i = 0; i < lanes.length; i++) {
+            lanes[i] = new Lane(queues[i], w);
+        }
+        SplittableRandom random = new SplittableRandom(seed);
+        Histogram hist = new Histogram(60_000_000_000L, 3);
+        long blocks = diskBytes / w.blockSize();
+        long start = System.nanoTime();
+        long measureFrom = start + warmup.toNanos(), end = measureFrom + measure.toNanos();
+        long requests = 0, errors = 0;
+        for (Lane l : lanes) {
+            for (int s = 0; s < w.depth(); s++) {
+                submit(l, s, w, random, blocks, System.nanoTime());
+            }
+            kickIfNeeded(l.q);
+        }
+        int inFlight = lanes.length * w.depth();
+        PollerAllocation alloc = null;
+        long allocBytes = -1, allocRequests = 0;
+        boolean stopping = false;
+        long drainDeadline = Long.MAX_VALUE;
+        while (inFlight > 0) {
+            long now = System.nanoTime();
+            if (alloc == null && pollerName != null && now >= measureFrom) {
+                alloc = PollerAllocation.start(pollerName);
+                allocRequests = requests;
+            }
+            if (!stopping && now >= end) {
+                stopping = true;
+                if (alloc != null) {
+                    allocBytes = alloc.bytesSinceStart();
+                    allocRequests = requests - allocRequests;
+                }
+                drainDeadline = now + Duration.ofSeconds(10).toNanos();
+            }
+            if (now > drainDeadline) {
+                errors += inFlight; // the backend stopped answering
+                break;
+            }
+            for (Lane l : lanes) {
+                int usedIdx = Short.toUnsignedInt((short) U16_VH.getAcquire(l.used, 2L));
+                if (usedIdx == l.lastUsed) {
+                    continue;
+                }
+                now = System.nanoTime();
+                int resubmitted = 0;
+                while (l.lastUsed != usedIdx) {
+                    int id = l.used.get(U32, 4 + 8L * (l.lastUsed & (QUEUE_SIZE - 1)));
+                    l.lastUsed = (l.lastUsed + 1) & 0xFFFF;
+                    int slot = id / 3;
+                    if (id % 3 != 0 || slot >= w.depth()) {
+                        errors++;
+                        continue;
+                    }
+                    if (l.status[slot].get(ValueLayout.JAVA_BYTE, 0) != 0) {
+                        errors++;
+                    }
+                    if (now >= measureFrom && now <= end) {
+                        hist.recordValue(Math.min(now - l.submitted[slot], hist.getHighestTrackableValue()));
+                        requests++;
+                    }
+                    if (stopping) {
+                        inFlight--;
+                    } else {
+                        submit(l, slot, w, random, blocks, now);
+                        resubmitted++;
+                    }
+                }
+                if (resubmitted > 0) {
+                    kickIfNeeded(l.q);
+                }
+            }
+        }
+        return new Result(requests, measure.toNanos() / 1e9, hist, errors, PollerAllocation.perUnit(allocBytes, allocRequests));
+    }
+
+    private void submit(Lane l, int slot, Workload w, SplittableRandom random, long blocks, long now) {
+        long offset;
+        if (w.random()) {
+            offset = random.nextLong(blocks) * w.blockSize();
+        } else {
+            offset = l.nextSequential;
+            l.nextSequential = offset + w.blockSize() >= diskBytes ? 0 : offset + w.blockSize();
+        }
+        MemorySegment h = l.header[slot];
+        h.set(U32, 0, w.write() ? OUT : IN);
+        h.set(U32, 4, 0);
+        h.set(U64, 8, offset / 512);
+        l.status[slot].set(ValueLayout.JAVA_BYTE, 0, (byte) 0x7F);
+        l.submitted[slot] = now;
+        l.q.makeAvailable(3 * slot);
+    }
+
+    private static void kickIfNeeded(DriverQueue q) {
+        VarHandle.fullFence(); // our avail index store before reading the device's flags
+        if ((q.usedFlags() & 1) == 0) { // VRING_USED_F_NO_NOTIFY
+            q.kick();
+        }
+    }
+
+    @Override
+    public void close() {
+        frontend.close();
+        for (DriverQueue q : queues) {
+            q.close();
+        }
+        ram.close();
+    }
+}

@@ -1,0 +1,374 @@
+package io.jvhost.perf;
+
+import io.jvhost.core.runtime.Backend;
+import io.jvhost.core.runtime.BackendOptions;
+import io.jvhost.core.runtime.IdleMode;
+import io.jvhost.core.transport.ControlLoop;
+import io.jvhost.core.transport.VhostUserServer;
+import io.jvhost.net.BenchPorts;
+import io.jvhost.net.NetCounters;
+import io.jvhost.net.NetDevice;
+import io.jvhost.net.NetPort;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * net: jvhost against DPDK's vhost PMD with the same frontend, {@code dpdk-testpmd} with
+ * {@code net_virtio_user}, in the same run.
+ *
+ * <p>Directions: {@code g2h} (guest to host: testpmd txonly into jvhost {@code --drop} / DPDK
+ * rxonly), {@code h2g} (host to guest: jvhost {@code --generate} / DPDK txonly into testpmd
+ * rxonly), {@code loop} (testpmd io with --tx-first through jvhost {@code --reflect} / DPDK
+ * macswap). Throughput is what the frontend's per-second statistics show (Tx-pps for g2h, Rx-pps
+ * otherwise): the run's value is the median of its samples after one warm-up second; a row is the
+ * median over runs, which alternate between backends. jvhost runs in this JVM, its poller threads
+ * pinned with taskset to the backend CPU; the frontend and DPDK's backend are pinned processes.
+ */
+public final class NetBench {
+    private static final Pattern RX_PPS = Pattern.compile("Rx-pps:\\s+(\\d+)");
+    private static final Pattern TX_PPS = Pattern.compile("Tx-pps:\\s+(\\d+)");
+    private static final Pattern TOTALS = Pattern.compile(
+            "Accumulated forward statistics.*?RX-packets:\\s+(\\d+).*?TX-packets:\\s+(\\d+)", Pattern.DOTALL);
+    static final String TESTPMD = "/usr/bin/dpdk-testpmd";
+    static final long GUEST_MAC = 0x52_54_00_12_34_56L;
+
+    /** What to run; fields as the CLI fills them. */
+    public static final class Options {
+        public List<String> directions = List.of("g2h", "h2g", "loop");
+        public List<Integer> sizes = List.of(64, 1518);
+        public List<Integer> mergeable = List.of(0, 1);
+        public List<Integer> queues = List.of(1, 2);
+        public List<String> backends = List.of("jvhost-event", "jvhost-busy", "dpdk");
+        public int runs = 3;
+        public int seconds = 5;
+        public int warmupSeconds = 1;
+        public int frontendCpu = 0;
+        /** CPU 1, or CPU 0 too on a one-CPU machine (where the numbers mean little). */
+        public int backendCpu = Math.min(1, Runtime.getRuntime().availableProcessors() - 1);
+        public Path out = Path.of("perf", "results");
+
+        /** A few seconds in all: one small configuration per direction, one run each. */
+        public static Options quick() {
+            Options o = new Options();
+            o.sizes = List.of(64);
+            o.mergeable = List.of(1);
+            o.queues = List.of(1);
+            o.backends = List.of("jvhost-event", "dpdk");
+            o.runs = 1;
+            o.seconds = 1;
+            o.warmupSeconds = 0;
+            return o;
+        }
+    }
+
+    /** One run's outcome. */
+    public record Run(double mpps, long frontendPackets, long backendPackets, double allocPerPacket, String error) {}
+
+    private final Options options;
+    private final PrintStream out;
+    private final Procs procs = new Procs();
+    private final Path work;
+    private int runCount;
+
+    private NetBench(Options options, PrintStream out) throws IOException {
+        this.options = options;
+        this.out = out;
+        this.work = Files.createTempDirectory("jvhost-bench-net");
+    }
+
+    /** Runs the whole matrix, prints the table, writes the results; returns the report. */
+    public static Report run(Options options, PrintStream out) throws Exception {
+        return new NetBench(options, out).runAll();
+    }
+
+    /** Fails with what is missing unless testpmd and hugepages are there. */
+    public static List<String> missing() {
+        List<String> missing = new ArrayList<>();
+        if (!Files.isExecutable(Path.of(TESTPMD))) {
+            missing.add("dpdk-testpmd (apt-get install dpdk dpdk-dev)");
+        }
+        try (var r = Files.newBufferedReader(Path.of("/proc/sys/vm/nr_hugepages"))) {
+            if (Long.parseLong(r.readLine().trim()) < 256) {
+                missing.add("hugepages (echo 1024 > /proc/sys/vm/nr_hugepages; mount -t hugetlbfs nodev /dev/hugepages)");
+            }
+        } catch (IOException | RuntimeException e) {
+            missing.add("hugepages (cannot read /proc/sys/vm/nr_hugepages)");
+        }
+        if (!Files.isExecutable(Path.of("/usr/bin/taskset"))) {
+            missing.add("taskset (apt-get install util-linux)");
+        }
+        return missing;
+    }
+
+    private Report runAll() throws Exception {
+        List<String> missing = missing();
+        if (!missing.isEmpty()) {
+            throw new IllegalStateException("bench net needs: " + String.join(", ", missing));
+        }
+        Report report = new Report("net", "dir", "frame", "mrg", "qp", "backend", "Mpps", "Gbit/s", "min", "max",
+                "spread%", "runs", "vs_dpdk", "alloc_B/pkt", "fe_pkts", "be_pkts", "errors");
+        Report.describeMachine(report);
+        report.meta("frontend", "dpdk-testpmd net_virtio_user on CPU " + options.frontendCpu);
+        report.meta("backend_cpu", Integer.toString(options.backendCpu));
+        report.meta("seconds_per_run", Integer.toString(options.seconds));
+        report.meta("gbit_definition", "Mpps x frame bytes x 8 (L2 frame without CRC, preamble or gap)");
+        try (ControlLoop loop = new ControlLoop()) {
+            for (String dir : options.directions) {
+                for (int size : options.sizes) {
+                    for (int mrg : options.mergeable) {
+                        for (int qp : options.queues) {
+                            runConfig(loop, report, dir, size, mrg == 1, qp);
+                        }
+                    }
+                }
+            }
+        }
+        out.println();
+        report.print(out);
+        Path csv = report.write(options.out, procs.commands());
+        out.println("\nwritten: " + csv + " (and .json, .commands.txt); logs in " + work);
+        return report;
+    }
+
+    private void runConfig(ControlLoop loop, Report report, String dir, int size, boolean mrg, int qp) throws Exception {
+        List<String> backends = options.backends;
+        List<List<Run>> runs = new ArrayList<>();
+        for (int b = 0; b < backends.size(); b++) {
+            runs.add(new ArrayList<>());
+        }
+        for (int r = 0; r < options.runs; r++) {
+            // A B C, then C B A: drift on a shared machine hits every backend alike.
+            for (int k = 0; k < backends.size(); k++) {
+                int b = r % 2 == 0 ? k : backends.size() - 1 - k;
+                Run run = runOnce(loop, backends.get(b), dir, size, mrg, qp);
+                out.printf("  %-4s %4d B mrg=%d qp=%d %-13s run %d: %s%n", dir, size, mrg ? 1 : 0, qp, backends.get(b), r + 1,
+                        run.error != null ? "FAILED " + run.error
+                                : String.format("%.3f Mpps (frontend %d pkts, backend %d pkts%s)", run.mpps,
+                                run.frontendPackets, run.backendPackets,
+                                Double.isNaN(run.allocPerPacket) ? "" : String.format(", %.2f B/pkt on pollers", run.allocPerPacket)));
+                runs.get(b).add(run);
+            }
+        }
+        double dpdk = Double.NaN;
+        int dpdkIndex = backends.indexOf("dpdk");
+        if (dpdkIndex >= 0) {
+            dpdk = Report.median(runs.get(dpdkIndex).stream().mapToDouble(Run::mpps).toArray());
+        }
+        for (int b = 0; b < backends.size(); b++) {
+            List<Run> rs = runs.get(b);
+            double[] mpps = rs.stream().mapToDouble(Run::mpps).toArray();
+            double med = Report.median(mpps), min = Report.min(mpps), max = Report.max(mpps);
+            double alloc = Report.median(rs.stream().mapToDouble(Run::allocPerPacket).toArray());
+            long errors = rs.stream().filter(x -> x.error != null).count();
+            report.add(dir, size, mrg ? 1 : 0, qp, backends.get(b), med, med * size * 8 / 1000, min, max,
+                    (max - min) / med * 100, rs.size(), backends.get(b).equals("dpdk") ? Double.NaN : med / dpdk, alloc,
+                    rs.stream().mapToLong(Run::frontendPackets).sum(), rs.stream().mapToLong(Run::backendPackets).sum(),
+                    errors);
+        }
+    }
+
+    private Run runOnce(ControlLoop loop, String backend, String dir, int size, boolean mrg, int qp) throws Exception {
+        int n = runCount++;
+        Path socket = work.resolve("vhost-" + n + ".sock");
+        Path feLog = work.resolve("run" + n + "-" + backend + "-frontend.log");
+        return backend.equals("dpdk") ? runDpdk(socket, feLog, n, dir, size, mrg, qp)
+                : runJvhost(loop, backend.equals("jvhost-busy") ? IdleMode.BUSY : IdleMode.EVENT, socket, feLog, n, dir,
+                size, mrg, qp);
+    }
+
+    private Run runJvhost(ControlLoop loop, IdleMode mode, Path socket, Path feLog, int n, String dir, int size,
+                          boolean mrg, int qp) throws Exception {
+        NetPort port = switch (dir) {
+            case "g2h" -> new BenchPorts.Drop();
+            case "h2g" -> new BenchPorts.Generate(size);
+            case "loop" -> new BenchPorts.Reflect();
+            default -> throw new IllegalArgumentException("direction " + dir);
+        };
+        NetDevice device = new NetDevice(port, qp, GUEST_MAC, 1500);
+        int[][] oneSet = new int[1][2 * qp]; // all queues on one poller: one core, like DPDK's one lcore
+        for (int q = 0; q < 2 * qp; q++) {
+            oneSet[0][q] = q;
+        }
+        String name = "nb" + n;
+        String portOption = switch (dir) {
+            case "g2h" -> "--drop";
+            case "h2g" -> "--generate " + size;
+            default -> "--reflect";
+        };
+        procs.note("# run " + n + ", in this JVM, equivalent to: taskset -c " + options.backendCpu + " ./jvhost net "
+                + portOption + " --socket " + socket + " --queues " + qp + (mode == IdleMode.BUSY ? " --busy-poll" : "")
+                + (qp > 1 ? " --queue-map " + mapString(oneSet) : ""));
+        try (Backend backend = new Backend(name, device, new BackendOptions(mode, oneSet), loop)) {
+            backend.start();
+            try (VhostUserServer server = VhostUserServer.listen(socket, backend, loop)) {
+                procs.pinThreads(name + "-poller-", options.backendCpu);
+                Process fe = procs.start(frontendCommand(socket, n, dir, size, mrg, qp), feLog);
+                long frontendPackets = 0;
+                double alloc = Double.NaN;
+                String error = null;
+                try {
+                    if (!awaitTraffic(fe, feLog, dir)) {
+                        error = "no traffic: " + Procs.tail(feLog, 600).replace('\n', ' ');
+                    } else {
+                        Thread.sleep(options.warmupSeconds * 1000L);
+                        long frames0 = frames(device);
+                        PollerAllocation a = PollerAllocation.start(name + "-poller-");
+                        Thread.sleep(options.seconds * 1000L + 300);
+                        alloc = PollerAllocation.perUnit(a.bytesSinceStart(), frames(device) - frames0);
+                    }
+                } finally {
+                    Procs.stop(fe, 20);
+                }
+                String log = Files.readString(feLog, StandardCharsets.UTF_8);
+                frontendPackets = frontendTotal(log, dir);
+                double mpps = error != null ? Double.NaN : samplesMpps(log, dir);
+                long backendPackets = dir.equals("h2g") ? sum(device, true) : sum(device, false);
+                return new Run(mpps, frontendPackets, backendPackets, alloc, error);
+            }
+        }
+    }
+
+    private Run runDpdk(Path socket, Path feLog, int n, String dir, int size, boolean mrg, int qp) throws Exception {
+        Path beLog = work.resolve("run" + n + "-dpdk-backend.log");
+        String mode = switch (dir) {
+            case "g2h" -> "rxonly";
+            case "h2g" -> "txonly";
+            default -> "macswap";
+        };
+        int cpu = options.backendCpu;
+        List<String> cmd = new ArrayList<>(List.of("taskset", "-c", Integer.toString(cpu), TESTPMD,
+                "--lcores=0@" + cpu + ",1@" + cpu, "--no-pci", "--no-huge", "-m", "512",
+                "--file-prefix=jvhost-bench-be-" + ProcessHandle.current().pid() + "-" + n, "--log-level=5",
+                "--vdev=net_vhost0,iface=" + socket + ",queues=" + qp, "--", "--forward-mode=" + mode,
+                "--txpkts=" + size, "--auto-start", "--nb-cores=1", "--rxq=" + qp, "--txq=" + qp,
+                "--total-num-mbufs=8192", "--stats-period=1", "--disable-link-check"));
+        Process be = procs.start(cmd, beLog);
+        try {
+            if (!Procs.awaitFile(socket, be, 20_000)) {
+                return new Run(Double.NaN, 0, 0, Double.NaN, "DPDK backend did not listen: "
+                        + Procs.tail(beLog, 600).replace('\n', ' '));
+            }
+            Process fe = procs.start(frontendCommand(socket, n, dir, size, mrg, qp), feLog);
+            String error = null;
+            try {
+                if (!awaitTraffic(fe, feLog, dir)) {
+                    error = "no traffic: " + Procs.tail(feLog, 600).replace('\n', ' ');
+                } else {
+                    Thread.sleep(options.warmupSeconds * 1000L + options.seconds * 1000L + 300);
+                }
+            } finally {
+                Procs.stop(fe, 20);
+            }
+            Procs.stop(be, 20);
+            String log = Files.readString(feLog, StandardCharsets.UTF_8);
+            String bl = Files.readString(beLog, StandardCharsets.UTF_8);
+            Matcher m = TOTALS.matcher(bl);
+            long backendPackets = !m.find() ? 0 : Long.parseLong(m.group(dir.equals("h2g") ? 2 : 1));
+            return new Run(error != null ? Double.NaN : samplesMpps(log, dir), frontendTotal(log, dir), backendPackets,
+                    Double.NaN, error);
+        } finally {
+            Procs.stop(be, 20);
+        }
+    }
+
+    private List<String> frontendCommand(Path socket, int n, String dir, int size, boolean mrg, int qp) {
+        int cpu = options.frontendCpu;
+        String mode = switch (dir) {
+            case "g2h" -> "txonly";
+            case "h2g" -> "rxonly";
+            default -> "io";
+        };
+        List<String> cmd = new ArrayList<>(List.of("taskset", "-c", Integer.toString(cpu), TESTPMD,
+                "--lcores=0@" + cpu + ",1@" + cpu, "--no-pci", "--single-file-segments",
+                "--file-prefix=jvhost-bench-fe-" + ProcessHandle.current().pid() + "-" + n, "--log-level=5",
+                "--vdev=net_virtio_user0,path=" + socket + ",queues=" + qp + ",mrg_rxbuf=" + (mrg ? 1 : 0),
+                "--", "--forward-mode=" + mode, "--txpkts=" + size, "--auto-start", "--nb-cores=1", "--rxq=" + qp,
+                "--txq=" + qp, "--txd=1024", "--rxd=1024", "--stats-period=1", "--disable-link-check"));
+        if (dir.equals("loop")) {
+            cmd.add("--tx-first");
+        }
+        return cmd;
+    }
+
+    /** Waits (up to 20 s) until the frontend's statistics show packets moving in the measured direction. */
+    private static boolean awaitTraffic(Process fe, Path log, String dir) throws InterruptedException {
+        long deadline = System.currentTimeMillis() + 20_000;
+        Pattern p = dir.equals("g2h") ? TX_PPS : RX_PPS;
+        while (System.currentTimeMillis() < deadline && fe.isAlive()) {
+            try {
+                Matcher m = p.matcher(Files.readString(log, StandardCharsets.UTF_8));
+                while (m.find()) {
+                    if (Long.parseLong(m.group(1)) > 0) {
+                        return true;
+                    }
+                }
+            } catch (IOException e) {
+                // not written yet
+            }
+            Thread.sleep(100);
+        }
+        return false;
+    }
+
+    /** Median of the per-second samples after the first non-zero one (a partial second), in Mpps. */
+    static double samplesMpps(String log, String dir) {
+        Matcher m = (dir.equals("g2h") ? TX_PPS : RX_PPS).matcher(log);
+        List<Long> samples = new ArrayList<>();
+        while (m.find()) {
+            samples.add(Long.parseLong(m.group(1)));
+        }
+        int first = 0;
+        while (first < samples.size() && samples.get(first) == 0) {
+            first++;
+        }
+        List<Long> steady = samples.subList(Math.min(samples.size(), first + 1), samples.size());
+        // The last sample may be cut short by the stop; keep it only when it is all there is.
+        double[] v = (steady.size() > 2 ? steady.subList(0, steady.size() - 1) : steady).stream()
+                .mapToDouble(x -> x / 1e6).toArray();
+        if (v.length == 0 && first < samples.size()) {
+            v = new double[] {samples.get(first) / 1e6};
+        }
+        return Report.median(v);
+    }
+
+    /** Packets the frontend counted in the measured direction (its totals at exit). */
+    static long frontendTotal(String log, String dir) {
+        Matcher m = TOTALS.matcher(log);
+        if (!m.find()) {
+            return 0;
+        }
+        return Long.parseLong(m.group(dir.equals("g2h") ? 2 : 1));
+    }
+
+    private static long frames(NetDevice d) {
+        return sum(d, true) + sum(d, false);
+    }
+
+    private static long sum(NetDevice d, boolean toGuest) {
+        long n = 0;
+        for (int i = 0; i < d.nic().pairs(); i++) {
+            NetCounters c = d.nic().counters(i);
+            n += toGuest ? c.rxFrames : c.txFrames;
+        }
+        return n;
+    }
+
+    private static String mapString(int[][] sets) {
+        StringBuilder b = new StringBuilder();
+        for (int[] set : sets) {
+            b.append(b.length() == 0 ? "" : ":");
+            for (int i = 0; i < set.length; i++) {
+                b.append(i == 0 ? "" : ",").append(set[i]);
+            }
+        }
+        return b.toString();
+    }
+}

@@ -1,0 +1,102 @@
+package io.jvhost.perf.jmh;
+
+import io.jvhost.core.frontend.DriverQueue;
+import io.jvhost.core.virtq.VirtQueue;
+import io.jvhost.net.BenchPorts;
+import io.jvhost.net.Frames;
+import io.jvhost.net.GuestNic;
+import io.jvhost.net.NetDevice;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.concurrent.TimeUnit;
+
+import org.openjdk.jmh.annotations.Benchmark;
+import org.openjdk.jmh.annotations.BenchmarkMode;
+import org.openjdk.jmh.annotations.Fork;
+import org.openjdk.jmh.annotations.Level;
+import org.openjdk.jmh.annotations.Measurement;
+import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OperationsPerInvocation;
+import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
+import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.Setup;
+import org.openjdk.jmh.annotations.State;
+import org.openjdk.jmh.annotations.TearDown;
+import org.openjdk.jmh.annotations.Warmup;
+
+/**
+ * Receive fill, {@link GuestNic#deliver}: take receive chains, write the virtio-net header and the
+ * frame into guest memory, complete, and publish once per batch of 32 frames. Score: ns per frame.
+ * Cases are {@code SIZE-single} (no MRG_RXBUF, one 2 KiB buffer per frame), {@code SIZE-mrg}
+ * (MRG_RXBUF, 2 KiB buffers: num_buffers = 1) and {@code 1518-mrg-512} (MRG_RXBUF with 512-byte
+ * buffers: each frame spans 3 chains).
+ */
+@State(Scope.Thread)
+@BenchmarkMode(Mode.AverageTime)
+@OutputTimeUnit(TimeUnit.NANOSECONDS)
+@Fork(value = 1, jvmArgsAppend = {"--enable-native-access=ALL-UNNAMED"})
+@Warmup(iterations = 3, time = 1)
+@Measurement(iterations = 5, time = 1)
+public class MergeableRxBench {
+    static final int BATCH = 32, RING = 256, HEADER = 12;
+
+    @Param({"64-single", "1518-single", "64-mrg", "1518-mrg", "1518-mrg-512"})
+    public String frameCase;
+
+    private GuestRing ring;
+    private GuestNic nic;
+    private VirtQueue q;
+    private MemorySegment frame;
+    private int size;
+    private int chainsPerFrame;
+
+    @Setup(Level.Trial)
+    public void setUp() throws Exception {
+        String[] parts = frameCase.split("-");
+        size = Integer.parseInt(parts[0]);
+        boolean mergeable = parts[1].equals("mrg");
+        int buffer = parts.length > 2 ? Integer.parseInt(parts[2]) : 2048;
+        chainsPerFrame = mergeable ? (HEADER + size + buffer - 1) / buffer : 1;
+        NetDevice device = new NetDevice(new BenchPorts.Drop(), 1, 0x52_54_00_00_00_01L, 1500);
+        device.featuresAcked(1L << 32 | (mergeable ? 1L << 15 : 0)); // VERSION_1, MRG_RXBUF
+        ring = new GuestRing(RING, 4 << 20);
+        int[] heads = new int[RING];
+        for (int i = 0; i < RING; i++) {
+            heads[i] = i;
+            ring.driver.writeDescriptor(i, ring.buffer(buffer), buffer, DriverQueue.F_WRITE, 0);
+        }
+        ring.fillAvail(heads);
+        ring.configure();
+        q = ring.queue;
+        device.handler(0).started(q);
+        nic = device.nic();
+        frame = Arena.ofAuto().allocate(size, 64);
+        MemorySegment.copy(MemorySegment.ofArray(Frames.udp(0x02_00_00_00_00_01L, 0x52_54_00_00_00_01L, size)), 0,
+                frame, 0, size);
+    }
+
+    @TearDown(Level.Trial)
+    public void tearDown() {
+        if (nic.counters(0).rxDropped != 0) {
+            throw new IllegalStateException("frames dropped: " + nic.counters(0));
+        }
+        ring.close();
+    }
+
+    @Benchmark
+    @OperationsPerInvocation(BATCH)
+    public int deliver() {
+        ring.makeAvailable(BATCH * chainsPerFrame);
+        int r = 0;
+        for (int i = 0; i < BATCH; i++) {
+            r |= nic.deliver(0, frame, size);
+        }
+        q.publish();
+        if (r != GuestNic.DELIVERED) {
+            throw new IllegalStateException("deliver returned " + r);
+        }
+        return r;
+    }
+}

@@ -1,0 +1,82 @@
+package io.jvhost.perf;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+/**
+ * The {@code --quick} benchmark drivers run end to end and move traffic on both sides, jvhost's
+ * and the reference's. Never asserts a speed: this machine is shared and noisy.
+ */
+class BenchSmokeTest {
+    private static final Path OUT = Path.of("target", "bench-smoke");
+
+    /** Fails on CI (.ci/run installs everything), skips loudly elsewhere. */
+    private static void require(String what, List<String> missing) {
+        if (missing.isEmpty()) {
+            return;
+        }
+        String ci = System.getenv("CI");
+        if (ci != null && !ci.equalsIgnoreCase("false")) {
+            fail(what + " cannot run on CI: missing " + missing + " (.ci/run sets these up)");
+        }
+        System.err.println("\n" + "#".repeat(78) + "\n#  SKIPPED: " + what + "; missing: " + missing + "\n" + "#".repeat(78));
+        Assumptions.abort(what + " skipped, missing: " + missing);
+    }
+
+    private static int col(Report r, String name) {
+        int c = r.column(name);
+        assertTrue(c >= 0, "column " + name);
+        return c;
+    }
+
+    @Test
+    @Tag("dpdk")
+    @Timeout(value = 4, unit = TimeUnit.MINUTES)
+    void shouldMovePacketsThroughJvhostAndDpdkInTheQuickNetBenchmark() throws Exception {
+        require("net benchmark smoke test (DPDK testpmd)", NetBench.missing());
+        NetBench.Options o = NetBench.Options.quick();
+        o.out = OUT;
+        ByteArrayOutputStream printed = new ByteArrayOutputStream();
+        Report r = NetBench.run(o, new PrintStream(printed, true, StandardCharsets.UTF_8));
+        System.out.print(printed.toString(StandardCharsets.UTF_8));
+        assertEquals(o.directions.size() * o.backends.size(), r.rows().size(), "one row per direction and backend");
+        for (List<Object> row : r.rows()) {
+            assertEquals(0L, row.get(col(r, "errors")), "runs failed: " + row);
+            assertTrue((Long) row.get(col(r, "fe_pkts")) > 0, "the frontend (testpmd) moved packets: " + row);
+            assertTrue((Long) row.get(col(r, "be_pkts")) > 0, "the backend moved packets: " + row);
+            assertFalse(Double.isNaN((Double) row.get(col(r, "Mpps"))), "a rate was measured: " + row);
+        }
+    }
+
+    @Test
+    @Tag("qemu")
+    @Timeout(value = 3, unit = TimeUnit.MINUTES)
+    void shouldCompleteRequestsOnJvhostAndQemuStorageDaemonInTheQuickBlkBenchmark() throws Exception {
+        require("blk benchmark smoke test (qemu-storage-daemon)", BlkBench.missing());
+        BlkBench.Options o = BlkBench.Options.quick();
+        o.out = OUT;
+        o.imageDir = Path.of(System.getProperty("java.io.tmpdir"));
+        ByteArrayOutputStream printed = new ByteArrayOutputStream();
+        Report r = BlkBench.run(o, new PrintStream(printed, true, StandardCharsets.UTF_8));
+        System.out.print(printed.toString(StandardCharsets.UTF_8));
+        assertEquals(o.targets.size(), r.rows().size(), "one row per target");
+        for (List<Object> row : r.rows()) {
+            assertEquals(0L, row.get(col(r, "errors")), "failed requests or runs: " + row);
+            assertTrue((Long) row.get(col(r, "requests")) > 0, "requests completed: " + row);
+        }
+    }
+}
