@@ -285,6 +285,7 @@ public final class VirtQueue {
 
     private void reject(int head, ChainError error) {
         counters.chainsRejected[error.ordinal()]++;
+        counters.rejectedTotal++;
         if (!errorLogged[error.ordinal()]) {
             errorLogged[error.ordinal()] = true;
             LOG.warn("queue {}: refused chain at head {}: {} (completed with 0 bytes; further ones only counted)",
@@ -296,6 +297,7 @@ public final class VirtQueue {
     /** Counts a device-level refusal of a well-formed chain the same way as a malformed one. Poller. */
     public void countRejected(ChainError error) {
         counters.chainsRejected[error.ordinal()]++;
+        counters.rejectedTotal++;
     }
 
     /** Writes a used element for {@code chain}; it becomes visible at {@link #publish()}. Poller. */
