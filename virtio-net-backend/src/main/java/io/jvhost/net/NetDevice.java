@@ -24,6 +24,7 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
     static final int HEADER_V1 = 12, HEADER_LEGACY = 10, NUM_BUFFERS_OFFSET = 10;
     static final int ETHERNET_HEADER = 14, VLAN_TAG = 4;
     public static final int DEFAULT_MTU = 1500;
+    static final int JUMBO_FRAME = 9216 + ETHERNET_HEADER + VLAN_TAG;
 
     private final NetPort port;
     private final int pairCount;
@@ -46,7 +47,9 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
         this.pairCount = pairs;
         this.mac = mac;
         this.mtu = mtu;
-        this.nic = new GuestNic(this, pairs, 65536, 4096);
+        // No offloads are offered, so injected frames are MTU-sized: room for jumbo frames (9216),
+        // not 64 KiB each (which cost 256 MiB per NIC).
+        this.nic = new GuestNic(this, pairs, Math.max(maxFrame(), JUMBO_FRAME), 1024);
         port.attach(nic);
     }
 
