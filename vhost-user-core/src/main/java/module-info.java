@@ -6,8 +6,10 @@ module io.jvhost.core {
     requires io.netty.common;
     requires org.jctools.core;
     requires org.slf4j;
+    requires HdrHistogram;
 
     exports io.jvhost.core.device;
+    exports io.jvhost.core.metrics;
     exports io.jvhost.core.virtq;
     exports io.jvhost.core.memory;
     exports io.jvhost.core.runtime;

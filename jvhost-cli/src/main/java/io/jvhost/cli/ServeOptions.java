@@ -32,6 +32,13 @@ public final class ServeOptions {
             description = "Queues per poller thread, e.g. 0,1:2,3 (colon between pollers). Default: the device's choice.")
     String queueMap;
 
+    @Option(names = "--latency", description = "Record per-queue kick-to-publish latency and batch-size histograms (HdrHistogram) and print them every 10 s.")
+    void latency(boolean on) {
+        if (on) {
+            System.setProperty("jvhost.latency", "true"); // read when the first queue is made, after parsing
+        }
+    }
+
     @Option(names = "--trace", description = "Log every vhost-user message, decoded.")
     void trace(boolean on) {
         if (on) {
@@ -61,11 +68,13 @@ public final class ServeOptions {
                 queueMap == null ? null : BackendOptions.parseQueueSets(queueMap));
         ControlLoop loop = new ControlLoop();
         java.util.List<AutoCloseable> resources = new java.util.ArrayList<>();
+        java.util.List<Backend> backends = new java.util.ArrayList<>();
         for (int i = 0; i < sockets.size(); i++) {
             Path socket = sockets.get(i);
             String id = sockets.size() == 1 ? name : name + i;
             Backend backend = new Backend(id, devices.apply(i), options, loop);
             backend.start();
+            backends.add(backend);
             Endpoint endpoint = client ? VhostUserClient.connect(socket, backend, loop)
                     : VhostUserServer.listen(socket, backend, loop);
             resources.add(0, backend);
@@ -87,6 +96,13 @@ public final class ServeOptions {
         sun.misc.Signal.handle(new sun.misc.Signal("INT"), onSignal);
         while (!stop.await(10, java.util.concurrent.TimeUnit.SECONDS)) {
             status.run();
+            if (io.jvhost.core.metrics.QueueLatency.ENABLED) {
+                for (Backend b : backends) {
+                    for (int q = 0; q < b.queueCount(); q++) {
+                        System.out.println("queue " + q + ": " + b.queue(q).latency().describe());
+                    }
+                }
+            }
         }
         // Stopping each session detaches its queues: pollers publish what completed and devices
         // finish what is in flight (blk waits for its stores) before fds and memory go.

@@ -242,7 +242,7 @@ public final class Poller implements Runnable, AutoCloseable {
                 } else {
                     int i = (int) data;
                     if (kickFd[i] >= 0 && LibC.eventfdDrain(kickFd[i]) > 0 && active[i] != null) {
-                        active[i].counters().kicks++;
+                        active[i].kicked();
                     }
                 }
             }

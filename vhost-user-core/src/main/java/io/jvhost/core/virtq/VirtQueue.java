@@ -2,6 +2,7 @@ package io.jvhost.core.virtq;
 
 import io.jvhost.core.memory.DirtyLog;
 import io.jvhost.core.memory.GuestMemory;
+import io.jvhost.core.metrics.QueueLatency;
 import io.jvhost.core.sys.LibC;
 
 import java.lang.foreign.MemorySegment;
@@ -31,6 +32,7 @@ public final class VirtQueue {
 
     private final int index;
     private final QueueCounters counters = new QueueCounters();
+    private final QueueLatency latency = QueueLatency.ENABLED ? new QueueLatency() : null;
     private final boolean[] errorLogged = new boolean[ChainError.values().length];
 
     // Configuration, set by the control thread while detached.
@@ -75,6 +77,19 @@ public final class VirtQueue {
 
     public QueueCounters counters() {
         return counters;
+    }
+
+    /** Latency and batch histograms, or null unless {@code -Djvhost.latency=true}. */
+    public QueueLatency latency() {
+        return latency;
+    }
+
+    /** The poller was kicked for this queue: the latency clock starts. Poller. */
+    public void kicked() {
+        counters.kicks++;
+        if (QueueLatency.ENABLED) {
+            latency.workSeen();
+        }
     }
 
     public GuestMemory memory() {
@@ -199,6 +214,9 @@ public final class VirtQueue {
         if (((availIdx - lastAvailIdx) & 0xFFFF) > size) {
             latchBroken("avail index jumped from " + lastAvailIdx + " to " + availIdx);
             return;
+        }
+        if (QueueLatency.ENABLED && availIdx != availIdxCache) {
+            latency.workSeen(); // busy-polling has no kick: new buffers start the clock
         }
         availIdxCache = availIdx;
     }
@@ -342,6 +360,9 @@ public final class VirtQueue {
             notify = ((usedIdx - usedEvent - 1) & 0xFFFF) < ((usedIdx - usedIdxAtLastPublish) & 0xFFFF);
         } else {
             notify = (avail.get(LE_SHORT, 0) & VRING_AVAIL_F_NO_INTERRUPT) == 0;
+        }
+        if (QueueLatency.ENABLED) {
+            latency.published((usedIdx - usedIdxAtLastPublish) & 0xFFFF);
         }
         usedIdxAtLastPublish = usedIdx;
         int fd = callFd;
