@@ -193,7 +193,7 @@ public final class BlkBench {
                         run.error != null ? "FAILED " + run.error
                                 : String.format("%.0f IOPS, p99 %.1f us, %d errors%s", run.iops,
                                 run.latency.getValueAtPercentile(99) / 1e3, run.errors,
-                                Double.isNaN(run.allocPerRequest) ? "" : String.format(", %.2f B/req on pollers", run.allocPerRequest)));
+                                Double.isNaN(run.allocPerRequest) ? "" : String.format(", %.2f B/req on pollers and I/O workers", run.allocPerRequest)));
                 runs.get(t).add(run);
             }
         }
@@ -251,7 +251,7 @@ public final class BlkBench {
                 }
                 procs.note("# run " + n + ": BlkLoad " + w + " on " + queues + " queue(s) against " + socket);
                 try (BlkLoad load = BlkLoad.connect(socket, queues, ram, options.diskBytes)) {
-                    BlkLoad.Result r = load.run(w, warmup, measure, 1000 + rep, null);
+                    BlkLoad.Result r = load.run(w, warmup, measure, 1000 + rep);
                     return new Run(r.iops(), r.latencyNanos(), r.requests(), r.errors(), Double.NaN, null);
                 } catch (IOException e) {
                     return failed(e + " " + Procs.tail(log, 400).replace('\n', ' '));
@@ -282,7 +282,7 @@ public final class BlkBench {
                 }
                 procs.note("# run " + n + ": BlkLoad " + w + " on " + queues + " queue(s) against " + socket);
                 try (BlkLoad load = BlkLoad.connect(socket, queues, ram, options.diskBytes)) {
-                    BlkLoad.Result r = load.run(w, warmup, measure, 1000 + rep, name + "-poller-");
+                    BlkLoad.Result r = load.run(w, warmup, measure, 1000 + rep, name + "-poller-", "-io-");
                     return new Run(r.iops(), r.latencyNanos(), r.requests(), r.errors(), r.allocPerRequest(), null);
                 } catch (IOException e) {
                     return failed(e.toString());

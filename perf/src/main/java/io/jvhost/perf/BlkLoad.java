@@ -160,9 +160,19 @@ final class BlkLoad implements AutoCloseable {
 
     /**
      * Runs {@code w} for {@code warmup + measure}; latencies and counts only of requests completed
-     * after the warm-up. Leaves nothing in flight.
+     * after the warm-up. Leaves nothing in flight. Allocation is measured on the threads whose names
+     * contain one of {@code threadNames} (none: not measured).
      */
-    Result run(Workload w, Duration warmup, Duration measure, long seed, String pollerName) {
+    Result run(Workload w, Duration warmup, Duration measure, long seed, String... threadNames) {
+        return run(w, warmup, 0, measure, 0, seed, threadNames);
+    }
+
+    /**
+     * As {@link #run(Workload, Duration, Duration, long, String...)}, but each phase lasts until both
+     * its time and its number of completed requests are reached.
+     */
+    Result run(Workload w, Duration warmup, long warmupRequests, Duration measure, long measureRequests, long seed,
+               String... threadNames) {
         if (w.depth() < 1 || 3 * w.depth() > QUEUE_SIZE) {
             throw new IllegalArgumentException("queue depth must be 1.." + QUEUE_SIZE / 3);
         }
@@ -174,8 +184,8 @@ final class BlkLoad implements AutoCloseable {
         Histogram hist = new Histogram(60_000_000_000L, 3);
         long blocks = diskBytes / w.blockSize();
         long start = System.nanoTime();
-        long measureFrom = start + warmup.toNanos(), end = measureFrom + measure.toNanos();
-        long requests = 0, errors = 0;
+        long warmupEnd = start + warmup.toNanos(), measureStart = Long.MAX_VALUE, measureEnd = Long.MAX_VALUE;
+        long warmed = 0, requests = 0, errors = 0;
         for (Lane l : lanes) {
             for (int s = 0; s < w.depth(); s++) {
                 submit(l, s, w, random, blocks, System.nanoTime());
@@ -184,20 +194,24 @@ final class BlkLoad implements AutoCloseable {
         }
         int inFlight = lanes.length * w.depth();
         PollerAllocation alloc = null;
-        long allocBytes = -1, allocRequests = 0;
-        boolean stopping = false;
+        long allocBytes = -1;
+        boolean measuring = false, stopping = false;
         long drainDeadline = Long.MAX_VALUE;
         while (inFlight > 0) {
             long now = System.nanoTime();
-            if (alloc == null && pollerName != null && now >= measureFrom) {
-                alloc = PollerAllocation.start(pollerName);
-                allocRequests = requests;
+            if (!measuring && !stopping && now >= warmupEnd && warmed >= warmupRequests) {
+                measuring = true;
+                measureStart = now;
+                if (threadNames.length > 0) {
+                    alloc = PollerAllocation.start(threadNames);
+                }
             }
-            if (!stopping && now >= end) {
+            if (measuring && now - measureStart >= measure.toNanos() && requests >= measureRequests) {
+                measuring = false;
                 stopping = true;
+                measureEnd = now;
                 if (alloc != null) {
                     allocBytes = alloc.bytesSinceStart();
-                    allocRequests = requests - allocRequests;
                 }
                 drainDeadline = now + Duration.ofSeconds(10).toNanos();
             }
@@ -223,9 +237,11 @@ final class BlkLoad implements AutoCloseable {
                     if (l.status[slot].get(ValueLayout.JAVA_BYTE, 0) != 0) {
                         errors++;
                     }
-                    if (now >= measureFrom && now <= end) {
+                    if (measuring) {
                         hist.recordValue(Math.min(now - l.submitted[slot], hist.getHighestTrackableValue()));
                         requests++;
+                    } else if (!stopping) {
+                        warmed++;
                     }
                     if (stopping) {
                         inFlight--;
@@ -239,7 +255,8 @@ final class BlkLoad implements AutoCloseable {
                 }
             }
         }
-        return new Result(requests, measure.toNanos() / 1e9, hist, errors, PollerAllocation.perUnit(allocBytes, allocRequests));
+        double seconds = measureEnd == Long.MAX_VALUE ? measure.toNanos() / 1e9 : (measureEnd - measureStart) / 1e9;
+        return new Result(requests, seconds, hist, errors, PollerAllocation.perUnit(allocBytes, requests));
     }
 
     private void submit(Lane l, int slot, Workload w, SplittableRandom random, long blocks, long now) {

@@ -3,9 +3,11 @@ package io.jvhost.perf;
 import java.lang.management.ManagementFactory;
 
 /**
- * Bytes allocated by this JVM's poller threads (names containing {@code -poller-}), from
+ * Bytes allocated by this JVM's data-path threads (pollers, names containing {@code -poller-}, and
+ * a store's I/O workers, {@code -io-}), from
  * {@link com.sun.management.ThreadMXBean#getThreadAllocatedBytes}: the drivers take a snapshot at
- * the start and end of the steady-state window and divide by the packets or requests handled.
+ * the start and end of the steady-state window (after a warm-up, so the JIT has compiled the data
+ * path) and divide by the packets or requests handled.
  */
 final class PollerAllocation {
     private static final com.sun.management.ThreadMXBean THREADS =
@@ -19,14 +21,15 @@ final class PollerAllocation {
         this.start = THREADS.getThreadAllocatedBytes(ids);
     }
 
-    /** Starts counting for the live threads whose name contains {@code nameContains}. */
-    static PollerAllocation start(String nameContains) {
+    /** Starts counting for the live threads whose name contains any of {@code nameContains}. */
+    static PollerAllocation start(String... nameContains) {
         if (!THREADS.isThreadAllocatedMemorySupported()) {
             return new PollerAllocation(new long[0]);
         }
         THREADS.setThreadAllocatedMemoryEnabled(true);
         long[] ids = Thread.getAllStackTraces().keySet().stream()
-                .filter(t -> t.getName().contains(nameContains)).mapToLong(Thread::threadId).toArray();
+                .filter(t -> java.util.Arrays.stream(nameContains).anyMatch(t.getName()::contains))
+                .mapToLong(Thread::threadId).toArray();
         return new PollerAllocation(ids);
     }
 
