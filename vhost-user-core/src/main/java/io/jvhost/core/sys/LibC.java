@@ -9,6 +9,7 @@ import java.lang.foreign.StructLayout;
 import java.lang.foreign.SymbolLookup;
 import java.lang.invoke.MethodHandle;
 import java.lang.invoke.VarHandle;
+import java.lang.ref.Reference;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
@@ -20,10 +21,12 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * <p>Every method returns the call's result, or {@code -errno} when it failed, so the hot path never
  * allocates or throws. Control-path callers turn a negative result into a {@link NativeException}
  * with {@link #check}. Any thread may call any method: errno lands in a per-thread scratch buffer.
+ * The data-path calls (read, write, pread, pwrite, eventfd, epoll_wait) capture errno only when
+ * they fail, so their success path allocates nothing whatever the JIT inlines.
  */
 public final class LibC {
     public static final int EPERM = 1, ENOENT = 2, EINTR = 4, EBADF = 9, EAGAIN = 11, ENOMEM = 12,
-            EINVAL = 22, EPIPE = 32, ECONNREFUSED = 111;
+            EFAULT = 14, EINVAL = 22, EPIPE = 32, ECONNREFUSED = 111;
 
     public static final int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_NONBLOCK = 0x800, SOCK_CLOEXEC = 0x80000;
     public static final int SOL_SOCKET = 1, SCM_RIGHTS = 1;
@@ -68,6 +71,27 @@ public final class LibC {
     private static final MethodHandle OPEN_MH = bind("open", JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
     private static final MethodHandle PREAD_MH = bind("pread", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG);
     private static final MethodHandle PWRITE_MH = bind("pwrite", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG);
+    // The same calls with the buffer as a plain address: the (segment, offset) overloads pass
+    // segment.address() + offset and so create no slice per call.
+    private static final MethodHandle WRITE_AT_MH = bind("write", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG);
+    private static final MethodHandle PREAD_AT_MH = bind("pread", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG);
+    private static final MethodHandle PWRITE_AT_MH = bind("pwrite", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG);
+    // Data-path calls without errno capture: the JDK slices the capture segment on every call
+    // (SharedUtils.checkCaptureSegment, not force-inlined), 40 bytes whenever escape analysis
+    // misses it. These run first; only when one fails is the call made again with errno
+    // captured. A failed read, write, pread, pwrite or epoll_wait changed nothing, so asking again
+    // is safe: it fails the same way (now with its errno) or, if things changed, succeeds.
+    private static final MethodHandle READ_FAST_MH = bindFast("read", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG);
+    private static final MethodHandle WRITE_FAST_MH = bindFast("write", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG);
+    private static final MethodHandle WRITE_AT_FAST_MH = bindFast("write", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG);
+    private static final MethodHandle PREAD_FAST_MH = bindFast("pread", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG);
+    private static final MethodHandle PWRITE_FAST_MH = bindFast("pwrite", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG);
+    private static final MethodHandle PREAD_AT_FAST_MH =
+            bindFast("pread", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG);
+    private static final MethodHandle PWRITE_AT_FAST_MH =
+            bindFast("pwrite", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG);
+    private static final MethodHandle EPOLL_WAIT_FAST_MH =
+            bindFast("epoll_wait", JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
     private static final MethodHandle FDATASYNC_MH = bind("fdatasync", JAVA_INT, JAVA_INT);
     private static final MethodHandle FALLOCATE_MH = bind("fallocate", JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG);
     private static final MethodHandle IOCTL_MH = LINKER.downcallHandle(LOOKUP.find("ioctl").orElseThrow(),
@@ -98,6 +122,10 @@ public final class LibC {
     private static MethodHandle bind(String name, MemoryLayout result, MemoryLayout... args) {
         return LINKER.downcallHandle(LOOKUP.find(name).orElseThrow(),
                 FunctionDescriptor.of(result, args), Linker.Option.captureCallState("errno"));
+    }
+
+    private static MethodHandle bindFast(String name, MemoryLayout result, MemoryLayout... args) {
+        return LINKER.downcallHandle(LOOKUP.find(name).orElseThrow(), FunctionDescriptor.of(result, args));
     }
 
     private static int errno(Scratch s) {
@@ -213,8 +241,12 @@ public final class LibC {
     }
 
     public static long read(int fd, MemorySegment buf, long length) {
-        Scratch s = SCRATCH.get();
         try {
+            long r = (long) READ_FAST_MH.invokeExact(fd, buf, length);
+            if (r >= 0) {
+                return r;
+            }
+            Scratch s = SCRATCH.get();
             return ret(s, (long) READ_MH.invokeExact(s.capture, fd, buf, length));
         } catch (Throwable t) {
             throw rethrow(t);
@@ -222,8 +254,12 @@ public final class LibC {
     }
 
     public static long write(int fd, MemorySegment buf, long length) {
-        Scratch s = SCRATCH.get();
         try {
+            long r = (long) WRITE_FAST_MH.invokeExact(fd, buf, length);
+            if (r >= 0) {
+                return r;
+            }
+            Scratch s = SCRATCH.get();
             return ret(s, (long) WRITE_MH.invokeExact(s.capture, fd, buf, length));
         } catch (Throwable t) {
             throw rethrow(t);
@@ -265,6 +301,10 @@ public final class LibC {
         Scratch s = SCRATCH.get();
         s.u64.set(JAVA_LONG, 0, 1L);
         try {
+            long r = (long) WRITE_FAST_MH.invokeExact(fd, s.u64, 8L);
+            if (r >= 0) {
+                return r;
+            }
             return ret(s, (long) WRITE_MH.invokeExact(s.capture, fd, s.u64, 8L));
         } catch (Throwable t) {
             throw rethrow(t);
@@ -275,7 +315,10 @@ public final class LibC {
     public static long eventfdDrain(int fd) {
         Scratch s = SCRATCH.get();
         try {
-            long r = ret(s, (long) READ_MH.invokeExact(s.capture, fd, s.u64, 8L));
+            long r = (long) READ_FAST_MH.invokeExact(fd, s.u64, 8L);
+            if (r < 0) {
+                r = ret(s, (long) READ_MH.invokeExact(s.capture, fd, s.u64, 8L));
+            }
             return r < 0 ? r : s.u64.get(JAVA_LONG, 0);
         } catch (Throwable t) {
             throw rethrow(t);
@@ -302,8 +345,12 @@ public final class LibC {
     }
 
     public static int epollWait(int epfd, MemorySegment events, int maxEvents, int timeoutMillis) {
-        Scratch s = SCRATCH.get();
         try {
+            int r = (int) EPOLL_WAIT_FAST_MH.invokeExact(epfd, events, maxEvents, timeoutMillis);
+            if (r >= 0) {
+                return r;
+            }
+            Scratch s = SCRATCH.get();
             return ret(s, (int) EPOLL_WAIT_MH.invokeExact(s.capture, epfd, events, maxEvents, timeoutMillis));
         } catch (Throwable t) {
             throw rethrow(t);
@@ -330,8 +377,12 @@ public final class LibC {
 
     /** Reads into {@code buf} (which may be guest memory) at file {@code offset}; bytes or {@code -errno}. */
     public static long pread(int fd, MemorySegment buf, long length, long offset) {
-        Scratch s = SCRATCH.get();
         try {
+            long r = (long) PREAD_FAST_MH.invokeExact(fd, buf, length, offset);
+            if (r >= 0) {
+                return r;
+            }
+            Scratch s = SCRATCH.get();
             return ret(s, (long) PREAD_MH.invokeExact(s.capture, fd, buf, length, offset));
         } catch (Throwable t) {
             throw rethrow(t);
@@ -339,11 +390,96 @@ public final class LibC {
     }
 
     public static long pwrite(int fd, MemorySegment buf, long length, long offset) {
-        Scratch s = SCRATCH.get();
         try {
+            long r = (long) PWRITE_FAST_MH.invokeExact(fd, buf, length, offset);
+            if (r >= 0) {
+                return r;
+            }
+            Scratch s = SCRATCH.get();
             return ret(s, (long) PWRITE_MH.invokeExact(s.capture, fd, buf, length, offset));
         } catch (Throwable t) {
             throw rethrow(t);
+        }
+    }
+
+    /**
+     * The address of {@code [offset, offset + length)} of the native segment {@code buf}, bounds-checked,
+     * or 0 when {@code buf}'s memory is already unmapped. Unlike passing a segment to a downcall, the
+     * address does not keep {@code buf}'s arena open during the call: the caller must.
+     */
+    private static long addressOf(MemorySegment buf, long offset, long length) {
+        java.util.Objects.checkFromIndexSize(offset, length, buf.byteSize());
+        if (!buf.isNative()) {
+            throw new IllegalArgumentException("not native memory: " + buf);
+        }
+        return buf.scope().isAlive() ? buf.address() + offset : 0;
+    }
+
+    /**
+     * Writes {@code length} bytes at {@code offset} of the native {@code buf}: bytes or {@code -errno}.
+     * Allocation-free; the caller keeps {@code buf} mapped until this returns ({@code -EFAULT} if it
+     * is unmapped already).
+     */
+    public static long write(int fd, MemorySegment buf, long offset, long length) {
+        long address = addressOf(buf, offset, length);
+        if (address == 0) {
+            return -EFAULT;
+        }
+        try {
+            long r = (long) WRITE_AT_FAST_MH.invokeExact(fd, address, length);
+            if (r >= 0) {
+                return r;
+            }
+            Scratch s = SCRATCH.get();
+            return ret(s, (long) WRITE_AT_MH.invokeExact(s.capture, fd, address, length));
+        } catch (Throwable t) {
+            throw rethrow(t);
+        } finally {
+            Reference.reachabilityFence(buf); // an automatic arena must not free it during the call
+        }
+    }
+
+    /**
+     * Reads into {@code [bufOffset, bufOffset + length)} of the native {@code buf} (which may be guest
+     * memory) at file {@code offset}: bytes or {@code -errno}. Allocation-free; the caller keeps
+     * {@code buf} mapped until this returns ({@code -EFAULT} if it is unmapped already).
+     */
+    public static long pread(int fd, MemorySegment buf, long bufOffset, long length, long offset) {
+        long address = addressOf(buf, bufOffset, length);
+        if (address == 0) {
+            return -EFAULT;
+        }
+        try {
+            long r = (long) PREAD_AT_FAST_MH.invokeExact(fd, address, length, offset);
+            if (r >= 0) {
+                return r;
+            }
+            Scratch s = SCRATCH.get();
+            return ret(s, (long) PREAD_AT_MH.invokeExact(s.capture, fd, address, length, offset));
+        } catch (Throwable t) {
+            throw rethrow(t);
+        } finally {
+            Reference.reachabilityFence(buf); // an automatic arena must not free it during the call
+        }
+    }
+
+    /** As {@link #pread(int, MemorySegment, long, long, long)}, writing to the file. */
+    public static long pwrite(int fd, MemorySegment buf, long bufOffset, long length, long offset) {
+        long address = addressOf(buf, bufOffset, length);
+        if (address == 0) {
+            return -EFAULT;
+        }
+        try {
+            long r = (long) PWRITE_AT_FAST_MH.invokeExact(fd, address, length, offset);
+            if (r >= 0) {
+                return r;
+            }
+            Scratch s = SCRATCH.get();
+            return ret(s, (long) PWRITE_AT_MH.invokeExact(s.capture, fd, address, length, offset));
+        } catch (Throwable t) {
+            throw rethrow(t);
+        } finally {
+            Reference.reachabilityFence(buf); // an automatic arena must not free it during the call
         }
     }
 
