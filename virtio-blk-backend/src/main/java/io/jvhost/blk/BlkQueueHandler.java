@@ -128,12 +128,12 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
     private int reap(VirtQueue q) {
         int n = 0;
         for (BlockRequest r; (r = completions.poll()) != null; n++) {
-            r.status.set(ValueLayout.JAVA_BYTE, 0, (byte) r.completedStatus);
+            r.statusMemory.set(ValueLayout.JAVA_BYTE, r.statusOffset, (byte) r.completedStatus);
             if (r.log != null) { // migrating: the status byte and data read into the guest are dirty
                 r.log.mark(r.statusGpa, 1);
                 if (r.type == BlockRequest.Type.READ && r.completedStatus == STATUS_OK) {
                     for (int i = 0; i < r.segmentCount; i++) {
-                        r.log.mark(r.segmentGpas[i], r.segments[i].byteSize());
+                        r.log.mark(r.segmentGpas[i], r.segmentLengths[i]);
                     }
                 }
             }
@@ -141,8 +141,8 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
                 ioErrors++;
             }
             q.complete(r.head, r.completedStatus == STATUS_OK ? r.usedLength : 1);
-            Arrays.fill(r.segments, 0, r.segmentCount, null);
-            r.status = null;
+            Arrays.fill(r.segmentMemory, 0, r.segmentCount, null);
+            r.statusMemory = null;
             free[freeCount++] = r;
             inFlight--;
         }
@@ -161,7 +161,8 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
         BlockRequest r = free[--freeCount];
         inFlight++;
         r.head = c.head();
-        r.status = c.memory().segment(c.region(last)).asSlice(c.offset(last) + c.length(last) - 1, 1);
+        r.statusMemory = c.memory().segment(c.region(last)); // no slice: nothing allocated per request
+        r.statusOffset = c.offset(last) + c.length(last) - 1;
         r.statusGpa = c.gpa(last) + c.length(last) - 1;
         r.log = c.dirtyLog();
         r.segmentCount = 0;
@@ -231,7 +232,7 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
                 continue;
             }
             long piece = Math.min(n - skip, left);
-            addSegment(r, c.memory().segment(c.region(i)).asSlice(c.offset(i) + skip, piece), c.gpa(i) + skip);
+            r.addSegment(c.memory().segment(c.region(i)), c.offset(i) + skip, piece, c.gpa(i) + skip);
             left -= piece;
             skip = 0;
         }
@@ -243,14 +244,6 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
         } else {
             batch[batchCount++] = r;
         }
-    }
-
-    private static void addSegment(BlockRequest r, MemorySegment s, long gpa) {
-        if (r.segmentCount == r.segments.length) {
-            r.segmentsGrown(Arrays.copyOf(r.segments, r.segments.length * 2)); // rare: kept for reuse
-        }
-        r.segmentGpas[r.segmentCount] = gpa;
-        r.segments[r.segmentCount++] = s;
     }
 
     private void ranges(DescriptorChain c, BlockRequest r, BlockRequest.Type type, int feature) {

@@ -1,14 +1,21 @@
 package io.jvhost.blk;
 
 import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
 
 /**
  * One block I/O request handed to a {@link BlockStore}. Reused by the device after completion:
  * a store must not touch it once {@link #complete} returned.
  *
  * <p>READ and WRITE cover {@code [offset(), offset() + length())} with the data in
- * {@link #segment(int) segments} of guest memory, in order. DISCARD and WRITE_ZEROES cover
- * {@link #rangeCount() ranges}. FLUSH has neither.
+ * {@link #segmentCount()} segments of guest memory, in disk order. Segment {@code i} is the bytes
+ * {@code [segmentOffset(i), segmentOffset(i) + segmentLength(i))} of {@link #segmentMemory(i)}, the
+ * mapping of the guest memory region that holds it: copy or do I/O with those three and nothing is
+ * allocated per request. {@link #segment(int)} returns the same bytes as a slice (one new object per
+ * call). DISCARD and WRITE_ZEROES cover {@link #rangeCount() ranges}. FLUSH has neither.
+ *
+ * <p>Any thread may read a request between {@link BlockStore#submit} and {@link #complete}; guest
+ * memory stays mapped until then.
  */
 public final class BlockRequest {
     public static final int STATUS_OK = 0, STATUS_IOERR = 1, STATUS_UNSUPP = 2;
@@ -23,7 +30,10 @@ public final class BlockRequest {
     long length;
     boolean durable;
     boolean unmap;
-    MemorySegment[] segments;
+    // Data segment i: bytes [segmentOffsets[i], + segmentLengths[i]) of segmentMemory[i], a region's mapping.
+    MemorySegment[] segmentMemory;
+    long[] segmentOffsets;
+    long[] segmentLengths;
     long[] segmentGpas;
     io.jvhost.core.memory.DirtyLog log;
     long statusGpa;
@@ -31,9 +41,11 @@ public final class BlockRequest {
     final long[] rangeOffsets;
     final long[] rangeLengths;
     int rangeCount;
-    // Where the device writes the status byte, and what the used element reports.
+    // Where the device writes the status byte (statusOffset in a region's mapping), and what the
+    // used element reports.
     int head;
-    MemorySegment status;
+    MemorySegment statusMemory;
+    long statusOffset;
     long usedLength;
     int completedStatus;
 
@@ -45,15 +57,28 @@ public final class BlockRequest {
     BlockRequest(int slot, int maxSegments, int maxRanges, Completer completer) {
         this.slot = slot;
         this.completer = completer;
-        this.segments = new MemorySegment[maxSegments];
+        this.segmentMemory = new MemorySegment[maxSegments];
+        this.segmentOffsets = new long[maxSegments];
+        this.segmentLengths = new long[maxSegments];
         this.segmentGpas = new long[maxSegments];
         this.rangeOffsets = new long[maxRanges];
         this.rangeLengths = new long[maxRanges];
     }
 
-    void segmentsGrown(MemorySegment[] grown) {
-        segments = grown;
-        segmentGpas = java.util.Arrays.copyOf(segmentGpas, grown.length);
+    /** Adds a data segment; the arrays grow (rarely: they are kept for reuse) when full. */
+    void addSegment(MemorySegment memory, long offset, long length, long gpa) {
+        int n = segmentCount;
+        if (n == segmentMemory.length) {
+            segmentMemory = Arrays.copyOf(segmentMemory, 2 * n);
+            segmentOffsets = Arrays.copyOf(segmentOffsets, 2 * n);
+            segmentLengths = Arrays.copyOf(segmentLengths, 2 * n);
+            segmentGpas = Arrays.copyOf(segmentGpas, 2 * n);
+        }
+        segmentMemory[n] = memory;
+        segmentOffsets[n] = offset;
+        segmentLengths[n] = length;
+        segmentGpas[n] = gpa;
+        segmentCount = n + 1;
     }
 
     public Type type() {
@@ -84,9 +109,32 @@ public final class BlockRequest {
         return segmentCount;
     }
 
-    /** Guest memory for the data, in disk order. */
+    /**
+     * The mapping of the guest memory region that holds data segment {@code i}: a store touches only
+     * its bytes {@code [segmentOffset(i), segmentOffset(i) + segmentLength(i))}. Allocation-free.
+     */
+    public MemorySegment segmentMemory(int i) {
+        return segmentMemory[i];
+    }
+
+    /** Where data segment {@code i} starts in {@link #segmentMemory(int)}. */
+    public long segmentOffset(int i) {
+        return segmentOffsets[i];
+    }
+
+    /** Bytes in data segment {@code i}; the segments' lengths add up to {@link #length()}. */
+    public long segmentLength(int i) {
+        return segmentLengths[i];
+    }
+
+    /**
+     * Data segment {@code i} as a slice of guest memory. Convenient, but it allocates a new segment
+     * object on every call: on a hot path use {@link #segmentMemory}, {@link #segmentOffset} and
+     * {@link #segmentLength}, e.g.
+     * {@code MemorySegment.copy(disk, at, r.segmentMemory(i), r.segmentOffset(i), r.segmentLength(i))}.
+     */
     public MemorySegment segment(int i) {
-        return segments[i];
+        return segmentMemory[i].asSlice(segmentOffsets[i], segmentLengths[i]);
     }
 
     public int rangeCount() {

@@ -16,7 +16,7 @@ import org.slf4j.LoggerFactory;
  */
 public final class FileStore implements BlockStore {
     private static final Logger LOG = LoggerFactory.getLogger(FileStore.class);
-    private static final int EIO = 5;
+    private static final int EIO = 5, EFAULT = 14;
 
     private final BlockFile file;
     private final IoWorkers<BlockRequest> workers;
@@ -98,17 +98,15 @@ public final class FileStore implements BlockStore {
     private int transfer(BlockRequest r, boolean write) {
         long at = r.offset();
         for (int s = 0; s < r.segmentCount(); s++) {
-            MemorySegment seg = r.segment(s);
-            int e;
-            try {
-                e = write ? file.write(seg, at) : file.read(seg, at);
-            } catch (IllegalStateException closed) { // guest memory unmapped under us
-                return -EIO;
-            }
+            // Guest memory stays mapped while the request is in flight: the device's queue stop
+            // waits for it before a memory table change unmaps anything.
+            MemorySegment memory = r.segmentMemory(s);
+            long offset = r.segmentOffset(s), n = r.segmentLength(s);
+            int e = write ? file.write(memory, offset, n, at) : file.read(memory, offset, n, at);
             if (e != 0) {
-                return e;
+                return e == -EFAULT ? -EIO : e;
             }
-            at += seg.byteSize();
+            at += n;
         }
         return 0;
     }
@@ -145,7 +143,7 @@ public final class FileStore implements BlockStore {
         MemorySegment z = zeros;
         for (long done = 0; done < len; ) {
             long n = Math.min(z.byteSize(), len - done);
-            int e = file.write(z.asSlice(0, n), off + done);
+            int e = file.write(z, 0, n, off + done);
             if (e != 0) {
                 return e;
             }

@@ -67,16 +67,16 @@ public final class RamStore implements BlockStore {
             switch (r.type()) {
                 case READ -> {
                     for (int s = 0; s < r.segmentCount(); s++) {
-                        MemorySegment dst = r.segment(s);
-                        MemorySegment.copy(disk, at, dst, 0, dst.byteSize());
-                        at += dst.byteSize();
+                        long n = r.segmentLength(s);
+                        MemorySegment.copy(disk, at, r.segmentMemory(s), r.segmentOffset(s), n);
+                        at += n;
                     }
                 }
                 case WRITE -> {
                     for (int s = 0; s < r.segmentCount(); s++) {
-                        MemorySegment src = r.segment(s);
-                        MemorySegment.copy(src, 0, disk, at, src.byteSize());
-                        at += src.byteSize();
+                        long n = r.segmentLength(s);
+                        MemorySegment.copy(r.segmentMemory(s), r.segmentOffset(s), disk, at, n);
+                        at += n;
                     }
                 }
                 case DISCARD, WRITE_ZEROES -> {

@@ -55,22 +55,25 @@ public final class BlockFile implements AutoCloseable {
         return LibC.check(blockDevice ? LibC.blockDeviceSize(fd.get()) : LibC.fileSize(fd.get()), "size of " + path);
     }
 
-    /** Reads exactly {@code dst.byteSize()} bytes at {@code offset}; 0 or {@code -errno} (-EIO at end of file). */
-    public int read(MemorySegment dst, long offset) {
-        return transfer(dst, offset, false);
+    /**
+     * Reads exactly {@code length} bytes at file {@code offset} into {@code [bufOffset, bufOffset + length)}
+     * of the native segment {@code buf}; 0 or {@code -errno} (-EIO at end of file). Allocation-free.
+     * The caller keeps {@code buf} mapped until this returns: the call holds only its address.
+     */
+    public int read(MemorySegment buf, long bufOffset, long length, long offset) {
+        return transfer(buf, bufOffset, length, offset, false);
     }
 
-    /** Writes all of {@code src} at {@code offset}; 0 or {@code -errno}. */
-    public int write(MemorySegment src, long offset) {
-        return transfer(src, offset, true);
+    /** Writes {@code [bufOffset, bufOffset + length)} of {@code buf} at file {@code offset}; as {@link #read}. */
+    public int write(MemorySegment buf, long bufOffset, long length, long offset) {
+        return transfer(buf, bufOffset, length, offset, true);
     }
 
-    private int transfer(MemorySegment buf, long offset, boolean write) {
-        long done = 0, n = buf.byteSize();
+    private int transfer(MemorySegment buf, long bufOffset, long n, long offset, boolean write) {
+        long done = 0;
         while (done < n) {
-            MemorySegment rest = buf.asSlice(done);
-            long r = write ? LibC.pwrite(fd.get(), rest, n - done, offset + done)
-                    : LibC.pread(fd.get(), rest, n - done, offset + done);
+            long r = write ? LibC.pwrite(fd.get(), buf, bufOffset + done, n - done, offset + done)
+                    : LibC.pread(fd.get(), buf, bufOffset + done, n - done, offset + done);
             if (r == -LibC.EINTR) {
                 continue;
             }

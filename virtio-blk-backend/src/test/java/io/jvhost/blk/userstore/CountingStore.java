@@ -163,15 +163,14 @@ public final class CountingStore implements BlockStore {
         long at = r.offset();
         switch (r.type()) {
             case READ -> {
-                for (int s = 0; s < r.segmentCount(); s++) {
-                    MemorySegment dst = r.segment(s);
-                    MemorySegment.copy(disk, at, dst, 0, dst.byteSize());
-                    at += dst.byteSize();
+                for (int s = 0; s < r.segmentCount(); s++) { // (memory, offset, length): nothing allocated
+                    MemorySegment.copy(disk, at, r.segmentMemory(s), r.segmentOffset(s), r.segmentLength(s));
+                    at += r.segmentLength(s);
                 }
             }
             case WRITE -> {
                 for (int s = 0; s < r.segmentCount(); s++) {
-                    MemorySegment src = r.segment(s);
+                    MemorySegment src = r.segment(s); // the convenient slice works too (one object per call)
                     MemorySegment.copy(src, 0, disk, at, src.byteSize());
                     at += src.byteSize();
                 }
