@@ -17,7 +17,7 @@ public final class BenchPorts {
         }
 
         @Override
-        public void onFrame(GuestNic nic, int pair, MemorySegment frame) {
+        public void onFrame(GuestNic nic, int pair, MemorySegment memory, long offset, long length) {
             // counted by the transmit queue already
         }
 
@@ -42,21 +42,20 @@ public final class BenchPorts {
         }
 
         @Override
-        public void onFrame(GuestNic nic, int pair, MemorySegment frame) {
-            long n = frame.byteSize();
+        public void onFrame(GuestNic nic, int pair, MemorySegment memory, long offset, long n) {
             // The control thread's RARP comes as a heap segment: it must not touch a poller's
             // scratch or receive queue, so it takes the cross-thread way in. It is rare: a copy is fine.
-            boolean onPoller = frame.isNative();
+            boolean onPoller = memory.isNative();
             MemorySegment out = onPoller ? scratch[pair] : MemorySegment.ofArray(new byte[(int) n]);
-            MemorySegment.copy(frame, 0, out, 0, n);
-            long dst = Frames.destination(frame);
-            Frames.putMac(out, 0, Frames.source(frame));
+            MemorySegment.copy(memory, offset, out, 0, n);
+            long dst = Frames.destination(memory, offset);
+            Frames.putMac(out, 0, Frames.source(memory, offset));
             Frames.putMac(out, 6, dst);
             if (!onPoller) {
-                nic.inject(pair, out, n);
+                nic.inject(pair, out, 0, n);
                 return;
             }
-            int r = nic.deliver(pair, out, n);
+            int r = nic.deliver(pair, out, 0, n);
             if (r == GuestNic.NO_BUFFERS || r == GuestNic.NOT_RUNNING) {
                 nic.counters(pair).rxDropped++; // nowhere to keep it: a guest without buffers loses it
             }
@@ -89,14 +88,14 @@ public final class BenchPorts {
         }
 
         @Override
-        public void onFrame(GuestNic nic, int pair, MemorySegment frame) {
+        public void onFrame(GuestNic nic, int pair, MemorySegment memory, long offset, long length) {
             // what the guest sends is counted and dropped
         }
 
         @Override
         public int poll(GuestNic nic, int pair) {
             int n = 0;
-            while (n < 64 && nic.deliver(pair, frame, size) == GuestNic.DELIVERED) {
+            while (n < 64 && nic.deliver(pair, frame, 0, size) == GuestNic.DELIVERED) {
                 n++;
             }
             return n;

@@ -19,12 +19,14 @@ public final class Frames {
                 | Short.toUnsignedInt(frame.get(BE_SHORT, offset + 4));
     }
 
-    public static long destination(MemorySegment frame) {
-        return mac(frame, 0);
+    /** The destination MAC of the frame at {@code frameOffset} of {@code memory}. */
+    public static long destination(MemorySegment memory, long frameOffset) {
+        return mac(memory, frameOffset);
     }
 
-    public static long source(MemorySegment frame) {
-        return mac(frame, 6);
+    /** The source MAC of the frame at {@code frameOffset} of {@code memory}. */
+    public static long source(MemorySegment memory, long frameOffset) {
+        return mac(memory, frameOffset + 6);
     }
 
     public static void putMac(MemorySegment frame, long offset, long mac) {

@@ -99,18 +99,20 @@ public final class GuestNic {
     }
 
     /**
-     * Copies {@code frame} into the guest's receive queue of {@code pair}. Only on that pair's poller
-     * thread (inside {@link NetPort#poll} or {@link NetPort#onFrame} for the same pair). Returns
-     * {@link #DELIVERED}, {@link #NO_BUFFERS} (try again later), {@link #DROPPED} or {@link #NOT_RUNNING}.
-     * The used ring is published at the end of the poller's batch.
+     * Copies a frame, the bytes {@code [offset, offset + length)} of {@code frame}, into the guest's
+     * receive queue of {@code pair}. Only on that pair's poller thread (inside {@link NetPort#poll}
+     * or {@link NetPort#onFrame} for the same pair). Allocation-free. Returns {@link #DELIVERED},
+     * {@link #NO_BUFFERS} (try again later), {@link #DROPPED} or {@link #NOT_RUNNING}. The used ring
+     * is published at the end of the poller's batch.
      */
-    public int deliver(int pair, MemorySegment frame, long length) {
+    public int deliver(int pair, MemorySegment frame, long offset, long length) {
         Pair p = pairs[pair];
         VirtQueue q = p.rx;
         if (q == null) {
             return NOT_RUNNING;
         }
-        int r = device.mergeable() ? deliverMerged(p, q, frame, length) : deliverSingle(p, q, frame, length);
+        int r = device.mergeable() ? deliverMerged(p, q, frame, offset, length)
+                : deliverSingle(p, q, frame, offset, length);
         if (r == DELIVERED) {
             p.counters.rxFrames++;
             p.counters.rxBytes += length;
@@ -120,7 +122,7 @@ public final class GuestNic {
         return r;
     }
 
-    private int deliverSingle(Pair p, VirtQueue q, MemorySegment frame, long length) {
+    private int deliverSingle(Pair p, VirtQueue q, MemorySegment frame, long offset, long length) {
         int hdr = device.headerLength();
         DescriptorChain c = q.next();
         if (c == null) {
@@ -135,12 +137,12 @@ public final class GuestNic {
             p.header.set(LE_SHORT, NetDevice.NUM_BUFFERS_OFFSET, (short) 1);
         }
         c.write(p.header, 0, 0, hdr);
-        c.write(frame, 0, hdr, length);
+        c.write(frame, offset, hdr, length);
         q.complete(c, hdr + length);
         return DELIVERED;
     }
 
-    private int deliverMerged(Pair p, VirtQueue q, MemorySegment frame, long length) {
+    private int deliverMerged(Pair p, VirtQueue q, MemorySegment frame, long offset, long length) {
         int hdr = NetDevice.HEADER_V1;
         long rejectedBefore = q.counters().chainsRejected();
         int n = 0;
@@ -167,7 +169,7 @@ public final class GuestNic {
                 skip = hdr;
             }
             long take = Math.min(room - skip, length - copied);
-            c.write(frame, copied, skip, take);
+            c.write(frame, offset + copied, skip, take);
             p.heads[n] = c.head();
             p.lengths[n] = skip + take;
             copied += take;
@@ -228,10 +230,11 @@ public final class GuestNic {
     }
 
     /**
-     * Queues a copy of {@code frame} for the guest on {@code pair}. Any thread. Returns false (and
+     * Queues a copy of the frame {@code [offset, offset + length)} of {@code frame} for the guest on
+     * {@code pair}: copied into a pooled buffer, allocation-free. Any thread. Returns false (and
      * counts a drop) when the frame is too big or the queue or packet pool is full.
      */
-    public boolean inject(int pair, MemorySegment frame, long length) {
+    public boolean inject(int pair, MemorySegment frame, long offset, long length) {
         Pair p = pairs[pair];
         if (length > packetSize) {
             p.counters.rxDropped++;
@@ -242,7 +245,7 @@ public final class GuestNic {
             p.counters.rxDropped++;
             return false;
         }
-        MemorySegment.copy(frame, 0, packet.buffer, 0, length);
+        MemorySegment.copy(frame, offset, packet.buffer, 0, length);
         packet.length = (int) length;
         if (!p.injected.offer(packet)) {
             pool.offer(packet);
@@ -260,7 +263,7 @@ public final class GuestNic {
     int drainInjected(Pair p) {
         int n = 0;
         for (Packet packet; (packet = p.injected.peek()) != null; ) {
-            int r = deliver(p.index, packet.buffer, packet.length);
+            int r = deliver(p.index, packet.buffer, 0, packet.length);
             if (r == NO_BUFFERS || r == NOT_RUNNING) {
                 break;
             }

@@ -95,20 +95,24 @@ public final class L2Switch {
         return -1;
     }
 
-    /** Forwards a frame that arrived on port {@code from}. Any poller thread. */
-    void forward(int from, MemorySegment frame) {
-        learn(Frames.source(frame), from);
-        long dst = Frames.destination(frame);
+    /**
+     * Forwards a frame, {@code [offset, offset + length)} of {@code memory}, that arrived on port
+     * {@code from}. Any poller thread.
+     */
+    void forward(int from, MemorySegment memory, long offset, long length) {
+        long src = Frames.source(memory, offset);
+        learn(src, from);
+        long dst = Frames.destination(memory, offset);
         int to = Frames.isGroup(dst) ? -1 : lookup(dst);
         if (to >= 0) {
             if (to != from) {
-                ports.get(to).receive(frame);
+                ports.get(to).receive(src, memory, offset, length);
             }
             return;
         }
         for (SwitchPort p : ports) { // CopyOnWriteArrayList iterates a snapshot array
             if (p.id() != from) {
-                p.receive(frame);
+                p.receive(src, memory, offset, length);
             }
         }
     }
@@ -135,19 +139,19 @@ public final class L2Switch {
         }
 
         @Override
-        public void onFrame(GuestNic nic, int pair, MemorySegment frame) {
-            sw.forward(id, frame);
+        public void onFrame(GuestNic nic, int pair, MemorySegment memory, long offset, long length) {
+            sw.forward(id, memory, offset, length);
         }
 
-        /** A frame for this port's guest, from another port's poller. */
-        void receive(MemorySegment frame) {
+        /** A frame from {@code source} for this port's guest, from another port's poller. */
+        void receive(long source, MemorySegment memory, long offset, long length) {
             GuestNic n = nic;
             if (n != null) {
                 // Spread over the queue pairs the guest uses by source MAC, so one flow stays in
                 // order. A guest without MQ, or with fewer pairs enabled, never reads the others.
                 int active = n.receivingPairs();
-                int pair = active > 1 ? (int) (Frames.source(frame) % active) : 0;
-                n.inject(pair, frame, frame.byteSize());
+                int pair = active > 1 ? (int) (source % active) : 0;
+                n.inject(pair, memory, offset, length);
             }
         }
 

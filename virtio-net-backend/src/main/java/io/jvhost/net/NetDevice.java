@@ -140,7 +140,7 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
     public boolean sendRarp(long payloadMac) {
         long guestMac = Long.reverseBytes(payloadMac) >>> 16; // first byte highest, as everywhere here
         MemorySegment frame = MemorySegment.ofArray(Frames.rarp(guestMac));
-        port.onFrame(nic, 0, frame);
+        port.onFrame(nic, 0, frame, 0, frame.byteSize());
         LOG.info("announced {} with RARP after migration", Frames.macString(guestMac));
         return true;
     }
@@ -202,6 +202,9 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
     private final class TxHandler implements QueueHandler {
         private final GuestNic.Pair pair;
         private final MemorySegment scratch = java.lang.foreign.Arena.ofAuto().allocate(65536 + 64, 64);
+        // Where frame() found the current frame.
+        private MemorySegment frameMemory;
+        private long frameOffset;
 
         TxHandler(GuestNic.Pair pair) {
             this.pair = pair;
@@ -230,7 +233,8 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
                 } else {
                     pair.counters.txFrames++;
                     pair.counters.txBytes += length;
-                    port.onFrame(nic, pair.index, frame(c, hdr, length));
+                    frame(c, hdr, length);
+                    port.onFrame(nic, pair.index, frameMemory, frameOffset, length);
                 }
                 q.complete(c, 0);
             }
@@ -242,21 +246,27 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
             return done;
         }
 
-        /** The frame as one segment: a view of guest memory when it sits in one buffer, else a copy. */
-        private MemorySegment frame(DescriptorChain c, int hdr, long length) {
+        /**
+         * Sets {@link #frameMemory} and {@link #frameOffset} to where the frame lies in one piece: in
+         * guest memory when it sits in one buffer, else in a copy in {@link #scratch}. No slices.
+         */
+        private void frame(DescriptorChain c, int hdr, long length) {
             long skip = hdr;
             for (int i = 0; i < c.readableCount(); i++) {
                 long n = c.length(i);
                 if (skip < n) {
                     if (n - skip >= length) {
-                        return c.memory().segment(c.region(i)).asSlice(c.offset(i) + skip, length);
+                        frameMemory = c.memory().segment(c.region(i));
+                        frameOffset = c.offset(i) + skip;
+                        return;
                     }
                     break;
                 }
                 skip -= n;
             }
             c.read(hdr, scratch, 0, length);
-            return scratch.asSlice(0, length);
+            frameMemory = scratch;
+            frameOffset = 0;
         }
     }
 }

@@ -15,11 +15,17 @@ public interface NetPort {
     default void attach(GuestNic nic) {}
 
     /**
-     * A frame the guest sent on queue pair {@code pair}, without the virtio-net header. The segment
-     * is a view of guest memory (or a scratch copy when the frame was scattered) valid only during
-     * the call: copy what you keep.
+     * A frame the guest sent on queue pair {@code pair}, without the virtio-net header: the bytes
+     * {@code [offset, offset + length)} of {@code memory}, which is the mapping of the guest memory
+     * region holding the frame (or a scratch buffer when the frame was scattered over several
+     * buffers). Read only those bytes, and only during the call: copy what you keep. Nothing is
+     * allocated per frame; {@code memory.asSlice(offset, length)} makes a slice if you need one
+     * (one object per call).
+     *
+     * <p>On the pair's poller thread {@code memory} is native; the control thread's RARP comes as a
+     * heap segment.
      */
-    void onFrame(GuestNic nic, int pair, MemorySegment frame);
+    void onFrame(GuestNic nic, int pair, MemorySegment memory, long offset, long length);
 
     /**
      * Called on every duty cycle of the pair's poller: produce frames for the guest here with

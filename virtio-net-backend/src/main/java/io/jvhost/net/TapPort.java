@@ -39,13 +39,15 @@ public final class TapPort implements NetPort {
     }
 
     @Override
-    public void onFrame(GuestNic nic, int pair, MemorySegment frame) {
-        MemorySegment f = frame;
-        if (!frame.isNative()) { // the control thread's RARP: rare, so a copy is fine
-            f = Arena.ofAuto().allocate(frame.byteSize());
-            MemorySegment.copy(frame, 0, f, 0, frame.byteSize());
+    public void onFrame(GuestNic nic, int pair, MemorySegment memory, long offset, long length) {
+        MemorySegment m = memory;
+        long at = offset;
+        if (!memory.isNative()) { // the control thread's RARP: rare, so a copy is fine
+            m = Arena.ofAuto().allocate(length);
+            MemorySegment.copy(memory, offset, m, 0, length);
+            at = 0;
         }
-        if (tap.write(pair % tap.queueCount(), f) < 0) {
+        if (tap.write(pair % tap.queueCount(), m, at, length) < 0) {
             writeErrors++; // interface down or its queue full: the frame is lost, as on a wire
         }
     }
@@ -62,7 +64,7 @@ public final class TapPort implements NetPort {
                     break; // EAGAIN: the poller's edge-triggered watch on the fd wakes us for more
                 }
             }
-            int r = nic.deliver(pair, buf, n);
+            int r = nic.deliver(pair, buf, 0, n);
             if (r == GuestNic.NO_BUFFERS || r == GuestNic.NOT_RUNNING) {
                 pending[pair] = n; // keep it until the guest posts buffers (it kicks then)
                 break;

@@ -135,7 +135,7 @@ class L2SwitchGuestsTest {
 
         for (int pair = 0; pair < 2; pair++) {
             byte[] first = b.awaitFrame(pair).frame();
-            List<byte[]> flow = bySource.get(Frames.source(MemorySegment.ofArray(first)) == MAC_A ? 0 : 1);
+            List<byte[]> flow = bySource.get(Frames.source(MemorySegment.ofArray(first), 0) == MAC_A ? 0 : 1);
             assertArrayEquals(flow.get(0), first);
             for (int i = 1; i < flow.size(); i++) {
                 assertArrayEquals(flow.get(i), b.awaitFrame(pair).frame(), "frame " + i + " of its flow on pair " + pair);
@@ -155,8 +155,8 @@ class L2SwitchGuestsTest {
         assertEquals(0, b.frontend.request(MessageType.SEND_RARP, payload));
 
         byte[] rarp = a.awaitFrame(0).frame();
-        assertEquals(MAC_B, Frames.source(MemorySegment.ofArray(rarp)));
-        assertEquals(Frames.BROADCAST, Frames.destination(MemorySegment.ofArray(rarp)));
+        assertEquals(MAC_B, Frames.source(MemorySegment.ofArray(rarp), 0));
+        assertEquals(Frames.BROADCAST, Frames.destination(MemorySegment.ofArray(rarp), 0));
         assertEquals(1, sw.lookup(MAC_B), "the switch knows where B is now");
     }
 }

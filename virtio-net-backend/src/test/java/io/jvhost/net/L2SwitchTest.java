@@ -52,7 +52,7 @@ class L2SwitchTest {
     /** Port {@code from} receives a frame from its guest; returns the frame. */
     private byte[] send(int from, long dst, long src, int seed) {
         byte[] f = frame(dst, src, 60 + seed, seed);
-        sw.port(from).onFrame(nics.get(from), 0, MemorySegment.ofArray(f));
+        sw.port(from).onFrame(nics.get(from), 0, MemorySegment.ofArray(f), 0, f.length);
         return f;
     }
 

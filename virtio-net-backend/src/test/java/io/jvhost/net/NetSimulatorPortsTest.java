@@ -109,7 +109,7 @@ class NetSimulatorPortsTest {
     private static void assertGenerated(byte[] f, int size) {
         assertEquals(size, f.length);
         ByteBuffer b = ByteBuffer.wrap(f);
-        assertEquals(GUEST_MAC, Frames.destination(MemorySegment.ofArray(f)), "to the guest");
+        assertEquals(GUEST_MAC, Frames.destination(MemorySegment.ofArray(f), 0), "to the guest");
         assertEquals(0x0800, b.getShort(12) & 0xFFFF, "IPv4");
         assertEquals(0x45, f[14] & 0xFF);
         assertEquals(size - 14, b.getShort(16) & 0xFFFF, "IP total length");

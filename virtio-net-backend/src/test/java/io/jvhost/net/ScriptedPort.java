@@ -50,8 +50,8 @@ final class ScriptedPort implements NetPort, AutoCloseable {
     }
 
     @Override
-    public void onFrame(GuestNic nic, int pair, MemorySegment frame) {
-        seen.add(new Seen(pair, frame.toArray(ValueLayout.JAVA_BYTE), Thread.currentThread()));
+    public void onFrame(GuestNic nic, int pair, MemorySegment memory, long offset, long length) {
+        seen.add(new Seen(pair, memory.asSlice(offset, length).toArray(ValueLayout.JAVA_BYTE), Thread.currentThread()));
     }
 
     /** Delivers the outbox of {@code pair} while the guest has buffers; a frame without room waits. */
@@ -62,7 +62,7 @@ final class ScriptedPort implements NetPort, AutoCloseable {
         ConcurrentLinkedQueue<byte[]> out = outbox.get(pair);
         int done = 0;
         for (byte[] f; (f = out.peek()) != null; ) {
-            int r = nic.deliver(pair, MemorySegment.ofArray(f), f.length);
+            int r = nic.deliver(pair, MemorySegment.ofArray(f), 0, f.length);
             if (r == GuestNic.NO_BUFFERS || r == GuestNic.NOT_RUNNING) {
                 break;
             }
@@ -79,7 +79,7 @@ final class ScriptedPort implements NetPort, AutoCloseable {
 
     /** Queues {@code frame} for the guest on {@code pair} from this (non-poller) thread. */
     boolean inject(int pair, byte[] frame) {
-        return nic.inject(pair, MemorySegment.ofArray(frame), frame.length);
+        return nic.inject(pair, MemorySegment.ofArray(frame), 0, frame.length);
     }
 
     /** Has the poller of {@code pair} deliver {@code frame} itself, in {@link #poll}. */

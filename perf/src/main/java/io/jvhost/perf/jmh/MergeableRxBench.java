@@ -91,7 +91,7 @@ public class MergeableRxBench {
         ring.makeAvailable(BATCH * chainsPerFrame);
         int r = 0;
         for (int i = 0; i < BATCH; i++) {
-            r |= nic.deliver(0, frame, size);
+            r |= nic.deliver(0, frame, 0, size);
         }
         q.publish();
         if (r != GuestNic.DELIVERED) {

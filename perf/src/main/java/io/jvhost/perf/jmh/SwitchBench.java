@@ -76,7 +76,7 @@ public class SwitchBench {
         // B announces itself (a broadcast from B floods to A, whose NIC is not running), so the
         // switch knows where MAC_B lives.
         MemorySegment hello = MemorySegment.ofArray(Frames.udp(MAC_B, Frames.BROADCAST, 64));
-        portB.onFrame(deviceB.nic(), 0, hello);
+        portB.onFrame(deviceB.nic(), 0, hello, 0, hello.byteSize());
         MemorySegment.copy(MemorySegment.ofArray(Frames.udp(MAC_A, MAC_B, frameSize)), 0, frame, 0, frameSize);
         if (sw.lookup(MAC_B) != portB.id()) {
             throw new IllegalStateException("switch did not learn B");
@@ -100,7 +100,7 @@ public class SwitchBench {
     @OperationsPerInvocation(BATCH)
     public int forward() {
         for (int i = 0; i < BATCH; i++) {
-            portA.onFrame(deviceA.nic(), 0, frame);
+            portA.onFrame(deviceA.nic(), 0, frame, 0, frameSize);
         }
         ring.makeAvailable(BATCH);
         return rxB.process(qB, 64);

@@ -68,9 +68,13 @@ public final class TapInterface implements AutoCloseable {
         return LibC.read(queues[queue].get(), dst, dst.byteSize());
     }
 
-    /** Writes one frame (native memory, e.g. guest memory); bytes written or {@code -errno}. */
-    public long write(int queue, MemorySegment frame) {
-        return LibC.write(queues[queue].get(), frame, frame.byteSize());
+    /**
+     * Writes one frame, {@code [offset, offset + length)} of {@code buf} (native memory, e.g. guest
+     * memory, which the caller keeps mapped during the call); bytes written or {@code -errno}.
+     * Allocation-free.
+     */
+    public long write(int queue, MemorySegment buf, long offset, long length) {
+        return LibC.write(queues[queue].get(), buf, offset, length);
     }
 
     @Override
