@@ -1,0 +1,142 @@
+package io.jvhost.perf;
+
+import io.jvhost.blk.BlkDevice;
+import io.jvhost.blk.BlockStore;
+import io.jvhost.blk.FileStore;
+import io.jvhost.blk.RamStore;
+import io.jvhost.core.runtime.Backend;
+import io.jvhost.core.runtime.BackendOptions;
+import io.jvhost.core.runtime.IdleMode;
+import io.jvhost.core.transport.ControlLoop;
+import io.jvhost.core.transport.VhostUserServer;
+import io.jvhost.net.BenchPorts;
+import io.jvhost.net.NetCounters;
+import io.jvhost.net.NetDevice;
+import io.jvhost.net.NetPort;
+
+import java.io.RandomAccessFile;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.concurrent.TimeUnit;
+
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The data path allocates nothing per request or packet in steady state (STYLE.md, "Hot path"):
+ * a backend in this JVM, driven by the Java frontends {@link BlkLoad} and {@link NetLoad}, is
+ * warmed up (so the JIT has compiled the path) and then the poller threads, and a store's I/O
+ * workers, must allocate 0 bytes over 100k requests or frames. Allocation is counted by
+ * ThreadMXBean per thread: exact, not a timing, so the assertion is strict.
+ *
+ * <p>Each case runs in a fresh backend, but all share this JVM, so by the later cases the JIT has
+ * seen several stores and ports: the megamorphic call sites a real process may have.
+ */
+@Timeout(value = 3, unit = TimeUnit.MINUTES)
+class SteadyStateAllocationTest {
+    private static final long WARMUP = 200_000, MEASURE = 100_000;
+    private static final long DISK = 64L << 20;
+    private static ControlLoop loop;
+    private static Path dir;
+    private static int backends;
+
+    @BeforeAll
+    static void setUp() throws Exception {
+        loop = new ControlLoop();
+        dir = Files.createTempDirectory("jvhost-alloc");
+    }
+
+    @AfterAll
+    static void tearDown() throws Exception {
+        loop.close();
+        try (var files = Files.list(dir)) {
+            for (Path p : (Iterable<Path>) files::iterator) {
+                Files.deleteIfExists(p);
+            }
+        }
+        Files.deleteIfExists(dir);
+    }
+
+    @ParameterizedTest(name = "{0} {1}")
+    @CsvSource({
+            "ram, randread-4k, 1",
+            "ram, randwrite-4k, 32",
+            "ram, randread-4k, 32",
+            "file, randread-4k, 32",
+            "file, randwrite-4k, 32",
+    })
+    void shouldAllocateNothingPerBlkRequestAfterWarmUp(String target, String workload, int depth) throws Exception {
+        BlockStore store;
+        if (target.equals("file")) {
+            Path image = dir.resolve("alloc.img");
+            try (RandomAccessFile f = new RandomAccessFile(image.toFile(), "rw")) {
+                f.setLength(DISK);
+            }
+            store = new FileStore(image, false, false, 2);
+        } else {
+            store = new RamStore(DISK);
+        }
+        String name = "alloc" + backends++;
+        Path socket = dir.resolve(name + ".sock");
+        try (store; Backend backend = new Backend(name, new BlkDevice(store, 1),
+                new BackendOptions(IdleMode.EVENT, new int[][] {{0}}), loop)) {
+            backend.start();
+            try (VhostUserServer server = VhostUserServer.listen(socket, backend, loop);
+                 BlkLoad load = BlkLoad.connect(socket, 1, 8L << 20, DISK)) {
+                BlkLoad.Result r = load.run(BlkBench.workload(workload, depth), Duration.ZERO, WARMUP, Duration.ZERO,
+                        MEASURE, 42, name + "-poller-", "-io-");
+                System.out.printf("%s %s qd=%d: %d requests, %.1f k IOPS, %.4f B/request on pollers and I/O workers%n",
+                        target, workload, depth, r.requests(), r.iops() / 1e3, r.allocPerRequest());
+                assertEquals(0, r.errors(), "failed requests");
+                assertTrue(r.requests() >= MEASURE, "requests measured: " + r.requests());
+                assertEquals(0.0, r.allocPerRequest(), "bytes allocated per request over " + r.requests() + " requests");
+            }
+        }
+    }
+
+    @ParameterizedTest(name = "{0} mrg={1}")
+    @CsvSource({
+            "drop, false",
+            "drop, true",
+            "generate, false",
+            "generate, true",
+            "reflect, false",
+            "reflect, true",
+    })
+    void shouldAllocateNothingPerFrameAfterWarmUp(String portName, boolean mergeable) throws Exception {
+        NetPort port = switch (portName) {
+            case "drop" -> new BenchPorts.Drop();
+            case "generate" -> new BenchPorts.Generate(64);
+            default -> new BenchPorts.Reflect();
+        };
+        long guestMac = 0x52_54_00_12_34_56L;
+        NetDevice device = new NetDevice(port, 1, guestMac, NetDevice.DEFAULT_MTU);
+        String name = "alloc" + backends++;
+        Path socket = dir.resolve(name + ".sock");
+        try (Backend backend = new Backend(name, device, new BackendOptions(IdleMode.EVENT, new int[][] {{0, 1}}), loop)) {
+            backend.start();
+            try (VhostUserServer server = VhostUserServer.listen(socket, backend, loop);
+                 NetLoad load = NetLoad.connect(socket, mergeable, !portName.equals("generate"), 64, guestMac)) {
+                NetLoad.Result r = load.run(() -> frames(device), WARMUP, MEASURE, Duration.ofSeconds(100),
+                        name + "-poller-");
+                System.out.printf("%s mrg=%b: %d frames, %.2f Mpps, %.4f B/frame on the poller%n",
+                        portName, mergeable, r.frames(), r.frames() / r.seconds() / 1e6, r.allocPerFrame());
+                assertTrue(r.frames() >= MEASURE, "frames measured: " + r.frames());
+                assertEquals(0.0, r.allocPerFrame(), "bytes allocated per frame over " + r.frames() + " frames");
+            }
+        }
+    }
+
+    /** Frames the device moved in both directions (plain counters of the poller: a racy read is fine). */
+    private static long frames(NetDevice d) {
+        NetCounters c = d.nic().counters(0);
+        return c.rxFrames + c.txFrames;
+    }
+}
