@@ -60,10 +60,28 @@ public final class ServeOptions {
     }
 
     /**
+     * As {@link #serve(String, VirtioDevice)}, and closes {@code storage} once every queue has
+     * stopped and published what it finished (a store flushes its writes there); the exit code is
+     * 1 if closing it fails.
+     */
+    public int serve(String name, VirtioDevice device, AutoCloseable storage) throws Exception {
+        if (sockets.size() != 1) {
+            throw new picocli.CommandLine.ParameterException(new picocli.CommandLine(this),
+                    name + " serves one socket; got " + sockets.size());
+        }
+        return serve(name, i -> device, () -> { }, storage);
+    }
+
+    /**
      * Serves {@code devices.apply(i)} on the i-th socket until SIGTERM or SIGINT, printing
      * {@code status} every 10 seconds; returns the exit code.
      */
     public int serve(String name, java.util.function.IntFunction<VirtioDevice> devices, Runnable status) throws Exception {
+        return serve(name, devices, status, null);
+    }
+
+    private int serve(String name, java.util.function.IntFunction<VirtioDevice> devices, Runnable status,
+                      AutoCloseable storage) throws Exception {
         BackendOptions options = new BackendOptions(busyPoll ? IdleMode.BUSY : IdleMode.EVENT,
                 queueMap == null ? null : BackendOptions.parseQueueSets(queueMap));
         ControlLoop loop = new ControlLoop();
@@ -82,7 +100,6 @@ public final class ServeOptions {
             System.out.printf("jvhost %s: %s %s (%s pollers, %s mode)%n", id,
                     client ? "connecting to" : "listening on", socket, backend.pollerCount(), options.idleMode());
         }
-        System.out.println("Ctrl-C or SIGTERM stops (a second signal exits at once).");
         CountDownLatch stop = new CountDownLatch(1);
         serving = true;
         java.util.concurrent.atomic.AtomicInteger signals = new java.util.concurrent.atomic.AtomicInteger();
@@ -94,6 +111,8 @@ public final class ServeOptions {
         };
         sun.misc.Signal.handle(new sun.misc.Signal("TERM"), onSignal);
         sun.misc.Signal.handle(new sun.misc.Signal("INT"), onSignal);
+        // Only now: whoever waits for this line may signal, and must not meet the JVM's default handler.
+        System.out.println("Ctrl-C or SIGTERM stops (a second signal exits at once).");
         while (!stop.await(10, java.util.concurrent.TimeUnit.SECONDS)) {
             status.run();
             if (io.jvhost.core.metrics.QueueLatency.ENABLED) {
@@ -105,17 +124,23 @@ public final class ServeOptions {
             }
         }
         // Stopping each session detaches its queues: pollers publish what completed and devices
-        // finish what is in flight (blk waits for its stores) before fds and memory go.
+        // finish what is in flight (blk waits for its stores) before fds and memory go. Storage
+        // goes last, when nothing can write to it any more.
+        if (storage != null) {
+            resources.add(storage);
+        }
+        int code = 0;
         for (AutoCloseable r : resources) {
             try {
                 r.close();
             } catch (Exception e) {
                 System.err.println("closing " + r + ": " + e);
+                code = r == storage ? 1 : code;
             }
         }
         loop.close();
         status.run();
-        System.exit(0);
-        return 0;
+        System.exit(code);
+        return code;
     }
 }

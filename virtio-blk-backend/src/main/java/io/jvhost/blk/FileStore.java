@@ -152,9 +152,21 @@ public final class FileStore implements BlockStore {
         return 0;
     }
 
+    /**
+     * Stops the I/O workers, then makes every write durable (fdatasync) before closing the file:
+     * a guest may have written without flushing, and the backend is going away. Throws if that
+     * sync fails. Call once nothing submits any more.
+     */
     @Override
     public void close() {
         workers.close();
+        int err = file.readOnly() ? 0 : file.flush();
         file.close();
+        if (err != 0) {
+            throw new IllegalStateException("fdatasync of " + file.path() + " failed: errno " + -err);
+        }
+        if (!file.readOnly()) {
+            LOG.info("{} flushed and closed", file.path());
+        }
     }
 }

@@ -62,7 +62,7 @@ public final class BlkCommand implements Callable<Integer> {
                 device.checkResize();
             }
         });
-        return serve.serve("blk", device);
+        return serve.serve("blk", device, store); // closing a file store flushes it
     }
 
     /** Parses 64M, 1G, 4096 ... into bytes. */
