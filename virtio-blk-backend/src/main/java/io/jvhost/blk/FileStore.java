@@ -22,6 +22,7 @@ public final class FileStore implements BlockStore {
     private final IoWorkers<BlockRequest> workers;
     private final boolean holes;
     private volatile long size;
+    private boolean closed;
 
     /** Opens {@code path}; {@code direct} uses O_DIRECT (the guest's buffers must then be aligned). */
     public FileStore(Path path, boolean readOnly, boolean direct, int ioWorkers) throws NativeException {
@@ -155,10 +156,14 @@ public final class FileStore implements BlockStore {
     /**
      * Stops the I/O workers, then makes every write durable (fdatasync) before closing the file:
      * a guest may have written without flushing, and the backend is going away. Throws if that
-     * sync fails. Call once nothing submits any more.
+     * sync fails. Call once nothing submits any more; closing again does nothing.
      */
     @Override
     public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
         workers.close();
         int err = file.readOnly() ? 0 : file.flush();
         file.close();
