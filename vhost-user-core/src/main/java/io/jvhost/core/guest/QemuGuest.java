@@ -116,6 +116,32 @@ public final class QemuGuest implements AutoCloseable {
         return line.toString();
     }
 
+    /** The QEMU process id, or -1 before {@link #start()}. Any thread. */
+    public long pid() {
+        Process p = process;
+        return p == null ? -1 : p.pid();
+    }
+
+    /**
+     * This QEMU's guest RAM as a file (its memory-backend-memfd, through {@code /proc/PID/fd}),
+     * for comparing two QEMUs' memories after a migration. Controlling thread, while QEMU runs.
+     */
+    public Path guestRamFile() throws IOException {
+        Path fds = Path.of("/proc", Long.toString(pid()), "fd");
+        try (var list = Files.list(fds)) {
+            for (Path fd : (Iterable<Path>) list::iterator) {
+                try {
+                    if (Files.readSymbolicLink(fd).toString().startsWith("/memfd:memory-backend-memfd")) {
+                        return fd;
+                    }
+                } catch (IOException e) {
+                    // an fd closed while listing: not the memory backend
+                }
+            }
+        }
+        throw new GuestException("no memfd guest RAM among the fds of QEMU " + pid());
+    }
+
     /** The QEMU command as a list of arguments. Any thread. */
     public List<String> command() {
         return command;
