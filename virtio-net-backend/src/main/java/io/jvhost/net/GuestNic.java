@@ -20,6 +20,8 @@ public final class GuestNic {
     public static final int DELIVERED = 0, NO_BUFFERS = 1, DROPPED = 2, NOT_RUNNING = 3;
     static final int MAX_MERGED = 256;
     private static final ValueLayout.OfShort LE_SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfInt LE_INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfLong LE_LONG = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     private final NetDevice device;
     private final Pair[] pairs;
@@ -128,6 +130,10 @@ public final class GuestNic {
         if (c == null) {
             return NO_BUFFERS;
         }
+        if (fitsFirstBuffer(c, hdr, length)) {
+            writeWhole(q, c, hdr, frame, offset, length);
+            return DELIVERED;
+        }
         if (c.writableLength() < hdr + length) {
             q.complete(c, 0);
             return DROPPED;
@@ -151,6 +157,10 @@ public final class GuestNic {
             DescriptorChain c = q.next();
             if (c == null) {
                 return giveBack(p, q, n, rejectedBefore);
+            }
+            if (n == 0 && fitsFirstBuffer(c, hdr, length)) {
+                writeWhole(q, c, hdr, frame, offset, length); // the common case: num_buffers is 1
+                return DELIVERED;
             }
             if (n == MAX_MERGED) {
                 q.rewind(1); // the chain just taken stays for the next frame
@@ -185,6 +195,32 @@ public final class GuestNic {
             q.complete(p.heads[i], p.lengths[i]);
         }
         return DELIVERED;
+    }
+
+    /** Whether the chain's first writable buffer holds the header and the whole frame. */
+    private static boolean fitsFirstBuffer(DescriptorChain c, int hdr, long length) {
+        int w = c.readableCount();
+        return w < c.count() && c.length(w) >= hdr + length;
+    }
+
+    /**
+     * Writes the header (num_buffers 1 when it has that field) and the frame straight into the
+     * first writable buffer: two plain stores and one copy, no staging and no num_buffers lookup.
+     */
+    private static void writeWhole(VirtQueue q, DescriptorChain c, int hdr, MemorySegment frame, long offset, long length) {
+        int w = c.readableCount();
+        MemorySegment seg = q.memory().segment(c.region(w));
+        long at = c.offset(w);
+        // flags, gso_type, hdr_len, gso_size, csum_start = 0; then csum_offset = 0 and num_buffers = 1.
+        seg.set(LE_LONG, at, 0L);
+        if (hdr == NetDevice.HEADER_V1) {
+            seg.set(LE_INT, at + 8, 1 << 16);
+        } else {
+            seg.set(LE_SHORT, at + 8, (short) 0);
+        }
+        MemorySegment.copy(frame, offset, seg, at + hdr, length);
+        c.logWrite(w, 0, hdr + length);
+        q.complete(c, hdr + length);
     }
 
     /**
