@@ -75,6 +75,19 @@ public final class VhostUserClient implements Endpoint {
         return connections.get();
     }
 
+    @Override
+    public boolean disconnect(String reason) {
+        CompletableFuture<Boolean> dropped = new CompletableFuture<>();
+        loop.execute(() -> {
+            Connection c = current;
+            if (c != null) {
+                c.drop(reason);
+            }
+            dropped.complete(c != null);
+        });
+        return dropped.join();
+    }
+
     /**
      * Stops reconnecting and drops the current connection; returns once the drop has started the
      * session's teardown (its queues are being detached), so the backend may be closed next.
