@@ -183,4 +183,20 @@ class ClientReconnectTest {
             }
         }
     }
+
+    @Test
+    void shouldKeepTheControlThreadServingWhileTheFrontendsBacklogIsFull() throws IOException {
+        try (Fd listener = UnixSockets.listen(socket, 0); Fd queued = UnixSockets.connect(socket, true)) {
+            // The one pending connection a backlog of 0 holds is taken: a blocking connect would now wait.
+            client = VhostUserClient.connect(socket, backend, loop);
+            java.util.concurrent.CompletableFuture<Void> ran = new java.util.concurrent.CompletableFuture<>();
+            loop.schedule(() -> ran.complete(null), 200);
+            Await.until("the control thread runs other work while the backend waits for room",
+                    ran::isDone, Duration.ofSeconds(5));
+            UnixSockets.accept(listener).close(); // room again: the backend's next attempt gets in
+            try (Frontend f = accept(listener, Duration.ofSeconds(5))) {
+                assertEquals(TestDevice.DEVICE_FEATURE, f.getFeatures() & TestDevice.DEVICE_FEATURE, "served");
+            }
+        }
+    }
 }
