@@ -53,14 +53,15 @@ public final class UnixSockets {
         return Fd.adopt((int) LibC.check(r, "accept"));
     }
 
-    /** Connects to {@code path}; the returned socket is blocking or not as asked. */
+    /**
+     * Connects to {@code path}; the returned socket is blocking or not as asked. A non-blocking
+     * connect never waits: when the listener's backlog is full it fails with EAGAIN at once
+     * (Unix sockets connect immediately or not at all), where a blocking one would wait for room.
+     */
     public static Fd connect(Path path, boolean nonBlocking) throws NativeException {
-        Fd fd = newSocket(false);
+        Fd fd = newSocket(nonBlocking);
         try (Arena arena = Arena.ofConfined()) {
             LibC.check(LibC.connect(fd.get(), address(arena, path), SOCKADDR_UN_SIZE), "connect " + path);
-            if (nonBlocking) {
-                LibC.check(LibC.setNonBlocking(fd.get()), "fcntl O_NONBLOCK");
-            }
             return fd;
         } catch (NativeException e) {
             fd.close();

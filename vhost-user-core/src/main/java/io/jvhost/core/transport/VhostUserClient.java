@@ -56,23 +56,48 @@ public final class VhostUserClient implements Endpoint {
             retryMillis = Math.min(retryMillis * 2, MAX_RETRY_MILLIS);
             return;
         }
-        retryMillis = FIRST_RETRY_MILLIS;
         long n = connections.incrementAndGet();
-        Connection c = new Connection(path.getFileName() + "#" + n, socket, backend, this::sessionEnded);
-        current = c;
-        loop.register(c, c::registered, e -> c.drop("cannot register: " + e));
+        Connection[] c = new Connection[1];
+        c[0] = new Connection(path.getFileName() + "#" + n, socket, backend, () -> sessionEnded(c[0]));
+        current = c[0];
+        loop.register(c[0], c[0]::registered, e -> c[0].drop("cannot register: " + e));
     }
 
-    private void sessionEnded() {
+    /**
+     * Connects again soon after a session that got somewhere; after one that ended before its
+     * first message (a frontend that accepts and hangs up at once) backs off as after a refused
+     * connect, instead of reconnecting twenty times a second for as long as that goes on.
+     */
+    private void sessionEnded(Connection c) {
         current = null;
-        if (!closed) {
+        if (closed) {
+            return;
+        }
+        if (c.session().messages() > 0) {
+            retryMillis = FIRST_RETRY_MILLIS;
             loop.schedule(this::attempt, FIRST_RETRY_MILLIS);
+        } else {
+            loop.schedule(this::attempt, retryMillis);
+            retryMillis = Math.min(retryMillis * 2, MAX_RETRY_MILLIS);
         }
     }
 
     @Override
     public long connections() {
         return connections.get();
+    }
+
+    @Override
+    public boolean disconnect(String reason) {
+        CompletableFuture<Boolean> dropped = new CompletableFuture<>();
+        loop.execute(() -> {
+            Connection c = current;
+            if (c != null) {
+                c.drop(reason);
+            }
+            dropped.complete(c != null);
+        });
+        return dropped.join();
     }
 
     /**

@@ -89,6 +89,19 @@ public final class VhostUserServer implements Endpoint {
         return connections.get();
     }
 
+    @Override
+    public boolean disconnect(String reason) {
+        CompletableFuture<Boolean> dropped = new CompletableFuture<>();
+        loop.execute(() -> {
+            Connection c = current;
+            if (c != null) {
+                c.drop(reason);
+            }
+            dropped.complete(c != null);
+        });
+        return dropped.join();
+    }
+
     private final class Acceptor implements EpollIoHandle {
         private final FileDescriptor fd = new FileDescriptor(listener.get());
 
