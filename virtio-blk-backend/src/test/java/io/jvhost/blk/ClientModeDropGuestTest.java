@@ -18,7 +18,6 @@ import java.util.Arrays;
 import java.util.Base64;
 import java.util.concurrent.TimeUnit;
 
-import org.junit.jupiter.api.Disabled;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -54,11 +53,6 @@ class ClientModeDropGuestTest {
     }
 
     @Test
-    @Disabled("finds a bug not fixed yet: after the drop the old session completes the request in flight"
-            + " (used idx 68 -> 69) after QEMU restored last_avail from used idx 68; the new session starts at"
-            + " SET_VRING_BASE 68 with used 69 and the guest's writer stalls (no error in dmesg). Fix direction:"
-            + " with an inflight region, start at used idx + resubmissions rather than a stale base, and signal"
-            + " the call fd once on restart in case the completion's interrupt went to the torn-down notifier")
     void shouldReconnectAndLoseNoWriteWhenTheConnectionToAListeningQemuDrops() throws Exception {
         QemuTests.requireQemu();
         Path dir = Files.createTempDirectory("jvhost-client-drop");

@@ -115,6 +115,9 @@ public final class Poller implements Runnable, AutoCloseable {
         q.dirtyLog(c.log(), c.usedGpa());
         q.configure(c.size(), c.desc(), c.avail(), c.used(), c.memory(), base, c.eventIdx(), c.indirect(), c.errFd());
         q.callFd(c.callFd());
+        if (q.baseCorrected() && c.callFd() >= 0) {
+            LibC.eventfdSignal(c.callFd()); // the interrupt for those completions may have gone to a dead connection
+        }
         q.pollerWakeFd(wakeFd.get());
         int i = q.index();
         if (active[i] == null) {

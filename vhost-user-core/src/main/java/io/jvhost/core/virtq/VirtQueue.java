@@ -59,6 +59,7 @@ public final class VirtQueue {
     private int availIdxCache;
     private int usedIdx;
     private int usedIdxAtLastPublish;
+    private boolean baseCorrected;
     private boolean broken;
     /** After a rewind: the avail index that was not enough; -1 when not starved. */
     private int starvedAt = -1;
@@ -142,18 +143,35 @@ public final class VirtQueue {
         this.starvedAt = -1;
         this.resubmitCount = 0;
         this.resubmitNext = 0;
+        this.baseCorrected = false;
         if (inflight != null) {
             if (resubmit.length < size) {
                 resubmit = new int[size];
             }
             resubmitCount = inflight.recover(used, usedIdx, resubmit);
+            // What was taken is what was completed plus what is still in flight. The frontend's
+            // base can be older: after a dropped connection QEMU rewinds to the used index it read
+            // while the old session was still finishing requests.
+            int taken = (usedIdx + resubmitCount) & 0xFFFF;
+            if (taken != lastAvailIdx && lastAvailIdx != usedIdx) {
+                LOG.warn("queue {}: frontend resumes at {} but {} requests were completed and {} are in flight;"
+                        + " resuming at {}", index, lastAvailIdx, usedIdx, resubmitCount, taken);
+                baseCorrected = true;
+            }
+            lastAvailIdx = taken;
+            availIdxCache = lastAvailIdx;
             if (resubmitCount > 0) {
-                // What was taken is what was completed plus what is still in flight.
-                lastAvailIdx = (usedIdx + resubmitCount) & 0xFFFF;
-                availIdxCache = lastAvailIdx;
                 LOG.info("queue {}: resubmitting {} requests left in flight by a previous backend", index, resubmitCount);
             }
         }
+    }
+
+    /**
+     * Whether {@link #configure} resumed somewhere other than the frontend's base: completions the
+     * driver may not have been interrupted for. Poller, after configure.
+     */
+    public boolean baseCorrected() {
+        return baseCorrected;
     }
 
     /**
