@@ -86,9 +86,9 @@ public final class ChainFuzzTarget implements FuzzTarget {
         }
         int heads = in.below(size + 1);
         for (int h = 0; h < heads; h++) {
-            f.driver.makeAvailable(in.below(8) == 0 ? in.u16() : in.below(size));
+            f.driver.makeAvailable(in.below(8) == 7 ? in.u16() : in.below(size));
         }
-        boolean jump = in.below(16) == 0;
+        boolean jump = in.below(16) == 15;
         if (jump) {
             f.driver.setAvailIdx(in.u16());
         }
@@ -105,12 +105,15 @@ public final class ChainFuzzTarget implements FuzzTarget {
         }
         f.queue.publish();
         if (!f.queue.isBroken()) {
+            // The index in the ring, not the driver's: buffers may point at the rings themselves,
+            // so the device's own writes can move it (hostile, but the device must cope).
+            int availIdx = Short.toUnsignedInt(f.ram.at(f.availGpa + 2, 2).get(RingFixture.U16, 0));
+            int offered = (availIdx - availBefore) & 0xFFFF;
             int taken = (f.queue.lastAvailIdx() - availBefore) & 0xFFFF;
             int completed = (f.queue.usedIdx() - usedBefore) & 0xFFFF;
-            if (taken != ((f.driver.availIdx() - availBefore) & 0xFFFF) || completed != taken) {
-                throw new AssertionError("made available " + ((f.driver.availIdx() - availBefore) & 0xFFFF) + ", taken "
-                        + taken + ", completed " + completed + " (rejected " + (f.queue.counters().chainsRejected()
-                        - rejectedBefore) + ")");
+            if (taken != offered || completed != taken) {
+                throw new AssertionError("made available " + offered + ", taken " + taken + ", completed " + completed
+                        + " (rejected " + (f.queue.counters().chainsRejected() - rejectedBefore) + "; size " + size + ")");
             }
             if (f.driver.usedIdx() != f.queue.usedIdx()) {
                 throw new AssertionError("used index published " + f.driver.usedIdx() + ", device at " + f.queue.usedIdx());
@@ -194,7 +197,7 @@ public final class ChainFuzzTarget implements FuzzTarget {
     }
 
     private static int next(FuzzInput in, int size) {
-        return in.below(8) == 0 ? in.u16() : in.below(size);
+        return in.below(8) == 7 ? in.u16() : in.below(size);
     }
 
     private static long table(FuzzInput in) {

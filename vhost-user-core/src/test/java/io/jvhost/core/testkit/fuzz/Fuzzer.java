@@ -14,6 +14,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Set;
 import java.util.SplittableRandom;
+import java.util.TreeSet;
 import java.util.function.Predicate;
 import java.util.stream.Stream;
 
@@ -29,17 +30,17 @@ import net.jqwik.api.Arbitrary;
  *
  * <p>System properties: {@code jvhost.fuzz.seconds} (per target; 3 by default, 0 for no limit),
  * {@code jvhost.fuzz.targets} ({@code all} or a comma-separated list), {@code jvhost.fuzz.seed},
- * and {@code jvhost.fuzz.keep=behaviours}, which also writes a minimized input per new behaviour
- * into the corpus (how the corpus was seeded). Test thread only.
+ * and {@code jvhost.fuzz.keep=behaviours[:REGEX]}, which also writes a minimized input per new
+ * behaviour (matching REGEX) into the corpus (how the corpus was seeded). Test thread only.
  */
 public final class Fuzzer {
     /** What a run did: the figures the docs quote. */
     public record Report(String target, long inputs, int corpusInputs, int crashes, long millis,
-                         int behaviours, long seed, List<Path> saved) {
+                         Set<String> behaviours, long seed, List<Path> saved) {
         @Override
         public String toString() {
             return String.format(Locale.ROOT, "fuzz %s: %d inputs (%d from the corpus) in %.1f s, %d behaviours, crashes: %d%s",
-                    target, inputs, corpusInputs, millis / 1000.0, behaviours, crashes,
+                    target, inputs, corpusInputs, millis / 1000.0, behaviours.size(), crashes,
                     saved.isEmpty() ? "" : ", saved " + saved);
         }
     }
@@ -54,7 +55,7 @@ public final class Fuzzer {
     private final long seed;
     private final List<byte[]> pool = new ArrayList<>();
     private final Set<String> seen = new HashSet<>();
-    private final boolean keepBehaviours = "behaviours".equals(System.getProperty("jvhost.fuzz.keep"));
+    private final java.util.regex.Pattern keep = keepPattern(System.getProperty("jvhost.fuzz.keep", ""));
     private final List<Path> saved = new ArrayList<>();
     private final Iterator<byte[]> fresh;
 
@@ -64,6 +65,14 @@ public final class Fuzzer {
         this.random = new SplittableRandom(seed);
         Arbitrary<byte[]> bytes = Arbitraries.bytes().array(byte[].class).ofMaxSize(target.maxLength());
         this.fresh = bytes.sampleStream().iterator();
+    }
+
+    /** {@code behaviours} keeps every new behaviour, {@code behaviours:REGEX} those matching; else none. */
+    private static java.util.regex.Pattern keepPattern(String s) {
+        if (s.equals("behaviours")) {
+            return java.util.regex.Pattern.compile(".*");
+        }
+        return s.startsWith("behaviours:") ? java.util.regex.Pattern.compile(s.substring("behaviours:".length())) : null;
     }
 
     /** The time per target from {@code jvhost.fuzz.seconds}; null for no limit. */
@@ -164,7 +173,7 @@ public final class Fuzzer {
                         pool.add(input);
                         added = true;
                     }
-                    if (keepBehaviours && i >= queue.size()) {
+                    if (keep != null && keep.matcher(h).matches() && i >= queue.size()) {
                         keep(h, input);
                     }
                 }
@@ -175,19 +184,23 @@ public final class Fuzzer {
             }
         }
         Report r = new Report(target.name(), inputs, corpusInputs, crashes, (System.nanoTime() - start) / 1_000_000,
-                seen.size(), seed, List.copyOf(saved));
+                new TreeSet<>(seen), seed, List.copyOf(saved));
         System.out.println(r);
         write(r);
         return r;
     }
 
     /** Runs one input; the failure, or null. A failed target is reset for the next input. */
-    private Throwable attempt(byte[] input, Features f) throws Exception {
+    private Throwable attempt(byte[] input, Features f) {
         try {
             target.run(input, f);
             return null;
         } catch (Exception | AssertionError e) {
-            target.reset();
+            try {
+                target.reset();
+            } catch (Exception r) {
+                throw new IllegalStateException("cannot reset " + target.name() + " after a failure", r);
+            }
             return e;
         }
     }
@@ -331,8 +344,8 @@ public final class Fuzzer {
         Path dir = moduleDir().resolve("target/fuzz-reports");
         Files.createDirectories(dir);
         Files.writeString(dir.resolve(r.target() + ".txt"), String.format(Locale.ROOT,
-                "target=%s%ninputs=%d%ncorpus=%d%ncrashes=%d%nseconds=%.1f%nbehaviours=%d%nseed=%d%nsaved=%s%n",
-                r.target(), r.inputs(), r.corpusInputs(), r.crashes(), r.millis() / 1000.0, r.behaviours(), r.seed(),
-                String.join(" ", r.saved().stream().map(Path::toString).toList())));
+                "target=%s%ninputs=%d%ncorpus=%d%ncrashes=%d%nseconds=%.1f%nbehaviours=%d%nseed=%d%nsaved=%s%nreached=%s%n",
+                r.target(), r.inputs(), r.corpusInputs(), r.crashes(), r.millis() / 1000.0, r.behaviours().size(), r.seed(),
+                String.join(" ", r.saved().stream().map(Path::toString).toList()), String.join(" ", r.behaviours())));
     }
 }
