@@ -178,6 +178,7 @@ public final class Session {
         } catch (ProtocolException e) {
             refuse(ctx, e);
         } catch (RuntimeException e) {
+            backend.controlFailed();
             LOG.error("{}: {} failed", name, m.name(), e);
             refuse(ctx, new ProtocolException(e.toString(), MessageType.hasOwnReply(m.request())));
         } finally {

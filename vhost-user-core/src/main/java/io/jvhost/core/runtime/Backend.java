@@ -9,6 +9,7 @@ import io.jvhost.core.virtq.VirtQueue;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Executor;
+import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * One device and the poller threads that run its queues. The queue objects and their counters
@@ -21,6 +22,7 @@ public final class Backend implements AutoCloseable, DeviceContext {
     private final VirtQueue[] queues;
     private final Poller[] pollerOf;
     private final List<Poller> pollers = new ArrayList<>();
+    private final AtomicLong controlFailures = new AtomicLong();
 
     /** Creates the pollers (not yet started); {@code control} runs their acknowledgements. */
     public Backend(String name, VirtioDevice device, BackendOptions options, Executor control) throws NativeException {
@@ -91,6 +93,38 @@ public final class Backend implements AutoCloseable, DeviceContext {
 
     public int pollerCount() {
         return pollers.size();
+    }
+
+    /** Exceptions that escaped the pollers' handlers, commands or duty cycles, over all pollers. Any thread. */
+    public long pollerFailures() {
+        long n = 0;
+        for (Poller p : pollers) {
+            n += p.failures();
+        }
+        return n;
+    }
+
+    /** Whether every poller thread is running (between {@link #start()} and {@link #close()}). Any thread. */
+    public boolean pollersAlive() {
+        for (Poller p : pollers) {
+            if (!p.isAlive()) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /**
+     * Counts a message whose handling threw something other than a protocol refusal: a bug, which
+     * the session survived by refusing the message. Control thread.
+     */
+    public void controlFailed() {
+        controlFailures.incrementAndGet();
+    }
+
+    /** How many messages failed with an unexpected exception (see {@link #controlFailed()}). Any thread. */
+    public long controlFailures() {
+        return controlFailures.get();
     }
 
     @Override

@@ -9,6 +9,7 @@ import io.jvhost.core.sys.NativeException;
 import io.jvhost.core.virtq.VirtQueue;
 
 import java.util.concurrent.Executor;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.IntConsumer;
 
 import org.jctools.queues.atomic.MpscAtomicArrayQueue;
@@ -45,6 +46,8 @@ public final class Poller implements Runnable, AutoCloseable {
     private int queuesWithoutKick;
     private volatile boolean running = true;
     private Thread thread;
+    /** Exceptions that escaped a handler, a command or a duty cycle: each one is a bug. */
+    private final AtomicLong failures = new AtomicLong();
 
     /** A unit of work the control thread hands to a poller. */
     @FunctionalInterface
@@ -70,6 +73,21 @@ public final class Poller implements Runnable, AutoCloseable {
 
     public String name() {
         return name;
+    }
+
+    /**
+     * How many exceptions escaped a queue handler, a command or a whole duty cycle (each was
+     * caught, logged and survived). Guest or frontend input must never cause one; the fuzz tests
+     * assert it stays 0. Any thread.
+     */
+    public long failures() {
+        return failures.get();
+    }
+
+    /** Whether the poller's thread is running (it ends only at {@link #close()} or on an {@code Error}). Any thread. */
+    public boolean isAlive() {
+        Thread t = thread;
+        return t != null && t.isAlive();
     }
 
     /** Starts the poller's thread. */
@@ -174,6 +192,7 @@ public final class Poller implements Runnable, AutoCloseable {
         try {
             r.run();
         } catch (RuntimeException e) {
+            failures.incrementAndGet();
             LOG.error("{}: queue {} handler failed", name, queue, e);
         }
     }
@@ -186,6 +205,7 @@ public final class Poller implements Runnable, AutoCloseable {
                     idle();
                 }
             } catch (RuntimeException e) {
+                failures.incrementAndGet();
                 LOG.error("{}: duty cycle failed; continuing", name, e);
             }
         }
@@ -213,6 +233,7 @@ public final class Poller implements Runnable, AutoCloseable {
             return handlers[i].process(q, BUDGET);
         } catch (RuntimeException e) {
             q.counters().handlerExceptions++;
+            failures.incrementAndGet();
             if (!handlerFailureLogged[i]) {
                 handlerFailureLogged[i] = true;
                 LOG.error("{}: queue {} handler threw (further failures only counted)", name, i, e);
@@ -280,6 +301,7 @@ public final class Poller implements Runnable, AutoCloseable {
                 try {
                     c.execute(this);
                 } catch (RuntimeException e) {
+                    failures.incrementAndGet();
                     LOG.error("{}: command failed while closing", name, e);
                 }
             }

@@ -45,19 +45,29 @@ final class RingFixture implements AutoCloseable {
 
     /** A queue of {@code size} in {@code ramSize} bytes of guest RAM split into regions at {@code splits}. */
     RingFixture(int size, long ramSize, long... splits) throws NativeException, InvalidMemoryException {
+        this(size, ramSize, new boolean[splits.length + 1], splits);
+    }
+
+    /**
+     * As above, but the regions marked in {@code unmapped} are left out of the memory table: holes
+     * in guest-physical memory that the backend must never touch.
+     */
+    RingFixture(int size, long ramSize, boolean[] unmapped, long... splits) throws NativeException, InvalidMemoryException {
         this.size = size;
         this.ram = new GuestRam(ramSize, splits);
         DriverQueue d = null;
         Fd e = null;
         try {
             List<RegionSpec> specs = new ArrayList<>();
-            Fd[] fds = new Fd[ram.regionCount()];
+            List<Fd> fds = new ArrayList<>();
             for (int i = 0; i < ram.regionCount(); i++) {
-                long gpa = ram.regionGpa(i);
-                specs.add(new RegionSpec(gpa, ram.regionSize(i), GuestRam.hva(gpa), gpa));
-                fds[i] = ram.fd().dup();
+                if (!unmapped[i]) {
+                    long gpa = ram.regionGpa(i);
+                    specs.add(new RegionSpec(gpa, ram.regionSize(i), GuestRam.hva(gpa), gpa));
+                    fds.add(ram.fd().dup());
+                }
             }
-            map.replace(specs, fds);
+            map.replace(specs, fds.toArray(new Fd[0]));
             d = new DriverQueue(ram, 0, size);
             e = EventFd.create();
         } catch (NativeException | InvalidMemoryException | RuntimeException ex) {

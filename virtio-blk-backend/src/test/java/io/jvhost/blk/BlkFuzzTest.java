@@ -1,0 +1,34 @@
+package io.jvhost.blk;
+
+import io.jvhost.core.testkit.fuzz.Fuzzer;
+
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+/**
+ * Fuzzes the virtio-blk request parser ({@link BlkFuzzTarget}): the kept inputs every run, then new
+ * ones for {@code -Djvhost.fuzz.seconds} (3 by default; {@code ./jvhost fuzz} for longer).
+ */
+@Tag("fuzz")
+class BlkFuzzTest {
+    @Test
+    void shouldCompleteEveryKeptRequestInputWithoutAFault() throws Exception {
+        try (BlkFuzzTarget t = new BlkFuzzTarget()) {
+            assertTrue(Fuzzer.replay(t) > 0, "the corpus " + Fuzzer.corpus(t.name()) + " is empty");
+        }
+    }
+
+    @Test
+    void shouldCompleteEveryRequestWithoutAFaultWhenTheDriverSendsRandomOnes() throws Exception {
+        assumeTrue(Fuzzer.selected("blk"));
+        try (BlkFuzzTarget t = new BlkFuzzTarget()) {
+            Fuzzer.Report r = Fuzzer.fuzz(t, Fuzzer.budget());
+            assertEquals(0, r.crashes(), r.toString());
+            assertTrue(r.inputs() > r.corpusInputs(), "no new input ran: " + r);
+        }
+    }
+}
