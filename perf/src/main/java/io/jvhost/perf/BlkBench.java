@@ -31,7 +31,8 @@ import org.HdrHistogram.Histogram;
  * an iothread, on the same image). The generator thread is pinned to the frontend CPU, jvhost's
  * poller and I/O workers and the whole qemu-storage-daemon to the backend CPU; jvhost serves all
  * queues from one poller, as qemu-storage-daemon serves them from its one iothread. Runs alternate
- * between targets; IOPS is the median over runs, latency percentiles come from all runs' requests.
+ * between targets; IOPS is the median over runs, {@code IOPS_vs_qsd} the median of per-round ratios
+ * ({@link Report#pairedRatio}), latency percentiles come from all runs' requests.
  */
 public final class BlkBench {
     static final String QSD = "/usr/bin/qemu-storage-daemon";
@@ -197,10 +198,10 @@ public final class BlkBench {
                 runs.get(t).add(run);
             }
         }
-        double qsdIops = Double.NaN, qsdP99 = Double.NaN;
+        double qsdP99 = Double.NaN;
         int qi = targets.indexOf("qsd");
+        double[] qsdIops = qi < 0 ? new double[0] : runs.get(qi).stream().mapToDouble(Run::iops).toArray();
         if (qi >= 0) {
-            qsdIops = Report.median(runs.get(qi).stream().mapToDouble(Run::iops).toArray());
             qsdP99 = merged(runs.get(qi)).getValueAtPercentile(99) / 1e3;
         }
         for (int t = 0; t < targets.size(); t++) {
@@ -214,7 +215,7 @@ public final class BlkBench {
             double p999 = none ? Double.NaN : h.getValueAtPercentile(99.9) / 1e3;
             boolean isQsd = targets.get(t).equals("qsd");
             report.add(w.name(), w.depth(), queues, targets.get(t), med, med * w.blockSize() / 1e6, min, max,
-                    (max - min) / med * 100, p50, p99, p999, rs.size(), isQsd ? Double.NaN : med / qsdIops,
+                    (max - min) / med * 100, p50, p99, p999, rs.size(), isQsd || qi < 0 ? Double.NaN : Report.pairedRatio(iops, qsdIops),
                     isQsd ? Double.NaN : p99 / qsdP99,
                     Report.median(rs.stream().mapToDouble(Run::allocPerRequest).toArray()),
                     rs.stream().mapToLong(Run::requests).sum(), rs.stream().mapToLong(Run::errors).sum()

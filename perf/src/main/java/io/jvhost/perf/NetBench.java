@@ -29,7 +29,8 @@ import java.util.regex.Pattern;
  * rxonly), {@code loop} (testpmd io with --tx-first through jvhost {@code --reflect} / DPDK
  * macswap). Throughput is what the frontend's per-second statistics show (Tx-pps for g2h, Rx-pps
  * otherwise): the run's value is the median of its samples after one warm-up second; a row is the
- * median over runs, which alternate between backends. jvhost runs in this JVM, its poller threads
+ * median over runs, which alternate between backends; {@code vs_dpdk} is the median of the
+ * per-round ratios ({@link Report#pairedRatio}). jvhost runs in this JVM, its poller threads
  * pinned with taskset to the backend CPU; the frontend and DPDK's backend are pinned processes.
  */
 public final class NetBench {
@@ -157,11 +158,8 @@ public final class NetBench {
                 runs.get(b).add(run);
             }
         }
-        double dpdk = Double.NaN;
         int dpdkIndex = backends.indexOf("dpdk");
-        if (dpdkIndex >= 0) {
-            dpdk = Report.median(runs.get(dpdkIndex).stream().mapToDouble(Run::mpps).toArray());
-        }
+        double[] dpdk = dpdkIndex < 0 ? new double[0] : runs.get(dpdkIndex).stream().mapToDouble(Run::mpps).toArray();
         for (int b = 0; b < backends.size(); b++) {
             List<Run> rs = runs.get(b);
             double[] mpps = rs.stream().mapToDouble(Run::mpps).toArray();
@@ -169,7 +167,7 @@ public final class NetBench {
             double alloc = Report.median(rs.stream().mapToDouble(Run::allocPerPacket).toArray());
             long errors = rs.stream().filter(x -> x.error != null).count();
             report.add(dir, size, mrg ? 1 : 0, qp, backends.get(b), med, med * size * 8 / 1000, min, max,
-                    (max - min) / med * 100, rs.size(), backends.get(b).equals("dpdk") ? Double.NaN : med / dpdk, alloc,
+                    (max - min) / med * 100, rs.size(), b == dpdkIndex || dpdkIndex < 0 ? Double.NaN : Report.pairedRatio(mpps, dpdk), alloc,
                     rs.stream().mapToLong(Run::frontendPackets).sum(), rs.stream().mapToLong(Run::backendPackets).sum(),
                     errors);
         }

@@ -163,6 +163,19 @@ public final class Report {
         return b.append('"').toString();
     }
 
+    /**
+     * Median over rounds of {@code values[r] / reference[r]}: each round runs every backend back
+     * to back, so a ratio within a round cancels the machine's slow and fast phases (on these
+     * shared 2-CPU machines throughput can halve for minutes), which a ratio of medians does not.
+     */
+    public static double pairedRatio(double[] values, double[] reference) {
+        double[] ratios = new double[Math.min(values.length, reference.length)];
+        for (int r = 0; r < ratios.length; r++) {
+            ratios[r] = values[r] / reference[r];
+        }
+        return median(ratios);
+    }
+
     /** Median of {@code values} (NaN when empty). */
     public static double median(double[] values) {
         double[] v = Arrays.stream(values).filter(d -> !Double.isNaN(d)).sorted().toArray();
