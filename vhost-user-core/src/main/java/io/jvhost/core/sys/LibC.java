@@ -59,7 +59,7 @@ public final class LibC {
     private static final MethodHandle RECVMSG_MH = bind("recvmsg", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT);
     private static final MethodHandle SENDMSG_MH = bind("sendmsg", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT);
     private static final MethodHandle READ_MH = bind("read", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG);
-    private static final MethodHandle WRITE_MH = bind("write", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG);
+    private static final MethodHandle WRITE_MH = bind("write", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG); // eventfd
     private static final MethodHandle MMAP_MH =
             bind("mmap", ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG);
     private static final MethodHandle MUNMAP_MH = bind("munmap", JAVA_INT, ADDRESS, JAVA_LONG);
@@ -69,9 +69,7 @@ public final class LibC {
     private static final MethodHandle EPOLL_WAIT_MH = bind("epoll_wait", JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
     private static final MethodHandle MEMFD_CREATE_MH = bind("memfd_create", JAVA_INT, ADDRESS, JAVA_INT);
     private static final MethodHandle OPEN_MH = bind("open", JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
-    private static final MethodHandle PREAD_MH = bind("pread", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG);
-    private static final MethodHandle PWRITE_MH = bind("pwrite", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG);
-    // The same calls with the buffer as a plain address: the (segment, offset) overloads pass
+    // write, pread and pwrite take the buffer as a plain address: the (segment, offset) methods pass
     // segment.address() + offset and so create no slice per call.
     private static final MethodHandle WRITE_AT_MH = bind("write", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG);
     private static final MethodHandle PREAD_AT_MH = bind("pread", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG);
@@ -84,8 +82,6 @@ public final class LibC {
     private static final MethodHandle READ_FAST_MH = bindFast("read", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG);
     private static final MethodHandle WRITE_FAST_MH = bindFast("write", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG);
     private static final MethodHandle WRITE_AT_FAST_MH = bindFast("write", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG);
-    private static final MethodHandle PREAD_FAST_MH = bindFast("pread", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG);
-    private static final MethodHandle PWRITE_FAST_MH = bindFast("pwrite", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG);
     private static final MethodHandle PREAD_AT_FAST_MH =
             bindFast("pread", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG);
     private static final MethodHandle PWRITE_AT_FAST_MH =
@@ -253,19 +249,6 @@ public final class LibC {
         }
     }
 
-    public static long write(int fd, MemorySegment buf, long length) {
-        try {
-            long r = (long) WRITE_FAST_MH.invokeExact(fd, buf, length);
-            if (r >= 0) {
-                return r;
-            }
-            Scratch s = SCRATCH.get();
-            return ret(s, (long) WRITE_MH.invokeExact(s.capture, fd, buf, length));
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
-    }
-
     /** Returns the mapping's address, or {@code -errno}. */
     public static long mmap(long length, int prot, int flags, int fd, long offset) {
         Scratch s = SCRATCH.get();
@@ -370,33 +353,6 @@ public final class LibC {
         Scratch s = SCRATCH.get();
         try (Arena a = Arena.ofConfined()) {
             return ret(s, (int) OPEN_MH.invokeExact(s.capture, a.allocateFrom(path), flags, 0));
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
-    }
-
-    /** Reads into {@code buf} (which may be guest memory) at file {@code offset}; bytes or {@code -errno}. */
-    public static long pread(int fd, MemorySegment buf, long length, long offset) {
-        try {
-            long r = (long) PREAD_FAST_MH.invokeExact(fd, buf, length, offset);
-            if (r >= 0) {
-                return r;
-            }
-            Scratch s = SCRATCH.get();
-            return ret(s, (long) PREAD_MH.invokeExact(s.capture, fd, buf, length, offset));
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
-    }
-
-    public static long pwrite(int fd, MemorySegment buf, long length, long offset) {
-        try {
-            long r = (long) PWRITE_FAST_MH.invokeExact(fd, buf, length, offset);
-            if (r >= 0) {
-                return r;
-            }
-            Scratch s = SCRATCH.get();
-            return ret(s, (long) PWRITE_MH.invokeExact(s.capture, fd, buf, length, offset));
         } catch (Throwable t) {
             throw rethrow(t);
         }

@@ -20,7 +20,7 @@ public final class FileBytes {
     public static byte[] read(Fd fd, long offset, int length) {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment buf = arena.allocate(Math.max(1, length));
-            long n = LibC.pread(fd.get(), buf, length, offset);
+            long n = LibC.pread(fd.get(), buf, 0, length, offset);
             if (n != length) {
                 throw new IllegalStateException("pread of " + length + " bytes at " + offset + " returned " + n);
             }
@@ -33,7 +33,7 @@ public final class FileBytes {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment buf = arena.allocate(Math.max(1, data.length));
             MemorySegment.copy(data, 0, buf, ValueLayout.JAVA_BYTE, 0, data.length);
-            long n = LibC.pwrite(fd.get(), buf, data.length, offset);
+            long n = LibC.pwrite(fd.get(), buf, 0, data.length, offset);
             if (n != data.length) {
                 throw new IllegalStateException("pwrite of " + data.length + " bytes at " + offset + " returned " + n);
             }
