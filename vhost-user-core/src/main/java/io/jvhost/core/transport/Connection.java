@@ -200,4 +200,21 @@ final class Connection implements EpollIoHandle, Session.Output {
     public void close() {
         drop("shutting down");
     }
+
+    /**
+     * Runs {@link #drop} on the control thread for whatever connection {@code current} returns there;
+     * waits and returns whether there was one. What both endpoints' {@code disconnect} do. Any thread
+     * but the control thread.
+     */
+    static boolean dropOnControlThread(ControlLoop loop, java.util.function.Supplier<Connection> current, String reason) {
+        java.util.concurrent.CompletableFuture<Boolean> dropped = new java.util.concurrent.CompletableFuture<>();
+        loop.execute(() -> {
+            Connection c = current.get();
+            if (c != null) {
+                c.drop(reason);
+            }
+            dropped.complete(c != null);
+        });
+        return dropped.join();
+    }
 }

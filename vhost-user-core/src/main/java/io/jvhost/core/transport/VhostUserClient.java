@@ -89,15 +89,7 @@ public final class VhostUserClient implements Endpoint {
 
     @Override
     public boolean disconnect(String reason) {
-        CompletableFuture<Boolean> dropped = new CompletableFuture<>();
-        loop.execute(() -> {
-            Connection c = current;
-            if (c != null) {
-                c.drop(reason);
-            }
-            dropped.complete(c != null);
-        });
-        return dropped.join();
+        return Connection.dropOnControlThread(loop, () -> current, reason);
     }
 
     /**

@@ -91,15 +91,7 @@ public final class VhostUserServer implements Endpoint {
 
     @Override
     public boolean disconnect(String reason) {
-        CompletableFuture<Boolean> dropped = new CompletableFuture<>();
-        loop.execute(() -> {
-            Connection c = current;
-            if (c != null) {
-                c.drop(reason);
-            }
-            dropped.complete(c != null);
-        });
-        return dropped.join();
+        return Connection.dropOnControlThread(loop, () -> current, reason);
     }
 
     private final class Acceptor implements EpollIoHandle {
