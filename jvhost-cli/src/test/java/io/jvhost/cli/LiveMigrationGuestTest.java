@@ -6,6 +6,7 @@ import io.jvhost.core.guest.GuestImage;
 import io.jvhost.core.guest.QemuGuest;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
+import io.jvhost.core.testkit.DiskRounds;
 import io.jvhost.core.testkit.QemuTests;
 import io.jvhost.core.transport.ControlLoop;
 import io.jvhost.core.transport.VhostUserServer;
@@ -15,13 +16,11 @@ import io.jvhost.net.NetDevice;
 import java.io.RandomAccessFile;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.Base64;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 
@@ -63,15 +62,6 @@ class LiveMigrationGuestTest {
         QemuGuest.Result r = g.exec(command, STEP);
         assertEquals(0, r.exitStatus(), () -> command + "\n" + r.output());
         return r.output();
-    }
-
-    private static byte[] roundBytes(int round) {
-        byte[] line = ("jvhost round=" + round + "\n").getBytes(StandardCharsets.US_ASCII);
-        byte[] out = new byte[BYTES];
-        for (int i = 0; i < BYTES; i++) {
-            out[i] = line[i % line.length];
-        }
-        return out;
     }
 
     @Test
@@ -178,11 +168,7 @@ class LiveMigrationGuestTest {
 
             // Background load in the guest: disk rounds with their own pattern, and a steady ping.
             // (Offline, the ping stops with the guest; the check after restore stands alone.)
-            String writer = "r=0\nwhile [ ! -f /tmp/stop ]; do r=$((r+1))\n yes \"jvhost round=$r\" | head -c " + BYTES
-                    + " > /tmp/round\n dd if=/tmp/round of=/dev/vda bs=4096 oflag=direct 2>/dev/null || echo FAIL$r >> /tmp/errors\n"
-                    + "done\nsync\necho $r > /tmp/finished\n";
-            run(source, "echo " + Base64.getEncoder().encodeToString(writer.getBytes(StandardCharsets.US_ASCII))
-                    + " | base64 -d > /tmp/w.sh && (sh /tmp/w.sh > /dev/null 2>&1 &)");
+            run(source, DiskRounds.startCommand(BYTES));
             run(source, "(ping -i 0.2 10.0.0.2 > /tmp/ping.log 2>&1 &)");
             Thread.sleep(2000);
 
@@ -238,7 +224,7 @@ class LiveMigrationGuestTest {
 
             run(dest, "sync");
             byte[] disk = Files.readAllBytes(image);
-            assertArrayEquals(roundBytes(lastRound), Arrays.copyOf(disk, BYTES), "the last round of writes, whole");
+            assertArrayEquals(DiskRounds.expected(lastRound, BYTES), Arrays.copyOf(disk, BYTES), "the last round of writes, whole");
             dest.quit(Duration.ofSeconds(60));
             return 0;
         } finally {

@@ -5,17 +5,16 @@ import io.jvhost.core.guest.QemuGuest;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
 import io.jvhost.core.testkit.Await;
+import io.jvhost.core.testkit.DiskRounds;
 import io.jvhost.core.testkit.QemuTests;
 import io.jvhost.core.transport.ControlLoop;
 import io.jvhost.core.transport.VhostUserClient;
 
 import java.io.RandomAccessFile;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Arrays;
-import java.util.Base64;
 import java.util.concurrent.TimeUnit;
 
 import org.junit.jupiter.api.Tag;
@@ -43,15 +42,6 @@ class ClientModeDropGuestTest {
     /** 2 MiB per round in 4 KiB O_DIRECT writes: the guest is nearly always waiting on the disk. */
     static final int BYTES = 2 << 20;
 
-    static byte[] roundBytes(int round) {
-        byte[] line = ("jvhost round=" + round + "\n").getBytes(StandardCharsets.US_ASCII);
-        byte[] out = new byte[BYTES];
-        for (int i = 0; i < BYTES; i++) {
-            out[i] = line[i % line.length];
-        }
-        return out;
-    }
-
     @Test
     void shouldReconnectAndLoseNoWriteWhenTheConnectionToAListeningQemuDrops() throws Exception {
         QemuTests.requireQemu();
@@ -74,13 +64,7 @@ class ClientModeDropGuestTest {
                 guest.awaitReady(Duration.ofMinutes(3));
                 assertEquals(1, client.connections());
 
-                String script = "r=0\nwhile [ ! -f /tmp/stop ]; do r=$((r+1))\n"
-                        + " yes \"jvhost round=$r\" | head -c " + BYTES + " > /tmp/round\n"
-                        + " dd if=/tmp/round of=/dev/vda bs=4096 oflag=direct 2>/dev/null || echo FAIL$r >> /tmp/errors\n"
-                        + " echo $r > /tmp/progress\n"
-                        + "done\nsync\necho $r > /tmp/finished\n";
-                BlkGuestScenario.run(guest, "echo " + Base64.getEncoder().encodeToString(script.getBytes(StandardCharsets.US_ASCII))
-                        + " | base64 -d > /tmp/w.sh && (sh /tmp/w.sh > /dev/null 2>&1 &)");
+                BlkGuestScenario.run(guest, DiskRounds.startCommand(BYTES));
 
                 long before = chains(backend);
                 for (int drop = 1; drop <= DROPS; drop++) {
@@ -119,7 +103,7 @@ class ClientModeDropGuestTest {
             store.close();
         }
         byte[] disk = Files.readAllBytes(image);
-        assertArrayEquals(roundBytes(rounds), Arrays.copyOf(disk, BYTES), "the disk holds the last round whole");
+        assertArrayEquals(DiskRounds.expected(rounds, BYTES), Arrays.copyOf(disk, BYTES), "the disk holds the last round whole");
         Files.delete(image);
     }
 

@@ -2,6 +2,7 @@ package io.jvhost.blk;
 
 import io.jvhost.core.guest.GuestImage;
 import io.jvhost.core.guest.QemuGuest;
+import io.jvhost.core.testkit.DiskRounds;
 import io.jvhost.core.testkit.QemuTests;
 
 import java.io.RandomAccessFile;
@@ -30,16 +31,6 @@ class CrashRestartGuestTest {
     /** 4 MiB written in 4 KiB O_DIRECT requests per round: the guest is nearly always waiting on I/O. */
     private static final int BYTES = 4 << 20;
 
-    /** What the guest's writer puts on the disk in round {@code round}: its line, repeated. */
-    private static byte[] roundBytes(int round) {
-        byte[] line = ("jvhost round=" + round + "\n").getBytes(java.nio.charset.StandardCharsets.US_ASCII);
-        byte[] out = new byte[BYTES];
-        for (int i = 0; i < BYTES; i++) {
-            out[i] = line[i % line.length];
-        }
-        return out;
-    }
-
     @Test
     void shouldLoseNoWriteWhenTheBackendIsKilledAndRestartedDuringGuestIo() throws Exception {
         QemuTests.requireQemu();
@@ -57,16 +48,8 @@ class CrashRestartGuestTest {
                 .logFile(QemuTests.logFile(getClass())).build()) {
             guest.start();
             guest.awaitReady(Duration.ofMinutes(3));
-            // The writer rewrites 4 MiB, round after round, until told to stop; each round has its
-            // own pattern, so a write lost around the crash shows in the final contents. It runs in the
-            // guest's background; console commands are one line, so the script travels base64.
-            String script = "r=0\nwhile [ ! -f /tmp/stop ]; do r=$((r+1))\n"
-                    + " yes \"jvhost round=$r\" | head -c " + BYTES + " > /tmp/round\n"
-                    + " dd if=/tmp/round of=/dev/vda bs=4096 oflag=direct 2>/dev/null || echo FAIL$r >> /tmp/errors\n"
-                    + "done\nsync\necho $r > /tmp/finished\n";
-            String start = "echo " + java.util.Base64.getEncoder().encodeToString(script.getBytes(java.nio.charset.StandardCharsets.US_ASCII))
-                    + " | base64 -d > /tmp/w.sh && (sh /tmp/w.sh > /dev/null 2>&1 &)";
-            assertEquals(0, guest.exec(start, Duration.ofMinutes(1)).exitStatus());
+            // Each round has its own pattern, so a write lost around the crash shows in the final contents.
+            assertEquals(0, guest.exec(DiskRounds.startCommand(BYTES), Duration.ofMinutes(1)).exitStatus());
 
             Thread.sleep(1500); // writes under way
             backend.destroyForcibly().waitFor(10, TimeUnit.SECONDS); // SIGKILL
@@ -91,7 +74,7 @@ class CrashRestartGuestTest {
             backend.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
         }
         byte[] disk = Files.readAllBytes(image);
-        assertArrayEquals(roundBytes(lastRound), Arrays.copyOf(disk, BYTES), "the disk holds the last round whole");
+        assertArrayEquals(DiskRounds.expected(lastRound, BYTES), Arrays.copyOf(disk, BYTES), "the disk holds the last round whole");
         String text = Files.readString(log);
         assertEquals(2, text.split("READY", -1).length - 1, "the backend started twice:\n" + text);
         // Whether a request was in flight at the instant of the kill is up to timing; say which it was.
