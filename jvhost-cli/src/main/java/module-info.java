@@ -4,6 +4,7 @@ module io.jvhost.cli {
     requires io.jvhost.blk;
     requires io.jvhost.net;
     requires io.jvhost.perf;
+    requires io.jvhost.testkit;
     requires jmh.core;
     requires info.picocli;
     requires org.slf4j;

@@ -6,6 +6,7 @@ module io.jvhost.perf {
     requires io.jvhost.core;
     requires io.jvhost.net;
     requires io.jvhost.blk;
+    requires io.jvhost.testkit;
     requires HdrHistogram;
     requires jmh.core;
     requires jdk.management;

@@ -10,12 +10,10 @@ module io.jvhost.core {
 
     exports io.jvhost.core.device;
     exports io.jvhost.core.metrics;
-    exports io.jvhost.core.virtq;
+    exports io.jvhost.core.ring;
     exports io.jvhost.core.memory;
     exports io.jvhost.core.runtime;
     exports io.jvhost.core.transport;
     exports io.jvhost.core.protocol;
     exports io.jvhost.core.sys;
-    exports io.jvhost.core.frontend;
-    exports io.jvhost.core.guest;
 }

@@ -1,6 +1,6 @@
 package io.jvhost.cli;
 
-import io.jvhost.core.testkit.QemuConfigs;
+import io.jvhost.testkit.QemuConfigs;
 
 import java.nio.file.Path;
 import java.util.List;

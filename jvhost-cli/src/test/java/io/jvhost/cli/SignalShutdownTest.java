@@ -1,11 +1,11 @@
 package io.jvhost.cli;
 
-import io.jvhost.core.frontend.DriverQueue;
-import io.jvhost.core.frontend.DriverQueue.Used;
-import io.jvhost.core.frontend.Frontend;
-import io.jvhost.core.frontend.GuestRam;
-import io.jvhost.core.testkit.FileBytes;
-import io.jvhost.core.virtq.VirtioFeatures;
+import io.jvhost.testkit.frontend.DriverQueue;
+import io.jvhost.testkit.frontend.DriverQueue.Used;
+import io.jvhost.testkit.frontend.Frontend;
+import io.jvhost.testkit.frontend.GuestRam;
+import io.jvhost.testkit.FileBytes;
+import io.jvhost.core.ring.VirtioFeatures;
 
 import java.io.RandomAccessFile;
 import java.lang.foreign.MemorySegment;

@@ -1,10 +1,10 @@
 package io.jvhost.perf;
 
-import io.jvhost.core.frontend.DriverQueue;
-import io.jvhost.core.frontend.Frontend;
-import io.jvhost.core.frontend.GuestRam;
+import io.jvhost.testkit.frontend.DriverQueue;
+import io.jvhost.testkit.frontend.Frontend;
+import io.jvhost.testkit.frontend.GuestRam;
 import io.jvhost.core.protocol.ProtocolFeatures;
-import io.jvhost.core.virtq.VirtioFeatures;
+import io.jvhost.core.ring.VirtioFeatures;
 
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;

@@ -1,8 +1,8 @@
 package io.jvhost.perf;
 
-import io.jvhost.core.frontend.DriverQueue;
-import io.jvhost.core.frontend.Frontend;
-import io.jvhost.core.frontend.GuestRam;
+import io.jvhost.testkit.frontend.DriverQueue;
+import io.jvhost.testkit.frontend.Frontend;
+import io.jvhost.testkit.frontend.GuestRam;
 
 import io.jvhost.net.Frames;
 

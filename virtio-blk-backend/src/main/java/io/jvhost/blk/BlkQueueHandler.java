@@ -1,8 +1,8 @@
 package io.jvhost.blk;
 
 import io.jvhost.core.device.QueueHandler;
-import io.jvhost.core.virtq.DescriptorChain;
-import io.jvhost.core.virtq.VirtQueue;
+import io.jvhost.core.ring.DescriptorChain;
+import io.jvhost.core.ring.VirtQueue;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;

@@ -1,6 +1,6 @@
 package io.jvhost.blk;
 
-import io.jvhost.core.device.BlockFile;
+import io.jvhost.core.sys.BlockFile;
 import io.jvhost.core.sys.NativeException;
 
 import java.lang.foreign.MemorySegment;

@@ -1,19 +1,19 @@
 package io.jvhost.blk;
 
-import io.jvhost.core.frontend.DriverQueue;
-import io.jvhost.core.frontend.DriverQueue.Buffer;
-import io.jvhost.core.frontend.DriverQueue.Used;
-import io.jvhost.core.frontend.Frontend;
-import io.jvhost.core.frontend.Frontend.Inflight;
-import io.jvhost.core.frontend.GuestRam;
+import io.jvhost.testkit.frontend.DriverQueue;
+import io.jvhost.testkit.frontend.DriverQueue.Buffer;
+import io.jvhost.testkit.frontend.DriverQueue.Used;
+import io.jvhost.testkit.frontend.Frontend;
+import io.jvhost.testkit.frontend.Frontend.Inflight;
+import io.jvhost.testkit.frontend.GuestRam;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
-import io.jvhost.core.testkit.Footprint;
-import io.jvhost.core.testkit.OpenFds;
-import io.jvhost.core.testkit.Traffic;
+import io.jvhost.testkit.Footprint;
+import io.jvhost.testkit.OpenFds;
+import io.jvhost.testkit.Traffic;
 import io.jvhost.core.transport.ControlLoop;
 import io.jvhost.core.transport.VhostUserServer;
-import io.jvhost.core.virtq.VirtioFeatures;
+import io.jvhost.core.ring.VirtioFeatures;
 
 import java.io.IOException;
 import java.io.RandomAccessFile;

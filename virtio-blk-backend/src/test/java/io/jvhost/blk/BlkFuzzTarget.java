@@ -1,13 +1,13 @@
 package io.jvhost.blk;
 
-import io.jvhost.core.frontend.DriverQueue;
-import io.jvhost.core.frontend.DriverQueue.Used;
-import io.jvhost.core.frontend.GuestRam;
-import io.jvhost.core.testkit.fuzz.BackendHealth;
-import io.jvhost.core.testkit.fuzz.Features;
-import io.jvhost.core.testkit.fuzz.FuzzInput;
-import io.jvhost.core.testkit.fuzz.FuzzTarget;
-import io.jvhost.core.virtq.ChainError;
+import io.jvhost.testkit.frontend.DriverQueue;
+import io.jvhost.testkit.frontend.DriverQueue.Used;
+import io.jvhost.testkit.frontend.GuestRam;
+import io.jvhost.testkit.fuzz.BackendHealth;
+import io.jvhost.testkit.fuzz.Features;
+import io.jvhost.testkit.fuzz.FuzzInput;
+import io.jvhost.testkit.fuzz.FuzzTarget;
+import io.jvhost.core.ring.ChainError;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;

@@ -1,6 +1,6 @@
 package io.jvhost.blk;
 
-import io.jvhost.core.testkit.fuzz.Fuzzer;
+import io.jvhost.testkit.fuzz.Fuzzer;
 
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;

@@ -1,9 +1,9 @@
 package io.jvhost.blk;
 
-import io.jvhost.core.guest.GuestImage;
-import io.jvhost.core.guest.QemuGuest;
-import io.jvhost.core.testkit.QemuConfigs;
-import io.jvhost.core.testkit.QemuTests;
+import io.jvhost.testkit.guest.GuestImage;
+import io.jvhost.testkit.guest.QemuGuest;
+import io.jvhost.testkit.QemuConfigs;
+import io.jvhost.testkit.QemuTests;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;

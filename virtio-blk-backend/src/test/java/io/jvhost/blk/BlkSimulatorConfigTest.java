@@ -3,14 +3,14 @@ package io.jvhost.blk;
 import io.jvhost.blk.BlkRig.Completion;
 import io.jvhost.blk.userstore.CountingStore;
 import io.jvhost.blk.userstore.CountingStore.Capabilities;
-import io.jvhost.core.frontend.DriverQueue.Buffer;
+import io.jvhost.testkit.frontend.DriverQueue.Buffer;
 import io.jvhost.core.protocol.Message;
 import io.jvhost.core.protocol.MessageType;
 import io.jvhost.core.sys.Fd;
 import io.jvhost.core.sys.LibC;
 import io.jvhost.core.sys.MessageIo;
 import io.jvhost.core.sys.UnixSockets;
-import io.jvhost.core.virtq.VirtioFeatures;
+import io.jvhost.core.ring.VirtioFeatures;
 
 import java.io.RandomAccessFile;
 import java.lang.foreign.ValueLayout;

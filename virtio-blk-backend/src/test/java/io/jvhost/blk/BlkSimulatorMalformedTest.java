@@ -3,8 +3,8 @@ package io.jvhost.blk;
 import io.jvhost.blk.BlkRig.Area;
 import io.jvhost.blk.BlkRig.Completion;
 import io.jvhost.blk.userstore.CountingStore;
-import io.jvhost.core.frontend.DriverQueue.Buffer;
-import io.jvhost.core.virtq.ChainError;
+import io.jvhost.testkit.frontend.DriverQueue.Buffer;
+import io.jvhost.core.ring.ChainError;
 
 import java.util.concurrent.TimeUnit;
 

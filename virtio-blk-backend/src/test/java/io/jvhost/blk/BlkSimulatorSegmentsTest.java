@@ -2,7 +2,7 @@ package io.jvhost.blk;
 
 import io.jvhost.blk.BlkRig.Area;
 import io.jvhost.blk.BlkRig.Completion;
-import io.jvhost.core.frontend.DriverQueue.Buffer;
+import io.jvhost.testkit.frontend.DriverQueue.Buffer;
 
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;

@@ -5,7 +5,7 @@ import io.jvhost.blk.BlkRig.Completion;
 import io.jvhost.blk.userstore.CountingStore;
 import io.jvhost.blk.userstore.CountingStore.Capabilities;
 import io.jvhost.blk.userstore.CountingStore.Seen;
-import io.jvhost.core.frontend.DriverQueue.Buffer;
+import io.jvhost.testkit.frontend.DriverQueue.Buffer;
 
 import java.nio.charset.StandardCharsets;
 import java.util.HashSet;

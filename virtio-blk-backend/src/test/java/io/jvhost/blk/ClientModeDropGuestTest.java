@@ -1,12 +1,12 @@
 package io.jvhost.blk;
 
-import io.jvhost.core.guest.GuestImage;
-import io.jvhost.core.guest.QemuGuest;
+import io.jvhost.testkit.guest.GuestImage;
+import io.jvhost.testkit.guest.QemuGuest;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
-import io.jvhost.core.testkit.Await;
-import io.jvhost.core.testkit.DiskRounds;
-import io.jvhost.core.testkit.QemuTests;
+import io.jvhost.testkit.Await;
+import io.jvhost.testkit.DiskRounds;
+import io.jvhost.testkit.QemuTests;
 import io.jvhost.core.transport.ControlLoop;
 import io.jvhost.core.transport.VhostUserClient;
 

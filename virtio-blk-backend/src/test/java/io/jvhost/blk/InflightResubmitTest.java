@@ -1,10 +1,10 @@
 package io.jvhost.blk;
 
-import io.jvhost.core.frontend.DriverQueue;
-import io.jvhost.core.frontend.DriverQueue.Buffer;
-import io.jvhost.core.frontend.Frontend;
-import io.jvhost.core.frontend.GuestRam;
-import io.jvhost.core.virtq.VirtioFeatures;
+import io.jvhost.testkit.frontend.DriverQueue;
+import io.jvhost.testkit.frontend.DriverQueue.Buffer;
+import io.jvhost.testkit.frontend.Frontend;
+import io.jvhost.testkit.frontend.GuestRam;
+import io.jvhost.core.ring.VirtioFeatures;
 
 import java.io.RandomAccessFile;
 import java.lang.foreign.MemorySegment;

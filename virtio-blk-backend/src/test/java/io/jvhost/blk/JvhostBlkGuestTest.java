@@ -1,9 +1,9 @@
 package io.jvhost.blk;
 
-import io.jvhost.core.guest.QemuGuest;
+import io.jvhost.testkit.guest.QemuGuest;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
-import io.jvhost.core.testkit.QemuTests;
+import io.jvhost.testkit.QemuTests;
 import io.jvhost.core.transport.ControlLoop;
 import io.jvhost.core.transport.VhostUserServer;
 

@@ -1,7 +1,7 @@
 package io.jvhost.blk;
 
-import io.jvhost.core.guest.QemuGuest;
-import io.jvhost.core.testkit.QemuTests;
+import io.jvhost.testkit.guest.QemuGuest;
+import io.jvhost.testkit.QemuTests;
 
 import java.io.RandomAccessFile;
 import java.nio.file.Files;

@@ -1,13 +1,13 @@
 package io.jvhost.blk;
 
-import io.jvhost.core.guest.GuestImage;
-import io.jvhost.core.guest.QemuGuest;
+import io.jvhost.testkit.guest.GuestImage;
+import io.jvhost.testkit.guest.QemuGuest;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
-import io.jvhost.core.testkit.Footprint;
-import io.jvhost.core.testkit.OpenFds;
-import io.jvhost.core.testkit.QemuConfigs;
-import io.jvhost.core.testkit.QemuTests;
+import io.jvhost.testkit.Footprint;
+import io.jvhost.testkit.OpenFds;
+import io.jvhost.testkit.QemuConfigs;
+import io.jvhost.testkit.QemuTests;
 import io.jvhost.core.transport.ControlLoop;
 import io.jvhost.core.transport.VhostUserServer;
 

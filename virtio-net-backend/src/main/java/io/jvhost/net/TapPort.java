@@ -1,6 +1,6 @@
 package io.jvhost.net;
 
-import io.jvhost.core.device.TapInterface;
+import io.jvhost.core.sys.TapInterface;
 import io.jvhost.core.sys.NativeException;
 
 import java.lang.foreign.Arena;

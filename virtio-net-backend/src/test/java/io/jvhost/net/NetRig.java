@@ -1,15 +1,15 @@
 package io.jvhost.net;
 
-import io.jvhost.core.frontend.DriverQueue;
-import io.jvhost.core.frontend.DriverQueue.Buffer;
-import io.jvhost.core.frontend.DriverQueue.Used;
-import io.jvhost.core.frontend.Frontend;
-import io.jvhost.core.frontend.GuestRam;
+import io.jvhost.testkit.frontend.DriverQueue;
+import io.jvhost.testkit.frontend.DriverQueue.Buffer;
+import io.jvhost.testkit.frontend.DriverQueue.Used;
+import io.jvhost.testkit.frontend.Frontend;
+import io.jvhost.testkit.frontend.GuestRam;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
 import io.jvhost.core.transport.ControlLoop;
 import io.jvhost.core.transport.VhostUserServer;
-import io.jvhost.core.virtq.QueueCounters;
+import io.jvhost.core.ring.QueueCounters;
 
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;

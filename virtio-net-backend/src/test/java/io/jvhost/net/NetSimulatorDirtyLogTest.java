@@ -1,13 +1,13 @@
 package io.jvhost.net;
 
-import io.jvhost.core.frontend.DriverQueue;
-import io.jvhost.core.frontend.DriverQueue.Buffer;
+import io.jvhost.testkit.frontend.DriverQueue;
+import io.jvhost.testkit.frontend.DriverQueue.Buffer;
 import io.jvhost.core.protocol.MessageType;
-import io.jvhost.core.testkit.DirtyPages;
-import io.jvhost.core.testkit.OpenFds;
-import io.jvhost.core.testkit.OpenFds.Probe;
-import io.jvhost.core.testkit.Payloads;
-import io.jvhost.core.testkit.Traffic;
+import io.jvhost.testkit.DirtyPages;
+import io.jvhost.testkit.OpenFds;
+import io.jvhost.testkit.OpenFds.Probe;
+import io.jvhost.testkit.Payloads;
+import io.jvhost.testkit.Traffic;
 import io.jvhost.net.NetRig.RxFrame;
 
 import java.io.IOException;
@@ -21,14 +21,14 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
-import static io.jvhost.core.testkit.DirtyPages.PAGE;
-import static io.jvhost.core.testkit.DirtyPages.intersection;
-import static io.jvhost.core.testkit.DirtyPages.minus;
-import static io.jvhost.core.testkit.DirtyPages.pages;
-import static io.jvhost.core.testkit.DirtyPages.union;
-import static io.jvhost.core.testkit.DirtyPages.usedElementPages;
-import static io.jvhost.core.testkit.DirtyPages.usedRingGpa;
-import static io.jvhost.core.testkit.DirtyPages.usedRingPages;
+import static io.jvhost.testkit.DirtyPages.PAGE;
+import static io.jvhost.testkit.DirtyPages.intersection;
+import static io.jvhost.testkit.DirtyPages.minus;
+import static io.jvhost.testkit.DirtyPages.pages;
+import static io.jvhost.testkit.DirtyPages.union;
+import static io.jvhost.testkit.DirtyPages.usedElementPages;
+import static io.jvhost.testkit.DirtyPages.usedRingGpa;
+import static io.jvhost.testkit.DirtyPages.usedRingPages;
 import static io.jvhost.net.NetRig.HEADER;
 import static io.jvhost.net.NetRig.MODERN;
 import static io.jvhost.net.NetRig.MRG_RXBUF;

@@ -1,9 +1,9 @@
 package io.jvhost.net;
 
-import io.jvhost.core.frontend.DriverQueue;
-import io.jvhost.core.frontend.DriverQueue.Buffer;
-import io.jvhost.core.frontend.DriverQueue.Used;
-import io.jvhost.core.frontend.GuestRam;
+import io.jvhost.testkit.frontend.DriverQueue;
+import io.jvhost.testkit.frontend.DriverQueue.Buffer;
+import io.jvhost.testkit.frontend.DriverQueue.Used;
+import io.jvhost.testkit.frontend.GuestRam;
 import io.jvhost.net.ScriptedPort.Seen;
 
 import java.lang.foreign.MemorySegment;

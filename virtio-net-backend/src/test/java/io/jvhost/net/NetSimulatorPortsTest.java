@@ -1,6 +1,6 @@
 package io.jvhost.net;
 
-import io.jvhost.core.frontend.DriverQueue.Used;
+import io.jvhost.testkit.frontend.DriverQueue.Used;
 import io.jvhost.net.NetRig.RxFrame;
 
 import java.lang.foreign.MemorySegment;

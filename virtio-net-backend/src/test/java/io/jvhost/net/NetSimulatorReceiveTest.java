@@ -1,8 +1,8 @@
 package io.jvhost.net;
 
-import io.jvhost.core.frontend.DriverQueue;
-import io.jvhost.core.frontend.DriverQueue.Buffer;
-import io.jvhost.core.virtq.ChainError;
+import io.jvhost.testkit.frontend.DriverQueue;
+import io.jvhost.testkit.frontend.DriverQueue.Buffer;
+import io.jvhost.core.ring.ChainError;
 import io.jvhost.net.NetRig.RxChain;
 import io.jvhost.net.NetRig.RxFrame;
 

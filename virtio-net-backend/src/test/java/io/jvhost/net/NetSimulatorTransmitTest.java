@@ -1,9 +1,9 @@
 package io.jvhost.net;
 
-import io.jvhost.core.frontend.DriverQueue;
-import io.jvhost.core.frontend.DriverQueue.Buffer;
-import io.jvhost.core.frontend.DriverQueue.Used;
-import io.jvhost.core.virtq.ChainError;
+import io.jvhost.testkit.frontend.DriverQueue;
+import io.jvhost.testkit.frontend.DriverQueue.Buffer;
+import io.jvhost.testkit.frontend.DriverQueue.Used;
+import io.jvhost.core.ring.ChainError;
 import io.jvhost.net.ScriptedPort.Seen;
 
 import java.util.Random;
@@ -19,8 +19,8 @@ import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.params.provider.MethodSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
-import static io.jvhost.core.frontend.DriverQueue.F_INDIRECT;
-import static io.jvhost.core.frontend.DriverQueue.F_NEXT;
+import static io.jvhost.testkit.frontend.DriverQueue.F_INDIRECT;
+import static io.jvhost.testkit.frontend.DriverQueue.F_NEXT;
 import static io.jvhost.net.NetRig.HEADER;
 import static io.jvhost.net.NetRig.LEGACY_HEADER;
 import static io.jvhost.net.NetRig.MODERN;

@@ -1,11 +1,11 @@
 package io.jvhost.net;
 
-import io.jvhost.core.guest.GuestImage;
-import io.jvhost.core.guest.QemuGuest;
+import io.jvhost.testkit.guest.GuestImage;
+import io.jvhost.testkit.guest.QemuGuest;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
-import io.jvhost.core.testkit.QemuConfigs;
-import io.jvhost.core.testkit.QemuTests;
+import io.jvhost.testkit.QemuConfigs;
+import io.jvhost.testkit.QemuTests;
 import io.jvhost.core.transport.ControlLoop;
 import io.jvhost.core.transport.VhostUserServer;
 

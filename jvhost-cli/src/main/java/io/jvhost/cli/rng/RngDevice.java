@@ -2,8 +2,8 @@ package io.jvhost.cli.rng;
 
 import io.jvhost.core.device.QueueHandler;
 import io.jvhost.core.device.VirtioDevice;
-import io.jvhost.core.virtq.DescriptorChain;
-import io.jvhost.core.virtq.VirtQueue;
+import io.jvhost.core.ring.DescriptorChain;
+import io.jvhost.core.ring.VirtQueue;
 
 import java.lang.foreign.MemorySegment;
 import java.security.SecureRandom;

@@ -1,14 +1,14 @@
 package io.jvhost.cli.rng;
 
-import io.jvhost.core.guest.GuestImage;
-import io.jvhost.core.guest.QemuGuest;
-import io.jvhost.core.testkit.QemuConfigs;
-import io.jvhost.core.testkit.QemuTests;
+import io.jvhost.testkit.guest.GuestImage;
+import io.jvhost.testkit.guest.QemuGuest;
+import io.jvhost.testkit.QemuConfigs;
+import io.jvhost.testkit.QemuTests;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
 import io.jvhost.core.transport.ControlLoop;
 import io.jvhost.core.transport.VhostUserServer;
-import io.jvhost.core.virtq.QueueCounters;
+import io.jvhost.core.ring.QueueCounters;
 
 import java.nio.file.Files;
 import java.nio.file.Path;

@@ -1,13 +1,13 @@
 package io.jvhost.perf.jmh;
 
-import io.jvhost.core.frontend.DriverQueue;
-import io.jvhost.core.frontend.GuestRam;
+import io.jvhost.testkit.frontend.DriverQueue;
+import io.jvhost.testkit.frontend.GuestRam;
 import io.jvhost.core.memory.GuestMemory;
 import io.jvhost.core.memory.InvalidMemoryException;
 import io.jvhost.core.memory.MemoryMap;
 import io.jvhost.core.memory.MemoryMap.RegionSpec;
 import io.jvhost.core.sys.NativeException;
-import io.jvhost.core.virtq.VirtQueue;
+import io.jvhost.core.ring.VirtQueue;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;

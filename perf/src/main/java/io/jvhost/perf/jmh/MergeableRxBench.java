@@ -1,7 +1,7 @@
 package io.jvhost.perf.jmh;
 
-import io.jvhost.core.frontend.DriverQueue;
-import io.jvhost.core.virtq.VirtQueue;
+import io.jvhost.testkit.frontend.DriverQueue;
+import io.jvhost.core.ring.VirtQueue;
 import io.jvhost.net.BenchPorts;
 import io.jvhost.net.Frames;
 import io.jvhost.net.GuestNic;

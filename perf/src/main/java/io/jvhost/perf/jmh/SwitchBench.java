@@ -1,8 +1,8 @@
 package io.jvhost.perf.jmh;
 
 import io.jvhost.core.device.QueueHandler;
-import io.jvhost.core.frontend.DriverQueue;
-import io.jvhost.core.virtq.VirtQueue;
+import io.jvhost.testkit.frontend.DriverQueue;
+import io.jvhost.core.ring.VirtQueue;
 import io.jvhost.net.Frames;
 import io.jvhost.net.L2Switch;
 import io.jvhost.net.NetDevice;

@@ -1,6 +1,6 @@
 package io.jvhost.perf.jmh;
 
-import io.jvhost.core.frontend.GuestRam;
+import io.jvhost.testkit.frontend.GuestRam;
 import io.jvhost.core.memory.GuestMemory;
 import io.jvhost.core.memory.MemoryMap;
 import io.jvhost.core.memory.MemoryMap.RegionSpec;

@@ -3,7 +3,7 @@ package io.jvhost.perf.jmh;
 import io.jvhost.core.sys.EventFd;
 import io.jvhost.core.sys.Fd;
 import io.jvhost.core.sys.LibC;
-import io.jvhost.core.virtq.VirtQueue;
+import io.jvhost.core.ring.VirtQueue;
 
 import java.util.concurrent.TimeUnit;
 

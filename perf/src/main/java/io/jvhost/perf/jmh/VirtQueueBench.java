@@ -1,8 +1,8 @@
 package io.jvhost.perf.jmh;
 
-import io.jvhost.core.frontend.DriverQueue;
-import io.jvhost.core.virtq.DescriptorChain;
-import io.jvhost.core.virtq.VirtQueue;
+import io.jvhost.testkit.frontend.DriverQueue;
+import io.jvhost.core.ring.DescriptorChain;
+import io.jvhost.core.ring.VirtQueue;
 
 import java.util.concurrent.TimeUnit;
 

@@ -1,6 +1,6 @@
 package io.jvhost.core.device;
 
-import io.jvhost.core.virtq.VirtQueue;
+import io.jvhost.core.ring.VirtQueue;
 
 /**
  * Processes one virtqueue. All methods run on the queue's poller thread and must never block.

@@ -10,9 +10,9 @@ import io.jvhost.core.runtime.Barrier;
 import io.jvhost.core.runtime.QueueConfig;
 import io.jvhost.core.sys.Fd;
 import io.jvhost.core.sys.LibC;
-import io.jvhost.core.virtq.InflightLog;
-import io.jvhost.core.virtq.VirtQueue;
-import io.jvhost.core.virtq.VirtioFeatures;
+import io.jvhost.core.ring.InflightLog;
+import io.jvhost.core.ring.VirtQueue;
+import io.jvhost.core.ring.VirtioFeatures;
 
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;

@@ -4,7 +4,7 @@ import io.jvhost.core.device.DeviceContext;
 import io.jvhost.core.device.QueueHandler;
 import io.jvhost.core.device.VirtioDevice;
 import io.jvhost.core.sys.NativeException;
-import io.jvhost.core.virtq.VirtQueue;
+import io.jvhost.core.ring.VirtQueue;
 
 import java.util.ArrayList;
 import java.util.List;

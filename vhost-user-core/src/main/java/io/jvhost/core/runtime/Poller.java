@@ -6,7 +6,7 @@ import io.jvhost.core.sys.Epoll;
 import io.jvhost.core.sys.Fd;
 import io.jvhost.core.sys.LibC;
 import io.jvhost.core.sys.NativeException;
-import io.jvhost.core.virtq.VirtQueue;
+import io.jvhost.core.ring.VirtQueue;
 
 import java.util.concurrent.Executor;
 import java.util.concurrent.atomic.AtomicLong;

@@ -1,0 +1,125 @@
+package io.jvhost.testkit;
+
+import io.jvhost.testkit.frontend.Frontend;
+import io.jvhost.core.runtime.Backend;
+import io.jvhost.core.runtime.BackendOptions;
+import io.jvhost.core.transport.ControlLoop;
+import io.jvhost.core.transport.VhostUserServer;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Map;
+
+/**
+ * A real backend in this process: a {@link ControlLoop}, a {@link Backend} with its pollers
+ * running a {@link TestDevice}, and a {@link VhostUserServer} on a socket in a fresh temporary
+ * directory. {@link #close()} tears all of it down. Test thread only.
+ */
+public final class BackendFixture implements AutoCloseable {
+    /** How long a test waits for any single reply before it fails. */
+    public static final Duration REPLY_TIMEOUT = Duration.ofSeconds(10);
+
+    private final Path dir;
+    private final Path socket;
+    private final TestDevice device;
+    private final ControlLoop loop;
+    private final Backend backend;
+    private final VhostUserServer server;
+
+    private BackendFixture(Path dir, TestDevice device, ControlLoop loop, Backend backend, VhostUserServer server) {
+        this.dir = dir;
+        this.socket = server.path();
+        this.device = device;
+        this.loop = loop;
+        this.backend = backend;
+        this.server = server;
+    }
+
+    public static BackendFixture start(TestDevice device) throws IOException {
+        return start(device, BackendOptions.DEFAULT);
+    }
+
+    /** Starts a backend serving {@code device} with {@code options}; the server is listening on return. */
+    public static BackendFixture start(TestDevice device, BackendOptions options) throws IOException {
+        Path dir = Files.createTempDirectory("jvhost-test");
+        ControlLoop loop = new ControlLoop();
+        Backend backend = null;
+        try {
+            backend = new Backend("test", device, options, loop);
+            backend.start();
+            VhostUserServer server = VhostUserServer.listen(dir.resolve("vhost.sock"), backend, loop);
+            return new BackendFixture(dir, device, loop, backend, server);
+        } catch (IOException | RuntimeException e) {
+            if (backend != null) {
+                backend.close();
+            }
+            loop.close();
+            Files.deleteIfExists(dir);
+            throw e;
+        }
+    }
+
+    public Path socket() {
+        return socket;
+    }
+
+    public TestDevice device() {
+        return device;
+    }
+
+    public Backend backend() {
+        return backend;
+    }
+
+    public VhostUserServer server() {
+        return server;
+    }
+
+    public ControlLoop loop() {
+        return loop;
+    }
+
+    /** A new frontend connection whose replies are bounded by {@link #REPLY_TIMEOUT}. */
+    public Frontend connect() throws IOException {
+        return Frontend.connect(socket, REPLY_TIMEOUT.toMillis()).replyTimeout(REPLY_TIMEOUT);
+    }
+
+    /**
+     * Returns once every earlier connection's session has ended and released what it held: the
+     * server accepts the next frontend only after that, so a GET_FEATURES answered on a new
+     * connection proves it. Returns the features offered; fails if the backend does not answer.
+     */
+    public long awaitSessionsEnded() throws IOException {
+        try (Frontend f = connect()) {
+            return f.getFeatures();
+        }
+    }
+
+    /**
+     * The process's open fds while exactly one idle frontend is connected, after every earlier
+     * session has been cleaned up (see {@link #awaitSessionsEnded()}). Two such snapshots taken
+     * around some work differ only by what that work leaked, with no waiting for async cleanup.
+     */
+    public Map<Integer, String> fdsWhileIdle() throws IOException {
+        try (Frontend f = connect()) {
+            f.getFeatures();
+            return OpenFds.snapshot();
+        }
+    }
+
+    /** Ends any session (waiting for its cleanup), then stops the server, the pollers and the loop. */
+    @Override
+    public void close() throws IOException {
+        try {
+            awaitSessionsEnded();
+        } finally {
+            server.close();
+            backend.close();
+            loop.close();
+            Files.deleteIfExists(socket);
+            Files.deleteIfExists(dir);
+        }
+    }
+}

@@ -1,0 +1,49 @@
+package io.jvhost.testkit;
+
+import io.jvhost.testkit.guest.GuestImage;
+
+import static org.junit.jupiter.api.Assertions.fail;
+
+import java.nio.file.Path;
+import java.util.List;
+import org.junit.jupiter.api.Assumptions;
+
+/**
+ * Shared guard for tests tagged {@code qemu}: they need QEMU, a kernel and a static busybox. On
+ * CI (environment variable {@code CI} set) a missing package fails the test, since
+ * {@code .ci/run} installs them; locally the test is skipped with a banner nobody can miss.
+ */
+public final class QemuTests {
+
+    private QemuTests() {
+    }
+
+    /** Call first in a QEMU test or its {@code @BeforeAll}; returns only if a guest can boot. */
+    public static void requireQemu() {
+        List<String> missing = GuestImage.missingHostPackages();
+        if (missing.isEmpty()) {
+            return;
+        }
+        String caller = StackWalker.getInstance(StackWalker.Option.RETAIN_CLASS_REFERENCE)
+                .getCallerClass().getSimpleName();
+        String install = "apt-get install " + String.join(" ", missing);
+        String ci = System.getenv("CI");
+        if (ci != null && !ci.equalsIgnoreCase("false")) {
+            fail("QEMU guest test " + caller + " cannot run on CI: missing Debian packages " + missing
+                    + "; install: " + install);
+        }
+        String rule = "#".repeat(78);
+        System.err.println("\n" + rule
+                + "\n#  SKIPPED: QEMU guest tests in " + caller
+                + "\n#  missing Debian packages: " + String.join(" ", missing)
+                + "\n#  install: " + install
+                + "\n#  (./jvhost test installs them when run as root; .ci/run always does)"
+                + "\n" + rule + "\n");
+        Assumptions.abort("QEMU guest tests skipped, missing: " + String.join(" ", missing));
+    }
+
+    /** Where a test class appends its guest console: {@code target/qemu-logs/<class>.log}. */
+    public static Path logFile(Class<?> testClass) {
+        return Path.of("target", "qemu-logs", testClass.getSimpleName() + ".log");
+    }
+}

@@ -1,0 +1,469 @@
+package io.jvhost.testkit.frontend;
+
+import io.jvhost.core.protocol.Message;
+import io.jvhost.core.protocol.MessageType;
+import io.jvhost.core.protocol.ProtocolFeatures;
+import io.jvhost.core.sys.Epoll;
+import io.jvhost.core.sys.Fd;
+import io.jvhost.core.sys.LibC;
+import io.jvhost.core.sys.MessageIo;
+import io.jvhost.core.sys.NativeException;
+import io.jvhost.core.sys.UnixSockets;
+import io.jvhost.core.ring.VirtioFeatures;
+
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.net.SocketTimeoutException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+
+import static io.jvhost.core.protocol.MessageType.*;
+
+/**
+ * A vhost-user frontend in Java, for tests and load generation: it speaks the protocol over a real
+ * Unix socket with real SCM_RIGHTS, shares {@link GuestRam}, and replays the message sequences
+ * QEMU 7.2 sends (see {@link #startLikeQemu}). It can also send anything at all, malformed or not.
+ *
+ * <p>One thread at a time.
+ */
+public final class Frontend implements AutoCloseable {
+    private static final ValueLayout.OfInt LE_INT = ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    private final Fd socket;
+    private final MessageIo io = new MessageIo(Message.HEADER_SIZE + Message.MAX_PAYLOAD);
+    private boolean replyAck;
+    private Duration replyTimeout;
+    private Epoll readable;
+    private boolean closed;
+
+    /** A reply from the backend. */
+    public record Reply(int request, int flags, byte[] payload, Fd[] fds) {
+        public long u64() {
+            return ByteBuffer.wrap(payload).order(ByteOrder.LITTLE_ENDIAN).getLong(0);
+        }
+
+        public int u32(int offset) {
+            return ByteBuffer.wrap(payload).order(ByteOrder.LITTLE_ENDIAN).getInt(offset);
+        }
+    }
+
+    private Frontend(Fd socket) {
+        this.socket = socket;
+    }
+
+    /** Connects to a backend listening at {@code path}, retrying for up to {@code timeoutMillis}. */
+    public static Frontend connect(Path path, long timeoutMillis) throws IOException {
+        long deadline = System.currentTimeMillis() + timeoutMillis;
+        while (true) {
+            try {
+                return new Frontend(UnixSockets.connect(path, false));
+            } catch (NativeException e) {
+                if (System.currentTimeMillis() > deadline) {
+                    throw e;
+                }
+                try {
+                    Thread.sleep(20);
+                } catch (InterruptedException ie) {
+                    Thread.currentThread().interrupt();
+                    throw new IOException(ie);
+                }
+            }
+        }
+    }
+
+    /** Wraps an already connected socket (e.g. one accepted from a backend in client mode). */
+    public static Frontend over(Fd socket) {
+        return new Frontend(socket);
+    }
+
+    /**
+     * Bounds every later wait for a reply: a reply that has not arrived within {@code timeout}
+     * throws {@link SocketTimeoutException}. {@code null} (the default) waits as long as it takes.
+     */
+    public Frontend replyTimeout(Duration timeout) {
+        this.replyTimeout = timeout;
+        return this;
+    }
+
+    /** Sends raw bytes (header included) with {@code fds}; for malformed-message tests. */
+    public void sendRaw(byte[] bytes, Fd... fds) throws IOException {
+        MemorySegment.copy(MemorySegment.ofArray(bytes), 0, io.txBuffer(), 0, bytes.length);
+        int[] raw = new int[fds.length];
+        for (int i = 0; i < fds.length; i++) {
+            raw[i] = fds[i].get();
+        }
+        long n = io.send(socket.get(), bytes.length, raw);
+        if (n != bytes.length) {
+            throw new NativeException("sendmsg", n < 0 ? (int) -n : LibC.EPIPE);
+        }
+    }
+
+    /** Sends one request with the given flags (version bit included by the caller). */
+    public void send(int request, int flags, byte[] payload, Fd... fds) throws IOException {
+        byte[] bytes = new byte[Message.HEADER_SIZE + payload.length];
+        ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN).putInt(request).putInt(flags).putInt(payload.length)
+                .put(payload);
+        sendRaw(bytes, fds);
+    }
+
+    /** Reads one reply; throws on EOF. */
+    public Reply readReply() throws IOException {
+        List<Fd> fds = new ArrayList<>();
+        long deadline = replyTimeout == null ? Long.MAX_VALUE : System.nanoTime() + replyTimeout.toNanos();
+        int have = 0;
+        try {
+            while (have < Message.HEADER_SIZE) {
+                awaitReadable(deadline);
+                have += receive(have, Message.HEADER_SIZE - have, fds);
+            }
+            MemorySegment b = io.rxBuffer();
+            int request = b.get(LE_INT, 0), flags = b.get(LE_INT, 4), size = b.get(LE_INT, 8);
+            if (size < 0 || size > Message.MAX_PAYLOAD) {
+                throw new IOException("reply of " + size + " bytes");
+            }
+            while (have < Message.HEADER_SIZE + size) {
+                awaitReadable(deadline);
+                have += receive(have, Message.HEADER_SIZE + size - have, fds);
+            }
+            byte[] payload = b.asSlice(Message.HEADER_SIZE, size).toArray(ValueLayout.JAVA_BYTE);
+            return new Reply(request, flags, payload, fds.toArray(new Fd[0]));
+        } catch (IOException | RuntimeException e) {
+            fds.forEach(Fd::close);
+            throw e;
+        }
+    }
+
+    /** Waits until the socket is readable (or at EOF); returns at once without a reply timeout. */
+    private void awaitReadable(long deadline) throws IOException {
+        if (deadline == Long.MAX_VALUE) {
+            return;
+        }
+        if (readable == null) {
+            readable = new Epoll(1);
+            LibC.check(readable.add(socket.get(), 0), "epoll_ctl");
+        }
+        while (true) {
+            long remaining = deadline - System.nanoTime();
+            if (remaining <= 0) {
+                throw new SocketTimeoutException("no reply from the backend within " + replyTimeout);
+            }
+            int n = readable.await((int) Math.max(1, Math.min(remaining / 1_000_000, Integer.MAX_VALUE)));
+            if (n > 0) {
+                return;
+            }
+            if (n < 0 && n != -LibC.EINTR) {
+                LibC.check(n, "epoll_wait");
+            }
+        }
+    }
+
+    private int receive(int offset, int length, List<Fd> fds) throws IOException {
+        MessageIo.Received r = io.receive(socket.get(), offset, length, true);
+        fds.addAll(List.of(r.fds()));
+        if (r.bytes() == 0) {
+            throw new IOException("backend closed the connection");
+        }
+        LibC.check(r.bytes(), "recvmsg");
+        return (int) r.bytes();
+    }
+
+    /** Whether the backend has closed the connection (reads EOF within {@code timeoutMillis}). */
+    public boolean isClosedByBackend(long timeoutMillis) {
+        long deadline = System.currentTimeMillis() + timeoutMillis;
+        while (System.currentTimeMillis() < deadline) {
+            MessageIo.Received r = io.receive(socket.get(), 0, 1, false);
+            Fd.closeAll(r.fds());
+            if (r.bytes() == 0 || (r.bytes() < 0 && r.bytes() != -LibC.EAGAIN)) {
+                return true;
+            }
+            try {
+                Thread.sleep(5);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return false;
+            }
+        }
+        return false;
+    }
+
+    // ---- requests ---------------------------------------------------------------------------
+
+    /** Sends a request that the backend answers with a payload, and returns it. */
+    public Reply call(int request, byte[] payload, Fd... fds) throws IOException {
+        send(request, Message.VERSION, payload, fds);
+        Reply r = readReply();
+        if (r.request() != request || (r.flags() & Message.REPLY) == 0) {
+            throw new IOException("unexpected reply " + MessageType.name(r.request()) + " flags " + r.flags());
+        }
+        return r;
+    }
+
+    /**
+     * Sends a request without a payload reply; with REPLY_ACK negotiated it asks for an ack and
+     * returns it (0 = success), else returns 0 at once.
+     */
+    public long request(int request, byte[] payload, Fd... fds) throws IOException {
+        if (!replyAck) {
+            send(request, Message.VERSION, payload, fds);
+            return 0;
+        }
+        send(request, Message.VERSION | Message.NEED_REPLY, payload, fds);
+        Reply r = readReply();
+        if (r.request() != request) {
+            throw new IOException("ack for " + MessageType.name(r.request()) + " instead of " + MessageType.name(request));
+        }
+        return r.u64();
+    }
+
+    /**
+     * Sends a request with NEED_REPLY set whether or not REPLY_ACK was negotiated, and returns the
+     * backend's ack (0 = success). For requests that have no payload reply of their own.
+     */
+    public long requestWithAck(int request, byte[] payload, Fd... fds) throws IOException {
+        send(request, Message.VERSION | Message.NEED_REPLY, payload, fds);
+        Reply r = readReply();
+        Fd.closeAll(r.fds());
+        if (r.request() != request || r.flags() != (Message.VERSION | Message.REPLY) || r.payload().length != 8) {
+            throw new IOException("expected an ack for " + MessageType.name(request) + ", got " + MessageType.name(r.request())
+                    + " flags 0x" + Integer.toHexString(r.flags()) + " with " + r.payload().length + " bytes");
+        }
+        return r.u64();
+    }
+
+    public long getFeatures() throws IOException {
+        return call(GET_FEATURES, new byte[0]).u64();
+    }
+
+    public long setFeatures(long features) throws IOException {
+        return request(SET_FEATURES, u64(features));
+    }
+
+    public long getProtocolFeatures() throws IOException {
+        return call(GET_PROTOCOL_FEATURES, new byte[0]).u64();
+    }
+
+    /** Acknowledges protocol features; REPLY_ACK among them turns on acks for later requests. */
+    public void setProtocolFeatures(long features) throws IOException {
+        request(SET_PROTOCOL_FEATURES, u64(features));
+        replyAck = (features & ProtocolFeatures.bit(ProtocolFeatures.REPLY_ACK)) != 0;
+    }
+
+    public long getQueueNum() throws IOException {
+        return call(GET_QUEUE_NUM, new byte[0]).u64();
+    }
+
+    public long getMaxMemSlots() throws IOException {
+        return call(GET_MAX_MEM_SLOTS, new byte[0]).u64();
+    }
+
+    public long setOwner() throws IOException {
+        return request(SET_OWNER, new byte[0]);
+    }
+
+    /** SET_MEM_TABLE with every region of {@code ram}, one fd each (the same memfd). */
+    public long setMemTable(GuestRam ram) throws IOException {
+        int n = ram.regionCount();
+        ByteBuffer b = ByteBuffer.allocate(8 + 32 * n).order(ByteOrder.LITTLE_ENDIAN).putInt(n).putInt(0);
+        Fd[] fds = new Fd[n];
+        for (int i = 0; i < n; i++) {
+            long gpa = ram.regionGpa(i);
+            b.putLong(gpa).putLong(ram.regionSize(i)).putLong(GuestRam.hva(gpa)).putLong(gpa);
+            fds[i] = ram.fd();
+        }
+        return request(SET_MEM_TABLE, b.array(), fds);
+    }
+
+    /** ADD_MEM_REG for region {@code i} of {@code ram}. */
+    public long addMemReg(GuestRam ram, int i) throws IOException {
+        return request(ADD_MEM_REG, regionPayload(ram, i), ram.fd());
+    }
+
+    public long remMemReg(GuestRam ram, int i) throws IOException {
+        return request(REM_MEM_REG, regionPayload(ram, i));
+    }
+
+    private static byte[] regionPayload(GuestRam ram, int i) {
+        long gpa = ram.regionGpa(i);
+        return ByteBuffer.allocate(40).order(ByteOrder.LITTLE_ENDIAN).putLong(0).putLong(gpa).putLong(ram.regionSize(i))
+                .putLong(GuestRam.hva(gpa)).putLong(gpa).array();
+    }
+
+    public long setVringNum(int index, int num) throws IOException {
+        return request(SET_VRING_NUM, vringState(index, num));
+    }
+
+    public long setVringBase(int index, int base) throws IOException {
+        return request(SET_VRING_BASE, vringState(index, base));
+    }
+
+    public int getVringBase(int index) throws IOException {
+        return call(GET_VRING_BASE, vringState(index, 0)).u32(4);
+    }
+
+    public long setVringAddr(DriverQueue q) throws IOException {
+        return setVringAddr(q.index(), 0, q.descHva(), q.usedHva(), q.availHva());
+    }
+
+    public long setVringAddr(int index, int flags, long desc, long used, long avail) throws IOException {
+        return request(SET_VRING_ADDR, ByteBuffer.allocate(40).order(ByteOrder.LITTLE_ENDIAN).putInt(index).putInt(flags)
+                .putLong(desc).putLong(used).putLong(avail).putLong(0).array());
+    }
+
+    public long setVringKick(int index, Fd fd) throws IOException {
+        return vringFd(SET_VRING_KICK, index, fd);
+    }
+
+    public long setVringCall(int index, Fd fd) throws IOException {
+        return vringFd(SET_VRING_CALL, index, fd);
+    }
+
+    public long setVringErr(int index, Fd fd) throws IOException {
+        return vringFd(SET_VRING_ERR, index, fd);
+    }
+
+    private long vringFd(int request, int index, Fd fd) throws IOException {
+        return fd == null ? request(request, u64(index | 0x100)) : request(request, u64(index), fd);
+    }
+
+    public long setVringEnable(int index, boolean enable) throws IOException {
+        return request(SET_VRING_ENABLE, vringState(index, enable ? 1 : 0));
+    }
+
+    public long setStatus(int status) throws IOException {
+        return request(SET_STATUS, u64(status));
+    }
+
+    public long getStatus() throws IOException {
+        return call(GET_STATUS, new byte[0]).u64();
+    }
+
+    /** GET_CONFIG of {@code size} bytes at {@code offset}; returns the config bytes. */
+    public byte[] getConfig(int offset, int size) throws IOException {
+        byte[] p = ByteBuffer.allocate(12 + size).order(ByteOrder.LITTLE_ENDIAN).putInt(offset).putInt(size).putInt(0)
+                .array();
+        Reply r = call(GET_CONFIG, p);
+        byte[] out = new byte[r.payload().length - 12];
+        System.arraycopy(r.payload(), 12, out, 0, out.length);
+        return out;
+    }
+
+    public long setConfig(int offset, byte[] data) throws IOException {
+        return request(SET_CONFIG, ByteBuffer.allocate(12 + data.length).order(ByteOrder.LITTLE_ENDIAN).putInt(offset)
+                .putInt(data.length).putInt(1).put(data).array());
+    }
+
+    /** The inflight region the backend handed out: its memfd and layout. */
+    public record Inflight(Fd fd, long size, int queues, int queueSize) implements AutoCloseable {
+        @Override
+        public void close() {
+            fd.close();
+        }
+    }
+
+    /** GET_INFLIGHT_FD: asks the backend for a fresh inflight region (INFLIGHT_SHMFD). */
+    public Inflight getInflightFd(int queues, int queueSize) throws IOException {
+        Reply r = call(GET_INFLIGHT_FD, ByteBuffer.allocate(24).order(ByteOrder.LITTLE_ENDIAN).putLong(0).putLong(0)
+                .putShort((short) queues).putShort((short) queueSize).array());
+        if (r.fds().length != 1) {
+            Fd.closeAll(r.fds());
+            throw new IOException("GET_INFLIGHT_FD reply with " + r.fds().length + " fds");
+        }
+        ByteBuffer b = ByteBuffer.wrap(r.payload()).order(ByteOrder.LITTLE_ENDIAN);
+        return new Inflight(r.fds()[0], b.getLong(0), Short.toUnsignedInt(b.getShort(16)), Short.toUnsignedInt(b.getShort(18)));
+    }
+
+    /** SET_INFLIGHT_FD: gives the backend a region (after a backend restart: the old one). */
+    public long setInflightFd(Inflight inflight) throws IOException {
+        return request(SET_INFLIGHT_FD, ByteBuffer.allocate(24).order(ByteOrder.LITTLE_ENDIAN).putLong(inflight.size())
+                .putLong(0).putShort((short) inflight.queues()).putShort((short) inflight.queueSize()).array(), inflight.fd());
+    }
+
+    // ---- QEMU 7.2 sequences -----------------------------------------------------------------
+
+    /**
+     * Connect-time handshake as QEMU 7.2 does it (reference §4.1 A / §4.2 A): features, protocol
+     * features (all offered ones we know, never in-band notifications), queue num, mem slots,
+     * owner and features again. The masked call/err eventfds QEMU sends next are left to the
+     * caller. Returns the device features offered.
+     */
+    public long handshakeLikeQemu(int queues) throws IOException {
+        long features = getFeatures();
+        long pf = getProtocolFeatures() & ~ProtocolFeatures.NEVER;
+        setProtocolFeatures(pf);
+        if ((pf & ProtocolFeatures.bit(ProtocolFeatures.MQ)) != 0 && getQueueNum() < queues) {
+            throw new IOException("backend has fewer than " + queues + " queues");
+        }
+        if ((pf & ProtocolFeatures.bit(ProtocolFeatures.CONFIGURE_MEM_SLOTS)) != 0) {
+            getMaxMemSlots();
+        }
+        setOwner();
+        getFeatures();
+        return features;
+    }
+
+    /**
+     * DRIVER_OK as QEMU 7.2 sends it for a blk-style device (reference §4.2 B): features, memory
+     * table, then per queue num/base/addr/kick/call and enable, then the status with DRIVER_OK.
+     */
+    public void startLikeQemu(long features, GuestRam ram, DriverQueue... queues) throws IOException {
+        check(setFeatures(features | VirtioFeatures.bit(VirtioFeatures.PROTOCOL_FEATURES)), "SET_FEATURES");
+        check(setMemTable(ram), "SET_MEM_TABLE");
+        for (DriverQueue q : queues) {
+            check(setVringNum(q.index(), q.size()), "SET_VRING_NUM");
+            check(setVringBase(q.index(), 0), "SET_VRING_BASE");
+            check(setVringAddr(q), "SET_VRING_ADDR");
+            check(setVringKick(q.index(), q.kickFd()), "SET_VRING_KICK");
+            check(setVringCall(q.index(), q.callFd()), "SET_VRING_CALL");
+        }
+        for (DriverQueue q : queues) {
+            check(setVringEnable(q.index(), true), "SET_VRING_ENABLE");
+        }
+        check(setStatus(0x0F), "SET_STATUS");
+    }
+
+    /** Guest driver reset / VM stop (reference §4.2 C): status 0, disable, GET_VRING_BASE each. */
+    public int[] stopLikeQemu(DriverQueue... queues) throws IOException {
+        setStatus(0);
+        for (DriverQueue q : queues) {
+            setVringEnable(q.index(), false);
+        }
+        int[] bases = new int[queues.length];
+        for (int i = 0; i < queues.length; i++) {
+            bases[i] = getVringBase(queues[i].index());
+        }
+        return bases;
+    }
+
+    private static void check(long ack, String what) throws IOException {
+        if (ack != 0) {
+            throw new IOException(what + " refused by the backend");
+        }
+    }
+
+    public static byte[] u64(long v) {
+        return ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(v).array();
+    }
+
+    public static byte[] vringState(int index, int num) {
+        return ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putInt(index).putInt(num).array();
+    }
+
+    /** Closes the connection; closing again does nothing. */
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        if (readable != null) {
+            readable.close();
+        }
+        socket.close();
+        io.close();
+    }
+}

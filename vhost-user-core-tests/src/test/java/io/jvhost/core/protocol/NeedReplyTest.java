@@ -1,0 +1,189 @@
+package io.jvhost.core.protocol;
+
+import static io.jvhost.core.protocol.MessageType.*;
+import static io.jvhost.testkit.Payloads.NOFD;
+import static io.jvhost.testkit.Payloads.NONE;
+import static io.jvhost.testkit.Payloads.config;
+import static io.jvhost.testkit.Payloads.memReg;
+import static io.jvhost.testkit.Payloads.memTable;
+import static io.jvhost.testkit.Payloads.u64;
+import static io.jvhost.testkit.Payloads.vringAddr;
+import static io.jvhost.testkit.Payloads.vringState;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+
+import io.jvhost.testkit.frontend.DriverQueue;
+import io.jvhost.testkit.frontend.Frontend;
+import io.jvhost.testkit.frontend.GuestRam;
+import io.jvhost.core.sys.EventFd;
+import io.jvhost.core.sys.Fd;
+import io.jvhost.core.sys.NativeException;
+import io.jvhost.core.sys.UnixSockets;
+import io.jvhost.testkit.BackendFixture;
+import io.jvhost.testkit.Payloads;
+import io.jvhost.testkit.Payloads.Region;
+import io.jvhost.testkit.TestDevice;
+
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * NEED_REPLY on every request that has no reply of its own: the backend acks 0 when it did what
+ * was asked and non-zero when it refused, whether or not REPLY_ACK was negotiated (libvhost-user
+ * does the same; QEMU may set the flag on more messages in future versions).
+ */
+@Timeout(value = 30, unit = TimeUnit.SECONDS)
+class NeedReplyTest {
+    private static BackendFixture fx;
+
+    @BeforeAll
+    static void startBackend() throws IOException {
+        fx = BackendFixture.start(TestDevice.withQueues(2).build());
+    }
+
+    @AfterAll
+    static void stopBackend() throws IOException {
+        fx.close();
+    }
+
+    /** What one case needs on the guest's side. */
+    static final class Env implements AutoCloseable {
+        final GuestRam ram = new GuestRam(1 << 20);
+        final DriverQueue q = new DriverQueue(ram, 0, 64);
+        final Fd eventFd = EventFd.create();
+        final Fd[] channel = UnixSockets.pair();
+
+        Env() throws NativeException {
+        }
+
+        Region region() {
+            return Region.of(ram, 0);
+        }
+
+        @Override
+        public void close() {
+            q.close();
+            eventFd.close();
+            Fd.closeAll(channel);
+            ram.close();
+        }
+    }
+
+    @FunctionalInterface
+    interface Action {
+        long ack(Frontend f, Env env) throws IOException;
+    }
+
+    /** A request as {@code action} sends it, and whether the backend must accept it. */
+    record Case(String name, boolean accepted, Action action) {
+        @Override
+        public String toString() {
+            return name + (accepted ? " (accepted)" : " (refused)");
+        }
+    }
+
+    private static Case ok(String name, int request, byte[] payload) {
+        return new Case(name, true, (f, e) -> f.requestWithAck(request, payload));
+    }
+
+    private static Case refused(String name, int request, byte[] payload) {
+        return new Case(name, false, (f, e) -> f.requestWithAck(request, payload));
+    }
+
+    static List<Case> cases() {
+        long offered = TestDevice.DEVICE_FEATURE | MessageHandlingTest.FRAMEWORK_FEATURES;
+        List<Case> c = new ArrayList<>();
+        c.add(ok("SET_FEATURES", SET_FEATURES, u64(offered)));
+        c.add(refused("SET_FEATURES", SET_FEATURES, u64(1L << 40)));
+        c.add(ok("SET_OWNER", SET_OWNER, NONE));
+        c.add(refused("SET_OWNER", SET_OWNER, u64(0)));
+        c.add(ok("RESET_OWNER", RESET_OWNER, NONE));
+        c.add(ok("RESET_DEVICE", RESET_DEVICE, NONE));
+        c.add(ok("SET_PROTOCOL_FEATURES", SET_PROTOCOL_FEATURES, u64(ProtocolFeatures.DEFAULT)));
+        c.add(refused("SET_PROTOCOL_FEATURES", SET_PROTOCOL_FEATURES, u64(1L << 14)));
+        c.add(new Case("SET_MEM_TABLE", true, (f, e) -> f.requestWithAck(SET_MEM_TABLE, memTable(e.region()), e.ram.fd())));
+        c.add(new Case("SET_MEM_TABLE", false, (f, e) -> f.requestWithAck(SET_MEM_TABLE,
+                memTable(new Region(0, 0, GuestRam.HVA_BASE, 0)), e.ram.fd())));
+        c.add(new Case("ADD_MEM_REG", true, (f, e) -> f.requestWithAck(ADD_MEM_REG, memReg(e.region()), e.ram.fd())));
+        c.add(new Case("ADD_MEM_REG", false, (f, e) -> f.requestWithAck(ADD_MEM_REG,
+                memReg(new Region(0, 2 << 20, GuestRam.HVA_BASE, 0)), e.ram.fd())));
+        c.add(new Case("REM_MEM_REG", true, (f, e) -> {
+            assertEquals(0, f.requestWithAck(ADD_MEM_REG, memReg(e.region()), e.ram.fd()));
+            return f.requestWithAck(REM_MEM_REG, memReg(e.region()));
+        }));
+        c.add(new Case("REM_MEM_REG", false, (f, e) -> f.requestWithAck(REM_MEM_REG, memReg(e.region()))));
+        c.add(new Case("SET_LOG_FD", false, (f, e) -> f.requestWithAck(SET_LOG_FD, NONE, e.eventFd)));
+        c.add(ok("SET_VRING_NUM", SET_VRING_NUM, vringState(0, 64)));
+        c.add(refused("SET_VRING_NUM", SET_VRING_NUM, vringState(0, 63)));
+        c.add(new Case("SET_VRING_ADDR", true, (f, e) -> f.requestWithAck(SET_VRING_ADDR,
+                vringAddr(0, 0, e.q.descHva(), e.q.usedHva(), e.q.availHva(), 0))));
+        c.add(refused("SET_VRING_ADDR", SET_VRING_ADDR, vringAddr(0, 0, 0x1008, 0x2000, 0x3000, 0)));
+        c.add(ok("SET_VRING_BASE", SET_VRING_BASE, vringState(0, 7)));
+        c.add(refused("SET_VRING_BASE", SET_VRING_BASE, vringState(0, 0x10000)));
+        for (int request : new int[] {SET_VRING_KICK, SET_VRING_CALL, SET_VRING_ERR}) {
+            String name = MessageType.name(request);
+            c.add(new Case(name, true, (f, e) -> f.requestWithAck(request, u64(1), e.eventFd)));
+            c.add(ok(name + " NOFD", request, u64(1 | NOFD)));
+            c.add(new Case(name, false, (f, e) -> f.requestWithAck(request, u64(2), e.eventFd)));
+        }
+        c.add(ok("SET_VRING_ENABLE", SET_VRING_ENABLE, vringState(1, 1)));
+        c.add(refused("SET_VRING_ENABLE", SET_VRING_ENABLE, vringState(1, 2)));
+        c.add(refused("SEND_RARP", SEND_RARP, u64(0x5254_0012_3456L)));
+        c.add(refused("NET_SET_MTU", NET_SET_MTU, u64(1500)));
+        c.add(new Case("SET_BACKEND_REQ_FD", true, (f, e) -> f.requestWithAck(SET_BACKEND_REQ_FD, NONE, e.channel[1])));
+        c.add(refused("SET_BACKEND_REQ_FD", SET_BACKEND_REQ_FD, NONE));
+        c.add(ok("SET_CONFIG", SET_CONFIG, config(0, 2, 0, new byte[] {5, 6})));
+        c.add(refused("SET_CONFIG", SET_CONFIG, config(100, 2, 0, new byte[] {5, 6})));
+        c.add(new Case("SET_INFLIGHT_FD", false, (f, e) -> f.requestWithAck(SET_INFLIGHT_FD, new byte[24], e.ram.fd())));
+        c.add(ok("SET_STATUS", SET_STATUS, u64(0x0F)));
+        c.add(refused("SET_STATUS", SET_STATUS, u64(0x1_0000)));
+        c.add(refused("SET_VRING_ENDIAN", SET_VRING_ENDIAN, vringState(0, 0)));
+        c.add(refused("IOTLB_MSG", IOTLB_MSG, new byte[32]));
+        c.add(refused("request 77", 77, NONE));
+        return c;
+    }
+
+    @ParameterizedTest(name = "REPLY_ACK negotiated: {0}")
+    @org.junit.jupiter.params.provider.ValueSource(booleans = {false, true})
+    void shouldAnswerSetLogBaseWithItsOwnEmptyReplyRatherThanAnAck(boolean replyAck) throws IOException {
+        try (Env env = new Env(); Frontend f = fx.connect()) {
+            long pf = ProtocolFeatures.bit(ProtocolFeatures.LOG_SHMFD);
+            f.setProtocolFeatures(replyAck ? pf | ProtocolFeatures.bit(ProtocolFeatures.REPLY_ACK) : pf);
+            f.send(SET_LOG_BASE, Message.VERSION | Message.NEED_REPLY, Payloads.logBase(4096, 0), env.ram.fd());
+            Frontend.Reply r = f.readReply();
+            assertEquals(SET_LOG_BASE, r.request());
+            assertEquals(0, r.payload().length, "the empty reply QEMU waits for, not an 8-byte ack");
+            assertEquals(2, f.getQueueNum(), "exactly one reply per request: the next one answers its own");
+        }
+    }
+
+    static Stream<Arguments> casesWithAndWithoutReplyAck() {
+        return cases().stream().flatMap(c -> Stream.of(Arguments.of(c, false), Arguments.of(c, true)));
+    }
+
+    @ParameterizedTest(name = "{0}, REPLY_ACK negotiated: {1}")
+    @MethodSource("casesWithAndWithoutReplyAck")
+    void shouldAckZeroOnSuccessAndNonZeroOnRefusalWheneverNeedReplyIsSet(Case c, boolean replyAck) throws IOException {
+        try (Env env = new Env(); Frontend f = fx.connect()) {
+            if (replyAck) {
+                f.setProtocolFeatures(ProtocolFeatures.bit(ProtocolFeatures.REPLY_ACK));
+            }
+            long ack = c.action().ack(f, env);
+            if (c.accepted()) {
+                assertEquals(0, ack, c + " refused");
+            } else {
+                assertNotEquals(0, ack, c + " accepted");
+            }
+            assertEquals(2, f.getQueueNum(), "exactly one reply per request: the next one answers its own");
+        }
+    }
+}

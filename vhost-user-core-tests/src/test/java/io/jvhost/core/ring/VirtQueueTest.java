@@ -1,0 +1,354 @@
+package io.jvhost.core.ring;
+
+import io.jvhost.testkit.frontend.DriverQueue.Buffer;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** Ring positions, used elements and notification suppression of a healthy queue. */
+class VirtQueueTest {
+    private RingFixture f;
+
+    @AfterEach
+    void tearDown() {
+        if (f != null) {
+            f.close();
+        }
+    }
+
+    private RingFixture fixture(int size, int base, boolean eventIdx) throws Exception {
+        f = RingFixture.of(size);
+        f.setUsedIdxInRing(base);
+        f.driver.setAvailIdx(base);
+        return f.configure(base, eventIdx, true);
+    }
+
+    /** Takes and completes one chain with {@code length}; returns its head. */
+    private int serveOne(long length) {
+        DescriptorChain c = f.queue.next();
+        assertNotNull(c);
+        f.queue.complete(c, length);
+        return c.head();
+    }
+
+    // ---- used ring ----
+
+    @Test
+    void shouldPublishUsedElementsAndIndexOnlyAtPublish() throws Exception {
+        fixture(8, 0, false);
+        int a = f.driver.post(Buffer.writable(f.buffer(64), 64));
+        int b = f.driver.post(Buffer.readable(f.buffer(8), 8), Buffer.writable(f.buffer(32), 32));
+        assertEquals(a, serveOne(64));
+        assertEquals(b, serveOne(17));
+        assertNull(f.queue.next());
+        assertEquals(0, f.driver.usedIdx(), "nothing visible before publish");
+        assertEquals(2, f.queue.usedIdx());
+        f.queue.publish();
+        assertEquals(2, f.driver.usedIdx());
+        assertEquals(a, f.usedId(0));
+        assertEquals(64, f.usedLength(0));
+        assertEquals(b, f.usedId(1));
+        assertEquals(17, f.usedLength(1));
+        assertEquals(81, f.queue.counters().bytesWritten);
+        assertEquals(2, f.queue.lastAvailIdx());
+    }
+
+    @Test
+    void shouldCompleteOutOfOrder() throws Exception {
+        fixture(8, 0, false);
+        long buf = f.buffer(16);
+        f.driver.post(Buffer.writable(buf, 16));
+        f.driver.post(Buffer.writable(buf, 16));
+        DescriptorChain first = f.queue.next();
+        assertNotNull(first);
+        int firstHead = first.head();
+        DescriptorChain second = f.queue.next();
+        assertNotNull(second);
+        int secondHead = second.head();
+        f.queue.complete(secondHead, 2);
+        f.queue.complete(firstHead, 1);
+        f.queue.publish();
+        assertEquals(secondHead, f.usedId(0));
+        assertEquals(firstHead, f.usedId(1));
+        assertEquals(1, f.usedLength(1));
+    }
+
+    @Test
+    void shouldResumeTheUsedIndexFromTheRing() throws Exception {
+        fixture(8, 0, false);
+        f.setUsedIdxInRing(1234);
+        f.driver.setAvailIdx(1234);
+        f.configure(1234, false, true);
+        assertEquals(1234, f.queue.usedIdx());
+        assertEquals(1234, f.queue.lastAvailIdx());
+        f.driver.post(Buffer.writable(f.buffer(16), 16));
+        serveOne(5);
+        f.queue.publish();
+        assertEquals(1235, f.driver.usedIdx());
+        assertEquals(5, f.usedLength(1234));
+    }
+
+    @Test
+    void shouldCrossTheSixteenBitIndexWrapFromBase65530() throws Exception {
+        fixture(8, 65530, false);
+        long buf = f.buffer(64);
+        int served = 0;
+        int[] batches = {4, 3, 8, 1, 5}; // 65530 -> 65534 -> 1 -> 9 -> 10 -> 15
+        for (int batch : batches) {
+            int[] heads = new int[batch];
+            for (int i = 0; i < batch; i++) {
+                heads[i] = f.driver.post(Buffer.writable(buf, 64));
+            }
+            for (int i = 0; i < batch; i++) {
+                DescriptorChain c = f.queue.next();
+                assertNotNull(c, "chain " + (served + i));
+                assertEquals(heads[i], c.head());
+                f.queue.complete(c, served + i);
+            }
+            assertNull(f.queue.next());
+            f.queue.publish();
+            int usedBefore = (65530 + served) & 0xFFFF;
+            served += batch;
+            assertEquals((65530 + served) & 0xFFFF, f.driver.usedIdx());
+            assertEquals((65530 + served) & 0xFFFF, f.queue.lastAvailIdx());
+            for (int i = 0; i < batch; i++) {
+                assertEquals(heads[i], f.usedId(usedBefore + i));
+                assertEquals(served - batch + i, f.usedLength(usedBefore + i));
+            }
+        }
+        assertEquals(15, f.driver.usedIdx());
+        assertFalse(f.queue.isBroken());
+        assertEquals(served, f.queue.counters().chains);
+    }
+
+    @Test
+    void shouldReportAvailableBuffersWithoutConsumingThem() throws Exception {
+        fixture(8, 65535, false);
+        assertFalse(f.queue.hasAvailable());
+        int head = f.driver.post(Buffer.readable(f.buffer(16), 16));
+        assertTrue(f.queue.hasAvailable());
+        assertTrue(f.queue.hasAvailable());
+        assertEquals(head, serveOne(0));
+        assertFalse(f.queue.hasAvailable());
+        assertEquals(0, f.queue.lastAvailIdx());
+    }
+
+    @Test
+    void shouldRefuseASizeThatIsNotAPowerOfTwoOrRingsThatAreTooSmall() throws Exception {
+        fixture(8, 0, false);
+        var desc = f.memory.translateHva(f.driver.descHva(), 16L * 8);
+        var avail = f.memory.translateHva(f.driver.availHva(), 6 + 2L * 8);
+        var used = f.memory.translateHva(f.driver.usedHva(), 6 + 8L * 8);
+        assertThrows(IllegalArgumentException.class,
+                () -> f.queue.configure(6, desc, avail, used, f.memory, 0, false, false, -1));
+        assertThrows(IllegalArgumentException.class,
+                () -> f.queue.configure(0, desc, avail, used, f.memory, 0, false, false, -1));
+        assertThrows(IllegalArgumentException.class,
+                () -> f.queue.configure(65536, desc, avail, used, f.memory, 0, false, false, -1));
+        assertThrows(IllegalArgumentException.class,
+                () -> f.queue.configure(16, desc, avail, used, f.memory, 0, false, false, -1));
+        assertThrows(IllegalArgumentException.class,
+                () -> f.queue.configure(8, desc, avail.asSlice(0, 5 + 2L * 8), used, f.memory, 0, false, false, -1));
+        assertThrows(IllegalArgumentException.class,
+                () -> f.queue.configure(8, desc, avail, used.asSlice(0, 5 + 8L * 8), f.memory, 0, false, false, -1));
+    }
+
+    // ---- interrupts without EVENT_IDX ----
+
+    @Test
+    void shouldInterruptTheDriverOnPublishWhenNoInterruptIsClear() throws Exception {
+        fixture(8, 0, false);
+        f.driver.post(Buffer.writable(f.buffer(16), 16));
+        f.driver.post(Buffer.writable(f.buffer(16), 16));
+        serveOne(1);
+        serveOne(1);
+        f.queue.publish();
+        assertEquals(1, f.driver.takeInterrupts(), "one interrupt per publish, not per element");
+        assertEquals(1, f.queue.counters().notificationsSent);
+    }
+
+    @Test
+    void shouldSuppressTheInterruptWhenTheDriverSetsNoInterrupt() throws Exception {
+        fixture(8, 0, false);
+        f.driver.setNoInterrupt(true);
+        f.driver.post(Buffer.writable(f.buffer(16), 16));
+        serveOne(1);
+        f.queue.publish();
+        assertEquals(1, f.driver.usedIdx());
+        assertEquals(0, f.driver.takeInterrupts());
+        assertEquals(1, f.queue.counters().notificationsSuppressed);
+
+        f.driver.setNoInterrupt(false);
+        f.driver.post(Buffer.writable(f.buffer(16), 16));
+        serveOne(1);
+        f.queue.publish();
+        assertEquals(1, f.driver.takeInterrupts());
+    }
+
+    @Test
+    void shouldNotInterruptWhenNothingWasCompletedSinceTheLastPublish() throws Exception {
+        fixture(8, 0, false);
+        f.queue.publish();
+        f.driver.post(Buffer.writable(f.buffer(16), 16));
+        serveOne(1);
+        f.queue.publish();
+        f.queue.publish();
+        assertEquals(1, f.driver.takeInterrupts());
+        assertEquals(1, f.queue.counters().notificationsSent);
+        assertEquals(0, f.queue.counters().notificationsSuppressed);
+    }
+
+    @Test
+    void shouldIgnoreUsedEventWithoutEventIdx() throws Exception {
+        fixture(8, 0, false);
+        f.driver.setUsedEvent(100);
+        f.driver.post(Buffer.writable(f.buffer(16), 16));
+        serveOne(1);
+        f.queue.publish();
+        assertEquals(1, f.driver.takeInterrupts());
+    }
+
+    @Test
+    void shouldPublishWithoutSignallingWhenThereIsNoCallFd() throws Exception {
+        fixture(8, 0, false);
+        f.queue.callFd(-1);
+        f.driver.post(Buffer.writable(f.buffer(16), 16));
+        serveOne(1);
+        f.queue.publish();
+        assertEquals(1, f.driver.usedIdx());
+        assertEquals(0, f.driver.takeInterrupts());
+        assertEquals(0, f.queue.counters().notificationsSent);
+    }
+
+    // ---- interrupts with EVENT_IDX ----
+
+    @Test
+    void shouldInterruptExactlyWhenTheUsedIndexPassesUsedEvent() throws Exception {
+        fixture(16, 65500, true);
+        int old = 65500;
+        int publishes = 0, interrupts = 0;
+        // Every batch size with used_event from a few before the old index to past the new one,
+        // crossing the 16-bit wrap on the way.
+        for (int batch = 1; batch <= 5; batch++) {
+            for (int delta = -3; delta <= 7; delta++) {
+                int usedEvent = (old + delta) & 0xFFFF;
+                f.driver.setUsedEvent(usedEvent);
+                for (int i = 0; i < batch; i++) {
+                    f.queue.complete(i, 0);
+                }
+                f.queue.publish();
+                int now = (old + batch) & 0xFFFF;
+                assertEquals(now, f.driver.usedIdx());
+                // The driver asked to be interrupted once used idx moves past used_event: the
+                // element at used_event is among those just published.
+                boolean expected = ((usedEvent - old) & 0xFFFF) < batch;
+                long got = f.driver.takeInterrupts();
+                assertEquals(expected ? 1 : 0, got,
+                        "old " + old + " new " + now + " used_event " + usedEvent);
+                publishes++;
+                interrupts += (int) got;
+                old = now;
+            }
+        }
+        assertTrue(old < 65500, "the loop crossed the wrap");
+        assertEquals(interrupts, f.queue.counters().notificationsSent);
+        assertEquals(publishes - interrupts, f.queue.counters().notificationsSuppressed);
+    }
+
+    @Test
+    void shouldInterruptWhenUsedEventIsTheFirstNewElementAcrossTheWrap() throws Exception {
+        fixture(8, 65534, true);
+        f.driver.setUsedEvent(65535);
+        for (int i = 0; i < 3; i++) {
+            f.queue.complete(i, 0);
+        }
+        f.queue.publish(); // 65534 -> 1 covers 65535
+        assertEquals(1, f.driver.usedIdx());
+        assertEquals(1, f.driver.takeInterrupts());
+
+        f.driver.setUsedEvent(1); // publishing element 1 (1 -> 2) passes it
+        f.queue.complete(0, 0);
+        f.queue.publish();
+        assertEquals(1, f.driver.takeInterrupts());
+
+        f.driver.setUsedEvent(1); // already passed: no more interrupts until the driver moves it
+        f.queue.complete(0, 0);
+        f.queue.publish();
+        assertEquals(0, f.driver.takeInterrupts());
+    }
+
+    @Test
+    void shouldIgnoreNoInterruptWithEventIdx() throws Exception {
+        fixture(8, 0, true);
+        f.driver.setNoInterrupt(true);
+        f.driver.setUsedEvent(0);
+        f.queue.complete(0, 0);
+        f.queue.publish();
+        assertEquals(1, f.driver.takeInterrupts());
+    }
+
+    // ---- kicks ----
+
+    @Test
+    void shouldSetNoNotifyWhenDisablingNotificationsWithoutEventIdx() throws Exception {
+        fixture(8, 0, false);
+        f.queue.disableNotifications();
+        assertEquals(1, f.driver.usedFlags());
+        assertFalse(f.queue.enableNotifications());
+        assertEquals(0, f.driver.usedFlags());
+    }
+
+    @Test
+    void shouldReportBuffersThatArrivedWhileNotificationsWereDisabled() throws Exception {
+        fixture(8, 0, false);
+        f.queue.disableNotifications();
+        int head = f.driver.post(Buffer.readable(f.buffer(16), 16));
+        assertTrue(f.queue.enableNotifications());
+        assertEquals(0, f.driver.usedFlags());
+        assertEquals(head, serveOne(0));
+        assertFalse(f.queue.enableNotifications());
+    }
+
+    @Test
+    void shouldReportBuffersTakenLaterThanTheLastRead() throws Exception {
+        fixture(8, 0, false);
+        int head = f.driver.post(Buffer.readable(f.buffer(16), 16));
+        assertTrue(f.queue.hasAvailable());
+        f.driver.post(Buffer.readable(f.buffer(16), 16));
+        assertEquals(head, serveOne(0));
+        assertTrue(f.queue.enableNotifications(), "the second chain arrived after the cached index");
+        serveOne(0);
+        assertFalse(f.queue.enableNotifications());
+    }
+
+    @Test
+    void shouldWriteAvailEventWhenEnablingNotificationsWithEventIdx() throws Exception {
+        fixture(8, 65534, true);
+        assertFalse(f.queue.enableNotifications());
+        assertEquals(65534, f.driver.availEvent());
+        long buf = f.buffer(16);
+        for (int i = 0; i < 3; i++) {
+            f.driver.post(Buffer.readable(buf, 16));
+        }
+        f.queue.disableNotifications();
+        assertEquals(0, f.driver.usedFlags(), "flags are not used for suppression with EVENT_IDX");
+        assertEquals(65534, f.driver.availEvent());
+        for (int i = 0; i < 3; i++) {
+            serveOne(0);
+        }
+        assertFalse(f.queue.enableNotifications());
+        assertEquals(1, f.driver.availEvent(), "avail_event is the next index the device will read");
+        assertEquals(0, f.driver.usedFlags());
+
+        f.driver.post(Buffer.readable(buf, 16));
+        assertTrue(f.queue.enableNotifications());
+        assertEquals(1, f.driver.availEvent());
+    }
+}
