@@ -5,7 +5,7 @@ import io.jvhost.testkit.frontend.DriverQueue.Used;
 import io.jvhost.testkit.frontend.Frontend;
 import io.jvhost.testkit.frontend.GuestRam;
 import io.jvhost.testkit.FileBytes;
-import io.jvhost.core.ring.VirtioFeatures;
+import io.jvhost.core.device.VirtioFeatures;
 
 import java.io.RandomAccessFile;
 import java.lang.foreign.MemorySegment;

@@ -3,8 +3,8 @@ package io.jvhost.perf;
 import io.jvhost.testkit.frontend.DriverQueue;
 import io.jvhost.testkit.frontend.Frontend;
 import io.jvhost.testkit.frontend.GuestRam;
-import io.jvhost.core.protocol.ProtocolFeatures;
-import io.jvhost.core.ring.VirtioFeatures;
+import io.jvhost.core.device.ProtocolFeatures;
+import io.jvhost.core.device.VirtioFeatures;
 
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;

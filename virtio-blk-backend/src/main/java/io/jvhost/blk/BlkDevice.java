@@ -1,11 +1,14 @@
 package io.jvhost.blk;
 
 import io.jvhost.core.device.DeviceContext;
+import io.jvhost.core.device.ProtocolFeatures;
 import io.jvhost.core.device.QueueHandler;
 import io.jvhost.core.device.VirtioDevice;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+
+import static io.jvhost.core.device.VirtioFeatures.*;
 
 /**
  * virtio-blk (virtio 1.2 §5.2) over any {@link BlockStore}: one request queue per guest vCPU up to
@@ -13,8 +16,6 @@ import java.nio.ByteOrder;
  */
 public final class BlkDevice implements VirtioDevice {
     public static final int DEVICE_TYPE = 2;
-    static final int F_SIZE_MAX = 1, F_SEG_MAX = 2, F_RO = 5, F_BLK_SIZE = 6, F_FLUSH = 9, F_TOPOLOGY = 10,
-            F_CONFIG_WCE = 11, F_MQ = 12, F_DISCARD = 13, F_WRITE_ZEROES = 14;
     static final int SECTOR = 512;
     static final int SIZE_MAX = 1 << 20;
     /**
@@ -68,27 +69,23 @@ public final class BlkDevice implements VirtioDevice {
 
     @Override
     public long features() {
-        long f = bit(F_SIZE_MAX) | bit(F_SEG_MAX) | bit(F_BLK_SIZE) | bit(F_TOPOLOGY);
+        long f = bit(BLK_SIZE_MAX) | bit(BLK_SEG_MAX) | bit(BLK_BLK_SIZE) | bit(BLK_TOPOLOGY);
         if (queues > 1) {
-            f |= bit(F_MQ);
+            f |= bit(BLK_MQ);
         }
         if (store.readOnly()) {
-            f |= bit(F_RO);
+            f |= bit(BLK_RO);
         }
         if (store.canFlush()) {
-            f |= bit(F_FLUSH) | bit(F_CONFIG_WCE);
+            f |= bit(BLK_FLUSH) | bit(BLK_CONFIG_WCE);
         }
         if (store.canDiscard() && !store.readOnly()) {
-            f |= bit(F_DISCARD);
+            f |= bit(BLK_DISCARD);
         }
         if (store.canWriteZeroes() && !store.readOnly()) {
-            f |= bit(F_WRITE_ZEROES);
+            f |= bit(BLK_WRITE_ZEROES);
         }
         return f;
-    }
-
-    private static long bit(int n) {
-        return 1L << n;
     }
 
     @Override
@@ -112,7 +109,7 @@ public final class BlkDevice implements VirtioDevice {
     /** Inflight tracking (INFLIGHT_SHMFD): a restarted backend resubmits what a crashed one left. */
     @Override
     public long protocolFeatures() {
-        return 1L << 12;
+        return ProtocolFeatures.bit(ProtocolFeatures.INFLIGHT_SHMFD);
     }
 
     @Override
@@ -130,7 +127,7 @@ public final class BlkDevice implements VirtioDevice {
      * cache off through CONFIG_WCE.
      */
     boolean writeback() {
-        return writeback && store.canFlush() && acked(F_FLUSH);
+        return writeback && store.canFlush() && acked(BLK_FLUSH);
     }
 
     @Override

@@ -1,5 +1,7 @@
 package io.jvhost.blk;
 
+import static io.jvhost.core.device.VirtioFeatures.*;
+
 import io.jvhost.core.device.QueueHandler;
 import io.jvhost.core.ring.DescriptorChain;
 import io.jvhost.core.ring.VirtQueue;
@@ -203,8 +205,8 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
                 r.usedLength = n + 1;
                 finish(r, STATUS_OK);
             }
-            case T_DISCARD -> ranges(c, r, BlockRequest.Type.DISCARD, BlkDevice.F_DISCARD);
-            case T_WRITE_ZEROES -> ranges(c, r, BlockRequest.Type.WRITE_ZEROES, BlkDevice.F_WRITE_ZEROES);
+            case T_DISCARD -> ranges(c, r, BlockRequest.Type.DISCARD, BLK_DISCARD);
+            case T_WRITE_ZEROES -> ranges(c, r, BlockRequest.Type.WRITE_ZEROES, BLK_WRITE_ZEROES);
             default -> {
                 unsupported++;
                 finish(r, STATUS_UNSUPP);

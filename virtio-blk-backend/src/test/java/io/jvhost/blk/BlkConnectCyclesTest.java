@@ -13,7 +13,7 @@ import io.jvhost.testkit.OpenFds;
 import io.jvhost.testkit.Traffic;
 import io.jvhost.core.transport.ControlLoop;
 import io.jvhost.core.transport.VhostUserServer;
-import io.jvhost.core.ring.VirtioFeatures;
+import io.jvhost.core.device.VirtioFeatures;
 
 import java.io.IOException;
 import java.io.RandomAccessFile;

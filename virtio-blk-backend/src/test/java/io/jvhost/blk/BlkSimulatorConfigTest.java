@@ -1,5 +1,7 @@
 package io.jvhost.blk;
 
+import static io.jvhost.core.device.VirtioFeatures.*;
+
 import io.jvhost.blk.BlkRig.Completion;
 import io.jvhost.blk.userstore.CountingStore;
 import io.jvhost.blk.userstore.CountingStore.Capabilities;
@@ -10,7 +12,7 @@ import io.jvhost.core.sys.Fd;
 import io.jvhost.core.sys.LibC;
 import io.jvhost.core.sys.MessageIo;
 import io.jvhost.core.sys.UnixSockets;
-import io.jvhost.core.ring.VirtioFeatures;
+import io.jvhost.core.device.VirtioFeatures;
 
 import java.io.RandomAccessFile;
 import java.lang.foreign.ValueLayout;
@@ -29,16 +31,6 @@ import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
 import static io.jvhost.blk.BlkRig.DISCARD;
-import static io.jvhost.blk.BlkRig.F_BLK_SIZE;
-import static io.jvhost.blk.BlkRig.F_CONFIG_WCE;
-import static io.jvhost.blk.BlkRig.F_DISCARD;
-import static io.jvhost.blk.BlkRig.F_FLUSH;
-import static io.jvhost.blk.BlkRig.F_MQ;
-import static io.jvhost.blk.BlkRig.F_RO;
-import static io.jvhost.blk.BlkRig.F_SEG_MAX;
-import static io.jvhost.blk.BlkRig.F_SIZE_MAX;
-import static io.jvhost.blk.BlkRig.F_TOPOLOGY;
-import static io.jvhost.blk.BlkRig.F_WRITE_ZEROES;
 import static io.jvhost.blk.BlkRig.IN;
 import static io.jvhost.blk.BlkRig.IOERR;
 import static io.jvhost.blk.BlkRig.OK;
@@ -239,7 +231,7 @@ class BlkSimulatorConfigTest {
         CountingStore store = new CountingStore(DISK_BYTES, Capabilities.ALL);
         rig = BlkRig.serve(store, 1);
         assertEquals(1, writebackByte(), "before negotiation: the mode a driver accepting FLUSH gets");
-        rig.start(rig.offered & ~bit(F_FLUSH) & ~bit(F_CONFIG_WCE));
+        rig.start(rig.offered & ~bit(BLK_FLUSH) & ~bit(BLK_CONFIG_WCE));
 
         rig.write(0, 0, pattern(SECTOR, 1));
 
@@ -249,7 +241,7 @@ class BlkSimulatorConfigTest {
     @Test
     void shouldReportWritethroughWhenTheDriverAcceptedConfigWceWithoutFlush() throws Exception {
         CountingStore store = new CountingStore(DISK_BYTES, Capabilities.ALL);
-        rig = BlkRig.serve(store, 1).start(BlkRig.RING_FEATURES | bit(F_CONFIG_WCE) | bit(F_BLK_SIZE));
+        rig = BlkRig.serve(store, 1).start(BlkRig.RING_FEATURES | bit(BLK_CONFIG_WCE) | bit(BLK_BLK_SIZE));
 
         assertEquals(0, writebackByte(), "virtio 1.2 §5.2.5.2: writeback MUST start at 0 without FLUSH");
         rig.write(0, 0, pattern(SECTOR, 1));
@@ -261,12 +253,12 @@ class BlkSimulatorConfigTest {
     @Test
     void shouldOfferTheFeaturesEveryDiskHasAndNoneItLacks() throws Exception {
         rig = BlkRig.serve(new RamStore(DISK_BYTES), 1);
-        for (int f : new int[] {F_SIZE_MAX, F_SEG_MAX, F_BLK_SIZE, F_TOPOLOGY, VirtioFeatures.VERSION_1,
+        for (int f : new int[] {BLK_SIZE_MAX, BLK_SEG_MAX, BLK_BLK_SIZE, BLK_TOPOLOGY, VirtioFeatures.VERSION_1,
             VirtioFeatures.RING_EVENT_IDX, VirtioFeatures.RING_INDIRECT_DESC, VirtioFeatures.PROTOCOL_FEATURES}) {
             assertTrue(rig.offers(f), "feature " + f + " offered");
         }
         // BARRIER 0, GEOMETRY 4, SCSI 7, LIFETIME 15, SECURE_ERASE 16, ZONED 17, packed rings 34
-        for (int f : new int[] {0, 4, 7, 15, 16, 17, VirtioFeatures.RING_PACKED, F_RO, F_MQ}) {
+        for (int f : new int[] {0, 4, 7, 15, 16, 17, VirtioFeatures.RING_PACKED, BLK_RO, BLK_MQ}) {
             assertFalse(rig.offers(f), "feature " + f + " not offered");
         }
     }
@@ -276,9 +268,9 @@ class BlkSimulatorConfigTest {
         CountingStore store = new CountingStore(DISK_BYTES, Capabilities.ALL.readOnly(true));
         ExpectedDisk disk = new ExpectedDisk(store.contents(), 21);
         rig = BlkRig.serve(store, 1);
-        assertTrue(rig.offers(F_RO), "RO offered");
-        assertFalse(rig.offers(F_DISCARD), "no DISCARD on a read-only disk");
-        assertFalse(rig.offers(F_WRITE_ZEROES), "no WRITE_ZEROES on a read-only disk");
+        assertTrue(rig.offers(BLK_RO), "RO offered");
+        assertFalse(rig.offers(BLK_DISCARD), "no DISCARD on a read-only disk");
+        assertFalse(rig.offers(BLK_WRITE_ZEROES), "no WRITE_ZEROES on a read-only disk");
         rig.start();
 
         BlkRig.Area a = rig.area(8192);
@@ -303,20 +295,20 @@ class BlkSimulatorConfigTest {
     @Test
     void shouldOfferFlushAndConfigWceOnlyWhenTheStoreCanFlush() throws Exception {
         try (BlkRig ram = BlkRig.serve(new RamStore(DISK_BYTES), 1)) {
-            assertFalse(ram.offers(F_FLUSH), "RAM: FLUSH");
-            assertFalse(ram.offers(F_CONFIG_WCE), "RAM: CONFIG_WCE");
+            assertFalse(ram.offers(BLK_FLUSH), "RAM: FLUSH");
+            assertFalse(ram.offers(BLK_CONFIG_WCE), "RAM: CONFIG_WCE");
         }
         try (BlkRig file = BlkRig.serve(fileStore(DISK_BYTES, 1), 1)) {
-            assertTrue(file.offers(F_FLUSH), "file: FLUSH");
-            assertTrue(file.offers(F_CONFIG_WCE), "file: CONFIG_WCE");
+            assertTrue(file.offers(BLK_FLUSH), "file: FLUSH");
+            assertTrue(file.offers(BLK_CONFIG_WCE), "file: CONFIG_WCE");
         }
         try (BlkRig user = BlkRig.serve(new CountingStore(DISK_BYTES, Capabilities.NONE.flush(true)), 1)) {
-            assertTrue(user.offers(F_FLUSH), "user store: FLUSH");
-            assertTrue(user.offers(F_CONFIG_WCE), "user store: CONFIG_WCE");
+            assertTrue(user.offers(BLK_FLUSH), "user store: FLUSH");
+            assertTrue(user.offers(BLK_CONFIG_WCE), "user store: CONFIG_WCE");
         }
         try (BlkRig user = BlkRig.serve(new CountingStore(DISK_BYTES, Capabilities.NONE), 1)) {
-            assertFalse(user.offers(F_FLUSH), "user store without a cache: FLUSH");
-            assertFalse(user.offers(F_CONFIG_WCE), "user store without a cache: CONFIG_WCE");
+            assertFalse(user.offers(BLK_FLUSH), "user store without a cache: FLUSH");
+            assertFalse(user.offers(BLK_CONFIG_WCE), "user store without a cache: CONFIG_WCE");
         }
     }
 
@@ -326,23 +318,23 @@ class BlkSimulatorConfigTest {
             Capabilities.NONE.discard(true).writeZeroes(true)};
         for (Capabilities c : caps) {
             try (BlkRig r = BlkRig.serve(new CountingStore(DISK_BYTES, c), 1)) {
-                assertEquals(c.canDiscard(), r.offers(F_DISCARD), "DISCARD for " + c);
-                assertEquals(c.canWriteZeroes(), r.offers(F_WRITE_ZEROES), "WRITE_ZEROES for " + c);
+                assertEquals(c.canDiscard(), r.offers(BLK_DISCARD), "DISCARD for " + c);
+                assertEquals(c.canWriteZeroes(), r.offers(BLK_WRITE_ZEROES), "WRITE_ZEROES for " + c);
             }
         }
         try (BlkRig r = BlkRig.serve(new RamStore(DISK_BYTES), 1)) {
-            assertTrue(r.offers(F_DISCARD) && r.offers(F_WRITE_ZEROES), "a RAM disk can do both");
+            assertTrue(r.offers(BLK_DISCARD) && r.offers(BLK_WRITE_ZEROES), "a RAM disk can do both");
         }
     }
 
     @Test
     void shouldOfferMultiQueueOnlyWithMoreThanOneQueue() throws Exception {
         try (BlkRig one = BlkRig.serve(new RamStore(DISK_BYTES), 1)) {
-            assertFalse(one.offers(F_MQ));
+            assertFalse(one.offers(BLK_MQ));
             assertEquals(1, one.frontend.getQueueNum());
         }
         try (BlkRig four = BlkRig.serve(new RamStore(DISK_BYTES), 4)) {
-            assertTrue(four.offers(F_MQ));
+            assertTrue(four.offers(BLK_MQ));
             assertEquals(4, four.frontend.getQueueNum());
             assertEquals(4, four.config().getShort(34), "num_queues");
         }

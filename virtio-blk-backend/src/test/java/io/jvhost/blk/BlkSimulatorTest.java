@@ -1,5 +1,7 @@
 package io.jvhost.blk;
 
+import static io.jvhost.core.device.VirtioFeatures.*;
+
 import io.jvhost.blk.BlkRig.Area;
 import io.jvhost.blk.BlkRig.Completion;
 import io.jvhost.testkit.frontend.DriverQueue.Buffer;
@@ -16,8 +18,6 @@ import org.junit.jupiter.api.Timeout;
 import static io.jvhost.blk.BlkRig.DISCARD;
 import static io.jvhost.blk.BlkRig.FLAG_UNMAP;
 import static io.jvhost.blk.BlkRig.FLUSH;
-import static io.jvhost.blk.BlkRig.F_DISCARD;
-import static io.jvhost.blk.BlkRig.F_WRITE_ZEROES;
 import static io.jvhost.blk.BlkRig.GET_ID;
 import static io.jvhost.blk.BlkRig.IN;
 import static io.jvhost.blk.BlkRig.OK;
@@ -272,7 +272,7 @@ class BlkSimulatorTest {
 
     @Test
     void shouldAnswerDiscardAndWriteZeroesWithUnsuppWhenTheDriverDidNotAcceptThem() throws Exception {
-        serve(offered -> offered & ~bit(F_DISCARD) & ~bit(F_WRITE_ZEROES));
+        serve(offered -> offered & ~bit(BLK_DISCARD) & ~bit(BLK_WRITE_ZEROES));
 
         assertEquals(new Completion(1, UNSUPP), rig.ranges(DISCARD, new long[] {0, 8, 0}));
         assertEquals(new Completion(1, UNSUPP), rig.ranges(WRITE_ZEROES, new long[] {0, 8, 0}));
@@ -281,7 +281,7 @@ class BlkSimulatorTest {
 
     @Test
     void shouldAnswerOnlyDiscardWithUnsuppWhenTheDriverAcceptedWriteZeroesAlone() throws Exception {
-        serve(offered -> offered & ~bit(F_DISCARD));
+        serve(offered -> offered & ~bit(BLK_DISCARD));
         disk.expectZeros(16, 8);
 
         assertEquals(new Completion(1, UNSUPP), rig.ranges(DISCARD, new long[] {0, 8, 0}));

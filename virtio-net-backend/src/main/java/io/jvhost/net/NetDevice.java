@@ -1,5 +1,6 @@
 package io.jvhost.net;
 
+import io.jvhost.core.device.ProtocolFeatures;
 import io.jvhost.core.device.QueueHandler;
 import io.jvhost.core.ring.DescriptorChain;
 import io.jvhost.core.ring.VirtQueue;
@@ -11,6 +12,10 @@ import java.nio.ByteOrder;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import io.jvhost.core.device.VirtioFeatures;
+
+import static io.jvhost.core.device.VirtioFeatures.*;
+
 /**
  * virtio-net (virtio 1.2 §5.1) data queues: receive queue 2i and transmit queue 2i+1 for each
  * queue pair i; QEMU 7.2 keeps the control queue. Frames go to and come from a {@link NetPort}.
@@ -19,8 +24,6 @@ import org.slf4j.LoggerFactory;
 public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
     private static final Logger LOG = LoggerFactory.getLogger(NetDevice.class);
     public static final int DEVICE_TYPE = 1;
-    static final int F_MTU = 3, F_MAC = 5, F_MRG_RXBUF = 15, F_STATUS = 16, F_GUEST_ANNOUNCE = 21, F_MQ = 22;
-    static final int F_VERSION_1 = 32;
     static final int HEADER_V1 = 12, HEADER_LEGACY = 10, NUM_BUFFERS_OFFSET = 10;
     static final int ETHERNET_HEADER = 14, VLAN_TAG = 4;
     public static final int DEFAULT_MTU = 1500;
@@ -70,11 +73,11 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
     }
 
     boolean mergeable() {
-        return (acked & (1L << F_MRG_RXBUF)) != 0;
+        return VirtioFeatures.has(acked, NET_MRG_RXBUF);
     }
 
     int headerLength() {
-        return (acked & (1L << F_VERSION_1 | 1L << F_MRG_RXBUF)) != 0 ? HEADER_V1 : HEADER_LEGACY;
+        return (acked & (bit(VERSION_1) | bit(NET_MRG_RXBUF))) != 0 ? HEADER_V1 : HEADER_LEGACY;
     }
 
     @Override
@@ -95,14 +98,14 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
     @Override
     public long features() {
         // No checksum or segmentation offloads: these ports take plain frames, so none are offered.
-        long f = 1L << F_MRG_RXBUF | 1L << F_MTU | 1L << F_MAC | 1L << F_STATUS | 1L << F_GUEST_ANNOUNCE;
-        return pairCount > 1 ? f | 1L << F_MQ : f;
+        long f = bit(NET_MRG_RXBUF) | bit(NET_MTU) | bit(NET_MAC) | bit(NET_STATUS) | bit(NET_GUEST_ANNOUNCE);
+        return pairCount > 1 ? f | bit(NET_MQ) : f;
     }
 
     /** NET_SET_MTU and SEND_RARP are ours to handle. */
     @Override
     public long protocolFeatures() {
-        return 1L << 4 /* MTU */ | 1L << 2 /* RARP */;
+        return ProtocolFeatures.bit(ProtocolFeatures.MTU) | ProtocolFeatures.bit(ProtocolFeatures.RARP);
     }
 
     @Override

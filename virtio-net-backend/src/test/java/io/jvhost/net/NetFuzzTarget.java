@@ -1,5 +1,7 @@
 package io.jvhost.net;
 
+import static io.jvhost.core.device.VirtioFeatures.*;
+
 import io.jvhost.testkit.frontend.DriverQueue;
 import io.jvhost.testkit.frontend.DriverQueue.Used;
 import io.jvhost.testkit.frontend.GuestRam;
@@ -54,8 +56,8 @@ public final class NetFuzzTarget implements FuzzTarget {
 
         Rig(boolean mergeable) throws Exception {
             net = NetRig.serve(new BenchPorts.Reflect(), 1);
-            long features = NetRig.MODERN | (mergeable ? NetRig.MRG_RXBUF : 0) | (net.offered & (1L << NetDevice.F_MTU
-                    | 1L << NetDevice.F_MAC | 1L << NetDevice.F_STATUS));
+            long features = NetRig.MODERN | (mergeable ? NetRig.MRG_RXBUF : 0) | (net.offered & (1L << NET_MTU
+                    | 1L << NET_MAC | 1L << NET_STATUS));
             net.start(features, 1, QUEUE_SIZE);
             rx = net.rx(0);
             tx = net.tx(0);

@@ -1,7 +1,9 @@
 package io.jvhost.net;
 
+import static io.jvhost.core.device.VirtioFeatures.*;
+
 import io.jvhost.core.protocol.MessageType;
-import io.jvhost.core.protocol.ProtocolFeatures;
+import io.jvhost.core.device.ProtocolFeatures;
 import io.jvhost.net.ScriptedPort.Seen;
 
 import java.nio.ByteBuffer;
@@ -30,13 +32,12 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
 class NetSimulatorControlTest {
-    static final int F_MTU = 3;
     private ScriptedPort port;
     private NetRig rig;
 
     private void serve() throws Exception {
         port = new ScriptedPort(1);
-        rig = NetRig.serve(port, 1).start(MODERN | 1L << F_MTU);
+        rig = NetRig.serve(port, 1).start(MODERN | 1L << NET_MTU);
     }
 
     @AfterEach
@@ -91,7 +92,7 @@ class NetSimulatorControlTest {
     void shouldTellTheDriverTheMtuInTheConfigSpace() throws Exception {
         serve();
 
-        assertEquals(1L << F_MTU, rig.offered & 1L << F_MTU);
+        assertEquals(1L << NET_MTU, rig.offered & 1L << NET_MTU);
         assertEquals(1500, configMtu());
     }
 

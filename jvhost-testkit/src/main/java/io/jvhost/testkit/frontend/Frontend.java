@@ -2,14 +2,14 @@ package io.jvhost.testkit.frontend;
 
 import io.jvhost.core.protocol.Message;
 import io.jvhost.core.protocol.MessageType;
-import io.jvhost.core.protocol.ProtocolFeatures;
+import io.jvhost.core.device.ProtocolFeatures;
 import io.jvhost.core.sys.Epoll;
 import io.jvhost.core.sys.Fd;
 import io.jvhost.core.sys.LibC;
 import io.jvhost.core.sys.MessageIo;
 import io.jvhost.core.sys.NativeException;
 import io.jvhost.core.sys.UnixSockets;
-import io.jvhost.core.ring.VirtioFeatures;
+import io.jvhost.core.device.VirtioFeatures;
 
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;

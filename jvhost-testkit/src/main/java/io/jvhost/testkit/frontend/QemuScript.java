@@ -7,7 +7,7 @@ import io.jvhost.testkit.frontend.Frontend.Reply;
 import io.jvhost.core.sys.Fd;
 import io.jvhost.core.protocol.Message;
 import io.jvhost.core.protocol.MessageType;
-import io.jvhost.core.protocol.ProtocolFeatures;
+import io.jvhost.core.device.ProtocolFeatures;
 
 import java.io.IOException;
 import java.util.ArrayList;

@@ -15,13 +15,13 @@ import io.jvhost.core.sys.EventFd;
 import io.jvhost.core.sys.Fd;
 import io.jvhost.core.protocol.Message;
 import io.jvhost.core.protocol.MessageType;
-import io.jvhost.core.protocol.ProtocolFeatures;
+import io.jvhost.core.device.ProtocolFeatures;
 import io.jvhost.core.sys.NativeException;
 import io.jvhost.core.sys.UnixSockets;
 import io.jvhost.testkit.Payloads;
 import io.jvhost.testkit.Payloads.Region;
 import io.jvhost.testkit.Traffic;
-import io.jvhost.core.ring.VirtioFeatures;
+import io.jvhost.core.device.VirtioFeatures;
 
 import java.util.Arrays;
 

@@ -1,8 +1,9 @@
 package io.jvhost.core.protocol;
 
+import io.jvhost.core.device.ProtocolFeatures;
 import static io.jvhost.core.protocol.MessageType.*;
 import static io.jvhost.testkit.Payloads.NONE;
-import static io.jvhost.core.ring.VirtioFeatures.bit;
+import static io.jvhost.core.device.VirtioFeatures.bit;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -19,7 +20,7 @@ import io.jvhost.testkit.OpenFds;
 import io.jvhost.testkit.Payloads;
 import io.jvhost.testkit.TestDevice;
 import io.jvhost.testkit.Traffic;
-import io.jvhost.core.ring.VirtioFeatures;
+import io.jvhost.core.device.VirtioFeatures;
 
 import java.io.IOException;
 import java.time.Duration;

@@ -3,7 +3,7 @@ package io.jvhost.core.protocol;
 import static io.jvhost.core.protocol.MessageType.*;
 import static io.jvhost.testkit.Payloads.memReg;
 import static io.jvhost.testkit.Payloads.memTable;
-import static io.jvhost.core.ring.VirtioFeatures.bit;
+import static io.jvhost.core.device.VirtioFeatures.bit;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
@@ -25,7 +25,7 @@ import io.jvhost.testkit.Payloads.Region;
 import io.jvhost.testkit.TestDevice;
 import io.jvhost.testkit.Traffic;
 import io.jvhost.testkit.Traffic.Request;
-import io.jvhost.core.ring.VirtioFeatures;
+import io.jvhost.core.device.VirtioFeatures;
 
 import java.io.IOException;
 import java.lang.foreign.ValueLayout;

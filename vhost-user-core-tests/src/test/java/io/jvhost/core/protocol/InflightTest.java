@@ -1,7 +1,8 @@
 package io.jvhost.core.protocol;
 
+import io.jvhost.core.device.ProtocolFeatures;
 import static io.jvhost.core.protocol.MessageType.*;
-import static io.jvhost.core.ring.VirtioFeatures.bit;
+import static io.jvhost.core.device.VirtioFeatures.bit;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
@@ -23,7 +24,7 @@ import io.jvhost.testkit.Payloads;
 import io.jvhost.testkit.TestDevice;
 import io.jvhost.testkit.Traffic;
 import io.jvhost.testkit.Traffic.Request;
-import io.jvhost.core.ring.VirtioFeatures;
+import io.jvhost.core.device.VirtioFeatures;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;

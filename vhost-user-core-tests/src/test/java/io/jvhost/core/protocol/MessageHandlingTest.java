@@ -1,5 +1,6 @@
 package io.jvhost.core.protocol;
 
+import io.jvhost.core.device.ProtocolFeatures;
 import static io.jvhost.core.protocol.MessageType.*;
 import static io.jvhost.testkit.Payloads.NONE;
 import static io.jvhost.testkit.Payloads.config;
@@ -7,7 +8,7 @@ import static io.jvhost.testkit.Payloads.memReg;
 import static io.jvhost.testkit.Payloads.memTable;
 import static io.jvhost.testkit.Payloads.u64;
 import static io.jvhost.testkit.Payloads.vringState;
-import static io.jvhost.core.ring.VirtioFeatures.bit;
+import static io.jvhost.core.device.VirtioFeatures.bit;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
@@ -29,7 +30,7 @@ import io.jvhost.testkit.Payloads;
 import io.jvhost.testkit.Payloads.Region;
 import io.jvhost.testkit.TestDevice;
 import io.jvhost.testkit.Traffic;
-import io.jvhost.core.ring.VirtioFeatures;
+import io.jvhost.core.device.VirtioFeatures;
 
 import java.io.IOException;
 import java.util.Arrays;

@@ -1,5 +1,6 @@
 package io.jvhost.core.protocol;
 
+import io.jvhost.core.device.ProtocolFeatures;
 import static io.jvhost.core.protocol.MessageType.*;
 import static io.jvhost.testkit.Payloads.NOFD;
 import static io.jvhost.testkit.Payloads.NONE;

@@ -1,5 +1,6 @@
 package io.jvhost.core.protocol;
 
+import io.jvhost.core.device.ProtocolFeatures;
 import io.jvhost.core.device.VirtioDevice;
 import io.jvhost.core.memory.DirtyLog;
 import io.jvhost.core.memory.InvalidMemoryException;
@@ -12,7 +13,7 @@ import io.jvhost.core.sys.Fd;
 import io.jvhost.core.sys.LibC;
 import io.jvhost.core.ring.InflightLog;
 import io.jvhost.core.ring.VirtQueue;
-import io.jvhost.core.ring.VirtioFeatures;
+import io.jvhost.core.device.VirtioFeatures;
 
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;

@@ -1,6 +1,6 @@
-package io.jvhost.core.protocol;
+package io.jvhost.core.device;
 
-/** vhost-user protocol feature bits (GET/SET_PROTOCOL_FEATURES). */
+/** vhost-user protocol feature bits (GET/SET_PROTOCOL_FEATURES); the virtio ones are in {@link VirtioFeatures}. */
 public final class ProtocolFeatures {
     public static final int MQ = 0, LOG_SHMFD = 1, RARP = 2, REPLY_ACK = 3, MTU = 4, BACKEND_REQ = 5,
             CROSS_ENDIAN = 6, CRYPTO_SESSION = 7, PAGEFAULT = 8, CONFIG = 9, BACKEND_SEND_FD = 10,
