@@ -1,5 +1,6 @@
 package io.jvhost.cli;
 
+import io.jvhost.cli.options.QueueMap;
 import io.jvhost.core.device.VirtioDevice;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
@@ -28,9 +29,9 @@ public final class ServeOptions {
     @Option(names = "--busy-poll", description = "Spin on the rings instead of sleeping on kicks (lowest latency, a core per poller).")
     boolean busyPoll;
 
-    @Option(names = "--queue-map", paramLabel = "MAP",
+    @Option(names = "--queue-map", paramLabel = "MAP", converter = QueueMap.Converter.class,
             description = "Queues per poller thread, e.g. 0,1:2,3 (colon between pollers). Default: the device's choice.")
-    String queueMap;
+    QueueMap queueMap;
 
     @Option(names = "--latency", description = "Record per-queue kick-to-publish latency and batch-size histograms (HdrHistogram) and print them every 10 s.")
     void latency(boolean on) {
@@ -83,7 +84,7 @@ public final class ServeOptions {
     private int serve(String name, java.util.function.IntFunction<VirtioDevice> devices, Runnable status,
                       AutoCloseable storage) throws Exception {
         BackendOptions options = new BackendOptions(busyPoll ? IdleMode.BUSY : IdleMode.EVENT,
-                queueMap == null ? null : BackendOptions.parseQueueSets(queueMap));
+                queueMap == null ? null : queueMap.pollers());
         ControlLoop loop = new ControlLoop();
         java.util.List<AutoCloseable> resources = new java.util.ArrayList<>();
         java.util.List<Backend> backends = new java.util.ArrayList<>();

@@ -5,6 +5,7 @@ import io.jvhost.blk.BlockStore;
 import io.jvhost.blk.FileStore;
 import io.jvhost.blk.RamStore;
 import io.jvhost.cli.ServeOptions;
+import io.jvhost.cli.options.DiskSizeConverter;
 
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
@@ -30,8 +31,9 @@ public final class BlkCommand implements Callable<Integer> {
         @Option(names = "--file", paramLabel = "IMAGE", description = "Raw image file or block device.")
         Path file;
 
-        @Option(names = "--ram", paramLabel = "SIZE", description = "A RAM disk of SIZE bytes (suffixes K, M, G).")
-        String ram;
+        @Option(names = "--ram", paramLabel = "SIZE", converter = DiskSizeConverter.class,
+                description = "A RAM disk of SIZE bytes (suffixes K, M, G, T; a multiple of 512).")
+        Long ram;
     }
 
     @Option(names = "--read-only", description = "Refuse writes (the guest sees a read-only disk).")
@@ -49,7 +51,7 @@ public final class BlkCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         BlockStore store = backing.file != null ? new FileStore(backing.file, readOnly, direct, ioWorkers)
-                : new RamStore(parseSize(backing.ram), readOnly);
+                : new RamStore(backing.ram, readOnly);
         BlkDevice device = new BlkDevice(store, queues);
         // A grown image file (qemu-img resize, truncate) reaches the guest within a second.
         Thread.ofPlatform().daemon(true).name("blk-resize-watch").start(() -> {
@@ -63,17 +65,5 @@ public final class BlkCommand implements Callable<Integer> {
             }
         });
         return serve.serve("blk", device, store); // closing a file store flushes it
-    }
-
-    /** Parses 64M, 1G, 4096 ... into bytes. */
-    static long parseSize(String s) {
-        String t = s.trim().toUpperCase();
-        long unit = switch (t.isEmpty() ? ' ' : t.charAt(t.length() - 1)) {
-            case 'K' -> 1L << 10;
-            case 'M' -> 1L << 20;
-            case 'G' -> 1L << 30;
-            default -> 1;
-        };
-        return Long.parseLong(unit == 1 ? t : t.substring(0, t.length() - 1)) * unit;
     }
 }
