@@ -38,7 +38,7 @@ public final class BlkBench {
     static final String QSD = "/usr/bin/qemu-storage-daemon";
 
     /** What to run; fields as the CLI fills them. */
-    public static final class Options {
+    public static final class Options extends BenchOptions {
         public List<String> workloads = List.of("randread-4k", "randwrite-4k", "seqread-128k", "seqwrite-128k");
         public List<Integer> depths = List.of(1, 8, 32);
         /** Queue depth of the sequential workloads. */
@@ -46,15 +46,12 @@ public final class BlkBench {
         public List<Integer> queues = List.of(1, 2);
         public List<String> targets = List.of("jvhost-ram", "jvhost-file", "qsd");
         public boolean busyPoll;
-        public int runs = 3;
-        public int seconds = 3;
-        public int warmupSeconds = 1;
         public long diskBytes = 256L << 20;
-        public int frontendCpu = 0;
-        /** CPU 1, or CPU 0 too on a one-CPU machine (where the numbers mean little). */
-        public int backendCpu = Math.min(1, Runtime.getRuntime().availableProcessors() - 1);
         public Path imageDir = Path.of("/dev/shm");
-        public Path out = Path.of("perf", "results");
+
+        public Options() {
+            super(3);
+        }
 
         /** A few seconds in all. */
         public static Options quick() {
@@ -63,9 +60,7 @@ public final class BlkBench {
             o.depths = List.of(8);
             o.queues = List.of(1);
             o.targets = List.of("jvhost-ram", "qsd");
-            o.runs = 1;
-            o.seconds = 1;
-            o.warmupSeconds = 1;
+            o.quick(1);
             o.diskBytes = 64L << 20;
             return o;
         }
@@ -182,22 +177,15 @@ public final class BlkBench {
 
     private void runConfig(ControlLoop loop, Report report, BlkLoad.Workload w, int queues) throws Exception {
         List<String> targets = options.targets;
-        List<List<Run>> runs = new ArrayList<>();
-        for (int t = 0; t < targets.size(); t++) {
-            runs.add(new ArrayList<>());
-        }
-        for (int r = 0; r < options.runs; r++) {
-            for (int k = 0; k < targets.size(); k++) {
-                int t = r % 2 == 0 ? k : targets.size() - 1 - k;
-                Run run = runOnce(loop, targets.get(t), w, queues, r);
-                out.printf("  %-13s qd=%-2d q=%d %-11s run %d: %s%n", w.name(), w.depth(), queues, targets.get(t), r + 1,
-                        run.error != null ? "FAILED " + run.error
-                                : String.format("%.0f IOPS, p99 %.1f us, %d errors%s", run.iops,
-                                run.latency.getValueAtPercentile(99) / 1e3, run.errors,
-                                Double.isNaN(run.allocPerRequest) ? "" : String.format(", %.2f B/req on pollers and I/O workers", run.allocPerRequest)));
-                runs.get(t).add(run);
-            }
-        }
+        List<List<Run>> runs = Rounds.alternate(targets.size(), options.runs, (t, r) -> {
+            Run run = runOnce(loop, targets.get(t), w, queues, r);
+            out.printf("  %-13s qd=%-2d q=%d %-11s run %d: %s%n", w.name(), w.depth(), queues, targets.get(t), r + 1,
+                    run.error != null ? "FAILED " + run.error
+                            : String.format("%.0f IOPS, p99 %.1f us, %d errors%s", run.iops,
+                            run.latency.getValueAtPercentile(99) / 1e3, run.errors,
+                            Double.isNaN(run.allocPerRequest) ? "" : String.format(", %.2f B/req on pollers and I/O workers", run.allocPerRequest)));
+            return run;
+        });
         double qsdP99 = Double.NaN;
         int qi = targets.indexOf("qsd");
         double[] qsdIops = qi < 0 ? new double[0] : runs.get(qi).stream().mapToDouble(Run::iops).toArray();

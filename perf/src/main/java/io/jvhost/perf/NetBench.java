@@ -42,19 +42,16 @@ public final class NetBench {
     static final long GUEST_MAC = 0x52_54_00_12_34_56L;
 
     /** What to run; fields as the CLI fills them. */
-    public static final class Options {
+    public static final class Options extends BenchOptions {
         public List<String> directions = List.of("g2h", "h2g", "loop");
         public List<Integer> sizes = List.of(64, 1518);
         public List<Integer> mergeable = List.of(0, 1);
         public List<Integer> queues = List.of(1, 2);
         public List<String> backends = List.of("jvhost-event", "jvhost-busy", "dpdk");
-        public int runs = 3;
-        public int seconds = 5;
-        public int warmupSeconds = 1;
-        public int frontendCpu = 0;
-        /** CPU 1, or CPU 0 too on a one-CPU machine (where the numbers mean little). */
-        public int backendCpu = Math.min(1, Runtime.getRuntime().availableProcessors() - 1);
-        public Path out = Path.of("perf", "results");
+
+        public Options() {
+            super(5);
+        }
 
         /** A few seconds in all: one small configuration per direction, one run each. */
         public static Options quick() {
@@ -63,9 +60,7 @@ public final class NetBench {
             o.mergeable = List.of(1);
             o.queues = List.of(1);
             o.backends = List.of("jvhost-event", "dpdk");
-            o.runs = 1;
-            o.seconds = 1;
-            o.warmupSeconds = 0;
+            o.quick(0);
             return o;
         }
     }
@@ -141,23 +136,15 @@ public final class NetBench {
 
     private void runConfig(ControlLoop loop, Report report, String dir, int size, boolean mrg, int qp) throws Exception {
         List<String> backends = options.backends;
-        List<List<Run>> runs = new ArrayList<>();
-        for (int b = 0; b < backends.size(); b++) {
-            runs.add(new ArrayList<>());
-        }
-        for (int r = 0; r < options.runs; r++) {
-            // A B C, then C B A: drift on a shared machine hits every backend alike.
-            for (int k = 0; k < backends.size(); k++) {
-                int b = r % 2 == 0 ? k : backends.size() - 1 - k;
-                Run run = runOnce(loop, backends.get(b), dir, size, mrg, qp);
-                out.printf("  %-4s %4d B mrg=%d qp=%d %-13s run %d: %s%n", dir, size, mrg ? 1 : 0, qp, backends.get(b), r + 1,
-                        run.error != null ? "FAILED " + run.error
-                                : String.format("%.3f Mpps (frontend %d pkts, backend %d pkts%s)", run.mpps,
-                                run.frontendPackets, run.backendPackets,
-                                Double.isNaN(run.allocPerPacket) ? "" : String.format(", %.2f B/pkt on pollers", run.allocPerPacket)));
-                runs.get(b).add(run);
-            }
-        }
+        List<List<Run>> runs = Rounds.alternate(backends.size(), options.runs, (b, r) -> {
+            Run run = runOnce(loop, backends.get(b), dir, size, mrg, qp);
+            out.printf("  %-4s %4d B mrg=%d qp=%d %-13s run %d: %s%n", dir, size, mrg ? 1 : 0, qp, backends.get(b), r + 1,
+                    run.error != null ? "FAILED " + run.error
+                            : String.format("%.3f Mpps (frontend %d pkts, backend %d pkts%s)", run.mpps,
+                            run.frontendPackets, run.backendPackets,
+                            Double.isNaN(run.allocPerPacket) ? "" : String.format(", %.2f B/pkt on pollers", run.allocPerPacket)));
+            return run;
+        });
         int dpdkIndex = backends.indexOf("dpdk");
         double[] dpdk = dpdkIndex < 0 ? new double[0] : runs.get(dpdkIndex).stream().mapToDouble(Run::mpps).toArray();
         for (int b = 0; b < backends.size(); b++) {

@@ -1,5 +1,6 @@
 package io.jvhost.cli.bench;
 
+import io.jvhost.perf.BenchOptions;
 import io.jvhost.perf.BlkBench;
 import io.jvhost.perf.NetBench;
 
@@ -9,6 +10,7 @@ import java.util.concurrent.Callable;
 
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** {@code jvhost bench}: the end-to-end benchmark drivers and the JMH microbenchmarks of {@code perf/}. */
@@ -29,9 +31,23 @@ public final class BenchCommand implements Runnable {
         }
     }
 
-    static Path results() {
-        String home = System.getProperty("jvhost.home");
-        return home == null ? Path.of("perf", "results") : Path.of(home, "perf", "results");
+    /** {@code --runs}, {@code --seconds} and {@code --out}, which every end-to-end benchmark takes. */
+    static final class RunOptions {
+        @Option(names = "--runs", description = "Runs per side and configuration (default 3).")
+        Integer runs;
+        @Option(names = "--seconds", description = "Measured seconds per run (default: net 5, blk 3).")
+        Integer seconds;
+        @Option(names = "--out", description = "Results directory (default perf/results).")
+        Path out;
+
+        /** Sets what was given on {@code o}, and the results directory under the checkout; returns {@code o}. */
+        <O extends BenchOptions> O applyTo(O o) {
+            String home = System.getProperty("jvhost.home");
+            o.out = out != null ? out : home == null ? Path.of("perf", "results") : Path.of(home, "perf", "results");
+            if (runs != null) o.runs = runs;
+            if (seconds != null) o.seconds = seconds;
+            return o;
+        }
     }
 
     @Command(name = "net", mixinStandardHelpOptions = true,
@@ -50,25 +66,18 @@ public final class BenchCommand implements Runnable {
         List<Integer> queues;
         @Option(names = "--backends", split = ",", description = "jvhost-event, jvhost-busy, dpdk (default: all).")
         List<String> backends;
-        @Option(names = "--runs", description = "Runs per backend and configuration (default 3).")
-        Integer runs;
-        @Option(names = "--seconds", description = "Measured seconds per run (default 5).")
-        Integer seconds;
-        @Option(names = "--out", description = "Results directory (default perf/results).")
-        Path out;
+        @Mixin
+        RunOptions run;
 
         @Override
         public Integer call() throws Exception {
             quietFramework();
-            NetBench.Options o = quick ? NetBench.Options.quick() : new NetBench.Options();
-            o.out = out != null ? out : results();
+            NetBench.Options o = run.applyTo(quick ? NetBench.Options.quick() : new NetBench.Options());
             if (dirs != null) o.directions = dirs;
             if (sizes != null) o.sizes = sizes;
             if (mrg != null) o.mergeable = mrg;
             if (queues != null) o.queues = queues;
             if (backends != null) o.backends = backends;
-            if (runs != null) o.runs = runs;
-            if (seconds != null) o.seconds = seconds;
             NetBench.run(o, System.out);
             return 0;
         }
@@ -90,24 +99,17 @@ public final class BenchCommand implements Runnable {
         List<String> targets;
         @Option(names = "--busy-poll", description = "Run jvhost's pollers in busy-poll mode (default: event mode).")
         boolean busyPoll;
-        @Option(names = "--runs", description = "Runs per target and configuration (default 3).")
-        Integer runs;
-        @Option(names = "--seconds", description = "Measured seconds per run (default 3).")
-        Integer seconds;
-        @Option(names = "--out", description = "Results directory (default perf/results).")
-        Path out;
+        @Mixin
+        RunOptions run;
 
         @Override
         public Integer call() throws Exception {
             quietFramework();
-            BlkBench.Options o = quick ? BlkBench.Options.quick() : new BlkBench.Options();
-            o.out = out != null ? out : results();
+            BlkBench.Options o = run.applyTo(quick ? BlkBench.Options.quick() : new BlkBench.Options());
             if (workloads != null) o.workloads = workloads;
             if (depths != null) o.depths = depths;
             if (queues != null) o.queues = queues;
             if (targets != null) o.targets = targets;
-            if (runs != null) o.runs = runs;
-            if (seconds != null) o.seconds = seconds;
             o.busyPoll = busyPoll;
             BlkBench.run(o, System.out);
             return 0;
