@@ -1,12 +1,15 @@
 package io.jvhost.perf;
 
 import java.nio.file.Path;
+import java.util.List;
 
 /**
  * What every end-to-end benchmark takes: how many runs of how many seconds, the CPUs the two sides
  * are pinned to, and where the results go. Fields as the CLI fills them.
  */
 public abstract class BenchOptions {
+    /** Queue pairs (net) or request queues (blk), one configuration each. */
+    public List<Integer> queues = List.of(1, 2);
     /** Runs per side and configuration. */
     public int runs = 3;
     /** Measured seconds per run. */
@@ -21,8 +24,9 @@ public abstract class BenchOptions {
         this.seconds = seconds;
     }
 
-    /** One run of one second per side, for the {@code --quick} variants. */
+    /** One queue, one run of one second per side, for the {@code --quick} variants. */
     void quick(int warmupSeconds) {
+        this.queues = List.of(1);
         this.runs = 1;
         this.seconds = 1;
         this.warmupSeconds = warmupSeconds;

@@ -4,29 +4,21 @@ import io.jvhost.blk.BlkDevice;
 import io.jvhost.blk.BlockStore;
 import io.jvhost.blk.FileStore;
 import io.jvhost.blk.RamStore;
-import io.jvhost.cli.ServeOptions;
+import io.jvhost.cli.DeviceCommand;
 import io.jvhost.cli.options.DiskSizeConverter;
 
 import java.nio.file.Path;
-import java.util.concurrent.Callable;
 
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
-import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** {@code jvhost blk}: a vhost-user-blk disk on a file, a block device or RAM. */
 @Command(name = "blk", mixinStandardHelpOptions = true,
         description = {"Serve virtio-blk over vhost-user, from an image file, a block device or RAM.", "",
             "QEMU: -chardev socket,id=blk0,path=PATH -device vhost-user-blk-pci,chardev=blk0,num-queues=N",
-            "      (guest memory must be shared: -object memory-backend-memfd,id=mem,size=...,share=on -numa node,memdev=mem)"})
-public final class BlkCommand implements Callable<Integer> {
-    @Mixin
-    ServeOptions serve;
-
-    @ArgGroup(exclusive = true, multiplicity = "1")
-    Backing backing;
-
+            DeviceCommand.SHARED_MEMORY})
+public final class BlkCommand extends DeviceCommand {
     static final class Backing {
         @Option(names = "--file", paramLabel = "IMAGE", description = "Raw image file or block device.")
         Path file;
@@ -35,6 +27,9 @@ public final class BlkCommand implements Callable<Integer> {
                 description = "A RAM disk of SIZE bytes (suffixes K, M, G, T; a multiple of 512).")
         Long ram;
     }
+
+    @ArgGroup(exclusive = true, multiplicity = "1")
+    Backing backing;
 
     @Option(names = "--read-only", description = "Refuse writes (the guest sees a read-only disk).")
     boolean readOnly;

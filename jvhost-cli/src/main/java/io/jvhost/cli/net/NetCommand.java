@@ -1,6 +1,6 @@
 package io.jvhost.cli.net;
 
-import io.jvhost.cli.ServeOptions;
+import io.jvhost.cli.DeviceCommand;
 import io.jvhost.net.BenchPorts;
 import io.jvhost.net.Frames;
 import io.jvhost.net.L2Switch;
@@ -10,11 +10,9 @@ import io.jvhost.net.TapPort;
 
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.Callable;
 
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
-import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** {@code jvhost net}: vhost-user NICs connected to a switch, a bench port, or nothing else yet. */
@@ -23,10 +21,7 @@ import picocli.CommandLine.Option;
             "QEMU: -chardev socket,id=n0,path=PATH -netdev vhost-user,id=net0,chardev=n0,queues=N",
             "      -device virtio-net-pci,netdev=net0,mq=on,vectors=0   (vectors=0: QEMU 7.2 under TCG, see README)",
             "DPDK: dpdk-testpmd --no-pci --single-file-segments --vdev net_virtio_user0,path=PATH,queues=N ..."})
-public final class NetCommand implements Callable<Integer> {
-    @Mixin
-    ServeOptions serve;
-
+public final class NetCommand extends DeviceCommand {
     @ArgGroup(exclusive = true, multiplicity = "1")
     Mode mode;
 

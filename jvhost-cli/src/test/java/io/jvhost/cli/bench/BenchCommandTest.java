@@ -4,6 +4,7 @@ import io.jvhost.perf.BlkBench;
 import io.jvhost.perf.NetBench;
 
 import java.nio.file.Path;
+import java.util.List;
 
 import org.junit.jupiter.api.Test;
 
@@ -12,9 +13,10 @@ import picocli.CommandLine;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 /**
- * {@code bench net} and {@code bench blk} take {@code --runs}, {@code --seconds} and {@code --out}
- * from one mixin: given, they reach the benchmark's options; left out, the benchmark's defaults
- * stay. Only parsed here: no benchmark runs.
+ * {@code bench net} and {@code bench blk} take {@code --quick}, {@code --queues}, {@code --runs},
+ * {@code --seconds} and {@code --out} from one mixin: given, they reach the benchmark's options
+ * over its defaults or quick presets; left out, the benchmark's own values stay. Only parsed here:
+ * no benchmark runs.
  */
 class BenchCommandTest {
 
@@ -23,21 +25,31 @@ class BenchCommandTest {
     }
 
     @Test
-    void shouldPassRunsSecondsAndOutToTheNetBenchmarkWhenGiven() {
-        BenchCommand.Net net = (BenchCommand.Net) parse("net", "--quick", "--runs", "2", "--seconds", "4", "--out", "x");
-        NetBench.Options o = net.run.applyTo(NetBench.Options.quick());
+    void shouldPutGivenOptionsOverTheQuickPresetsWhenNetIsQuick() {
+        BenchCommand.Net net = (BenchCommand.Net) parse("net", "--quick", "--runs", "2", "--seconds", "4", "--out", "x",
+                "--queues", "1,2", "--dirs", "g2h");
+        NetBench.Options o = net.options();
+        NetBench.Options quick = NetBench.Options.quick();
         assertEquals(2, o.runs);
         assertEquals(4, o.seconds);
         assertEquals(Path.of("x"), o.out);
+        assertEquals(List.of(1, 2), o.queues);
+        assertEquals(List.of("g2h"), o.directions);
+        assertEquals(quick.sizes, o.sizes, "a quick preset not given on the command line");
+        assertEquals(quick.backends, o.backends);
     }
 
     @Test
-    void shouldKeepTheBlkBenchmarksDefaultsWhenRunsSecondsAndOutAreLeftOut() {
-        BenchCommand.Blk blk = (BenchCommand.Blk) parse("blk", "--targets", "jvhost-ram");
+    void shouldKeepTheBlkBenchmarksDefaultsWhenOnlyItsOwnOptionsAreGiven() {
+        BenchCommand.Blk blk = (BenchCommand.Blk) parse("blk", "--targets", "jvhost-ram", "--busy-poll");
         BlkBench.Options defaults = new BlkBench.Options();
-        BlkBench.Options o = blk.run.applyTo(new BlkBench.Options());
+        BlkBench.Options o = blk.options();
         assertEquals(defaults.runs, o.runs);
         assertEquals(defaults.seconds, o.seconds);
+        assertEquals(defaults.queues, o.queues);
+        assertEquals(defaults.workloads, o.workloads);
+        assertEquals(List.of("jvhost-ram"), o.targets);
+        assertEquals(true, o.busyPoll);
         String home = System.getProperty("jvhost.home");
         assertEquals(home == null ? Path.of("perf", "results") : Path.of(home, "perf", "results"), o.out);
     }
