@@ -80,30 +80,12 @@ public final class TestDevice implements VirtioDevice {
             this.queues = queues;
         }
 
-        public Builder maxQueueSize(int size) {
-            this.maxQueueSize = size;
-            return this;
-        }
-
-        public Builder features(long f) {
-            this.features = f;
-            return this;
-        }
-
-        public Builder protocolFeatures(long f) {
-            this.protocolFeatures = f;
-            return this;
-        }
-
-        public Builder queueSets(int[][] sets) {
-            this.queueSets = sets;
-            return this;
-        }
-
-        public Builder config(byte[] c) {
-            this.config = c.clone();
-            return this;
-        }
+        public Builder maxQueueSize(int size) { this.maxQueueSize = size; return this; }
+        public Builder features(long f) { this.features = f; return this; }
+        public Builder protocolFeatures(long f) { this.protocolFeatures = f; return this; }
+        public Builder queueSets(int[][] sets) { this.queueSets = sets; return this; }
+        /** A copy of {@code c} is kept. */
+        public Builder config(byte[] c) { this.config = c.clone(); return this; }
 
         public TestDevice build() {
             return new TestDevice(this);

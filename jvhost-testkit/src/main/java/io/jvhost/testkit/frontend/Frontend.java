@@ -21,6 +21,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.locks.LockSupport;
 
 import static io.jvhost.core.protocol.MessageType.*;
 
@@ -175,19 +176,14 @@ public final class Frontend implements AutoCloseable {
     /** Whether the backend has closed the connection (reads EOF within {@code timeoutMillis}). */
     public boolean isClosedByBackend(long timeoutMillis) {
         long deadline = System.currentTimeMillis() + timeoutMillis;
-        while (System.currentTimeMillis() < deadline) {
+        do {
             MessageIo.Received r = io.receive(socket.get(), 0, 1, false);
             Fd.closeAll(r.fds());
             if (r.bytes() == 0 || (r.bytes() < 0 && r.bytes() != -LibC.EAGAIN)) {
                 return true;
             }
-            try {
-                Thread.sleep(5);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                return false;
-            }
-        }
+            LockSupport.parkNanos(5_000_000); // returns at once, and keeps the flag, when interrupted
+        } while (System.currentTimeMillis() < deadline && !Thread.currentThread().isInterrupted());
         return false;
     }
 
