@@ -1,8 +1,9 @@
 package io.jvhost.testkit.frontend;
 
-import io.jvhost.core.protocol.Message;
+import io.jvhost.core.protocol.Header;
 import io.jvhost.core.protocol.MessageType;
 import io.jvhost.core.device.ProtocolFeatures;
+import io.jvhost.core.runtime.FeaturePolicy;
 import io.jvhost.core.sys.Epoll;
 import io.jvhost.core.sys.Fd;
 import io.jvhost.core.sys.LibC;
@@ -32,10 +33,8 @@ import static io.jvhost.core.protocol.MessageType.*;
  * <p>One thread at a time.
  */
 public final class Frontend implements AutoCloseable {
-    private static final ValueLayout.OfInt LE_INT = ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN);
-
     private final Fd socket;
-    private final MessageIo io = new MessageIo(Message.HEADER_SIZE + Message.MAX_PAYLOAD);
+    private final MessageIo io = new MessageIo(Header.SIZE + Header.MAX_PAYLOAD);
     private boolean replyAck;
     private Duration replyTimeout;
     private Epoll readable;
@@ -105,10 +104,7 @@ public final class Frontend implements AutoCloseable {
 
     /** Sends one request with the given flags (version bit included by the caller). */
     public void send(int request, int flags, byte[] payload, Fd... fds) throws IOException {
-        byte[] bytes = new byte[Message.HEADER_SIZE + payload.length];
-        ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN).putInt(request).putInt(flags).putInt(payload.length)
-                .put(payload);
-        sendRaw(bytes, fds);
+        sendRaw(Header.encode(request, flags, payload), fds);
     }
 
     /** Reads one reply; throws on EOF. */
@@ -117,21 +113,22 @@ public final class Frontend implements AutoCloseable {
         long deadline = replyTimeout == null ? Long.MAX_VALUE : System.nanoTime() + replyTimeout.toNanos();
         int have = 0;
         try {
-            while (have < Message.HEADER_SIZE) {
+            while (have < Header.SIZE) {
                 awaitReadable(deadline);
-                have += receive(have, Message.HEADER_SIZE - have, fds);
+                have += receive(have, Header.SIZE - have, fds);
             }
             MemorySegment b = io.rxBuffer();
-            int request = b.get(LE_INT, 0), flags = b.get(LE_INT, 4), size = b.get(LE_INT, 8);
-            if (size < 0 || size > Message.MAX_PAYLOAD) {
-                throw new IOException("reply of " + size + " bytes");
+            Header h = Header.decode(b);
+            if (h.size() > Header.MAX_PAYLOAD) {
+                throw new IOException("reply of " + h.size() + " bytes");
             }
-            while (have < Message.HEADER_SIZE + size) {
+            int size = (int) h.size();
+            while (have < Header.SIZE + size) {
                 awaitReadable(deadline);
-                have += receive(have, Message.HEADER_SIZE + size - have, fds);
+                have += receive(have, Header.SIZE + size - have, fds);
             }
-            byte[] payload = b.asSlice(Message.HEADER_SIZE, size).toArray(ValueLayout.JAVA_BYTE);
-            return new Reply(request, flags, payload, fds.toArray(new Fd[0]));
+            byte[] payload = b.asSlice(Header.SIZE, size).toArray(ValueLayout.JAVA_BYTE);
+            return new Reply(h.request(), h.flags(), payload, fds.toArray(new Fd[0]));
         } catch (IOException | RuntimeException e) {
             fds.forEach(Fd::close);
             throw e;
@@ -195,9 +192,9 @@ public final class Frontend implements AutoCloseable {
 
     /** Sends a request that the backend answers with a payload, and returns it. */
     public Reply call(int request, byte[] payload, Fd... fds) throws IOException {
-        send(request, Message.VERSION, payload, fds);
+        send(request, Header.VERSION, payload, fds);
         Reply r = readReply();
-        if (r.request() != request || (r.flags() & Message.REPLY) == 0) {
+        if (r.request() != request || (r.flags() & Header.REPLY) == 0) {
             throw new IOException("unexpected reply " + MessageType.name(r.request()) + " flags " + r.flags());
         }
         return r;
@@ -209,10 +206,10 @@ public final class Frontend implements AutoCloseable {
      */
     public long request(int request, byte[] payload, Fd... fds) throws IOException {
         if (!replyAck) {
-            send(request, Message.VERSION, payload, fds);
+            send(request, Header.VERSION, payload, fds);
             return 0;
         }
-        send(request, Message.VERSION | Message.NEED_REPLY, payload, fds);
+        send(request, Header.VERSION | Header.NEED_REPLY, payload, fds);
         Reply r = readReply();
         if (r.request() != request) {
             throw new IOException("ack for " + MessageType.name(r.request()) + " instead of " + MessageType.name(request));
@@ -225,10 +222,10 @@ public final class Frontend implements AutoCloseable {
      * backend's ack (0 = success). For requests that have no payload reply of their own.
      */
     public long requestWithAck(int request, byte[] payload, Fd... fds) throws IOException {
-        send(request, Message.VERSION | Message.NEED_REPLY, payload, fds);
+        send(request, Header.VERSION | Header.NEED_REPLY, payload, fds);
         Reply r = readReply();
         Fd.closeAll(r.fds());
-        if (r.request() != request || r.flags() != (Message.VERSION | Message.REPLY) || r.payload().length != 8) {
+        if (r.request() != request || r.flags() != (Header.VERSION | Header.REPLY) || r.payload().length != 8) {
             throw new IOException("expected an ack for " + MessageType.name(request) + ", got " + MessageType.name(r.request())
                     + " flags 0x" + Integer.toHexString(r.flags()) + " with " + r.payload().length + " bytes");
         }
@@ -393,7 +390,7 @@ public final class Frontend implements AutoCloseable {
      */
     public long handshakeLikeQemu(int queues) throws IOException {
         long features = getFeatures();
-        long pf = getProtocolFeatures() & ~ProtocolFeatures.NEVER;
+        long pf = getProtocolFeatures() & ~FeaturePolicy.NEVER_PROTOCOL_FEATURES;
         setProtocolFeatures(pf);
         if ((pf & ProtocolFeatures.bit(ProtocolFeatures.MQ)) != 0 && getQueueNum() < queues) {
             throw new IOException("backend has fewer than " + queues + " queues");

@@ -1,6 +1,7 @@
 package io.jvhost.core.protocol;
 
 import io.jvhost.core.device.ProtocolFeatures;
+import io.jvhost.core.runtime.FeaturePolicy;
 import static io.jvhost.core.protocol.MessageType.*;
 import static io.jvhost.testkit.Payloads.NONE;
 import static io.jvhost.testkit.Payloads.config;
@@ -99,7 +100,7 @@ class MessageHandlingTest {
     void shouldOfferTheDeviceFeaturesAndWhatTheFrameworkImplements() throws IOException {
         try (Frontend f = fx.connect()) {
             Reply r = f.call(GET_FEATURES, NONE);
-            assertEquals(Message.VERSION | Message.REPLY, r.flags());
+            assertEquals(Header.VERSION | Header.REPLY, r.flags());
             assertEquals(8, r.payload().length);
             assertEquals(TestDevice.DEVICE_FEATURE | FRAMEWORK_FEATURES, r.u64());
         }
@@ -138,7 +139,7 @@ class MessageHandlingTest {
                 assertTrue((offered & pf(b)) != 0, "protocol feature " + b + " offered");
             }
             assertEquals(0, offered & pf(ProtocolFeatures.INBAND_NOTIFICATIONS));
-            assertEquals(ProtocolFeatures.DEFAULT, offered, "nothing the framework does not implement");
+            assertEquals(FeaturePolicy.PROTOCOL_FEATURES, offered, "nothing the framework does not implement");
         }
     }
 
@@ -147,7 +148,7 @@ class MessageHandlingTest {
         TestDevice asking = TestDevice.withQueues(1)
                 .protocolFeatures(pf(ProtocolFeatures.INBAND_NOTIFICATIONS) | pf(ProtocolFeatures.MTU)).build();
         try (BackendFixture other = BackendFixture.start(asking); Frontend f = other.connect()) {
-            assertEquals(ProtocolFeatures.DEFAULT | pf(ProtocolFeatures.MTU), f.getProtocolFeatures());
+            assertEquals(FeaturePolicy.PROTOCOL_FEATURES | pf(ProtocolFeatures.MTU), f.getProtocolFeatures());
             assertNotEquals(0, f.requestWithAck(SET_PROTOCOL_FEATURES, u64(pf(ProtocolFeatures.INBAND_NOTIFICATIONS))));
         }
     }
@@ -292,7 +293,7 @@ class MessageHandlingTest {
     @Test
     void shouldDropTheConnectionOnALogBaseWithoutLogShmfdAndCloseItsFd() throws IOException {
         try (Probe log = OpenFds.probe(); Frontend f = fx.connect()) {
-            f.send(SET_LOG_BASE, Message.VERSION | Message.NEED_REPLY, Payloads.logBase(4096, 0), log.fd());
+            f.send(SET_LOG_BASE, Header.VERSION | Header.NEED_REPLY, Payloads.logBase(4096, 0), log.fd());
             assertTrue(f.isClosedByBackend(BackendFixture.REPLY_TIMEOUT.toMillis()),
                     "SET_LOG_BASE has a reply of its own: a refusal drops the connection");
             fx.awaitSessionsEnded();
@@ -444,9 +445,9 @@ class MessageHandlingTest {
             long features = f.getFeatures();
             assertEquals(0, f.requestWithAck(SET_FEATURES, u64(features & ~bit(VirtioFeatures.PROTOCOL_FEATURES))));
             assertEquals(0, f.requestWithAck(SET_OWNER, NONE));
-            f.send(SET_VRING_NUM, Message.VERSION, vringState(0, 64));
-            f.send(SET_VRING_ADDR, Message.VERSION, Payloads.vringAddr(0, 0, q.descHva(), q.usedHva(), q.availHva(), 0));
-            f.send(SET_VRING_CALL, Message.VERSION, u64(0), q.callFd());
+            f.send(SET_VRING_NUM, Header.VERSION, vringState(0, 64));
+            f.send(SET_VRING_ADDR, Header.VERSION, Payloads.vringAddr(0, 0, q.descHva(), q.usedHva(), q.availHva(), 0));
+            f.send(SET_VRING_CALL, Header.VERSION, u64(0), q.callFd());
             assertEquals(0, f.requestWithAck(SET_MEM_TABLE, memTable(Region.of(ram, 0)), ram.fd()));
             assertEquals(0, f.requestWithAck(SET_VRING_KICK, u64(0), q.kickFd()));
             assertEquals(1, device.started(0), "no SET_VRING_ENABLE needed");
@@ -518,7 +519,7 @@ class MessageHandlingTest {
     @Test
     void shouldDropTheConnectionOnGetInflightFdWhichWasNotOffered() throws IOException {
         try (Frontend f = fx.connect()) {
-            f.send(GET_INFLIGHT_FD, Message.VERSION, new byte[24]);
+            f.send(GET_INFLIGHT_FD, Header.VERSION, new byte[24]);
             assertTrue(f.isClosedByBackend(5000), "no inflight region to hand out: the frontend must not wait for one");
         }
         fx.awaitSessionsEnded();
@@ -564,7 +565,7 @@ class MessageHandlingTest {
     void shouldRefuseUnknownAndUnsupportedRequestsAndKeepServing(int request) throws IOException {
         try (Frontend f = fx.connect()) {
             assertNotEquals(0, f.requestWithAck(request, u64(0)));
-            f.send(request, Message.VERSION, u64(0));
+            f.send(request, Header.VERSION, u64(0));
             assertEquals(TestDevice.DEVICE_FEATURE | FRAMEWORK_FEATURES, f.getFeatures(),
                     "without NEED_REPLY a refusal sends nothing, and the connection stays");
         }

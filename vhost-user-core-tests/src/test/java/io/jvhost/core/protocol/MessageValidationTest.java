@@ -92,7 +92,7 @@ class MessageValidationTest {
     /** Sends a request whose reply is a payload, malformed: the backend must drop the connection. */
     private void assertDropped(Frontend f, int request, byte[] payload, int fdCount) throws IOException {
         try (Probe p = OpenFds.probe()) {
-            f.send(request, Message.VERSION, payload, copies(p, fdCount));
+            f.send(request, Header.VERSION, payload, copies(p, fdCount));
             assertTrue(f.isClosedByBackend(5000), MessageType.name(request) + " malformed: connection dropped");
             fx.awaitSessionsEnded();
             assertEquals(1, p.openCopies(), "fds of the dropped message closed");
@@ -117,7 +117,7 @@ class MessageValidationTest {
     @MethodSource("fixedSizeRequests")
     void shouldRefuseARequestWithAPayloadOfTheWrongSize(int request, int size, int fds) throws IOException {
         try (Frontend f = fx.connect()) {
-            List<Integer> wrong = new ArrayList<>(List.of(size + 1, size + 7, Message.MAX_PAYLOAD));
+            List<Integer> wrong = new ArrayList<>(List.of(size + 1, size + 7, Header.MAX_PAYLOAD));
             if (size > 0) {
                 wrong.addAll(List.of(0, size - 1));
             }
@@ -433,7 +433,7 @@ class MessageValidationTest {
     @Test
     void shouldDropTheConnectionOnNineFdsAndCloseThemAll() throws IOException {
         try (Probe file = OpenFds.probe(9 * 0x1000); Frontend f = fx.connect()) {
-            f.send(SET_MEM_TABLE, Message.VERSION | Message.NEED_REPLY, memTable(regions(9)), copies(file, 9));
+            f.send(SET_MEM_TABLE, Header.VERSION | Header.NEED_REPLY, memTable(regions(9)), copies(file, 9));
             assertTrue(f.isClosedByBackend(5000));
             fx.awaitSessionsEnded();
             assertEquals(0, file.mappings());

@@ -1,6 +1,7 @@
 package io.jvhost.core.protocol;
 
 import io.jvhost.core.device.ProtocolFeatures;
+import io.jvhost.core.runtime.FeaturePolicy;
 import static io.jvhost.core.protocol.MessageType.*;
 import static io.jvhost.testkit.Payloads.NOFD;
 import static io.jvhost.testkit.Payloads.NONE;
@@ -109,7 +110,7 @@ class NeedReplyTest {
         c.add(refused("SET_OWNER", SET_OWNER, u64(0)));
         c.add(ok("RESET_OWNER", RESET_OWNER, NONE));
         c.add(ok("RESET_DEVICE", RESET_DEVICE, NONE));
-        c.add(ok("SET_PROTOCOL_FEATURES", SET_PROTOCOL_FEATURES, u64(ProtocolFeatures.DEFAULT)));
+        c.add(ok("SET_PROTOCOL_FEATURES", SET_PROTOCOL_FEATURES, u64(FeaturePolicy.PROTOCOL_FEATURES)));
         c.add(refused("SET_PROTOCOL_FEATURES", SET_PROTOCOL_FEATURES, u64(1L << 14)));
         c.add(new Case("SET_MEM_TABLE", true, (f, e) -> f.requestWithAck(SET_MEM_TABLE, memTable(e.region()), e.ram.fd())));
         c.add(new Case("SET_MEM_TABLE", false, (f, e) -> f.requestWithAck(SET_MEM_TABLE,
@@ -159,7 +160,7 @@ class NeedReplyTest {
         try (Env env = new Env(); Frontend f = fx.connect()) {
             long pf = ProtocolFeatures.bit(ProtocolFeatures.LOG_SHMFD);
             f.setProtocolFeatures(replyAck ? pf | ProtocolFeatures.bit(ProtocolFeatures.REPLY_ACK) : pf);
-            f.send(SET_LOG_BASE, Message.VERSION | Message.NEED_REPLY, Payloads.logBase(4096, 0), env.ram.fd());
+            f.send(SET_LOG_BASE, Header.VERSION | Header.NEED_REPLY, Payloads.logBase(4096, 0), env.ram.fd());
             Frontend.Reply r = f.readReply();
             assertEquals(SET_LOG_BASE, r.request());
             assertEquals(0, r.payload().length, "the empty reply QEMU waits for, not an 8-byte ack");
