@@ -1,7 +1,7 @@
-package io.jvhost.core.protocol;
+package io.jvhost.core.runtime;
 
+import io.jvhost.core.protocol.Header;
 import io.jvhost.core.device.ProtocolFeatures;
-import io.jvhost.core.runtime.FeaturePolicy;
 import static io.jvhost.core.protocol.MessageType.*;
 import static io.jvhost.testkit.Payloads.NONE;
 import static io.jvhost.testkit.Payloads.config;

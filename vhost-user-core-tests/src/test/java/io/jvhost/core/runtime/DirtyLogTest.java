@@ -1,5 +1,6 @@
-package io.jvhost.core.protocol;
+package io.jvhost.core.runtime;
 
+import io.jvhost.core.protocol.Header;
 import io.jvhost.core.device.ProtocolFeatures;
 import static io.jvhost.core.protocol.MessageType.*;
 import static io.jvhost.core.device.VirtioFeatures.bit;

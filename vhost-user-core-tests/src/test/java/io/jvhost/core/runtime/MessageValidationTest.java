@@ -1,5 +1,7 @@
-package io.jvhost.core.protocol;
+package io.jvhost.core.runtime;
 
+import io.jvhost.core.protocol.MessageType;
+import io.jvhost.core.protocol.Header;
 import static io.jvhost.core.protocol.MessageType.*;
 import static io.jvhost.testkit.Payloads.NOFD;
 import static io.jvhost.testkit.Payloads.NONE;

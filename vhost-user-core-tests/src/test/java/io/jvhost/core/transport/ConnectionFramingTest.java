@@ -1,5 +1,6 @@
-package io.jvhost.core.protocol;
+package io.jvhost.core.transport;
 
+import io.jvhost.core.protocol.Header;
 import static io.jvhost.core.protocol.MessageType.*;
 import static io.jvhost.testkit.Payloads.NONE;
 import static io.jvhost.testkit.Payloads.u64;
