@@ -2,6 +2,7 @@ package io.jvhost.testkit.frontend;
 
 import io.jvhost.core.protocol.Header;
 import io.jvhost.core.protocol.MessageType;
+import io.jvhost.core.protocol.Payload;
 import io.jvhost.core.device.ProtocolFeatures;
 import io.jvhost.core.runtime.FeaturePolicy;
 import io.jvhost.core.sys.Epoll;
@@ -35,7 +36,8 @@ import static io.jvhost.core.protocol.MessageType.*;
 public final class Frontend implements AutoCloseable {
     private final Fd socket;
     private final MessageIo io = new MessageIo(Header.SIZE + Header.MAX_PAYLOAD);
-    private boolean replyAck;
+    /** Whether REPLY_ACK is on, from the last SET_PROTOCOL_FEATURES sent, and before it. */
+    private boolean replyAck, replyAckBefore;
     private Duration replyTimeout;
     private Epoll readable;
     private boolean closed;
@@ -102,9 +104,43 @@ public final class Frontend implements AutoCloseable {
         }
     }
 
-    /** Sends one request with the given flags (version bit included by the caller). */
+    /**
+     * Sends one request with the given flags (version bit included by the caller). A
+     * SET_PROTOCOL_FEATURES is taken as accepted: whether REPLY_ACK is on follows its payload.
+     */
     public void send(int request, int flags, byte[] payload, Fd... fds) throws IOException {
         sendRaw(Header.encode(request, flags, payload), fds);
+        if (request == SET_PROTOCOL_FEATURES && payload.length == 8) {
+            replyAckBefore = replyAck;
+            replyAck = hasReplyAck(payload);
+        }
+    }
+
+    private static boolean hasReplyAck(byte[] protocolFeatures) {
+        return (Payload.u64(protocolFeatures, 0) & ProtocolFeatures.bit(ProtocolFeatures.REPLY_ACK)) != 0;
+    }
+
+    /** Whether the backend acks {@code request} with NEED_REPLY set, if it accepts it. */
+    private boolean ackedIfAccepted(int request, byte[] payload) {
+        return request == SET_PROTOCOL_FEATURES && payload.length == 8 ? hasReplyAck(payload) : replyAck;
+    }
+
+    /** Whether the backend acks {@code request} with NEED_REPLY set, accepted or refused. */
+    private boolean ackedEither(int request, byte[] payload) {
+        return replyAck || ackedIfAccepted(request, payload);
+    }
+
+    /** After the ack of {@code request}: a refused SET_PROTOCOL_FEATURES changed nothing. */
+    private long acked(int request, byte[] payload, long ack) {
+        if (request == SET_PROTOCOL_FEATURES && payload.length == 8 && ack != 0) {
+            replyAck = replyAckBefore;
+        }
+        return ack;
+    }
+
+    /** Whether REPLY_ACK is negotiated, as far as this frontend's SET_PROTOCOL_FEATURES tell. */
+    public boolean replyAck() {
+        return replyAck;
     }
 
     /** Reads one reply; throws on EOF. */
@@ -201,11 +237,11 @@ public final class Frontend implements AutoCloseable {
     }
 
     /**
-     * Sends a request without a payload reply; with REPLY_ACK negotiated it asks for an ack and
-     * returns it (0 = success), else returns 0 at once.
+     * Sends a request without a payload reply as QEMU does: with REPLY_ACK negotiated it asks for
+     * an ack and returns it (0 = success), else returns 0 at once.
      */
     public long request(int request, byte[] payload, Fd... fds) throws IOException {
-        if (!replyAck) {
+        if (!ackedIfAccepted(request, payload)) {
             send(request, Header.VERSION, payload, fds);
             return 0;
         }
@@ -214,14 +250,20 @@ public final class Frontend implements AutoCloseable {
         if (r.request() != request) {
             throw new IOException("ack for " + MessageType.name(r.request()) + " instead of " + MessageType.name(request));
         }
-        return r.u64();
+        return acked(request, payload, r.u64());
     }
 
     /**
-     * Sends a request with NEED_REPLY set whether or not REPLY_ACK was negotiated, and returns the
-     * backend's ack (0 = success). For requests that have no payload reply of their own.
+     * Sends a request with NEED_REPLY set and returns the backend's ack (0 = success). For
+     * requests that have no payload reply of their own, once REPLY_ACK is negotiated (or with
+     * the SET_PROTOCOL_FEATURES that negotiates it): without it the backend sends no ack, so this
+     * fails at once rather than wait for one.
      */
     public long requestWithAck(int request, byte[] payload, Fd... fds) throws IOException {
+        if (!ackedEither(request, payload)) {
+            throw new IllegalStateException("REPLY_ACK is not negotiated: the backend will not ack "
+                    + MessageType.name(request));
+        }
         send(request, Header.VERSION | Header.NEED_REPLY, payload, fds);
         Reply r = readReply();
         Fd.closeAll(r.fds());
@@ -229,7 +271,7 @@ public final class Frontend implements AutoCloseable {
             throw new IOException("expected an ack for " + MessageType.name(request) + ", got " + MessageType.name(r.request())
                     + " flags 0x" + Integer.toHexString(r.flags()) + " with " + r.payload().length + " bytes");
         }
-        return r.u64();
+        return acked(request, payload, r.u64());
     }
 
     public long getFeatures() throws IOException {
@@ -244,10 +286,12 @@ public final class Frontend implements AutoCloseable {
         return call(GET_PROTOCOL_FEATURES, new byte[0]).u64();
     }
 
-    /** Acknowledges protocol features; REPLY_ACK among them turns on acks for later requests. */
+    /**
+     * Acknowledges protocol features without asking for an ack, as QEMU does; REPLY_ACK among them
+     * turns on acks for later requests.
+     */
     public void setProtocolFeatures(long features) throws IOException {
-        request(SET_PROTOCOL_FEATURES, u64(features));
-        replyAck = (features & ProtocolFeatures.bit(ProtocolFeatures.REPLY_ACK)) != 0;
+        send(SET_PROTOCOL_FEATURES, Header.VERSION, u64(features));
     }
 
     public long getQueueNum() throws IOException {

@@ -101,8 +101,14 @@ public final class MessageFuzzTarget implements FuzzTarget {
                 byte[] bytes = ByteBuffer.allocate(12 + payload.length).order(ByteOrder.LITTLE_ENDIAN).putInt(request)
                         .putInt(flags).putInt(payload.length + lie).put(payload).array();
                 try {
-                    f.sendRaw(bytes, fds);
-                    if (lie == 0 && (hasOwnReply(request) || (flags & Header.NEED_REPLY) != 0)) {
+                    if (lie == 0) {
+                        f.send(request, flags, payload, fds); // follows REPLY_ACK through SET_PROTOCOL_FEATURES
+                    } else {
+                        f.sendRaw(bytes, fds);
+                    }
+                    // Acks come only with REPLY_ACK negotiated; a refused SET_PROTOCOL_FEATURES is
+                    // taken as accepted, and a reply that does not come just times out.
+                    if (lie == 0 && (hasOwnReply(request) || ((flags & Header.NEED_REPLY) != 0 && f.replyAck()))) {
                         Frontend.Reply r = f.readReply();
                         features.hit(name + "-replied-" + (r.payload().length == 8 && r.u64() == 0 ? "0" : "x"));
                         for (Fd fd : r.fds()) {

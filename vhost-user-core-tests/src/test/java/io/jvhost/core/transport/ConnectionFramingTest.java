@@ -96,7 +96,7 @@ class ConnectionFramingTest {
 
     @Test
     void shouldReadAPayloadOfExactlyTheLimit() throws IOException {
-        try (Frontend f = fx.connect()) {
+        try (Frontend f = fx.connectWithAcks()) {
             assertNotEquals(0, f.requestWithAck(99, new byte[Header.MAX_PAYLOAD]), "read whole, then refused");
             assertEquals(offered, f.getFeatures());
         }
@@ -127,7 +127,7 @@ class ConnectionFramingTest {
 
     @Test
     void shouldReadAMessageSentOneByteAtATime() throws IOException {
-        try (Frontend f = fx.connect()) {
+        try (Frontend f = fx.connectWithAcks()) {
             byte[] bytes = concat(header(SET_STATUS, Header.VERSION | Header.NEED_REPLY, 8), u64(0x0B));
             for (byte b : bytes) {
                 f.sendRaw(new byte[] {b});
@@ -141,7 +141,7 @@ class ConnectionFramingTest {
 
     @Test
     void shouldKeepFdsThatArriveWithTheHeaderWhenThePayloadComesLater() throws IOException {
-        try (Probe p = OpenFds.probe(1 << 16); Frontend f = fx.connect()) {
+        try (Probe p = OpenFds.probe(1 << 16); Frontend f = fx.connectWithAcks()) {
             byte[] payload = Payloads.memReg(new Region(0, 1 << 16, 0x7000_0000L, 0));
             f.sendRaw(header(ADD_MEM_REG, Header.VERSION | Header.NEED_REPLY, payload.length), p.fd());
             f.sendRaw(Arrays.copyOfRange(payload, 0, 13));
@@ -153,7 +153,7 @@ class ConnectionFramingTest {
 
     @Test
     void shouldAnswerSeveralMessagesSentInOneWriteInOrder() throws IOException {
-        try (Frontend f = fx.connect()) {
+        try (Frontend f = fx.connectWithAcks()) {
             f.sendRaw(concat(header(GET_FEATURES, Header.VERSION, 0), header(GET_QUEUE_NUM, Header.VERSION, 0),
                     header(SET_OWNER, Header.VERSION | Header.NEED_REPLY, 0), header(GET_MAX_MEM_SLOTS, Header.VERSION, 0)));
             assertEquals(offered, f.readReply().u64());

@@ -86,10 +86,12 @@ final class Negotiation {
     }
 
     /**
-     * The reply policy for a request without a reply of its own: acked (u64, 0 = done) whenever
-     * the frontend set NEED_REPLY.
+     * The reply policy for a request without a reply of its own: acked (u64, 0 = done) only when
+     * the frontend set NEED_REPLY and REPLY_ACK is negotiated (vhost-user spec, "REPLY_ACK"), as
+     * things stand once the request was handled: a SET_PROTOCOL_FEATURES that turns REPLY_ACK on
+     * is acked, one that turns it off is not (as rust-vmm's vhost does).
      */
     boolean acks(Message m) {
-        return m.needsReply() && !MessageType.hasOwnReply(m.request());
+        return m.needsReply() && !MessageType.hasOwnReply(m.request()) && hasProtocol(ProtocolFeatures.REPLY_ACK);
     }
 }
