@@ -324,6 +324,36 @@ class MessageHandlingTest {
         }
     }
 
+    /**
+     * SPDK's virtio-user frontend (before v24.01) enables a queue with SET_VRING_ENABLE num = its
+     * size; libvhost-user and DPDK take any non-zero num as enable, and so does jvhost.
+     */
+    @ParameterizedTest
+    @ValueSource(ints = {1024, 2, -1})
+    void shouldTakeAnyNonZeroEnableValueAsEnableAndServeTheQueue(int value) throws IOException {
+        TestDevice large = TestDevice.withQueues(2).maxQueueSize(1024).build();
+        try (BackendFixture other = BackendFixture.start(large); GuestRam ram = new GuestRam(1 << 20);
+             DriverQueue q = new DriverQueue(ram, 0, 1024); Frontend f = other.connectWithAcks()) {
+            long features = f.handshakeLikeQemu(2);
+            assertEquals(0, f.setFeatures(features | bit(VirtioFeatures.PROTOCOL_FEATURES)), "rings start disabled");
+            assertEquals(0, f.setMemTable(ram));
+            assertEquals(0, f.setVringNum(0, q.size()));
+            assertEquals(0, f.setVringBase(0, 0));
+            assertEquals(0, f.setVringAddr(q));
+            assertEquals(0, f.setVringKick(0, q.kickFd()));
+            assertEquals(0, f.setVringCall(0, q.callFd()));
+            assertEquals(0, large.started(0), "not enabled yet");
+
+            assertEquals(0, f.requestWithAck(SET_VRING_ENABLE, vringState(0, value)), "enable " + Integer.toUnsignedString(value));
+            assertEquals(0, f.setStatus(0x0F));
+            Traffic.echo(q, 3, 0);
+            assertEquals(1, large.started(0));
+
+            assertEquals(0, f.setVringEnable(0, false));
+            assertEquals(1, large.stopped(0), "0 still disables");
+        }
+    }
+
     @Test
     void shouldStopTheRingOnGetVringBaseAndContinueWhereItLeftOff() throws IOException {
         try (GuestRam ram = new GuestRam(1 << 20); DriverQueue q = new DriverQueue(ram, 0, 64); Frontend f = fx.connectWithAcks()) {

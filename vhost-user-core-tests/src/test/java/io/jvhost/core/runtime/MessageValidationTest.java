@@ -324,15 +324,6 @@ class MessageValidationTest {
         }
     }
 
-    @ParameterizedTest
-    @ValueSource(ints = {2, 0x100, -1})
-    void shouldRefuseAnEnableValueOtherThanZeroOrOne(int value) throws IOException {
-        try (Frontend f = fx.connectWithAcks()) {
-            assertRefused(f, SET_VRING_ENABLE, vringState(0, value), 0);
-            assertServing(f);
-        }
-    }
-
     // ---- memory regions ------------------------------------------------------------------------
 
     static Stream<Arguments> badRegions() {

@@ -150,7 +150,8 @@ class NeedReplyTest {
             c.add(new Case(name, false, (s, f, e) -> s.send(request, u64(2), e.eventFd)));
         }
         c.add(ok("SET_VRING_ENABLE", SET_VRING_ENABLE, vringState(1, 1)));
-        c.add(refused("SET_VRING_ENABLE", SET_VRING_ENABLE, vringState(1, 2)));
+        c.add(ok("SET_VRING_ENABLE 1024", SET_VRING_ENABLE, vringState(1, 1024)));
+        c.add(refused("SET_VRING_ENABLE", SET_VRING_ENABLE, vringState(2, 1)));
         c.add(refused("SEND_RARP", SEND_RARP, u64(0x5254_0012_3456L)));
         c.add(refused("NET_SET_MTU", NET_SET_MTU, u64(1500)));
         c.add(new Case("SET_BACKEND_REQ_FD", true, (s, f, e) -> s.send(SET_BACKEND_REQ_FD, NONE, e.channel[1])));

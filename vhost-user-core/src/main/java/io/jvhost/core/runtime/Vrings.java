@@ -56,6 +56,8 @@ final class Vrings {
     private final Vring[] vrings;
     private final int maxSize;
     private boolean closed;
+    /** Whether an enable value other than 0 or 1 was logged in this session (once is enough). */
+    private boolean wideEnableLogged;
 
     Vrings(String name, Backend backend, Negotiation negotiation, SharedRegions regions) {
         this.name = name;
@@ -144,12 +146,17 @@ final class Vrings {
         }
     }
 
+    /**
+     * SET_VRING_ENABLE: any non-zero num enables, as in libvhost-user and DPDK; SPDK's
+     * virtio-user frontend (before v24.01) sends the queue size.
+     */
     void setEnable(Exchange x, VringState s) throws ProtocolException {
         int i = index(s.index());
-        if (s.num() > 1) {
-            throw new ProtocolException("enable value " + s.num());
+        if (s.num() > 1 && !wideEnableLogged) {
+            wideEnableLogged = true;
+            LOG.debug("{}: SET_VRING_ENABLE num {} on queue {} taken as enable", name, s.num(), i);
         }
-        vrings[i].enabled = s.num() == 1;
+        vrings[i].enabled = s.num() != 0;
         reconcile(x, i, false);
     }
 
