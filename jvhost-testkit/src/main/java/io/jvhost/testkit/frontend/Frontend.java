@@ -1,8 +1,15 @@
 package io.jvhost.testkit.frontend;
 
+import io.jvhost.core.protocol.ConfigRequest;
 import io.jvhost.core.protocol.Header;
+import io.jvhost.core.protocol.InflightRequest;
+import io.jvhost.core.protocol.MemoryTable;
 import io.jvhost.core.protocol.MessageType;
 import io.jvhost.core.protocol.Payload;
+import io.jvhost.core.protocol.RegionDescription;
+import io.jvhost.core.protocol.VringAddress;
+import io.jvhost.core.protocol.VringFd;
+import io.jvhost.core.protocol.VringState;
 import io.jvhost.core.device.ProtocolFeatures;
 import io.jvhost.core.runtime.FeaturePolicy;
 import io.jvhost.core.sys.Epoll;
@@ -17,8 +24,6 @@ import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.net.SocketTimeoutException;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -45,11 +50,11 @@ public final class Frontend implements AutoCloseable {
     /** A reply from the backend. */
     public record Reply(int request, int flags, byte[] payload, Fd[] fds) {
         public long u64() {
-            return ByteBuffer.wrap(payload).order(ByteOrder.LITTLE_ENDIAN).getLong(0);
+            return Payload.u64(payload, 0);
         }
 
         public int u32(int offset) {
-            return ByteBuffer.wrap(payload).order(ByteOrder.LITTLE_ENDIAN).getInt(offset);
+            return Payload.u32(payload, offset);
         }
     }
 
@@ -309,29 +314,28 @@ public final class Frontend implements AutoCloseable {
     /** SET_MEM_TABLE with every region of {@code ram}, one fd each (the same memfd). */
     public long setMemTable(GuestRam ram) throws IOException {
         int n = ram.regionCount();
-        ByteBuffer b = ByteBuffer.allocate(8 + 32 * n).order(ByteOrder.LITTLE_ENDIAN).putInt(n).putInt(0);
+        List<RegionDescription> regions = new ArrayList<>();
         Fd[] fds = new Fd[n];
         for (int i = 0; i < n; i++) {
-            long gpa = ram.regionGpa(i);
-            b.putLong(gpa).putLong(ram.regionSize(i)).putLong(GuestRam.hva(gpa)).putLong(gpa);
+            regions.add(region(ram, i));
             fds[i] = ram.fd();
         }
-        return request(SET_MEM_TABLE, b.array(), fds);
+        return request(SET_MEM_TABLE, new MemoryTable(regions).encode(), fds);
     }
 
     /** ADD_MEM_REG for region {@code i} of {@code ram}. */
     public long addMemReg(GuestRam ram, int i) throws IOException {
-        return request(ADD_MEM_REG, regionPayload(ram, i), ram.fd());
+        return request(ADD_MEM_REG, region(ram, i).encodeSingle(), ram.fd());
     }
 
     public long remMemReg(GuestRam ram, int i) throws IOException {
-        return request(REM_MEM_REG, regionPayload(ram, i));
+        return request(REM_MEM_REG, region(ram, i).encodeSingle());
     }
 
-    private static byte[] regionPayload(GuestRam ram, int i) {
+    /** Region {@code i} of {@code ram}: at its guest address, mapped at {@link GuestRam#hva}, file offset = gpa. */
+    private static RegionDescription region(GuestRam ram, int i) {
         long gpa = ram.regionGpa(i);
-        return ByteBuffer.allocate(40).order(ByteOrder.LITTLE_ENDIAN).putLong(0).putLong(gpa).putLong(ram.regionSize(i))
-                .putLong(GuestRam.hva(gpa)).putLong(gpa).array();
+        return new RegionDescription(gpa, ram.regionSize(i), GuestRam.hva(gpa), gpa);
     }
 
     public long setVringNum(int index, int num) throws IOException {
@@ -351,8 +355,7 @@ public final class Frontend implements AutoCloseable {
     }
 
     public long setVringAddr(int index, int flags, long desc, long used, long avail) throws IOException {
-        return request(SET_VRING_ADDR, ByteBuffer.allocate(40).order(ByteOrder.LITTLE_ENDIAN).putInt(index).putInt(flags)
-                .putLong(desc).putLong(used).putLong(avail).putLong(0).array());
+        return request(SET_VRING_ADDR, new VringAddress(index, flags, desc, used, avail, 0).encode());
     }
 
     public long setVringKick(int index, Fd fd) throws IOException {
@@ -368,7 +371,8 @@ public final class Frontend implements AutoCloseable {
     }
 
     private long vringFd(int request, int index, Fd fd) throws IOException {
-        return fd == null ? request(request, u64(index | 0x100)) : request(request, u64(index), fd);
+        return fd == null ? request(request, new VringFd(index, true).encode())
+                : request(request, new VringFd(index, false).encode(), fd);
     }
 
     public long setVringEnable(int index, boolean enable) throws IOException {
@@ -385,17 +389,14 @@ public final class Frontend implements AutoCloseable {
 
     /** GET_CONFIG of {@code size} bytes at {@code offset}; returns the config bytes. */
     public byte[] getConfig(int offset, int size) throws IOException {
-        byte[] p = ByteBuffer.allocate(12 + size).order(ByteOrder.LITTLE_ENDIAN).putInt(offset).putInt(size).putInt(0)
-                .array();
-        Reply r = call(GET_CONFIG, p);
+        Reply r = call(GET_CONFIG, new ConfigRequest(offset, size, 0, new byte[size]).encode());
         byte[] out = new byte[r.payload().length - 12];
         System.arraycopy(r.payload(), 12, out, 0, out.length);
         return out;
     }
 
     public long setConfig(int offset, byte[] data) throws IOException {
-        return request(SET_CONFIG, ByteBuffer.allocate(12 + data.length).order(ByteOrder.LITTLE_ENDIAN).putInt(offset)
-                .putInt(data.length).putInt(1).put(data).array());
+        return request(SET_CONFIG, new ConfigRequest(offset, data.length, 1, data).encode());
     }
 
     /** The inflight region the backend handed out: its memfd and layout. */
@@ -408,20 +409,19 @@ public final class Frontend implements AutoCloseable {
 
     /** GET_INFLIGHT_FD: asks the backend for a fresh inflight region (INFLIGHT_SHMFD). */
     public Inflight getInflightFd(int queues, int queueSize) throws IOException {
-        Reply r = call(GET_INFLIGHT_FD, ByteBuffer.allocate(24).order(ByteOrder.LITTLE_ENDIAN).putLong(0).putLong(0)
-                .putShort((short) queues).putShort((short) queueSize).array());
+        Reply r = call(GET_INFLIGHT_FD, new InflightRequest(0, 0, queues, queueSize).encode());
         if (r.fds().length != 1) {
             Fd.closeAll(r.fds());
             throw new IOException("GET_INFLIGHT_FD reply with " + r.fds().length + " fds");
         }
-        ByteBuffer b = ByteBuffer.wrap(r.payload()).order(ByteOrder.LITTLE_ENDIAN);
-        return new Inflight(r.fds()[0], b.getLong(0), Short.toUnsignedInt(b.getShort(16)), Short.toUnsignedInt(b.getShort(18)));
+        byte[] b = r.payload();
+        return new Inflight(r.fds()[0], Payload.u64(b, 0), Payload.u16(b, 16), Payload.u16(b, 18));
     }
 
     /** SET_INFLIGHT_FD: gives the backend a region (after a backend restart: the old one). */
     public long setInflightFd(Inflight inflight) throws IOException {
-        return request(SET_INFLIGHT_FD, ByteBuffer.allocate(24).order(ByteOrder.LITTLE_ENDIAN).putLong(inflight.size())
-                .putLong(0).putShort((short) inflight.queues()).putShort((short) inflight.queueSize()).array(), inflight.fd());
+        return request(SET_INFLIGHT_FD,
+                new InflightRequest(inflight.size(), 0, inflight.queues(), inflight.queueSize()).encode(), inflight.fd());
     }
 
     // ---- QEMU 7.2 sequences -----------------------------------------------------------------
@@ -487,11 +487,11 @@ public final class Frontend implements AutoCloseable {
     }
 
     public static byte[] u64(long v) {
-        return ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(v).array();
+        return Payload.encodeU64(v);
     }
 
     public static byte[] vringState(int index, int num) {
-        return ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putInt(index).putInt(num).array();
+        return VringState.encode(index, num);
     }
 
     /** Closes the connection; closing again does nothing. */

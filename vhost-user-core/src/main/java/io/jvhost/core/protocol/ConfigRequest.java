@@ -24,6 +24,16 @@ public record ConfigRequest(int offset, int size, int flags, byte[] data) {
                 Arrays.copyOfRange(payload, HEADER_SIZE, payload.length));
     }
 
+    /** The GET_CONFIG / SET_CONFIG payload: offset, size, flags, then {@code data}. */
+    public byte[] encode() {
+        byte[] b = new byte[HEADER_SIZE + data.length];
+        Payload.putU32(b, 0, offset);
+        Payload.putU32(b, 4, size);
+        Payload.putU32(b, 8, flags);
+        System.arraycopy(data, 0, b, HEADER_SIZE, data.length);
+        return b;
+    }
+
     /**
      * The GET_CONFIG reply: this request's header, then its range of {@code config}; bytes past
      * the end of {@code config} read as zero, so that generic frontends reading the whole

@@ -56,6 +56,7 @@ class DeviceRequestsTest {
         assertEquals(2, r.size());
         assertEquals(1, r.flags());
         assertArrayEquals(new byte[] {9, 8}, r.data());
+        assertArrayEquals(p, r.encode());
     }
 
     @Test
