@@ -1,6 +1,7 @@
 package io.jvhost.testkit;
 
 import io.jvhost.testkit.frontend.Frontend;
+import io.jvhost.core.device.ProtocolFeatures;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
 import io.jvhost.core.transport.ControlLoop;
@@ -60,6 +61,21 @@ public final class BackendFixture implements AutoCloseable {
     /** A new frontend connection whose replies are bounded by {@link #REPLY_TIMEOUT}. */
     public Frontend connect() throws IOException {
         return served.connect(REPLY_TIMEOUT);
+    }
+
+    /**
+     * {@link #connect()}, then REPLY_ACK negotiated (and no other protocol feature), so that any
+     * request without a reply of its own can ask for an ack ({@code Frontend.requestWithAck}).
+     */
+    public Frontend connectWithAcks() throws IOException {
+        Frontend f = connect();
+        try {
+            f.setProtocolFeatures(ProtocolFeatures.bit(ProtocolFeatures.REPLY_ACK));
+            return f;
+        } catch (IOException | RuntimeException e) {
+            f.close();
+            throw e;
+        }
     }
 
     /**

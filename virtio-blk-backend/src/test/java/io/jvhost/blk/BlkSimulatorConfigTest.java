@@ -6,7 +6,7 @@ import io.jvhost.blk.BlkRig.Completion;
 import io.jvhost.blk.userstore.CountingStore;
 import io.jvhost.blk.userstore.CountingStore.Capabilities;
 import io.jvhost.testkit.frontend.DriverQueue.Buffer;
-import io.jvhost.core.protocol.Message;
+import io.jvhost.core.protocol.Header;
 import io.jvhost.core.protocol.MessageType;
 import io.jvhost.core.sys.Fd;
 import io.jvhost.core.sys.LibC;
@@ -390,11 +390,11 @@ class BlkSimulatorConfigTest {
             grow(image, 3L * DISK_BYTES);
             assertTrue(rig.device.checkResize(), "the store saw the new size");
 
-            byte[] message = receive(channel[1], Message.HEADER_SIZE, Duration.ofSeconds(10));
+            byte[] message = receive(channel[1], Header.SIZE, Duration.ofSeconds(10));
             assertTrue(message != null, "no CONFIG_CHANGE_MSG within 10 s");
             ByteBuffer m = ByteBuffer.wrap(message).order(ByteOrder.LITTLE_ENDIAN);
             assertEquals(2, m.getInt(0), "request: VHOST_USER_BACKEND_CONFIG_CHANGE_MSG");
-            assertEquals(Message.VERSION, m.getInt(4), "flags: version 1, no reply wanted");
+            assertEquals(Header.VERSION, m.getInt(4), "flags: version 1, no reply wanted");
             assertEquals(0, m.getInt(8), "size");
             assertEquals(3L * DISK_BYTES / SECTOR, rig.capacity(), "capacity in GET_CONFIG");
 
@@ -405,7 +405,7 @@ class BlkSimulatorConfigTest {
             assertArrayEquals(data, Arrays.copyOfRange(Files.readAllBytes(image), (int) (sector * SECTOR), (int) (sector * SECTOR) + 4096));
 
             assertFalse(rig.device.checkResize(), "the same size again");
-            assertNull(receive(channel[1], Message.HEADER_SIZE, Duration.ofMillis(200)), "no second announcement");
+            assertNull(receive(channel[1], Header.SIZE, Duration.ofMillis(200)), "no second announcement");
         } finally {
             Fd.closeAll(channel);
         }

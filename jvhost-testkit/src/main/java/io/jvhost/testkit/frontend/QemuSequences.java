@@ -13,9 +13,9 @@ import io.jvhost.core.memory.MemoryMap;
 import io.jvhost.testkit.frontend.QemuScript.Acks;
 import io.jvhost.core.sys.EventFd;
 import io.jvhost.core.sys.Fd;
-import io.jvhost.core.protocol.Message;
 import io.jvhost.core.protocol.MessageType;
 import io.jvhost.core.device.ProtocolFeatures;
+import io.jvhost.core.runtime.FeaturePolicy;
 import io.jvhost.core.sys.NativeException;
 import io.jvhost.core.sys.UnixSockets;
 import io.jvhost.testkit.Payloads;
@@ -120,7 +120,7 @@ public final class QemuSequences {
         if (firstDev) {
             s.get("GET_QUEUE_NUM", GET_QUEUE_NUM, r -> assertEquals(g.queues, r.u64()));
         }
-        if ((ProtocolFeatures.DEFAULT & protocolFeatureMask & ProtocolFeatures.bit(ProtocolFeatures.CONFIGURE_MEM_SLOTS)) != 0) {
+        if ((FeaturePolicy.PROTOCOL_FEATURES & protocolFeatureMask & ProtocolFeatures.bit(ProtocolFeatures.CONFIGURE_MEM_SLOTS)) != 0) {
             s.get("GET_MAX_MEM_SLOTS", GET_MAX_MEM_SLOTS, r -> assertEquals(MemoryMap.MAX_SLOTS, r.u64()));
         }
         if (firstDev) {

@@ -1,5 +1,6 @@
-package io.jvhost.core.protocol;
+package io.jvhost.core.runtime;
 
+import io.jvhost.core.protocol.Header;
 import io.jvhost.core.device.ProtocolFeatures;
 import static io.jvhost.core.protocol.MessageType.*;
 import static io.jvhost.core.device.VirtioFeatures.bit;
@@ -111,7 +112,7 @@ class InflightTest {
     @Test
     void shouldOfferInflightShmfdWhenTheDeviceOptsIn() throws IOException {
         try (Frontend f = fx.connect()) {
-            assertEquals(ProtocolFeatures.DEFAULT | INFLIGHT_SHMFD, f.getProtocolFeatures());
+            assertEquals(FeaturePolicy.PROTOCOL_FEATURES | INFLIGHT_SHMFD, f.getProtocolFeatures());
         }
     }
 
@@ -124,7 +125,7 @@ class InflightTest {
             Reply r = f.call(GET_INFLIGHT_FD, inflightPayload(0, 0, queues, queueSize));
             assertEquals(1, r.fds().length, "one fd: the region");
             try (Fd region = r.fds()[0]) {
-                assertEquals(Message.VERSION | Message.REPLY, r.flags());
+                assertEquals(Header.VERSION | Header.REPLY, r.flags());
                 assertEquals(24, r.payload().length);
                 ByteBuffer b = le(r.payload());
                 long size = queues * perQueue(queueSize);
@@ -198,9 +199,9 @@ class InflightTest {
         try (Probe probe = OpenFds.probe(); Frontend f = fx.connect()) {
             f.setProtocolFeatures(f.getProtocolFeatures());
             if (bad.withFd()) {
-                f.send(GET_INFLIGHT_FD, Message.VERSION, bad.payload(), probe.fd());
+                f.send(GET_INFLIGHT_FD, Header.VERSION, bad.payload(), probe.fd());
             } else {
-                f.send(GET_INFLIGHT_FD, Message.VERSION, bad.payload());
+                f.send(GET_INFLIGHT_FD, Header.VERSION, bad.payload());
             }
             assertTrue(f.isClosedByBackend(BackendFixture.REPLY_TIMEOUT.toMillis()),
                     "the frontend waits for a region: a refusal must end the connection");

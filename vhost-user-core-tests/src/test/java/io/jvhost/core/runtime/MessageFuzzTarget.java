@@ -1,5 +1,7 @@
-package io.jvhost.core.protocol;
+package io.jvhost.core.runtime;
 
+import io.jvhost.core.protocol.MessageType;
+import io.jvhost.core.protocol.Header;
 import static io.jvhost.core.protocol.MessageType.*;
 
 import io.jvhost.testkit.frontend.DriverQueue;
@@ -24,7 +26,7 @@ import java.time.Duration;
 import java.util.Arrays;
 
 /**
- * The message decoder and the {@link Session} state machine of a real backend (a two-queue
+ * The message decoder and the {@link io.jvhost.core.runtime.Session} state machine of a real backend (a two-queue
  * {@link TestDevice}) over a real socket with real fds: an input becomes one connection that
  * starts from nothing, from QEMU's handshake, or from a running queue 0, then sends a sequence of
  * up to sixteen messages, each of any request code, flags, payload shaped for the request (memory
@@ -90,8 +92,8 @@ public final class MessageFuzzTarget implements FuzzTarget {
             int messages = 1 + in.below(16);
             for (int m = 0; m < messages; m++) {
                 int request = in.below(16) == 15 ? in.u32() : in.pick(REQUESTS);
-                int flags = in.choose(Message.VERSION | Message.NEED_REPLY, Message.VERSION, 0, Message.VERSION | Message.REPLY,
-                        2, 3, 0xF, Message.NEED_REPLY);
+                int flags = in.choose(Header.VERSION | Header.NEED_REPLY, Header.VERSION, 0, Header.VERSION | Header.REPLY,
+                        2, 3, 0xF, Header.NEED_REPLY);
                 byte[] payload = in.below(8) == 7 ? in.bytes(in.below(64)) : payload(request, in);
                 int lie = in.below(16) == 15 ? in.pick(-1, 1, -8, 8, 4096, -payload.length, Integer.MIN_VALUE) : 0;
                 Fd[] fds = fds(request, in);
@@ -99,8 +101,14 @@ public final class MessageFuzzTarget implements FuzzTarget {
                 byte[] bytes = ByteBuffer.allocate(12 + payload.length).order(ByteOrder.LITTLE_ENDIAN).putInt(request)
                         .putInt(flags).putInt(payload.length + lie).put(payload).array();
                 try {
-                    f.sendRaw(bytes, fds);
-                    if (lie == 0 && (hasOwnReply(request) || (flags & Message.NEED_REPLY) != 0)) {
+                    if (lie == 0) {
+                        f.send(request, flags, payload, fds); // follows REPLY_ACK through SET_PROTOCOL_FEATURES
+                    } else {
+                        f.sendRaw(bytes, fds);
+                    }
+                    // Acks come only with REPLY_ACK negotiated; a refused SET_PROTOCOL_FEATURES is
+                    // taken as accepted, and a reply that does not come just times out.
+                    if (lie == 0 && (hasOwnReply(request) || ((flags & Header.NEED_REPLY) != 0 && f.replyAck()))) {
                         Frontend.Reply r = f.readReply();
                         features.hit(name + "-replied-" + (r.payload().length == 8 && r.u64() == 0 ? "0" : "x"));
                         for (Fd fd : r.fds()) {

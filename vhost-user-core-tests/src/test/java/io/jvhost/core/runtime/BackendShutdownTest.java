@@ -1,4 +1,4 @@
-package io.jvhost.core.protocol;
+package io.jvhost.core.runtime;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 

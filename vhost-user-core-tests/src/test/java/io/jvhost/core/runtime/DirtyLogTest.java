@@ -1,5 +1,6 @@
-package io.jvhost.core.protocol;
+package io.jvhost.core.runtime;
 
+import io.jvhost.core.protocol.Header;
 import io.jvhost.core.device.ProtocolFeatures;
 import static io.jvhost.core.protocol.MessageType.*;
 import static io.jvhost.core.device.VirtioFeatures.bit;
@@ -88,7 +89,7 @@ class DirtyLogTest {
     /** SET_LOG_BASE of {@code log}; asserts the reply is empty, as QEMU expects. */
     private static void setLogBase(Frontend f, Probe log, long size, long offset) throws IOException {
         Reply r = f.call(SET_LOG_BASE, Payloads.logBase(size, offset), log.fd());
-        assertEquals(Message.VERSION | Message.REPLY, r.flags());
+        assertEquals(Header.VERSION | Header.REPLY, r.flags());
         assertEquals(0, r.payload().length, "SET_LOG_BASE is answered with an empty payload");
         assertEquals(0, r.fds().length);
     }
@@ -168,11 +169,11 @@ class DirtyLogTest {
     void shouldMapTheLogAndAnswerWithOneEmptyReplyWhateverNeedReplySays(boolean needReply) throws IOException {
         try (Probe log = OpenFds.probe(LOG_SIZE); Frontend f = fx.connect()) {
             f.setProtocolFeatures(ProtocolFeatures.bit(ProtocolFeatures.LOG_SHMFD));
-            f.send(SET_LOG_BASE, Message.VERSION | (needReply ? Message.NEED_REPLY : 0), Payloads.logBase(LOG_SIZE, 0),
+            f.send(SET_LOG_BASE, Header.VERSION | (needReply ? Header.NEED_REPLY : 0), Payloads.logBase(LOG_SIZE, 0),
                     log.fd());
             Reply r = f.readReply();
             assertEquals(SET_LOG_BASE, r.request());
-            assertEquals(Message.VERSION | Message.REPLY, r.flags());
+            assertEquals(Header.VERSION | Header.REPLY, r.flags());
             assertEquals(0, r.payload().length, "an empty payload, not an ack");
             assertEquals(0, r.fds().length);
             assertEquals(1, f.getQueueNum(), "exactly one reply: the next request gets its own");
@@ -374,7 +375,7 @@ class DirtyLogTest {
             f.setProtocolFeatures(bad.logShmfd() ? pf : pf & ~ProtocolFeatures.bit(ProtocolFeatures.LOG_SHMFD));
             Fd[] fds = new Fd[bad.fds()];
             java.util.Arrays.fill(fds, log.fd());
-            f.send(SET_LOG_BASE, Message.VERSION | Message.NEED_REPLY, bad.payload(), fds);
+            f.send(SET_LOG_BASE, Header.VERSION | Header.NEED_REPLY, bad.payload(), fds);
             assertTrue(f.isClosedByBackend(BackendFixture.REPLY_TIMEOUT.toMillis()),
                     "the frontend waits for a reply it will not get: the connection must go");
             fx.awaitSessionsEnded();
@@ -388,7 +389,7 @@ class DirtyLogTest {
         try (Fd event = io.jvhost.core.sys.EventFd.create(); Frontend f = fx.connect()) {
             long eventFds = OpenFds.countLinksTo(OpenFds.EVENTFD);
             f.setProtocolFeatures(f.getProtocolFeatures());
-            f.send(SET_LOG_BASE, Message.VERSION, Payloads.logBase(8, 0), event);
+            f.send(SET_LOG_BASE, Header.VERSION, Payloads.logBase(8, 0), event);
             assertTrue(f.isClosedByBackend(BackendFixture.REPLY_TIMEOUT.toMillis()));
             fx.awaitSessionsEnded();
             assertEquals(eventFds, OpenFds.countLinksTo(OpenFds.EVENTFD), "the eventfd received closed");

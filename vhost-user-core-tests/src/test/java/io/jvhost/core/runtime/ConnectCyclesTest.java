@@ -1,4 +1,4 @@
-package io.jvhost.core.protocol;
+package io.jvhost.core.runtime;
 
 import io.jvhost.core.device.ProtocolFeatures;
 import static io.jvhost.core.protocol.MessageType.*;

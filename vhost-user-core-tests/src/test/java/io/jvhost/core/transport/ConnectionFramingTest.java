@@ -1,5 +1,6 @@
-package io.jvhost.core.protocol;
+package io.jvhost.core.transport;
 
+import io.jvhost.core.protocol.Header;
 import static io.jvhost.core.protocol.MessageType.*;
 import static io.jvhost.testkit.Payloads.NONE;
 import static io.jvhost.testkit.Payloads.u64;
@@ -85,18 +86,18 @@ class ConnectionFramingTest {
     }
 
     @ParameterizedTest
-    @ValueSource(ints = {Message.MAX_PAYLOAD + 1, 65536, 0x7FFF_FFFF, 0xFFFF_FFFF})
+    @ValueSource(ints = {Header.MAX_PAYLOAD + 1, 65536, 0x7FFF_FFFF, 0xFFFF_FFFF})
     void shouldDropTheConnectionOnAPayloadOverTheLimitAndServeTheNextFrontend(int size) throws IOException {
         try (Frontend f = fx.connect()) {
-            f.sendRaw(header(SET_CONFIG, Message.VERSION, size));
+            f.sendRaw(header(SET_CONFIG, Header.VERSION, size));
             assertDroppedAndServerServesTheNext(f);
         }
     }
 
     @Test
     void shouldReadAPayloadOfExactlyTheLimit() throws IOException {
-        try (Frontend f = fx.connect()) {
-            assertNotEquals(0, f.requestWithAck(99, new byte[Message.MAX_PAYLOAD]), "read whole, then refused");
+        try (Frontend f = fx.connectWithAcks()) {
+            assertNotEquals(0, f.requestWithAck(99, new byte[Header.MAX_PAYLOAD]), "read whole, then refused");
             assertEquals(offered, f.getFeatures());
         }
     }
@@ -107,7 +108,7 @@ class ConnectionFramingTest {
         try (Probe p = OpenFds.probe(); Frontend f = fx.connect()) {
             Fd[] fds = new Fd[count];
             Arrays.fill(fds, p.fd());
-            f.send(SET_OWNER, Message.VERSION, NONE, fds);
+            f.send(SET_OWNER, Header.VERSION, NONE, fds);
             assertDroppedAndServerServesTheNext(f);
             assertEquals(1, p.openCopies(), "all received copies closed");
         }
@@ -117,7 +118,7 @@ class ConnectionFramingTest {
     void shouldCloseTheFdsOfAMessageCutShortByTheFrontendLeaving() throws IOException {
         try (Probe p = OpenFds.probe()) {
             try (Frontend f = fx.connect()) {
-                f.sendRaw(header(SET_VRING_CALL, Message.VERSION, 8), p.fd()); // the payload never comes
+                f.sendRaw(header(SET_VRING_CALL, Header.VERSION, 8), p.fd()); // the payload never comes
             }
             fx.awaitSessionsEnded();
             assertEquals(1, p.openCopies());
@@ -126,8 +127,8 @@ class ConnectionFramingTest {
 
     @Test
     void shouldReadAMessageSentOneByteAtATime() throws IOException {
-        try (Frontend f = fx.connect()) {
-            byte[] bytes = concat(header(SET_STATUS, Message.VERSION | Message.NEED_REPLY, 8), u64(0x0B));
+        try (Frontend f = fx.connectWithAcks()) {
+            byte[] bytes = concat(header(SET_STATUS, Header.VERSION | Header.NEED_REPLY, 8), u64(0x0B));
             for (byte b : bytes) {
                 f.sendRaw(new byte[] {b});
             }
@@ -140,9 +141,9 @@ class ConnectionFramingTest {
 
     @Test
     void shouldKeepFdsThatArriveWithTheHeaderWhenThePayloadComesLater() throws IOException {
-        try (Probe p = OpenFds.probe(1 << 16); Frontend f = fx.connect()) {
+        try (Probe p = OpenFds.probe(1 << 16); Frontend f = fx.connectWithAcks()) {
             byte[] payload = Payloads.memReg(new Region(0, 1 << 16, 0x7000_0000L, 0));
-            f.sendRaw(header(ADD_MEM_REG, Message.VERSION | Message.NEED_REPLY, payload.length), p.fd());
+            f.sendRaw(header(ADD_MEM_REG, Header.VERSION | Header.NEED_REPLY, payload.length), p.fd());
             f.sendRaw(Arrays.copyOfRange(payload, 0, 13));
             f.sendRaw(Arrays.copyOfRange(payload, 13, payload.length));
             assertEquals(0, f.readReply().u64());
@@ -152,9 +153,9 @@ class ConnectionFramingTest {
 
     @Test
     void shouldAnswerSeveralMessagesSentInOneWriteInOrder() throws IOException {
-        try (Frontend f = fx.connect()) {
-            f.sendRaw(concat(header(GET_FEATURES, Message.VERSION, 0), header(GET_QUEUE_NUM, Message.VERSION, 0),
-                    header(SET_OWNER, Message.VERSION | Message.NEED_REPLY, 0), header(GET_MAX_MEM_SLOTS, Message.VERSION, 0)));
+        try (Frontend f = fx.connectWithAcks()) {
+            f.sendRaw(concat(header(GET_FEATURES, Header.VERSION, 0), header(GET_QUEUE_NUM, Header.VERSION, 0),
+                    header(SET_OWNER, Header.VERSION | Header.NEED_REPLY, 0), header(GET_MAX_MEM_SLOTS, Header.VERSION, 0)));
             assertEquals(offered, f.readReply().u64());
             assertEquals(2, f.readReply().u64());
             Reply ack = f.readReply();
@@ -170,7 +171,7 @@ class ConnectionFramingTest {
         try (Frontend second = fx.connect()) {
             try (first) {
                 assertEquals(offered, first.getFeatures());
-                second.send(GET_QUEUE_NUM, Message.VERSION, NONE);
+                second.send(GET_QUEUE_NUM, Header.VERSION, NONE);
                 assertEquals(2, first.getQueueNum(), "one frontend at a time");
             }
             assertEquals(2, second.readReply().u64(), "the waiting one is served once the first has gone");

@@ -1,4 +1,4 @@
-package io.jvhost.core.protocol;
+package io.jvhost.core.runtime;
 
 import static io.jvhost.core.protocol.MessageType.*;
 import static io.jvhost.testkit.Payloads.memReg;

@@ -1,5 +1,7 @@
-package io.jvhost.core.protocol;
+package io.jvhost.core.runtime;
 
+import io.jvhost.core.protocol.MessageType;
+import io.jvhost.core.protocol.Header;
 import static io.jvhost.core.protocol.MessageType.*;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
@@ -145,7 +147,7 @@ class MalformedMessageFuzzTest {
 
     private static Arbitrary<byte[]> anyPayload() {
         return Arbitraries.frequencyOf(weight(3, Arbitraries.just(Payloads.NONE)), weight(3, anyLong().map(Payloads::u64)),
-                weight(4, randomBytes(0, 300)), weight(1, randomBytes(300, Message.MAX_PAYLOAD)));
+                weight(4, randomBytes(0, 300)), weight(1, randomBytes(300, Header.MAX_PAYLOAD)));
     }
 
     private static Arbitrary<Raw> raw() {
@@ -153,8 +155,8 @@ class MalformedMessageFuzzTest {
                 weight(1, Arbitraries.integers()));
         Arbitrary<Tuple.Tuple2<Integer, byte[]>> requestAndPayload = request.flatMap(r -> Arbitraries.frequencyOf(
                 weight(3, payloadFor(r)), weight(1, anyPayload())).map(p -> Tuple.of(r, p)));
-        Arbitrary<Integer> flags = Arbitraries.frequencyOf(weight(8, Arbitraries.just(Message.VERSION)),
-                weight(8, Arbitraries.just(Message.VERSION | Message.NEED_REPLY)),
+        Arbitrary<Integer> flags = Arbitraries.frequencyOf(weight(8, Arbitraries.just(Header.VERSION)),
+                weight(8, Arbitraries.just(Header.VERSION | Header.NEED_REPLY)),
                 weight(1, Arbitraries.integers().between(0, 0x1F)), weight(1, Arbitraries.integers()));
         Arbitrary<Integer> sizeError = Arbitraries.frequencyOf(weight(14, Arbitraries.just(0)),
                 weight(1, Arbitraries.integers().between(-16, 16)), weight(1, Arbitraries.integers()));

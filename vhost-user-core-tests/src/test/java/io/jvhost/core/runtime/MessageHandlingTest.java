@@ -1,5 +1,6 @@
-package io.jvhost.core.protocol;
+package io.jvhost.core.runtime;
 
+import io.jvhost.core.protocol.Header;
 import io.jvhost.core.device.ProtocolFeatures;
 import static io.jvhost.core.protocol.MessageType.*;
 import static io.jvhost.testkit.Payloads.NONE;
@@ -97,9 +98,9 @@ class MessageHandlingTest {
 
     @Test
     void shouldOfferTheDeviceFeaturesAndWhatTheFrameworkImplements() throws IOException {
-        try (Frontend f = fx.connect()) {
+        try (Frontend f = fx.connectWithAcks()) {
             Reply r = f.call(GET_FEATURES, NONE);
-            assertEquals(Message.VERSION | Message.REPLY, r.flags());
+            assertEquals(Header.VERSION | Header.REPLY, r.flags());
             assertEquals(8, r.payload().length);
             assertEquals(TestDevice.DEVICE_FEATURE | FRAMEWORK_FEATURES, r.u64());
         }
@@ -107,7 +108,7 @@ class MessageHandlingTest {
 
     @Test
     void shouldAcceptAnySubsetOfTheOfferedFeaturesAndTellTheDevice() throws IOException {
-        try (Frontend f = fx.connect()) {
+        try (Frontend f = fx.connectWithAcks()) {
             long subset = TestDevice.DEVICE_FEATURE | bit(VirtioFeatures.VERSION_1);
             assertEquals(0, f.requestWithAck(SET_FEATURES, u64(subset)));
             assertEquals(subset, device.featuresAcked());
@@ -121,7 +122,7 @@ class MessageHandlingTest {
     @ParameterizedTest
     @ValueSource(ints = {0, 4, VirtioFeatures.NOTIFY_ON_EMPTY, VirtioFeatures.ACCESS_PLATFORM, VirtioFeatures.RING_PACKED, 63})
     void shouldRefuseFeatureBitsThatWereNotOffered(int notOffered) throws IOException {
-        try (Frontend f = fx.connect()) {
+        try (Frontend f = fx.connectWithAcks()) {
             long offered = f.getFeatures();
             assertNotEquals(0, f.requestWithAck(SET_FEATURES, u64(offered | bit(notOffered))));
             assertEquals(-1, device.featuresAcked(), "the device heard of features the backend refused");
@@ -130,7 +131,7 @@ class MessageHandlingTest {
 
     @Test
     void shouldOfferTheDefaultProtocolFeaturesAndNeverInbandNotifications() throws IOException {
-        try (Frontend f = fx.connect()) {
+        try (Frontend f = fx.connectWithAcks()) {
             long offered = f.getProtocolFeatures();
             for (int b : new int[] {ProtocolFeatures.MQ, ProtocolFeatures.REPLY_ACK, ProtocolFeatures.CONFIG,
                 ProtocolFeatures.BACKEND_REQ, ProtocolFeatures.CONFIGURE_MEM_SLOTS, ProtocolFeatures.STATUS,
@@ -138,7 +139,7 @@ class MessageHandlingTest {
                 assertTrue((offered & pf(b)) != 0, "protocol feature " + b + " offered");
             }
             assertEquals(0, offered & pf(ProtocolFeatures.INBAND_NOTIFICATIONS));
-            assertEquals(ProtocolFeatures.DEFAULT, offered, "nothing the framework does not implement");
+            assertEquals(FeaturePolicy.PROTOCOL_FEATURES, offered, "nothing the framework does not implement");
         }
     }
 
@@ -146,17 +147,19 @@ class MessageHandlingTest {
     void shouldNeverOfferInbandNotificationsEvenWhenTheDeviceAsksForThem() throws IOException {
         TestDevice asking = TestDevice.withQueues(1)
                 .protocolFeatures(pf(ProtocolFeatures.INBAND_NOTIFICATIONS) | pf(ProtocolFeatures.MTU)).build();
-        try (BackendFixture other = BackendFixture.start(asking); Frontend f = other.connect()) {
-            assertEquals(ProtocolFeatures.DEFAULT | pf(ProtocolFeatures.MTU), f.getProtocolFeatures());
+        try (BackendFixture other = BackendFixture.start(asking); Frontend f = other.connectWithAcks()) {
+            assertEquals(FeaturePolicy.PROTOCOL_FEATURES | pf(ProtocolFeatures.MTU), f.getProtocolFeatures());
             assertNotEquals(0, f.requestWithAck(SET_PROTOCOL_FEATURES, u64(pf(ProtocolFeatures.INBAND_NOTIFICATIONS))));
         }
     }
 
     @Test
     void shouldAcceptEveryOfferedProtocolFeature() throws IOException {
-        try (Frontend f = fx.connect()) {
+        try (Frontend f = fx.connectWithAcks()) {
             assertEquals(0, f.requestWithAck(SET_PROTOCOL_FEATURES, u64(f.getProtocolFeatures())));
-            assertEquals(0, f.requestWithAck(SET_PROTOCOL_FEATURES, u64(0)));
+            // Accepting none turns REPLY_ACK off, so no ack comes; a refusal would have been acked.
+            f.send(SET_PROTOCOL_FEATURES, Header.VERSION | Header.NEED_REPLY, u64(0));
+            assertEquals(2, f.getQueueNum(), "no protocol feature accepted: nothing acked");
         }
     }
 
@@ -164,7 +167,7 @@ class MessageHandlingTest {
     @ValueSource(ints = {ProtocolFeatures.RARP, ProtocolFeatures.MTU,
         ProtocolFeatures.INFLIGHT_SHMFD, ProtocolFeatures.INBAND_NOTIFICATIONS, 17, 63})
     void shouldRefuseProtocolFeaturesThatWereNotOffered(int notOffered) throws IOException {
-        try (Frontend f = fx.connect()) {
+        try (Frontend f = fx.connectWithAcks()) {
             long offered = f.getProtocolFeatures();
             assertNotEquals(0, f.requestWithAck(SET_PROTOCOL_FEATURES, u64(offered | pf(notOffered))));
         }
@@ -174,7 +177,7 @@ class MessageHandlingTest {
 
     @Test
     void shouldAcceptSetOwner() throws IOException {
-        try (Frontend f = fx.connect()) {
+        try (Frontend f = fx.connectWithAcks()) {
             assertEquals(0, f.requestWithAck(SET_OWNER, NONE));
         }
     }
@@ -183,7 +186,7 @@ class MessageHandlingTest {
     @ValueSource(ints = {RESET_OWNER, RESET_DEVICE})
     void shouldStopQueuesCloseTheirFdsAndResetTheDeviceOnReset(int request) throws IOException {
         try (GuestRam ram = new GuestRam(1 << 20); DriverQueue q = new DriverQueue(ram, 0, 64);
-             Fd err = EventFd.create(); Frontend f = fx.connect()) {
+             Fd err = EventFd.create(); Frontend f = fx.connectWithAcks()) {
             long features = f.handshakeLikeQemu(2);
             assertEquals(0, f.setVringErr(0, err));
             f.startLikeQemu(features, ram, q);
@@ -209,7 +212,7 @@ class MessageHandlingTest {
 
     @Test
     void shouldMapANewMemoryTableAndUnmapTheOldOne() throws IOException {
-        try (Probe a = OpenFds.probe(1 << 16); Probe b = OpenFds.probe(1 << 16); Frontend f = fx.connect()) {
+        try (Probe a = OpenFds.probe(1 << 16); Probe b = OpenFds.probe(1 << 16); Frontend f = fx.connectWithAcks()) {
             Region region = new Region(0, 1 << 16, 0x7000_0000L, 0);
             assertEquals(0, f.requestWithAck(SET_MEM_TABLE, memTable(region), a.fd()));
             assertEquals(1, a.mappings(), "region mapped");
@@ -227,7 +230,7 @@ class MessageHandlingTest {
     @Test
     void shouldUnmapGuestMemoryWhenTheFrontendGoesAway() throws IOException {
         try (Probe a = OpenFds.probe(1 << 16)) {
-            try (Frontend f = fx.connect()) {
+            try (Frontend f = fx.connectWithAcks()) {
                 assertEquals(0, f.requestWithAck(SET_MEM_TABLE, memTable(new Region(0, 1 << 16, 0x7000_0000L, 0)), a.fd()));
                 assertEquals(1, a.mappings());
             }
@@ -238,14 +241,14 @@ class MessageHandlingTest {
 
     @Test
     void shouldReport509MemorySlots() throws IOException {
-        try (Frontend f = fx.connect()) {
+        try (Frontend f = fx.connectWithAcks()) {
             assertEquals(509, f.getMaxMemSlots());
         }
     }
 
     @Test
     void shouldCountReferencesOfIdenticalDuplicateRegions() throws IOException {
-        try (Probe a = OpenFds.probe(1 << 16); Frontend f = fx.connect()) {
+        try (Probe a = OpenFds.probe(1 << 16); Frontend f = fx.connectWithAcks()) {
             Region r = new Region(0x10_0000, 1 << 16, 0x7000_0000L, 0);
             assertEquals(0, f.requestWithAck(ADD_MEM_REG, memReg(r), a.fd()));
             assertEquals(0, f.requestWithAck(ADD_MEM_REG, memReg(r), a.fd()), "identical duplicate tolerated");
@@ -263,7 +266,7 @@ class MessageHandlingTest {
 
     @Test
     void shouldRefuseARegionThatOverlapsAnotherWithoutMappingIt() throws IOException {
-        try (Probe a = OpenFds.probe(1 << 16); Probe b = OpenFds.probe(1 << 16); Frontend f = fx.connect()) {
+        try (Probe a = OpenFds.probe(1 << 16); Probe b = OpenFds.probe(1 << 16); Frontend f = fx.connectWithAcks()) {
             assertEquals(0, f.requestWithAck(ADD_MEM_REG, memReg(new Region(0x10_0000, 1 << 16, 0x7000_0000L, 0)), a.fd()));
 
             assertNotEquals(0, f.requestWithAck(ADD_MEM_REG, memReg(new Region(0x10_8000, 1 << 16, 0x7100_0000L, 0)), b.fd()));
@@ -281,7 +284,7 @@ class MessageHandlingTest {
 
     @Test
     void shouldRefuseLogFdAndCloseItsFdButKeepServing() throws IOException {
-        try (Probe log = OpenFds.probe(); Frontend f = fx.connect()) {
+        try (Probe log = OpenFds.probe(); Frontend f = fx.connectWithAcks()) {
             assertNotEquals(0, f.requestWithAck(SET_LOG_FD, NONE, log.fd()));
             assertEquals(0, log.mappings(), "nothing mapped");
             assertEquals(1, log.openCopies(), "the received fd closed");
@@ -291,8 +294,8 @@ class MessageHandlingTest {
 
     @Test
     void shouldDropTheConnectionOnALogBaseWithoutLogShmfdAndCloseItsFd() throws IOException {
-        try (Probe log = OpenFds.probe(); Frontend f = fx.connect()) {
-            f.send(SET_LOG_BASE, Message.VERSION | Message.NEED_REPLY, Payloads.logBase(4096, 0), log.fd());
+        try (Probe log = OpenFds.probe(); Frontend f = fx.connectWithAcks()) {
+            f.send(SET_LOG_BASE, Header.VERSION | Header.NEED_REPLY, Payloads.logBase(4096, 0), log.fd());
             assertTrue(f.isClosedByBackend(BackendFixture.REPLY_TIMEOUT.toMillis()),
                     "SET_LOG_BASE has a reply of its own: a refusal drops the connection");
             fx.awaitSessionsEnded();
@@ -305,14 +308,14 @@ class MessageHandlingTest {
 
     @Test
     void shouldReportItsQueueCount() throws IOException {
-        try (Frontend f = fx.connect()) {
+        try (Frontend f = fx.connectWithAcks()) {
             assertEquals(2, f.getQueueNum());
         }
     }
 
     @Test
     void shouldReturnTheBaseSetForAQueueThatNeverRan() throws IOException {
-        try (Frontend f = fx.connect()) {
+        try (Frontend f = fx.connectWithAcks()) {
             assertEquals(0, f.getVringBase(1));
             assertEquals(0, f.requestWithAck(SET_VRING_BASE, vringState(1, 42)));
             assertEquals(42, f.getVringBase(1));
@@ -321,9 +324,39 @@ class MessageHandlingTest {
         }
     }
 
+    /**
+     * SPDK's virtio-user frontend (before v24.01) enables a queue with SET_VRING_ENABLE num = its
+     * size; libvhost-user and DPDK take any non-zero num as enable, and so does jvhost.
+     */
+    @ParameterizedTest
+    @ValueSource(ints = {1024, 2, -1})
+    void shouldTakeAnyNonZeroEnableValueAsEnableAndServeTheQueue(int value) throws IOException {
+        TestDevice large = TestDevice.withQueues(2).maxQueueSize(1024).build();
+        try (BackendFixture other = BackendFixture.start(large); GuestRam ram = new GuestRam(1 << 20);
+             DriverQueue q = new DriverQueue(ram, 0, 1024); Frontend f = other.connectWithAcks()) {
+            long features = f.handshakeLikeQemu(2);
+            assertEquals(0, f.setFeatures(features | bit(VirtioFeatures.PROTOCOL_FEATURES)), "rings start disabled");
+            assertEquals(0, f.setMemTable(ram));
+            assertEquals(0, f.setVringNum(0, q.size()));
+            assertEquals(0, f.setVringBase(0, 0));
+            assertEquals(0, f.setVringAddr(q));
+            assertEquals(0, f.setVringKick(0, q.kickFd()));
+            assertEquals(0, f.setVringCall(0, q.callFd()));
+            assertEquals(0, large.started(0), "not enabled yet");
+
+            assertEquals(0, f.requestWithAck(SET_VRING_ENABLE, vringState(0, value)), "enable " + Integer.toUnsignedString(value));
+            assertEquals(0, f.setStatus(0x0F));
+            Traffic.echo(q, 3, 0);
+            assertEquals(1, large.started(0));
+
+            assertEquals(0, f.setVringEnable(0, false));
+            assertEquals(1, large.stopped(0), "0 still disables");
+        }
+    }
+
     @Test
     void shouldStopTheRingOnGetVringBaseAndContinueWhereItLeftOff() throws IOException {
-        try (GuestRam ram = new GuestRam(1 << 20); DriverQueue q = new DriverQueue(ram, 0, 64); Frontend f = fx.connect()) {
+        try (GuestRam ram = new GuestRam(1 << 20); DriverQueue q = new DriverQueue(ram, 0, 64); Frontend f = fx.connectWithAcks()) {
             start(f, ram, q);
             Traffic.echo(q, 3, 0);
 
@@ -345,7 +378,7 @@ class MessageHandlingTest {
 
     @Test
     void shouldKeepRingStateWhenStatusZeroArrivesBeforeGetVringBase() throws IOException {
-        try (GuestRam ram = new GuestRam(1 << 20); DriverQueue q = new DriverQueue(ram, 0, 64); Frontend f = fx.connect()) {
+        try (GuestRam ram = new GuestRam(1 << 20); DriverQueue q = new DriverQueue(ram, 0, 64); Frontend f = fx.connectWithAcks()) {
             start(f, ram, q);
             Traffic.echo(q, 2, 0);
             assertEquals(0, f.setStatus(0));
@@ -355,7 +388,7 @@ class MessageHandlingTest {
 
     @Test
     void shouldPollAQueueWhoseKickHasNoFd() throws IOException {
-        try (GuestRam ram = new GuestRam(1 << 20); DriverQueue q = new DriverQueue(ram, 0, 64); Frontend f = fx.connect()) {
+        try (GuestRam ram = new GuestRam(1 << 20); DriverQueue q = new DriverQueue(ram, 0, 64); Frontend f = fx.connectWithAcks()) {
             long features = f.handshakeLikeQemu(2);
             assertEquals(0, f.setFeatures(features));
             assertEquals(0, f.setMemTable(ram));
@@ -369,7 +402,7 @@ class MessageHandlingTest {
 
     @Test
     void shouldCompleteBuffersWithoutInterruptsWhenCallHasNoFd() throws IOException {
-        try (GuestRam ram = new GuestRam(1 << 20); DriverQueue q = new DriverQueue(ram, 0, 64); Frontend f = fx.connect()) {
+        try (GuestRam ram = new GuestRam(1 << 20); DriverQueue q = new DriverQueue(ram, 0, 64); Frontend f = fx.connectWithAcks()) {
             long features = f.handshakeLikeQemu(2);
             assertEquals(0, f.setFeatures(features & ~bit(VirtioFeatures.RING_EVENT_IDX)));
             assertEquals(0, f.setMemTable(ram));
@@ -383,7 +416,7 @@ class MessageHandlingTest {
     @Test
     void shouldMoveInterruptsToANewCallFdWhileTheQueueRuns() throws IOException {
         try (GuestRam ram = new GuestRam(1 << 20); DriverQueue q = new DriverQueue(ram, 0, 64);
-             Fd other = EventFd.create(); Frontend f = fx.connect()) {
+             Fd other = EventFd.create(); Frontend f = fx.connectWithAcks()) {
             long features = f.handshakeLikeQemu(2);
             f.startLikeQemu(features & ~bit(VirtioFeatures.RING_EVENT_IDX), ram, q);
             Traffic.echo(q, 1, 0);
@@ -400,7 +433,7 @@ class MessageHandlingTest {
     @ParameterizedTest
     @ValueSource(ints = {SET_VRING_KICK, SET_VRING_CALL, SET_VRING_ERR})
     void shouldCloseTheEventFdItReplacesAndAcceptNofd(int request) throws IOException {
-        try (Fd a = EventFd.create(); Fd b = EventFd.create(); Frontend f = fx.connect()) {
+        try (Fd a = EventFd.create(); Fd b = EventFd.create(); Frontend f = fx.connectWithAcks()) {
             long ours = OpenFds.countLinksTo(EVENTFD);
             assertEquals(0, f.requestWithAck(request, u64(1), a));
             assertEquals(ours + 1, OpenFds.countLinksTo(EVENTFD), "the backend keeps one copy");
@@ -413,7 +446,7 @@ class MessageHandlingTest {
 
     @Test
     void shouldHoldARingUntilItIsEnabledAndStopItWhenDisabled() throws IOException {
-        try (GuestRam ram = new GuestRam(1 << 20); DriverQueue q = new DriverQueue(ram, 0, 64); Frontend f = fx.connect()) {
+        try (GuestRam ram = new GuestRam(1 << 20); DriverQueue q = new DriverQueue(ram, 0, 64); Frontend f = fx.connectWithAcks()) {
             long features = f.handshakeLikeQemu(2);
             assertEquals(0, f.setFeatures(features)); // PROTOCOL_FEATURES acked: rings start disabled
             assertEquals(0, f.setMemTable(ram));
@@ -440,13 +473,13 @@ class MessageHandlingTest {
 
     @Test
     void shouldStartRingsEnabledWhenProtocolFeaturesAreNotAcked() throws IOException {
-        try (GuestRam ram = new GuestRam(1 << 20); DriverQueue q = new DriverQueue(ram, 0, 64); Frontend f = fx.connect()) {
+        try (GuestRam ram = new GuestRam(1 << 20); DriverQueue q = new DriverQueue(ram, 0, 64); Frontend f = fx.connectWithAcks()) {
             long features = f.getFeatures();
             assertEquals(0, f.requestWithAck(SET_FEATURES, u64(features & ~bit(VirtioFeatures.PROTOCOL_FEATURES))));
             assertEquals(0, f.requestWithAck(SET_OWNER, NONE));
-            f.send(SET_VRING_NUM, Message.VERSION, vringState(0, 64));
-            f.send(SET_VRING_ADDR, Message.VERSION, Payloads.vringAddr(0, 0, q.descHva(), q.usedHva(), q.availHva(), 0));
-            f.send(SET_VRING_CALL, Message.VERSION, u64(0), q.callFd());
+            f.send(SET_VRING_NUM, Header.VERSION, vringState(0, 64));
+            f.send(SET_VRING_ADDR, Header.VERSION, Payloads.vringAddr(0, 0, q.descHva(), q.usedHva(), q.availHva(), 0));
+            f.send(SET_VRING_CALL, Header.VERSION, u64(0), q.callFd());
             assertEquals(0, f.requestWithAck(SET_MEM_TABLE, memTable(Region.of(ram, 0)), ram.fd()));
             assertEquals(0, f.requestWithAck(SET_VRING_KICK, u64(0), q.kickFd()));
             assertEquals(1, device.started(0), "no SET_VRING_ENABLE needed");
@@ -461,7 +494,7 @@ class MessageHandlingTest {
         Fd[] first = UnixSockets.pair();
         Fd[] second = UnixSockets.pair();
         try (Frontend firstPeer = Frontend.over(first[0]); Frontend secondPeer = Frontend.over(second[0])) {
-            try (Frontend f = fx.connect()) {
+            try (Frontend f = fx.connectWithAcks()) {
                 assertEquals(0, f.requestWithAck(SET_BACKEND_REQ_FD, NONE, first[1]));
                 first[1].close();
                 assertEquals(0, f.requestWithAck(SET_BACKEND_REQ_FD, NONE, second[1]));
@@ -477,7 +510,7 @@ class MessageHandlingTest {
 
     @Test
     void shouldAnswerConfigReadsFromTheDeviceConfig() throws IOException {
-        try (Frontend f = fx.connect()) {
+        try (Frontend f = fx.connectWithAcks()) {
             assertArrayEquals(TestDevice.defaultConfig(16), f.getConfig(0, 16));
             Reply r = f.call(GET_CONFIG, Payloads.config(4, 8, 0, new byte[8]));
             assertEquals(12 + 8, r.payload().length);
@@ -489,7 +522,7 @@ class MessageHandlingTest {
 
     @Test
     void shouldAnswerReadsOfUpTo256BytesWithZerosPastTheDeviceConfig() throws IOException {
-        try (Frontend f = fx.connect()) {
+        try (Frontend f = fx.connectWithAcks()) {
             byte[] all = f.getConfig(0, 256);
             byte[] expected = Arrays.copyOf(TestDevice.defaultConfig(16), 256);
             assertArrayEquals(expected, all);
@@ -501,7 +534,7 @@ class MessageHandlingTest {
 
     @Test
     void shouldWriteConfigThroughTheDeviceAndRefuseWhatItRefuses() throws IOException {
-        try (Frontend f = fx.connect()) {
+        try (Frontend f = fx.connectWithAcks()) {
             assertEquals(0, f.requestWithAck(SET_CONFIG, config(4, 2, 1, new byte[] {9, 8})));
             byte[] expected = TestDevice.defaultConfig(16);
             expected[4] = 9;
@@ -517,8 +550,8 @@ class MessageHandlingTest {
 
     @Test
     void shouldDropTheConnectionOnGetInflightFdWhichWasNotOffered() throws IOException {
-        try (Frontend f = fx.connect()) {
-            f.send(GET_INFLIGHT_FD, Message.VERSION, new byte[24]);
+        try (Frontend f = fx.connectWithAcks()) {
+            f.send(GET_INFLIGHT_FD, Header.VERSION, new byte[24]);
             assertTrue(f.isClosedByBackend(5000), "no inflight region to hand out: the frontend must not wait for one");
         }
         fx.awaitSessionsEnded();
@@ -526,7 +559,7 @@ class MessageHandlingTest {
 
     @Test
     void shouldRefuseSetInflightFdAndCloseIt() throws IOException {
-        try (Probe inflight = OpenFds.probe(); Frontend f = fx.connect()) {
+        try (Probe inflight = OpenFds.probe(); Frontend f = fx.connectWithAcks()) {
             assertNotEquals(0, f.requestWithAck(SET_INFLIGHT_FD, new byte[24], inflight.fd()));
             assertEquals(1, inflight.openCopies());
             assertEquals(0, inflight.mappings());
@@ -535,7 +568,7 @@ class MessageHandlingTest {
 
     @Test
     void shouldStoreAndReportTheStatus() throws IOException {
-        try (Frontend f = fx.connect()) {
+        try (Frontend f = fx.connectWithAcks()) {
             assertEquals(0, f.getStatus());
             assertEquals(0, f.requestWithAck(SET_STATUS, u64(0x0B)));
             assertEquals(0x0B, f.getStatus());
@@ -549,7 +582,7 @@ class MessageHandlingTest {
 
     @Test
     void shouldRefuseMtuAndRarpOnADeviceThatImplementsNeither() throws IOException {
-        try (Frontend f = fx.connect()) {
+        try (Frontend f = fx.connectWithAcks()) {
             long pfs = f.getProtocolFeatures();
             assertEquals(0, pfs & (pf(ProtocolFeatures.MTU) | pf(ProtocolFeatures.RARP)), "neither offered");
             assertNotEquals(0, f.requestWithAck(NET_SET_MTU, u64(1500)));
@@ -562,9 +595,9 @@ class MessageHandlingTest {
     @ValueSource(ints = {0, IOTLB_MSG, SET_VRING_ENDIAN, CREATE_CRYPTO_SESSION, CLOSE_CRYPTO_SESSION, POSTCOPY_ADVISE,
         POSTCOPY_LISTEN, POSTCOPY_END, GPU_SET_SOCKET, VRING_KICK, 41, 99, 1000, Integer.MAX_VALUE, -1})
     void shouldRefuseUnknownAndUnsupportedRequestsAndKeepServing(int request) throws IOException {
-        try (Frontend f = fx.connect()) {
+        try (Frontend f = fx.connectWithAcks()) {
             assertNotEquals(0, f.requestWithAck(request, u64(0)));
-            f.send(request, Message.VERSION, u64(0));
+            f.send(request, Header.VERSION, u64(0));
             assertEquals(TestDevice.DEVICE_FEATURE | FRAMEWORK_FEATURES, f.getFeatures(),
                     "without NEED_REPLY a refusal sends nothing, and the connection stays");
         }
