@@ -38,16 +38,10 @@ public final class TapPort implements NetPort {
         this.nic = nic;
     }
 
+    /** On the pair's poller; {@code memory} is native, so the frame goes to the TAP as it lies. */
     @Override
     public void onFrame(GuestNic nic, int pair, MemorySegment memory, long offset, long length) {
-        MemorySegment m = memory;
-        long at = offset;
-        if (!memory.isNative()) { // the control thread's RARP: rare, so a copy is fine
-            m = Arena.ofAuto().allocate(length);
-            MemorySegment.copy(memory, offset, m, 0, length);
-            at = 0;
-        }
-        if (tap.write(pair % tap.queueCount(), m, at, length) < 0) {
+        if (tap.write(pair % tap.queueCount(), memory, offset, length) < 0) {
             writeErrors++; // interface down or its queue full: the frame is lost, as on a wire
         }
     }
