@@ -51,7 +51,7 @@ public final class BenchPorts {
             Frames.putMac(out, 6, dst);
             int r = nic.deliver(pair, out, 0, n);
             if (r == GuestNic.NO_BUFFERS || r == GuestNic.NOT_RUNNING) {
-                nic.counters(pair).rxDropped++; // nowhere to keep it: a guest without buffers loses it
+                nic.counters(pair).addRxDropped(1); // nowhere to keep it: a guest without buffers loses it
             }
         }
 

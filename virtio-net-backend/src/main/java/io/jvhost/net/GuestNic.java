@@ -121,7 +121,7 @@ public final class GuestNic {
             p.counters.rxFrames++;
             p.counters.rxBytes += length;
         } else if (r == DROPPED) {
-            p.counters.rxDropped++;
+            p.counters.addRxDropped(1);
         }
         return r;
     }
@@ -275,19 +275,19 @@ public final class GuestNic {
     public boolean inject(int pair, MemorySegment frame, long offset, long length) {
         Pair p = pairs[pair];
         if (length > packetSize) {
-            p.counters.rxDropped++;
+            p.counters.addRxDropped(1);
             return false;
         }
         Packet packet = pool.poll();
         if (packet == null) {
-            p.counters.rxDropped++;
+            p.counters.addRxDropped(1);
             return false;
         }
         MemorySegment.copy(frame, offset, packet.buffer, 0, length);
         packet.length = (int) length;
         if (!p.injected.offer(packet)) {
             pool.offer(packet);
-            p.counters.rxDropped++;
+            p.counters.addRxDropped(1);
             return false;
         }
         wake(p);
