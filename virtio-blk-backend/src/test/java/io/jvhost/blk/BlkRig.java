@@ -78,6 +78,11 @@ final class BlkRig implements AutoCloseable {
 
     /** Serves {@code store} with {@code queues} request queues and connects a frontend with QEMU's handshake. */
     static BlkRig serve(BlockStore store, int queues) throws IOException {
+        return serve(store, queues, BackendOptions.DEFAULT);
+    }
+
+    /** As {@link #serve(BlockStore, int)}, the backend run with {@code options} (e.g. a queue map). */
+    static BlkRig serve(BlockStore store, int queues, BackendOptions options) throws IOException {
         BlkDevice device = new BlkDevice(store, queues);
         BlkQueueHandler[] handlers = new BlkQueueHandler[queues];
         Path dir = Files.createTempDirectory("jvhost-blk-sim");
@@ -86,7 +91,7 @@ final class BlkRig implements AutoCloseable {
         VhostUserServer server = null;
         Frontend frontend = null;
         try {
-            backend = new Backend("blk-sim", new Watched(device, handlers), BackendOptions.DEFAULT, loop);
+            backend = new Backend("blk-sim", new Watched(device, handlers), options, loop);
             backend.start();
             server = VhostUserServer.listen(dir.resolve("blk.sock"), backend, loop);
             frontend = Frontend.connect(server.path(), REPLY_TIMEOUT.toMillis()).replyTimeout(REPLY_TIMEOUT);
