@@ -2,6 +2,7 @@ package io.jvhost.cli;
 
 import io.jvhost.cli.options.QueueMap;
 import io.jvhost.core.device.VirtioDevice;
+import io.jvhost.core.metrics.QueueLatency;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
 import io.jvhost.core.runtime.IdleMode;
@@ -10,6 +11,7 @@ import io.jvhost.core.transport.Endpoint;
 import io.jvhost.core.transport.VhostUserClient;
 import io.jvhost.core.transport.VhostUserServer;
 
+import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.concurrent.CountDownLatch;
 
@@ -33,7 +35,7 @@ public final class ServeOptions {
             description = "Queues per poller thread, e.g. 0,1:2,3 (colon between pollers). Default: the device's choice.")
     QueueMap queueMap;
 
-    @Option(names = "--latency", description = "Record per-queue kick-to-publish latency and batch-size histograms (HdrHistogram) and print them every 10 s.")
+    @Option(names = "--latency", description = "Record per-queue kick-to-publish latency and batch-size histograms (HdrHistogram) and print them every 10 s, a line per device and queue.")
     void latency(boolean on) {
         if (on) {
             System.setProperty("jvhost.latency", "true"); // read when the first queue is made, after parsing
@@ -45,6 +47,24 @@ public final class ServeOptions {
         if (on) {
             System.setProperty("org.slf4j.simpleLogger.log.io.jvhost.core.protocol", "debug");
         }
+    }
+
+    /** What {@code --latency} prints every 10 s for one backend: a line per queue that records. */
+    static void printLatency(PrintStream out, String id, Backend backend) {
+        for (int q = 0; q < backend.queueCount(); q++) {
+            QueueLatency latency = backend.queue(q).latency();
+            if (latency != null) {
+                out.println(latencyLine(id, q, latency));
+            }
+        }
+    }
+
+    /**
+     * One queue's latency line (its histograms since the last line), named after its device as the
+     * startup line names it ({@code blk}, or {@code blk0}, {@code blk1}... with several sockets).
+     */
+    static String latencyLine(String id, int queue, QueueLatency latency) {
+        return id + " queue " + queue + ": " + latency.describe();
     }
 
     static boolean keepsRunning() {
@@ -88,12 +108,14 @@ public final class ServeOptions {
         ControlLoop loop = new ControlLoop();
         java.util.List<AutoCloseable> resources = new java.util.ArrayList<>();
         java.util.List<Backend> backends = new java.util.ArrayList<>();
+        java.util.List<String> ids = new java.util.ArrayList<>();
         for (int i = 0; i < sockets.size(); i++) {
             Path socket = sockets.get(i);
             String id = sockets.size() == 1 ? name : name + i;
             Backend backend = new Backend(id, devices.apply(i), options, loop);
             backend.start();
             backends.add(backend);
+            ids.add(id);
             Endpoint endpoint = client ? VhostUserClient.connect(socket, backend, loop)
                     : VhostUserServer.listen(socket, backend, loop);
             resources.add(0, backend);
@@ -116,11 +138,9 @@ public final class ServeOptions {
         System.out.println("Ctrl-C or SIGTERM stops (a second signal exits at once).");
         while (!stop.await(10, java.util.concurrent.TimeUnit.SECONDS)) {
             status.run();
-            if (io.jvhost.core.metrics.QueueLatency.ENABLED) {
-                for (Backend b : backends) {
-                    for (int q = 0; q < b.queueCount(); q++) {
-                        System.out.println("queue " + q + ": " + b.queue(q).latency().describe());
-                    }
+            if (QueueLatency.ENABLED) {
+                for (int i = 0; i < backends.size(); i++) {
+                    printLatency(System.out, ids.get(i), backends.get(i));
                 }
             }
         }

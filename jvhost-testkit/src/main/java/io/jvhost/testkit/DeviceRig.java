@@ -35,7 +35,13 @@ public class DeviceRig implements AutoCloseable {
      * for {@code queueCount} queues, and maps {@code ramBytes} of guest RAM.
      */
     protected DeviceRig(String name, VirtioDevice device, int queueCount, long ramBytes) throws IOException {
-        ServedDevice s = ServedDevice.start(name, device, BackendOptions.DEFAULT);
+        this(name, device, BackendOptions.DEFAULT, queueCount, ramBytes);
+    }
+
+    /** As {@link #DeviceRig(String, VirtioDevice, int, long)}, the backend run with {@code options}. */
+    protected DeviceRig(String name, VirtioDevice device, BackendOptions options, int queueCount, long ramBytes)
+            throws IOException {
+        ServedDevice s = ServedDevice.start(name, device, options);
         Frontend f = null;
         try {
             f = s.connect(TIMEOUT);

@@ -11,8 +11,6 @@ import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
-import java.util.concurrent.TimeUnit;
-import java.util.concurrent.locks.LockSupport;
 
 import org.jctools.queues.atomic.MpscAtomicArrayQueue;
 import org.slf4j.Logger;
@@ -34,7 +32,6 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
     static final int WRITE_ZEROES_UNMAP = 1;
     private static final ValueLayout.OfInt LE_INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfLong LE_LONG = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final long STOP_TIMEOUT_NANOS = TimeUnit.SECONDS.toNanos(30);
 
     private final BlkDevice device;
     private final BlockStore store;
@@ -111,20 +108,21 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
         return done;
     }
 
-    /** Waits for every request in flight, so no I/O touches guest memory after the queue stops. */
+    /** Completes what the store has finished; the rest is waited for in {@link #drain}, without blocking the poller. */
     @Override
     public void stopped(VirtQueue q) {
-        long deadline = System.nanoTime() + STOP_TIMEOUT_NANOS;
-        while (inFlight > 0 && System.nanoTime() < deadline) {
-            if (reap(q) == 0) {
-                LockSupport.parkNanos(100_000);
-            }
-        }
+        reap(q);
+    }
+
+    /**
+     * Reaps and publishes the completions that came in; the queue stops (and GET_VRING_BASE is
+     * answered) when none is left in the store, so no I/O touches guest memory after that.
+     */
+    @Override
+    public int drain(VirtQueue q) {
+        reap(q);
         q.publish();
-        if (inFlight > 0) {
-            LOG.error("queue {}: {} requests still in the store after 30 s; their completions will be dropped",
-                    q.index(), inFlight);
-        }
+        return inFlight;
     }
 
     private int reap(VirtQueue q) {

@@ -3,6 +3,7 @@ package io.jvhost.blk;
 import io.jvhost.core.device.DeviceContext;
 import io.jvhost.core.device.QueueHandler;
 import io.jvhost.core.device.VirtioDevice;
+import io.jvhost.core.runtime.BackendOptions;
 import io.jvhost.testkit.frontend.DriverQueue;
 import io.jvhost.testkit.frontend.DriverQueue.Buffer;
 import io.jvhost.testkit.frontend.DriverQueue.Used;
@@ -49,8 +50,9 @@ final class BlkRig extends DeviceRig {
     final BlkQueueHandler[] handlers;
     private DriverQueue[] queues = new DriverQueue[0];
 
-    private BlkRig(BlockStore store, BlkDevice device, BlkQueueHandler[] handlers) throws IOException {
-        super("blk-sim", new Watched(device, handlers), handlers.length, 32 << 20);
+    private BlkRig(BlockStore store, BlkDevice device, BlkQueueHandler[] handlers, BackendOptions options)
+            throws IOException {
+        super("blk-sim", new Watched(device, handlers), options, handlers.length, 32 << 20);
         this.store = store;
         this.device = device;
         this.handlers = handlers;
@@ -58,8 +60,13 @@ final class BlkRig extends DeviceRig {
 
     /** Serves {@code store} with {@code queues} request queues and connects a frontend with QEMU's handshake. */
     static BlkRig serve(BlockStore store, int queues) throws IOException {
+        return serve(store, queues, BackendOptions.DEFAULT);
+    }
+
+    /** As {@link #serve(BlockStore, int)}, the backend run with {@code options} (e.g. a queue map). */
+    static BlkRig serve(BlockStore store, int queues, BackendOptions options) throws IOException {
         try {
-            return new BlkRig(store, new BlkDevice(store, queues), new BlkQueueHandler[queues]);
+            return new BlkRig(store, new BlkDevice(store, queues), new BlkQueueHandler[queues], options);
         } catch (IOException | RuntimeException e) {
             store.close();
             throw e;

@@ -7,6 +7,7 @@ import io.jvhost.blk.userstore.CountingStore;
 import io.jvhost.blk.userstore.CountingStore.Capabilities;
 import io.jvhost.testkit.frontend.DriverQueue.Buffer;
 import io.jvhost.core.protocol.Header;
+import io.jvhost.testkit.frontend.QemuSequences;
 import io.jvhost.core.protocol.MessageType;
 import io.jvhost.core.sys.Fd;
 import io.jvhost.core.sys.LibC;
@@ -224,6 +225,35 @@ class BlkSimulatorConfigTest {
         assertEquals(0, rig.frontend.setConfig(WRITEBACK, new byte[] {1}));
         rig.write(0, 0, pattern(SECTOR, 3));
         assertFalse(lastWrite(store).durable());
+    }
+
+    /**
+     * The guest switching its cache mode (Linux: {@code /sys/block/vda/queue/write_cache}) reaches
+     * us as QEMU's SET_CONFIG of the one {@code writeback} byte, at its offset in
+     * {@code struct virtio_blk_config} (virtio 1.2 §5.2.4: byte 32, after capacity @0, size_max
+     * @8, seg_max @12, geometry @16, blk_size @20 and topology @24): the frontend simulator's QEMU
+     * sequences write it there, the config reads back with only that byte changed, and the store
+     * is asked for durable writes while the cache is off.
+     */
+    @Test
+    void shouldTurnTheWriteCacheOffAndOnWhereQemuWritesTheWceByte() throws Exception {
+        CountingStore store = new CountingStore(DISK_BYTES, Capabilities.ALL);
+        rig = BlkRig.serve(store, 1).start();
+        ByteBuffer before = rig.config();
+        assertEquals(1, before.get(32), "writeback @32: on");
+
+        assertEquals(0, rig.frontend.setConfig(QemuSequences.BLK_WCE_OFFSET, new byte[] {0}), "write through acked");
+        ByteBuffer off = rig.config();
+        assertEquals(0, off.get(32), "writeback @32: off");
+        assertEquals(512, off.getInt(20), "blk_size @20 untouched");
+        assertEquals(before.put(32, (byte) 0), off, "only the writeback byte changed");
+        rig.write(0, 0, pattern(SECTOR, 1));
+        assertTrue(lastWrite(store).durable(), "the store is asked to write through");
+
+        assertEquals(0, rig.frontend.setConfig(QemuSequences.BLK_WCE_OFFSET, new byte[] {1}), "write back acked");
+        assertEquals(1, rig.config().get(32), "writeback @32: on again");
+        rig.write(0, 0, pattern(SECTOR, 2));
+        assertFalse(lastWrite(store).durable(), "the store may cache again");
     }
 
     @Test

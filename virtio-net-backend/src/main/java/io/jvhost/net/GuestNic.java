@@ -28,11 +28,13 @@ public final class GuestNic {
     private final MpmcAtomicArrayQueue<Packet> pool;
     private final int packetSize;
 
-    /** State of one queue pair: owned by its poller, except the injection queue. */
+    /** State of one queue pair: owned by its poller, except the injection and announcement queues. */
     static final class Pair {
         final int index;
         final NetCounters counters = new NetCounters();
         final MpscAtomicArrayQueue<Packet> injected = new MpscAtomicArrayQueue<>(1024);
+        /** Frames the device sends on the guest's behalf (RARP), for the port on this pair's poller. */
+        final MpscAtomicArrayQueue<Packet> announced = new MpscAtomicArrayQueue<>(16);
         volatile VirtQueue rx;
         volatile VirtQueue tx;
         // Mergeable receive bookkeeping, reused for every frame.
@@ -119,7 +121,7 @@ public final class GuestNic {
             p.counters.rxFrames++;
             p.counters.rxBytes += length;
         } else if (r == DROPPED) {
-            p.counters.rxDropped++;
+            p.counters.addRxDropped(1);
         }
         return r;
     }
@@ -273,26 +275,66 @@ public final class GuestNic {
     public boolean inject(int pair, MemorySegment frame, long offset, long length) {
         Pair p = pairs[pair];
         if (length > packetSize) {
-            p.counters.rxDropped++;
+            p.counters.addRxDropped(1);
             return false;
         }
         Packet packet = pool.poll();
         if (packet == null) {
-            p.counters.rxDropped++;
+            p.counters.addRxDropped(1);
             return false;
         }
         MemorySegment.copy(frame, offset, packet.buffer, 0, length);
         packet.length = (int) length;
         if (!p.injected.offer(packet)) {
             pool.offer(packet);
-            p.counters.rxDropped++;
+            p.counters.addRxDropped(1);
             return false;
         }
+        wake(p);
+        return true;
+    }
+
+    /** Wakes the poller of {@code p}, if one of its queues runs (else it looks when they start). */
+    private static void wake(Pair p) {
         VirtQueue q = p.rx != null ? p.rx : p.tx;
         if (q != null) {
             q.wakePoller();
         }
+    }
+
+    /**
+     * Hands {@code frame} to the port on the poller of {@code pair}, as if the guest had sent it
+     * (the RARP announcement after a migration): copied into a pooled buffer, and given to
+     * {@link NetPort#onFrame} on the pair's next duty cycle, once one of its queues runs. Any
+     * thread; the control thread uses it. False when no buffer is free.
+     */
+    boolean announce(int pair, byte[] frame) {
+        Pair p = pairs[pair];
+        Packet packet = frame.length <= packetSize ? pool.poll() : null;
+        if (packet == null) {
+            return false;
+        }
+        MemorySegment.copy(frame, 0, packet.buffer, ValueLayout.JAVA_BYTE, 0, frame.length);
+        packet.length = frame.length;
+        if (!p.announced.offer(packet)) {
+            pool.offer(packet);
+            return false;
+        }
+        wake(p);
         return true;
+    }
+
+    /** Hands the frames {@link #announce}d on {@code p} to {@code port}; the pair's poller. */
+    int drainAnnounced(Pair p, NetPort port) {
+        int n = 0;
+        for (Packet packet; (packet = p.announced.poll()) != null; n++) {
+            try {
+                port.onFrame(this, p.index, packet.buffer, 0, packet.length);
+            } finally {
+                pool.offer(packet);
+            }
+        }
+        return n;
     }
 
     /** Delivers injected frames on the pair's poller; returns how many left the queue. */

@@ -136,15 +136,21 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
     }
 
     /**
+     * Announces the guest with a RARP frame, sent from queue pair 0 as if the guest had sent it.
+     * Control thread: the frame goes to pair 0's poller, which hands it to the port there
+     * ({@link NetPort}'s threading contract).
+     *
      * @param payloadMac the MAC as SEND_RARP carries it: the first 6 payload bytes, which the
      *                   framework reads as a little-endian u64 (so the MAC's first byte is lowest)
      */
     @Override
     public boolean sendRarp(long payloadMac) {
         long guestMac = Long.reverseBytes(payloadMac) >>> 16; // first byte highest, as everywhere here
-        MemorySegment frame = MemorySegment.ofArray(Frames.rarp(guestMac));
-        port.onFrame(nic, 0, frame, 0, frame.byteSize());
-        LOG.info("announced {} with RARP after migration", Frames.macString(guestMac));
+        if (!nic.announce(0, Frames.rarp(guestMac))) {
+            LOG.warn("RARP for {} not sent: no packet buffer free", Frames.macString(guestMac));
+            return false;
+        }
+        LOG.info("announcing {} with RARP after migration", Frames.macString(guestMac));
         return true;
     }
 
@@ -194,7 +200,8 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
 
         @Override
         public int process(VirtQueue q, int budget) {
-            int done = nic.drainInjected(pair);
+            int done = nic.drainAnnounced(pair, port);
+            done += nic.drainInjected(pair);
             done += port.poll(nic, pair.index);
             q.publish();
             return done;
@@ -227,7 +234,7 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
 
         @Override
         public int process(VirtQueue q, int budget) {
-            int done = 0;
+            int done = nic.drainAnnounced(pair, port); // for a pair whose receive queue does not run
             int hdr = headerLength();
             for (DescriptorChain c; done < budget && (c = q.next()) != null; done++) {
                 long length = c.readableLength() - hdr;

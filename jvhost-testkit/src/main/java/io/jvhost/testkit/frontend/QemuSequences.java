@@ -35,8 +35,12 @@ public final class QemuSequences {
     public static final long QEMU_72_PROTOCOL_FEATURES = 0x1FFFFL;
     public static final int ACKNOWLEDGE = 1, DRIVER = 2, DRIVER_OK = 4, FEATURES_OK = 8;
     public static final int RING_SIZE = 128;
-    /** Where a virtio-blk driver writes {@code wce} in the config space. */
-    public static final int BLK_WCE_OFFSET = 20;
+    /**
+     * Where a virtio-blk driver writes {@code wce}: {@code writeback} of {@code struct
+     * virtio_blk_config} (virtio 1.2 §5.2.4), after capacity (u64 @0), size_max (@8), seg_max
+     * (@12), geometry (@16), blk_size (u32 @20) and topology (8 bytes @24).
+     */
+    public static final int BLK_WCE_OFFSET = 32;
 
     private QemuSequences() {
     }
@@ -260,9 +264,16 @@ public final class QemuSequences {
         });
         blkStart(s, g, features, memSlots, true);
         s.step("traffic on every queue", f -> g.traffic());
-        s.acked("SET_CONFIG wce", SET_CONFIG, () -> Payloads.config(BLK_WCE_OFFSET, 1, 0, new byte[] {1}), null);
+        // The guest turns its write cache off (echo "write through" > /sys/block/vda/queue/write_cache):
+        // QEMU writes the one wce byte, and the whole config reads back with only that byte changed.
+        s.acked("SET_CONFIG wce", SET_CONFIG, () -> Payloads.config(BLK_WCE_OFFSET, 1, 0, new byte[] {0}), null);
         s.get("GET_CONFIG", GET_CONFIG, () -> Payloads.configRead(BLK_WCE_OFFSET, 1),
-                r -> assertEquals(1, r.payload()[12], "wce written"));
+                r -> assertEquals(0, r.payload()[12], "wce written"));
+        s.get("GET_CONFIG", GET_CONFIG, () -> Payloads.configRead(0, config.length), r -> {
+            byte[] want = config.clone();
+            want[BLK_WCE_OFFSET] = 0;
+            assertArrayEquals(want, Arrays.copyOfRange(r.payload(), 12, r.payload().length), "only wce changed");
+        });
         blkStop(s, g);
         s.step("guest driver re-initialises its rings", f -> g.newRings());
         blkStart(s, g, features, memSlots, false);

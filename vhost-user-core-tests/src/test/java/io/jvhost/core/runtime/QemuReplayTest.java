@@ -13,6 +13,8 @@ import io.jvhost.testkit.OpenFds;
 import io.jvhost.testkit.TestDevice;
 
 import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Timeout;
@@ -30,7 +32,9 @@ import org.junit.jupiter.params.provider.ValueSource;
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
 class QemuReplayTest {
     static final String GUEST_RAM = "/memfd:jvhost-guest-ram";
-    static final byte[] BLK_CONFIG = TestDevice.defaultConfig(32);
+    /** Where {@code writeback} sits in {@code struct virtio_blk_config} (virtio 1.2 §5.2.4), written out here. */
+    static final int SPEC_WCE_OFFSET = 32;
+    static final byte[] BLK_CONFIG = blkConfig();
 
     interface Sequence {
         QemuScript build(Guest g);
@@ -40,8 +44,23 @@ class QemuReplayTest {
         return TestDevice.withQueues(4).build();
     }
 
+    /**
+     * A {@code struct virtio_blk_config} (virtio 1.2 §5.2.4) of a 1 MiB disk with a write cache and
+     * two queues: capacity u64 @0, size_max u32 @8, seg_max u32 @12, geometry @16, blk_size u32 @20,
+     * topology @24, writeback u8 @32, unused0 @33, num_queues u16 @34, discard and write-zeroes
+     * limits @36..@56.
+     */
+    static byte[] blkConfig() {
+        ByteBuffer b = ByteBuffer.allocate(60).order(ByteOrder.LITTLE_ENDIAN);
+        b.putLong(0, 2048).putInt(8, 1 << 20).putInt(12, 126).putInt(20, 512).putShort(26, (short) 1);
+        b.put(SPEC_WCE_OFFSET, (byte) 1).putShort(34, (short) 2);
+        b.putInt(36, 1 << 21).putInt(40, 32).putInt(44, 1).putInt(48, 1 << 21).putInt(52, 32).put(56, (byte) 1);
+        return b.array();
+    }
+
+    /** Like virtio-blk, the device takes config writes only at the writeback byte. */
     static TestDevice blkDevice() {
-        return TestDevice.withQueues(2).config(BLK_CONFIG).build();
+        return TestDevice.withQueues(2).config(BLK_CONFIG).writableConfig(SPEC_WCE_OFFSET, 1).build();
     }
 
     private static void runWhole(BackendFixture fx, int queues, Sequence sequence) throws IOException {
