@@ -191,9 +191,9 @@ public final class ChainFuzzTarget implements FuzzTarget {
     }
 
     private static int flags(FuzzInput in) {
-        return in.choose(DescriptorChain.F_NEXT, 0, DescriptorChain.F_WRITE, DescriptorChain.F_NEXT | DescriptorChain.F_WRITE,
-                DescriptorChain.F_INDIRECT, DescriptorChain.F_INDIRECT | DescriptorChain.F_NEXT,
-                DescriptorChain.F_INDIRECT | DescriptorChain.F_WRITE, 0xFFFF) & 0xFFFF;
+        return in.choose(RingFixture.F_NEXT, 0, RingFixture.F_WRITE, RingFixture.F_NEXT | RingFixture.F_WRITE,
+                RingFixture.F_INDIRECT, RingFixture.F_INDIRECT | RingFixture.F_NEXT,
+                RingFixture.F_INDIRECT | RingFixture.F_WRITE, 0xFFFF) & 0xFFFF;
     }
 
     private static int next(FuzzInput in, int size) {
