@@ -9,6 +9,11 @@ import java.lang.foreign.MemorySegment;
  * A reusable, allocation-free view of one descriptor chain: each descriptor is read from guest
  * memory exactly once, checked, and kept as (region, offset, length, writable). Later reads of the
  * chain never go back to the descriptor table, so a driver rewriting it concurrently changes nothing.
+ * Every check (bounds, loops, direction order) is done once, when the chain is parsed.
+ *
+ * <p>Devices move bytes with {@link #read} and {@link #write}, or walk the buffers with a
+ * {@link ChainCursor} (pieces as region mapping, offset, length): the one place that walks a chain.
+ * The per-buffer accessors ({@link #length(int)}, {@link #region(int)}, ...) are for tests and tools.
  *
  * <p>Owned by the queue's poller thread; valid until the next {@link VirtQueue#next()}.
  */
@@ -28,6 +33,8 @@ public final class DescriptorChain {
     private GuestMemory memory = GuestMemory.EMPTY;
     private ChainError error;
     DirtyLog log;
+    /** The cursor {@link #read} and {@link #write} walk with. */
+    private final ChainCursor copier = new ChainCursor();
 
     /**
      * An empty chain of at most {@code capacity} buffers, to be filled by {@link #parseSplit}: for
@@ -133,37 +140,20 @@ public final class DescriptorChain {
      * Returns the bytes copied.
      */
     public long write(MemorySegment src, long srcOffset, long skip, long max) {
+        ChainCursor b = copier.writable(this, skip);
         long done = 0;
-        for (int i = readableCount; i < count && done < max; i++) {
-            int n = length[i];
-            if (skip >= n) {
-                skip -= n;
-                continue;
-            }
-            long chunk = Math.min(n - skip, max - done);
-            MemorySegment.copy(src, srcOffset + done, memory.segment(region[i]), offset[i] + skip, chunk);
-            if (log != null) {
-                log.mark(gpa(i) + skip, chunk);
-            }
-            done += chunk;
-            skip = 0;
+        while (b.next(max - done)) {
+            done += b.copyFrom(src, srcOffset + done);
         }
         return done;
     }
 
     /** Copies up to {@code max} readable bytes, starting {@code skip} bytes in, into {@code dst}. */
     public long read(long skip, MemorySegment dst, long dstOffset, long max) {
+        ChainCursor b = copier.readable(this, skip);
         long done = 0;
-        for (int i = 0; i < readableCount && done < max; i++) {
-            int n = length[i];
-            if (skip >= n) {
-                skip -= n;
-                continue;
-            }
-            long chunk = Math.min(n - skip, max - done);
-            MemorySegment.copy(memory.segment(region[i]), offset[i] + skip, dst, dstOffset + done, chunk);
-            done += chunk;
-            skip = 0;
+        while (b.next(max - done)) {
+            done += b.copyTo(dst, dstOffset + done);
         }
         return done;
     }
