@@ -2,6 +2,7 @@ package io.jvhost.net;
 
 import io.jvhost.core.device.ProtocolFeatures;
 import io.jvhost.core.device.QueueHandler;
+import io.jvhost.core.ring.ChainCursor;
 import io.jvhost.core.ring.DescriptorChain;
 import io.jvhost.core.ring.VirtQueue;
 
@@ -212,6 +213,7 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
     private final class TxHandler implements QueueHandler {
         private final GuestNic.Pair pair;
         private final MemorySegment scratch = java.lang.foreign.Arena.ofAuto().allocate(65536 + 64, 64);
+        private final ChainCursor cursor = new ChainCursor();
         // Where frame() found the current frame.
         private MemorySegment frameMemory;
         private long frameOffset;
@@ -261,18 +263,11 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
          * guest memory when it sits in one buffer, else in a copy in {@link #scratch}. No slices.
          */
         private void frame(DescriptorChain c, int hdr, long length) {
-            long skip = hdr;
-            for (int i = 0; i < c.readableCount(); i++) {
-                long n = c.length(i);
-                if (skip < n) {
-                    if (n - skip >= length) {
-                        frameMemory = c.memory().segment(c.region(i));
-                        frameOffset = c.offset(i) + skip;
-                        return;
-                    }
-                    break;
-                }
-                skip -= n;
+            ChainCursor b = cursor.readable(c, hdr);
+            if (b.next(length) && b.length() == length) {
+                frameMemory = b.memory();
+                frameOffset = b.offset();
+                return;
             }
             c.read(hdr, scratch, 0, length);
             frameMemory = scratch;
