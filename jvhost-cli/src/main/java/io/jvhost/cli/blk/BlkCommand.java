@@ -14,9 +14,9 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
-/** {@code jvhost blk}: a vhost-user-blk disk on a file, a block device or RAM. */
+/** {@code jvhost blk}: a vhost-user-blk disk on a file, a block device, RAM or a Ceph RBD image. */
 @Command(name = "blk", mixinStandardHelpOptions = true,
-        description = {"Serve virtio-blk over vhost-user, from an image file, a block device or RAM.", "",
+        description = {"Serve virtio-blk over vhost-user, from an image file, a block device, RAM or a Ceph RBD image.", "",
             "QEMU: -chardev socket,id=blk0,path=PATH -device vhost-user-blk-pci,chardev=blk0,num-queues=N",
             "      (guest memory must be shared: -object memory-backend-memfd,id=mem,size=...,share=on -numa node,memdev=mem)"})
 public final class BlkCommand implements Callable<Integer> {
@@ -32,7 +32,13 @@ public final class BlkCommand implements Callable<Integer> {
 
         @Option(names = "--ram", paramLabel = "SIZE", description = "A RAM disk of SIZE bytes (suffixes K, M, G).")
         String ram;
+
+        @Option(names = "--rbd", paramLabel = "POOL/IMAGE", description = "A Ceph RBD image, through librbd (package librbd1).")
+        String rbd;
     }
+
+    @Mixin
+    RbdOptions ceph;
 
     @Option(names = "--read-only", description = "Refuse writes (the guest sees a read-only disk).")
     boolean readOnly;
@@ -48,8 +54,16 @@ public final class BlkCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        BlockStore store = backing.file != null ? new FileStore(backing.file, readOnly, direct, ioWorkers)
-                : new RamStore(parseSize(backing.ram), readOnly);
+        BlockStore store;
+        if (backing.rbd != null) {
+            store = ceph.open(backing.rbd, readOnly);
+            if (store == null) {
+                return 1; // RbdOptions said why, in one line
+            }
+        } else {
+            store = backing.file != null ? new FileStore(backing.file, readOnly, direct, ioWorkers)
+                    : new RamStore(parseSize(backing.ram), readOnly);
+        }
         BlkDevice device = new BlkDevice(store, queues);
         // A grown image file (qemu-img resize, truncate) reaches the guest within a second.
         Thread.ofPlatform().daemon(true).name("blk-resize-watch").start(() -> {
