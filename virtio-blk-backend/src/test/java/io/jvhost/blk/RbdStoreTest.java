@@ -190,8 +190,13 @@ class RbdStoreTest {
     @Test
     void shouldMakeAWriteDurableInTheClusterBeforeCompletingItWhenTheGuestTurnsItsWriteCacheOff() throws Exception {
         String image = image(IMAGE_BYTES, null);
-        rig = BlkRig.serve(open(image), 1).start();
-        // A FLUSH turns librbd's cache to writeback (it writes through until the first flush).
+        // librbd's cache in writeback mode, keeping dirty data up to 30 s: only a flush makes a
+        // write visible to other clients sooner. (It writes through until the first flush.)
+        java.nio.file.Path conf = ceph.dir().resolve("writeback.conf");
+        java.nio.file.Files.writeString(conf, java.nio.file.Files.readString(ceph.conf())
+                + "\n[client.admin]\nrbd cache policy = writeback\nrbd cache max dirty age = 30\n");
+        String[] p = image.split("/");
+        rig = BlkRig.serve(RbdStore.open(conf, null, p[0], p[1], false, Duration.ofSeconds(20)), 1).start();
         rig.write(0, 0, pattern(4096, 1));
         assertEquals(new Completion(1, OK), rig.command(0, FLUSH, 0));
 
@@ -199,7 +204,7 @@ class RbdStoreTest {
         byte[] data = pattern(8192, 2);
         rig.write(0, 64, data);
 
-        // No FLUSH: another client sees the write at once (librbd's cache would hold it up to a second).
+        // No FLUSH from the guest: the store flushed before completing, so another client sees the write now.
         byte[] actual = ceph.export(image);
         assertArrayEquals(data, Arrays.copyOfRange(actual, 64 * SECTOR, 64 * SECTOR + data.length));
     }
