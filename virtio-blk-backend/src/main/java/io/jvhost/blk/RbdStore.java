@@ -210,7 +210,7 @@ public final class RbdStore implements BlockStore {
             try {
                 start(r);
             } catch (RuntimeException e) {
-                // start() completed or never took r only before it handed r to librbd
+                // A bug, not an I/O error (librbd reports those as -errno): keep the poller alive.
                 LOG.error("rbd {}: submitting {} failed", image.name(), r, e);
             }
         }
