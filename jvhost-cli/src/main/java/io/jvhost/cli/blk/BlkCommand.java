@@ -11,11 +11,12 @@ import java.nio.file.Path;
 
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
-/** {@code jvhost blk}: a vhost-user-blk disk on a file, a block device or RAM. */
+/** {@code jvhost blk}: a vhost-user-blk disk on a file, a block device, RAM or a Ceph RBD image. */
 @Command(name = "blk", mixinStandardHelpOptions = true,
-        description = {"Serve virtio-blk over vhost-user, from an image file, a block device or RAM.", "",
+        description = {"Serve virtio-blk over vhost-user, from an image file, a block device, RAM or a Ceph RBD image.", "",
             "QEMU: -chardev socket,id=blk0,path=PATH -device vhost-user-blk-pci,chardev=blk0,num-queues=N",
             DeviceCommand.SHARED_MEMORY})
 public final class BlkCommand extends DeviceCommand {
@@ -26,10 +27,16 @@ public final class BlkCommand extends DeviceCommand {
         @Option(names = "--ram", paramLabel = "SIZE", converter = DiskSizeConverter.class,
                 description = "A RAM disk of SIZE bytes (suffixes K, M, G, T; a multiple of 512).")
         Long ram;
+
+        @Option(names = "--rbd", paramLabel = "POOL/IMAGE", description = "A Ceph RBD image, through librbd (package librbd1).")
+        String rbd;
     }
 
     @ArgGroup(exclusive = true, multiplicity = "1")
     Backing backing;
+
+    @Mixin
+    RbdOptions ceph;
 
     @Option(names = "--read-only", description = "Refuse writes (the guest sees a read-only disk).")
     boolean readOnly;
@@ -45,8 +52,16 @@ public final class BlkCommand extends DeviceCommand {
 
     @Override
     public Integer call() throws Exception {
-        BlockStore store = backing.file != null ? new FileStore(backing.file, readOnly, direct, ioWorkers)
-                : new RamStore(backing.ram, readOnly);
+        BlockStore store;
+        if (backing.rbd != null) {
+            store = ceph.open(backing.rbd, readOnly);
+            if (store == null) {
+                return 1; // RbdOptions said why, in one line
+            }
+        } else {
+            store = backing.file != null ? new FileStore(backing.file, readOnly, direct, ioWorkers)
+                    : new RamStore(backing.ram, readOnly);
+        }
         BlkDevice device = new BlkDevice(store, queues);
         // A grown image file (qemu-img resize, truncate) reaches the guest within a second.
         Thread.ofPlatform().daemon(true).name("blk-resize-watch").start(() -> {
