@@ -409,7 +409,10 @@ public final class NbdStore implements BlockStore {
         });
     }
 
-    private static String connectError(Throwable t) {
+    private String connectError(Throwable t) {
+        if (t instanceof java.io.FileNotFoundException) { // Netty's ENOENT on a Unix socket path
+            return "No such file or directory: " + options.uri().socket();
+        }
         String m = NbdHandshake.describe(t);
         // Netty's native errors read "connect(..) failed: Connection refused: /127.0.0.1:1"
         int at = m.indexOf("failed: ");

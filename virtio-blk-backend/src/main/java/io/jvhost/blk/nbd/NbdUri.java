@@ -35,10 +35,13 @@ public record NbdUri(boolean tls, String host, int port, Path socket, String exp
         try {
             uri = new URI(text.trim());
         } catch (URISyntaxException e) {
+            if (text.trim().endsWith("://")) {
+                throw bad(text, "missing host");
+            }
             throw bad(text, e.getReason() + (e.getIndex() >= 0 ? " at index " + e.getIndex() : ""));
         }
         String scheme = uri.getScheme();
-        if (scheme == null || uri.isOpaque()) {
+        if (scheme == null) {
             throw bad(text, "expected nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH, nbds://... or nbds+unix://...");
         }
         boolean tls;
@@ -49,6 +52,9 @@ public record NbdUri(boolean tls, String host, int port, Path socket, String exp
             case "nbd+unix" -> { tls = false; unix = true; }
             case "nbds+unix" -> { tls = true; unix = true; }
             default -> throw bad(text, "unknown scheme '" + scheme + "' (nbd, nbds, nbd+unix or nbds+unix)");
+        }
+        if (uri.isOpaque()) {
+            throw bad(text, "expected " + scheme + "://...");
         }
         if (uri.getRawFragment() != null) {
             throw bad(text, "a fragment (#...) means nothing here");
