@@ -311,6 +311,10 @@ final class NbdHandshake extends ChannelInboundHandlerAdapter {
         if (m == null || m.isBlank()) {
             return root.getClass().getSimpleName();
         }
-        return m.replace('\n', ' ');
+        // JDK messages embed their causes as "java.security.cert.FooException: text": keep the text.
+        return CLASS_PREFIX.matcher(m.replace('\n', ' ')).replaceAll("");
     }
+
+    private static final java.util.regex.Pattern CLASS_PREFIX =
+            java.util.regex.Pattern.compile("\\b(?:[a-z][a-z0-9_]*\\.)+[A-Z]\\w*(?:Exception|Error):\\s*");
 }
