@@ -195,6 +195,98 @@ class NbdStoreTest {
         }
     }
 
+    /**
+     * Steady state, after a warm-up that lets the JIT compile the data path: the pollers allocate
+     * nothing per request; the NBD loop only what Netty's own write path and MemorySegment views of
+     * its buffers cost (recycled objects Netty keeps one in eight of), bounded here so it cannot grow.
+     */
+    @Test
+    @Timeout(value = 4, unit = TimeUnit.MINUTES)
+    void shouldAllocateNothingOnThePollersAndLittleOnTheNbdLoopPerRequest() throws Exception {
+        Path image = image(dir, "disk.img", 16 * MIB);
+        int inFlight = 32, length = 4096;
+        try (NbdServer server = NbdServer.qemuNbdUnix(image, dir.resolve("nbd.sock"), "disk");
+             BlkRig rig = BlkRig.serve(open("nbd+unix:///disk?socket=" + server.socket()), 1).start()) {
+            // The same chains, posted again and again: 32 writes and 32 reads in flight per round.
+            BlkRig.Area a = rig.area(inFlight * 2 * (length + 1024));
+            Buffer[][] chains = new Buffer[2 * inFlight][];
+            for (int i = 0; i < chains.length; i++) {
+                boolean write = i % 2 == 0;
+                long header = a.header(write ? OUT : IN, (long) i * (length / 512));
+                long data = write ? a.put(pattern(length, i)) : a.room(length);
+                chains[i] = new Buffer[] {Buffer.readable(header, 16), new Buffer(data, length, !write), Buffer.writable(a.status(), 1)};
+            }
+            Runnable round = () -> {
+                for (int i = 0; i < chains.length; i++) {
+                    rig.post(0, chains[i]);
+                }
+                rig.awaitAll(0, chains.length);
+            };
+            for (int i = 0; i < 300; i++) {
+                round.run();
+            }
+            AllocatedBytes loop = AllocatedBytes.start("jvhost-nbd");
+            AllocatedBytes pollers = AllocatedBytes.start("-poller-");
+            int rounds = 200;
+            for (int i = 0; i < rounds; i++) {
+                round.run();
+            }
+            long requests = (long) rounds * chains.length;
+            long loopBytes = loop.since(), pollerBytes = pollers.since();
+            System.out.printf("NBD data path per request: %.1f bytes on the NBD loop, %.2f on the poller (%d requests)%n",
+                    (double) loopBytes / requests, (double) pollerBytes / requests, requests);
+            assertTrue(loop.threads() == 1 && pollers.threads() >= 1, "found the NBD loop and the poller");
+            assertTrue(pollerBytes <= 2 * requests, pollerBytes + " bytes on the poller for " + requests + " requests");
+            assertTrue(loopBytes <= 1024 * requests, loopBytes + " bytes on the NBD loop for " + requests + " requests");
+        }
+    }
+
+    /**
+     * Bytes allocated by live threads whose names contain any of the given words, through
+     * com.sun.management.ThreadMXBean (by reflection: this module does not read jdk.management).
+     */
+    record AllocatedBytes(long[] ids, long[] start) {
+        static AllocatedBytes start(String... words) throws ReflectiveOperationException {
+            long[] ids = Thread.getAllStackTraces().keySet().stream()
+                    .filter(t -> Arrays.stream(words).anyMatch(t.getName()::contains))
+                    .mapToLong(Thread::threadId).toArray();
+            Class.forName("com.sun.management.ThreadMXBean").getMethod("setThreadAllocatedMemoryEnabled", boolean.class)
+                    .invoke(bean(), true);
+            return new AllocatedBytes(ids, read(ids));
+        }
+
+        private static Object bean() throws ReflectiveOperationException {
+            return Class.forName("java.lang.management.ManagementFactory").getMethod("getThreadMXBean").invoke(null);
+        }
+
+        private static long[] read(long[] ids) throws ReflectiveOperationException {
+            return (long[]) Class.forName("com.sun.management.ThreadMXBean")
+                    .getMethod("getThreadAllocatedBytes", long[].class).invoke(bean(), (Object) ids);
+        }
+
+        int threads() {
+            return ids.length;
+        }
+
+        String perThread() throws ReflectiveOperationException {
+            long[] now = read(ids);
+            StringBuilder b = new StringBuilder();
+            for (int i = 0; i < ids.length; i++) {
+                b.append(" thread ").append(ids[i]).append(": ").append(now[i] - start[i]);
+            }
+            return b.toString();
+        }
+
+        long since() throws ReflectiveOperationException {
+            long[] now = read(ids);
+            long sum = 0;
+            for (int i = 0; i < ids.length; i++) {
+                sum += now[i] - start[i];
+            }
+            return sum;
+        }
+    }
+
     @Test
     void shouldOfferAReadOnlyDiskWhenTheExportIsReadOnly() throws Exception {
         Path image = image(dir, "disk.img", 4 * MIB);

@@ -5,6 +5,7 @@ import io.jvhost.blk.BlockStore;
 
 import io.netty.bootstrap.Bootstrap;
 import io.netty.buffer.ByteBuf;
+import io.netty.buffer.PooledByteBufAllocator;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFuture;
 import io.netty.channel.ChannelHandlerContext;
@@ -179,6 +180,8 @@ public final class NbdStore implements BlockStore {
         this.bootstrap = new Bootstrap().group(group)
                 .channel(uri.unix() ? EpollDomainSocketChannel.class : EpollSocketChannel.class)
                 .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) options.connectTimeout().toMillis())
+                // Pooled direct buffers hand out their NIO view without allocating (internalNioBuffer).
+                .option(ChannelOption.ALLOCATOR, PooledByteBufAllocator.DEFAULT)
                 .handler(new ChannelInitializer<Channel>() {
                     @Override
                     protected void initChannel(Channel ch) {
@@ -524,14 +527,18 @@ public final class NbdStore implements BlockStore {
             return;
         }
         failing = true;
-        int failed = failAll();
-        failedOnTimeout += failed;
+        int failed = failAll(true);
         LOG.error("{}: unreachable for {} s: {} requests failed with an I/O error; still reconnecting",
                 target, options.timeout().toSeconds(), failed);
     }
 
     /** Completes every request in flight with IOERR; returns how many. */
     private int failAll() {
+        return failAll(false);
+    }
+
+    /** As {@link #failAll()}; {@code timeout} counts them in {@link #failedOnTimeout()} before completing each. */
+    private int failAll(boolean timeout) {
         int requests = 0;
         for (Op op : ops) {
             Job j = op.job;
@@ -540,6 +547,9 @@ public final class NbdStore implements BlockStore {
                 releaseOp(op);
                 if (--j.outstanding == 0) {
                     requests++;
+                    if (timeout) {
+                        failedOnTimeout++; // loop thread only writes it
+                    }
                     finishJob(j);
                 }
             }
@@ -823,10 +833,17 @@ public final class NbdStore implements BlockStore {
                         payload(in);
                         continue;
                     }
-                    int n = Math.min(REPLY_HEADER - headerHave, in.readableBytes());
-                    in.readBytes(header, headerHave, n);
-                    headerHave += n;
-                    if (headerHave == REPLY_HEADER) {
+                    boolean complete;
+                    if (headerHave == 0 && in.readableBytes() >= REPLY_HEADER) { // the usual case: no copy
+                        headerView.putInt(0, in.readInt()).putInt(4, in.readInt()).putLong(8, in.readLong());
+                        complete = true;
+                    } else { // a header split between reads
+                        while (headerHave < REPLY_HEADER && in.isReadable()) {
+                            header[headerHave++] = in.readByte();
+                        }
+                        complete = headerHave == REPLY_HEADER;
+                    }
+                    if (complete) {
                         headerHave = 0;
                         if (!reply()) {
                             return;
