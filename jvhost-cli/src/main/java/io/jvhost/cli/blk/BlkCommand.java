@@ -14,9 +14,9 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
-/** {@code jvhost blk}: a vhost-user-blk disk on a file, a block device, RAM or a Ceph RBD image. */
+/** {@code jvhost blk}: a vhost-user-blk disk on a file, a block device, RAM or a Ceph RBD image or an NBD export. */
 @Command(name = "blk", mixinStandardHelpOptions = true,
-        description = {"Serve virtio-blk over vhost-user, from an image file, a block device, RAM or a Ceph RBD image.", "",
+        description = {"Serve virtio-blk over vhost-user, from an image file, a block device, RAM, a Ceph RBD image or an NBD server.", "",
             "QEMU: -chardev socket,id=blk0,path=PATH -device vhost-user-blk-pci,chardev=blk0,num-queues=N",
             DeviceCommand.SHARED_MEMORY})
 public final class BlkCommand extends DeviceCommand {
@@ -30,6 +30,10 @@ public final class BlkCommand extends DeviceCommand {
 
         @Option(names = "--rbd", paramLabel = "POOL/IMAGE", description = "A Ceph RBD image, through librbd (package librbd1).")
         String rbd;
+
+        @Option(names = "--nbd", paramLabel = "URI", description = {"An NBD export: nbd://HOST[:PORT]/EXPORT,",
+            "nbd+unix:///EXPORT?socket=PATH, or nbds://... / nbds+unix://... over TLS (with --tls-dir)."})
+        String nbd;
     }
 
     @ArgGroup(exclusive = true, multiplicity = "1")
@@ -37,6 +41,9 @@ public final class BlkCommand extends DeviceCommand {
 
     @Mixin
     RbdOptions ceph;
+
+    @Mixin
+    NbdOptions nbd;
 
     @Option(names = "--read-only", description = "Refuse writes (the guest sees a read-only disk).")
     boolean readOnly;
@@ -53,10 +60,10 @@ public final class BlkCommand extends DeviceCommand {
     @Override
     public Integer call() throws Exception {
         BlockStore store;
-        if (backing.rbd != null) {
-            store = ceph.open(backing.rbd, readOnly);
+        if (backing.rbd != null || backing.nbd != null) {
+            store = backing.rbd != null ? ceph.open(backing.rbd, readOnly) : nbd.open(backing.nbd, readOnly);
             if (store == null) {
-                return 1; // RbdOptions said why, in one line
+                return 1; // the options said why, in one line
             }
         } else {
             store = backing.file != null ? new FileStore(backing.file, readOnly, direct, ioWorkers)
