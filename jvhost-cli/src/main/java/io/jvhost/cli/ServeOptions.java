@@ -150,7 +150,6 @@ public final class ServeOptions {
             System.out.printf("jvhost %s: %s %s (%s pollers, %s mode)%n", id,
                     client ? "connecting to" : "listening on", socket, backend.pollerCount(), options.idleMode());
         }
-        SystemdNotify.ready(sockets.size() + (client ? " frontend sockets to connect to" : " sockets listening"));
         CountDownLatch stop = new CountDownLatch(1);
         serving = true;
         java.util.concurrent.atomic.AtomicInteger signals = new java.util.concurrent.atomic.AtomicInteger();
@@ -164,6 +163,8 @@ public final class ServeOptions {
         sun.misc.Signal.handle(new sun.misc.Signal("INT"), onSignal);
         // Only now: whoever waits for this line may signal, and must not meet the JVM's default handler.
         System.out.println("Ctrl-C or SIGTERM stops (a second signal exits at once).");
+        // systemd, too, may send SIGTERM as soon as the unit is READY: tell it only now.
+        SystemdNotify.ready(sockets.size() + (client ? " frontend sockets to connect to" : " sockets listening"));
         while (!stop.await(10, java.util.concurrent.TimeUnit.SECONDS)) {
             status.run();
             if (QueueLatency.ENABLED) {
