@@ -58,15 +58,16 @@ class SocketAccessTest {
         if (!"root".equals(System.getProperty("user.name"))) {
             return; // the uid check is still tested, with a list that leaves this user out
         }
+        createdPeer = true; // a leftover of a killed run is removed at the end too: the name is this test's
         if (UnixSockets.uidOf(PEER) < 0) {
             Process add = new ProcessBuilder("useradd", "--system", "--no-create-home", "--user-group", "--shell",
                     "/usr/sbin/nologin", PEER).redirectErrorStream(true).start();
             String out = new String(add.getInputStream().readAllBytes());
             if (add.waitFor() != 0) {
                 System.err.println("SKIPPED the second-user checks: useradd " + PEER + " failed: " + out);
+                createdPeer = false;
                 return;
             }
-            createdPeer = true;
         }
         peerUid = UnixSockets.uidOf(PEER);
         peerGid = Integer.parseInt(run("id", "-g", PEER).strip());
