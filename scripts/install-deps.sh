@@ -70,7 +70,7 @@ have_kernel() {
 # The guest initramfs has no C library for a dynamic busybox.
 have_static_busybox() {
   local b out
-  for b in /bin/busybox /usr/bin/busybox; do
+  for b in /bin/busybox /usr/bin/busybox $(command -v busybox 2>/dev/null || true); do
     [[ -r "$b" ]] || continue
     out=$(LC_ALL=C ldd "$b" 2>&1 || true) # ldd fails on static binaries, by design
     if [[ "$out" == *"not a dynamic executable"* || "$out" == *"statically linked"* ]]; then
@@ -110,7 +110,8 @@ missing_of() {
     build)
       command -v mvn >/dev/null 2>&1 || missing+=(maven) ;;
     guest)
-      [[ -x /usr/bin/qemu-system-x86_64 ]] || missing+=(qemu-system-x86)
+      [[ -x /usr/bin/qemu-system-x86_64 || -x $(command -v qemu-system-x86_64 || echo /nonexistent) ]] \
+        || missing+=(qemu-system-x86)
       have_package qemu-system-common || missing+=(qemu-system-common)
       have_kernel || missing+=(linux-image-amd64)
       have_static_busybox || missing+=(busybox-static) ;;
