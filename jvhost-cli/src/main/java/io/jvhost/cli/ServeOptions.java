@@ -15,11 +15,22 @@ import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.concurrent.CountDownLatch;
 
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.Spec;
 
 /** Options every device command shares, and the code that serves a device until a signal. */
 public final class ServeOptions {
     private static volatile boolean serving;
+
+    /** The device command these options belong to, for usage errors. */
+    @Spec(Spec.Target.MIXEE)
+    CommandSpec command;
+
+    @Mixin
+    SocketAccessOptions access;
 
     @Option(names = "--socket", required = true, paramLabel = "PATH",
             description = "vhost-user Unix socket: created and listened on, or (with --client) connected to.")
@@ -67,6 +78,20 @@ public final class ServeOptions {
         return id + " queue " + queue + ": " + latency.describe();
     }
 
+    /** Refuses (as a usage error) a {@code --queue-map} that does not give each of the device's queues one poller. */
+    private void checkQueueMap(String name, VirtioDevice device) {
+        String problem = queueMap == null ? null : queueMap.problem(device.queueCount());
+        if (problem != null) {
+            throw new ParameterException(command.commandLine(), "--queue-map: " + problem + " (" + name + " has "
+                    + device.queueCount() + " queue" + (device.queueCount() == 1 ? "" : "s") + " here)");
+        }
+    }
+
+    /** How many {@code --socket}s were given. */
+    public int socketCount() {
+        return sockets.size();
+    }
+
     static boolean keepsRunning() {
         return serving;
     }
@@ -74,8 +99,7 @@ public final class ServeOptions {
     /** Serves {@code device} on the one socket given until SIGTERM or SIGINT; returns the exit code. */
     public int serve(String name, VirtioDevice device) throws Exception {
         if (sockets.size() != 1) {
-            throw new picocli.CommandLine.ParameterException(new picocli.CommandLine(this),
-                    name + " serves one socket; got " + sockets.size());
+            throw new ParameterException(command.commandLine(), name + " serves one socket; got " + sockets.size());
         }
         return serve(name, i -> device, () -> { });
     }
@@ -87,8 +111,7 @@ public final class ServeOptions {
      */
     public int serve(String name, VirtioDevice device, AutoCloseable storage) throws Exception {
         if (sockets.size() != 1) {
-            throw new picocli.CommandLine.ParameterException(new picocli.CommandLine(this),
-                    name + " serves one socket; got " + sockets.size());
+            throw new ParameterException(command.commandLine(), name + " serves one socket; got " + sockets.size());
         }
         return serve(name, i -> device, () -> { }, storage);
     }
@@ -105,6 +128,8 @@ public final class ServeOptions {
                       AutoCloseable storage) throws Exception {
         BackendOptions options = new BackendOptions(busyPoll ? IdleMode.BUSY : IdleMode.EVENT,
                 queueMap == null ? null : queueMap.pollers());
+        io.jvhost.core.transport.SocketAccess socketAccess = access.access(command, client);
+        SocketAccessOptions.checkPaths(command, sockets, client);
         ControlLoop loop = new ControlLoop();
         java.util.List<AutoCloseable> resources = new java.util.ArrayList<>();
         java.util.List<Backend> backends = new java.util.ArrayList<>();
@@ -112,12 +137,14 @@ public final class ServeOptions {
         for (int i = 0; i < sockets.size(); i++) {
             Path socket = sockets.get(i);
             String id = sockets.size() == 1 ? name : name + i;
-            Backend backend = new Backend(id, devices.apply(i), options, loop);
+            VirtioDevice device = devices.apply(i);
+            checkQueueMap(name, device);
+            Backend backend = new Backend(id, device, options, loop);
             backend.start();
             backends.add(backend);
             ids.add(id);
             Endpoint endpoint = client ? VhostUserClient.connect(socket, backend, loop)
-                    : VhostUserServer.listen(socket, backend, loop);
+                    : VhostUserServer.listen(socket, backend, loop, socketAccess);
             resources.add(0, backend);
             resources.add(0, endpoint);
             System.out.printf("jvhost %s: %s %s (%s pollers, %s mode)%n", id,
@@ -136,6 +163,8 @@ public final class ServeOptions {
         sun.misc.Signal.handle(new sun.misc.Signal("INT"), onSignal);
         // Only now: whoever waits for this line may signal, and must not meet the JVM's default handler.
         System.out.println("Ctrl-C or SIGTERM stops (a second signal exits at once).");
+        // systemd, too, may send SIGTERM as soon as the unit is READY: tell it only now.
+        SystemdNotify.ready(sockets.size() + (client ? " frontend sockets to connect to" : " sockets listening"));
         while (!stop.await(10, java.util.concurrent.TimeUnit.SECONDS)) {
             status.run();
             if (QueueLatency.ENABLED) {
@@ -144,6 +173,7 @@ public final class ServeOptions {
                 }
             }
         }
+        SystemdNotify.stopping();
         // Stopping each session detaches its queues: pollers publish what completed and devices
         // finish what is in flight (blk waits for its stores) before fds and memory go. Storage
         // goes last, when nothing can write to it any more.

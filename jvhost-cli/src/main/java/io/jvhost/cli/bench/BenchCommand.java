@@ -1,11 +1,14 @@
 package io.jvhost.cli.bench;
 
+import io.jvhost.cli.Failure;
 import io.jvhost.perf.BenchOptions;
 import io.jvhost.perf.BlkBench;
 import io.jvhost.perf.NetBench;
 import io.jvhost.perf.Report;
 
+import java.io.IOException;
 import java.io.PrintStream;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.Callable;
@@ -113,6 +116,32 @@ public final class BenchCommand implements Runnable {
 
         Net() {
             super(NetBench.Options::new, NetBench.Options::quick, NetBench::run);
+        }
+
+        @Override
+        public Integer call() throws Exception {
+            checkHugepages(NetBench.missing(), Path.of("/proc/mounts"), Path.of("/dev/hugepages"));
+            return super.call();
+        }
+
+        /**
+         * Says in one line what keeps dpdk-testpmd from running: a missing tool, no hugepages
+         * reserved, no hugetlbfs on {@code pages}, or no permission to use it.
+         */
+        static void checkHugepages(List<String> missing, Path mounts, Path pages) throws IOException {
+            if (!missing.isEmpty()) {
+                throw new Failure("needs " + String.join(", ", missing) + " (as root, ./jvhost bench sets these up)");
+            }
+            boolean mounted = Files.readAllLines(mounts).stream()
+                    .map(l -> l.split(" ")).anyMatch(f -> f.length > 2 && f[1].equals(pages.toString()) && f[2].equals("hugetlbfs"));
+            if (!mounted) {
+                throw new Failure("no hugetlbfs on " + pages + " for dpdk-testpmd (as root: mkdir -p " + pages
+                        + "; mount -t hugetlbfs nodev " + pages + ")");
+            }
+            if (!Files.isWritable(pages)) {
+                throw new Failure("no permission to use the hugepages in " + pages + " (dpdk-testpmd maps them there):"
+                        + " run as root, or mount hugetlbfs with uid=" + System.getProperty("user.name") + " (mount -t hugetlbfs -o uid=...)");
+            }
         }
 
         @Override

@@ -5,8 +5,13 @@ import io.jvhost.blk.BlockStore;
 import io.jvhost.blk.FileStore;
 import io.jvhost.blk.RamStore;
 import io.jvhost.cli.DeviceCommand;
+import io.jvhost.cli.Failure;
 import io.jvhost.cli.options.DiskSizeConverter;
 
+import io.jvhost.core.sys.LibC;
+import io.jvhost.core.sys.NativeException;
+
+import java.nio.file.Files;
 import java.nio.file.Path;
 
 import picocli.CommandLine.ArgGroup;
@@ -59,6 +64,8 @@ public final class BlkCommand extends DeviceCommand {
 
     @Override
     public Integer call() throws Exception {
+        checkRange("--queues", queues, 1, MAX_QUEUES, "one per guest vCPU");
+        checkRange("--io-workers", ioWorkers, 1, 1024, "threads doing file I/O");
         BlockStore store;
         if (backing.rbd != null || backing.nbd != null) {
             store = backing.rbd != null ? ceph.open(backing.rbd, readOnly) : nbd.open(backing.nbd, readOnly);
@@ -66,10 +73,15 @@ public final class BlkCommand extends DeviceCommand {
                 return 1; // the options said why, in one line
             }
         } else {
-            store = backing.file != null ? new FileStore(backing.file, readOnly, direct, ioWorkers)
-                    : new RamStore(backing.ram, readOnly);
+            store = backing.file != null ? openFile(backing.file) : new RamStore(backing.ram, readOnly);
         }
-        BlkDevice device = new BlkDevice(store, queues);
+        BlkDevice device;
+        try {
+            device = new BlkDevice(store, queues);
+        } catch (IllegalArgumentException e) {
+            store.close();
+            throw usage(e.getMessage());
+        }
         // A grown image file (qemu-img resize, truncate) reaches the guest within a second.
         Thread.ofPlatform().daemon(true).name("blk-resize-watch").start(() -> {
             while (true) {
@@ -82,5 +94,28 @@ public final class BlkCommand extends DeviceCommand {
             }
         });
         return serve.serve("blk", device, store); // closing a file store flushes it
+    }
+
+    /** Opens the image, or says in one line what is wrong with it and what to do. */
+    private FileStore openFile(Path file) {
+        if (!Files.exists(file)) {
+            throw new Failure("--file " + file + ": no such file (create an image: truncate -s 10G " + file
+                    + ", or qemu-img create -f raw " + file + " 10G)");
+        }
+        if (Files.isDirectory(file)) {
+            throw new Failure("--file " + file + " is a directory; give a raw image file or a block device");
+        }
+        try {
+            return new FileStore(file, readOnly, direct, ioWorkers);
+        } catch (NativeException e) {
+            throw new Failure("--file " + file + ": " + switch (e.errno()) {
+                case LibC.EPERM, 13 -> "permission denied (jvhost needs to read" + (readOnly ? "" : " and write") + " it"
+                        + (readOnly ? "" : "; or add --read-only") + ")";
+                case 30 -> "on a read-only file system (add --read-only)";
+                case LibC.EINVAL -> direct ? "its file system does not support O_DIRECT (leave out --direct)" : e.getMessage();
+                case 26 -> "busy: it is being executed, or a block device in exclusive use";
+                default -> e.getMessage();
+            }, e);
+        }
     }
 }

@@ -13,6 +13,24 @@ import picocli.CommandLine.TypeConversionException;
  */
 public record QueueMap(int[][] pollers) {
 
+    /**
+     * Why this map does not fit a device of {@code queueCount} queues (a queue it names does not
+     * exist, or one it leaves out), or null when it fits.
+     */
+    public String problem(int queueCount) {
+        java.util.BitSet mapped = new java.util.BitSet();
+        for (int[] set : pollers) {
+            for (int q : set) {
+                if (q >= queueCount) {
+                    return "queue " + q + " does not exist: the queues are 0.." + (queueCount - 1);
+                }
+                mapped.set(q);
+            }
+        }
+        int missing = mapped.nextClearBit(0);
+        return missing < queueCount ? "queue " + missing + " has no poller: map every queue 0.." + (queueCount - 1) : null;
+    }
+
     /** picocli's converter for {@code --queue-map}; a bad map reads {@code Invalid value for option '--queue-map': ...}. */
     public static final class Converter implements ITypeConverter<QueueMap> {
         @Override

@@ -3,14 +3,20 @@ package io.jvhost.cli.bench;
 import io.jvhost.perf.BlkBench;
 import io.jvhost.perf.NetBench;
 
+import io.jvhost.cli.Failure;
+
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 import picocli.CommandLine;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * {@code bench net} and {@code bench blk} take {@code --quick}, {@code --queues}, {@code --runs},
@@ -52,5 +58,26 @@ class BenchCommandTest {
         assertEquals(true, o.busyPoll);
         String home = System.getProperty("jvhost.home");
         assertEquals(home == null ? Path.of("perf", "results") : Path.of(home, "perf", "results"), o.out);
+    }
+
+    @Test
+    void shouldSayInOneLineWhatDpdkLacksBeforeBenchNetStarts(@TempDir Path dir) throws Exception {
+        Path mounts = dir.resolve("mounts"), pages = dir.resolve("hugepages");
+        Files.createDirectories(pages);
+        Files.writeString(mounts, "proc /proc proc rw 0 0\n");
+        Failure missing = assertThrows(Failure.class,
+                () -> BenchCommand.Net.checkHugepages(List.of("hugepages (echo 1024 > /proc/sys/vm/nr_hugepages)"), mounts, pages));
+        assertEquals("needs hugepages (echo 1024 > /proc/sys/vm/nr_hugepages) (as root, ./jvhost bench sets these up)",
+                missing.getMessage());
+        Failure notMounted = assertThrows(Failure.class, () -> BenchCommand.Net.checkHugepages(List.of(), mounts, pages));
+        assertEquals("no hugetlbfs on " + pages + " for dpdk-testpmd (as root: mkdir -p " + pages + "; mount -t hugetlbfs nodev "
+                + pages + ")", notMounted.getMessage());
+        Files.writeString(mounts, "nodev " + pages + " hugetlbfs rw,relatime,pagesize=2M 0 0\n");
+        BenchCommand.Net.checkHugepages(List.of(), mounts, pages); // reserved, mounted, writable: no complaint
+        if (!"root".equals(System.getProperty("user.name"))) {
+            assertTrue(pages.toFile().setWritable(false, false));
+            Failure denied = assertThrows(Failure.class, () -> BenchCommand.Net.checkHugepages(List.of(), mounts, pages));
+            assertTrue(denied.getMessage().startsWith("no permission to use the hugepages in " + pages), denied.getMessage());
+        }
     }
 }
