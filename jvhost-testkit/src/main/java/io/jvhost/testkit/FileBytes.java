@@ -1,7 +1,7 @@
 package io.jvhost.testkit;
 
 import io.jvhost.core.sys.Fd;
-import io.jvhost.core.sys.LibC;
+import io.jvhost.core.sys.FileCalls;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -20,7 +20,7 @@ public final class FileBytes {
     public static byte[] read(Fd fd, long offset, int length) {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment buf = arena.allocate(Math.max(1, length));
-            long n = LibC.pread(fd.get(), buf, 0, length, offset);
+            long n = FileCalls.pread(fd.get(), buf, 0, length, offset);
             if (n != length) {
                 throw new IllegalStateException("pread of " + length + " bytes at " + offset + " returned " + n);
             }
@@ -33,7 +33,7 @@ public final class FileBytes {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment buf = arena.allocate(Math.max(1, data.length));
             MemorySegment.copy(data, 0, buf, ValueLayout.JAVA_BYTE, 0, data.length);
-            long n = LibC.pwrite(fd.get(), buf, 0, data.length, offset);
+            long n = FileCalls.pwrite(fd.get(), buf, 0, data.length, offset);
             if (n != data.length) {
                 throw new IllegalStateException("pwrite of " + data.length + " bytes at " + offset + " returned " + n);
             }

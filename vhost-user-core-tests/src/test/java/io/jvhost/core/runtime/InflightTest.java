@@ -15,7 +15,7 @@ import io.jvhost.testkit.frontend.Frontend.Inflight;
 import io.jvhost.testkit.frontend.Frontend.Reply;
 import io.jvhost.testkit.frontend.GuestRam;
 import io.jvhost.core.sys.Fd;
-import io.jvhost.core.sys.LibC;
+import io.jvhost.core.sys.FileCalls;
 import io.jvhost.testkit.Await;
 import io.jvhost.testkit.BackendFixture;
 import io.jvhost.testkit.FileBytes;
@@ -133,7 +133,7 @@ class InflightTest {
                 assertEquals(0, b.getLong(8), "mmap_offset");
                 assertEquals(queues, Short.toUnsignedInt(b.getShort(16)), "num_queues");
                 assertEquals(queueSize, Short.toUnsignedInt(b.getShort(18)), "queue_size");
-                assertEquals(size, LibC.fileSize(region.get()), "the memfd holds exactly the region");
+                assertEquals(size, FileCalls.fileSize(region.get()), "the memfd holds exactly the region");
                 for (int q = 0; q < queues; q++) {
                     assertFreshQueueRegion(region, q, queueSize);
                 }

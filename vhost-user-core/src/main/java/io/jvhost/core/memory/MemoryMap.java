@@ -1,7 +1,7 @@
 package io.jvhost.core.memory;
 
 import io.jvhost.core.sys.Fd;
-import io.jvhost.core.sys.LibC;
+import io.jvhost.core.sys.FileCalls;
 import io.jvhost.core.sys.Mappings;
 import io.jvhost.core.sys.NativeException;
 
@@ -146,7 +146,7 @@ public final class MemoryMap implements AutoCloseable {
     }
 
     private static MemoryRegion map(RegionSpec s, Fd fd) throws InvalidMemoryException {
-        long fileSize = LibC.fileSize(fd.get());
+        long fileSize = FileCalls.fileSize(fd.get());
         if (fileSize < 0) {
             throw new InvalidMemoryException("fstat on region fd: errno " + -fileSize);
         }

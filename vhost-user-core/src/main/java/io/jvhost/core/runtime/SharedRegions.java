@@ -12,7 +12,7 @@ import io.jvhost.core.protocol.ProtocolException;
 import io.jvhost.core.protocol.RegionDescription;
 import io.jvhost.core.ring.InflightLog;
 import io.jvhost.core.sys.Fd;
-import io.jvhost.core.sys.LibC;
+import io.jvhost.core.sys.FileCalls;
 import io.jvhost.core.sys.Mappings;
 import io.jvhost.core.sys.NativeException;
 
@@ -109,7 +109,7 @@ final class SharedRegions implements AutoCloseable {
     /** SET_LOG_BASE: maps the frontend's dirty bitmap from {@code fd} (closed here). */
     void setLog(Exchange x, LogBase log, Fd fd) throws ProtocolException {
         try (fd) {
-            long fileSize = LibC.fileSize(fd.get());
+            long fileSize = FileCalls.fileSize(fd.get());
             if (fileSize < log.offset() + log.size()) {
                 throw new ProtocolException("log of " + log.size() + " bytes at " + log.offset() + " in a file of " + fileSize);
             }
@@ -160,7 +160,7 @@ final class SharedRegions implements AutoCloseable {
             if (r.mmapSize() < need || r.mmapOffset() < 0 || r.mmapOffset() + r.mmapSize() < 0) {
                 throw new ProtocolException("inflight region of " + r.mmapSize() + " bytes, need " + need);
             }
-            long fileSize = LibC.fileSize(fd.get());
+            long fileSize = FileCalls.fileSize(fd.get());
             if (fileSize < r.mmapOffset() + need) {
                 throw new ProtocolException("inflight fd holds " + fileSize + " bytes, need " + (r.mmapOffset() + need));
             }

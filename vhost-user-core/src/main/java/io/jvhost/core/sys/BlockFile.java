@@ -25,9 +25,9 @@ public final class BlockFile implements AutoCloseable {
 
     /** Opens {@code path}; {@code direct} bypasses the page cache (O_DIRECT). */
     public static BlockFile open(Path path, boolean readOnly, boolean direct) throws NativeException {
-        int flags = (readOnly ? LibC.O_RDONLY : LibC.O_RDWR) | LibC.O_CLOEXEC | (direct ? LibC.O_DIRECT : 0);
-        Fd fd = Fd.adopt((int) LibC.check(LibC.open(path.toString(), flags), "open " + path));
-        int blk = LibC.isBlockDevice(fd.get());
+        int flags = (readOnly ? FileCalls.O_RDONLY : FileCalls.O_RDWR) | FileCalls.O_CLOEXEC | (direct ? FileCalls.O_DIRECT : 0);
+        Fd fd = Fd.adopt((int) LibC.check(FileCalls.open(path.toString(), flags), "open " + path));
+        int blk = FileCalls.isBlockDevice(fd.get());
         if (blk < 0) {
             fd.close();
             LibC.check(blk, "fstat " + path);
@@ -49,7 +49,7 @@ public final class BlockFile implements AutoCloseable {
 
     /** The current size in bytes (re-read each call, so a resize shows). */
     public long size() throws NativeException {
-        return LibC.check(blockDevice ? LibC.blockDeviceSize(fd.get()) : LibC.fileSize(fd.get()), "size of " + path);
+        return LibC.check(blockDevice ? FileCalls.blockDeviceSize(fd.get()) : FileCalls.fileSize(fd.get()), "size of " + path);
     }
 
     /**
@@ -69,8 +69,8 @@ public final class BlockFile implements AutoCloseable {
     private int transfer(MemorySegment buf, long bufOffset, long n, long offset, boolean write) {
         long done = 0;
         while (done < n) {
-            long r = write ? LibC.pwrite(fd.get(), buf, bufOffset + done, n - done, offset + done)
-                    : LibC.pread(fd.get(), buf, bufOffset + done, n - done, offset + done);
+            long r = write ? FileCalls.pwrite(fd.get(), buf, bufOffset + done, n - done, offset + done)
+                    : FileCalls.pread(fd.get(), buf, bufOffset + done, n - done, offset + done);
             if (r == -LibC.EINTR) {
                 continue;
             }
@@ -84,17 +84,17 @@ public final class BlockFile implements AutoCloseable {
 
     /** fdatasync: data written so far is durable. 0 or {@code -errno}. */
     public int flush() {
-        return LibC.fdatasync(fd.get());
+        return FileCalls.fdatasync(fd.get());
     }
 
     /** Deallocates a range (reads return zeros after). 0 or {@code -errno} (-EOPNOTSUPP if unsupported). */
     public int punchHole(long offset, long length) {
-        return LibC.fallocate(fd.get(), LibC.FALLOC_FL_PUNCH_HOLE | LibC.FALLOC_FL_KEEP_SIZE, offset, length);
+        return FileCalls.fallocate(fd.get(), FileCalls.FALLOC_FL_PUNCH_HOLE | FileCalls.FALLOC_FL_KEEP_SIZE, offset, length);
     }
 
     /** Zeroes a range, keeping it allocated. 0 or {@code -errno} (-EOPNOTSUPP if unsupported). */
     public int zeroRange(long offset, long length) {
-        return LibC.fallocate(fd.get(), LibC.FALLOC_FL_ZERO_RANGE | LibC.FALLOC_FL_KEEP_SIZE, offset, length);
+        return FileCalls.fallocate(fd.get(), FileCalls.FALLOC_FL_ZERO_RANGE | FileCalls.FALLOC_FL_KEEP_SIZE, offset, length);
     }
 
     @Override

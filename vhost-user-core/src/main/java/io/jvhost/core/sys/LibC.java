@@ -37,14 +37,11 @@ public final class LibC {
     public static final int EPOLL_CLOEXEC = 0x80000, EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2;
     public static final int EPOLLIN = 0x1, EPOLLERR = 0x8, EPOLLHUP = 0x10;
     public static final int MFD_CLOEXEC = 1;
-    public static final int O_RDONLY = 0, O_RDWR = 2, O_DIRECT = 0x4000, O_CLOEXEC = 0x80000;
-    public static final int FALLOC_FL_KEEP_SIZE = 1, FALLOC_FL_PUNCH_HOLE = 2, FALLOC_FL_ZERO_RANGE = 0x10;
-    public static final long BLKGETSIZE64 = 0x80081272L;
     public static final int EOPNOTSUPP = 95;
     public static final int F_GETFL = 3, F_SETFL = 4, F_DUPFD_CLOEXEC = 1030, O_NONBLOCK = 0x800;
 
-    private static final Linker LINKER = Linker.nativeLinker();
-    private static final SymbolLookup LOOKUP = LINKER.defaultLookup();
+    static final Linker LINKER = Linker.nativeLinker();
+    static final SymbolLookup LOOKUP = LINKER.defaultLookup();
     private static final StructLayout CAPTURE_LAYOUT = Linker.Option.captureStateLayout();
     private static final VarHandle ERRNO_VH =
             CAPTURE_LAYOUT.varHandle(MemoryLayout.PathElement.groupElement("errno"));
@@ -68,12 +65,6 @@ public final class LibC {
     private static final MethodHandle EPOLL_CTL_MH = bind("epoll_ctl", JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS);
     private static final MethodHandle EPOLL_WAIT_MH = bind("epoll_wait", JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
     private static final MethodHandle MEMFD_CREATE_MH = bind("memfd_create", JAVA_INT, ADDRESS, JAVA_INT);
-    private static final MethodHandle OPEN_MH = bind("open", JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
-    // write, pread and pwrite take the buffer as a plain address: the (segment, offset) methods pass
-    // segment.address() + offset and so create no slice per call.
-    private static final MethodHandle WRITE_AT_MH = bind("write", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG);
-    private static final MethodHandle PREAD_AT_MH = bind("pread", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG);
-    private static final MethodHandle PWRITE_AT_MH = bind("pwrite", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG);
     // Data-path calls without errno capture: the JDK slices the capture segment on every call
     // (SharedUtils.checkCaptureSegment, not force-inlined), 40 bytes whenever escape analysis
     // misses it. These run first; only when one fails is the call made again with errno
@@ -81,29 +72,16 @@ public final class LibC {
     // is safe: it fails the same way (now with its errno) or, if things changed, succeeds.
     private static final MethodHandle READ_FAST_MH = bindFast("read", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG);
     private static final MethodHandle WRITE_FAST_MH = bindFast("write", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG);
-    private static final MethodHandle WRITE_AT_FAST_MH = bindFast("write", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG);
-    private static final MethodHandle PREAD_AT_FAST_MH =
-            bindFast("pread", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG);
-    private static final MethodHandle PWRITE_AT_FAST_MH =
-            bindFast("pwrite", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG);
     private static final MethodHandle EPOLL_WAIT_FAST_MH =
             bindFast("epoll_wait", JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
-    private static final MethodHandle FDATASYNC_MH = bind("fdatasync", JAVA_INT, JAVA_INT);
-    private static final MethodHandle FALLOCATE_MH = bind("fallocate", JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG);
-    private static final MethodHandle IOCTL_MH = LINKER.downcallHandle(LOOKUP.find("ioctl").orElseThrow(),
-            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, ADDRESS),
-            Linker.Option.captureCallState("errno"), Linker.Option.firstVariadicArg(2));
-    private static final MethodHandle FTRUNCATE_MH = bind("ftruncate", JAVA_INT, JAVA_INT, JAVA_LONG);
-    private static final MethodHandle FSTAT_MH = bind("fstat", JAVA_INT, JAVA_INT, ADDRESS);
     private static final MethodHandle FCNTL_MH = LINKER.downcallHandle(
             LOOKUP.find("fcntl").orElseThrow(),
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT),
             Linker.Option.captureCallState("errno"), Linker.Option.firstVariadicArg(2));
 
-    /** x86-64 {@code struct stat}: only the fields jvhost reads. */
-    public static final long STAT_SIZE = 144, ST_MODE_OFFSET = 24, ST_SIZE_OFFSET = 48, ST_BLKSIZE_OFFSET = 56;
+    static final long STAT_SIZE = 144;
 
-    private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
+    static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
 
     /** Per-thread native buffers reused by every call so the hot path allocates nothing. */
     static final class Scratch {
@@ -115,12 +93,12 @@ public final class LibC {
 
     private LibC() {}
 
-    private static MethodHandle bind(String name, MemoryLayout result, MemoryLayout... args) {
+    static MethodHandle bind(String name, MemoryLayout result, MemoryLayout... args) {
         return LINKER.downcallHandle(LOOKUP.find(name).orElseThrow(),
                 FunctionDescriptor.of(result, args), Linker.Option.captureCallState("errno"));
     }
 
-    private static MethodHandle bindFast(String name, MemoryLayout result, MemoryLayout... args) {
+    static MethodHandle bindFast(String name, MemoryLayout result, MemoryLayout... args) {
         return LINKER.downcallHandle(LOOKUP.find(name).orElseThrow(), FunctionDescriptor.of(result, args));
     }
 
@@ -128,11 +106,11 @@ public final class LibC {
         return (int) ERRNO_VH.get(s.capture, 0L);
     }
 
-    private static int ret(Scratch s, int r) {
+    static int ret(Scratch s, int r) {
         return r < 0 ? -errno(s) : r;
     }
 
-    private static long ret(Scratch s, long r) {
+    static long ret(Scratch s, long r) {
         return r < 0 ? -errno(s) : r;
     }
 
@@ -349,176 +327,18 @@ public final class LibC {
         }
     }
 
-    public static int open(String path, int flags) {
-        Scratch s = SCRATCH.get();
-        try (Arena a = Arena.ofConfined()) {
-            return ret(s, (int) OPEN_MH.invokeExact(s.capture, a.allocateFrom(path), flags, 0));
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
-    }
 
-    /**
-     * The address of {@code [offset, offset + length)} of the native segment {@code buf}, bounds-checked,
-     * or 0 when {@code buf}'s memory is already unmapped. Unlike passing a segment to a downcall, the
-     * address does not keep {@code buf}'s arena open during the call: the caller must.
-     */
-    private static long addressOf(MemorySegment buf, long offset, long length) {
-        java.util.Objects.checkFromIndexSize(offset, length, buf.byteSize());
-        if (!buf.isNative()) {
-            throw new IllegalArgumentException("not native memory: " + buf);
-        }
-        return buf.scope().isAlive() ? buf.address() + offset : 0;
-    }
 
-    /**
-     * Writes {@code length} bytes at {@code offset} of the native {@code buf}: bytes or {@code -errno}.
-     * Allocation-free; the caller keeps {@code buf} mapped until this returns ({@code -EFAULT} if it
-     * is unmapped already).
-     */
-    public static long write(int fd, MemorySegment buf, long offset, long length) {
-        long address = addressOf(buf, offset, length);
-        if (address == 0) {
-            return -EFAULT;
-        }
-        try {
-            long r = (long) WRITE_AT_FAST_MH.invokeExact(fd, address, length);
-            if (r >= 0) {
-                return r;
-            }
-            Scratch s = SCRATCH.get();
-            return ret(s, (long) WRITE_AT_MH.invokeExact(s.capture, fd, address, length));
-        } catch (Throwable t) {
-            throw rethrow(t);
-        } finally {
-            Reference.reachabilityFence(buf); // an automatic arena must not free it during the call
-        }
-    }
 
-    /**
-     * Reads into {@code [bufOffset, bufOffset + length)} of the native {@code buf} (which may be guest
-     * memory) at file {@code offset}: bytes or {@code -errno}. Allocation-free; the caller keeps
-     * {@code buf} mapped until this returns ({@code -EFAULT} if it is unmapped already).
-     */
-    public static long pread(int fd, MemorySegment buf, long bufOffset, long length, long offset) {
-        long address = addressOf(buf, bufOffset, length);
-        if (address == 0) {
-            return -EFAULT;
-        }
-        try {
-            long r = (long) PREAD_AT_FAST_MH.invokeExact(fd, address, length, offset);
-            if (r >= 0) {
-                return r;
-            }
-            Scratch s = SCRATCH.get();
-            return ret(s, (long) PREAD_AT_MH.invokeExact(s.capture, fd, address, length, offset));
-        } catch (Throwable t) {
-            throw rethrow(t);
-        } finally {
-            Reference.reachabilityFence(buf); // an automatic arena must not free it during the call
-        }
-    }
 
-    /** As {@link #pread(int, MemorySegment, long, long, long)}, writing to the file. */
-    public static long pwrite(int fd, MemorySegment buf, long bufOffset, long length, long offset) {
-        long address = addressOf(buf, bufOffset, length);
-        if (address == 0) {
-            return -EFAULT;
-        }
-        try {
-            long r = (long) PWRITE_AT_FAST_MH.invokeExact(fd, address, length, offset);
-            if (r >= 0) {
-                return r;
-            }
-            Scratch s = SCRATCH.get();
-            return ret(s, (long) PWRITE_AT_MH.invokeExact(s.capture, fd, address, length, offset));
-        } catch (Throwable t) {
-            throw rethrow(t);
-        } finally {
-            Reference.reachabilityFence(buf); // an automatic arena must not free it during the call
-        }
-    }
 
-    public static int fdatasync(int fd) {
-        Scratch s = SCRATCH.get();
-        try {
-            return ret(s, (int) FDATASYNC_MH.invokeExact(s.capture, fd));
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
-    }
 
-    public static int fallocate(int fd, int mode, long offset, long length) {
-        Scratch s = SCRATCH.get();
-        try {
-            return ret(s, (int) FALLOCATE_MH.invokeExact(s.capture, fd, mode, offset, length));
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
-    }
 
-    /** ioctl with a pointer argument; the result or {@code -errno}. */
-    public static int ioctl(int fd, long request, MemorySegment arg) {
-        Scratch s = SCRATCH.get();
-        try {
-            return ret(s, (int) IOCTL_MH.invokeExact(s.capture, fd, request, arg));
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
-    }
 
-    /** The size of a block device in bytes (BLKGETSIZE64), or {@code -errno}. */
-    public static long blockDeviceSize(int fd) {
-        Scratch s = SCRATCH.get();
-        try {
-            int r = ret(s, (int) IOCTL_MH.invokeExact(s.capture, fd, BLKGETSIZE64, s.u64));
-            return r < 0 ? r : s.u64.get(JAVA_LONG, 0);
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
-    }
 
-    public static int ftruncate(int fd, long length) {
-        Scratch s = SCRATCH.get();
-        try {
-            return ret(s, (int) FTRUNCATE_MH.invokeExact(s.capture, fd, length));
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
-    }
 
-    /** Whether the fd is a block device (S_IFBLK), or {@code -errno}. */
-    public static int isBlockDevice(int fd) {
-        Scratch s = SCRATCH.get();
-        try {
-            int r = ret(s, (int) FSTAT_MH.invokeExact(s.capture, fd, s.stat));
-            return r < 0 ? r : ((s.stat.get(JAVA_INT, ST_MODE_OFFSET) & 0170000) == 0060000 ? 1 : 0);
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
-    }
 
-    /** The file's size in bytes, or {@code -errno}. */
-    public static long fileSize(int fd) {
-        Scratch s = SCRATCH.get();
-        try {
-            int r = ret(s, (int) FSTAT_MH.invokeExact(s.capture, fd, s.stat));
-            return r < 0 ? r : s.stat.get(JAVA_LONG, ST_SIZE_OFFSET);
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
-    }
 
-    /** The file's preferred I/O block size (the huge page size on hugetlbfs), or {@code -errno}. */
-    public static long blockSize(int fd) {
-        Scratch s = SCRATCH.get();
-        try {
-            int r = ret(s, (int) FSTAT_MH.invokeExact(s.capture, fd, s.stat));
-            return r < 0 ? r : s.stat.get(JAVA_LONG, ST_BLKSIZE_OFFSET);
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
-    }
 
     public static int setNonBlocking(int fd) {
         Scratch s = SCRATCH.get();
@@ -538,7 +358,7 @@ public final class LibC {
         return MemorySegment.ofAddress(address).reinterpret(length, arena, ignored -> cleanup.run());
     }
 
-    private static RuntimeException rethrow(Throwable t) {
+    static RuntimeException rethrow(Throwable t) {
         if (t instanceof RuntimeException r) {
             throw r;
         }

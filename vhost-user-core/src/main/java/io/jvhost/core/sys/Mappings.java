@@ -15,7 +15,7 @@ public final class Mappings {
      * mapping past the end of its file raises SIGBUS, which would kill the process.
      */
     public static MemorySegment map(int fd, long offset, long size, Arena arena) throws NativeException {
-        long align = LibC.check(LibC.blockSize(fd), "fstat");
+        long align = LibC.check(FileCalls.blockSize(fd), "fstat");
         if (align <= 0 || Long.bitCount(align) != 1) {
             align = 4096;
         }
@@ -31,7 +31,7 @@ public final class Mappings {
     /** A new memfd of {@code size} bytes (for the frontend simulator and tests). */
     public static Fd memfd(String name, long size) throws NativeException {
         Fd fd = Fd.adopt((int) LibC.check(LibC.memfdCreate(name, LibC.MFD_CLOEXEC), "memfd_create"));
-        int r = LibC.ftruncate(fd.get(), size);
+        int r = FileCalls.ftruncate(fd.get(), size);
         if (r < 0) {
             fd.close();
             LibC.check(r, "ftruncate");

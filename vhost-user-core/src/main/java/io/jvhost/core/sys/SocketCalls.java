@@ -1,5 +1,7 @@
 package io.jvhost.core.sys;
 
+import static io.jvhost.core.sys.LibC.rethrow;
+
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
@@ -75,15 +77,5 @@ final class SocketCalls {
         } catch (Throwable t) {
             throw rethrow(t);
         }
-    }
-
-    private static RuntimeException rethrow(Throwable t) {
-        if (t instanceof RuntimeException r) {
-            throw r;
-        }
-        if (t instanceof Error e) {
-            throw e;
-        }
-        return new IllegalStateException(t);
     }
 }

@@ -36,8 +36,8 @@ public final class TapInterface implements AutoCloseable {
             MemorySegment.copy(bytes, 0, ifr, ValueLayout.JAVA_BYTE, 0, bytes.length);
             ifr.set(ValueLayout.JAVA_SHORT, IFNAMSIZ, (short) (IFF_TAP | IFF_NO_PI | (queueCount > 1 ? IFF_MULTI_QUEUE : 0)));
             for (int i = 0; i < queueCount; i++) {
-                fds[i] = Fd.adopt((int) LibC.check(LibC.open("/dev/net/tun", LibC.O_RDWR | LibC.O_CLOEXEC), "open /dev/net/tun"));
-                LibC.check(LibC.ioctl(fds[i].get(), TUNSETIFF, ifr), "TUNSETIFF " + name);
+                fds[i] = Fd.adopt((int) LibC.check(FileCalls.open("/dev/net/tun", FileCalls.O_RDWR | FileCalls.O_CLOEXEC), "open /dev/net/tun"));
+                LibC.check(FileCalls.ioctl(fds[i].get(), TUNSETIFF, ifr), "TUNSETIFF " + name);
                 LibC.check(LibC.setNonBlocking(fds[i].get()), "O_NONBLOCK");
             }
         } catch (NativeException e) {
@@ -71,7 +71,7 @@ public final class TapInterface implements AutoCloseable {
      * Allocation-free.
      */
     public long write(int queue, MemorySegment buf, long offset, long length) {
-        return LibC.write(queues[queue].get(), buf, offset, length);
+        return FileCalls.write(queues[queue].get(), buf, offset, length);
     }
 
     @Override
