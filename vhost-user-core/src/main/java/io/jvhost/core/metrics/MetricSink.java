@@ -18,7 +18,7 @@ public interface MetricSink {
             + " with 0 bytes, frames with no receive buffer, ...).";
     /** The family every failure goes to, one {@code kind} each: see {@link #errors}. */
     String ERRORS = "jvhost_queue_errors";
-    String ERRORS_HELP = "Failures on the queue, by kind (ring corruption, handler exception, store error, ...).";
+    String ERRORS_HELP = "Failures on the queue, by kind (ring corruption, handler exception, I/O error, ...).";
 
     /** A value that only grows (while the process lives). */
     void counter(String name, String help, long value);
