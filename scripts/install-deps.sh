@@ -12,9 +12,10 @@
 #   dpdk    dpdk-testpmd, 1024 hugepages reserved and hugetlbfs on /dev/hugepages: the DPDK tests
 #   ceph    Ceph's monitor, OSD, tools and librbd: the RBD tests (tag ceph, scripts/dev-ceph.sh)
 #   nbd     qemu-nbd, nbdkit and openssl: the NBD store tests
+#   metrics promtool (Debian prometheus): the /metrics exposition tests
 #   net     iproute2: the TAP tests
 #   bench   dpdk, qemu-storage-daemon and taskset: ./jvhost bench
-#   test    guest dpdk ceph nbd net: everything ./jvhost test runs
+#   test    guest dpdk ceph nbd metrics net: everything ./jvhost test runs
 #
 # When something is missing and cannot be installed (not root), it says what to install and exits
 # 0: the tests that need it skip loudly (and fail under CI). With --require it exits 3 instead.
@@ -36,7 +37,7 @@ for arg in "$@"; do
     --require) require=true ;;
     -h|--help) sed -n '2,27s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; exit 0 ;;
     build|jdk|guest|dpdk|ceph|nbd|net|bench) groups+=("$arg") ;;
-    test) groups+=(guest dpdk ceph nbd net) ;;
+    test) groups+=(guest dpdk ceph nbd metrics net) ;;
     *) log "install-deps: unknown group '$arg' (see scripts/install-deps.sh --help)"; exit 2 ;;
   esac
 done
@@ -126,6 +127,8 @@ missing_of() {
       [[ -x /usr/bin/qemu-nbd ]] || missing+=(qemu-utils)
       [[ -x /usr/bin/nbdkit ]] || missing+=(nbdkit)
       command -v openssl >/dev/null 2>&1 || missing+=(openssl) ;;
+    metrics)
+      [[ -x /usr/bin/promtool ]] || missing+=(prometheus) ;;
     net)
       command -v ip >/dev/null 2>&1 || missing+=(iproute2) ;;
     bench)

@@ -3,6 +3,7 @@ module io.jvhost.cli {
     requires io.jvhost.core;
     requires io.jvhost.blk;
     requires io.jvhost.net;
+    requires io.jvhost.prometheus;
     requires io.jvhost.perf;
     requires io.jvhost.testkit;
     requires jmh.core;

@@ -8,6 +8,7 @@ module io.jvhost.testkit {
     requires net.jqwik.api;
     requires org.slf4j;
     requires org.apache.commons.compress;
+    requires java.net.http;
 
     exports io.jvhost.testkit;
     exports io.jvhost.testkit.frontend;

@@ -2,6 +2,7 @@ package io.jvhost.cli;
 
 import io.jvhost.cli.options.QueueMap;
 import io.jvhost.core.device.VirtioDevice;
+import io.jvhost.core.metrics.MetricsRegistry;
 import io.jvhost.core.metrics.QueueLatency;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
@@ -10,6 +11,7 @@ import io.jvhost.core.transport.ControlLoop;
 import io.jvhost.core.transport.Endpoint;
 import io.jvhost.core.transport.VhostUserClient;
 import io.jvhost.core.transport.VhostUserServer;
+import io.jvhost.prometheus.MetricsServer;
 
 import java.io.PrintStream;
 import java.nio.file.Path;
@@ -46,10 +48,22 @@ public final class ServeOptions {
             description = "Queues per poller thread, e.g. 0,1:2,3 (colon between pollers). Default: the device's choice.")
     QueueMap queueMap;
 
-    @Option(names = "--latency", description = "Record per-queue kick-to-publish latency and batch-size histograms (HdrHistogram) and print them every 10 s, a line per device and queue.")
-    void latency(boolean on) {
-        if (on) {
-            System.setProperty("jvhost.latency", "true"); // read when the first queue is made, after parsing
+    @Option(names = "--latency", description = "Print per-queue kick-to-publish latency and batch-size histograms (HdrHistogram, always recorded) every 10 s, a line per device and queue.")
+    boolean latency;
+
+    @Option(names = "--metrics", paramLabel = "HOST:PORT", converter = MetricsAddress.class,
+            description = "Serve Prometheus metrics per device and queue at http://HOST:PORT/metrics (port 0: any free port, printed at start).")
+    java.net.InetSocketAddress metrics;
+
+    /** Picocli's view of {@link MetricsServer#parse}: a bad address is a usage error, in one line. */
+    static final class MetricsAddress implements picocli.CommandLine.ITypeConverter<java.net.InetSocketAddress> {
+        @Override
+        public java.net.InetSocketAddress convert(String value) {
+            try {
+                return MetricsServer.parse(value);
+            } catch (IllegalArgumentException e) {
+                throw new picocli.CommandLine.TypeConversionException(e.getMessage());
+            }
         }
     }
 
@@ -150,6 +164,13 @@ public final class ServeOptions {
             System.out.printf("jvhost %s: %s %s (%s pollers, %s mode)%n", id,
                     client ? "connecting to" : "listening on", socket, backend.pollerCount(), options.idleMode());
         }
+        if (metrics != null) {
+            MetricsRegistry registry = new MetricsRegistry();
+            backends.forEach(registry::register);
+            MetricsServer server = MetricsServer.start(metrics, registry);
+            resources.add(0, server);
+            System.out.printf("jvhost metrics: %s%n", server.url());
+        }
         CountDownLatch stop = new CountDownLatch(1);
         serving = true;
         java.util.concurrent.atomic.AtomicInteger signals = new java.util.concurrent.atomic.AtomicInteger();
@@ -167,7 +188,7 @@ public final class ServeOptions {
         SystemdNotify.ready(sockets.size() + (client ? " frontend sockets to connect to" : " sockets listening"));
         while (!stop.await(10, java.util.concurrent.TimeUnit.SECONDS)) {
             status.run();
-            if (QueueLatency.ENABLED) {
+            if (latency) {
                 for (int i = 0; i < backends.size(); i++) {
                     printLatency(System.out, ids.get(i), backends.get(i));
                 }

@@ -3,11 +3,14 @@ package io.jvhost.blk;
 import static io.jvhost.core.device.VirtioFeatures.*;
 
 import io.jvhost.core.device.QueueHandler;
+import io.jvhost.core.metrics.MetricSink;
 import io.jvhost.core.ring.ChainCursor;
 import io.jvhost.core.ring.DescriptorChain;
 import io.jvhost.core.ring.VirtQueue;
 
 import java.lang.foreign.MemorySegment;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
@@ -33,6 +36,20 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
     static final int WRITE_ZEROES_UNMAP = 1;
     private static final ValueLayout.OfInt LE_INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfLong LE_LONG = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    private static final VarHandle IN_FLIGHT, MALFORMED, IO_ERRORS, UNSUPPORTED;
+
+    static {
+        try {
+            MethodHandles.Lookup l = MethodHandles.lookup();
+            IN_FLIGHT = l.findVarHandle(BlkQueueHandler.class, "inFlight", int.class);
+            MALFORMED = l.findVarHandle(BlkQueueHandler.class, "malformed", long.class);
+            IO_ERRORS = l.findVarHandle(BlkQueueHandler.class, "ioErrors", long.class);
+            UNSUPPORTED = l.findVarHandle(BlkQueueHandler.class, "unsupported", long.class);
+        } catch (ReflectiveOperationException e) {
+            throw new ExceptionInInitializerError(e);
+        }
+    }
 
     private final BlkDevice device;
     private final BlockStore store;
@@ -108,6 +125,16 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
         done += reap(q);
         q.publish();
         return done;
+    }
+
+    /** Scraping thread: the poller's counters, read opaque. */
+    @Override
+    public void metrics(MetricSink sink) {
+        sink.gauge("jvhost_queue_in_flight", "Requests taken from the queue and not yet completed (with the store).",
+                (int) IN_FLIGHT.getOpaque(this));
+        sink.drops("malformed_request", (long) MALFORMED.getOpaque(this));
+        sink.errors("io_error", (long) IO_ERRORS.getOpaque(this)); // status IOERR: store failures and refused ranges
+        sink.errors("unsupported_request", (long) UNSUPPORTED.getOpaque(this));
     }
 
     /** Completes what the store has finished; the rest is waited for in {@link #drain}, without blocking the poller. */

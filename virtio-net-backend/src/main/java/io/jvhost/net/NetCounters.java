@@ -9,11 +9,13 @@ import java.lang.invoke.VarHandle;
  * any thread that injects, so it is only ever changed with atomic adds ({@link #addRxDropped}).
  */
 public final class NetCounters {
-    private static final VarHandle RX_DROPPED;
+    private static final VarHandle RX_DROPPED = field("rxDropped"), RX_FRAMES = field("rxFrames"),
+            RX_BYTES = field("rxBytes"), TX_FRAMES = field("txFrames"), TX_BYTES = field("txBytes"),
+            TX_DROPPED = field("txDropped");
 
-    static {
+    private static VarHandle field(String name) {
         try {
-            RX_DROPPED = MethodHandles.lookup().findVarHandle(NetCounters.class, "rxDropped", long.class);
+            return MethodHandles.lookup().findVarHandle(NetCounters.class, name, long.class);
         } catch (ReflectiveOperationException e) {
             throw new ExceptionInInitializerError(e);
         }
@@ -41,6 +43,15 @@ public final class NetCounters {
     public void addRxDropped(long frames) {
         long ignored = (long) RX_DROPPED.getAndAdd(this, frames); // exact type: no adaptation per call
     }
+
+    /** The counters now, each read opaque (never torn or cached). Any thread, no lock. */
+    public Snapshot snapshot() {
+        return new Snapshot((long) RX_FRAMES.getOpaque(this), (long) RX_BYTES.getOpaque(this), rxDropped,
+                (long) TX_FRAMES.getOpaque(this), (long) TX_BYTES.getOpaque(this), (long) TX_DROPPED.getOpaque(this));
+    }
+
+    /** {@link NetCounters} as one reader saw them. */
+    public record Snapshot(long rxFrames, long rxBytes, long rxDropped, long txFrames, long txBytes, long txDropped) {}
 
     @Override
     public String toString() {

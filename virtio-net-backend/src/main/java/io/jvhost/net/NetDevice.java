@@ -2,6 +2,7 @@ package io.jvhost.net;
 
 import io.jvhost.core.device.ProtocolFeatures;
 import io.jvhost.core.device.QueueHandler;
+import io.jvhost.core.metrics.MetricSink;
 import io.jvhost.core.ring.ChainCursor;
 import io.jvhost.core.ring.DescriptorChain;
 import io.jvhost.core.ring.VirtQueue;
@@ -29,6 +30,11 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
     static final int ETHERNET_HEADER = 14, VLAN_TAG = 4;
     public static final int DEFAULT_MTU = 1500;
     static final int JUMBO_FRAME = 9216 + ETHERNET_HEADER + VLAN_TAG;
+
+    static final String PACKETS = "jvhost_queue_packets", PACKET_BYTES = "jvhost_queue_packet_bytes";
+    static final String PACKETS_HELP = "Ethernet frames the NIC received for the guest (receive queues) or sent"
+            + " from it (transmit queues).";
+    static final String PACKET_BYTES_HELP = "Bytes of those frames, virtio-net headers not included.";
 
     private final NetPort port;
     private final int pairCount;
@@ -200,6 +206,14 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
         }
 
         @Override
+        public void metrics(MetricSink sink) {
+            NetCounters.Snapshot c = pair.counters.snapshot();
+            sink.counter(PACKETS, PACKETS_HELP, c.rxFrames());
+            sink.counter(PACKET_BYTES, PACKET_BYTES_HELP, c.rxBytes());
+            sink.drops("rx_no_buffer", c.rxDropped());
+        }
+
+        @Override
         public int process(VirtQueue q, int budget) {
             int done = nic.drainAnnounced(pair, port);
             done += nic.drainInjected(pair);
@@ -225,6 +239,14 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
         @Override
         public void started(VirtQueue q) {
             pair.tx = q;
+        }
+
+        @Override
+        public void metrics(MetricSink sink) {
+            NetCounters.Snapshot c = pair.counters.snapshot();
+            sink.counter(PACKETS, PACKETS_HELP, c.txFrames());
+            sink.counter(PACKET_BYTES, PACKET_BYTES_HELP, c.txBytes());
+            sink.drops("tx_bad_length", c.txDropped());
         }
 
         /** Sends what the guest queued before the frontend stopped the ring, as a NIC would. */

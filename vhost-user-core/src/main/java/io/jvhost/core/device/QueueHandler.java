@@ -1,5 +1,6 @@
 package io.jvhost.core.device;
 
+import io.jvhost.core.metrics.MetricSink;
 import io.jvhost.core.ring.VirtQueue;
 
 /**
@@ -49,4 +50,12 @@ public interface QueueHandler {
     default int drain(VirtQueue queue) {
         return 0;
     }
+
+    /**
+     * Reports the device's own values for this queue at a scrape (packets, drops by reason, errors,
+     * requests in flight), beside the framework's (chains, bytes, kicks, notifications, latency).
+     * Runs on the scraping thread, not the poller: read poller-written fields with opaque or acquire
+     * reads, no locks. Default: nothing of its own.
+     */
+    default void metrics(MetricSink sink) {}
 }

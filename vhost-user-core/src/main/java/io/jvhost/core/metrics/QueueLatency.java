@@ -1,27 +1,39 @@
 package io.jvhost.core.metrics;
 
 import org.HdrHistogram.Histogram;
-import org.HdrHistogram.Recorder;
+import org.HdrHistogram.HistogramIterationValue;
+import org.HdrHistogram.SingleWriterRecorder;
 
 /**
- * Per-queue latency and batch-size histograms (HdrHistogram {@link Recorder}s: wait-free,
- * allocation-free recording on the poller, interval snapshots from any thread).
+ * Per-queue latency and batch-size histograms (HdrHistogram {@link SingleWriterRecorder}s:
+ * wait-free, allocation-free recording by the queue's one poller, interval snapshots from any
+ * thread).
  *
  * <p>Latency is from the moment the poller saw work on the queue (woken by a kick, or found new
  * available buffers while busy-polling) to the used-index publish that answered it; batch size is
- * the number of used elements one publish made visible. Off unless the JVM runs with
- * {@code -Djvhost.latency=true}: then every queue records, at two nanoTime reads per batch.
+ * the number of used elements one publish made visible. On by default (two nanoTime reads and two
+ * recordings per published batch, not per request); {@code -Djvhost.latency=false} turns it off.
+ *
+ * <p>Readers: {@link #snapshot()} (metrics, cumulative since start) and {@link #describe()} (the
+ * console line, since the previous line) each see every recorded value; one does not take values
+ * from the other.
  */
 public final class QueueLatency {
     /** Read once: when false the JIT folds every recording call away. */
-    public static final boolean ENABLED = Boolean.getBoolean("jvhost.latency");
+    public static final boolean ENABLED = !"false".equals(System.getProperty("jvhost.latency"));
     private static final long MAX_NANOS = 60_000_000_000L;
 
-    private final Recorder latency = new Recorder(1, MAX_NANOS, 2);
-    private final Recorder batch = new Recorder(1, 65536, 2);
+    private final SingleWriterRecorder latency = new SingleWriterRecorder(1, MAX_NANOS, 2);
+    private final SingleWriterRecorder batch = new SingleWriterRecorder(1, 65536, 2);
+    private long workSeenNanos;
+
+    // Reader side, under this object's lock.
     private Histogram latencyInterval;
     private Histogram batchInterval;
-    private long workSeenNanos;
+    private final Histogram latencyTotal = new Histogram(1, MAX_NANOS, 2);
+    private long latencySumNanos;
+    private final Histogram latencySinceLine = new Histogram(1, MAX_NANOS, 2);
+    private final Histogram batchSinceLine = new Histogram(1, 65536, 2);
 
     /** The poller saw work for this queue (only the first call before a publish counts). Poller. */
     public void workSeen() {
@@ -39,16 +51,54 @@ public final class QueueLatency {
         batch.recordValue(Math.min(65536, Math.max(1, elements)));
     }
 
+    /** Moves what the poller recorded since the last call into the readers' histograms. */
+    private void drain() {
+        latencyInterval = latency.getIntervalHistogram(latencyInterval);
+        batchInterval = batch.getIntervalHistogram(batchInterval);
+        if (latencyInterval.getTotalCount() != 0) {
+            for (HistogramIterationValue v : latencyInterval.recordedValues()) {
+                latencySumNanos += v.getCountAtValueIteratedTo() * latencyInterval.medianEquivalentValue(v.getValueIteratedTo());
+            }
+            latencyTotal.add(latencyInterval);
+            latencySinceLine.add(latencyInterval);
+        }
+        batchSinceLine.add(batchInterval);
+    }
+
+    /** Every kick-to-publish latency since the queue was made, in {@code boundsNanos} buckets. Any thread. */
+    public synchronized LatencySnapshot snapshot(long[] boundsNanos) {
+        drain();
+        long[] counts = new long[boundsNanos.length + 1];
+        long below = 0;
+        for (int i = 0; i < boundsNanos.length; i++) {
+            long upTo = latencyTotal.getCountBetweenValues(0, boundsNanos[i]);
+            counts[i] = upTo - below;
+            below = upTo;
+        }
+        long total = latencyTotal.getTotalCount();
+        counts[boundsNanos.length] = total - below;
+        return new LatencySnapshot(total, latencySumNanos, boundsNanos.clone(), counts);
+    }
+
+    /** As {@link #snapshot(long[])} with {@link LatencySnapshot#DEFAULT_BOUNDS_NANOS}. */
+    public LatencySnapshot snapshot() {
+        return snapshot(LatencySnapshot.DEFAULT_BOUNDS_NANOS);
+    }
+
     /** The kick-to-publish latencies (ns) since the previous call. Any one reader thread. */
     public synchronized Histogram latencySnapshot() {
-        latencyInterval = latency.getIntervalHistogram(latencyInterval);
-        return latencyInterval.copy();
+        drain();
+        Histogram h = latencySinceLine.copy();
+        latencySinceLine.reset();
+        return h;
     }
 
     /** The batch sizes since the previous call. Any one reader thread. */
     public synchronized Histogram batchSnapshot() {
-        batchInterval = batch.getIntervalHistogram(batchInterval);
-        return batchInterval.copy();
+        drain();
+        Histogram h = batchSinceLine.copy();
+        batchSinceLine.reset();
+        return h;
     }
 
     /** One line: count, p50/p99/p99.9 latency in microseconds and mean batch, since the last call. */

@@ -59,7 +59,7 @@ public final class VirtQueue {
         return counters;
     }
 
-    /** Latency and batch histograms, or null unless {@code -Djvhost.latency=true}. */
+    /** Latency and batch histograms, or null when {@code -Djvhost.latency=false}. */
     public QueueLatency latency() {
         return latency;
     }
@@ -184,6 +184,7 @@ public final class VirtQueue {
             if (error == null) {
                 counters.chains++;
                 counters.descriptors += c.count();
+                counters.bytesRead += c.readableLength();
                 return c;
             }
             reject(c.head(), error);

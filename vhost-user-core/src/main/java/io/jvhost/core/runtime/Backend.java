@@ -3,6 +3,8 @@ package io.jvhost.core.runtime;
 import io.jvhost.core.device.DeviceContext;
 import io.jvhost.core.device.QueueHandler;
 import io.jvhost.core.device.VirtioDevice;
+import io.jvhost.core.metrics.DeviceSnapshot;
+import io.jvhost.core.metrics.MetricsSource;
 import io.jvhost.core.sys.NativeException;
 import io.jvhost.core.ring.VirtQueue;
 
@@ -13,25 +15,28 @@ import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * One device and the poller threads that run its queues. The queue objects and their counters
- * live as long as the backend, across frontend connections.
+ * live as long as the backend, across frontend connections; {@link #metrics()} reports them.
  */
-public final class Backend implements AutoCloseable, DeviceContext {
+public final class Backend implements AutoCloseable, DeviceContext, MetricsSource {
+    private final String name;
     private final VirtioDevice device;
     private final Executor control;
     private Runnable configChangeSink;
     private final VirtQueue[] queues;
+    private final QueueHandler[] handlers;
     private final Poller[] pollerOf;
     private final List<Poller> pollers = new ArrayList<>();
     private final AtomicLong controlFailures = new AtomicLong();
 
     /** Creates the pollers (not yet started); {@code control} runs their acknowledgements. */
     public Backend(String name, VirtioDevice device, BackendOptions options, Executor control) throws NativeException {
+        this.name = name;
         this.device = device;
         this.control = control;
         int n = device.queueCount();
         this.queues = new VirtQueue[n];
         this.pollerOf = new Poller[n];
-        QueueHandler[] handlers = new QueueHandler[n];
+        this.handlers = new QueueHandler[n];
         for (int i = 0; i < n; i++) {
             queues[i] = new VirtQueue(i);
             handlers[i] = device.handler(i);
@@ -77,6 +82,20 @@ public final class Backend implements AutoCloseable, DeviceContext {
 
     public VirtioDevice device() {
         return device;
+    }
+
+    /** The name given at construction: the {@code device} label of its metrics, the prefix of its poller threads. */
+    public String name() {
+        return name;
+    }
+
+    /**
+     * Every queue's counters, the device's own per-queue values and the latency histograms, read
+     * now without locks (poller-written counters are read opaque). Any thread.
+     */
+    @Override
+    public DeviceSnapshot metrics() {
+        return BackendMetrics.snapshot(name, this, handlers);
     }
 
     public int queueCount() {
