@@ -34,6 +34,8 @@ public final class VirtQueue {
     private final QueueCounters counters = new QueueCounters();
     private final QueueLatency latency = QueueLatency.ENABLED ? new QueueLatency() : null;
     private final boolean[] errorLogged = new boolean[ChainError.values().length];
+    /** Test hook, null unless a test installs one: see {@link GuestWriteObserver}. */
+    private static volatile GuestWriteObserver writeObserver;
 
     // Configuration, set by the control thread while detached.
     private int size;
@@ -141,6 +143,9 @@ public final class VirtQueue {
         this.usedIdxAtLastPublish = usedIdx;
         this.broken = false;
         this.starvedAt = -1;
+        if (log != null) {
+            observeUsedRing();
+        }
         this.resubmitCount = 0;
         this.resubmitNext = 0;
         this.baseCorrected = false;
@@ -272,6 +277,9 @@ public final class VirtQueue {
                 ChainError error = chain.parse(desc, size, head, memory, indirect);
                 chain.log = log;
                 if (error == null) {
+                    if (log != null) {
+                        observeWrites(chain);
+                    }
                     counters.chains++;
                     counters.descriptors += chain.count();
                     return chain;
@@ -295,6 +303,9 @@ public final class VirtQueue {
             ChainError error = chain.parse(desc, size, head, memory, indirect);
             chain.log = log;
             if (error == null) {
+                if (log != null) {
+                    observeWrites(chain);
+                }
                 if (inflight != null) {
                     inflight.mark(head);
                 }
@@ -303,6 +314,38 @@ public final class VirtQueue {
                 return chain;
             }
             reject(head, error);
+        }
+    }
+
+    /**
+     * Installs (or with null removes) the test hook that is told every guest range a queue may write
+     * while migrating. For tests only; any thread.
+     */
+    public static void observeGuestWrites(GuestWriteObserver observer) {
+        writeObserver = observer;
+    }
+
+    private void observeWrites(DescriptorChain c) {
+        GuestWriteObserver o = writeObserver;
+        if (o != null) {
+            for (int i = c.readableCount(); i < c.count(); i++) {
+                if (c.region(i) >= 0) {
+                    o.mayWrite(c.gpa(i), Integer.toUnsignedLong(c.length(i)));
+                }
+            }
+        }
+    }
+
+    /** The used ring, located from its mapping (not from the address the dirty log uses). */
+    private void observeUsedRing() {
+        GuestWriteObserver o = writeObserver;
+        for (int r = 0; o != null && r < memory.regionCount(); r++) {
+            MemorySegment region = memory.segment(r);
+            long at = used.address() - region.address();
+            if (at >= 0 && at + used.byteSize() <= region.byteSize()) {
+                o.mayWrite(memory.gpaBase(r) + at, used.byteSize());
+                return;
+            }
         }
     }
 
