@@ -1,10 +1,12 @@
 package io.jvhost.core.protocol;
 
 import com.code_intelligence.jazzer.junit.FuzzTest;
+import io.jvhost.core.device.ProtocolFeatures;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
 import io.jvhost.core.sys.EventFd;
 import io.jvhost.core.sys.Fd;
+import io.jvhost.core.sys.Mappings;
 import io.jvhost.core.sys.NativeException;
 import io.jvhost.testkit.TestDevice;
 
@@ -21,9 +23,10 @@ import static io.jvhost.core.protocol.MessageType.*;
 /**
  * Coverage-guided fuzzing (Jazzer) of the vhost-user message codec: bytes as a frontend sends them,
  * framed into 12-byte headers and payloads, each message decoded and validated by the backend.
- * Pure: no socket and no poller. The only fds the messages carry are eventfds, which no memory
- * region, dirty log or inflight region can map, so the memory table stays empty and no queue ever
- * starts (a message that waited for a poller would show up as one never resumed).
+ * Pure: no socket and no poller. SET_LOG_BASE and SET_INFLIGHT_FD carry fds of a small memfd, which
+ * they may map; every other message's fds are eventfds, which no memory region can map, so the
+ * memory table stays empty and no queue ever starts (a message that waited for a poller would show
+ * up as one never resumed).
  *
  * <p>Input: repeated {fd count (low 2 bits, at most 2), 12-byte header, payload of the header's
  * size}, up to 16 messages. A finding is any exception, a message the session handled by an
@@ -36,17 +39,23 @@ import static io.jvhost.core.protocol.MessageType.*;
  */
 class MessageCodecFuzzTest {
     private static final int MAX_MESSAGES = 16, MAX_FDS = 2;
+    private static final long SHARED_FILE = 64 * 1024;
     private static Backend backend;
+    private static Fd sharedFile;
 
     @BeforeAll
     static void createBackend() throws NativeException {
         // Pollers are created, never started: nothing in this target may need one.
-        backend = new Backend("codec-fuzz", TestDevice.withQueues(2).build(), BackendOptions.DEFAULT, Runnable::run);
+        // INFLIGHT_SHMFD offered too, so GET/SET_INFLIGHT_FD get past the feature check.
+        TestDevice device = TestDevice.withQueues(2).protocolFeatures(ProtocolFeatures.bit(ProtocolFeatures.INFLIGHT_SHMFD)).build();
+        backend = new Backend("codec-fuzz", device, BackendOptions.DEFAULT, Runnable::run);
+        sharedFile = Mappings.memfd("codec-fuzz-shared", SHARED_FILE);
     }
 
     @AfterAll
     static void closeBackend() {
         backend.close();
+        sharedFile.close();
     }
 
     @FuzzTest
@@ -71,8 +80,9 @@ class MessageCodecFuzzTest {
                 byte[] payload = new byte[h.size()];
                 in.get(payload);
                 Fd[] fds = new Fd[fdCount];
+                boolean mappable = h.request() == SET_LOG_BASE || h.request() == SET_INFLIGHT_FD;
                 for (int i = 0; i < fdCount; i++) {
-                    fds[i] = EventFd.create();
+                    fds[i] = mappable ? sharedFile.dup() : EventFd.create();
                     given.add(fds[i]);
                 }
                 Message m = new Message(h.request(), h.flags(), payload, fds);

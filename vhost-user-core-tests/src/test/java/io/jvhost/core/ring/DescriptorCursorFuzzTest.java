@@ -86,17 +86,17 @@ class DescriptorCursorFuzzTest {
         int size = 1 << log2;
         boolean indirect = data.consumeBoolean();
         int head = data.consumeInt(0, size - 1);
+        long at = TABLES + data.consumeInt(0, 3) * 8L; // where this input's indirect table goes: aligned, or not
         try (Arena a = Arena.ofConfined()) {
             MemorySegment table = a.allocate(16L * size, 16); // exactly the table: reading past it throws
             int written = data.consumeInt(1, size);
             for (int d = 0; d < written; d++) {
                 int i = d == 0 ? head : data.consumeInt(0, size - 1);
-                writeDescriptor(table, 16L * i, data, size);
+                writeDescriptor(table, 16L * i, data, size, at);
             }
             int entries = data.consumeInt(0, (int) (TABLES_SIZE / 16) - 1);
-            long at = TABLES + data.consumeInt(0, 3) * 8L; // aligned, or not
             for (int e = 0; e < entries && at + 16L * (e + 1) <= TABLES + TABLES_SIZE; e++) {
-                writeDescriptor(ram.at(at + 16L * e, 16), 0, data, entries + 2);
+                writeDescriptor(ram.at(at + 16L * e, 16), 0, data, entries + 2, at);
             }
             DescriptorChain chain = CHAINS[log2];
             ChainError error = walk(chain, table, size, head, memory, indirect);
@@ -117,15 +117,16 @@ class DescriptorCursorFuzzTest {
 
     // ---- inputs ----
 
-    private static void writeDescriptor(MemorySegment s, long o, FuzzedDataProvider data, int nextRange) {
-        s.set(U64, o, address(data));
+    private static void writeDescriptor(MemorySegment s, long o, FuzzedDataProvider data, int nextRange, long indirectTable) {
+        s.set(U64, o, address(data, indirectTable));
         s.set(U32, o + 8, length(data));
         s.set(U16, o + 12, (short) (data.consumeInt(0, 7) == 0 ? data.consumeInt() : data.consumeInt(0, 7)));
         s.set(U16, o + 14, (short) (data.consumeInt(0, 7) == 0 ? data.consumeInt() : data.consumeInt(0, nextRange)));
     }
 
-    private static long address(FuzzedDataProvider data) {
-        return switch (data.consumeInt(0, 7)) {
+    private static long address(FuzzedDataProvider data, long indirectTable) {
+        return switch (data.consumeInt(0, 8)) {
+            case 8 -> indirectTable + 16L * data.consumeInt(0, 15); // this input's indirect table, or inside it
             case 0, 1 -> data.consumeLong(0, 64 * K);
             case 2 -> data.consumeLong(128 * K, RAM);
             case 3 -> EDGES[data.consumeInt(0, EDGES.length - 1)] + data.consumeInt(-32, 32);
