@@ -15,5 +15,6 @@ module io.jvhost.cli {
     opens io.jvhost.cli.blk to info.picocli;
     opens io.jvhost.cli.net to info.picocli;
     opens io.jvhost.cli.bench to info.picocli;
+    opens io.jvhost.cli.options to info.picocli;
     exports io.jvhost.cli.rng;
 }

@@ -7,6 +7,7 @@ module io.jvhost.testkit {
     requires transitive org.junit.jupiter.api;
     requires net.jqwik.api;
     requires org.slf4j;
+    requires org.apache.commons.compress;
 
     exports io.jvhost.testkit;
     exports io.jvhost.testkit.frontend;

@@ -7,6 +7,8 @@ module io.jvhost.perf {
     requires io.jvhost.net;
     requires io.jvhost.blk;
     requires io.jvhost.testkit;
+    requires com.fasterxml.jackson.databind;
+    requires com.fasterxml.jackson.dataformat.csv;
     requires HdrHistogram;
     requires jmh.core;
     requires jdk.management;

@@ -7,6 +7,8 @@ import io.jvhost.cli.rng.RngCommand;
 
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ScopeType;
 
 /** {@code jvhost}: serve vhost-user devices, or see them work in a throwaway guest. */
 @Command(name = "jvhost", mixinStandardHelpOptions = true, version = "jvhost 0.1.0",
@@ -22,6 +24,17 @@ import picocli.CommandLine.Command;
             "Run 'jvhost <command> --help' for its options."},
         subcommands = {BlkCommand.class, NetCommand.class, RngCommand.class, BenchCommand.class, DemoCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
+    @Option(names = "--debug", scope = ScopeType.INHERIT,
+            description = "On an error, print the Java stack trace after its one-line message.")
+    void debug(boolean on) {
+        Errors.debug(on);
+    }
+
+    /** The CLI as {@link #main} runs it: every error one line on stderr (exit code 2 for usage, 1 otherwise). */
+    public static CommandLine commandLine() {
+        return Errors.install(new CommandLine(new Main()));
+    }
+
     @Override
     public void run() {
         new CommandLine(this).usage(System.out);
@@ -33,7 +46,12 @@ public final class Main implements Runnable {
         }
         System.setProperty("org.slf4j.simpleLogger.showDateTime", "true");
         System.setProperty("org.slf4j.simpleLogger.dateTimeFormat", "HH:mm:ss.SSS");
-        int code = new CommandLine(new Main()).execute(args);
+        for (String a : args) {
+            if (a.equals("--debug")) {
+                Errors.debug(true); // also for an error met while parsing, before picocli reaches it
+            }
+        }
+        int code = commandLine().execute(args);
         if (!ServeOptions.keepsRunning()) { // a serving command returns only once shutdown is under way
             System.exit(code);
         }

@@ -1,6 +1,8 @@
 package io.jvhost.cli;
 
+import io.jvhost.cli.options.QueueMap;
 import io.jvhost.core.device.VirtioDevice;
+import io.jvhost.core.metrics.QueueLatency;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
 import io.jvhost.core.runtime.IdleMode;
@@ -9,14 +11,26 @@ import io.jvhost.core.transport.Endpoint;
 import io.jvhost.core.transport.VhostUserClient;
 import io.jvhost.core.transport.VhostUserServer;
 
+import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.concurrent.CountDownLatch;
 
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.Spec;
 
 /** Options every device command shares, and the code that serves a device until a signal. */
 public final class ServeOptions {
     private static volatile boolean serving;
+
+    /** The device command these options belong to, for usage errors. */
+    @Spec(Spec.Target.MIXEE)
+    CommandSpec command;
+
+    @Mixin
+    SocketAccessOptions access;
 
     @Option(names = "--socket", required = true, paramLabel = "PATH",
             description = "vhost-user Unix socket: created and listened on, or (with --client) connected to.")
@@ -28,11 +42,11 @@ public final class ServeOptions {
     @Option(names = "--busy-poll", description = "Spin on the rings instead of sleeping on kicks (lowest latency, a core per poller).")
     boolean busyPoll;
 
-    @Option(names = "--queue-map", paramLabel = "MAP",
+    @Option(names = "--queue-map", paramLabel = "MAP", converter = QueueMap.Converter.class,
             description = "Queues per poller thread, e.g. 0,1:2,3 (colon between pollers). Default: the device's choice.")
-    String queueMap;
+    QueueMap queueMap;
 
-    @Option(names = "--latency", description = "Record per-queue kick-to-publish latency and batch-size histograms (HdrHistogram) and print them every 10 s.")
+    @Option(names = "--latency", description = "Record per-queue kick-to-publish latency and batch-size histograms (HdrHistogram) and print them every 10 s, a line per device and queue.")
     void latency(boolean on) {
         if (on) {
             System.setProperty("jvhost.latency", "true"); // read when the first queue is made, after parsing
@@ -46,6 +60,38 @@ public final class ServeOptions {
         }
     }
 
+    /** What {@code --latency} prints every 10 s for one backend: a line per queue that records. */
+    static void printLatency(PrintStream out, String id, Backend backend) {
+        for (int q = 0; q < backend.queueCount(); q++) {
+            QueueLatency latency = backend.queue(q).latency();
+            if (latency != null) {
+                out.println(latencyLine(id, q, latency));
+            }
+        }
+    }
+
+    /**
+     * One queue's latency line (its histograms since the last line), named after its device as the
+     * startup line names it ({@code blk}, or {@code blk0}, {@code blk1}... with several sockets).
+     */
+    static String latencyLine(String id, int queue, QueueLatency latency) {
+        return id + " queue " + queue + ": " + latency.describe();
+    }
+
+    /** Refuses (as a usage error) a {@code --queue-map} that does not give each of the device's queues one poller. */
+    private void checkQueueMap(String name, VirtioDevice device) {
+        String problem = queueMap == null ? null : queueMap.problem(device.queueCount());
+        if (problem != null) {
+            throw new ParameterException(command.commandLine(), "--queue-map: " + problem + " (" + name + " has "
+                    + device.queueCount() + " queue" + (device.queueCount() == 1 ? "" : "s") + " here)");
+        }
+    }
+
+    /** How many {@code --socket}s were given. */
+    public int socketCount() {
+        return sockets.size();
+    }
+
     static boolean keepsRunning() {
         return serving;
     }
@@ -53,8 +99,7 @@ public final class ServeOptions {
     /** Serves {@code device} on the one socket given until SIGTERM or SIGINT; returns the exit code. */
     public int serve(String name, VirtioDevice device) throws Exception {
         if (sockets.size() != 1) {
-            throw new picocli.CommandLine.ParameterException(new picocli.CommandLine(this),
-                    name + " serves one socket; got " + sockets.size());
+            throw new ParameterException(command.commandLine(), name + " serves one socket; got " + sockets.size());
         }
         return serve(name, i -> device, () -> { });
     }
@@ -66,8 +111,7 @@ public final class ServeOptions {
      */
     public int serve(String name, VirtioDevice device, AutoCloseable storage) throws Exception {
         if (sockets.size() != 1) {
-            throw new picocli.CommandLine.ParameterException(new picocli.CommandLine(this),
-                    name + " serves one socket; got " + sockets.size());
+            throw new ParameterException(command.commandLine(), name + " serves one socket; got " + sockets.size());
         }
         return serve(name, i -> device, () -> { }, storage);
     }
@@ -83,18 +127,24 @@ public final class ServeOptions {
     private int serve(String name, java.util.function.IntFunction<VirtioDevice> devices, Runnable status,
                       AutoCloseable storage) throws Exception {
         BackendOptions options = new BackendOptions(busyPoll ? IdleMode.BUSY : IdleMode.EVENT,
-                queueMap == null ? null : BackendOptions.parseQueueSets(queueMap));
+                queueMap == null ? null : queueMap.pollers());
+        io.jvhost.core.transport.SocketAccess socketAccess = access.access(command, client);
+        SocketAccessOptions.checkPaths(command, sockets, client);
         ControlLoop loop = new ControlLoop();
         java.util.List<AutoCloseable> resources = new java.util.ArrayList<>();
         java.util.List<Backend> backends = new java.util.ArrayList<>();
+        java.util.List<String> ids = new java.util.ArrayList<>();
         for (int i = 0; i < sockets.size(); i++) {
             Path socket = sockets.get(i);
             String id = sockets.size() == 1 ? name : name + i;
-            Backend backend = new Backend(id, devices.apply(i), options, loop);
+            VirtioDevice device = devices.apply(i);
+            checkQueueMap(name, device);
+            Backend backend = new Backend(id, device, options, loop);
             backend.start();
             backends.add(backend);
+            ids.add(id);
             Endpoint endpoint = client ? VhostUserClient.connect(socket, backend, loop)
-                    : VhostUserServer.listen(socket, backend, loop);
+                    : VhostUserServer.listen(socket, backend, loop, socketAccess);
             resources.add(0, backend);
             resources.add(0, endpoint);
             System.out.printf("jvhost %s: %s %s (%s pollers, %s mode)%n", id,
@@ -113,16 +163,17 @@ public final class ServeOptions {
         sun.misc.Signal.handle(new sun.misc.Signal("INT"), onSignal);
         // Only now: whoever waits for this line may signal, and must not meet the JVM's default handler.
         System.out.println("Ctrl-C or SIGTERM stops (a second signal exits at once).");
+        // systemd, too, may send SIGTERM as soon as the unit is READY: tell it only now.
+        SystemdNotify.ready(sockets.size() + (client ? " frontend sockets to connect to" : " sockets listening"));
         while (!stop.await(10, java.util.concurrent.TimeUnit.SECONDS)) {
             status.run();
-            if (io.jvhost.core.metrics.QueueLatency.ENABLED) {
-                for (Backend b : backends) {
-                    for (int q = 0; q < b.queueCount(); q++) {
-                        System.out.println("queue " + q + ": " + b.queue(q).latency().describe());
-                    }
+            if (QueueLatency.ENABLED) {
+                for (int i = 0; i < backends.size(); i++) {
+                    printLatency(System.out, ids.get(i), backends.get(i));
                 }
             }
         }
+        SystemdNotify.stopping();
         // Stopping each session detaches its queues: pollers publish what completed and devices
         // finish what is in flight (blk waits for its stores) before fds and memory go. Storage
         // goes last, when nothing can write to it any more.

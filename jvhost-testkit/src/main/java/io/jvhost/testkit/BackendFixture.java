@@ -1,13 +1,13 @@
 package io.jvhost.testkit;
 
 import io.jvhost.testkit.frontend.Frontend;
+import io.jvhost.core.device.ProtocolFeatures;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
 import io.jvhost.core.transport.ControlLoop;
 import io.jvhost.core.transport.VhostUserServer;
 
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Map;
@@ -21,20 +21,12 @@ public final class BackendFixture implements AutoCloseable {
     /** How long a test waits for any single reply before it fails. */
     public static final Duration REPLY_TIMEOUT = Duration.ofSeconds(10);
 
-    private final Path dir;
-    private final Path socket;
+    private final ServedDevice served;
     private final TestDevice device;
-    private final ControlLoop loop;
-    private final Backend backend;
-    private final VhostUserServer server;
 
-    private BackendFixture(Path dir, TestDevice device, ControlLoop loop, Backend backend, VhostUserServer server) {
-        this.dir = dir;
-        this.socket = server.path();
+    private BackendFixture(ServedDevice served, TestDevice device) {
+        this.served = served;
         this.device = device;
-        this.loop = loop;
-        this.backend = backend;
-        this.server = server;
     }
 
     public static BackendFixture start(TestDevice device) throws IOException {
@@ -43,26 +35,11 @@ public final class BackendFixture implements AutoCloseable {
 
     /** Starts a backend serving {@code device} with {@code options}; the server is listening on return. */
     public static BackendFixture start(TestDevice device, BackendOptions options) throws IOException {
-        Path dir = Files.createTempDirectory("jvhost-test");
-        ControlLoop loop = new ControlLoop();
-        Backend backend = null;
-        try {
-            backend = new Backend("test", device, options, loop);
-            backend.start();
-            VhostUserServer server = VhostUserServer.listen(dir.resolve("vhost.sock"), backend, loop);
-            return new BackendFixture(dir, device, loop, backend, server);
-        } catch (IOException | RuntimeException e) {
-            if (backend != null) {
-                backend.close();
-            }
-            loop.close();
-            Files.deleteIfExists(dir);
-            throw e;
-        }
+        return new BackendFixture(ServedDevice.start("test", device, options), device);
     }
 
     public Path socket() {
-        return socket;
+        return served.server.path();
     }
 
     public TestDevice device() {
@@ -70,20 +47,35 @@ public final class BackendFixture implements AutoCloseable {
     }
 
     public Backend backend() {
-        return backend;
+        return served.backend;
     }
 
     public VhostUserServer server() {
-        return server;
+        return served.server;
     }
 
     public ControlLoop loop() {
-        return loop;
+        return served.loop;
     }
 
     /** A new frontend connection whose replies are bounded by {@link #REPLY_TIMEOUT}. */
     public Frontend connect() throws IOException {
-        return Frontend.connect(socket, REPLY_TIMEOUT.toMillis()).replyTimeout(REPLY_TIMEOUT);
+        return served.connect(REPLY_TIMEOUT);
+    }
+
+    /**
+     * {@link #connect()}, then REPLY_ACK negotiated (and no other protocol feature), so that any
+     * request without a reply of its own can ask for an ack ({@code Frontend.requestWithAck}).
+     */
+    public Frontend connectWithAcks() throws IOException {
+        Frontend f = connect();
+        try {
+            f.setProtocolFeatures(ProtocolFeatures.bit(ProtocolFeatures.REPLY_ACK));
+            return f;
+        } catch (IOException | RuntimeException e) {
+            f.close();
+            throw e;
+        }
     }
 
     /**
@@ -92,9 +84,7 @@ public final class BackendFixture implements AutoCloseable {
      * connection proves it. Returns the features offered; fails if the backend does not answer.
      */
     public long awaitSessionsEnded() throws IOException {
-        try (Frontend f = connect()) {
-            return f.getFeatures();
-        }
+        return served.awaitSessionsEnded(REPLY_TIMEOUT);
     }
 
     /**
@@ -115,11 +105,7 @@ public final class BackendFixture implements AutoCloseable {
         try {
             awaitSessionsEnded();
         } finally {
-            server.close();
-            backend.close();
-            loop.close();
-            Files.deleteIfExists(socket);
-            Files.deleteIfExists(dir);
+            served.close();
         }
     }
 }

@@ -5,7 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import io.jvhost.testkit.frontend.DriverQueue;
 import io.jvhost.testkit.frontend.Frontend;
 import io.jvhost.testkit.frontend.GuestRam;
-import io.jvhost.core.protocol.Message;
+import io.jvhost.core.protocol.Header;
 import io.jvhost.core.protocol.MessageType;
 import io.jvhost.core.sys.Fd;
 
@@ -27,7 +27,7 @@ public final class DirtyPages {
     /** SET_LOG_BASE of the first {@code size} bytes of {@code log}; asserts the empty reply QEMU expects. */
     public static void setLogBase(Frontend f, Fd log, long size) throws IOException {
         Frontend.Reply r = f.call(MessageType.SET_LOG_BASE, Payloads.logBase(size, 0), log);
-        assertEquals(Message.VERSION | Message.REPLY, r.flags(), "SET_LOG_BASE reply flags");
+        assertEquals(Header.VERSION | Header.REPLY, r.flags(), "SET_LOG_BASE reply flags");
         assertEquals(0, r.payload().length, "SET_LOG_BASE is answered with an empty payload");
     }
 

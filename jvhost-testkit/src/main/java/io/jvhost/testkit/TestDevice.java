@@ -35,6 +35,8 @@ public final class TestDevice implements VirtioDevice {
     private final int[][] queueSets;
     private final byte[] initialConfig;
     private final byte[] config;
+    private final int writableOffset;
+    private final int writableLength;
     private final List<ConcurrentLinkedQueue<Seen>> seen = new ArrayList<>();
     private final AtomicInteger[] started;
     private final AtomicInteger[] stopped;
@@ -54,6 +56,8 @@ public final class TestDevice implements VirtioDevice {
         this.queueSets = b.queueSets;
         this.initialConfig = b.config.clone();
         this.config = b.config.clone();
+        this.writableOffset = b.writableOffset;
+        this.writableLength = b.writableLength < 0 ? config.length : b.writableLength;
         this.started = new AtomicInteger[queueCount];
         this.stopped = new AtomicInteger[queueCount];
         for (int i = 0; i < queueCount; i++) {
@@ -75,33 +79,27 @@ public final class TestDevice implements VirtioDevice {
         private long protocolFeatures;
         private int[][] queueSets;
         private byte[] config = defaultConfig(16);
+        private int writableOffset;
+        private int writableLength = -1;
 
         private Builder(int queues) {
             this.queues = queues;
         }
 
-        public Builder maxQueueSize(int size) {
-            this.maxQueueSize = size;
-            return this;
-        }
+        public Builder maxQueueSize(int size) { this.maxQueueSize = size; return this; }
+        public Builder features(long f) { this.features = f; return this; }
+        public Builder protocolFeatures(long f) { this.protocolFeatures = f; return this; }
+        public Builder queueSets(int[][] sets) { this.queueSets = sets; return this; }
+        /** A copy of {@code c} is kept. */
+        public Builder config(byte[] c) { this.config = c.clone(); return this; }
 
-        public Builder features(long f) {
-            this.features = f;
-            return this;
-        }
-
-        public Builder protocolFeatures(long f) {
-            this.protocolFeatures = f;
-            return this;
-        }
-
-        public Builder queueSets(int[][] sets) {
-            this.queueSets = sets;
-            return this;
-        }
-
-        public Builder config(byte[] c) {
-            this.config = c.clone();
+        /**
+         * Accepts config writes only inside {@code [offset, offset + length)}, as a real device
+         * refuses writes to its read-only fields (virtio-blk: only {@code writeback}). Default: all.
+         */
+        public Builder writableConfig(int offset, int length) {
+            this.writableOffset = offset;
+            this.writableLength = length;
             return this;
         }
 
@@ -154,10 +152,11 @@ public final class TestDevice implements VirtioDevice {
         return config.clone();
     }
 
-    /** Accepts writes that stay inside the config struct. */
+    /** Accepts writes that stay inside the config struct and its writable part. */
     @Override
     public synchronized boolean writeConfig(int offset, byte[] data) {
-        if (offset < 0 || offset + data.length > config.length) {
+        if (offset < 0 || offset + data.length > config.length
+                || offset < writableOffset || offset + data.length > writableOffset + writableLength) {
             return false;
         }
         System.arraycopy(data, 0, config, offset, data.length);

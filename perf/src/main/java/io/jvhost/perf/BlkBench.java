@@ -34,38 +34,31 @@ import org.HdrHistogram.Histogram;
  * between targets; IOPS is the median over runs, {@code IOPS_vs_qsd} the median of per-round ratios
  * ({@link Report#pairedRatio}), latency percentiles come from all runs' requests.
  */
-public final class BlkBench {
+public final class BlkBench extends Bench<BlkBench.Options> {
     static final String QSD = "/usr/bin/qemu-storage-daemon";
 
     /** What to run; fields as the CLI fills them. */
-    public static final class Options {
+    public static final class Options extends BenchOptions {
         public List<String> workloads = List.of("randread-4k", "randwrite-4k", "seqread-128k", "seqwrite-128k");
         public List<Integer> depths = List.of(1, 8, 32);
         /** Queue depth of the sequential workloads. */
         public int sequentialDepth = 8;
-        public List<Integer> queues = List.of(1, 2);
         public List<String> targets = List.of("jvhost-ram", "jvhost-file", "qsd");
         public boolean busyPoll;
-        public int runs = 3;
-        public int seconds = 3;
-        public int warmupSeconds = 1;
         public long diskBytes = 256L << 20;
-        public int frontendCpu = 0;
-        /** CPU 1, or CPU 0 too on a one-CPU machine (where the numbers mean little). */
-        public int backendCpu = Math.min(1, Runtime.getRuntime().availableProcessors() - 1);
         public Path imageDir = Path.of("/dev/shm");
-        public Path out = Path.of("perf", "results");
+
+        public Options() {
+            super(3);
+        }
 
         /** A few seconds in all. */
         public static Options quick() {
             Options o = new Options();
+            o.quick(1);
             o.workloads = List.of("randread-4k");
             o.depths = List.of(8);
-            o.queues = List.of(1);
             o.targets = List.of("jvhost-ram", "qsd");
-            o.runs = 1;
-            o.seconds = 1;
-            o.warmupSeconds = 1;
             o.diskBytes = 64L << 20;
             return o;
         }
@@ -74,17 +67,10 @@ public final class BlkBench {
     /** One run's outcome. */
     public record Run(double iops, Histogram latency, long requests, long errors, double allocPerRequest, String error) {}
 
-    private final Options options;
-    private final PrintStream out;
-    private final Procs procs = new Procs();
-    private final Path work;
     private final Path image;
-    private int runCount;
 
     private BlkBench(Options options, PrintStream out) throws IOException {
-        this.options = options;
-        this.out = out;
-        this.work = Files.createTempDirectory("jvhost-bench-blk");
+        super("blk", options, out);
         this.image = Files.createTempDirectory(options.imageDir, "jvhost-bench-").resolve("b.img");
     }
 
@@ -125,14 +111,11 @@ public final class BlkBench {
         if (options.targets.contains("qsd") && !missing.isEmpty()) {
             throw new IllegalStateException("bench blk needs: " + String.join(", ", missing));
         }
-        Report report = new Report("blk", "workload", "qd", "queues", "target", "IOPS", "MB/s", "min_IOPS", "max_IOPS",
+        Report report = report("blk", "io.jvhost.perf.BlkLoad (Java vhost-user frontend, polling driver) on CPU "
+                + options.frontendCpu, "workload", "qd", "queues", "target", "IOPS", "MB/s", "min_IOPS", "max_IOPS",
                 "spread%", "p50_us", "p99_us", "p99.9_us", "runs", "IOPS_vs_qsd", "p99_vs_qsd", "alloc_B/req",
                 "requests", "errors");
-        Report.describeMachine(report);
-        report.meta("frontend", "io.jvhost.perf.BlkLoad (Java vhost-user frontend, polling driver) on CPU " + options.frontendCpu);
-        report.meta("backend_cpu", Integer.toString(options.backendCpu));
         report.meta("image", image + " (" + (options.diskBytes >> 20) + " MiB, tmpfs)");
-        report.meta("seconds_per_run", Integer.toString(options.seconds));
         report.meta("jvhost_mode", options.busyPoll ? "busy-poll" : "event");
         try {
             createImage();
@@ -152,11 +135,7 @@ public final class BlkBench {
             Files.deleteIfExists(image);
             Files.deleteIfExists(image.getParent());
         }
-        out.println();
-        report.print(out);
-        Path csv = report.write(options.out, procs.commands());
-        out.println("\nwritten: " + csv + " (and .json, .commands.txt); logs in " + work);
-        return report;
+        return finish(report);
     }
 
     static BlkLoad.Workload workload(String name, int depth) {
@@ -182,22 +161,15 @@ public final class BlkBench {
 
     private void runConfig(ControlLoop loop, Report report, BlkLoad.Workload w, int queues) throws Exception {
         List<String> targets = options.targets;
-        List<List<Run>> runs = new ArrayList<>();
-        for (int t = 0; t < targets.size(); t++) {
-            runs.add(new ArrayList<>());
-        }
-        for (int r = 0; r < options.runs; r++) {
-            for (int k = 0; k < targets.size(); k++) {
-                int t = r % 2 == 0 ? k : targets.size() - 1 - k;
-                Run run = runOnce(loop, targets.get(t), w, queues, r);
-                out.printf("  %-13s qd=%-2d q=%d %-11s run %d: %s%n", w.name(), w.depth(), queues, targets.get(t), r + 1,
-                        run.error != null ? "FAILED " + run.error
-                                : String.format("%.0f IOPS, p99 %.1f us, %d errors%s", run.iops,
-                                run.latency.getValueAtPercentile(99) / 1e3, run.errors,
-                                Double.isNaN(run.allocPerRequest) ? "" : String.format(", %.2f B/req on pollers and I/O workers", run.allocPerRequest)));
-                runs.get(t).add(run);
-            }
-        }
+        List<List<Run>> runs = Rounds.alternate(targets.size(), options.runs, (t, r) -> {
+            Run run = runOnce(loop, targets.get(t), w, queues, r);
+            out.printf("  %-13s qd=%-2d q=%d %-11s run %d: %s%n", w.name(), w.depth(), queues, targets.get(t), r + 1,
+                    run.error != null ? "FAILED " + run.error
+                            : String.format("%.0f IOPS, p99 %.1f us, %d errors%s", run.iops,
+                            run.latency.getValueAtPercentile(99) / 1e3, run.errors,
+                            Double.isNaN(run.allocPerRequest) ? "" : String.format(", %.2f B/req on pollers and I/O workers", run.allocPerRequest)));
+            return run;
+        });
         double qsdP99 = Double.NaN;
         int qi = targets.indexOf("qsd");
         double[] qsdIops = qi < 0 ? new double[0] : runs.get(qi).stream().mapToDouble(Run::iops).toArray();
@@ -234,7 +206,7 @@ public final class BlkBench {
     }
 
     private Run runOnce(ControlLoop loop, String target, BlkLoad.Workload w, int queues, int rep) throws Exception {
-        int n = runCount++;
+        int n = nextRun();
         Path socket = work.resolve("blk-" + n + ".sock");
         long ram = (long) queues * w.depth() * (w.blockSize() + 8192) + (8L << 20);
         Duration warmup = Duration.ofSeconds(options.warmupSeconds), measure = Duration.ofSeconds(options.seconds);
@@ -265,15 +237,11 @@ public final class BlkBench {
         BlockStore store = file ? new FileStore(image, false, false, 2) : new RamStore(options.diskBytes);
         String name = "bb" + n;
         IdleMode mode = options.busyPoll ? IdleMode.BUSY : IdleMode.EVENT;
+        int[][] oneSet = onePoller(queues);
         procs.note("# run " + n + ", in this JVM, equivalent to: taskset -c " + options.backendCpu + " ./jvhost blk "
                 + (file ? "--file " + image + " --io-workers 2" : "--ram " + options.diskBytes) + " --socket " + socket
-                + " --queues " + queues + (queues > 1 ? " --queue-map " + String.join(",",
-                java.util.stream.IntStream.range(0, queues).mapToObj(Integer::toString).toList()) : "")
+                + " --queues " + queues + (queues > 1 ? " --queue-map " + queueMap(oneSet) : "")
                 + (options.busyPoll ? " --busy-poll" : ""));
-        int[][] oneSet = new int[1][queues]; // all queues on one poller: one core, like qsd's one iothread
-        for (int q = 0; q < queues; q++) {
-            oneSet[0][q] = q;
-        }
         try (store; Backend backend = new Backend(name, new BlkDevice(store, queues), new BackendOptions(mode, oneSet), loop)) {
             backend.start();
             try (VhostUserServer server = VhostUserServer.listen(socket, backend, loop)) {

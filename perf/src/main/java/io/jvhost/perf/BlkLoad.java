@@ -9,7 +9,6 @@ import io.jvhost.core.device.VirtioFeatures;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.lang.invoke.VarHandle;
 import java.nio.ByteOrder;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -18,22 +17,17 @@ import java.util.SplittableRandom;
 import org.HdrHistogram.Histogram;
 
 /**
- * A virtio-blk load generator: a real vhost-user frontend ({@link Frontend}) over the backend's
- * socket with memfd guest memory ({@link GuestRam}), and a polling guest driver on one thread that
- * keeps {@code depth} requests in flight on each queue. Each request slot owns three fixed
- * descriptors (header, data, status), so completions may come back in any order. The driver asks
- * for no interrupts (VRING_AVAIL_F_NO_INTERRUPT: it polls the used rings, as fio's hipri does) and
- * kicks only when the device did not set VRING_USED_F_NO_NOTIFY. EVENT_IDX is not negotiated.
+ * A virtio-blk load generator: a {@link PollingDriver} that keeps {@code depth} requests in flight
+ * on each queue. Each request slot owns three fixed descriptors (header, data, status), so
+ * completions may come back in any order.
  *
  * <p>One thread: the one that calls {@link #run}.
  */
-final class BlkLoad implements AutoCloseable {
+final class BlkLoad extends PollingDriver {
     static final int QUEUE_SIZE = 256;
     static final int IN = 0, OUT = 1;
-    private static final ValueLayout.OfShort U16 = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfLong U64 = ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final VarHandle U16_VH = U16.varHandle();
 
     /** What one run does: request type and size, random or sequential, requests in flight per queue. */
     record Workload(String name, boolean write, int blockSize, boolean random, int depth) {}
@@ -45,15 +39,11 @@ final class BlkLoad implements AutoCloseable {
         }
     }
 
-    private final Frontend frontend;
-    private final GuestRam ram;
-    private final DriverQueue[] queues;
     private final long diskBytes;
+    private Pass pass;
 
     private BlkLoad(Frontend frontend, GuestRam ram, DriverQueue[] queues, long diskBytes) {
-        this.frontend = frontend;
-        this.ram = ram;
-        this.queues = queues;
+        super(frontend, ram, queues);
         this.diskBytes = diskBytes;
     }
 
@@ -100,15 +90,7 @@ final class BlkLoad implements AutoCloseable {
             }
             return new BlkLoad(fe, ram, qs, diskBytes);
         } catch (IOException | RuntimeException e) {
-            for (DriverQueue q : qs) {
-                if (q != null) {
-                    q.close();
-                }
-            }
-            if (ram != null) {
-                ram.close();
-            }
-            fe.close();
+            close(fe, ram, qs);
             throw e;
         }
     }
@@ -123,19 +105,16 @@ final class BlkLoad implements AutoCloseable {
         }
     }
 
-    /** Per-queue driver state: slot s uses descriptors 3s (header), 3s+1 (data), 3s+2 (status). */
+    /** Per-queue request slots: slot s uses descriptors 3s (header), 3s+1 (data), 3s+2 (status). */
     private final class Lane {
         final DriverQueue q;
-        final MemorySegment used;
         final MemorySegment[] header;
         final MemorySegment[] status;
         final long[] submitted;
-        int lastUsed;
         long nextSequential;
 
         Lane(DriverQueue q, Workload w) {
             this.q = q;
-            this.used = ram.at(q.usedHva() - GuestRam.HVA_BASE, 6 + 8L * q.size());
             this.header = new MemorySegment[w.depth()];
             this.status = new MemorySegment[w.depth()];
             this.submitted = new long[w.depth()];
@@ -158,6 +137,71 @@ final class BlkLoad implements AutoCloseable {
         }
     }
 
+    /** One run: its lanes, its counts and its measured window. */
+    private final class Pass {
+        final Workload w;
+        final Lane[] lanes = new Lane[queues.length];
+        final SplittableRandom random;
+        final long blocks;
+        final Histogram hist = new Histogram(60_000_000_000L, 3);
+        final Window window;
+        long warmed, requests, errors;
+        int inFlight;
+        boolean stopping;
+
+        Pass(Workload w, long seed, String... threadNames) {
+            this.w = w;
+            this.random = new SplittableRandom(seed);
+            this.blocks = diskBytes / w.blockSize();
+            this.window = new Window(threadNames);
+            for (int i = 0; i < lanes.length; i++) {
+                lanes[i] = new Lane(queues[i], w);
+            }
+        }
+
+        /** Counts a completed request and, unless the run is stopping, submits the slot again. */
+        boolean completed(int queue, int head, long now) {
+            Lane l = lanes[queue];
+            int slot = head / 3;
+            if (head % 3 != 0 || slot >= w.depth()) {
+                errors++;
+                return false;
+            }
+            if (l.status[slot].get(ValueLayout.JAVA_BYTE, 0) != 0) {
+                errors++;
+            }
+            if (window.measuring()) {
+                hist.recordValue(Math.min(now - l.submitted[slot], hist.getHighestTrackableValue()));
+                requests++;
+            } else if (!stopping) {
+                warmed++;
+            }
+            if (stopping) {
+                inFlight--;
+                return false;
+            }
+            submit(l, slot, now);
+            return true;
+        }
+
+        void submit(Lane l, int slot, long now) {
+            long offset;
+            if (w.random()) {
+                offset = random.nextLong(blocks) * w.blockSize();
+            } else {
+                offset = l.nextSequential;
+                l.nextSequential = offset + w.blockSize() >= diskBytes ? 0 : offset + w.blockSize();
+            }
+            MemorySegment h = l.header[slot];
+            h.set(U32, 0, w.write() ? OUT : IN);
+            h.set(U32, 4, 0);
+            h.set(U64, 8, offset / 512);
+            l.status[slot].set(ValueLayout.JAVA_BYTE, 0, (byte) 0x7F);
+            l.submitted[slot] = now;
+            l.q.makeAvailable(3 * slot);
+        }
+    }
+
     /**
      * Runs {@code w} for {@code warmup + measure}; latencies and counts only of requests completed
      * after the warm-up. Leaves nothing in flight. Allocation is measured on the threads whose names
@@ -176,119 +220,42 @@ final class BlkLoad implements AutoCloseable {
         if (w.depth() < 1 || 3 * w.depth() > QUEUE_SIZE) {
             throw new IllegalArgumentException("queue depth must be 1.." + QUEUE_SIZE / 3);
         }
-        Lane[] lanes = new Lane[queues.length];
-        for (int i = 0; i < lanes.length; i++) {
-            lanes[i] = new Lane(queues[i], w);
-        }
-        SplittableRandom random = new SplittableRandom(seed);
-        Histogram hist = new Histogram(60_000_000_000L, 3);
-        long blocks = diskBytes / w.blockSize();
-        long start = System.nanoTime();
-        long warmupEnd = start + warmup.toNanos(), measureStart = Long.MAX_VALUE, measureEnd = Long.MAX_VALUE;
-        long warmed = 0, requests = 0, errors = 0;
-        for (Lane l : lanes) {
+        Pass p = new Pass(w, seed, threadNames);
+        pass = p;
+        long warmupEnd = System.nanoTime() + warmup.toNanos();
+        for (Lane l : p.lanes) {
             for (int s = 0; s < w.depth(); s++) {
-                submit(l, s, w, random, blocks, System.nanoTime());
+                p.submit(l, s, System.nanoTime());
             }
             kickIfNeeded(l.q);
         }
-        int inFlight = lanes.length * w.depth();
-        PollerAllocation alloc = null;
-        long allocBytes = -1;
-        boolean measuring = false, stopping = false;
+        p.inFlight = p.lanes.length * w.depth();
         long drainDeadline = Long.MAX_VALUE;
-        while (inFlight > 0) {
+        while (p.inFlight > 0) {
             long now = System.nanoTime();
-            if (!measuring && !stopping && now >= warmupEnd && warmed >= warmupRequests) {
-                measuring = true;
-                measureStart = now;
-                if (threadNames.length > 0) {
-                    alloc = PollerAllocation.start(threadNames);
-                }
+            if (!p.window.begun() && now >= warmupEnd && p.warmed >= warmupRequests) {
+                p.window.begin(now);
             }
-            if (measuring && now - measureStart >= measure.toNanos() && requests >= measureRequests) {
-                measuring = false;
-                stopping = true;
-                measureEnd = now;
-                if (alloc != null) {
-                    allocBytes = alloc.bytesSinceStart();
-                }
+            if (p.window.measuring() && now - p.window.begin() >= measure.toNanos() && p.requests >= measureRequests) {
+                p.window.end(now);
+                p.stopping = true;
                 drainDeadline = now + Duration.ofSeconds(10).toNanos();
             }
             if (now > drainDeadline) {
-                errors += inFlight; // the backend stopped answering
+                p.errors += p.inFlight; // the backend stopped answering
                 break;
             }
-            for (Lane l : lanes) {
-                int usedIdx = Short.toUnsignedInt((short) U16_VH.getAcquire(l.used, 2L));
-                if (usedIdx == l.lastUsed) {
-                    continue;
-                }
-                now = System.nanoTime();
-                int resubmitted = 0;
-                while (l.lastUsed != usedIdx) {
-                    int id = l.used.get(U32, 4 + 8L * (l.lastUsed & (QUEUE_SIZE - 1)));
-                    l.lastUsed = (l.lastUsed + 1) & 0xFFFF;
-                    int slot = id / 3;
-                    if (id % 3 != 0 || slot >= w.depth()) {
-                        errors++;
-                        continue;
-                    }
-                    if (l.status[slot].get(ValueLayout.JAVA_BYTE, 0) != 0) {
-                        errors++;
-                    }
-                    if (measuring) {
-                        hist.recordValue(Math.min(now - l.submitted[slot], hist.getHighestTrackableValue()));
-                        requests++;
-                    } else if (!stopping) {
-                        warmed++;
-                    }
-                    if (stopping) {
-                        inFlight--;
-                    } else {
-                        submit(l, slot, w, random, blocks, now);
-                        resubmitted++;
-                    }
-                }
-                if (resubmitted > 0) {
-                    kickIfNeeded(l.q);
-                }
+            for (int q = 0; q < p.lanes.length; q++) {
+                poll(q);
             }
         }
-        double seconds = measureEnd == Long.MAX_VALUE ? measure.toNanos() / 1e9 : (measureEnd - measureStart) / 1e9;
-        return new Result(requests, seconds, hist, errors, PollerAllocation.perUnit(allocBytes, requests));
-    }
-
-    private void submit(Lane l, int slot, Workload w, SplittableRandom random, long blocks, long now) {
-        long offset;
-        if (w.random()) {
-            offset = random.nextLong(blocks) * w.blockSize();
-        } else {
-            offset = l.nextSequential;
-            l.nextSequential = offset + w.blockSize() >= diskBytes ? 0 : offset + w.blockSize();
-        }
-        MemorySegment h = l.header[slot];
-        h.set(U32, 0, w.write() ? OUT : IN);
-        h.set(U32, 4, 0);
-        h.set(U64, 8, offset / 512);
-        l.status[slot].set(ValueLayout.JAVA_BYTE, 0, (byte) 0x7F);
-        l.submitted[slot] = now;
-        l.q.makeAvailable(3 * slot);
-    }
-
-    private static void kickIfNeeded(DriverQueue q) {
-        VarHandle.fullFence(); // our avail index store before reading the device's flags
-        if ((q.usedFlags() & 1) == 0) { // VRING_USED_F_NO_NOTIFY
-            q.kick();
-        }
+        pass = null;
+        return new Result(p.requests, p.window.seconds(measure.toNanos() / 1e9), p.hist, p.errors,
+                p.window.allocatedPer(p.requests));
     }
 
     @Override
-    public void close() {
-        frontend.close();
-        for (DriverQueue q : queues) {
-            q.close();
-        }
-        ram.close();
+    boolean onUsed(int queue, int head, long now) {
+        return pass.completed(queue, head, now);
     }
 }

@@ -33,7 +33,7 @@ import java.util.regex.Pattern;
  * per-round ratios ({@link Report#pairedRatio}). jvhost runs in this JVM, its poller threads
  * pinned with taskset to the backend CPU; the frontend and DPDK's backend are pinned processes.
  */
-public final class NetBench {
+public final class NetBench extends Bench<NetBench.Options> {
     private static final Pattern RX_PPS = Pattern.compile("Rx-pps:\\s+(\\d+)");
     private static final Pattern TX_PPS = Pattern.compile("Tx-pps:\\s+(\\d+)");
     private static final Pattern TOTALS = Pattern.compile(
@@ -42,30 +42,23 @@ public final class NetBench {
     static final long GUEST_MAC = 0x52_54_00_12_34_56L;
 
     /** What to run; fields as the CLI fills them. */
-    public static final class Options {
+    public static final class Options extends BenchOptions {
         public List<String> directions = List.of("g2h", "h2g", "loop");
         public List<Integer> sizes = List.of(64, 1518);
         public List<Integer> mergeable = List.of(0, 1);
-        public List<Integer> queues = List.of(1, 2);
         public List<String> backends = List.of("jvhost-event", "jvhost-busy", "dpdk");
-        public int runs = 3;
-        public int seconds = 5;
-        public int warmupSeconds = 1;
-        public int frontendCpu = 0;
-        /** CPU 1, or CPU 0 too on a one-CPU machine (where the numbers mean little). */
-        public int backendCpu = Math.min(1, Runtime.getRuntime().availableProcessors() - 1);
-        public Path out = Path.of("perf", "results");
+
+        public Options() {
+            super(5);
+        }
 
         /** A few seconds in all: one small configuration per direction, one run each. */
         public static Options quick() {
             Options o = new Options();
             o.sizes = List.of(64);
             o.mergeable = List.of(1);
-            o.queues = List.of(1);
             o.backends = List.of("jvhost-event", "dpdk");
-            o.runs = 1;
-            o.seconds = 1;
-            o.warmupSeconds = 0;
+            o.quick(0);
             return o;
         }
     }
@@ -73,16 +66,8 @@ public final class NetBench {
     /** One run's outcome. */
     public record Run(double mpps, long frontendPackets, long backendPackets, double allocPerPacket, String error) {}
 
-    private final Options options;
-    private final PrintStream out;
-    private final Procs procs = new Procs();
-    private final Path work;
-    private int runCount;
-
     private NetBench(Options options, PrintStream out) throws IOException {
-        this.options = options;
-        this.out = out;
-        this.work = Files.createTempDirectory("jvhost-bench-net");
+        super("net", options, out);
     }
 
     /** Runs the whole matrix, prints the table, writes the results; returns the report. */
@@ -114,12 +99,9 @@ public final class NetBench {
         if (!missing.isEmpty()) {
             throw new IllegalStateException("bench net needs: " + String.join(", ", missing));
         }
-        Report report = new Report("net", "dir", "frame", "mrg", "qp", "backend", "Mpps", "Gbit/s", "min", "max",
-                "spread%", "runs", "vs_dpdk", "alloc_B/pkt", "fe_pkts", "be_pkts", "errors");
-        Report.describeMachine(report);
-        report.meta("frontend", "dpdk-testpmd net_virtio_user on CPU " + options.frontendCpu);
-        report.meta("backend_cpu", Integer.toString(options.backendCpu));
-        report.meta("seconds_per_run", Integer.toString(options.seconds));
+        Report report = report("net", "dpdk-testpmd net_virtio_user on CPU " + options.frontendCpu, "dir", "frame", "mrg",
+                "qp", "backend", "Mpps", "Gbit/s", "min", "max", "spread%", "runs", "vs_dpdk", "alloc_B/pkt", "fe_pkts",
+                "be_pkts", "errors");
         report.meta("gbit_definition", "Mpps x frame bytes x 8 (L2 frame without CRC, preamble or gap)");
         try (ControlLoop loop = new ControlLoop()) {
             for (String dir : options.directions) {
@@ -132,32 +114,20 @@ public final class NetBench {
                 }
             }
         }
-        out.println();
-        report.print(out);
-        Path csv = report.write(options.out, procs.commands());
-        out.println("\nwritten: " + csv + " (and .json, .commands.txt); logs in " + work);
-        return report;
+        return finish(report);
     }
 
     private void runConfig(ControlLoop loop, Report report, String dir, int size, boolean mrg, int qp) throws Exception {
         List<String> backends = options.backends;
-        List<List<Run>> runs = new ArrayList<>();
-        for (int b = 0; b < backends.size(); b++) {
-            runs.add(new ArrayList<>());
-        }
-        for (int r = 0; r < options.runs; r++) {
-            // A B C, then C B A: drift on a shared machine hits every backend alike.
-            for (int k = 0; k < backends.size(); k++) {
-                int b = r % 2 == 0 ? k : backends.size() - 1 - k;
-                Run run = runOnce(loop, backends.get(b), dir, size, mrg, qp);
-                out.printf("  %-4s %4d B mrg=%d qp=%d %-13s run %d: %s%n", dir, size, mrg ? 1 : 0, qp, backends.get(b), r + 1,
-                        run.error != null ? "FAILED " + run.error
-                                : String.format("%.3f Mpps (frontend %d pkts, backend %d pkts%s)", run.mpps,
-                                run.frontendPackets, run.backendPackets,
-                                Double.isNaN(run.allocPerPacket) ? "" : String.format(", %.2f B/pkt on pollers", run.allocPerPacket)));
-                runs.get(b).add(run);
-            }
-        }
+        List<List<Run>> runs = Rounds.alternate(backends.size(), options.runs, (b, r) -> {
+            Run run = runOnce(loop, backends.get(b), dir, size, mrg, qp);
+            out.printf("  %-4s %4d B mrg=%d qp=%d %-13s run %d: %s%n", dir, size, mrg ? 1 : 0, qp, backends.get(b), r + 1,
+                    run.error != null ? "FAILED " + run.error
+                            : String.format("%.3f Mpps (frontend %d pkts, backend %d pkts%s)", run.mpps,
+                            run.frontendPackets, run.backendPackets,
+                            Double.isNaN(run.allocPerPacket) ? "" : String.format(", %.2f B/pkt on pollers", run.allocPerPacket)));
+            return run;
+        });
         int dpdkIndex = backends.indexOf("dpdk");
         double[] dpdk = dpdkIndex < 0 ? new double[0] : runs.get(dpdkIndex).stream().mapToDouble(Run::mpps).toArray();
         for (int b = 0; b < backends.size(); b++) {
@@ -174,7 +144,7 @@ public final class NetBench {
     }
 
     private Run runOnce(ControlLoop loop, String backend, String dir, int size, boolean mrg, int qp) throws Exception {
-        int n = runCount++;
+        int n = nextRun();
         Path socket = work.resolve("vhost-" + n + ".sock");
         Path feLog = work.resolve("run" + n + "-" + backend + "-frontend.log");
         return backend.equals("dpdk") ? runDpdk(socket, feLog, n, dir, size, mrg, qp)
@@ -191,10 +161,7 @@ public final class NetBench {
             default -> throw new IllegalArgumentException("direction " + dir);
         };
         NetDevice device = new NetDevice(port, qp, GUEST_MAC, 1500);
-        int[][] oneSet = new int[1][2 * qp]; // all queues on one poller: one core, like DPDK's one lcore
-        for (int q = 0; q < 2 * qp; q++) {
-            oneSet[0][q] = q;
-        }
+        int[][] oneSet = onePoller(2 * qp);
         String name = "nb" + n;
         String portOption = switch (dir) {
             case "g2h" -> "--drop";
@@ -203,7 +170,7 @@ public final class NetBench {
         };
         procs.note("# run " + n + ", in this JVM, equivalent to: taskset -c " + options.backendCpu + " ./jvhost net "
                 + portOption + " --socket " + socket + " --queues " + qp + (mode == IdleMode.BUSY ? " --busy-poll" : "")
-                + (qp > 1 ? " --queue-map " + mapString(oneSet) : ""));
+                + (qp > 1 ? " --queue-map " + queueMap(oneSet) : ""));
         try (Backend backend = new Backend(name, device, new BackendOptions(mode, oneSet), loop)) {
             backend.start();
             try (VhostUserServer server = VhostUserServer.listen(socket, backend, loop)) {
@@ -357,16 +324,5 @@ public final class NetBench {
             n += toGuest ? c.rxFrames : c.txFrames;
         }
         return n;
-    }
-
-    private static String mapString(int[][] sets) {
-        StringBuilder b = new StringBuilder();
-        for (int[] set : sets) {
-            b.append(b.length() == 0 ? "" : ":");
-            for (int i = 0; i < set.length; i++) {
-                b.append(i == 0 ? "" : ",").append(set[i]);
-            }
-        }
-        return b.toString();
     }
 }

@@ -8,47 +8,29 @@ import io.jvhost.net.Frames;
 
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
-import java.lang.invoke.VarHandle;
-import java.nio.ByteOrder;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.function.LongSupplier;
 
 /**
- * A virtio-net guest driver in this JVM, for measuring jvhost without DPDK: a {@link Frontend} over
- * the backend's socket, {@link GuestRam}, and queue pair 0 kept busy from one polling thread. The
- * receive queue always has every buffer posted (re-posted as soon as it is used); with
- * {@code transmit} the transmit queue is kept full of one fixed frame. Like {@link BlkLoad} the
- * driver asks for no interrupts and kicks only when the device did not set VRING_USED_F_NO_NOTIFY;
- * EVENT_IDX is not negotiated.
+ * A virtio-net guest driver in this JVM, for measuring jvhost without DPDK: a {@link PollingDriver}
+ * on queue pair 0. The receive queue always has every buffer posted (re-posted as soon as it is
+ * used); with {@code transmit} the transmit queue is kept full of one fixed frame.
  *
  * <p>One thread: the one that calls {@link #run}.
  */
-final class NetLoad implements AutoCloseable {
+final class NetLoad extends PollingDriver {
     static final int QUEUE_SIZE = 256, BUFFER = 2048, HEADER = 12;
     private static final long MRG_RXBUF = 1L << 15, VERSION_1 = 1L << 32;
-    private static final ValueLayout.OfInt U32 = ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final VarHandle U16_VH = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN).varHandle();
 
     /** What one run measured: frames the device counted (both directions) and bytes allocated per frame. */
     record Result(long frames, double seconds, double allocPerFrame) {}
 
-    private final Frontend frontend;
-    private final GuestRam ram;
-    private final DriverQueue rx, tx;
-    private final MemorySegment rxUsed, txUsed;
     private final boolean transmit;
-    private int rxLastUsed, txLastUsed;
 
     private NetLoad(Frontend frontend, GuestRam ram, DriverQueue rx, DriverQueue tx, boolean transmit) {
-        this.frontend = frontend;
-        this.ram = ram;
-        this.rx = rx;
-        this.tx = tx;
+        super(frontend, ram, rx, tx);
         this.transmit = transmit;
-        this.rxUsed = ram.at(rx.usedHva() - GuestRam.HVA_BASE, 6 + 8L * QUEUE_SIZE);
-        this.txUsed = ram.at(tx.usedHva() - GuestRam.HVA_BASE, 6 + 8L * QUEUE_SIZE);
     }
 
     /**
@@ -90,16 +72,7 @@ final class NetLoad implements AutoCloseable {
             }
             return load;
         } catch (IOException | RuntimeException e) {
-            if (rx != null) {
-                rx.close();
-            }
-            if (tx != null) {
-                tx.close();
-            }
-            if (ram != null) {
-                ram.close();
-            }
-            fe.close();
+            close(fe, ram, rx, tx);
             throw e;
         }
     }
@@ -112,60 +85,35 @@ final class NetLoad implements AutoCloseable {
      */
     Result run(LongSupplier frames, long warmupFrames, long measureFrames, Duration timeout, String... threadNames) {
         long deadline = System.nanoTime() + timeout.toNanos();
-        long start = frames.getAsLong();
-        PollerAllocation alloc = null;
-        long measureFrom = 0, measureStart = 0;
+        long start = frames.getAsLong(), measureFrom = 0;
+        Window window = new Window(threadNames);
         while (true) {
             long now = System.nanoTime();
             if (now > deadline) {
                 throw new IllegalStateException("timed out: " + (frames.getAsLong() - start) + " frames moved");
             }
             long n = frames.getAsLong();
-            if (alloc == null && n - start >= warmupFrames) {
-                alloc = PollerAllocation.start(threadNames);
+            if (!window.begun() && n - start >= warmupFrames) {
+                window.begin(now);
                 measureFrom = frames.getAsLong();
-                measureStart = now;
             }
-            if (alloc != null && n - measureFrom >= measureFrames) {
-                long bytes = alloc.bytesSinceStart();
+            if (window.begun() && n - measureFrom >= measureFrames) {
+                window.end(System.nanoTime());
                 long moved = frames.getAsLong() - measureFrom;
-                return new Result(moved, (System.nanoTime() - measureStart) / 1e9, PollerAllocation.perUnit(bytes, moved));
+                return new Result(moved, window.seconds(Double.NaN), window.allocatedPer(moved));
             }
-            rxLastUsed = recycle(rx, rxUsed, rxLastUsed);
+            poll(0);
             if (transmit) {
-                txLastUsed = recycle(tx, txUsed, txLastUsed);
+                poll(1);
             }
             Thread.onSpinWait();
         }
     }
 
-    /** Makes every chain the device used available again; returns the new last used index. */
-    private static int recycle(DriverQueue q, MemorySegment used, int lastUsed) {
-        int usedIdx = Short.toUnsignedInt((short) U16_VH.getAcquire(used, 2L));
-        if (usedIdx == lastUsed) {
-            return lastUsed;
-        }
-        while (lastUsed != usedIdx) {
-            int id = used.get(U32, 4 + 8L * (lastUsed & (QUEUE_SIZE - 1)));
-            lastUsed = (lastUsed + 1) & 0xFFFF;
-            q.makeAvailable(id);
-        }
-        kickIfNeeded(q);
-        return lastUsed;
-    }
-
-    private static void kickIfNeeded(DriverQueue q) {
-        VarHandle.fullFence(); // our avail index store before reading the device's flags
-        if ((q.usedFlags() & 1) == 0) { // VRING_USED_F_NO_NOTIFY
-            q.kick();
-        }
-    }
-
+    /** Every used chain, received or sent, is made available again as it was. */
     @Override
-    public void close() {
-        frontend.close();
-        rx.close();
-        tx.close();
-        ram.close();
+    boolean onUsed(int queue, int head, long now) {
+        queues[queue].makeAvailable(head);
+        return true;
     }
 }

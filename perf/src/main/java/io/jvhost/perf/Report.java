@@ -14,11 +14,49 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 
+import com.fasterxml.jackson.core.JsonGenerator;
+import com.fasterxml.jackson.core.util.DefaultIndenter;
+import com.fasterxml.jackson.core.util.DefaultPrettyPrinter;
+import com.fasterxml.jackson.core.util.Separators;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.SerializerProvider;
+import com.fasterxml.jackson.databind.json.JsonMapper;
+import com.fasterxml.jackson.databind.module.SimpleModule;
+import com.fasterxml.jackson.databind.ser.std.StdSerializer;
+import com.fasterxml.jackson.dataformat.csv.CsvGenerator;
+import com.fasterxml.jackson.dataformat.csv.CsvMapper;
+import com.fasterxml.jackson.dataformat.csv.CsvSchema;
+
 /**
  * A result table: printed aligned, and written as {@code NAME-TIMESTAMP.csv}, {@code .json} (rows,
  * machine, options, commands) and {@code .commands.txt} under the results directory.
  */
 public final class Report {
+    /** Doubles with six significant digits ({@code %.6g}), as the committed results have them. */
+    private static final class SixDigits extends StdSerializer<Double> {
+        SixDigits() {
+            super(Double.class);
+        }
+
+        @Override
+        public void serialize(Double value, JsonGenerator gen, SerializerProvider provider) throws IOException {
+            gen.writeNumber(String.format(Locale.ROOT, "%.6g", value));
+        }
+    }
+
+    private static final SimpleModule NUMBERS = new SimpleModule("jvhost-report").addSerializer(Double.class, new SixDigits());
+    private static final JsonMapper JSON = JsonMapper.builder().addModule(NUMBERS)
+            .enable(SerializationFeature.INDENT_OUTPUT)
+            .defaultPrettyPrinter(new DefaultPrettyPrinter()
+                    .withSeparators(Separators.createDefaultInstance().withObjectFieldValueSpacing(Separators.Spacing.AFTER))
+                    .withObjectIndenter(new DefaultIndenter("  ", "\n"))
+                    .withArrayIndenter(new DefaultIndenter("  ", "\n")))
+            .build();
+    /** Quotes only what must be quoted (a comma, a quote, a line break), so headers such as spread% stay bare. */
+    private static final CsvMapper CSV = CsvMapper.builder().addModule(NUMBERS)
+            .enable(CsvGenerator.Feature.STRICT_CHECK_FOR_QUOTING)
+            .build();
+
     private final String name;
     private final List<String> columns;
     private final List<List<Object>> rows = new ArrayList<>();
@@ -92,75 +130,34 @@ public final class Report {
         Files.createDirectories(dir);
         String stamp = LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss"));
         Path csv = dir.resolve(name + "-" + stamp + ".csv");
-        StringBuilder b = new StringBuilder(String.join(",", columns)).append('\n');
-        for (List<Object> r : rows) {
-            for (int c = 0; c < r.size(); c++) {
-                b.append(c == 0 ? "" : ",").append(csvValue(r.get(c)));
-            }
-            b.append('\n');
-        }
-        Files.writeString(csv, b, StandardCharsets.UTF_8);
-        Files.writeString(dir.resolve(name + "-" + stamp + ".json"), json(commands), StandardCharsets.UTF_8);
+        List<Map<String, Object>> records = records();
+        CsvSchema.Builder schema = CsvSchema.builder().setUseHeader(true);
+        columns.forEach(schema::addColumn);
+        CSV.writer(schema.build()).writeValues(csv.toFile()).writeAll(records).close();
+        Map<String, Object> document = new LinkedHashMap<>();
+        document.put("benchmark", name);
+        document.put("meta", meta);
+        document.put("rows", records);
+        document.put("commands", commands);
+        Files.writeString(dir.resolve(name + "-" + stamp + ".json"), JSON.writeValueAsString(document) + "\n",
+                StandardCharsets.UTF_8);
         Files.writeString(dir.resolve(name + "-" + stamp + ".commands.txt"), String.join("\n", commands) + "\n",
                 StandardCharsets.UTF_8);
         return csv;
     }
 
-    private static String csvValue(Object v) {
-        if (v instanceof Double d) {
-            return d.isNaN() ? "" : String.format(Locale.ROOT, "%.6g", d);
-        }
-        String s = v == null ? "" : v.toString();
-        return s.contains(",") || s.contains("\"") ? "\"" + s.replace("\"", "\"\"") + "\"" : s;
-    }
-
-    private String json(List<String> commands) {
-        StringBuilder b = new StringBuilder("{\n  \"benchmark\": ").append(str(name)).append(",\n  \"meta\": {");
-        int i = 0;
-        for (Map.Entry<String, String> e : meta.entrySet()) {
-            b.append(i++ == 0 ? "\n    " : ",\n    ").append(str(e.getKey())).append(": ").append(str(e.getValue()));
-        }
-        b.append("\n  },\n  \"rows\": [");
-        for (int r = 0; r < rows.size(); r++) {
-            b.append(r == 0 ? "\n    {" : ",\n    {");
+    /** The rows as column-to-value maps; a value that is not a finite number is left empty (null). */
+    private List<Map<String, Object>> records() {
+        List<Map<String, Object>> records = new ArrayList<>(rows.size());
+        for (List<Object> r : rows) {
+            Map<String, Object> record = new LinkedHashMap<>();
             for (int c = 0; c < columns.size(); c++) {
-                Object v = rows.get(r).get(c);
-                b.append(c == 0 ? "" : ", ").append(str(columns.get(c))).append(": ");
-                if (v instanceof Double d) {
-                    b.append(d.isNaN() || d.isInfinite() ? "null" : String.format(Locale.ROOT, "%.6g", d));
-                } else if (v instanceof Number n) {
-                    b.append(n);
-                } else {
-                    b.append(v == null ? "null" : str(v.toString()));
-                }
+                Object v = r.get(c);
+                record.put(columns.get(c), v instanceof Double d && !Double.isFinite(d) ? null : v);
             }
-            b.append('}');
+            records.add(record);
         }
-        b.append("\n  ],\n  \"commands\": [");
-        for (int c = 0; c < commands.size(); c++) {
-            b.append(c == 0 ? "\n    " : ",\n    ").append(str(commands.get(c)));
-        }
-        return b.append("\n  ]\n}\n").toString();
-    }
-
-    private static String str(String s) {
-        StringBuilder b = new StringBuilder("\"");
-        for (char ch : s.toCharArray()) {
-            switch (ch) {
-                case '"' -> b.append("\\\"");
-                case '\\' -> b.append("\\\\");
-                case '\n' -> b.append("\\n");
-                case '\t' -> b.append("\\t");
-                default -> {
-                    if (ch < 0x20) {
-                        b.append(String.format("\\u%04x", (int) ch));
-                    } else {
-                        b.append(ch);
-                    }
-                }
-            }
-        }
-        return b.append('"').toString();
+        return records;
     }
 
     /**

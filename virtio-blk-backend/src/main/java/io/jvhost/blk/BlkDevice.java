@@ -28,6 +28,7 @@ public final class BlkDevice implements VirtioDevice {
     static final int MAX_DISCARD_SEG = 32;
     /** Largest discard / write-zeroes range, in sectors: 1 GiB keeps one request bounded. */
     static final int MAX_RANGE_SECTORS = 1 << 21;
+    /** {@code struct virtio_blk_config} (virtio 1.2 §5.2.4): its size, and where {@code writeback} sits. */
     static final int CONFIG_SIZE = 60, WRITEBACK_OFFSET = 32;
     static final int QUEUE_SIZE = 1024;
 

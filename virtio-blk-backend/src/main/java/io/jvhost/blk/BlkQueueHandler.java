@@ -3,6 +3,7 @@ package io.jvhost.blk;
 import static io.jvhost.core.device.VirtioFeatures.*;
 
 import io.jvhost.core.device.QueueHandler;
+import io.jvhost.core.ring.ChainCursor;
 import io.jvhost.core.ring.DescriptorChain;
 import io.jvhost.core.ring.VirtQueue;
 
@@ -11,8 +12,6 @@ import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
-import java.util.concurrent.TimeUnit;
-import java.util.concurrent.locks.LockSupport;
 
 import org.jctools.queues.atomic.MpscAtomicArrayQueue;
 import org.slf4j.Logger;
@@ -34,7 +33,6 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
     static final int WRITE_ZEROES_UNMAP = 1;
     private static final ValueLayout.OfInt LE_INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfLong LE_LONG = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final long STOP_TIMEOUT_NANOS = TimeUnit.SECONDS.toNanos(30);
 
     private final BlkDevice device;
     private final BlockStore store;
@@ -46,6 +44,7 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
     private final MemorySegment header = MemorySegment.ofArray(new byte[HEADER_SIZE]);
     private final MemorySegment ranges = MemorySegment.ofArray(new byte[RANGE_SIZE * BlkDevice.MAX_DISCARD_SEG]);
     private final MemorySegment id;
+    private final ChainCursor cursor = new ChainCursor();
     private volatile VirtQueue queue;
     private volatile Thread poller;
     private int inFlight;
@@ -111,20 +110,21 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
         return done;
     }
 
-    /** Waits for every request in flight, so no I/O touches guest memory after the queue stops. */
+    /** Completes what the store has finished; the rest is waited for in {@link #drain}, without blocking the poller. */
     @Override
     public void stopped(VirtQueue q) {
-        long deadline = System.nanoTime() + STOP_TIMEOUT_NANOS;
-        while (inFlight > 0 && System.nanoTime() < deadline) {
-            if (reap(q) == 0) {
-                LockSupport.parkNanos(100_000);
-            }
-        }
+        reap(q);
+    }
+
+    /**
+     * Reaps and publishes the completions that came in; the queue stops (and GET_VRING_BASE is
+     * answered) when none is left in the store, so no I/O touches guest memory after that.
+     */
+    @Override
+    public int drain(VirtQueue q) {
+        reap(q);
         q.publish();
-        if (inFlight > 0) {
-            LOG.error("queue {}: {} requests still in the store after 30 s; their completions will be dropped",
-                    q.index(), inFlight);
-        }
+        return inFlight;
     }
 
     private int reap(VirtQueue q) {
@@ -152,20 +152,17 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
     }
 
     private void dispatch(VirtQueue q, DescriptorChain c) {
-        int last = c.count() - 1;
-        while (last >= c.readableCount() && c.length(last) == 0) {
-            last--;
-        }
-        if (last < c.readableCount()) {
+        // The status byte is the last writable byte, however the driver split the buffers.
+        if (!cursor.writable(c, c.writableLength() - 1).next(1)) {
             malformed(q, c, "no writable status byte");
             return;
         }
         BlockRequest r = free[--freeCount];
         inFlight++;
         r.head = c.head();
-        r.statusMemory = c.memory().segment(c.region(last)); // no slice: nothing allocated per request
-        r.statusOffset = c.offset(last) + c.length(last) - 1;
-        r.statusGpa = c.gpa(last) + c.length(last) - 1;
+        r.statusMemory = cursor.memory(); // the region's mapping, no slice: nothing allocated per request
+        r.statusOffset = cursor.offset();
+        r.statusGpa = cursor.gpa();
         r.log = c.dirtyLog();
         r.segmentCount = 0;
         r.rangeCount = 0;
@@ -225,18 +222,10 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
         r.offset = sector * BlkDevice.SECTOR;
         r.length = length;
         boolean writable = type == BlockRequest.Type.READ;
-        long skip = writable ? 0 : HEADER_SIZE;
-        long left = length;
-        for (int i = writable ? c.readableCount() : 0; left > 0 && i < c.count(); i++) {
-            long n = c.length(i);
-            if (skip >= n) {
-                skip -= n;
-                continue;
-            }
-            long piece = Math.min(n - skip, left);
-            r.addSegment(c.memory().segment(c.region(i)), c.offset(i) + skip, piece, c.gpa(i) + skip);
-            left -= piece;
-            skip = 0;
+        // A read fills the writable buffers (up to the status byte), a write takes what follows the header.
+        ChainCursor b = writable ? cursor.writable(c, 0) : cursor.readable(c, HEADER_SIZE);
+        for (long left = length; b.next(left); left -= b.length()) {
+            r.addSegment(b.memory(), b.offset(), b.length(), b.gpa());
         }
         if (writable) {
             r.usedLength = length + 1;

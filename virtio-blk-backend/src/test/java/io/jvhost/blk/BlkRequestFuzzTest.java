@@ -135,9 +135,12 @@ class BlkRequestFuzzTest {
         check(requests, base, count);
     }
 
-    // ---- adapter: the only call into the code under test; retarget it after the cursor refactor ----
+    // ---- adapter: the only call into the code under test ----
 
-    /** Today: {@link BlkQueueHandler#process} parses each chain (header, data, status) and runs it. */
+    /**
+     * {@link BlkQueueHandler#process}: takes each chain from the queue ({@code VirtQueue.next()}), parses it
+     * into a {@link BlockRequest} (header, data, status) walked with a {@code ChainCursor}, and runs it.
+     */
     static int serve(BlkQueueHandler h, VirtQueue q) {
         return h.process(q, 64);
     }

@@ -3,24 +3,20 @@ package io.jvhost.blk;
 import io.jvhost.core.device.DeviceContext;
 import io.jvhost.core.device.QueueHandler;
 import io.jvhost.core.device.VirtioDevice;
+import io.jvhost.core.runtime.BackendOptions;
 import io.jvhost.testkit.frontend.DriverQueue;
 import io.jvhost.testkit.frontend.DriverQueue.Buffer;
 import io.jvhost.testkit.frontend.DriverQueue.Used;
 import io.jvhost.testkit.frontend.Frontend;
 import io.jvhost.testkit.frontend.GuestRam;
-import io.jvhost.core.runtime.Backend;
-import io.jvhost.core.runtime.BackendOptions;
-import io.jvhost.core.transport.ControlLoop;
-import io.jvhost.core.transport.VhostUserServer;
 import io.jvhost.core.device.VirtioFeatures;
+import io.jvhost.testkit.DeviceRig;
 
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.time.Duration;
 import java.util.HashMap;
 import java.util.Map;
@@ -35,9 +31,9 @@ import static org.junit.jupiter.api.Assertions.assertNull;
  * drives it: a {@link Frontend} speaking QEMU 7.2's sequences, {@link GuestRam} and one
  * {@link DriverQueue} per request queue. Owns the store it is given. Test thread only.
  */
-final class BlkRig implements AutoCloseable {
-    static final Duration REPLY_TIMEOUT = Duration.ofSeconds(10);
-    static final Duration USED_TIMEOUT = Duration.ofSeconds(10);
+final class BlkRig extends DeviceRig {
+    static final Duration REPLY_TIMEOUT = DeviceRig.TIMEOUT;
+    static final Duration USED_TIMEOUT = DeviceRig.TIMEOUT;
     static final int QUEUE_SIZE = 256;
     static final int SECTOR = 512;
     /** The value the guest leaves in a status byte, so one the device never wrote shows. */
@@ -52,58 +48,26 @@ final class BlkRig implements AutoCloseable {
     final BlockStore store;
     final BlkDevice device;
     final BlkQueueHandler[] handlers;
-    final Backend backend;
-    final Frontend frontend;
-    final GuestRam ram;
-    /** What GET_FEATURES offered at connect time. */
-    final long offered;
-    private final Path dir;
-    private final ControlLoop loop;
-    private final VhostUserServer server;
     private DriverQueue[] queues = new DriverQueue[0];
 
-    private BlkRig(BlockStore store, BlkDevice device, BlkQueueHandler[] handlers, Path dir, ControlLoop loop,
-                   Backend backend, VhostUserServer server, Frontend frontend, GuestRam ram, long offered) {
+    private BlkRig(BlockStore store, BlkDevice device, BlkQueueHandler[] handlers, BackendOptions options)
+            throws IOException {
+        super("blk-sim", new Watched(device, handlers), options, handlers.length, 32 << 20);
         this.store = store;
         this.device = device;
         this.handlers = handlers;
-        this.dir = dir;
-        this.loop = loop;
-        this.backend = backend;
-        this.server = server;
-        this.frontend = frontend;
-        this.ram = ram;
-        this.offered = offered;
     }
 
     /** Serves {@code store} with {@code queues} request queues and connects a frontend with QEMU's handshake. */
     static BlkRig serve(BlockStore store, int queues) throws IOException {
-        BlkDevice device = new BlkDevice(store, queues);
-        BlkQueueHandler[] handlers = new BlkQueueHandler[queues];
-        Path dir = Files.createTempDirectory("jvhost-blk-sim");
-        ControlLoop loop = new ControlLoop();
-        Backend backend = null;
-        VhostUserServer server = null;
-        Frontend frontend = null;
+        return serve(store, queues, BackendOptions.DEFAULT);
+    }
+
+    /** As {@link #serve(BlockStore, int)}, the backend run with {@code options} (e.g. a queue map). */
+    static BlkRig serve(BlockStore store, int queues, BackendOptions options) throws IOException {
         try {
-            backend = new Backend("blk-sim", new Watched(device, handlers), BackendOptions.DEFAULT, loop);
-            backend.start();
-            server = VhostUserServer.listen(dir.resolve("blk.sock"), backend, loop);
-            frontend = Frontend.connect(server.path(), REPLY_TIMEOUT.toMillis()).replyTimeout(REPLY_TIMEOUT);
-            long offered = frontend.handshakeLikeQemu(queues);
-            GuestRam ram = new GuestRam(32 << 20);
-            return new BlkRig(store, device, handlers, dir, loop, backend, server, frontend, ram, offered);
+            return new BlkRig(store, new BlkDevice(store, queues), new BlkQueueHandler[queues], options);
         } catch (IOException | RuntimeException e) {
-            if (frontend != null) {
-                frontend.close();
-            }
-            if (server != null) {
-                server.close();
-            }
-            if (backend != null) {
-                backend.close();
-            }
-            loop.close();
             store.close();
             throw e;
         }
@@ -129,11 +93,7 @@ final class BlkRig implements AutoCloseable {
 
     /** Starts every queue, of {@code queueSize} descriptors, with the driver accepting {@code features}. */
     BlkRig start(long features, int queueSize) throws IOException {
-        queues = new DriverQueue[handlers.length];
-        for (int i = 0; i < queues.length; i++) {
-            queues[i] = new DriverQueue(ram, i, queueSize);
-        }
-        frontend.startLikeQemu(features, ram, queues);
+        queues = startQueues(features, handlers.length, queueSize);
         return this;
     }
 
@@ -370,28 +330,13 @@ final class BlkRig implements AutoCloseable {
 
     // ---- teardown -------------------------------------------------------------------------
 
-    /**
-     * Ends the session and waits until the backend has cleaned up after it (the server accepts the
-     * next frontend only then), so no poller or I/O worker touches guest memory once it goes.
-     */
+    /** Closes the rig (see {@link DeviceRig#close()}), then the store. */
     @Override
     public void close() throws IOException {
         try {
-            frontend.close();
-            try (Frontend next = Frontend.connect(server.path(), REPLY_TIMEOUT.toMillis()).replyTimeout(REPLY_TIMEOUT)) {
-                next.getFeatures();
-            }
+            super.close();
         } finally {
-            server.close();
-            backend.close();
-            loop.close();
-            for (DriverQueue q : queues) {
-                q.close();
-            }
-            ram.close();
             store.close();
-            Files.deleteIfExists(server.path());
-            Files.deleteIfExists(dir);
         }
     }
 

@@ -6,7 +6,8 @@ import io.jvhost.blk.BlkRig.Completion;
 import io.jvhost.blk.userstore.CountingStore;
 import io.jvhost.blk.userstore.CountingStore.Capabilities;
 import io.jvhost.testkit.frontend.DriverQueue.Buffer;
-import io.jvhost.core.protocol.Message;
+import io.jvhost.core.protocol.Header;
+import io.jvhost.testkit.frontend.QemuSequences;
 import io.jvhost.core.protocol.MessageType;
 import io.jvhost.core.sys.Fd;
 import io.jvhost.core.sys.LibC;
@@ -226,6 +227,35 @@ class BlkSimulatorConfigTest {
         assertFalse(lastWrite(store).durable());
     }
 
+    /**
+     * The guest switching its cache mode (Linux: {@code /sys/block/vda/queue/write_cache}) reaches
+     * us as QEMU's SET_CONFIG of the one {@code writeback} byte, at its offset in
+     * {@code struct virtio_blk_config} (virtio 1.2 §5.2.4: byte 32, after capacity @0, size_max
+     * @8, seg_max @12, geometry @16, blk_size @20 and topology @24): the frontend simulator's QEMU
+     * sequences write it there, the config reads back with only that byte changed, and the store
+     * is asked for durable writes while the cache is off.
+     */
+    @Test
+    void shouldTurnTheWriteCacheOffAndOnWhereQemuWritesTheWceByte() throws Exception {
+        CountingStore store = new CountingStore(DISK_BYTES, Capabilities.ALL);
+        rig = BlkRig.serve(store, 1).start();
+        ByteBuffer before = rig.config();
+        assertEquals(1, before.get(32), "writeback @32: on");
+
+        assertEquals(0, rig.frontend.setConfig(QemuSequences.BLK_WCE_OFFSET, new byte[] {0}), "write through acked");
+        ByteBuffer off = rig.config();
+        assertEquals(0, off.get(32), "writeback @32: off");
+        assertEquals(512, off.getInt(20), "blk_size @20 untouched");
+        assertEquals(before.put(32, (byte) 0), off, "only the writeback byte changed");
+        rig.write(0, 0, pattern(SECTOR, 1));
+        assertTrue(lastWrite(store).durable(), "the store is asked to write through");
+
+        assertEquals(0, rig.frontend.setConfig(QemuSequences.BLK_WCE_OFFSET, new byte[] {1}), "write back acked");
+        assertEquals(1, rig.config().get(32), "writeback @32: on again");
+        rig.write(0, 0, pattern(SECTOR, 2));
+        assertFalse(lastWrite(store).durable(), "the store may cache again");
+    }
+
     @Test
     void shouldWriteThroughWhenTheDriverAcceptedNeitherFlushNorConfigWce() throws Exception {
         CountingStore store = new CountingStore(DISK_BYTES, Capabilities.ALL);
@@ -390,11 +420,11 @@ class BlkSimulatorConfigTest {
             grow(image, 3L * DISK_BYTES);
             assertTrue(rig.device.checkResize(), "the store saw the new size");
 
-            byte[] message = receive(channel[1], Message.HEADER_SIZE, Duration.ofSeconds(10));
+            byte[] message = receive(channel[1], Header.SIZE, Duration.ofSeconds(10));
             assertTrue(message != null, "no CONFIG_CHANGE_MSG within 10 s");
             ByteBuffer m = ByteBuffer.wrap(message).order(ByteOrder.LITTLE_ENDIAN);
             assertEquals(2, m.getInt(0), "request: VHOST_USER_BACKEND_CONFIG_CHANGE_MSG");
-            assertEquals(Message.VERSION, m.getInt(4), "flags: version 1, no reply wanted");
+            assertEquals(Header.VERSION, m.getInt(4), "flags: version 1, no reply wanted");
             assertEquals(0, m.getInt(8), "size");
             assertEquals(3L * DISK_BYTES / SECTOR, rig.capacity(), "capacity in GET_CONFIG");
 
@@ -405,7 +435,7 @@ class BlkSimulatorConfigTest {
             assertArrayEquals(data, Arrays.copyOfRange(Files.readAllBytes(image), (int) (sector * SECTOR), (int) (sector * SECTOR) + 4096));
 
             assertFalse(rig.device.checkResize(), "the same size again");
-            assertNull(receive(channel[1], Message.HEADER_SIZE, Duration.ofMillis(200)), "no second announcement");
+            assertNull(receive(channel[1], Header.SIZE, Duration.ofMillis(200)), "no second announcement");
         } finally {
             Fd.closeAll(channel);
         }

@@ -41,23 +41,17 @@ public final class BenchPorts {
             }
         }
 
+        /** On the pair's poller, as every frame (the RARP announcement too): its scratch and receive queue are ours. */
         @Override
         public void onFrame(GuestNic nic, int pair, MemorySegment memory, long offset, long n) {
-            // The control thread's RARP comes as a heap segment: it must not touch a poller's
-            // scratch or receive queue, so it takes the cross-thread way in. It is rare: a copy is fine.
-            boolean onPoller = memory.isNative();
-            MemorySegment out = onPoller ? scratch[pair] : MemorySegment.ofArray(new byte[(int) n]);
+            MemorySegment out = scratch[pair];
             MemorySegment.copy(memory, offset, out, 0, n);
             long dst = Frames.destination(memory, offset);
             Frames.putMac(out, 0, Frames.source(memory, offset));
             Frames.putMac(out, 6, dst);
-            if (!onPoller) {
-                nic.inject(pair, out, 0, n);
-                return;
-            }
             int r = nic.deliver(pair, out, 0, n);
             if (r == GuestNic.NO_BUFFERS || r == GuestNic.NOT_RUNNING) {
-                nic.counters(pair).rxDropped++; // nowhere to keep it: a guest without buffers loses it
+                nic.counters(pair).addRxDropped(1); // nowhere to keep it: a guest without buffers loses it
             }
         }
 

@@ -1,6 +1,7 @@
 package io.jvhost.net;
 
 import io.jvhost.core.memory.DirtyLog;
+import io.jvhost.core.ring.ChainCursor;
 import io.jvhost.core.ring.DescriptorChain;
 import io.jvhost.core.ring.VirtQueue;
 
@@ -28,11 +29,13 @@ public final class GuestNic {
     private final MpmcAtomicArrayQueue<Packet> pool;
     private final int packetSize;
 
-    /** State of one queue pair: owned by its poller, except the injection queue. */
+    /** State of one queue pair: owned by its poller, except the injection and announcement queues. */
     static final class Pair {
         final int index;
         final NetCounters counters = new NetCounters();
         final MpscAtomicArrayQueue<Packet> injected = new MpscAtomicArrayQueue<>(1024);
+        /** Frames the device sends on the guest's behalf (RARP), for the port on this pair's poller. */
+        final MpscAtomicArrayQueue<Packet> announced = new MpscAtomicArrayQueue<>(16);
         volatile VirtQueue rx;
         volatile VirtQueue tx;
         // Mergeable receive bookkeeping, reused for every frame.
@@ -41,10 +44,12 @@ public final class GuestNic {
         final MemorySegment header = MemorySegment.ofArray(new byte[NetDevice.HEADER_V1]);
         // Where the low and high byte of num_buffers lie in the frame's first chain, and the dirty
         // log to mark when they are stored (live migration; null otherwise).
-        final int[] numBuffersRegion = new int[2];
+        final MemorySegment[] numBuffersMemory = new MemorySegment[2];
         final long[] numBuffersOffset = new long[2];
         final long[] numBuffersGpa = new long[2];
         DirtyLog dirtyLog;
+        /** Walks the receive chains; the pair's poller thread only. */
+        final ChainCursor cursor = new ChainCursor();
 
         Pair(int index) {
             this.index = index;
@@ -119,7 +124,7 @@ public final class GuestNic {
             p.counters.rxFrames++;
             p.counters.rxBytes += length;
         } else if (r == DROPPED) {
-            p.counters.rxDropped++;
+            p.counters.addRxDropped(1);
         }
         return r;
     }
@@ -130,8 +135,8 @@ public final class GuestNic {
         if (c == null) {
             return NO_BUFFERS;
         }
-        if (fitsFirstBuffer(c, hdr, length)) {
-            writeWhole(q, c, hdr, frame, offset, length);
+        if (fitsOnePiece(p, c, hdr, length)) {
+            writeWhole(p, q, c, hdr, frame, offset, length);
             return DELIVERED;
         }
         if (c.writableLength() < hdr + length) {
@@ -158,8 +163,8 @@ public final class GuestNic {
             if (c == null) {
                 return giveBack(p, q, n, rejectedBefore);
             }
-            if (n == 0 && fitsFirstBuffer(c, hdr, length)) {
-                writeWhole(q, c, hdr, frame, offset, length); // the common case: num_buffers is 1
+            if (n == 0 && fitsOnePiece(p, c, hdr, length)) {
+                writeWhole(p, q, c, hdr, frame, offset, length); // the common case: num_buffers is 1
                 return DELIVERED;
             }
             if (n == MAX_MERGED) {
@@ -185,8 +190,8 @@ public final class GuestNic {
             copied += take;
             n++;
         }
-        q.memory().segment(p.numBuffersRegion[0]).set(ValueLayout.JAVA_BYTE, p.numBuffersOffset[0], (byte) n);
-        q.memory().segment(p.numBuffersRegion[1]).set(ValueLayout.JAVA_BYTE, p.numBuffersOffset[1], (byte) (n >>> 8));
+        p.numBuffersMemory[0].set(ValueLayout.JAVA_BYTE, p.numBuffersOffset[0], (byte) n);
+        p.numBuffersMemory[1].set(ValueLayout.JAVA_BYTE, p.numBuffersOffset[1], (byte) (n >>> 8));
         if (p.dirtyLog != null) {
             p.dirtyLog.mark(p.numBuffersGpa[0], 1);
             p.dirtyLog.mark(p.numBuffersGpa[1], 1);
@@ -197,20 +202,25 @@ public final class GuestNic {
         return DELIVERED;
     }
 
-    /** Whether the chain's first writable buffer holds the header and the whole frame. */
-    private static boolean fitsFirstBuffer(DescriptorChain c, int hdr, long length) {
-        int w = c.readableCount();
-        return w < c.count() && c.length(w) >= hdr + length;
+    /**
+     * Whether the chain's first (non-empty) writable buffer holds the header and the whole frame;
+     * if so the pair's cursor is on it.
+     */
+    private static boolean fitsOnePiece(Pair p, DescriptorChain c, int hdr, long length) {
+        ChainCursor b = p.cursor.writable(c, 0);
+        return b.next(hdr + length) && b.length() == hdr + length;
     }
 
     /**
      * Writes the header (num_buffers 1 when it has that field) and the frame straight into the
-     * first writable buffer: two plain stores and one copy, no staging and no num_buffers lookup.
+     * piece {@link #fitsOnePiece} found: two plain stores and one copy, no staging and no
+     * num_buffers lookup.
      */
-    private static void writeWhole(VirtQueue q, DescriptorChain c, int hdr, MemorySegment frame, long offset, long length) {
-        int w = c.readableCount();
-        MemorySegment seg = q.memory().segment(c.region(w));
-        long at = c.offset(w);
+    private static void writeWhole(Pair p, VirtQueue q, DescriptorChain c, int hdr, MemorySegment frame, long offset,
+                                   long length) {
+        ChainCursor b = p.cursor;
+        MemorySegment seg = b.memory();
+        long at = b.offset();
         // flags, gso_type, hdr_len, gso_size, csum_start = 0; then csum_offset = 0 and num_buffers = 1.
         seg.set(LE_LONG, at, 0L);
         if (hdr == NetDevice.HEADER_V1) {
@@ -219,7 +229,7 @@ public final class GuestNic {
             seg.set(LE_SHORT, at + 8, (short) 0);
         }
         MemorySegment.copy(frame, offset, seg, at + hdr, length);
-        c.logWrite(w, 0, hdr + length);
+        b.markWritten();
         q.complete(c, hdr + length);
     }
 
@@ -228,18 +238,12 @@ public final class GuestNic {
      * header over several buffers (virtio 1.2 §2.7.4: no assumptions about the descriptor layout).
      */
     private static void locateNumBuffers(Pair p, DescriptorChain c) {
-        for (int b = 0; b < 2; b++) {
-            long skip = NetDevice.NUM_BUFFERS_OFFSET + b;
-            for (int i = c.readableCount(); i < c.count(); i++) {
-                long n = c.length(i);
-                if (skip < n) {
-                    p.numBuffersRegion[b] = c.region(i);
-                    p.numBuffersOffset[b] = c.offset(i) + skip;
-                    p.numBuffersGpa[b] = c.gpa(i) + skip;
-                    break;
-                }
-                skip -= n;
-            }
+        for (int i = 0; i < 2; i++) {
+            ChainCursor b = p.cursor.writable(c, NetDevice.NUM_BUFFERS_OFFSET + i);
+            b.next(1); // there is such a byte: the caller checked that the chain holds a header
+            p.numBuffersMemory[i] = b.memory();
+            p.numBuffersOffset[i] = b.offset();
+            p.numBuffersGpa[i] = b.gpa();
         }
         p.dirtyLog = c.dirtyLog();
     }
@@ -273,26 +277,66 @@ public final class GuestNic {
     public boolean inject(int pair, MemorySegment frame, long offset, long length) {
         Pair p = pairs[pair];
         if (length > packetSize) {
-            p.counters.rxDropped++;
+            p.counters.addRxDropped(1);
             return false;
         }
         Packet packet = pool.poll();
         if (packet == null) {
-            p.counters.rxDropped++;
+            p.counters.addRxDropped(1);
             return false;
         }
         MemorySegment.copy(frame, offset, packet.buffer, 0, length);
         packet.length = (int) length;
         if (!p.injected.offer(packet)) {
             pool.offer(packet);
-            p.counters.rxDropped++;
+            p.counters.addRxDropped(1);
             return false;
         }
+        wake(p);
+        return true;
+    }
+
+    /** Wakes the poller of {@code p}, if one of its queues runs (else it looks when they start). */
+    private static void wake(Pair p) {
         VirtQueue q = p.rx != null ? p.rx : p.tx;
         if (q != null) {
             q.wakePoller();
         }
+    }
+
+    /**
+     * Hands {@code frame} to the port on the poller of {@code pair}, as if the guest had sent it
+     * (the RARP announcement after a migration): copied into a pooled buffer, and given to
+     * {@link NetPort#onFrame} on the pair's next duty cycle, once one of its queues runs. Any
+     * thread; the control thread uses it. False when no buffer is free.
+     */
+    boolean announce(int pair, byte[] frame) {
+        Pair p = pairs[pair];
+        Packet packet = frame.length <= packetSize ? pool.poll() : null;
+        if (packet == null) {
+            return false;
+        }
+        MemorySegment.copy(frame, 0, packet.buffer, ValueLayout.JAVA_BYTE, 0, frame.length);
+        packet.length = frame.length;
+        if (!p.announced.offer(packet)) {
+            pool.offer(packet);
+            return false;
+        }
+        wake(p);
         return true;
+    }
+
+    /** Hands the frames {@link #announce}d on {@code p} to {@code port}; the pair's poller. */
+    int drainAnnounced(Pair p, NetPort port) {
+        int n = 0;
+        for (Packet packet; (packet = p.announced.poll()) != null; n++) {
+            try {
+                port.onFrame(this, p.index, packet.buffer, 0, packet.length);
+            } finally {
+                pool.offer(packet);
+            }
+        }
+        return n;
     }
 
     /** Delivers injected frames on the pair's poller; returns how many left the queue. */

@@ -2,6 +2,7 @@ package io.jvhost.net;
 
 import io.jvhost.core.device.ProtocolFeatures;
 import io.jvhost.core.device.QueueHandler;
+import io.jvhost.core.ring.ChainCursor;
 import io.jvhost.core.ring.DescriptorChain;
 import io.jvhost.core.ring.VirtQueue;
 
@@ -136,15 +137,21 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
     }
 
     /**
+     * Announces the guest with a RARP frame, sent from queue pair 0 as if the guest had sent it.
+     * Control thread: the frame goes to pair 0's poller, which hands it to the port there
+     * ({@link NetPort}'s threading contract).
+     *
      * @param payloadMac the MAC as SEND_RARP carries it: the first 6 payload bytes, which the
      *                   framework reads as a little-endian u64 (so the MAC's first byte is lowest)
      */
     @Override
     public boolean sendRarp(long payloadMac) {
         long guestMac = Long.reverseBytes(payloadMac) >>> 16; // first byte highest, as everywhere here
-        MemorySegment frame = MemorySegment.ofArray(Frames.rarp(guestMac));
-        port.onFrame(nic, 0, frame, 0, frame.byteSize());
-        LOG.info("announced {} with RARP after migration", Frames.macString(guestMac));
+        if (!nic.announce(0, Frames.rarp(guestMac))) {
+            LOG.warn("RARP for {} not sent: no packet buffer free", Frames.macString(guestMac));
+            return false;
+        }
+        LOG.info("announcing {} with RARP after migration", Frames.macString(guestMac));
         return true;
     }
 
@@ -194,7 +201,8 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
 
         @Override
         public int process(VirtQueue q, int budget) {
-            int done = nic.drainInjected(pair);
+            int done = nic.drainAnnounced(pair, port);
+            done += nic.drainInjected(pair);
             done += port.poll(nic, pair.index);
             q.publish();
             return done;
@@ -205,6 +213,7 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
     private final class TxHandler implements QueueHandler {
         private final GuestNic.Pair pair;
         private final MemorySegment scratch = java.lang.foreign.Arena.ofAuto().allocate(65536 + 64, 64);
+        private final ChainCursor cursor = new ChainCursor();
         // Where frame() found the current frame.
         private MemorySegment frameMemory;
         private long frameOffset;
@@ -227,7 +236,7 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
 
         @Override
         public int process(VirtQueue q, int budget) {
-            int done = 0;
+            int done = nic.drainAnnounced(pair, port); // for a pair whose receive queue does not run
             int hdr = headerLength();
             for (DescriptorChain c; done < budget && (c = q.next()) != null; done++) {
                 long length = c.readableLength() - hdr;
@@ -254,18 +263,11 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
          * guest memory when it sits in one buffer, else in a copy in {@link #scratch}. No slices.
          */
         private void frame(DescriptorChain c, int hdr, long length) {
-            long skip = hdr;
-            for (int i = 0; i < c.readableCount(); i++) {
-                long n = c.length(i);
-                if (skip < n) {
-                    if (n - skip >= length) {
-                        frameMemory = c.memory().segment(c.region(i));
-                        frameOffset = c.offset(i) + skip;
-                        return;
-                    }
-                    break;
-                }
-                skip -= n;
+            ChainCursor b = cursor.readable(c, hdr);
+            if (b.next(length) && b.length() == length) {
+                frameMemory = b.memory();
+                frameOffset = b.offset();
+                return;
             }
             c.read(hdr, scratch, 0, length);
             frameMemory = scratch;

@@ -6,41 +6,53 @@ import java.lang.foreign.MemorySegment;
  * What a guest NIC is connected to, and the public packet-handler API: implement it to receive the
  * guest's frames in your own code and to send frames to the guest through {@link GuestNic}.
  *
- * <p>{@link #onFrame} and {@link #poll} run on the poller thread of the queue pair and must not
- * block. Besides, {@link #onFrame} may rarely be called on the control thread (the RARP announce
- * after a migration).
+ * <h2>Threads</h2>
+ * Each queue pair runs on one poller thread, which serves both of its rings. For a pair,
+ * {@link #onFrame} and {@link #poll} are called only on that pair's poller, one call at a time,
+ * and must not block; calls for different pairs may run at the same time on their own pollers.
+ * That holds for every frame, including those the device sends on the guest's behalf: the RARP
+ * announcement that SEND_RARP asks for after a migration arrives on the control thread, which hands
+ * it to pair 0's poller, and the port hears it there like any other frame. So inside
+ * {@code onFrame} and {@code poll} a port may use per-pair state without locks and answer with
+ * {@link GuestNic#deliver} for the same pair; from any other thread it uses
+ * {@link GuestNic#inject}. (Once a backend is closing and a poller thread has ended, the last frames
+ * of its stopping queues may come on the thread closing it: still one call at a time.)
  */
 public interface NetPort {
-    /** The NIC this port serves; called once before any frame. */
+    /** The NIC this port serves; called once, on the thread creating the {@link NetDevice}, before any frame. */
     default void attach(GuestNic nic) {}
 
     /**
-     * A frame the guest sent on queue pair {@code pair}, without the virtio-net header: the bytes
-     * {@code [offset, offset + length)} of {@code memory}, which is the mapping of the guest memory
-     * region holding the frame (or a scratch buffer when the frame was scattered over several
-     * buffers). Read only those bytes, and only during the call: copy what you keep. Nothing is
-     * allocated per frame; {@code memory.asSlice(offset, length)} makes a slice if you need one
-     * (one object per call).
+     * A frame the guest sent on queue pair {@code pair} (or the device sent for it, like the RARP
+     * announcement), without the virtio-net header: the bytes {@code [offset, offset + length)} of
+     * {@code memory}. Pair's poller thread.
      *
-     * <p>On the pair's poller thread {@code memory} is native; the control thread's RARP comes as a
-     * heap segment.
+     * <p>{@code memory} is always native (so it can go straight to a system call such as a TAP
+     * write): the mapping of the guest memory region holding the frame, a scratch copy when the
+     * guest scattered the frame over several buffers, or a pooled packet buffer for an
+     * announcement. Read only those bytes, never write them, and only during the call: the guest
+     * or the device reuses them afterwards, so copy what you keep. Nothing is allocated per frame;
+     * {@code memory.asSlice(offset, length)} makes a slice if you need one (one object per call).
      */
     void onFrame(GuestNic nic, int pair, MemorySegment memory, long offset, long length);
 
     /**
-     * Called on every duty cycle of the pair's poller: produce frames for the guest here with
-     * {@link GuestNic#deliver}. Returns the work done (0 lets the poller sleep).
+     * Called on every duty cycle of the pair's poller (that thread only): produce frames for the
+     * guest here with {@link GuestNic#deliver}. Returns the work done (0 lets the poller sleep).
      */
     default int poll(GuestNic nic, int pair) {
         return 0;
     }
 
-    /** An fd whose readability should wake the pair's poller (e.g. a TAP queue); -1 for none. */
+    /**
+     * An fd whose readability should wake the pair's poller (e.g. a TAP queue); -1 for none. Asked
+     * on the pair's poller when its receive queue starts.
+     */
     default int wakeupFd(int pair) {
         return -1;
     }
 
-    /** One line of counters for logs and the demo. */
+    /** One line of counters for logs and the demo. Any thread. */
     default String describe() {
         return getClass().getSimpleName();
     }

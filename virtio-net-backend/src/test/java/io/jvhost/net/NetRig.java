@@ -5,11 +5,8 @@ import io.jvhost.testkit.frontend.DriverQueue.Buffer;
 import io.jvhost.testkit.frontend.DriverQueue.Used;
 import io.jvhost.testkit.frontend.Frontend;
 import io.jvhost.testkit.frontend.GuestRam;
-import io.jvhost.core.runtime.Backend;
-import io.jvhost.core.runtime.BackendOptions;
-import io.jvhost.core.transport.ControlLoop;
-import io.jvhost.core.transport.VhostUserServer;
 import io.jvhost.core.ring.QueueCounters;
+import io.jvhost.testkit.DeviceRig;
 
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
@@ -17,9 +14,6 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.file.Files;
-import java.nio.file.Path;
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
@@ -39,8 +33,7 @@ import static org.junit.jupiter.api.Assertions.fail;
  * drives it: a {@link Frontend} speaking QEMU 7.2's sequences, {@link GuestRam}, and a receive and a
  * transmit {@link DriverQueue} per queue pair. Test thread only (the port may be driven from others).
  */
-final class NetRig implements AutoCloseable {
-    static final Duration TIMEOUT = Duration.ofSeconds(10);
+final class NetRig extends DeviceRig {
     static final int QUEUE_SIZE = 256;
     static final long GUEST_MAC = 0x52_54_00_12_34_56L;
     // virtio 1.2 §5.1.3 and §6, written out here rather than taken from the code under test.
@@ -54,30 +47,15 @@ final class NetRig implements AutoCloseable {
     static final byte UNWRITTEN = (byte) 0xEE;
 
     final NetDevice device;
-    final Backend backend;
-    final Frontend frontend;
-    final GuestRam ram;
-    /** What GET_FEATURES offered at connect time. */
-    final long offered;
-    private final Path dir;
-    private final ControlLoop loop;
-    private final VhostUserServer server;
     private DriverQueue[] queues = new DriverQueue[0];
     private final List<Map<Integer, Buffer[]>> posted = new ArrayList<>();
     private int[] consumed = new int[0];
     private int headerLength = HEADER;
     private boolean mergeable;
 
-    private NetRig(NetDevice device, Path dir, ControlLoop loop, Backend backend, VhostUserServer server,
-                   Frontend frontend, GuestRam ram, long offered) {
+    private NetRig(NetDevice device) throws IOException {
+        super("net-sim", device, 2 * device.nic().pairs(), 64 << 20);
         this.device = device;
-        this.dir = dir;
-        this.loop = loop;
-        this.backend = backend;
-        this.server = server;
-        this.frontend = frontend;
-        this.ram = ram;
-        this.offered = offered;
     }
 
     static NetRig serve(NetPort port, int pairs) throws IOException {
@@ -86,33 +64,7 @@ final class NetRig implements AutoCloseable {
 
     /** Serves a NIC with {@code pairs} queue pairs on {@code port} and connects a frontend with QEMU's handshake. */
     static NetRig serve(NetPort port, int pairs, long mac, int mtu) throws IOException {
-        NetDevice device = new NetDevice(port, pairs, mac, mtu);
-        Path dir = Files.createTempDirectory("jvhost-net-sim");
-        ControlLoop loop = new ControlLoop();
-        Backend backend = null;
-        VhostUserServer server = null;
-        Frontend frontend = null;
-        try {
-            backend = new Backend("net-sim", device, BackendOptions.DEFAULT, loop);
-            backend.start();
-            server = VhostUserServer.listen(dir.resolve("net.sock"), backend, loop);
-            frontend = Frontend.connect(server.path(), TIMEOUT.toMillis()).replyTimeout(TIMEOUT);
-            long offered = frontend.handshakeLikeQemu(2 * pairs);
-            GuestRam ram = new GuestRam(64 << 20);
-            return new NetRig(device, dir, loop, backend, server, frontend, ram, offered);
-        } catch (IOException | RuntimeException e) {
-            if (frontend != null) {
-                frontend.close();
-            }
-            if (server != null) {
-                server.close();
-            }
-            if (backend != null) {
-                backend.close();
-            }
-            loop.close();
-            throw e;
-        }
+        return new NetRig(new NetDevice(port, pairs, mac, mtu));
     }
 
     /** Starts every queue pair as QEMU does at DRIVER_OK, the driver accepting {@code features}. */
@@ -130,14 +82,12 @@ final class NetRig implements AutoCloseable {
         }
         mergeable = (features & MRG_RXBUF) != 0;
         headerLength = (features & (VERSION_1 | MRG_RXBUF)) != 0 ? HEADER : LEGACY_HEADER;
-        queues = new DriverQueue[2 * pairsUsed];
-        consumed = new int[queues.length];
+        consumed = new int[2 * pairsUsed];
         posted.clear();
-        for (int i = 0; i < queues.length; i++) {
-            queues[i] = new DriverQueue(ram, i, queueSize);
+        for (int i = 0; i < consumed.length; i++) {
             posted.add(new HashMap<>());
         }
-        frontend.startLikeQemu(features, ram, queues);
+        queues = startQueues(features, 2 * pairsUsed, queueSize);
         return this;
     }
 
@@ -394,31 +344,5 @@ final class NetRig implements AutoCloseable {
 
     static byte[] frame(int length, int seed) {
         return frame(0x02_00_00_00_00_99L, GUEST_MAC, length, seed);
-    }
-
-    // ---- teardown -------------------------------------------------------------------------------
-
-    /**
-     * Ends the session and waits until the backend has cleaned up after it (the server accepts the
-     * next frontend only then), so no poller touches guest memory once it goes.
-     */
-    @Override
-    public void close() throws IOException {
-        try {
-            frontend.close();
-            try (Frontend next = Frontend.connect(server.path(), TIMEOUT.toMillis()).replyTimeout(TIMEOUT)) {
-                next.getFeatures();
-            }
-        } finally {
-            server.close();
-            backend.close();
-            loop.close();
-            for (DriverQueue q : queues) {
-                q.close();
-            }
-            ram.close();
-            Files.deleteIfExists(server.path());
-            Files.deleteIfExists(dir);
-        }
     }
 }

@@ -8,7 +8,9 @@ import io.jvhost.net.ScriptedPort.Seen;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 import org.junit.jupiter.api.AfterEach;
@@ -156,6 +158,51 @@ class NetSimulatorControlTest {
         want.putShort((short) 1).putShort((short) 0x0800).put((byte) 6).put((byte) 4).putShort((short) 3); // reverse request
         want.put(mac).putInt(0).put(mac).putInt(0); // sender and target: the MAC, no IP
         assertArrayEquals(want.array(), s.frame());
+    }
+
+    /**
+     * SEND_RARP arrives on the control thread while the guest transmits; the port hears the
+     * announcement where it hears every frame, on the pair's poller (NetPort's contract), and
+     * neither the announcements nor the guest's frames go missing.
+     */
+    @Test
+    void shouldHandTheRarpAnnouncementToThePortOnThePairsPollerWhileTheGuestTransmits() throws Exception {
+        serve();
+        String poller = rig.backend.poller(1).name(); // pair 0's transmit queue
+        byte[] payload = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0, 0};
+        int rounds = 20, perRound = 16;
+        List<byte[]> sent = new ArrayList<>();
+
+        for (int r = 0; r < rounds; r++) {
+            for (int i = 0; i < perRound; i++) {
+                byte[] f = frame(60 + i, r * perRound + i);
+                sent.add(f);
+                rig.send(0, f);
+            }
+            assertEquals(0, rig.frontend.request(MessageType.SEND_RARP, payload), "SEND_RARP acked");
+            for (int i = 0; i < perRound; i++) {
+                rig.awaitTx(0);
+            }
+        }
+
+        int rarps = 0;
+        List<byte[]> frames = new ArrayList<>();
+        for (int n = 0; n < rounds * (perRound + 1); n++) {
+            Seen s = port.awaitSeen();
+            assertEquals(poller, s.thread().getName(), "onFrame only on the pair's poller");
+            assertEquals(0, s.pair());
+            if (s.frame()[12] == (byte) 0x80 && s.frame()[13] == 0x35) {
+                rarps++;
+            } else {
+                frames.add(s.frame());
+            }
+        }
+        assertEquals(rounds, rarps, "every announcement reached the port");
+        assertEquals(sent.size(), frames.size(), "every guest frame reached the port");
+        for (int i = 0; i < sent.size(); i++) {
+            assertArrayEquals(sent.get(i), frames.get(i), "guest frame " + i + ", in order");
+        }
+        assertNull(port.seen.poll(100, TimeUnit.MILLISECONDS), "nothing else");
     }
 
     @Test

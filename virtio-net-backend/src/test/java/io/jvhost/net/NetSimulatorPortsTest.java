@@ -3,8 +3,13 @@ package io.jvhost.net;
 import io.jvhost.testkit.frontend.DriverQueue.Used;
 import io.jvhost.net.NetRig.RxFrame;
 
+import io.jvhost.core.protocol.MessageType;
+
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 import org.junit.jupiter.api.AfterEach;
@@ -79,6 +84,61 @@ class NetSimulatorPortsTest {
         rig.assertNothingMoreUsed(0);
         assertEquals(1, rig.counters(0).rxFrames);
         assertEquals(2, rig.counters(0).txFrames);
+    }
+
+    // ---- the README's Echo ----------------------------------------------------------------------
+
+    /** The README's example port, as written there: it answers every frame in place with {@code deliver}. */
+    static final class Echo implements NetPort {
+        private final MemorySegment out = Arena.ofAuto().allocate(65536);
+
+        @Override
+        public void onFrame(GuestNic nic, int pair, MemorySegment memory, long offset, long length) {
+            MemorySegment.copy(memory, offset, out, 0, length);
+            Frames.putMac(out, 0, Frames.source(memory, offset));
+            Frames.putMac(out, 6, Frames.destination(memory, offset));
+            nic.deliver(pair, out, 0, length);
+        }
+    }
+
+    /**
+     * The README's Echo port relies on onFrame running on the pair's poller; with SEND_RARP
+     * arriving among the guest's frames every frame and every announcement still comes back.
+     */
+    @Test
+    void shouldEchoEveryFrameAndEveryRarpAnnouncementWithTheReadmesPort() throws Exception {
+        rig = NetRig.serve(new Echo(), 1).start(MODERN);
+        int rounds = 10, perRound = 12;
+        rig.postRx(0, rounds * (perRound + 1), 2048);
+        byte[] payload = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0, 0};
+        List<byte[]> sent = new ArrayList<>();
+
+        for (int r = 0; r < rounds; r++) {
+            for (int i = 0; i < perRound; i++) {
+                byte[] f = frame(PEER_MAC, GUEST_MAC, 60 + 7 * i, r * perRound + i);
+                sent.add(f);
+                rig.send(0, f);
+            }
+            assertEquals(0, rig.frontend.request(MessageType.SEND_RARP, payload), "SEND_RARP acked");
+            for (int i = 0; i < perRound; i++) {
+                rig.awaitTx(0);
+            }
+        }
+
+        int rarps = 0, echoed = 0;
+        for (int n = 0; n < rounds * (perRound + 1); n++) {
+            byte[] f = rig.awaitFrame(0).frame();
+            if ((f[12] & 0xFF) == 0x80 && f[13] == 0x35) {
+                assertEquals(GUEST_MAC, Frames.destination(MemorySegment.ofArray(f), 0), "the announcement, MACs swapped");
+                rarps++;
+            } else {
+                assertArrayEquals(swapped(sent.get(echoed)), f, "guest frame " + echoed + ", in order");
+                echoed++;
+            }
+        }
+        assertEquals(rounds, rarps);
+        assertEquals(sent.size(), echoed);
+        rig.assertNothingMoreUsed(0);
     }
 
     // ---- Drop -----------------------------------------------------------------------------------

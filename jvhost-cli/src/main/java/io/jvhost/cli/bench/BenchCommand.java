@@ -1,14 +1,22 @@
 package io.jvhost.cli.bench;
 
+import io.jvhost.cli.Failure;
+import io.jvhost.perf.BenchOptions;
 import io.jvhost.perf.BlkBench;
 import io.jvhost.perf.NetBench;
+import io.jvhost.perf.Report;
 
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.Callable;
+import java.util.function.Supplier;
 
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** {@code jvhost bench}: the end-to-end benchmark drivers and the JMH microbenchmarks of {@code perf/}. */
@@ -22,94 +30,64 @@ public final class BenchCommand implements Runnable {
         new CommandLine(this).usage(System.out);
     }
 
-    /** Session and connection INFO lines would bury the progress lines: keep warnings only. */
-    static void quietFramework() {
-        if (System.getProperty("org.slf4j.simpleLogger.log.io.jvhost.core") == null) {
-            System.setProperty("org.slf4j.simpleLogger.log.io.jvhost.core", "warn");
+    /** {@code --quick}, {@code --queues}, {@code --runs}, {@code --seconds} and {@code --out}, which every end-to-end benchmark takes. */
+    static final class RunOptions {
+        @Option(names = "--quick", description = "A few seconds in all: the smallest configuration, one queue, one 1-second run per side.") boolean quick;
+        @Option(names = "--queues", split = ",", description = "Queue pairs (net) or request queues (blk) (default 1,2).") List<Integer> queues;
+        @Option(names = "--runs", description = "Runs per side and configuration (default 3).") Integer runs;
+        @Option(names = "--seconds", description = "Measured seconds per run (default: net 5, blk 3).") Integer seconds;
+        @Option(names = "--out", description = "Results directory (default perf/results).") Path out;
+
+        /**
+         * The benchmark's options: its {@code --quick} presets or its defaults, with what was given
+         * here over them, and the results directory under the checkout unless {@code --out} says.
+         */
+        <O extends BenchOptions> O options(Supplier<O> defaults, Supplier<O> quickPresets) {
+            O o = quick ? quickPresets.get() : defaults.get();
+            String home = System.getProperty("jvhost.home");
+            o.out = out != null ? out : home == null ? Path.of("perf", "results") : Path.of(home, "perf", "results");
+            if (queues != null) o.queues = queues;
+            if (runs != null) o.runs = runs;
+            if (seconds != null) o.seconds = seconds;
+            return o;
         }
     }
 
-    static Path results() {
-        String home = System.getProperty("jvhost.home");
-        return home == null ? Path.of("perf", "results") : Path.of(home, "perf", "results");
-    }
-
-    @Command(name = "net", mixinStandardHelpOptions = true,
-            description = {"dpdk-testpmd (net_virtio_user) against jvhost net (in this JVM) and against DPDK's net_vhost,",
-                "alternating runs, the two sides pinned to different CPUs. Needs dpdk-testpmd and hugepages."})
-    static final class Net implements Callable<Integer> {
-        @Option(names = "--quick", description = "One small configuration per direction, one 1-second run each.")
-        boolean quick;
-        @Option(names = "--dirs", split = ",", description = "g2h (guest to host), h2g, loop (default: all).")
-        List<String> dirs;
-        @Option(names = "--sizes", split = ",", description = "Frame sizes (default 64,1518).")
-        List<Integer> sizes;
-        @Option(names = "--mrg", split = ",", description = "mrg_rxbuf values (default 0,1).")
-        List<Integer> mrg;
-        @Option(names = "--queues", split = ",", description = "Queue pairs (default 1,2).")
-        List<Integer> queues;
-        @Option(names = "--backends", split = ",", description = "jvhost-event, jvhost-busy, dpdk (default: all).")
-        List<String> backends;
-        @Option(names = "--runs", description = "Runs per backend and configuration (default 3).")
-        Integer runs;
-        @Option(names = "--seconds", description = "Measured seconds per run (default 5).")
-        Integer seconds;
-        @Option(names = "--out", description = "Results directory (default perf/results).")
-        Path out;
-
-        @Override
-        public Integer call() throws Exception {
-            quietFramework();
-            NetBench.Options o = quick ? NetBench.Options.quick() : new NetBench.Options();
-            o.out = out != null ? out : results();
-            if (dirs != null) o.directions = dirs;
-            if (sizes != null) o.sizes = sizes;
-            if (mrg != null) o.mergeable = mrg;
-            if (queues != null) o.queues = queues;
-            if (backends != null) o.backends = backends;
-            if (runs != null) o.runs = runs;
-            if (seconds != null) o.seconds = seconds;
-            NetBench.run(o, System.out);
-            return 0;
+    /** An end-to-end benchmark as a subcommand: {@link RunOptions}, the subcommand's own options over them, then the run. */
+    abstract static class EndToEnd<O extends BenchOptions> implements Callable<Integer> {
+        /** {@code NetBench::run} or {@code BlkBench::run}. */
+        interface Runner<T> {
+            Report run(T options, PrintStream out) throws Exception;
         }
-    }
 
-    @Command(name = "blk", mixinStandardHelpOptions = true,
-            description = {"A Java vhost-user frontend driving jvhost blk (--ram, --file; in this JVM) and qemu-storage-daemon",
-                "on the same tmpfs image, alternating runs, the two sides pinned to different CPUs."})
-    static final class Blk implements Callable<Integer> {
-        @Option(names = "--quick", description = "4 KiB random read at QD 8 on one queue, one 1-second run per target.")
-        boolean quick;
-        @Option(names = "--workloads", split = ",", description = "randread-4k, randwrite-4k, seqread-128k, seqwrite-128k (default: all).")
-        List<String> workloads;
-        @Option(names = "--depths", split = ",", description = "Queue depths of the random workloads (default 1,8,32).")
-        List<Integer> depths;
-        @Option(names = "--queues", split = ",", description = "Request queues (default 1,2).")
-        List<Integer> queues;
-        @Option(names = "--targets", split = ",", description = "jvhost-ram, jvhost-file, qsd (default: all).")
-        List<String> targets;
-        @Option(names = "--busy-poll", description = "Run jvhost's pollers in busy-poll mode (default: event mode).")
-        boolean busyPoll;
-        @Option(names = "--runs", description = "Runs per target and configuration (default 3).")
-        Integer runs;
-        @Option(names = "--seconds", description = "Measured seconds per run (default 3).")
-        Integer seconds;
-        @Option(names = "--out", description = "Results directory (default perf/results).")
-        Path out;
+        @Mixin
+        RunOptions run;
+        private final Supplier<O> defaults, quickPresets;
+        private final Runner<O> runner;
+
+        EndToEnd(Supplier<O> defaults, Supplier<O> quickPresets, Runner<O> runner) {
+            this.defaults = defaults;
+            this.quickPresets = quickPresets;
+            this.runner = runner;
+        }
+
+        /** Puts the subcommand's own options, where given, on {@code o}. */
+        abstract void given(O o);
+
+        /** The options as the command line asks for them. */
+        O options() {
+            O o = run.options(defaults, quickPresets);
+            given(o);
+            return o;
+        }
 
         @Override
         public Integer call() throws Exception {
-            quietFramework();
-            BlkBench.Options o = quick ? BlkBench.Options.quick() : new BlkBench.Options();
-            o.out = out != null ? out : results();
-            if (workloads != null) o.workloads = workloads;
-            if (depths != null) o.depths = depths;
-            if (queues != null) o.queues = queues;
-            if (targets != null) o.targets = targets;
-            if (runs != null) o.runs = runs;
-            if (seconds != null) o.seconds = seconds;
-            o.busyPoll = busyPoll;
-            BlkBench.run(o, System.out);
+            // Session and connection INFO lines would bury the progress lines: keep warnings only.
+            if (System.getProperty("org.slf4j.simpleLogger.log.io.jvhost.core") == null) {
+                System.setProperty("org.slf4j.simpleLogger.log.io.jvhost.core", "warn");
+            }
+            runner.run(options(), System.out);
             return 0;
         }
     }
@@ -124,6 +102,76 @@ public final class BenchCommand implements Runnable {
         public Integer call() throws Exception {
             org.openjdk.jmh.Main.main(args.toArray(new String[0]));
             return 0;
+        }
+    }
+
+    @Command(name = "net", mixinStandardHelpOptions = true,
+            description = {"dpdk-testpmd (net_virtio_user) against jvhost net (in this JVM) and against DPDK's net_vhost,",
+                "alternating runs, the two sides pinned to different CPUs. Needs dpdk-testpmd and hugepages."})
+    static final class Net extends EndToEnd<NetBench.Options> {
+        @Option(names = "--dirs", split = ",", description = "g2h (guest to host), h2g, loop (default: all).") List<String> dirs;
+        @Option(names = "--sizes", split = ",", description = "Frame sizes (default 64,1518).") List<Integer> sizes;
+        @Option(names = "--mrg", split = ",", description = "mrg_rxbuf values (default 0,1).") List<Integer> mrg;
+        @Option(names = "--backends", split = ",", description = "jvhost-event, jvhost-busy, dpdk (default: all).") List<String> backends;
+
+        Net() {
+            super(NetBench.Options::new, NetBench.Options::quick, NetBench::run);
+        }
+
+        @Override
+        public Integer call() throws Exception {
+            checkHugepages(NetBench.missing(), Path.of("/proc/mounts"), Path.of("/dev/hugepages"));
+            return super.call();
+        }
+
+        /**
+         * Says in one line what keeps dpdk-testpmd from running: a missing tool, no hugepages
+         * reserved, no hugetlbfs on {@code pages}, or no permission to use it.
+         */
+        static void checkHugepages(List<String> missing, Path mounts, Path pages) throws IOException {
+            if (!missing.isEmpty()) {
+                throw new Failure("needs " + String.join(", ", missing) + " (as root, ./jvhost bench sets these up)");
+            }
+            boolean mounted = Files.readAllLines(mounts).stream()
+                    .map(l -> l.split(" ")).anyMatch(f -> f.length > 2 && f[1].equals(pages.toString()) && f[2].equals("hugetlbfs"));
+            if (!mounted) {
+                throw new Failure("no hugetlbfs on " + pages + " for dpdk-testpmd (as root: mkdir -p " + pages
+                        + "; mount -t hugetlbfs nodev " + pages + ")");
+            }
+            if (!Files.isWritable(pages)) {
+                throw new Failure("no permission to use the hugepages in " + pages + " (dpdk-testpmd maps them there):"
+                        + " run as root, or mount hugetlbfs with uid=" + System.getProperty("user.name") + " (mount -t hugetlbfs -o uid=...)");
+            }
+        }
+
+        @Override
+        void given(NetBench.Options o) {
+            if (dirs != null) o.directions = dirs;
+            if (sizes != null) o.sizes = sizes;
+            if (mrg != null) o.mergeable = mrg;
+            if (backends != null) o.backends = backends;
+        }
+    }
+
+    @Command(name = "blk", mixinStandardHelpOptions = true,
+            description = {"A Java vhost-user frontend driving jvhost blk (--ram, --file; in this JVM) and qemu-storage-daemon",
+                "on the same tmpfs image, alternating runs, the two sides pinned to different CPUs."})
+    static final class Blk extends EndToEnd<BlkBench.Options> {
+        @Option(names = "--workloads", split = ",", description = "randread-4k, randwrite-4k, seqread-128k, seqwrite-128k (default: all).") List<String> workloads;
+        @Option(names = "--busy-poll", description = "Run jvhost's pollers in busy-poll mode (default: event mode).") boolean busyPoll;
+        @Option(names = "--depths", split = ",", description = "Queue depths of the random workloads (default 1,8,32).") List<Integer> depths;
+        @Option(names = "--targets", split = ",", description = "jvhost-ram, jvhost-file, qsd (default: all).") List<String> targets;
+
+        @Override
+        void given(BlkBench.Options o) {
+            if (workloads != null) o.workloads = workloads;
+            o.busyPoll = busyPoll;
+            if (depths != null) o.depths = depths;
+            if (targets != null) o.targets = targets;
+        }
+
+        Blk() {
+            super(BlkBench.Options::new, BlkBench.Options::quick, BlkBench::run);
         }
     }
 }

@@ -4,35 +4,51 @@ import io.jvhost.blk.BlkDevice;
 import io.jvhost.blk.BlockStore;
 import io.jvhost.blk.FileStore;
 import io.jvhost.blk.RamStore;
-import io.jvhost.cli.ServeOptions;
+import io.jvhost.cli.DeviceCommand;
+import io.jvhost.cli.Failure;
+import io.jvhost.cli.options.DiskSizeConverter;
 
+import io.jvhost.core.sys.LibC;
+import io.jvhost.core.sys.NativeException;
+
+import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.concurrent.Callable;
 
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
-/** {@code jvhost blk}: a vhost-user-blk disk on a file, a block device or RAM. */
+/** {@code jvhost blk}: a vhost-user-blk disk on a file, a block device, RAM or a Ceph RBD image or an NBD export. */
 @Command(name = "blk", mixinStandardHelpOptions = true,
-        description = {"Serve virtio-blk over vhost-user, from an image file, a block device or RAM.", "",
+        description = {"Serve virtio-blk over vhost-user, from an image file, a block device, RAM, a Ceph RBD image or an NBD server.", "",
             "QEMU: -chardev socket,id=blk0,path=PATH -device vhost-user-blk-pci,chardev=blk0,num-queues=N",
-            "      (guest memory must be shared: -object memory-backend-memfd,id=mem,size=...,share=on -numa node,memdev=mem)"})
-public final class BlkCommand implements Callable<Integer> {
-    @Mixin
-    ServeOptions serve;
-
-    @ArgGroup(exclusive = true, multiplicity = "1")
-    Backing backing;
-
+            DeviceCommand.SHARED_MEMORY})
+public final class BlkCommand extends DeviceCommand {
     static final class Backing {
         @Option(names = "--file", paramLabel = "IMAGE", description = "Raw image file or block device.")
         Path file;
 
-        @Option(names = "--ram", paramLabel = "SIZE", description = "A RAM disk of SIZE bytes (suffixes K, M, G).")
-        String ram;
+        @Option(names = "--ram", paramLabel = "SIZE", converter = DiskSizeConverter.class,
+                description = "A RAM disk of SIZE bytes (suffixes K, M, G, T; a multiple of 512).")
+        Long ram;
+
+        @Option(names = "--rbd", paramLabel = "POOL/IMAGE", description = "A Ceph RBD image, through librbd (package librbd1).")
+        String rbd;
+
+        @Option(names = "--nbd", paramLabel = "URI", description = {"An NBD export: nbd://HOST[:PORT]/EXPORT,",
+            "nbd+unix:///EXPORT?socket=PATH, or nbds://... / nbds+unix://... over TLS (with --tls-dir)."})
+        String nbd;
     }
+
+    @ArgGroup(exclusive = true, multiplicity = "1")
+    Backing backing;
+
+    @Mixin
+    RbdOptions ceph;
+
+    @Mixin
+    NbdOptions nbd;
 
     @Option(names = "--read-only", description = "Refuse writes (the guest sees a read-only disk).")
     boolean readOnly;
@@ -48,9 +64,24 @@ public final class BlkCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        BlockStore store = backing.file != null ? new FileStore(backing.file, readOnly, direct, ioWorkers)
-                : new RamStore(parseSize(backing.ram), readOnly);
-        BlkDevice device = new BlkDevice(store, queues);
+        checkRange("--queues", queues, 1, MAX_QUEUES, "one per guest vCPU");
+        checkRange("--io-workers", ioWorkers, 1, 1024, "threads doing file I/O");
+        BlockStore store;
+        if (backing.rbd != null || backing.nbd != null) {
+            store = backing.rbd != null ? ceph.open(backing.rbd, readOnly) : nbd.open(backing.nbd, readOnly);
+            if (store == null) {
+                return 1; // the options said why, in one line
+            }
+        } else {
+            store = backing.file != null ? openFile(backing.file) : new RamStore(backing.ram, readOnly);
+        }
+        BlkDevice device;
+        try {
+            device = new BlkDevice(store, queues);
+        } catch (IllegalArgumentException e) {
+            store.close();
+            throw usage(e.getMessage());
+        }
         // A grown image file (qemu-img resize, truncate) reaches the guest within a second.
         Thread.ofPlatform().daemon(true).name("blk-resize-watch").start(() -> {
             while (true) {
@@ -65,15 +96,26 @@ public final class BlkCommand implements Callable<Integer> {
         return serve.serve("blk", device, store); // closing a file store flushes it
     }
 
-    /** Parses 64M, 1G, 4096 ... into bytes. */
-    static long parseSize(String s) {
-        String t = s.trim().toUpperCase();
-        long unit = switch (t.isEmpty() ? ' ' : t.charAt(t.length() - 1)) {
-            case 'K' -> 1L << 10;
-            case 'M' -> 1L << 20;
-            case 'G' -> 1L << 30;
-            default -> 1;
-        };
-        return Long.parseLong(unit == 1 ? t : t.substring(0, t.length() - 1)) * unit;
+    /** Opens the image, or says in one line what is wrong with it and what to do. */
+    private FileStore openFile(Path file) {
+        if (!Files.exists(file)) {
+            throw new Failure("--file " + file + ": no such file (create an image: truncate -s 10G " + file
+                    + ", or qemu-img create -f raw " + file + " 10G)");
+        }
+        if (Files.isDirectory(file)) {
+            throw new Failure("--file " + file + " is a directory; give a raw image file or a block device");
+        }
+        try {
+            return new FileStore(file, readOnly, direct, ioWorkers);
+        } catch (NativeException e) {
+            throw new Failure("--file " + file + ": " + switch (e.errno()) {
+                case LibC.EPERM, 13 -> "permission denied (jvhost needs to read" + (readOnly ? "" : " and write") + " it"
+                        + (readOnly ? "" : "; or add --read-only") + ")";
+                case 30 -> "on a read-only file system (add --read-only)";
+                case LibC.EINVAL -> direct ? "its file system does not support O_DIRECT (leave out --direct)" : e.getMessage();
+                case 26 -> "busy: it is being executed, or a block device in exclusive use";
+                default -> e.getMessage();
+            }, e);
+        }
     }
 }

@@ -1,6 +1,7 @@
 package io.jvhost.cli.net;
 
-import io.jvhost.cli.ServeOptions;
+import io.jvhost.cli.DeviceCommand;
+import io.jvhost.cli.Failure;
 import io.jvhost.net.BenchPorts;
 import io.jvhost.net.Frames;
 import io.jvhost.net.L2Switch;
@@ -8,13 +9,14 @@ import io.jvhost.net.NetDevice;
 import io.jvhost.net.NetPort;
 import io.jvhost.net.TapPort;
 
+import io.jvhost.core.sys.LibC;
+
+import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.Callable;
 
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
-import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** {@code jvhost net}: vhost-user NICs connected to a switch, a bench port, or nothing else yet. */
@@ -23,10 +25,7 @@ import picocli.CommandLine.Option;
             "QEMU: -chardev socket,id=n0,path=PATH -netdev vhost-user,id=net0,chardev=n0,queues=N",
             "      -device virtio-net-pci,netdev=net0,mq=on,vectors=0   (vectors=0: QEMU 7.2 under TCG, see README)",
             "DPDK: dpdk-testpmd --no-pci --single-file-segments --vdev net_virtio_user0,path=PATH,queues=N ..."})
-public final class NetCommand implements Callable<Integer> {
-    @Mixin
-    ServeOptions serve;
-
+public final class NetCommand extends DeviceCommand {
     @ArgGroup(exclusive = true, multiplicity = "1")
     Mode mode;
 
@@ -56,16 +55,58 @@ public final class NetCommand implements Callable<Integer> {
     @Option(names = "--mtu", defaultValue = "1500", description = "MTU (default ${DEFAULT-VALUE}).")
     int mtu;
 
+    /** Linux interface names are at most 15 bytes (IFNAMSIZ less the NUL). */
+    static final int MAX_TAP_NAME = 15;
+
+    private static String tapName(String name, int socketIndex) {
+        return socketIndex == 0 ? name : name + socketIndex;
+    }
+
     private NetPort tap(String name, int socketIndex) {
+        String tap = tapName(name, socketIndex);
         try {
-            return new TapPort(socketIndex == 0 ? name : name + socketIndex, queues);
+            return new TapPort(tap, queues);
         } catch (io.jvhost.core.sys.NativeException e) {
-            throw new IllegalStateException("cannot open TAP " + name + ": " + e.getMessage(), e);
+            String user = System.getProperty("user.name");
+            throw new Failure("--tap " + tap + ": " + switch (e.errno()) {
+                case LibC.EPERM, 13 -> "not permitted to create or attach it (needs CAP_NET_ADMIN: run as root, or"
+                        + " have root create it for this user first: ip tuntap add " + tap + " mode tap user " + user
+                        + (queues > 1 ? " multi_queue" : "") + ")";
+                case LibC.ENOENT, 19 -> "/dev/net/tun is missing (load the tun module: modprobe tun)";
+                case 16 -> "busy: another process holds it, or it was created "
+                        + (queues > 1 ? "without multi_queue (--queues " + queues + " needs it)" : "with multi_queue");
+                case LibC.EINVAL -> "the kernel refused it (" + e.getMessage() + "); is " + tap + " an existing interface that is no TAP?";
+                default -> e.getMessage();
+            }, e);
+        }
+    }
+
+    /** Refuses option values no NIC can have, before anything opens. */
+    private void checkOptions() {
+        checkRange("--queues", queues, 1, MAX_QUEUES, "queue pairs per NIC");
+        if (!mac.matches("[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")) {
+            throw usage("--mac " + mac + " is not a MAC address: six hex bytes with colons, e.g. 52:54:00:12:34:56");
+        }
+        if ((Integer.parseInt(mac.substring(0, 2), 16) & 1) != 0) {
+            throw usage("--mac " + mac + " is a multicast address; a NIC needs a unicast one (an even first byte, e.g. 52:...)");
+        }
+        checkRange("--mtu", mtu, 68, 65535 - 14 - 4, "bytes of IP packet");
+        if (mode.generate != null) {
+            checkRange("--generate", mode.generate, 60, 65535, "frame size in bytes");
+        }
+        if (mode.tap != null) {
+            String longest = tapName(mode.tap, serve.socketCount() - 1);
+            int bytes = longest.getBytes(StandardCharsets.UTF_8).length;
+            if (mode.tap.isEmpty() || bytes > MAX_TAP_NAME || !mode.tap.matches("[A-Za-z0-9_.-]+")) {
+                throw usage("--tap " + mode.tap + ": an interface name is 1.." + MAX_TAP_NAME + " letters, digits, '-', '_' or '.'"
+                        + (bytes > MAX_TAP_NAME ? " ('" + longest + "' is " + bytes + ")" : ""));
+            }
         }
     }
 
     @Override
     public Integer call() throws Exception {
+        checkOptions();
         L2Switch sw = mode.switched ? new L2Switch() : null;
         List<NetDevice> devices = new ArrayList<>();
         return serve.serve("net", i -> {

@@ -2,6 +2,7 @@ package io.jvhost.cli.rng;
 
 import io.jvhost.core.device.QueueHandler;
 import io.jvhost.core.device.VirtioDevice;
+import io.jvhost.core.ring.ChainCursor;
 import io.jvhost.core.ring.DescriptorChain;
 import io.jvhost.core.ring.VirtQueue;
 
@@ -42,6 +43,7 @@ public final class RngDevice implements VirtioDevice {
         private final SecureRandom random = new SecureRandom();
         private final byte[] entropy = new byte[4096];
         private final MemorySegment source = MemorySegment.ofArray(entropy);
+        private final ChainCursor cursor = new ChainCursor();
 
         @Override
         public int process(VirtQueue queue, int budget) {
@@ -53,12 +55,22 @@ public final class RngDevice implements VirtioDevice {
             return done;
         }
 
+        /** Fills the writable buffers, however many and however split, with fresh entropy. */
         private long fill(DescriptorChain c) {
             long wanted = Math.min(c.writableLength(), MAX_REQUEST);
             long written = 0;
+            int used = entropy.length;
+            ChainCursor b = cursor.writable(c, 0);
             while (written < wanted) {
-                random.nextBytes(entropy);
-                written += c.write(source, 0, written, Math.min(entropy.length, wanted - written));
+                if (used == entropy.length) {
+                    random.nextBytes(entropy);
+                    used = 0;
+                }
+                if (!b.next(Math.min(entropy.length - used, wanted - written))) {
+                    break;
+                }
+                written += b.copyFrom(source, used);
+                used += (int) b.length();
             }
             return written;
         }

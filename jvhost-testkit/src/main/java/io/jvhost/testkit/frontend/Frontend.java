@@ -1,8 +1,17 @@
 package io.jvhost.testkit.frontend;
 
-import io.jvhost.core.protocol.Message;
+import io.jvhost.core.protocol.ConfigRequest;
+import io.jvhost.core.protocol.Header;
+import io.jvhost.core.protocol.InflightRequest;
+import io.jvhost.core.protocol.MemoryTable;
 import io.jvhost.core.protocol.MessageType;
+import io.jvhost.core.protocol.Payload;
+import io.jvhost.core.protocol.RegionDescription;
+import io.jvhost.core.protocol.VringAddress;
+import io.jvhost.core.protocol.VringFd;
+import io.jvhost.core.protocol.VringState;
 import io.jvhost.core.device.ProtocolFeatures;
+import io.jvhost.core.runtime.FeaturePolicy;
 import io.jvhost.core.sys.Epoll;
 import io.jvhost.core.sys.Fd;
 import io.jvhost.core.sys.LibC;
@@ -15,12 +24,11 @@ import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.net.SocketTimeoutException;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.locks.LockSupport;
 
 import static io.jvhost.core.protocol.MessageType.*;
 
@@ -32,11 +40,10 @@ import static io.jvhost.core.protocol.MessageType.*;
  * <p>One thread at a time.
  */
 public final class Frontend implements AutoCloseable {
-    private static final ValueLayout.OfInt LE_INT = ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN);
-
     private final Fd socket;
-    private final MessageIo io = new MessageIo(Message.HEADER_SIZE + Message.MAX_PAYLOAD);
-    private boolean replyAck;
+    private final MessageIo io = new MessageIo(Header.SIZE + Header.MAX_PAYLOAD);
+    /** Whether REPLY_ACK is on, from the last SET_PROTOCOL_FEATURES sent, and before it. */
+    private boolean replyAck, replyAckBefore;
     private Duration replyTimeout;
     private Epoll readable;
     private boolean closed;
@@ -44,11 +51,11 @@ public final class Frontend implements AutoCloseable {
     /** A reply from the backend. */
     public record Reply(int request, int flags, byte[] payload, Fd[] fds) {
         public long u64() {
-            return ByteBuffer.wrap(payload).order(ByteOrder.LITTLE_ENDIAN).getLong(0);
+            return Payload.u64(payload, 0);
         }
 
         public int u32(int offset) {
-            return ByteBuffer.wrap(payload).order(ByteOrder.LITTLE_ENDIAN).getInt(offset);
+            return Payload.u32(payload, offset);
         }
     }
 
@@ -103,12 +110,43 @@ public final class Frontend implements AutoCloseable {
         }
     }
 
-    /** Sends one request with the given flags (version bit included by the caller). */
+    /**
+     * Sends one request with the given flags (version bit included by the caller). A
+     * SET_PROTOCOL_FEATURES is taken as accepted: whether REPLY_ACK is on follows its payload.
+     */
     public void send(int request, int flags, byte[] payload, Fd... fds) throws IOException {
-        byte[] bytes = new byte[Message.HEADER_SIZE + payload.length];
-        ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN).putInt(request).putInt(flags).putInt(payload.length)
-                .put(payload);
-        sendRaw(bytes, fds);
+        sendRaw(Header.encode(request, flags, payload), fds);
+        if (request == SET_PROTOCOL_FEATURES && payload.length == 8) {
+            replyAckBefore = replyAck;
+            replyAck = hasReplyAck(payload);
+        }
+    }
+
+    private static boolean hasReplyAck(byte[] protocolFeatures) {
+        return (Payload.u64(protocolFeatures, 0) & ProtocolFeatures.bit(ProtocolFeatures.REPLY_ACK)) != 0;
+    }
+
+    /** Whether the backend acks {@code request} with NEED_REPLY set, if it accepts it. */
+    private boolean ackedIfAccepted(int request, byte[] payload) {
+        return request == SET_PROTOCOL_FEATURES && payload.length == 8 ? hasReplyAck(payload) : replyAck;
+    }
+
+    /** Whether the backend acks {@code request} with NEED_REPLY set, accepted or refused. */
+    private boolean ackedEither(int request, byte[] payload) {
+        return replyAck || ackedIfAccepted(request, payload);
+    }
+
+    /** After the ack of {@code request}: a refused SET_PROTOCOL_FEATURES changed nothing. */
+    private long acked(int request, byte[] payload, long ack) {
+        if (request == SET_PROTOCOL_FEATURES && payload.length == 8 && ack != 0) {
+            replyAck = replyAckBefore;
+        }
+        return ack;
+    }
+
+    /** Whether REPLY_ACK is negotiated, as far as this frontend's SET_PROTOCOL_FEATURES tell. */
+    public boolean replyAck() {
+        return replyAck;
     }
 
     /** Reads one reply; throws on EOF. */
@@ -117,21 +155,22 @@ public final class Frontend implements AutoCloseable {
         long deadline = replyTimeout == null ? Long.MAX_VALUE : System.nanoTime() + replyTimeout.toNanos();
         int have = 0;
         try {
-            while (have < Message.HEADER_SIZE) {
+            while (have < Header.SIZE) {
                 awaitReadable(deadline);
-                have += receive(have, Message.HEADER_SIZE - have, fds);
+                have += receive(have, Header.SIZE - have, fds);
             }
             MemorySegment b = io.rxBuffer();
-            int request = b.get(LE_INT, 0), flags = b.get(LE_INT, 4), size = b.get(LE_INT, 8);
-            if (size < 0 || size > Message.MAX_PAYLOAD) {
-                throw new IOException("reply of " + size + " bytes");
+            Header h = Header.decode(b);
+            if (h.size() > Header.MAX_PAYLOAD) {
+                throw new IOException("reply of " + h.size() + " bytes");
             }
-            while (have < Message.HEADER_SIZE + size) {
+            int size = (int) h.size();
+            while (have < Header.SIZE + size) {
                 awaitReadable(deadline);
-                have += receive(have, Message.HEADER_SIZE + size - have, fds);
+                have += receive(have, Header.SIZE + size - have, fds);
             }
-            byte[] payload = b.asSlice(Message.HEADER_SIZE, size).toArray(ValueLayout.JAVA_BYTE);
-            return new Reply(request, flags, payload, fds.toArray(new Fd[0]));
+            byte[] payload = b.asSlice(Header.SIZE, size).toArray(ValueLayout.JAVA_BYTE);
+            return new Reply(h.request(), h.flags(), payload, fds.toArray(new Fd[0]));
         } catch (IOException | RuntimeException e) {
             fds.forEach(Fd::close);
             throw e;
@@ -175,19 +214,14 @@ public final class Frontend implements AutoCloseable {
     /** Whether the backend has closed the connection (reads EOF within {@code timeoutMillis}). */
     public boolean isClosedByBackend(long timeoutMillis) {
         long deadline = System.currentTimeMillis() + timeoutMillis;
-        while (System.currentTimeMillis() < deadline) {
+        do {
             MessageIo.Received r = io.receive(socket.get(), 0, 1, false);
             Fd.closeAll(r.fds());
             if (r.bytes() == 0 || (r.bytes() < 0 && r.bytes() != -LibC.EAGAIN)) {
                 return true;
             }
-            try {
-                Thread.sleep(5);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                return false;
-            }
-        }
+            LockSupport.parkNanos(5_000_000); // returns at once, and keeps the flag, when interrupted
+        } while (System.currentTimeMillis() < deadline && !Thread.currentThread().isInterrupted());
         return false;
     }
 
@@ -195,44 +229,50 @@ public final class Frontend implements AutoCloseable {
 
     /** Sends a request that the backend answers with a payload, and returns it. */
     public Reply call(int request, byte[] payload, Fd... fds) throws IOException {
-        send(request, Message.VERSION, payload, fds);
+        send(request, Header.VERSION, payload, fds);
         Reply r = readReply();
-        if (r.request() != request || (r.flags() & Message.REPLY) == 0) {
+        if (r.request() != request || (r.flags() & Header.REPLY) == 0) {
             throw new IOException("unexpected reply " + MessageType.name(r.request()) + " flags " + r.flags());
         }
         return r;
     }
 
     /**
-     * Sends a request without a payload reply; with REPLY_ACK negotiated it asks for an ack and
-     * returns it (0 = success), else returns 0 at once.
+     * Sends a request without a payload reply as QEMU does: with REPLY_ACK negotiated it asks for
+     * an ack and returns it (0 = success), else returns 0 at once.
      */
     public long request(int request, byte[] payload, Fd... fds) throws IOException {
-        if (!replyAck) {
-            send(request, Message.VERSION, payload, fds);
+        if (!ackedIfAccepted(request, payload)) {
+            send(request, Header.VERSION, payload, fds);
             return 0;
         }
-        send(request, Message.VERSION | Message.NEED_REPLY, payload, fds);
+        send(request, Header.VERSION | Header.NEED_REPLY, payload, fds);
         Reply r = readReply();
         if (r.request() != request) {
             throw new IOException("ack for " + MessageType.name(r.request()) + " instead of " + MessageType.name(request));
         }
-        return r.u64();
+        return acked(request, payload, r.u64());
     }
 
     /**
-     * Sends a request with NEED_REPLY set whether or not REPLY_ACK was negotiated, and returns the
-     * backend's ack (0 = success). For requests that have no payload reply of their own.
+     * Sends a request with NEED_REPLY set and returns the backend's ack (0 = success). For
+     * requests that have no payload reply of their own, once REPLY_ACK is negotiated (or with
+     * the SET_PROTOCOL_FEATURES that negotiates it): without it the backend sends no ack, so this
+     * fails at once rather than wait for one.
      */
     public long requestWithAck(int request, byte[] payload, Fd... fds) throws IOException {
-        send(request, Message.VERSION | Message.NEED_REPLY, payload, fds);
+        if (!ackedEither(request, payload)) {
+            throw new IllegalStateException("REPLY_ACK is not negotiated: the backend will not ack "
+                    + MessageType.name(request));
+        }
+        send(request, Header.VERSION | Header.NEED_REPLY, payload, fds);
         Reply r = readReply();
         Fd.closeAll(r.fds());
-        if (r.request() != request || r.flags() != (Message.VERSION | Message.REPLY) || r.payload().length != 8) {
+        if (r.request() != request || r.flags() != (Header.VERSION | Header.REPLY) || r.payload().length != 8) {
             throw new IOException("expected an ack for " + MessageType.name(request) + ", got " + MessageType.name(r.request())
                     + " flags 0x" + Integer.toHexString(r.flags()) + " with " + r.payload().length + " bytes");
         }
-        return r.u64();
+        return acked(request, payload, r.u64());
     }
 
     public long getFeatures() throws IOException {
@@ -247,10 +287,12 @@ public final class Frontend implements AutoCloseable {
         return call(GET_PROTOCOL_FEATURES, new byte[0]).u64();
     }
 
-    /** Acknowledges protocol features; REPLY_ACK among them turns on acks for later requests. */
+    /**
+     * Acknowledges protocol features without asking for an ack, as QEMU does; REPLY_ACK among them
+     * turns on acks for later requests.
+     */
     public void setProtocolFeatures(long features) throws IOException {
-        request(SET_PROTOCOL_FEATURES, u64(features));
-        replyAck = (features & ProtocolFeatures.bit(ProtocolFeatures.REPLY_ACK)) != 0;
+        send(SET_PROTOCOL_FEATURES, Header.VERSION, u64(features));
     }
 
     public long getQueueNum() throws IOException {
@@ -268,29 +310,28 @@ public final class Frontend implements AutoCloseable {
     /** SET_MEM_TABLE with every region of {@code ram}, one fd each (the same memfd). */
     public long setMemTable(GuestRam ram) throws IOException {
         int n = ram.regionCount();
-        ByteBuffer b = ByteBuffer.allocate(8 + 32 * n).order(ByteOrder.LITTLE_ENDIAN).putInt(n).putInt(0);
+        List<RegionDescription> regions = new ArrayList<>();
         Fd[] fds = new Fd[n];
         for (int i = 0; i < n; i++) {
-            long gpa = ram.regionGpa(i);
-            b.putLong(gpa).putLong(ram.regionSize(i)).putLong(GuestRam.hva(gpa)).putLong(gpa);
+            regions.add(region(ram, i));
             fds[i] = ram.fd();
         }
-        return request(SET_MEM_TABLE, b.array(), fds);
+        return request(SET_MEM_TABLE, new MemoryTable(regions).encode(), fds);
     }
 
     /** ADD_MEM_REG for region {@code i} of {@code ram}. */
     public long addMemReg(GuestRam ram, int i) throws IOException {
-        return request(ADD_MEM_REG, regionPayload(ram, i), ram.fd());
+        return request(ADD_MEM_REG, region(ram, i).encodeSingle(), ram.fd());
     }
 
     public long remMemReg(GuestRam ram, int i) throws IOException {
-        return request(REM_MEM_REG, regionPayload(ram, i));
+        return request(REM_MEM_REG, region(ram, i).encodeSingle());
     }
 
-    private static byte[] regionPayload(GuestRam ram, int i) {
+    /** Region {@code i} of {@code ram}: at its guest address, mapped at {@link GuestRam#hva}, file offset = gpa. */
+    private static RegionDescription region(GuestRam ram, int i) {
         long gpa = ram.regionGpa(i);
-        return ByteBuffer.allocate(40).order(ByteOrder.LITTLE_ENDIAN).putLong(0).putLong(gpa).putLong(ram.regionSize(i))
-                .putLong(GuestRam.hva(gpa)).putLong(gpa).array();
+        return new RegionDescription(gpa, ram.regionSize(i), GuestRam.hva(gpa), gpa);
     }
 
     public long setVringNum(int index, int num) throws IOException {
@@ -310,8 +351,7 @@ public final class Frontend implements AutoCloseable {
     }
 
     public long setVringAddr(int index, int flags, long desc, long used, long avail) throws IOException {
-        return request(SET_VRING_ADDR, ByteBuffer.allocate(40).order(ByteOrder.LITTLE_ENDIAN).putInt(index).putInt(flags)
-                .putLong(desc).putLong(used).putLong(avail).putLong(0).array());
+        return request(SET_VRING_ADDR, new VringAddress(index, flags, desc, used, avail, 0).encode());
     }
 
     public long setVringKick(int index, Fd fd) throws IOException {
@@ -327,7 +367,8 @@ public final class Frontend implements AutoCloseable {
     }
 
     private long vringFd(int request, int index, Fd fd) throws IOException {
-        return fd == null ? request(request, u64(index | 0x100)) : request(request, u64(index), fd);
+        return fd == null ? request(request, new VringFd(index, true).encode())
+                : request(request, new VringFd(index, false).encode(), fd);
     }
 
     public long setVringEnable(int index, boolean enable) throws IOException {
@@ -344,17 +385,14 @@ public final class Frontend implements AutoCloseable {
 
     /** GET_CONFIG of {@code size} bytes at {@code offset}; returns the config bytes. */
     public byte[] getConfig(int offset, int size) throws IOException {
-        byte[] p = ByteBuffer.allocate(12 + size).order(ByteOrder.LITTLE_ENDIAN).putInt(offset).putInt(size).putInt(0)
-                .array();
-        Reply r = call(GET_CONFIG, p);
+        Reply r = call(GET_CONFIG, new ConfigRequest(offset, size, 0, new byte[size]).encode());
         byte[] out = new byte[r.payload().length - 12];
         System.arraycopy(r.payload(), 12, out, 0, out.length);
         return out;
     }
 
     public long setConfig(int offset, byte[] data) throws IOException {
-        return request(SET_CONFIG, ByteBuffer.allocate(12 + data.length).order(ByteOrder.LITTLE_ENDIAN).putInt(offset)
-                .putInt(data.length).putInt(1).put(data).array());
+        return request(SET_CONFIG, new ConfigRequest(offset, data.length, 1, data).encode());
     }
 
     /** The inflight region the backend handed out: its memfd and layout. */
@@ -367,20 +405,19 @@ public final class Frontend implements AutoCloseable {
 
     /** GET_INFLIGHT_FD: asks the backend for a fresh inflight region (INFLIGHT_SHMFD). */
     public Inflight getInflightFd(int queues, int queueSize) throws IOException {
-        Reply r = call(GET_INFLIGHT_FD, ByteBuffer.allocate(24).order(ByteOrder.LITTLE_ENDIAN).putLong(0).putLong(0)
-                .putShort((short) queues).putShort((short) queueSize).array());
+        Reply r = call(GET_INFLIGHT_FD, new InflightRequest(0, 0, queues, queueSize).encode());
         if (r.fds().length != 1) {
             Fd.closeAll(r.fds());
             throw new IOException("GET_INFLIGHT_FD reply with " + r.fds().length + " fds");
         }
-        ByteBuffer b = ByteBuffer.wrap(r.payload()).order(ByteOrder.LITTLE_ENDIAN);
-        return new Inflight(r.fds()[0], b.getLong(0), Short.toUnsignedInt(b.getShort(16)), Short.toUnsignedInt(b.getShort(18)));
+        byte[] b = r.payload();
+        return new Inflight(r.fds()[0], Payload.u64(b, 0), Payload.u16(b, 16), Payload.u16(b, 18));
     }
 
     /** SET_INFLIGHT_FD: gives the backend a region (after a backend restart: the old one). */
     public long setInflightFd(Inflight inflight) throws IOException {
-        return request(SET_INFLIGHT_FD, ByteBuffer.allocate(24).order(ByteOrder.LITTLE_ENDIAN).putLong(inflight.size())
-                .putLong(0).putShort((short) inflight.queues()).putShort((short) inflight.queueSize()).array(), inflight.fd());
+        return request(SET_INFLIGHT_FD,
+                new InflightRequest(inflight.size(), 0, inflight.queues(), inflight.queueSize()).encode(), inflight.fd());
     }
 
     // ---- QEMU 7.2 sequences -----------------------------------------------------------------
@@ -393,7 +430,7 @@ public final class Frontend implements AutoCloseable {
      */
     public long handshakeLikeQemu(int queues) throws IOException {
         long features = getFeatures();
-        long pf = getProtocolFeatures() & ~ProtocolFeatures.NEVER;
+        long pf = getProtocolFeatures() & ~FeaturePolicy.NEVER_PROTOCOL_FEATURES;
         setProtocolFeatures(pf);
         if ((pf & ProtocolFeatures.bit(ProtocolFeatures.MQ)) != 0 && getQueueNum() < queues) {
             throw new IOException("backend has fewer than " + queues + " queues");
@@ -446,11 +483,11 @@ public final class Frontend implements AutoCloseable {
     }
 
     public static byte[] u64(long v) {
-        return ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(v).array();
+        return Payload.encodeU64(v);
     }
 
     public static byte[] vringState(int index, int num) {
-        return ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putInt(index).putInt(num).array();
+        return VringState.encode(index, num);
     }
 
     /** Closes the connection; closing again does nothing. */

@@ -5,7 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import io.jvhost.testkit.frontend.Frontend;
 import io.jvhost.testkit.frontend.Frontend.Reply;
 import io.jvhost.core.sys.Fd;
-import io.jvhost.core.protocol.Message;
+import io.jvhost.core.protocol.Header;
 import io.jvhost.core.protocol.MessageType;
 import io.jvhost.core.device.ProtocolFeatures;
 
@@ -102,7 +102,7 @@ public final class QemuScript {
             if (acks == Acks.EVERY_MESSAGE) {
                 assertEquals(0, f.requestWithAck(request, payload.get(), fds(fd)), name + " refused");
             } else {
-                f.send(request, Message.VERSION, payload.get(), fds(fd));
+                f.send(request, Header.VERSION, payload.get(), fds(fd));
             }
         });
     }
@@ -122,7 +122,7 @@ public final class QemuScript {
             if (acks == Acks.EVERY_MESSAGE || replyAckNegotiated()) {
                 assertEquals(0, f.requestWithAck(request, payload.get(), fds.get()), name + " refused");
             } else {
-                f.send(request, Message.VERSION, payload.get(), fds.get());
+                f.send(request, Header.VERSION, payload.get(), fds.get());
             }
         });
     }
@@ -147,7 +147,7 @@ public final class QemuScript {
             if (acks == Acks.EVERY_MESSAGE) {
                 assertEquals(0, f.requestWithAck(MessageType.SET_PROTOCOL_FEATURES, Frontend.u64(acked)));
             } else {
-                f.send(MessageType.SET_PROTOCOL_FEATURES, Message.VERSION, Frontend.u64(acked));
+                f.send(MessageType.SET_PROTOCOL_FEATURES, Header.VERSION, Frontend.u64(acked));
             }
             protocolFeatures = acked;
         });
@@ -165,7 +165,7 @@ public final class QemuScript {
                 if (acks == Acks.EVERY_MESSAGE) {
                     assertEquals(0, f.requestWithAck(MessageType.SET_STATUS, Frontend.u64(s)));
                 } else {
-                    f.send(MessageType.SET_STATUS, Message.VERSION, Frontend.u64(s));
+                    f.send(MessageType.SET_STATUS, Header.VERSION, Frontend.u64(s));
                 }
             }
         });

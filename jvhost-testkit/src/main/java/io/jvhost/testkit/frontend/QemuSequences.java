@@ -13,9 +13,9 @@ import io.jvhost.core.memory.MemoryMap;
 import io.jvhost.testkit.frontend.QemuScript.Acks;
 import io.jvhost.core.sys.EventFd;
 import io.jvhost.core.sys.Fd;
-import io.jvhost.core.protocol.Message;
 import io.jvhost.core.protocol.MessageType;
 import io.jvhost.core.device.ProtocolFeatures;
+import io.jvhost.core.runtime.FeaturePolicy;
 import io.jvhost.core.sys.NativeException;
 import io.jvhost.core.sys.UnixSockets;
 import io.jvhost.testkit.Payloads;
@@ -35,8 +35,12 @@ public final class QemuSequences {
     public static final long QEMU_72_PROTOCOL_FEATURES = 0x1FFFFL;
     public static final int ACKNOWLEDGE = 1, DRIVER = 2, DRIVER_OK = 4, FEATURES_OK = 8;
     public static final int RING_SIZE = 128;
-    /** Where a virtio-blk driver writes {@code wce} in the config space. */
-    public static final int BLK_WCE_OFFSET = 20;
+    /**
+     * Where a virtio-blk driver writes {@code wce}: {@code writeback} of {@code struct
+     * virtio_blk_config} (virtio 1.2 §5.2.4), after capacity (u64 @0), size_max (@8), seg_max
+     * (@12), geometry (@16), blk_size (u32 @20) and topology (8 bytes @24).
+     */
+    public static final int BLK_WCE_OFFSET = 32;
 
     private QemuSequences() {
     }
@@ -120,7 +124,7 @@ public final class QemuSequences {
         if (firstDev) {
             s.get("GET_QUEUE_NUM", GET_QUEUE_NUM, r -> assertEquals(g.queues, r.u64()));
         }
-        if ((ProtocolFeatures.DEFAULT & protocolFeatureMask & ProtocolFeatures.bit(ProtocolFeatures.CONFIGURE_MEM_SLOTS)) != 0) {
+        if ((FeaturePolicy.PROTOCOL_FEATURES & protocolFeatureMask & ProtocolFeatures.bit(ProtocolFeatures.CONFIGURE_MEM_SLOTS)) != 0) {
             s.get("GET_MAX_MEM_SLOTS", GET_MAX_MEM_SLOTS, r -> assertEquals(MemoryMap.MAX_SLOTS, r.u64()));
         }
         if (firstDev) {
@@ -260,9 +264,16 @@ public final class QemuSequences {
         });
         blkStart(s, g, features, memSlots, true);
         s.step("traffic on every queue", f -> g.traffic());
-        s.acked("SET_CONFIG wce", SET_CONFIG, () -> Payloads.config(BLK_WCE_OFFSET, 1, 0, new byte[] {1}), null);
+        // The guest turns its write cache off (echo "write through" > /sys/block/vda/queue/write_cache):
+        // QEMU writes the one wce byte, and the whole config reads back with only that byte changed.
+        s.acked("SET_CONFIG wce", SET_CONFIG, () -> Payloads.config(BLK_WCE_OFFSET, 1, 0, new byte[] {0}), null);
         s.get("GET_CONFIG", GET_CONFIG, () -> Payloads.configRead(BLK_WCE_OFFSET, 1),
-                r -> assertEquals(1, r.payload()[12], "wce written"));
+                r -> assertEquals(0, r.payload()[12], "wce written"));
+        s.get("GET_CONFIG", GET_CONFIG, () -> Payloads.configRead(0, config.length), r -> {
+            byte[] want = config.clone();
+            want[BLK_WCE_OFFSET] = 0;
+            assertArrayEquals(want, Arrays.copyOfRange(r.payload(), 12, r.payload().length), "only wce changed");
+        });
         blkStop(s, g);
         s.step("guest driver re-initialises its rings", f -> g.newRings());
         blkStart(s, g, features, memSlots, false);

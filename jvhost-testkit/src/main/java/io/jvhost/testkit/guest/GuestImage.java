@@ -22,6 +22,10 @@ import java.util.Set;
 import java.util.TreeSet;
 import java.util.concurrent.TimeUnit;
 import java.util.zip.GZIPOutputStream;
+
+import org.apache.commons.compress.archivers.cpio.CpioArchiveEntry;
+import org.apache.commons.compress.archivers.cpio.CpioArchiveOutputStream;
+import org.apache.commons.compress.archivers.cpio.CpioConstants;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -45,9 +49,10 @@ public final class GuestImage {
             "net_failover", "virtio_net", "crc32c_generic", "ext4");
 
     /** Bump when the archive layout changes so old caches are not reused. */
-    private static final String FORMAT = "jvhost-guest-1";
+    private static final String FORMAT = "jvhost-guest-2";
     private static final String INIT_RESOURCE = "init";
     private static final String MODULE_LIST = "etc/jvhost/modules";
+    private static final byte[] NO_DATA = new byte[0];
 
     private final String kernelVersion;
     private final Path kernel;
@@ -182,8 +187,8 @@ public final class GuestImage {
         Path tmp = Files.createTempFile(target.getParent(), ".initramfs-", ".tmp");
         try {
             try (OutputStream file = Files.newOutputStream(tmp);
-                    CpioWriter cpio = new CpioWriter(
-                            new GZIPOutputStream(new BufferedOutputStream(file, 1 << 16), 1 << 16))) {
+                    CpioArchiveOutputStream cpio = new CpioArchiveOutputStream(
+                            new GZIPOutputStream(new BufferedOutputStream(file, 1 << 16), 1 << 16), CpioConstants.FORMAT_NEW)) {
                 writeTree(cpio, busybox, applets, modules, guestModules, init);
             }
             // Temp files start private; other users sharing the cache dir must be able to boot it.
@@ -198,7 +203,12 @@ public final class GuestImage {
         }
     }
 
-    private static void writeTree(CpioWriter cpio, Path busybox, List<String> applets, List<Path> modules,
+    /**
+     * The archive in the SVR4 "newc" format, the only one the kernel unpacks as an initramfs.
+     * Every entry has mtime 0 and uid/gid 0, so identical inputs give identical bytes; the stream
+     * numbers the inodes (the kernel takes entries with the same inode for hard links).
+     */
+    private static void writeTree(CpioArchiveOutputStream cpio, Path busybox, List<String> applets, List<Path> modules,
             List<String> guestModules, byte[] init) throws IOException {
         List<String> files = new ArrayList<>(applets);
         files.add("bin/busybox");
@@ -216,21 +226,47 @@ public final class GuestImage {
             }
         }
         for (String dir : dirs) {
-            cpio.directory(dir);
+            write(cpio, entry(dir, CpioConstants.C_ISDIR | 0755, 2), NO_DATA);
         }
         // The kernel opens /dev/console for init's stdio before init can mount devtmpfs.
-        cpio.charDevice("dev/console", 0600, 5, 1);
-        cpio.file("init", 0755, init);
-        cpio.file("bin/busybox", 0755, Files.readAllBytes(busybox));
+        CpioArchiveEntry console = entry("dev/console", CpioConstants.C_ISCHR | 0600, 1);
+        console.setRemoteDeviceMaj(5);
+        console.setRemoteDeviceMin(1);
+        write(cpio, console, NO_DATA);
+        write(cpio, entry("init", CpioConstants.C_ISREG | 0755, 1), init);
+        write(cpio, entry("bin/busybox", CpioConstants.C_ISREG | 0755, 1), Files.readAllBytes(busybox));
+        byte[] busyboxPath = "/bin/busybox".getBytes(StandardCharsets.UTF_8);
         for (String applet : applets) {
-            cpio.symlink(applet, "/bin/busybox");
+            write(cpio, entry(applet, CpioConstants.C_ISLNK | 0777, 1), busyboxPath); // a symlink's data is its target
         }
-        cpio.file("etc/passwd", 0644, "root:x:0:0:root:/root:/bin/sh\n".getBytes(StandardCharsets.US_ASCII));
-        cpio.file("etc/group", 0644, "root:x:0:\n".getBytes(StandardCharsets.US_ASCII));
-        cpio.file(MODULE_LIST, 0644, (String.join("\n", guestModules) + "\n").getBytes(StandardCharsets.UTF_8));
+        write(cpio, entry("etc/passwd", CpioConstants.C_ISREG | 0644, 1),
+                "root:x:0:0:root:/root:/bin/sh\n".getBytes(StandardCharsets.US_ASCII));
+        write(cpio, entry("etc/group", CpioConstants.C_ISREG | 0644, 1), "root:x:0:\n".getBytes(StandardCharsets.US_ASCII));
+        write(cpio, entry(MODULE_LIST, CpioConstants.C_ISREG | 0644, 1),
+                (String.join("\n", guestModules) + "\n").getBytes(StandardCharsets.UTF_8));
         for (int i = 0; i < modules.size(); i++) {
-            cpio.file(guestModules.get(i).substring(1), 0644, Files.readAllBytes(modules.get(i)));
+            write(cpio, entry(guestModules.get(i).substring(1), CpioConstants.C_ISREG | 0644, 1),
+                    Files.readAllBytes(modules.get(i)));
         }
+    }
+
+    /** An entry for {@code path}, relative as the kernel wants it, owned by root, with mtime 0. */
+    private static CpioArchiveEntry entry(String path, int mode, int links) {
+        if (path.isEmpty() || path.startsWith("/")) {
+            throw new IllegalArgumentException("cpio paths are relative and non-empty: " + path);
+        }
+        CpioArchiveEntry e = new CpioArchiveEntry(CpioConstants.FORMAT_NEW, path);
+        e.setMode(mode);
+        e.setNumberOfLinks(links);
+        e.setTime(0);
+        return e;
+    }
+
+    private static void write(CpioArchiveOutputStream cpio, CpioArchiveEntry e, byte[] content) throws IOException {
+        e.setSize(content.length);
+        cpio.putArchiveEntry(e);
+        cpio.write(content);
+        cpio.closeArchiveEntry();
     }
 
     /** Paths such as {@code bin/sh} and {@code sbin/insmod}, as this busybox build installs them. */

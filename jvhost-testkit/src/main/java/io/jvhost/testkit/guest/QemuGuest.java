@@ -21,7 +21,6 @@ import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.concurrent.locks.ReentrantLock;
 import java.util.regex.Pattern;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -76,7 +75,7 @@ public final class QemuGuest implements AutoCloseable {
     private final Path tempDir;
     private final Path logFile;
     private final HumanMonitor monitor;
-    private final ReentrantLock control = new ReentrantLock();
+    private final Object control = new Object();
     private final AtomicLong nextCommandId = new AtomicLong(1);
     private final Object lifecycle = new Object();
 
@@ -153,8 +152,7 @@ public final class QemuGuest implements AutoCloseable {
      * @throws IOException if QEMU cannot be started or the log file cannot be opened
      */
     public void start() throws IOException {
-        control.lock();
-        try {
+        synchronized (control) {
             synchronized (lifecycle) {
                 if (process != null || closed) {
                     throw new IllegalStateException("a QemuGuest starts once");
@@ -180,8 +178,6 @@ public final class QemuGuest implements AutoCloseable {
                 stderrReader = Thread.ofPlatform().daemon().name(name + "-stderr")
                         .start(() -> pumpStderr(process.getErrorStream()));
             }
-        } finally {
-            control.unlock();
         }
     }
 
@@ -192,8 +188,7 @@ public final class QemuGuest implements AutoCloseable {
      * @throws GuestException on timeout or if QEMU exits first
      */
     public void awaitReady(Duration timeout) {
-        control.lock();
-        try {
+        synchronized (control) {
             requireStarted();
             long start = System.nanoTime();
             long deadline = start + timeout.toNanos();
@@ -202,8 +197,6 @@ public final class QemuGuest implements AutoCloseable {
             }
             ready = true;
             LOG.info("guest ready after {} ms", TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - start));
-        } finally {
-            control.unlock();
         }
     }
 
@@ -227,12 +220,9 @@ public final class QemuGuest implements AutoCloseable {
                 throw new GuestException("interrupted while waiting for the migrated guest", e);
             }
         }
-        control.lock();
-        try {
+        synchronized (control) {
             requireStarted();
             ready = true;
-        } finally {
-            control.unlock();
         }
     }
 
@@ -246,8 +236,7 @@ public final class QemuGuest implements AutoCloseable {
      */
     public Result exec(String command, Duration timeout) {
         checkCommand(command);
-        control.lock();
-        try {
+        synchronized (control) {
             requireReady();
             long deadline = System.nanoTime() + timeout.toNanos();
             long id = nextCommandId.getAndIncrement();
@@ -277,8 +266,6 @@ public final class QemuGuest implements AutoCloseable {
                 // Only a kernel message printed into the marker line gets here.
                 throw new GuestException("garbled exit status '" + status + "' for: " + command, e);
             }
-        } finally {
-            control.unlock();
         }
     }
 
@@ -289,14 +276,11 @@ public final class QemuGuest implements AutoCloseable {
      * @throws GuestException on timeout or if QEMU exits
      */
     public void reboot(Duration timeout) {
-        control.lock();
-        try {
+        synchronized (control) {
             requireReady();
             markBoot();
             send(nextCommandId.getAndIncrement() + " reboot -f");
             awaitReady(timeout);
-        } finally {
-            control.unlock();
         }
     }
 

@@ -54,6 +54,20 @@ public final class GuestRing implements AutoCloseable {
         return this;
     }
 
+    /**
+     * Posts a receive buffer of {@code length} bytes (device-writable) in every descriptor, one
+     * head per avail slot, and points the queue at its rings.
+     */
+    public GuestRing receiveBuffers(int length) {
+        int[] heads = new int[size];
+        for (int i = 0; i < size; i++) {
+            heads[i] = i;
+            driver.writeDescriptor(i, buffer(length), length, DriverQueue.F_WRITE, 0);
+        }
+        fillAvail(heads);
+        return configure();
+    }
+
     /** Writes every avail slot s with {@code heads[s % heads.length]}. */
     public void fillAvail(int[] heads) {
         for (int s = 0; s < size; s++) {

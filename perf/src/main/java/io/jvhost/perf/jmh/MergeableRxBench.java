@@ -1,6 +1,5 @@
 package io.jvhost.perf.jmh;
 
-import io.jvhost.testkit.frontend.DriverQueue;
 import io.jvhost.core.ring.VirtQueue;
 import io.jvhost.net.BenchPorts;
 import io.jvhost.net.Frames;
@@ -9,22 +8,13 @@ import io.jvhost.net.NetDevice;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.util.concurrent.TimeUnit;
 
 import org.openjdk.jmh.annotations.Benchmark;
-import org.openjdk.jmh.annotations.BenchmarkMode;
-import org.openjdk.jmh.annotations.Fork;
 import org.openjdk.jmh.annotations.Level;
-import org.openjdk.jmh.annotations.Measurement;
-import org.openjdk.jmh.annotations.Mode;
 import org.openjdk.jmh.annotations.OperationsPerInvocation;
-import org.openjdk.jmh.annotations.OutputTimeUnit;
 import org.openjdk.jmh.annotations.Param;
-import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
-import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.TearDown;
-import org.openjdk.jmh.annotations.Warmup;
 
 /**
  * Receive fill, {@link GuestNic#deliver}: take receive chains, write the virtio-net header and the
@@ -33,13 +23,7 @@ import org.openjdk.jmh.annotations.Warmup;
  * (MRG_RXBUF, 2 KiB buffers: num_buffers = 1) and {@code 1518-mrg-512} (MRG_RXBUF with 512-byte
  * buffers: each frame spans 3 chains).
  */
-@State(Scope.Thread)
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.NANOSECONDS)
-@Fork(value = 1, jvmArgsAppend = {"--enable-native-access=ALL-UNNAMED"})
-@Warmup(iterations = 3, time = 1)
-@Measurement(iterations = 5, time = 1)
-public class MergeableRxBench {
+public class MergeableRxBench extends NanosPerOp {
     static final int BATCH = 32, RING = 256, HEADER = 12;
 
     @Param({"64-single", "1518-single", "64-mrg", "1518-mrg", "1518-mrg-512"})
@@ -62,13 +46,7 @@ public class MergeableRxBench {
         NetDevice device = new NetDevice(new BenchPorts.Drop(), 1, 0x52_54_00_00_00_01L, 1500);
         device.featuresAcked(1L << 32 | (mergeable ? 1L << 15 : 0)); // VERSION_1, MRG_RXBUF
         ring = new GuestRing(RING, 4 << 20);
-        int[] heads = new int[RING];
-        for (int i = 0; i < RING; i++) {
-            heads[i] = i;
-            ring.driver.writeDescriptor(i, ring.buffer(buffer), buffer, DriverQueue.F_WRITE, 0);
-        }
-        ring.fillAvail(heads);
-        ring.configure();
+        ring.receiveBuffers(buffer);
         q = ring.queue;
         device.handler(0).started(q);
         nic = device.nic();

@@ -1,7 +1,6 @@
 package io.jvhost.perf.jmh;
 
 import io.jvhost.core.device.QueueHandler;
-import io.jvhost.testkit.frontend.DriverQueue;
 import io.jvhost.core.ring.VirtQueue;
 import io.jvhost.net.Frames;
 import io.jvhost.net.L2Switch;
@@ -9,22 +8,13 @@ import io.jvhost.net.NetDevice;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.util.concurrent.TimeUnit;
 
 import org.openjdk.jmh.annotations.Benchmark;
-import org.openjdk.jmh.annotations.BenchmarkMode;
-import org.openjdk.jmh.annotations.Fork;
 import org.openjdk.jmh.annotations.Level;
-import org.openjdk.jmh.annotations.Measurement;
-import org.openjdk.jmh.annotations.Mode;
 import org.openjdk.jmh.annotations.OperationsPerInvocation;
-import org.openjdk.jmh.annotations.OutputTimeUnit;
 import org.openjdk.jmh.annotations.Param;
-import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
-import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.TearDown;
-import org.openjdk.jmh.annotations.Warmup;
 
 /**
  * The L2 switch: a MAC table {@code lookup} hit, and {@code forward}: a frame from guest A's
@@ -32,13 +22,7 @@ import org.openjdk.jmh.annotations.Warmup;
  * B's injection queue) and then B's receive handler draining it into B's receive ring (copy into
  * guest memory, used element, publish). Score: ns per frame.
  */
-@State(Scope.Thread)
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.NANOSECONDS)
-@Fork(value = 1, jvmArgsAppend = {"--enable-native-access=ALL-UNNAMED"})
-@Warmup(iterations = 3, time = 1)
-@Measurement(iterations = 5, time = 1)
-public class SwitchBench {
+public class SwitchBench extends NanosPerOp {
     static final int BATCH = 32, RING = 256, BUFFER = 2048;
     static final long MAC_A = 0x52_54_00_00_00_0AL, MAC_B = 0x52_54_00_00_00_0BL;
 
@@ -62,13 +46,7 @@ public class SwitchBench {
         NetDevice deviceB = new NetDevice(portB, 1, MAC_B, 1500);
         deviceB.featuresAcked(1L << 32); // VERSION_1, no mergeable buffers
         ring = new GuestRing(RING, 4 << 20);
-        int[] heads = new int[RING];
-        for (int i = 0; i < RING; i++) {
-            heads[i] = i;
-            ring.driver.writeDescriptor(i, ring.buffer(BUFFER), BUFFER, DriverQueue.F_WRITE, 0);
-        }
-        ring.fillAvail(heads);
-        ring.configure();
+        ring.receiveBuffers(BUFFER);
         qB = ring.queue;
         rxB = deviceB.handler(0);
         rxB.started(qB);

@@ -7,21 +7,12 @@ import io.jvhost.core.memory.MemoryMap.RegionSpec;
 
 import java.lang.foreign.MemorySegment;
 import java.util.SplittableRandom;
-import java.util.concurrent.TimeUnit;
 
 import org.openjdk.jmh.annotations.Benchmark;
-import org.openjdk.jmh.annotations.BenchmarkMode;
-import org.openjdk.jmh.annotations.Fork;
 import org.openjdk.jmh.annotations.Level;
-import org.openjdk.jmh.annotations.Measurement;
-import org.openjdk.jmh.annotations.Mode;
-import org.openjdk.jmh.annotations.OutputTimeUnit;
 import org.openjdk.jmh.annotations.Param;
-import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
-import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.TearDown;
-import org.openjdk.jmh.annotations.Warmup;
 
 /**
  * Guest address translation: {@link GuestMemory#regionOf} (binary search plus the overflow-safe
@@ -29,13 +20,7 @@ import org.openjdk.jmh.annotations.Warmup;
  * random addresses, over tables of 1, 8 (SET_MEM_TABLE's maximum) and 509 regions (the
  * CONFIGURE_MEM_SLOTS maximum, mapped with ADD_MEM_REG as QEMU does for DIMMs / virtio-mem).
  */
-@State(Scope.Thread)
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.NANOSECONDS)
-@Fork(value = 1, jvmArgsAppend = {"--enable-native-access=ALL-UNNAMED"})
-@Warmup(iterations = 3, time = 1)
-@Measurement(iterations = 5, time = 1)
-public class TranslateBench {
+public class TranslateBench extends NanosPerOp {
     static final long REGION_SIZE = 64 << 10;
     static final int ADDRESSES = 4096;
 

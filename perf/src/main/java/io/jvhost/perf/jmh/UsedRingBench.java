@@ -5,21 +5,12 @@ import io.jvhost.core.sys.Fd;
 import io.jvhost.core.sys.LibC;
 import io.jvhost.core.ring.VirtQueue;
 
-import java.util.concurrent.TimeUnit;
 
 import org.openjdk.jmh.annotations.Benchmark;
-import org.openjdk.jmh.annotations.BenchmarkMode;
-import org.openjdk.jmh.annotations.Fork;
 import org.openjdk.jmh.annotations.Level;
-import org.openjdk.jmh.annotations.Measurement;
-import org.openjdk.jmh.annotations.Mode;
-import org.openjdk.jmh.annotations.OutputTimeUnit;
 import org.openjdk.jmh.annotations.Param;
-import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
-import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.TearDown;
-import org.openjdk.jmh.annotations.Warmup;
 
 /**
  * Used-ring publication: {@code batch} used elements written with {@code complete(head, len)} and
@@ -28,13 +19,7 @@ import org.openjdk.jmh.annotations.Warmup;
  * for interrupts and every publish writes a real call eventfd (a syscall); with {@code false} it
  * set NO_INTERRUPT and publish only counts a suppressed notification.
  */
-@State(Scope.Thread)
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.NANOSECONDS)
-@Fork(value = 1, jvmArgsAppend = {"--enable-native-access=ALL-UNNAMED"})
-@Warmup(iterations = 3, time = 1)
-@Measurement(iterations = 5, time = 1)
-public class UsedRingBench {
+public class UsedRingBench extends NanosPerOp {
     @Param({"1", "64"})
     public int batch;
 

@@ -4,22 +4,13 @@ import io.jvhost.testkit.frontend.DriverQueue;
 import io.jvhost.core.ring.DescriptorChain;
 import io.jvhost.core.ring.VirtQueue;
 
-import java.util.concurrent.TimeUnit;
 
 import org.openjdk.jmh.annotations.Benchmark;
-import org.openjdk.jmh.annotations.BenchmarkMode;
-import org.openjdk.jmh.annotations.Fork;
 import org.openjdk.jmh.annotations.Level;
-import org.openjdk.jmh.annotations.Measurement;
-import org.openjdk.jmh.annotations.Mode;
 import org.openjdk.jmh.annotations.OperationsPerInvocation;
-import org.openjdk.jmh.annotations.OutputTimeUnit;
 import org.openjdk.jmh.annotations.Param;
-import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
-import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.TearDown;
-import org.openjdk.jmh.annotations.Warmup;
 
 /**
  * The poller's inner loop on a ring of N chains in memfd guest memory: {@code next()} (read the
@@ -32,13 +23,7 @@ import org.openjdk.jmh.annotations.Warmup;
  * <li>{@code indirect-3}: the same three buffers through an indirect table.</li>
  * </ul>
  */
-@State(Scope.Thread)
-@BenchmarkMode(Mode.AverageTime)
-@OutputTimeUnit(TimeUnit.NANOSECONDS)
-@Fork(value = 1, jvmArgsAppend = {"--enable-native-access=ALL-UNNAMED"})
-@Warmup(iterations = 3, time = 1)
-@Measurement(iterations = 5, time = 1)
-public class VirtQueueBench {
+public class VirtQueueBench extends NanosPerOp {
     static final int BATCH = 64;
 
     @Param({"direct-1", "direct-3", "indirect-3"})

@@ -3,15 +3,13 @@ package io.jvhost.core.memory;
 import com.code_intelligence.jazzer.api.FuzzedDataProvider;
 import com.code_intelligence.jazzer.junit.FuzzTest;
 import io.jvhost.core.memory.MemoryMap.RegionSpec;
-import io.jvhost.core.protocol.Message;
-import io.jvhost.core.protocol.MessageType;
-import io.jvhost.core.protocol.Session;
-import io.jvhost.core.runtime.Backend;
-import io.jvhost.core.runtime.BackendOptions;
+import io.jvhost.core.protocol.MemoryTable;
+import io.jvhost.core.protocol.ProtocolException;
+import io.jvhost.core.protocol.RegionDescription;
+import io.jvhost.core.protocol.VringAddress;
 import io.jvhost.core.sys.Fd;
 import io.jvhost.core.sys.Mappings;
 import io.jvhost.core.sys.NativeException;
-import io.jvhost.testkit.TestDevice;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -29,15 +27,20 @@ import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 /**
  * Coverage-guided fuzzing (Jazzer) of memory-table and vring-address validation: sequences of
  * SET_MEM_TABLE / ADD_MEM_REG / REM_MEM_REG region specs (any gpa, size, hva and file offset: overlaps,
- * duplicates, wraps past 2^64, ranges past the file) applied to a {@link MemoryMap} over a 64 KiB
- * memfd, guest-physical and frontend-virtual lookups in the result, and a SET_VRING_ADDR whose rings
- * are then translated through the {@link GuestMemory} as a starting queue's are.
+ * duplicates, wraps past 2^64, ranges past the file), encoded as their payloads, decoded by the
+ * protocol codec ({@link MemoryTable}, {@link RegionDescription}) and applied to a {@link MemoryMap}
+ * over a 64 KiB memfd as the runtime applies them; guest-physical and frontend-virtual lookups in the
+ * result; and a SET_VRING_ADDR payload decoded by {@link VringAddress#decode} whose rings are then
+ * translated through the {@link GuestMemory} as a starting queue's are. Pure: no session, no backend.
  *
- * <p>A finding is any exception but {@link InvalidMemoryException}, a refused table that changed the
+ * <p>A finding is any exception but {@link InvalidMemoryException} or {@link ProtocolException}, a
+ * refused table that changed the
  * current one, an fd left open, a table with a region that overlaps another, wraps or reaches past
  * its file, a mapping at the wrong file offset, a lookup that answers differently from exact
- * arithmetic, a slice of the wrong length or outside its region, or SET_VRING_ADDR accepting a
- * misaligned ring (desc 16, avail 2, used 4), unknown flags or a bad index, or refusing a good one.
+ * arithmetic, a slice of the wrong length or outside its region, or SET_VRING_ADDR decoding a
+ * misaligned ring (desc 16, avail 2, used 4), unknown flags, a wrong size or an fd, or refusing a
+ * good one. (The queue index is checked against the device's queue count by {@code runtime.Vrings};
+ * {@code runtime.SessionFuzzTest} reaches that.)
  *
  * <p>Kept inputs: {@code src/test/resources/io/jvhost/core/memory/MemoryTableFuzzTestInputs/}.
  */
@@ -49,19 +52,16 @@ class MemoryTableFuzzTest {
     private static Arena arena;
     /** The memfd as the frontend sees it: what a region's mapping must alias. */
     private static MemorySegment fileView;
-    private static Backend backend;
 
     @BeforeAll
     static void createFile() throws NativeException {
         file = Mappings.memfd("memory-table-fuzz", FILE);
         arena = Arena.ofShared();
         fileView = Mappings.map(file.get(), 0, FILE, arena);
-        backend = new Backend("vring-addr-fuzz", TestDevice.withQueues(2).build(), BackendOptions.DEFAULT, Runnable::run);
     }
 
     @AfterAll
     static void closeFile() {
-        backend.close();
         arena.close();
         file.close();
     }
@@ -99,7 +99,7 @@ class MemoryTableFuzzTest {
                             removeRegion(map, s);
                         }
                     }
-                } catch (InvalidMemoryException e) {
+                } catch (InvalidMemoryException | ProtocolException e) {
                     if (map.current() != before) {
                         throw new AssertionError("a refused change replaced the table: " + e.getMessage());
                     }
@@ -123,54 +123,69 @@ class MemoryTableFuzzTest {
         }
     }
 
-    // ---- adapter: the only calls into the code under test; retarget them after the runtime split ----
+    // ---- adapter: the only calls into the code under test ----
 
-    /** Today: {@link MemoryMap#replace} (SET_MEM_TABLE). */
-    static void applyTable(MemoryMap map, List<RegionSpec> specs, Fd[] fds) throws InvalidMemoryException {
-        map.replace(specs, fds);
+    private static RegionDescription description(RegionSpec s) {
+        return new RegionDescription(s.gpa(), s.size(), s.hva(), s.mmapOffset());
     }
 
-    /** Today: {@link MemoryMap#add} (ADD_MEM_REG). */
-    static void addRegion(MemoryMap map, RegionSpec spec, Fd fd) throws InvalidMemoryException {
-        map.add(spec, fd);
+    private static RegionSpec spec(RegionDescription r) {
+        return new RegionSpec(r.gpa(), r.size(), r.hva(), r.mmapOffset());
     }
 
-    /** Today: {@link MemoryMap#remove} (REM_MEM_REG). */
-    static void removeRegion(MemoryMap map, RegionSpec spec) throws InvalidMemoryException {
-        map.remove(spec);
+    /** Closes fds a refused payload came with, as the runtime's exchange does. */
+    private static ProtocolException refused(ProtocolException e, Fd... fds) {
+        for (Fd fd : fds) {
+            fd.close();
+        }
+        return e;
     }
 
     /**
-     * Today {@link Session#handle} validates SET_VRING_ADDR (index, flags, alignment); answers whether
-     * it was accepted (the NEED_REPLY answer is 0). Retarget: the codec's SET_VRING_ADDR decode + validate.
+     * SET_MEM_TABLE: the payload {@link MemoryTable#encode} gives for {@code specs} (more than the
+     * codec allows when asked), {@link MemoryTable#decode}d with {@code fds}, then
+     * {@link MemoryMap#replace} as runtime.SharedRegions does.
      */
-    static boolean acceptVringAddress(Session session, Recorder out, byte[] payload, Fd[] fds) {
-        session.handle(new Message(MessageType.SET_VRING_ADDR, Message.VERSION | Message.NEED_REPLY, payload, fds), () -> { });
-        return out.answer == 0;
+    static void applyTable(MemoryMap map, List<RegionSpec> specs, Fd[] fds) throws InvalidMemoryException, ProtocolException {
+        MemoryTable table;
+        try {
+            table = MemoryTable.decode(new MemoryTable(specs.stream().map(MemoryTableFuzzTest::description).toList()).encode(),
+                    fds.length);
+        } catch (ProtocolException e) {
+            throw refused(e, fds);
+        }
+        map.replace(table.regions().stream().map(MemoryTableFuzzTest::spec).toList(), fds);
     }
 
-    /**
-     * Today Session.queueConfig translates a starting queue's rings like this (private there, so
-     * mirrored). Retarget: the per-vring state machine's translation.
-     */
-    static MemorySegment[] translateRings(GuestMemory mem, long descHva, long availHva, long usedHva, int num) {
-        return new MemorySegment[] {mem.translateHva(descHva, 16L * num), mem.translateHva(availHva, 6 + 2L * num),
-            mem.translateHva(usedHva, 6 + 8L * num)};
+    /** ADD_MEM_REG: {@link RegionDescription#decodeAdd}, then {@link MemoryMap#add}. */
+    static void addRegion(MemoryMap map, RegionSpec spec, Fd fd) throws InvalidMemoryException, ProtocolException {
+        RegionDescription r;
+        try {
+            r = RegionDescription.decodeAdd(description(spec).encodeSingle(), 1);
+        } catch (ProtocolException e) {
+            throw refused(e, fd);
+        }
+        map.add(spec(r), fd);
     }
 
-    /** The session's replies: the last NEED_REPLY answer, or -1 (none, or the connection dropped). */
-    private static final class Recorder implements Session.Output {
-        long answer = -1;
+    /** REM_MEM_REG: {@link RegionDescription#decodeRemove}, then {@link MemoryMap#remove}. */
+    static void removeRegion(MemoryMap map, RegionSpec spec) throws InvalidMemoryException, ProtocolException {
+        map.remove(spec(RegionDescription.decodeRemove(description(spec).encodeSingle(), 0)));
+    }
 
-        @Override
-        public void reply(int request, byte[] payload, int[] fds) {
-            answer = payload.length == 8 ? ByteBuffer.wrap(payload).order(ByteOrder.LITTLE_ENDIAN).getLong() : -2;
+    /** SET_VRING_ADDR: whether {@link VringAddress#decode} accepts the payload with {@code fdCount} fds. */
+    static VringAddress decodeVringAddress(byte[] payload, int fdCount) {
+        try {
+            return VringAddress.decode(payload, fdCount);
+        } catch (ProtocolException e) {
+            return null;
         }
+    }
 
-        @Override
-        public void drop(String reason) {
-            answer = -1;
-        }
+    /** How runtime.Vrings translates a starting queue's rings (private there, so mirrored). */
+    static MemorySegment[] translateRings(GuestMemory mem, VringAddress a, int num) {
+        return new MemorySegment[] {mem.translateHva(a.descHva(), 16L * num), mem.translateHva(a.availHva(), 6 + 2L * num),
+            mem.translateHva(a.usedHva(), 6 + 8L * num)};
     }
 
     // ---- inputs ----
@@ -339,8 +354,7 @@ class MemoryTableFuzzTest {
         throw new AssertionError(String.format("hva 0x%x+0x%x translated outside every region that holds it", hva, length));
     }
 
-    private static void checkVringAddress(FuzzedDataProvider data, GuestMemory mem, List<RegionSpec> known)
-            throws NativeException {
+    private static void checkVringAddress(FuzzedDataProvider data, GuestMemory mem, List<RegionSpec> known) {
         int index = data.consumeInt(0, 7) == 0 ? data.consumeInt() : data.consumeInt(0, 2);
         int flags = data.consumeInt(0, 7) == 0 ? data.consumeInt() : data.consumeInt(0, 1);
         long desc = address(data, known, true), used = address(data, known, true), avail = address(data, known, true);
@@ -351,30 +365,22 @@ class MemoryTableFuzzTest {
         ByteBuffer b = ByteBuffer.allocate(Math.max(40, payloadSize)).order(ByteOrder.LITTLE_ENDIAN);
         b.putInt(index).putInt(flags).putLong(desc).putLong(used).putLong(avail).putLong(log);
         byte[] payload = java.util.Arrays.copyOf(b.array(), payloadSize);
-        boolean valid = payloadSize == 40 && fdCount == 0 && Integer.toUnsignedLong(index) < 2 && (flags & ~1) == 0
+        boolean valid = payloadSize == 40 && fdCount == 0 && (flags & ~1) == 0
                 && (desc & 15) == 0 && (avail & 1) == 0 && (used & 3) == 0;
-        Recorder out = new Recorder();
-        Session session = new Session("vring-addr-fuzz", backend, out);
-        Fd[] fds = dups(fdCount);
-        try {
-            boolean accepted = acceptVringAddress(session, out, payload, fds);
-            for (Fd fd : fds) {
-                if (fd.isOpen()) {
-                    throw new AssertionError("SET_VRING_ADDR kept fd " + fd + " open");
-                }
-            }
-            if (accepted != valid) {
-                throw new AssertionError(String.format("SET_VRING_ADDR index %d flags 0x%x desc 0x%x used 0x%x avail 0x%x"
-                        + " (%d bytes, %d fds): %s, expected %s", index, flags, desc, used, avail, payloadSize, fdCount,
-                        accepted ? "accepted" : "refused", valid ? "accepted" : "refused"));
-            }
-        } finally {
-            session.close(() -> { });
+        VringAddress a = decodeVringAddress(payload, fdCount);
+        if ((a != null) != valid) {
+            throw new AssertionError(String.format("SET_VRING_ADDR index %d flags 0x%x desc 0x%x used 0x%x avail 0x%x"
+                    + " (%d bytes, %d fds): %s, expected %s", index, flags, desc, used, avail, payloadSize, fdCount,
+                    a != null ? "accepted" : "refused", valid ? "accepted" : "refused"));
         }
         if (!valid) {
             return;
         }
-        MemorySegment[] rings = translateRings(mem, desc, avail, used, num);
+        if (a.index() != Integer.toUnsignedLong(index) || a.flags() != flags || a.descHva() != desc || a.usedHva() != used
+                || a.availHva() != avail || a.logGpa() != log) {
+            throw new AssertionError("SET_VRING_ADDR decoded as " + a);
+        }
+        MemorySegment[] rings = translateRings(mem, a, num);
         long[] hvas = {desc, avail, used};
         long[] lengths = {16L * num, 6 + 2L * num, 6 + 8L * num};
         for (int i = 0; i < 3; i++) {

@@ -1,229 +1,215 @@
 package io.jvhost.core.protocol;
 
 import com.code_intelligence.jazzer.junit.FuzzTest;
-import io.jvhost.core.device.ProtocolFeatures;
-import io.jvhost.core.runtime.Backend;
-import io.jvhost.core.runtime.BackendOptions;
-import io.jvhost.core.sys.EventFd;
 import io.jvhost.core.sys.Fd;
-import io.jvhost.core.sys.Mappings;
-import io.jvhost.core.sys.NativeException;
-import io.jvhost.testkit.TestDevice;
 
+import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.util.ArrayList;
-import java.util.List;
-
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
+import java.util.Arrays;
 
 import static io.jvhost.core.protocol.MessageType.*;
 
 /**
- * Coverage-guided fuzzing (Jazzer) of the vhost-user message codec: bytes as a frontend sends them,
- * framed into 12-byte headers and payloads, each message decoded and validated by the backend.
- * Pure: no socket and no poller. SET_LOG_BASE and SET_INFLIGHT_FD carry fds of a small memfd, which
- * they may map; every other message's fds are eventfds, which no memory region can map, so the
- * memory table stays empty and no queue ever starts (a message that waited for a poller would show
- * up as one never resumed).
+ * Coverage-guided fuzzing (Jazzer) of the pure vhost-user message codec: bytes as a frontend sends
+ * them, framed into 12-byte headers ({@link Header#decode}, {@link Header#checkRequest}) and
+ * payloads, each payload decoded by the record its request names ({@link VringState},
+ * {@link VringAddress}, {@link VringFd}, {@link MemoryTable}, {@link RegionDescription},
+ * {@link LogBase}, {@link ConfigRequest}, {@link InflightRequest}, {@link Payload#decodeU64}) and
+ * described by {@link Trace}. No session, no fds, no memory: what the backend does with a decoded
+ * message is {@code runtime.SessionFuzzTest}'s business, over the same input format.
  *
- * <p>Input: repeated {fd count (low 2 bits, at most 2), 12-byte header, payload of the header's
- * size}, up to 16 messages. A finding is any exception, a message the session handled by an
- * unexpected exception ({@link Backend#controlFailures()}), a reply where none is due or none where
- * one is due, a reply of the wrong size, a message never resumed, or an fd still open after the
- * session closed.
+ * <p>Input: repeated {fd count (low 4 bits, at most {@link MemoryTable#MAX_REGIONS} + 1), 12-byte
+ * header, payload of the header's size}, up to 16 messages. A finding is any exception but a
+ * {@link ProtocolException}; a header refused or accepted against the rules (version 1, known
+ * flags, not a reply, at most {@link Header#MAX_PAYLOAD} bytes), or refused without being fatal;
+ * a header that does not encode back to its bytes; a decoded record that breaks its own rules (size,
+ * alignment, fd count, ranges); a record whose encoding does not decode back to the same encoding.
  *
  * <p>Kept inputs: {@code src/test/resources/io/jvhost/core/protocol/MessageCodecFuzzTestInputs/};
  * every {@code mvn verify} replays them, {@code scripts/fuzz-coverage.sh} fuzzes for more.
  */
 class MessageCodecFuzzTest {
-    private static final int MAX_MESSAGES = 16, MAX_FDS = 2;
-    private static final long SHARED_FILE = 64 * 1024;
-    private static Backend backend;
-    private static Fd sharedFile;
-
-    @BeforeAll
-    static void createBackend() throws NativeException {
-        // Pollers are created, never started: nothing in this target may need one.
-        // INFLIGHT_SHMFD offered too, so GET/SET_INFLIGHT_FD get past the feature check.
-        TestDevice device = TestDevice.withQueues(2).protocolFeatures(ProtocolFeatures.bit(ProtocolFeatures.INFLIGHT_SHMFD)).build();
-        backend = new Backend("codec-fuzz", device, BackendOptions.DEFAULT, Runnable::run);
-        sharedFile = Mappings.memfd("codec-fuzz-shared", SHARED_FILE);
-    }
-
-    @AfterAll
-    static void closeBackend() {
-        backend.close();
-        sharedFile.close();
-    }
+    private static final int MAX_MESSAGES = 16, MAX_FDS = MemoryTable.MAX_REGIONS + 1;
 
     @FuzzTest
-    void shouldReplyRefuseOrDropEveryMessageWhateverItsBytes(byte[] input) throws NativeException {
-        Recorder out = new Recorder();
-        Session session = new Session("codec-fuzz", backend, out);
-        List<Fd> given = new ArrayList<>();
-        long failuresBefore = backend.controlFailures();
+    void shouldDecodeOrRefuseEveryMessageWhateverItsBytes(byte[] input) {
+        ByteBuffer in = ByteBuffer.wrap(input).order(ByteOrder.LITTLE_ENDIAN);
+        for (int n = 0; n < MAX_MESSAGES && in.remaining() > Header.SIZE; n++) {
+            int fdCount = Math.min(MAX_FDS, in.get() & 0xF);
+            byte[] headerBytes = new byte[Header.SIZE];
+            in.get(headerBytes);
+            Header h = Header.decode(headerBytes);
+            checkHeaderEncoding(h, headerBytes);
+            if (!checkRequest(h)) {
+                return; // the connection drops on a bad header
+            }
+            if (in.remaining() < h.size()) {
+                return; // the frame is not complete: the connection waits for more bytes
+            }
+            byte[] payload = new byte[(int) h.size()];
+            in.get(payload);
+            Trace.describe(new Message(h.request(), h.flags(), payload, new Fd[fdCount])); // the debug trace reads every payload too
+            try {
+                Object decoded = decode(h.request(), payload, fdCount);
+                if (decoded != null) {
+                    checkRecord(h.request(), decoded, payload, fdCount);
+                }
+            } catch (ProtocolException e) {
+                // refused: the request is nacked (or the connection dropped); nothing else to check
+            }
+        }
+    }
+
+    // ---- adapter: the only calls into the code under test ----
+
+    /** The record {@code request}'s payload decodes to (a Long for u64 payloads), null for none. */
+    static Object decode(int request, byte[] p, int fds) throws ProtocolException {
+        return switch (request) {
+            case SET_FEATURES, SET_PROTOCOL_FEATURES, SET_STATUS, NET_SET_MTU, SEND_RARP -> Payload.decodeU64(p, fds);
+            case SET_MEM_TABLE -> MemoryTable.decode(p, fds);
+            case ADD_MEM_REG -> RegionDescription.decodeAdd(p, fds);
+            case REM_MEM_REG -> RegionDescription.decodeRemove(p, fds);
+            case SET_VRING_NUM, SET_VRING_BASE, GET_VRING_BASE, SET_VRING_ENABLE -> VringState.decode(p, fds);
+            case SET_VRING_ADDR -> VringAddress.decode(p, fds);
+            case SET_VRING_KICK, SET_VRING_CALL, SET_VRING_ERR -> VringFd.decode(p, fds);
+            case GET_CONFIG, SET_CONFIG -> ConfigRequest.decode(p, fds);
+            case SET_LOG_BASE -> LogBase.decode(p, fds);
+            case GET_INFLIGHT_FD -> InflightRequest.decodeGet(p, fds);
+            case SET_INFLIGHT_FD -> InflightRequest.decodeSet(p, fds);
+            default -> {
+                Payload.expect(p, fds, 0, 0); // GET_FEATURES, SET_OWNER, ... : empty, or refused
+                yield null;
+            }
+        };
+    }
+
+    /** {@link Header#checkRequest}: true when accepted; a refusal must be fatal. */
+    static boolean checkRequest(Header h) {
+        boolean valid = (h.flags() & Header.VERSION_MASK) == Header.VERSION && (h.flags() & ~0xF) == 0
+                && (h.flags() & Header.REPLY) == 0 && h.size() <= Header.MAX_PAYLOAD;
         try {
-            ByteBuffer in = ByteBuffer.wrap(input).order(ByteOrder.LITTLE_ENDIAN);
-            for (int n = 0; n < MAX_MESSAGES && in.remaining() > Message.HEADER_SIZE && !out.dropped; n++) {
-                int fdCount = Math.min(MAX_FDS, in.get() & 3);
-                byte[] headerBytes = new byte[Message.HEADER_SIZE];
-                in.get(headerBytes);
-                Header h = decodeHeader(headerBytes);
-                if (h.dropReason() != null) {
-                    return; // the connection drops on a bad header
-                }
-                if (in.remaining() < h.size()) {
-                    return; // the frame is not complete: the connection waits for more bytes
-                }
-                byte[] payload = new byte[h.size()];
-                in.get(payload);
-                Fd[] fds = new Fd[fdCount];
-                boolean mappable = h.request() == SET_LOG_BASE || h.request() == SET_INFLIGHT_FD;
-                for (int i = 0; i < fdCount; i++) {
-                    fds[i] = mappable ? sharedFile.dup() : EventFd.create();
-                    given.add(fds[i]);
-                }
-                Message m = new Message(h.request(), h.flags(), payload, fds);
-                Trace.describe(m); // the debug trace decodes every payload too
-                out.start(m);
-                boolean[] resumed = {false};
-                deliver(session, m, () -> resumed[0] = true);
-                if (!resumed[0]) {
-                    throw new AssertionError(m.name() + " was never resumed (it waits for a poller?)");
-                }
-                out.check(m);
-                if (backend.controlFailures() != failuresBefore) {
-                    throw new AssertionError(m.name() + " failed with an unexpected exception (see the log)");
-                }
+            h.checkRequest();
+        } catch (ProtocolException e) {
+            if (valid) {
+                throw new AssertionError("good header refused: " + h, e);
             }
-        } finally {
-            boolean[] closed = {false};
-            session.close(() -> closed[0] = true);
-            if (!closed[0]) {
-                throw new AssertionError("the session did not close at once");
+            if (!e.fatal()) {
+                throw new AssertionError("bad header refused but not fatal: " + h, e);
             }
-            for (Fd fd : given) {
-                if (fd.isOpen()) {
-                    throw new AssertionError("fd " + fd + " still open after the session closed");
-                }
-            }
+            return false;
+        }
+        if (!valid) {
+            throw new AssertionError("bad header accepted: " + h);
+        }
+        return true;
+    }
+
+    static void checkHeaderEncoding(Header h, byte[] bytes) {
+        if (h.size() < 0 || h.size() > 0xFFFF_FFFFL) {
+            throw new AssertionError("size out of u32: " + h);
+        }
+        byte[] again = new byte[Header.SIZE];
+        Header.encode(MemorySegment.ofArray(again), h.request(), h.flags(), (int) h.size());
+        if (!Arrays.equals(again, bytes) || !Header.decode(again).equals(h)) {
+            throw new AssertionError("header " + h + " does not encode back to its bytes");
         }
     }
 
-    // ---- adapter: the only calls into the code under test; retarget them when the protocol codec lands ----
+    // ---- oracles ----
 
-    /** A decoded header, or why the connection drops. */
-    record Header(int request, int flags, int size, String dropReason) {}
-
-    /**
-     * Today the header rules live inline in {@code Connection.readSome} (a socket handler), so they
-     * are mirrored here. Retarget: the protocol codec's one header decoder.
-     */
-    static Header decodeHeader(byte[] bytes) {
-        ByteBuffer b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
-        int request = b.getInt(0), flags = b.getInt(4);
-        long length = Integer.toUnsignedLong(b.getInt(8));
-        if ((flags & Message.VERSION_MASK) != Message.VERSION || (flags & ~0xF) != 0 || (flags & Message.REPLY) != 0) {
-            return new Header(request, flags, 0, "bad header flags");
+    private static void checkRecord(int request, Object decoded, byte[] payload, int fds) throws ProtocolException {
+        String name = MessageType.name(request);
+        byte[] encoded;
+        switch (decoded) {
+            case Long v -> {
+                expect(payload.length == 8 && fds == 0, name, "u64 of " + payload.length + " bytes, " + fds + " fds");
+                encoded = Payload.encodeU64(v);
+            }
+            case VringState s -> {
+                expect(payload.length == VringState.SIZE && fds == 0, name, "vring state of " + payload.length + " bytes");
+                expect(s.index() >= 0 && s.index() <= 0xFFFF_FFFFL && s.num() >= 0 && s.num() <= 0xFFFF_FFFFL, name, s.toString());
+                encoded = VringState.encode((int) s.index(), (int) s.num());
+            }
+            case VringAddress a -> {
+                expect(payload.length == VringAddress.SIZE && fds == 0, name, "vring address of " + payload.length + " bytes");
+                expect((a.flags() & ~VringAddress.F_LOG) == 0, name, "unknown flags accepted: " + a);
+                expect((a.descHva() & 15) == 0 && (a.availHva() & 1) == 0 && (a.usedHva() & 3) == 0, name,
+                        "misaligned ring accepted: " + a);
+                encoded = a.encode();
+            }
+            case VringFd f -> {
+                expect(payload.length == 8 && fds == (f.noFd() ? 0 : 1), name, f + " with " + fds + " fds");
+                expect(f.index() >= 0 && f.index() <= VringFd.INDEX_MASK, name, f.toString());
+                encoded = f.encode();
+            }
+            case MemoryTable t -> {
+                expect(t.regions().size() == fds && fds <= MemoryTable.MAX_REGIONS, name, t.regions().size() + " regions, " + fds + " fds");
+                expect(payload.length >= 8 + RegionDescription.SIZE * t.regions().size()
+                        && payload.length <= 8 + RegionDescription.SIZE * MemoryTable.MAX_REGIONS, name, payload.length + " bytes");
+                t.regions().forEach(r -> checkRegion(name, r));
+                encoded = t.encode();
+            }
+            case RegionDescription r -> {
+                expect(payload.length == RegionDescription.SINGLE_REGION_SIZE
+                        && (request == ADD_MEM_REG ? fds == 1 : fds <= 1), name, payload.length + " bytes, " + fds + " fds");
+                checkRegion(name, r);
+                encoded = r.encodeSingle();
+            }
+            case LogBase l -> {
+                expect(payload.length == LogBase.SIZE && fds == 1, name, payload.length + " bytes, " + fds + " fds");
+                expect(l.size() > 0 && l.offset() >= 0 && l.offset() + l.size() > 0, name, l.toString());
+                encoded = l.encode();
+            }
+            case ConfigRequest c -> {
+                expect(fds == 0 && c.offset() >= 0 && c.size() >= 0 && c.offset() + c.size() <= ConfigRequest.MAX_CONFIG
+                        && c.data().length == c.size() && payload.length == ConfigRequest.HEADER_SIZE + c.size(), name,
+                        c.offset() + "+" + c.size() + " in " + payload.length + " bytes");
+                encoded = c.encode();
+                expect(Arrays.equals(encoded, payload), name, "config request does not encode back to its bytes");
+                byte[] reply = c.reply(new byte[ConfigRequest.MAX_CONFIG / 2]);
+                expect(reply.length == ConfigRequest.HEADER_SIZE + c.size(), name, "reply of " + reply.length + " bytes");
+            }
+            case InflightRequest r -> {
+                expect(payload.length >= InflightRequest.PACKED_SIZE && payload.length <= InflightRequest.SIZE
+                        && fds == (request == SET_INFLIGHT_FD ? 1 : 0), name, payload.length + " bytes, " + fds + " fds");
+                expect(r.queues() >= 1 && r.queueSize() >= 1 && Integer.bitCount(r.queueSize()) == 1
+                        && r.queueSize() <= InflightRequest.MAX_QUEUE_SIZE, name, r.toString());
+                encoded = r.encode();
+            }
+            default -> throw new AssertionError(name + " decoded to " + decoded.getClass());
         }
-        if (length > Message.MAX_PAYLOAD) {
-            return new Header(request, flags, 0, "payload too large");
+        // What the record encodes to decodes back to a record of the same encoding.
+        int fdsAgain = decoded instanceof MemoryTable t ? t.regions().size() : fds;
+        Object again = decode(request, encoded, fdsAgain);
+        byte[] reencoded = switch (again) {
+            case Long v -> Payload.encodeU64(v);
+            case VringState s -> VringState.encode((int) s.index(), (int) s.num());
+            case VringAddress a -> a.encode();
+            case VringFd f -> f.encode();
+            case MemoryTable t -> t.encode();
+            case RegionDescription r -> r.encodeSingle();
+            case LogBase l -> l.encode();
+            case ConfigRequest c -> c.encode();
+            case InflightRequest r -> r.encode();
+            default -> throw new AssertionError(name + " decoded again to " + again);
+        };
+        expect(Arrays.equals(encoded, reencoded), name, decoded + " does not round-trip through its encoding");
+        if (!(decoded instanceof ConfigRequest)) {
+            expect(again.equals(decoded), name, decoded + " decoded back as " + again);
         }
-        return new Header(request, flags, (int) length, null);
     }
 
-    /**
-     * Today {@link Session#handle} decodes and validates each payload (and applies it). Retarget: the
-     * codec's request decode + validate, then the runtime's dispatcher.
-     */
-    static void deliver(Session session, Message m, Runnable resume) {
-        session.handle(m, resume);
+    private static void checkRegion(String name, RegionDescription r) {
+        expect(r.size() > 0, name, "empty or huge region accepted: " + r);
+        expect(Long.compareUnsigned(r.gpa() + r.size() - 1, r.gpa()) >= 0
+                && Long.compareUnsigned(r.hva() + r.size() - 1, r.hva()) >= 0, name, "wrapping region accepted: " + r);
+        expect(r.mmapOffset() >= 0 && r.mmapOffset() + r.size() > 0, name, "file range past 2^63 accepted: " + r);
     }
 
-    // ---- what the connection would see ----
-
-    /** Replies and drops of one message, checked against what the protocol allows. */
-    private static final class Recorder implements Session.Output {
-        boolean dropped;
-        private final List<byte[]> replies = new ArrayList<>();
-        private final List<int[]> replyFds = new ArrayList<>();
-        private boolean droppedNow;
-
-        void start(Message m) {
-            replies.clear();
-            replyFds.clear();
-            droppedNow = false;
-        }
-
-        @Override
-        public void reply(int request, byte[] payload, int[] fds) {
-            if (dropped) {
-                return; // a dropped connection sends nothing
-            }
-            replies.add(payload);
-            replyFds.add(fds);
-        }
-
-        @Override
-        public void drop(String reason) {
-            droppedNow = !dropped;
-            dropped = true;
-        }
-
-        void check(Message m) {
-            int request = m.request();
-            if (replies.size() > 1) {
-                throw new AssertionError(m.name() + " got " + replies.size() + " replies");
-            }
-            if (hasOwnReply(request)) {
-                if (replies.isEmpty() && !droppedNow) {
-                    throw new AssertionError(m.name() + " neither replied nor dropped the connection");
-                }
-                if (!replies.isEmpty()) {
-                    checkOwnReply(m, replies.get(0), replyFds.get(0));
-                }
-            } else if (m.needsReply()) {
-                if (replies.isEmpty() && !droppedNow) {
-                    throw new AssertionError(m.name() + " with NEED_REPLY got no reply");
-                }
-                if (!replies.isEmpty()) {
-                    byte[] r = replies.get(0);
-                    long v = r.length == 8 ? ByteBuffer.wrap(r).order(ByteOrder.LITTLE_ENDIAN).getLong() : -1;
-                    if (v != 0 && v != 1) {
-                        throw new AssertionError(m.name() + " NEED_REPLY answer of " + r.length + " bytes, value " + v);
-                    }
-                    noFds(m, replyFds.get(0));
-                }
-            } else if (!replies.isEmpty()) {
-                throw new AssertionError(m.name() + " without NEED_REPLY got a reply");
-            }
-        }
-
-        private static void checkOwnReply(Message m, byte[] r, int[] fds) {
-            int expected = switch (m.request()) {
-                case GET_CONFIG -> m.size(); // same offset, size and flags, then that many bytes
-                case GET_INFLIGHT_FD -> 24;
-                case SET_LOG_BASE -> 0;
-                default -> 8;
-            };
-            if (r.length != expected) {
-                throw new AssertionError(m.name() + " reply of " + r.length + " bytes, expected " + expected);
-            }
-            if (m.request() == GET_INFLIGHT_FD) {
-                if (fds == null || fds.length != 1) {
-                    throw new AssertionError("GET_INFLIGHT_FD reply without its fd");
-                }
-            } else {
-                noFds(m, fds);
-            }
-        }
-
-        private static void noFds(Message m, int[] fds) {
-            if (fds != null && fds.length != 0) {
-                throw new AssertionError(m.name() + " reply carries " + fds.length + " fds");
-            }
+    private static void expect(boolean ok, String name, String what) {
+        if (!ok) {
+            throw new AssertionError(name + ": " + what);
         }
     }
 }

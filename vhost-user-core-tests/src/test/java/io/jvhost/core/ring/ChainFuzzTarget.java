@@ -18,7 +18,8 @@ import java.util.Map;
  * <p>Guest RAM is 1 MiB in four 256 KiB regions, the third left out of the memory table, so that
  * addresses in a hole, past the end, across a region boundary and near 2^64 all exist. A failure is
  * any exception from the queue or a chain, a buffer outside the mapped regions, a chain that made
- * available and not completed (unless the ring latched broken), or more buffers than the queue size.
+ * available and not completed (unless the ring latched broken), more buffers than the queue size, or
+ * a {@link ChainCursor} walk that leaves guest memory or misses a byte.
  */
 public final class ChainFuzzTarget implements FuzzTarget {
     static final long RAM = 1 << 20, QUARTER = RAM / 4;
@@ -29,6 +30,7 @@ public final class ChainFuzzTarget implements FuzzTarget {
     private static final long[] BOUNDARIES = {QUARTER, 2 * QUARTER, 3 * QUARTER, RAM};
     private static final int MAX_TOUCH = 1 << 17;
     private final MemorySegment scratch = Arena.ofAuto().allocate(MAX_TOUCH);
+    private final ChainCursor cursor = new ChainCursor();
 
     @Override
     public String name() {
@@ -154,6 +156,16 @@ public final class ChainFuzzTarget implements FuzzTarget {
             throw new AssertionError("lengths " + c.readableLength() + "/" + c.writableLength() + ", buffers say "
                     + readable + "/" + writable);
         }
+        long walked = 0;
+        for (ChainCursor b = cursor.all(c); b.next(Long.MAX_VALUE); walked += b.length()) {
+            if (!inMapped(b.gpa(), b.length()) || b.memory().byteSize() < b.offset() + b.length()) {
+                throw new AssertionError("cursor piece at 0x" + Long.toHexString(b.gpa()) + " +" + b.length()
+                        + " is not inside one mapped region: " + c);
+            }
+        }
+        if (walked != readable + writable) {
+            throw new AssertionError("the cursor walked " + walked + " bytes of " + (readable + writable) + ": " + c);
+        }
         long r = c.read(0, scratch, 0, Math.min(readable, MAX_TOUCH));
         if (r != Math.min(readable, MAX_TOUCH)) {
             throw new AssertionError("read " + r + " of " + readable + " readable bytes: " + c);
@@ -191,9 +203,9 @@ public final class ChainFuzzTarget implements FuzzTarget {
     }
 
     private static int flags(FuzzInput in) {
-        return in.choose(DescriptorChain.F_NEXT, 0, DescriptorChain.F_WRITE, DescriptorChain.F_NEXT | DescriptorChain.F_WRITE,
-                DescriptorChain.F_INDIRECT, DescriptorChain.F_INDIRECT | DescriptorChain.F_NEXT,
-                DescriptorChain.F_INDIRECT | DescriptorChain.F_WRITE, 0xFFFF) & 0xFFFF;
+        return in.choose(RingFixture.F_NEXT, 0, RingFixture.F_WRITE, RingFixture.F_NEXT | RingFixture.F_WRITE,
+                RingFixture.F_INDIRECT, RingFixture.F_INDIRECT | RingFixture.F_NEXT,
+                RingFixture.F_INDIRECT | RingFixture.F_WRITE, 0xFFFF) & 0xFFFF;
     }
 
     private static int next(FuzzInput in, int size) {

@@ -20,7 +20,7 @@ import org.junit.jupiter.api.BeforeAll;
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 
 /**
- * Coverage-guided fuzzing (Jazzer) of the descriptor cursor: {@link DescriptorChain} walks a fuzzed
+ * Coverage-guided fuzzing (Jazzer) of the descriptor cursor: {@link DescriptorChain#parseSplit} parses a fuzzed
  * descriptor table of 1 to 256 entries from a fuzzed head, with or without INDIRECT_DESC, over a
  * 256 KiB guest memory (a memfd) mapped as [0, 64 KiB), a hole, then two adjacent regions
  * [128, 192) and [192, 256) KiB, with fuzzed indirect tables written into it. Descriptors point
@@ -30,7 +30,10 @@ import static java.lang.foreign.ValueLayout.JAVA_BYTE;
  * <p>The walk must give a well-formed chain or one of the documented {@link ChainError}s, and nothing
  * else. A finding is any exception (reading outside the table or a region throws), or a chain with
  * no buffer or more than the queue size, a buffer not wholly inside one mapped region, a readable
- * buffer after a writable one, lengths that do not add up, or bytes read that differ from guest memory.
+ * buffer after a writable one, lengths that do not add up, bytes read that differ from guest memory, or
+ * a {@link ChainCursor} walk (whole chain, readable or writable stream from a byte in, pieces capped
+ * at an odd size) whose pieces skip, repeat or misplace a byte, leave their buffer or region, or
+ * carry the wrong direction.
  *
  * <p>Kept inputs: {@code src/test/resources/io/jvhost/core/ring/DescriptorCursorFuzzTestInputs/}.
  */
@@ -52,6 +55,7 @@ class DescriptorCursorFuzzTest {
     private static Arena arena;
     private static MemorySegment scratch;
     private static final DescriptorChain[] CHAINS = new DescriptorChain[9];
+    private static final ChainCursor CURSOR = new ChainCursor();
 
     @BeforeAll
     static void mapGuestMemory() throws Exception {
@@ -102,17 +106,27 @@ class DescriptorCursorFuzzTest {
             ChainError error = walk(chain, table, size, head, memory, indirect);
             if (error == null) {
                 checkChain(chain, size);
+                checkCursor(chain);
             } else if (!indirect && error.name().startsWith("INDIRECT_") && error != ChainError.INDIRECT_NOT_NEGOTIATED) {
                 throw new AssertionError(error + " without INDIRECT_DESC negotiated");
             }
         }
     }
 
-    // ---- adapter: the only call into the code under test; retarget it to the ring interface's cursor ----
+    // ---- adapter: the only calls into the code under test ----
 
-    /** Today: {@link DescriptorChain#parse} (package-private; this test shares its package). */
+    /** {@link DescriptorChain#parseSplit}: what {@code VirtQueue.next()} does for each head, without a queue. */
     static ChainError walk(DescriptorChain chain, MemorySegment table, int size, int head, GuestMemory mem, boolean indirect) {
-        return chain.parse(table, size, head, mem, indirect);
+        return chain.parseSplit(table, size, head, mem, indirect);
+    }
+
+    /** {@link ChainCursor}: 0 = every buffer, 1 = readable stream, 2 = writable stream, from {@code skip} bytes in. */
+    static ChainCursor cursor(DescriptorChain chain, int stream, long skip) {
+        return switch (stream) {
+            case 0 -> CURSOR.all(chain);
+            case 1 -> CURSOR.readable(chain, skip);
+            default -> CURSOR.writable(chain, skip);
+        };
     }
 
     // ---- inputs ----
@@ -213,6 +227,50 @@ class DescriptorCursorFuzzTest {
                 throw new AssertionError("write did not land in buffer " + i + ": " + c);
             }
             done += (int) n;
+        }
+    }
+
+    /** Walks {@code c} with the cursor three ways, each with pieces of at most {@code max} bytes. */
+    private static void checkCursor(DescriptorChain c) {
+        long total = c.readableLength() + c.writableLength();
+        for (long max : new long[] {Long.MAX_VALUE, 1000}) {
+            walkStream(c, 0, 0, c.count(), 0, total, max);
+            walkStream(c, 1, 0, c.readableCount(), c.readableLength() / 3, c.readableLength(), max);
+            walkStream(c, 2, c.readableCount(), c.count(), c.writableLength() / 2, c.writableLength(), max);
+        }
+    }
+
+    /** One walk over buffers [from, to) from {@code skip} bytes in: pieces must be exactly those bytes, in order. */
+    private static void walkStream(DescriptorChain c, int stream, int from, int to, long skip, long streamLength, long max) {
+        ChainCursor b = cursor(c, stream, skip);
+        int buffer = from;
+        long in = skip; // bytes of the stream before the expected piece
+        long before = 0; // stream bytes in buffers before {@code buffer}
+        while (buffer < to && before + Integer.toUnsignedLong(c.length(buffer)) <= in) {
+            before += Integer.toUnsignedLong(c.length(buffer));
+            buffer++;
+        }
+        while (b.next(max)) {
+            while (buffer < to && before + Integer.toUnsignedLong(c.length(buffer)) <= in) {
+                before += Integer.toUnsignedLong(c.length(buffer));
+                buffer++;
+            }
+            long at = in - before;
+            if (buffer >= to || b.buffer() != buffer || b.length() <= 0 || b.length() > max
+                    || at + b.length() > c.length(buffer)) {
+                throw new AssertionError(String.format("stream %d from %d: piece in buffer %d of %d bytes, expected buffer %d at %d: %s",
+                        stream, skip, b.buffer(), b.length(), buffer, at, c));
+            }
+            if (b.gpa() != c.gpa(buffer) + at || b.isWritable() != c.isWritable(buffer)
+                    || b.memory().address() != memory.segment(c.region(buffer)).address()
+                    || b.offset() != c.offset(buffer) + at || b.offset() + b.length() > b.memory().byteSize()) {
+                throw new AssertionError(String.format("stream %d: piece at gpa 0x%x offset %d of buffer %d misplaced: %s",
+                        stream, b.gpa(), b.offset(), buffer, c));
+            }
+            in += b.length();
+        }
+        if (b.length() != 0 || in != streamLength) {
+            throw new AssertionError(String.format("stream %d from %d ended at %d of %d bytes: %s", stream, skip, in, streamLength, c));
         }
     }
 }

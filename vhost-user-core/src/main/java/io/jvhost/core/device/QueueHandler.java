@@ -32,6 +32,21 @@ public interface QueueHandler {
     /** The queue starts running (first kick, enable, or after a memory table change). */
     default void started(VirtQueue queue) {}
 
-    /** The queue stops (GET_VRING_BASE, disable, disconnect); complete or keep what is in flight. */
+    /**
+     * The queue stops (GET_VRING_BASE, disable, disconnect): no more chains are taken. Complete
+     * what can be completed now, without blocking; requests still in flight elsewhere (in a store)
+     * are waited for through {@link #drain}.
+     */
     default void stopped(VirtQueue queue) {}
+
+    /**
+     * After {@link #stopped}: completes (and publishes) what has finished since the last call and
+     * returns how many requests of the stopping queue are still in flight. The poller calls it on
+     * each of its duty cycles, serving its other queues in between, until it returns 0 (or a
+     * timeout of 30 s passes); only then is the queue detached and GET_VRING_BASE answered, so no
+     * request touches guest memory after that. Never blocks. Default: nothing is ever in flight.
+     */
+    default int drain(VirtQueue queue) {
+        return 0;
+    }
 }

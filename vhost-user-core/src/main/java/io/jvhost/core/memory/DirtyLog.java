@@ -2,6 +2,7 @@ package io.jvhost.core.memory;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import java.nio.ByteOrder;
 
@@ -13,11 +14,23 @@ import java.nio.ByteOrder;
 public final class DirtyLog {
     public static final int PAGE_SHIFT = 12;
     private static final VarHandle U64_VH = ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN).varHandle();
+    private static final VarHandle OUT_OF_RANGE_VH;
+
+    static {
+        try {
+            OUT_OF_RANGE_VH = MethodHandles.lookup().findVarHandle(DirtyLog.class, "outOfRange", long.class);
+        } catch (ReflectiveOperationException e) {
+            throw new ExceptionInInitializerError(e);
+        }
+    }
 
     private final MemorySegment bitmap;
     private final long words;
-    /** Pages past the end of the log: counted, never written (a short log is the frontend's bug). */
-    private long outOfRange;
+    /**
+     * Pages past the end of the log: counted, never written (a short log is the frontend's bug).
+     * Every poller of the session marks this log, so only atomic adds change it.
+     */
+    private volatile long outOfRange;
 
     public DirtyLog(MemorySegment bitmap) {
         this.bitmap = bitmap;
@@ -33,7 +46,7 @@ public final class DirtyLog {
         for (long page = first; page <= last; page++) {
             long word = page >>> 6;
             if (word >= words) {
-                outOfRange += last - page + 1; // this page and every later one
+                long ignored = (long) OUT_OF_RANGE_VH.getAndAdd(this, last - page + 1); // this page and every later one
                 return;
             }
             long bit = 1L << (page & 63);

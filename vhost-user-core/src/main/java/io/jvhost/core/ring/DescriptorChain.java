@@ -5,21 +5,19 @@ import io.jvhost.core.memory.GuestMemory;
 
 import java.lang.foreign.MemorySegment;
 
-import static java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED;
-import static java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED;
-import static java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED;
-import static java.nio.ByteOrder.LITTLE_ENDIAN;
-
 /**
  * A reusable, allocation-free view of one descriptor chain: each descriptor is read from guest
  * memory exactly once, checked, and kept as (region, offset, length, writable). Later reads of the
  * chain never go back to the descriptor table, so a driver rewriting it concurrently changes nothing.
+ * Every check (bounds, loops, direction order) is done once, when the chain is parsed.
+ *
+ * <p>Devices move bytes with {@link #read} and {@link #write}, or walk the buffers with a
+ * {@link ChainCursor} (pieces as region mapping, offset, length): the one place that walks a chain.
+ * The per-buffer accessors ({@link #length(int)}, {@link #region(int)}, ...) are for tests and tools.
  *
  * <p>Owned by the queue's poller thread; valid until the next {@link VirtQueue#next()}.
  */
 public final class DescriptorChain {
-    static final int DESC_SIZE = 16;
-    static final int F_NEXT = 1, F_WRITE = 2, F_INDIRECT = 4;
     private static final MemorySegment EMPTY = MemorySegment.ofArray(new byte[0]);
 
     private final int capacity;
@@ -33,14 +31,34 @@ public final class DescriptorChain {
     private long readableLength;
     private long writableLength;
     private GuestMemory memory = GuestMemory.EMPTY;
+    private ChainError error;
     DirtyLog log;
+    /** The cursor {@link #read} and {@link #write} walk with. */
+    private final ChainCursor copier = new ChainCursor();
 
-    DescriptorChain(int capacity) {
+    /**
+     * An empty chain of at most {@code capacity} buffers, to be filled by {@link #parseSplit}: for
+     * tests and fuzzers. Devices get theirs from {@link VirtQueue#next()}.
+     */
+    public DescriptorChain(int capacity) {
+        if (capacity < 1 || capacity > VirtQueue.MAX_SIZE) {
+            throw new IllegalArgumentException("capacity " + capacity);
+        }
         this.capacity = capacity;
         this.region = new int[capacity];
         this.offset = new long[capacity];
         this.length = new int[capacity];
         this.writable = new boolean[capacity];
+    }
+
+    /** Most buffers a chain may have: the queue size. */
+    public int capacity() {
+        return capacity;
+    }
+
+    /** Null for every chain a queue hands out; after {@link #parseSplit}, why the chain is malformed. */
+    public ChainError error() {
+        return error;
     }
 
     /** Head descriptor index: what the used ring entry names. */
@@ -118,136 +136,97 @@ public final class DescriptorChain {
 
     /**
      * Copies up to {@code max} bytes from {@code src} (at {@code srcOffset}) into the writable
-     * buffers, in order, starting {@code skip} bytes into them. Returns the bytes copied.
+     * buffers, in order, starting {@code skip} bytes into them, and marks them in the dirty log.
+     * Returns the bytes copied.
      */
     public long write(MemorySegment src, long srcOffset, long skip, long max) {
+        ChainCursor b = copier.writable(this, skip);
         long done = 0;
-        for (int i = readableCount; i < count && done < max; i++) {
-            int n = length[i];
-            if (skip >= n) {
-                skip -= n;
-                continue;
-            }
-            long chunk = Math.min(n - skip, max - done);
-            MemorySegment.copy(src, srcOffset + done, memory.segment(region[i]), offset[i] + skip, chunk);
-            if (log != null) {
-                log.mark(gpa(i) + skip, chunk);
-            }
-            done += chunk;
-            skip = 0;
+        while (b.next(max - done)) {
+            done += b.copyFrom(src, srcOffset + done);
         }
         return done;
     }
 
     /** Copies up to {@code max} readable bytes, starting {@code skip} bytes in, into {@code dst}. */
     public long read(long skip, MemorySegment dst, long dstOffset, long max) {
+        ChainCursor b = copier.readable(this, skip);
         long done = 0;
-        for (int i = 0; i < readableCount && done < max; i++) {
-            int n = length[i];
-            if (skip >= n) {
-                skip -= n;
-                continue;
-            }
-            long chunk = Math.min(n - skip, max - done);
-            MemorySegment.copy(memory.segment(region[i]), offset[i] + skip, dst, dstOffset + done, chunk);
-            done += chunk;
-            skip = 0;
+        while (b.next(max - done)) {
+            done += b.copyTo(dst, dstOffset + done);
         }
         return done;
     }
 
     /**
-     * Walks the chain at {@code head} of a table of {@code tableSize} descriptors and returns null,
-     * or the reason it is malformed. Nothing outside {@code table} and checked buffers is read.
+     * Parses the split-ring chain at {@code head} of a descriptor table of {@code tableSize} entries
+     * into this chain, translating every buffer through {@code memory}, and returns null or why it is
+     * malformed (also kept in {@link #error()}). What {@link VirtQueue#next()} does for each head,
+     * without a queue: for tests, fuzzers and tools. Devices get their chains from the queue.
      */
-    ChainError parse(MemorySegment table, int tableSize, int head, GuestMemory mem, boolean indirectAllowed) {
+    public ChainError parseSplit(MemorySegment table, int tableSize, int head, GuestMemory memory,
+                                 boolean indirectAllowed) {
+        if (tableSize < 1 || head < 0 || head >= tableSize || table.byteSize() < (long) SplitRing.DESC_SIZE * tableSize) {
+            throw new IllegalArgumentException("head " + head + " of a table of " + tableSize + " in "
+                    + table.byteSize() + " bytes");
+        }
+        return SplitRing.parse(this, table, tableSize, head, memory, indirectAllowed);
+    }
+
+    /** Starts a new chain at {@code head}: no buffers yet. Ring layouts' parsers only. */
+    void begin(int head, GuestMemory mem) {
         this.memory = mem;
         this.head = head;
+        this.error = null;
         count = 0;
         readableCount = 0;
         readableLength = 0;
         writableLength = 0;
-        MemorySegment t = table;
-        long tBase = 0;
-        int tSize = tableSize;
-        boolean inIndirect = false;
-        int i = head;
-        while (true) {
-            long d = tBase + (long) i * DESC_SIZE;
-            long addr = t.get(JAVA_LONG_LE, d);
-            int len = t.get(JAVA_INT_LE, d + 8);
-            int flags = Short.toUnsignedInt(t.get(JAVA_SHORT_LE, d + 12));
-            int next = Short.toUnsignedInt(t.get(JAVA_SHORT_LE, d + 14));
-            if ((flags & F_INDIRECT) != 0) {
-                if (!indirectAllowed) {
-                    return ChainError.INDIRECT_NOT_NEGOTIATED;
-                }
-                if (inIndirect) {
-                    return ChainError.INDIRECT_NESTED;
-                }
-                if ((flags & F_NEXT) != 0) {
-                    return ChainError.INDIRECT_WITH_NEXT;
-                }
-                long tableLength = Integer.toUnsignedLong(len);
-                if (tableLength == 0 || tableLength % DESC_SIZE != 0 || tableLength / DESC_SIZE > capacity) {
-                    return ChainError.INDIRECT_BAD_LENGTH;
-                }
-                int r = mem.regionOf(addr, tableLength);
-                if (r < 0) {
-                    return ChainError.INDIRECT_UNMAPPED;
-                }
-                t = mem.segment(r);
-                tBase = addr - mem.gpaBase(r);
-                tSize = (int) (tableLength / DESC_SIZE);
-                inIndirect = true;
-                i = 0;
-                continue;
-            }
-            if (count == capacity) {
-                return ChainError.CHAIN_TOO_LONG;
-            }
-            boolean w = (flags & F_WRITE) != 0;
-            if (!w && count > readableCount) {
-                return ChainError.READABLE_AFTER_WRITABLE;
-            }
-            long n = Integer.toUnsignedLong(len);
-            if (len < 0) {
-                return ChainError.BUFFER_TOO_LONG;
-            }
-            if (n == 0) {
-                region[count] = -1;
-                offset[count] = 0;
-            } else {
-                int r = mem.regionOf(addr, n);
-                if (r < 0) {
-                    return ChainError.BUFFER_UNMAPPED;
-                }
-                region[count] = r;
-                offset[count] = addr - mem.gpaBase(r);
-            }
-            length[count] = len;
-            writable[count] = w;
-            if (w) {
-                writableLength += n;
-            } else {
-                readableCount++;
-                readableLength += n;
-            }
-            count++;
-            if ((flags & F_NEXT) == 0) {
-                return null;
-            }
-            if (next >= tSize) {
-                return ChainError.NEXT_OUT_OF_RANGE;
-            }
-            i = next;
-        }
     }
 
-    // Unaligned: an indirect table may sit at any guest address (the main table is 16-aligned).
-    static final java.lang.foreign.ValueLayout.OfLong JAVA_LONG_LE = JAVA_LONG_UNALIGNED.withOrder(LITTLE_ENDIAN);
-    static final java.lang.foreign.ValueLayout.OfInt JAVA_INT_LE = JAVA_INT_UNALIGNED.withOrder(LITTLE_ENDIAN);
-    static final java.lang.foreign.ValueLayout.OfShort JAVA_SHORT_LE = JAVA_SHORT_UNALIGNED.withOrder(LITTLE_ENDIAN);
+    /** Records that the chain is malformed; returns {@code e}. */
+    ChainError fail(ChainError e) {
+        error = e;
+        return e;
+    }
+
+    /**
+     * Appends the buffer a descriptor names, after the checks every layout shares: at most
+     * {@link #capacity()} buffers (which also ends any loop), readable before writable, shorter than
+     * 2 GiB, inside one guest memory region unless empty. Returns null, or the error (recorded).
+     */
+    ChainError add(long addr, int len, boolean w) {
+        if (count == capacity) {
+            return fail(ChainError.CHAIN_TOO_LONG);
+        }
+        if (!w && count > readableCount) {
+            return fail(ChainError.READABLE_AFTER_WRITABLE);
+        }
+        if (len < 0) {
+            return fail(ChainError.BUFFER_TOO_LONG);
+        }
+        if (len == 0) {
+            region[count] = -1; // never translated: an empty buffer may name any address
+            offset[count] = 0;
+        } else {
+            int r = memory.regionOf(addr, len);
+            if (r < 0) {
+                return fail(ChainError.BUFFER_UNMAPPED);
+            }
+            region[count] = r;
+            offset[count] = addr - memory.gpaBase(r);
+        }
+        length[count] = len;
+        writable[count] = w;
+        if (w) {
+            writableLength += len;
+        } else {
+            readableCount++;
+            readableLength += len;
+        }
+        count++;
+        return null;
+    }
 
     @Override
     public String toString() {

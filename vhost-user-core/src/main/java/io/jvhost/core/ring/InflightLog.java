@@ -57,7 +57,7 @@ public final class InflightLog {
     /** Used elements {@code [from, to)} are published: their heads are no longer in flight. */
     void published(MemorySegment used, int from, int to) {
         for (int i = from; i != to; i = (i + 1) & 0xFFFF) {
-            int head = used.get(LE_INT, VirtQueue.RING_OFFSET + (long) VirtQueue.USED_ELEM_SIZE * (i & (size - 1)));
+            int head = used.get(LE_INT, SplitRing.RING_OFFSET + (long) SplitRing.USED_ELEM_SIZE * (i & (size - 1)));
             if (head >= 0 && head < size) {
                 region.set(ValueLayout.JAVA_BYTE, desc(head), (byte) 0);
                 region.set(LE_SHORT, LAST_BATCH_HEAD_OFFSET, (short) head);

@@ -11,60 +11,39 @@ import java.lang.invoke.VarHandle;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-import static java.lang.foreign.ValueLayout.JAVA_SHORT;
-import static java.nio.ByteOrder.LITTLE_ENDIAN;
-
 /**
- * One split virtqueue as the device sees it (virtio 1.2 §2.7).
+ * One virtqueue as the device sees it: {@link #next()} hands out parsed chains, {@link #complete}
+ * and {@link #publish()} return them, and the queue keeps the counters, the broken latch, the
+ * eventfds and the latency clock. The memory layout (split ring today, packed next) is its
+ * {@link Ring}'s business.
  *
- * <p>The control thread builds and configures a queue while it is detached; from
- * {@link #attach} on it belongs to one poller thread, which alone calls {@link #next()},
+ * <p>The control thread builds and configures a queue while it is detached; once a
+ * poller starts it, it belongs to that poller thread, which alone calls {@link #next()},
  * {@link #complete} and {@link #publish()} until the queue is handed back. Ring corruption latches
  * the queue {@link #isBroken() broken}: it is not touched again until reconfigured, and its err
  * eventfd is written once.
  */
 public final class VirtQueue {
     private static final Logger LOG = LoggerFactory.getLogger(VirtQueue.class);
-    static final VarHandle U16_VH = JAVA_SHORT.withOrder(LITTLE_ENDIAN).varHandle();
-    static final int IDX_OFFSET = 2, RING_OFFSET = 4, USED_ELEM_SIZE = 8;
-    static final int VRING_USED_F_NO_NOTIFY = 1, VRING_AVAIL_F_NO_INTERRUPT = 1;
     public static final int MAX_SIZE = 32768;
 
     private final int index;
     private final QueueCounters counters = new QueueCounters();
     private final QueueLatency latency = QueueLatency.ENABLED ? new QueueLatency() : null;
     private final boolean[] errorLogged = new boolean[ChainError.values().length];
+    private final SplitRing split = new SplitRing(this);
     /** Test hook, null unless a test installs one: see {@link GuestWriteObserver}. */
     private static volatile GuestWriteObserver writeObserver;
 
     // Configuration, set by the control thread while detached.
-    private int size;
-    private MemorySegment desc;
-    private MemorySegment avail;
-    private MemorySegment used;
-    private GuestMemory memory = GuestMemory.EMPTY;
-    private boolean eventIdx;
-    private boolean indirect;
+    private Ring ring = split;
     private volatile int callFd = -1;
     private volatile int pollerWakeFd = -1;
     private int errFd = -1;
     private DescriptorChain chain;
     private InflightLog inflight;
     private DirtyLog log;
-    private long usedGpa;
-    private int[] resubmit = new int[0];
-    private int resubmitCount;
-    private int resubmitNext;
-
-    // Ring position, owned by the poller while attached.
-    private int lastAvailIdx;
-    private int availIdxCache;
-    private int usedIdx;
-    private int usedIdxAtLastPublish;
-    private boolean baseCorrected;
     private boolean broken;
-    /** After a rewind: the avail index that was not enough; -1 when not starved. */
-    private int starvedAt = -1;
 
     public VirtQueue(int index) {
         this.index = index;
@@ -75,7 +54,7 @@ public final class VirtQueue {
     }
 
     public int size() {
-        return size;
+        return ring.size;
     }
 
     public QueueCounters counters() {
@@ -90,13 +69,18 @@ public final class VirtQueue {
     /** The poller was kicked for this queue: the latency clock starts. Poller. */
     public void kicked() {
         counters.kicks++;
+        workSeen();
+    }
+
+    /** New work was seen (a kick, or a ring that moved while busy-polling). Poller. */
+    void workSeen() {
         if (QueueLatency.ENABLED) {
             latency.workSeen();
         }
     }
 
     public GuestMemory memory() {
-        return memory;
+        return ring.memory;
     }
 
     public boolean isBroken() {
@@ -105,12 +89,12 @@ public final class VirtQueue {
 
     /** The avail index the device will read next (what GET_VRING_BASE returns). */
     public int lastAvailIdx() {
-        return lastAvailIdx;
+        return ring.availIdx();
     }
 
     /** The device's used index, published or not. */
     public int usedIdx() {
-        return usedIdx;
+        return ring.usedIdx();
     }
 
     /**
@@ -123,51 +107,16 @@ public final class VirtQueue {
         if (Integer.bitCount(size) != 1 || size > MAX_SIZE) {
             throw new IllegalArgumentException("queue size " + size);
         }
-        if (desc.byteSize() < 16L * size || avail.byteSize() < 6 + 2L * size || used.byteSize() < 6 + 8L * size) {
-            throw new IllegalArgumentException("rings smaller than the queue size");
-        }
-        if (chain == null || this.size != size) {
+        split.configure(size, desc, avail, used, memory, lastAvail, eventIdx, indirect, inflight);
+        ring = split;
+        if (chain == null || chain.capacity() != size) {
             chain = new DescriptorChain(size);
         }
-        this.size = size;
-        this.desc = desc;
-        this.avail = avail;
-        this.used = used;
-        this.memory = memory;
-        this.eventIdx = eventIdx;
-        this.indirect = indirect;
+        chain.log = log;
         this.errFd = errFd;
-        this.lastAvailIdx = lastAvail & 0xFFFF;
-        this.availIdxCache = lastAvailIdx;
-        this.usedIdx = Short.toUnsignedInt((short) U16_VH.getAcquire(used, (long) IDX_OFFSET));
-        this.usedIdxAtLastPublish = usedIdx;
         this.broken = false;
-        this.starvedAt = -1;
         if (log != null) {
-            observeUsedRing();
-        }
-        this.resubmitCount = 0;
-        this.resubmitNext = 0;
-        this.baseCorrected = false;
-        if (inflight != null) {
-            if (resubmit.length < size) {
-                resubmit = new int[size];
-            }
-            resubmitCount = inflight.recover(used, usedIdx, resubmit);
-            // What was taken is what was completed plus what is still in flight. The frontend's
-            // base can be older: after a dropped connection QEMU rewinds to the used index it read
-            // while the old session was still finishing requests.
-            int taken = (usedIdx + resubmitCount) & 0xFFFF;
-            if (taken != lastAvailIdx && lastAvailIdx != usedIdx) {
-                LOG.warn("queue {}: frontend resumes at {} but {} requests were completed and {} are in flight;"
-                        + " resuming at {}", index, lastAvailIdx, usedIdx, resubmitCount, taken);
-                baseCorrected = true;
-            }
-            lastAvailIdx = taken;
-            availIdxCache = lastAvailIdx;
-            if (resubmitCount > 0) {
-                LOG.info("queue {}: resubmitting {} requests left in flight by a previous backend", index, resubmitCount);
-            }
+            observeUsedRing(used, memory);
         }
     }
 
@@ -176,7 +125,7 @@ public final class VirtQueue {
      * driver may not have been interrupted for. Poller, after configure.
      */
     public boolean baseCorrected() {
-        return baseCorrected;
+        return ring.baseCorrected();
     }
 
     /**
@@ -194,12 +143,12 @@ public final class VirtQueue {
      */
     public void dirtyLog(DirtyLog log, long usedGpa) {
         this.log = log;
-        this.usedGpa = usedGpa;
+        split.dirtyLog(log, usedGpa);
     }
 
     /** Chains still to be resubmitted after a restart. */
     public int resubmitPending() {
-        return resubmitCount - resubmitNext;
+        return ring.resubmitPending();
     }
 
     /** The eventfd that wakes the poller owning this queue; set by the poller. */
@@ -223,43 +172,9 @@ public final class VirtQueue {
         this.callFd = fd;
     }
 
-    private int availIdxAcquire() {
-        return Short.toUnsignedInt((short) U16_VH.getAcquire(avail, (long) IDX_OFFSET));
-    }
-
-    /**
-     * Re-reads the avail index into the cache, latching the queue broken instead when it moved by
-     * more than the queue size. Every read of the driver's index goes through here, so that no
-     * caller can leave an unchecked index in the cache for {@link #next()} to trust.
-     */
-    private void refreshAvailIdx() {
-        int availIdx = availIdxAcquire();
-        if (((availIdx - lastAvailIdx) & 0xFFFF) > size) {
-            latchBroken("avail index jumped from " + lastAvailIdx + " to " + availIdx);
-            return;
-        }
-        if (QueueLatency.ENABLED && availIdx != availIdxCache) {
-            latency.workSeen(); // busy-polling has no kick: new buffers start the clock
-        }
-        availIdxCache = availIdx;
-    }
-
     /** Whether the driver has made buffers available that the device has not taken. Poller. */
     public boolean hasAvailable() {
-        if (!broken && resubmitNext < resubmitCount) {
-            return true;
-        }
-        if (starvedAt >= 0) {
-            int availIdx = availIdxAcquire();
-            if (availIdx == starvedAt) {
-                return false;
-            }
-            starvedAt = -1; // the driver added buffers: worth another try
-        }
-        if (!broken && availIdxCache == lastAvailIdx) {
-            refreshAvailIdx();
-        }
-        return !broken && availIdxCache != lastAvailIdx;
+        return !broken && ring.hasAvailable();
     }
 
     /**
@@ -268,53 +183,20 @@ public final class VirtQueue {
      * Poller thread.
      */
     public DescriptorChain next() {
-        while (true) {
-            if (broken) {
-                return null;
-            }
-            if (resubmitNext < resubmitCount) { // a previous backend's requests come first, in order
-                int head = resubmit[resubmitNext++];
-                ChainError error = chain.parse(desc, size, head, memory, indirect);
-                chain.log = log;
-                if (error == null) {
-                    if (log != null) {
-                        observeWrites(chain);
-                    }
-                    counters.chains++;
-                    counters.descriptors += chain.count();
-                    return chain;
-                }
-                reject(head, error);
-                continue;
-            }
-            if (availIdxCache == lastAvailIdx) {
-                refreshAvailIdx();
-                if (broken || availIdxCache == lastAvailIdx) {
-                    return null;
-                }
-            }
-            long slot = RING_OFFSET + 2L * (lastAvailIdx & (size - 1));
-            int head = Short.toUnsignedInt(avail.get(LE_SHORT, slot));
-            if (head >= size) {
-                latchBroken("head " + head + " out of range for size " + size);
-                return null;
-            }
-            lastAvailIdx = (lastAvailIdx + 1) & 0xFFFF;
-            ChainError error = chain.parse(desc, size, head, memory, indirect);
-            chain.log = log;
+        DescriptorChain c = chain;
+        while (!broken && ring.take(c)) {
+            ChainError error = c.error();
             if (error == null) {
                 if (log != null) {
-                    observeWrites(chain);
-                }
-                if (inflight != null) {
-                    inflight.mark(head);
+                    observeWrites(c);
                 }
                 counters.chains++;
-                counters.descriptors += chain.count();
-                return chain;
+                counters.descriptors += c.count();
+                return c;
             }
-            reject(head, error);
+            reject(c.head(), error);
         }
+        return null;
     }
 
     /**
@@ -325,7 +207,7 @@ public final class VirtQueue {
         writeObserver = observer;
     }
 
-    private void observeWrites(DescriptorChain c) {
+    private static void observeWrites(DescriptorChain c) {
         GuestWriteObserver o = writeObserver;
         if (o != null) {
             for (int i = c.readableCount(); i < c.count(); i++) {
@@ -337,7 +219,7 @@ public final class VirtQueue {
     }
 
     /** The used ring, located from its mapping (not from the address the dirty log uses). */
-    private void observeUsedRing() {
+    private static void observeUsedRing(MemorySegment used, GuestMemory memory) {
         GuestWriteObserver o = writeObserver;
         for (int r = 0; o != null && r < memory.regionCount(); r++) {
             MemorySegment region = memory.segment(r);
@@ -356,15 +238,12 @@ public final class VirtQueue {
      * compare {@link QueueCounters#chainsRejected()} before and after. Poller.
      */
     public void rewind(int count) {
-        lastAvailIdx = (lastAvailIdx - count) & 0xFFFF;
+        ring.rewind(count);
         counters.chains -= count;
-        // What is available is not enough: only new buffers count as work, so the poller may sleep.
-        starvedAt = availIdxCache;
     }
 
     private void reject(int head, ChainError error) {
-        counters.chainsRejected[error.ordinal()]++;
-        counters.rejectedTotal++;
+        countRejected(error);
         if (!errorLogged[error.ordinal()]) {
             errorLogged[error.ordinal()] = true;
             LOG.warn("queue {}: refused chain at head {}: {} (completed with 0 bytes; further ones only counted)",
@@ -389,13 +268,7 @@ public final class VirtQueue {
         if (broken) {
             return;
         }
-        long e = RING_OFFSET + (long) USED_ELEM_SIZE * (usedIdx & (size - 1));
-        used.set(LE_INT, e, head);
-        used.set(LE_INT, e + 4, (int) writtenLength);
-        if (log != null) {
-            log.mark(usedGpa + e, USED_ELEM_SIZE);
-        }
-        usedIdx = (usedIdx + 1) & 0xFFFF;
+        ring.complete(head, writtenLength);
         counters.bytesWritten += writtenLength;
     }
 
@@ -404,28 +277,17 @@ public final class VirtQueue {
      * it asked to be (EVENT_IDX used_event, else the NO_INTERRUPT flag). Poller.
      */
     public void publish() {
-        if (usedIdx == usedIdxAtLastPublish || broken) {
+        if (broken) {
             return;
         }
-        U16_VH.setRelease(used, (long) IDX_OFFSET, (short) usedIdx);
-        if (log != null) {
-            log.mark(usedGpa + IDX_OFFSET, 2);
+        int published = ring.publishUsed();
+        if (published == 0) {
+            return;
         }
-        if (inflight != null) {
-            inflight.published(used, usedIdxAtLastPublish, usedIdx);
-        }
-        VarHandle.fullFence(); // the driver's used_event / flags written before our index was seen
-        boolean notify;
-        if (eventIdx) {
-            int usedEvent = Short.toUnsignedInt(avail.get(LE_SHORT, RING_OFFSET + 2L * size));
-            notify = ((usedIdx - usedEvent - 1) & 0xFFFF) < ((usedIdx - usedIdxAtLastPublish) & 0xFFFF);
-        } else {
-            notify = (avail.get(LE_SHORT, 0) & VRING_AVAIL_F_NO_INTERRUPT) == 0;
-        }
+        boolean notify = ring.interruptWanted();
         if (QueueLatency.ENABLED) {
-            latency.published((usedIdx - usedIdxAtLastPublish) & 0xFFFF);
+            latency.published(published);
         }
-        usedIdxAtLastPublish = usedIdx;
         int fd = callFd;
         if (notify && fd >= 0) {
             LibC.eventfdSignal(fd);
@@ -437,11 +299,8 @@ public final class VirtQueue {
 
     /** Asks the driver not to kick while the poller is busy with this queue. Poller. */
     public void disableNotifications() {
-        if (!eventIdx && !broken) {
-            U16_VH.setRelease(used, 0L, (short) VRING_USED_F_NO_NOTIFY);
-            if (log != null) {
-                log.mark(usedGpa, 2);
-            }
+        if (!broken) {
+            ring.disableNotifications();
         }
     }
 
@@ -453,19 +312,7 @@ public final class VirtQueue {
         if (broken) {
             return false;
         }
-        if (eventIdx) {
-            // Starved: ask for a kick when buffers beyond those already seen arrive.
-            U16_VH.setRelease(used, RING_OFFSET + (long) USED_ELEM_SIZE * size,
-                    (short) (starvedAt >= 0 ? starvedAt : lastAvailIdx));
-            if (log != null) {
-                log.mark(usedGpa + RING_OFFSET + (long) USED_ELEM_SIZE * size, 2);
-            }
-        } else {
-            U16_VH.setRelease(used, 0L, (short) 0);
-            if (log != null) {
-                log.mark(usedGpa, 2);
-            }
-        }
+        ring.enableNotifications();
         VarHandle.fullFence();
         return hasAvailable();
     }
@@ -483,13 +330,9 @@ public final class VirtQueue {
         }
     }
 
-    static final java.lang.foreign.ValueLayout.OfShort LE_SHORT = JAVA_SHORT.withOrder(LITTLE_ENDIAN);
-    static final java.lang.foreign.ValueLayout.OfInt LE_INT =
-            java.lang.foreign.ValueLayout.JAVA_INT.withOrder(LITTLE_ENDIAN);
-
     @Override
     public String toString() {
-        return "vq" + index + "(size " + size + ", avail " + lastAvailIdx + ", used " + usedIdx
+        return "vq" + index + "(size " + ring.size + ", avail " + ring.availIdx() + ", used " + ring.usedIdx()
                 + (broken ? ", BROKEN" : "") + ")";
     }
 }

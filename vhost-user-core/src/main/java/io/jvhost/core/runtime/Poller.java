@@ -8,8 +8,11 @@ import io.jvhost.core.sys.LibC;
 import io.jvhost.core.sys.NativeException;
 import io.jvhost.core.ring.VirtQueue;
 
+import java.util.ArrayDeque;
 import java.util.concurrent.Executor;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.LockSupport;
 import java.util.function.IntConsumer;
 
 import org.jctools.queues.atomic.MpscAtomicArrayQueue;
@@ -23,13 +26,21 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Commands arrive through a JCTools MPSC queue ({@link #post}) from the control thread; results
  * go back through the control {@link Executor}. Only the poller thread touches its queues.
+ *
+ * <p>Stopping a queue does not hold up the others: a queue whose handler still has requests in
+ * flight ({@link QueueHandler#drain}) stops taking chains at once, is drained on every duty cycle
+ * while the poller goes on serving its other queues, and is acknowledged (its last avail index to
+ * the control thread) when nothing is left in flight or {@link #STOP_TIMEOUT_NANOS} passed.
+ * Commands for a queue that is stopping wait until it has stopped.
  */
 public final class Poller implements Runnable, AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(Poller.class);
     private static final int BUDGET = 64, COMMAND_LIMIT = 64;
     private static final long WAKE = -1, DEVICE_WAKE = -2;
-    /** Queues without a kick fd (NOFD) are polled this often while the poller sleeps. */
+    /** Queues without a kick fd (NOFD), and stopping queues, are polled this often while the poller sleeps. */
     private static final int NO_KICK_POLL_MILLIS = 1;
+    /** How long a stopping queue may wait for its requests in flight before it is detached without them. */
+    static final long STOP_TIMEOUT_NANOS = TimeUnit.SECONDS.toNanos(30);
 
     private final String name;
     private final IdleMode mode;
@@ -42,6 +53,13 @@ public final class Poller implements Runnable, AutoCloseable {
     private final int[] kickFd;
     private final int[] wakeupFd;
     private final boolean[] handlerFailureLogged;
+    // Queues stopping while requests are in flight: the queue, who gets its last avail index, until when it may wait.
+    private final VirtQueue[] stopping;
+    private final IntConsumer[] stopAcks;
+    private final long[] stopDeadlines;
+    /** Per queue: attach and detach commands that came while it was stopping, run once it has stopped. */
+    private final ArrayDeque<Runnable>[] afterStop;
+    private int stoppingCount;
     private int activeCount;
     private int queuesWithoutKick;
     private volatile boolean running = true;
@@ -66,6 +84,12 @@ public final class Poller implements Runnable, AutoCloseable {
         this.kickFd = new int[handlers.length];
         this.wakeupFd = new int[handlers.length];
         this.handlerFailureLogged = new boolean[handlers.length];
+        this.stopping = new VirtQueue[handlers.length];
+        this.stopAcks = new IntConsumer[handlers.length];
+        this.stopDeadlines = new long[handlers.length];
+        @SuppressWarnings("unchecked")
+        ArrayDeque<Runnable>[] waiting = new ArrayDeque[handlers.length];
+        this.afterStop = waiting;
         java.util.Arrays.fill(kickFd, -1);
         java.util.Arrays.fill(wakeupFd, -1);
         LibC.check(epoll.add(wakeFd.get(), WAKE), "epoll_ctl");
@@ -103,20 +127,25 @@ public final class Poller implements Runnable, AutoCloseable {
         LibC.eventfdSignal(wakeFd.get());
     }
 
-    /** Starts processing {@code queue} with {@code config}, then runs {@code ack} on the control thread. */
+    /**
+     * Starts processing {@code queue} with {@code config} (once it has stopped, if it is stopping),
+     * then runs {@code ack} on the control thread.
+     */
     public void attach(VirtQueue queue, QueueConfig config, Runnable ack) {
-        post(p -> {
+        int i = queue.index();
+        post(p -> p.whenStopped(i, () -> {
             p.doAttach(queue, config);
             control.execute(ack);
-        });
+        }));
     }
 
-    /** Stops processing queue {@code index}; {@code ack} gets its last avail index on the control thread. */
+    /**
+     * Stops processing queue {@code index}; once its handler has nothing left in flight (or
+     * {@link #STOP_TIMEOUT_NANOS} passed), {@code ack} gets its last avail index on the control
+     * thread, -1 if it was not running. The poller serves its other queues meanwhile.
+     */
     public void detach(int index, IntConsumer ack) {
-        post(p -> {
-            int lastAvail = p.doDetach(index);
-            control.execute(() -> ack.accept(lastAvail));
-        });
+        post(p -> p.whenStopped(index, () -> p.beginDetach(index, ack)));
     }
 
     /** Changes the call eventfd of a running queue; after {@code ack} the old fd is no longer used. */
@@ -162,10 +191,27 @@ public final class Poller implements Runnable, AutoCloseable {
         LOG.debug("{}: attached {}", name, q);
     }
 
-    private int doDetach(int i) {
+    /** Runs {@code command} for queue {@code i} now, or after the queue has stopped if it is stopping. */
+    private void whenStopped(int i, Runnable command) {
+        if (stopping[i] == null) {
+            command.run();
+        } else {
+            if (afterStop[i] == null) {
+                afterStop[i] = new ArrayDeque<>();
+            }
+            afterStop[i].add(command);
+        }
+    }
+
+    /**
+     * Takes queue {@code i} off the running set at once (no more chains, kicks or device wakeups),
+     * then lets its handler finish what is in flight; {@link #finishStops} acks it.
+     */
+    private void beginDetach(int i, IntConsumer ack) {
         VirtQueue q = active[i];
         if (q == null) {
-            return -1;
+            control.execute(() -> ack.accept(-1));
+            return;
         }
         q.publish();
         safeCall(i, () -> handlers[i].stopped(q));
@@ -184,8 +230,52 @@ public final class Poller implements Runnable, AutoCloseable {
         kickFd[i] = -1;
         active[i] = null;
         activeCount--;
+        stopping[i] = q;
+        stopAcks[i] = ack;
+        stopDeadlines[i] = System.nanoTime() + STOP_TIMEOUT_NANOS;
+        stoppingCount++;
+        finishStop(i);
+    }
+
+    /** Drains every stopping queue and acks those that are done. */
+    private void finishStops() {
+        for (int i = 0; i < stopping.length; i++) {
+            if (stopping[i] != null) {
+                finishStop(i);
+            }
+        }
+    }
+
+    /** Lets the handler of stopping queue {@code i} finish what it can; acks the stop when nothing is left. */
+    private void finishStop(int i) {
+        VirtQueue q = stopping[i];
+        int left;
+        try {
+            left = handlers[i].drain(q);
+        } catch (RuntimeException e) {
+            failures.incrementAndGet();
+            LOG.error("{}: queue {} handler failed while stopping; stopped without waiting", name, i, e);
+            left = 0;
+        }
+        if (left > 0 && System.nanoTime() - stopDeadlines[i] < 0) {
+            return;
+        }
+        if (left > 0) {
+            LOG.error("{}: queue {}: {} requests still in flight after {} s; stopped without waiting for them",
+                    name, i, left, TimeUnit.NANOSECONDS.toSeconds(STOP_TIMEOUT_NANOS));
+        }
+        q.publish();
+        IntConsumer ack = stopAcks[i];
+        stopping[i] = null;
+        stopAcks[i] = null;
+        stoppingCount--;
         LOG.debug("{}: detached {}", name, q);
-        return q.lastAvailIdx();
+        int lastAvail = q.lastAvailIdx();
+        control.execute(() -> ack.accept(lastAvail));
+        ArrayDeque<Runnable> waiting = afterStop[i];
+        while (waiting != null && stopping[i] == null && !waiting.isEmpty()) {
+            waiting.poll().run();
+        }
     }
 
     private void safeCall(int queue, Runnable r) {
@@ -217,6 +307,9 @@ public final class Poller implements Runnable, AutoCloseable {
         for (PollerCommand c; work < COMMAND_LIMIT && (c = commands.poll()) != null; ) {
             c.execute(this);
             work++;
+        }
+        if (stoppingCount > 0) {
+            finishStops();
         }
         VirtQueue[] queues = active;
         for (int i = 0; i < queues.length; i++) {
@@ -256,7 +349,7 @@ public final class Poller implements Runnable, AutoCloseable {
             }
         }
         if (!more && commands.isEmpty()) {
-            int n = epoll.await(queuesWithoutKick > 0 ? NO_KICK_POLL_MILLIS : 1000);
+            int n = epoll.await(queuesWithoutKick > 0 || stoppingCount > 0 ? NO_KICK_POLL_MILLIS : 1000);
             for (int e = 0; e < n; e++) {
                 long data = epoll.data(e);
                 if (data == WAKE) {
@@ -303,6 +396,18 @@ public final class Poller implements Runnable, AutoCloseable {
                 } catch (RuntimeException e) {
                     failures.incrementAndGet();
                     LOG.error("{}: command failed while closing", name, e);
+                }
+            }
+            // Queues still stopping wait here for what they have in flight, up to their deadline.
+            while (stoppingCount > 0) {
+                try {
+                    finishStops();
+                } catch (RuntimeException e) {
+                    failures.incrementAndGet();
+                    LOG.error("{}: stopping a queue failed while closing", name, e);
+                }
+                if (stoppingCount > 0) {
+                    LockSupport.parkNanos(100_000);
                 }
             }
         }

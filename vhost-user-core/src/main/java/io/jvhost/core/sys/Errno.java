@@ -18,9 +18,12 @@ public final class Errno {
             case 19 -> "ENODEV";
             case 22 -> "EINVAL";
             case 24 -> "EMFILE";
+            case 30 -> "EROFS";
             case 32 -> "EPIPE";
             case 98 -> "EADDRINUSE";
             case 104 -> "ECONNRESET";
+            case 108 -> "ESHUTDOWN";
+            case 110 -> "ETIMEDOUT";
             case 111 -> "ECONNREFUSED";
             default -> "errno";
         };

@@ -1,8 +1,10 @@
 package io.jvhost.core.transport;
 
+import io.jvhost.core.protocol.Header;
 import io.jvhost.core.protocol.Message;
-import io.jvhost.core.protocol.Session;
+import io.jvhost.core.protocol.ProtocolException;
 import io.jvhost.core.runtime.Backend;
+import io.jvhost.core.runtime.Session;
 import io.jvhost.core.sys.Errno;
 import io.jvhost.core.sys.Fd;
 import io.jvhost.core.sys.LibC;
@@ -15,7 +17,6 @@ import io.netty.channel.unix.FileDescriptor;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -31,7 +32,6 @@ import org.slf4j.LoggerFactory;
  */
 final class Connection implements EpollIoHandle, Session.Output {
     private static final Logger LOG = LoggerFactory.getLogger(Connection.class);
-    private static final ValueLayout.OfInt LE_INT = ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN);
     // Edge-triggered: while a message waits for the pollers nothing is read, and resume() reads on
     // until EAGAIN, so no readiness edge is lost.
     private static final EpollIoOps READ_OPS = EpollIoOps.EPOLLIN.with(EpollIoOps.EPOLLRDHUP).with(EpollIoOps.EPOLLET);
@@ -40,7 +40,7 @@ final class Connection implements EpollIoHandle, Session.Output {
     private final String name;
     private final Fd socket;
     private final FileDescriptor nettyFd;
-    private final MessageIo io = new MessageIo(Message.HEADER_SIZE + Message.MAX_PAYLOAD);
+    private final MessageIo io = new MessageIo(Header.SIZE + Header.MAX_PAYLOAD);
     private final Session session;
     private final Runnable onClosed;
     private final List<Fd> fds = new ArrayList<>();
@@ -103,7 +103,7 @@ final class Connection implements EpollIoHandle, Session.Output {
 
     /** Reads what the current frame still needs; false when nothing more can be read now. */
     private boolean readSome() {
-        int want = size < 0 ? Message.HEADER_SIZE - have : Message.HEADER_SIZE + size - have;
+        int want = size < 0 ? Header.SIZE - have : Header.SIZE + size - have;
         MessageIo.Received r = io.receive(socket.get(), have, want, false);
         fds.addAll(List.of(r.fds()));
         if (r.bytes() == -LibC.EAGAIN) {
@@ -123,22 +123,19 @@ final class Connection implements EpollIoHandle, Session.Output {
         }
         have += (int) r.bytes();
         MemorySegment buf = io.rxBuffer();
-        if (size < 0 && have == Message.HEADER_SIZE) {
-            request = buf.get(LE_INT, 0);
-            flags = buf.get(LE_INT, 4);
-            long length = Integer.toUnsignedLong(buf.get(LE_INT, 8));
-            if ((flags & Message.VERSION_MASK) != Message.VERSION || (flags & ~0xF) != 0 || (flags & Message.REPLY) != 0) {
-                drop(String.format("bad header flags 0x%x on request %d", flags, request));
+        if (size < 0 && have == Header.SIZE) {
+            try {
+                Header h = Header.decode(buf).checkRequest();
+                request = h.request();
+                flags = h.flags();
+                size = (int) h.size();
+            } catch (ProtocolException e) {
+                drop(e.getMessage());
                 return false;
             }
-            if (length > Message.MAX_PAYLOAD) {
-                drop("payload of " + length + " bytes on request " + request);
-                return false;
-            }
-            size = (int) length;
         }
-        if (size >= 0 && have == Message.HEADER_SIZE + size) {
-            byte[] payload = buf.asSlice(Message.HEADER_SIZE, size).toArray(ValueLayout.JAVA_BYTE);
+        if (size >= 0 && have == Header.SIZE + size) {
+            byte[] payload = buf.asSlice(Header.SIZE, size).toArray(ValueLayout.JAVA_BYTE);
             Message m = new Message(request, flags, payload, fds.toArray(new Fd[0]));
             fds.clear();
             have = 0;
@@ -168,11 +165,9 @@ final class Connection implements EpollIoHandle, Session.Output {
             return;
         }
         MemorySegment tx = io.txBuffer();
-        tx.set(LE_INT, 0, request);
-        tx.set(LE_INT, 4, Message.VERSION | Message.REPLY);
-        tx.set(LE_INT, 8, payload.length);
-        MemorySegment.copy(MemorySegment.ofArray(payload), 0, tx, Message.HEADER_SIZE, payload.length);
-        long total = Message.HEADER_SIZE + payload.length;
+        Header.encode(tx, request, Header.VERSION | Header.REPLY, payload.length);
+        MemorySegment.copy(MemorySegment.ofArray(payload), 0, tx, Header.SIZE, payload.length);
+        long total = Header.SIZE + payload.length;
         long n = io.send(socket.get(), total, replyFds);
         if (n != total) {
             drop("reply not sent: " + (n < 0 ? Errno.name((int) -n) : n + " of " + total + " bytes"));

@@ -33,24 +33,41 @@ public final class VhostUserServer implements Endpoint {
     private final Backend backend;
     private final ControlLoop loop;
     private final Fd listener;
+    private final SocketAccess access;
+    private final AtomicLong refused = new AtomicLong();
     private final AtomicLong connections = new AtomicLong();
     private final CompletableFuture<Void> ready = new CompletableFuture<>();
     private IoRegistration registration;
     private Connection current;
     private volatile boolean closed;
 
-    private VhostUserServer(Path path, Backend backend, ControlLoop loop, Fd listener) {
+    private VhostUserServer(Path path, Backend backend, ControlLoop loop, Fd listener, SocketAccess access) {
         this.path = path;
         this.backend = backend;
         this.loop = loop;
         this.listener = listener;
+        this.access = access;
     }
 
-    /** Binds {@code path} (removing a stale socket file left by a dead process) and starts accepting. */
+    /**
+     * Binds {@code path} owner-only (0600, whatever the umask), removing a stale socket file left by
+     * a dead process, and starts accepting.
+     */
     public static VhostUserServer listen(Path path, Backend backend, ControlLoop loop) throws IOException {
+        return listen(path, backend, loop, SocketAccess.OWNER_ONLY);
+    }
+
+    /**
+     * Binds {@code path} with the file mode and group of {@code access} (set before the socket
+     * listens, whatever the umask), removing a stale socket file left by a dead process, and starts
+     * accepting the peers {@code access} allows. A socket on which a live process listens is
+     * refused, and that process keeps serving.
+     */
+    public static VhostUserServer listen(Path path, Backend backend, ControlLoop loop, SocketAccess access)
+            throws IOException {
         removeStaleSocket(path);
-        Fd fd = UnixSockets.listen(path, 16);
-        VhostUserServer server = new VhostUserServer(path, backend, loop, fd);
+        Fd fd = UnixSockets.listen(path, 16, access.mode(), access.group());
+        VhostUserServer server = new VhostUserServer(path, backend, loop, fd, access);
         loop.register(server.new Acceptor(), server::registered, e -> LOG.error("cannot watch {}", path, e));
         server.ready.join();
         LOG.info("listening on {}", path);
@@ -67,7 +84,8 @@ public final class VhostUserServer implements Endpoint {
             throw new IOException(path + " exists and is not a socket; not touching it");
         }
         if (UnixSockets.isListening(path)) {
-            throw new IOException(path + " is in use by another running backend");
+            UnixSockets.PeerCredentials owner = UnixSockets.listener(path);
+            throw new SocketInUseException(path, owner == null ? 0 : owner.pid());
         }
         LOG.info("removing stale socket {}", path);
         Files.delete(path);
@@ -81,6 +99,11 @@ public final class VhostUserServer implements Endpoint {
 
     public Path path() {
         return path;
+    }
+
+    /** How many connections were refused because the peer's uid is not allowed. Any thread. */
+    public long refused() {
+        return refused.get();
     }
 
     /** How many frontends have connected so far. Any thread. */
@@ -119,19 +142,45 @@ public final class VhostUserServer implements Endpoint {
             return;
         }
         Fd socket;
-        try {
-            socket = UnixSockets.accept(listener);
-        } catch (NativeException e) {
-            LOG.warn("accept on {} failed: {}", path, e.getMessage());
-            return;
-        }
-        if (socket == null) {
-            return;
-        }
+        do { // edge-triggered: refusing one must not leave the next one waiting unnoticed
+            try {
+                socket = UnixSockets.accept(listener);
+            } catch (NativeException e) {
+                LOG.warn("accept on {} failed: {}", path, e.getMessage());
+                return;
+            }
+            if (socket == null) {
+                return;
+            }
+        } while (!allowed(socket));
         long n = connections.incrementAndGet();
         Connection c = new Connection(path.getFileName() + "#" + n, socket, backend, this::sessionEnded);
         current = c;
         loop.register(c, c::registered, e -> c.drop("cannot register: " + e));
+    }
+
+    /** Whether {@code access} lets the peer of {@code socket} in; closes it (and logs why) if not. */
+    private boolean allowed(Fd socket) {
+        if (access.allowedUids() == null) {
+            return true;
+        }
+        UnixSockets.PeerCredentials peer;
+        try {
+            peer = UnixSockets.peerCredentials(socket);
+        } catch (NativeException e) {
+            LOG.warn("refused a connection on {}: cannot read its credentials ({})", path, e.getMessage());
+            socket.close();
+            refused.incrementAndGet();
+            return false;
+        }
+        if (access.allows(peer.uid())) {
+            return true;
+        }
+        LOG.warn("refused a connection on {} from uid {} (pid {}): not an allowed uid {}", path, peer.uid(), peer.pid(),
+                java.util.Arrays.toString(access.allowedUids()));
+        socket.close();
+        refused.incrementAndGet();
+        return false;
     }
 
     private void sessionEnded() {

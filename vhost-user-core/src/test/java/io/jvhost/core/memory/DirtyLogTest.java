@@ -173,4 +173,29 @@ class DirtyLogTest {
         }
         assertEquals(-1L, shared.get(ValueLayout.JAVA_LONG, 0), "all 64 bits of the word set");
     }
+
+    /** Every poller marks the one log of a session: pages past its end are counted from all at once. */
+    @Test
+    void shouldCountEveryPagePastTheEndWhenThreadsMarkAtOnce() throws Exception {
+        DirtyLog sharedLog = new DirtyLog(Arena.ofAuto().allocate(8, 8)); // 64 pages
+        int threads = 4, marks = 200_000;
+        CyclicBarrier start = new CyclicBarrier(threads);
+        Thread[] workers = new Thread[threads];
+        for (int t = 0; t < threads; t++) {
+            workers[t] = Thread.ofPlatform().start(() -> {
+                try {
+                    start.await();
+                } catch (Exception e) {
+                    throw new IllegalStateException(e);
+                }
+                for (int i = 0; i < marks; i++) {
+                    sharedLog.mark(64 * PAGE, 1);
+                }
+            });
+        }
+        for (Thread w : workers) {
+            w.join();
+        }
+        assertEquals((long) threads * marks, sharedLog.outOfRange(), "pages past the end, counted by " + threads + " threads");
+    }
 }

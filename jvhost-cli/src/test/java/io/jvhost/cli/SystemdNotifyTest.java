@@ -1,0 +1,57 @@
+package io.jvhost.cli;
+
+import io.jvhost.core.sys.Fd;
+import io.jvhost.core.sys.UnixSockets;
+
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * Under systemd ({@code Type=notify}) the CLI tells the service manager it is ready only once its
+ * socket listens, so that a VM ordered after the unit finds it, and that it is stopping on SIGTERM.
+ * The test plays systemd: it binds the datagram socket and passes it in {@code NOTIFY_SOCKET}.
+ */
+@Timeout(value = 2, unit = TimeUnit.MINUTES)
+class SystemdNotifyTest {
+    @TempDir
+    Path dir;
+
+    private static String awaitDatagram(Fd receiver, CliProcess p, Duration timeout) throws Exception {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        for (byte[] d; ; Thread.sleep(5)) {
+            if ((d = UnixSockets.receive(receiver)) != null) {
+                return new String(d, StandardCharsets.UTF_8);
+            }
+            assertTrue(System.nanoTime() < deadline, "no datagram within " + timeout + ":\n" + p.output());
+        }
+    }
+
+    @Test
+    void shouldSendReadyOnlyOnceTheSocketListensAndStoppingOnSigterm() throws Exception {
+        Path notify = dir.resolve("notify"), socket = dir.resolve("rng.sock");
+        try (Fd receiver = UnixSockets.bindDatagram(notify);
+             CliProcess p = CliProcess.start(dir, List.of(), Map.of("NOTIFY_SOCKET", notify.toString()),
+                     "rng", "--socket", socket.toString())) {
+            String ready = awaitDatagram(receiver, p, Duration.ofSeconds(30));
+            boolean listening = UnixSockets.isListening(socket); // at once: READY must not come before this holds
+            assertTrue(ready.lines().anyMatch("READY=1"::equals), ready);
+            assertTrue(listening, "the socket listens when READY=1 arrives:\n" + p.output());
+            assertTrue(ready.lines().anyMatch(("MAINPID=" + p.process.pid())::equals), ready);
+            assertTrue(ready.contains("STATUS=1 sockets listening"), ready);
+
+            assertEquals(0, p.terminate(), p.output());
+            assertEquals("STOPPING=1", awaitDatagram(receiver, p, Duration.ofSeconds(5)));
+        }
+    }
+}

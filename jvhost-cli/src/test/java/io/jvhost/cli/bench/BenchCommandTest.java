@@ -1,0 +1,83 @@
+package io.jvhost.cli.bench;
+
+import io.jvhost.perf.BlkBench;
+import io.jvhost.perf.NetBench;
+
+import io.jvhost.cli.Failure;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import picocli.CommandLine;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * {@code bench net} and {@code bench blk} take {@code --quick}, {@code --queues}, {@code --runs},
+ * {@code --seconds} and {@code --out} from one mixin: given, they reach the benchmark's options
+ * over its defaults or quick presets; left out, the benchmark's own values stay. Only parsed here:
+ * no benchmark runs.
+ */
+class BenchCommandTest {
+
+    private static Object parse(String... args) {
+        return new CommandLine(new BenchCommand()).parseArgs(args).subcommand().commandSpec().userObject();
+    }
+
+    @Test
+    void shouldPutGivenOptionsOverTheQuickPresetsWhenNetIsQuick() {
+        BenchCommand.Net net = (BenchCommand.Net) parse("net", "--quick", "--runs", "2", "--seconds", "4", "--out", "x",
+                "--queues", "1,2", "--dirs", "g2h");
+        NetBench.Options o = net.options();
+        NetBench.Options quick = NetBench.Options.quick();
+        assertEquals(2, o.runs);
+        assertEquals(4, o.seconds);
+        assertEquals(Path.of("x"), o.out);
+        assertEquals(List.of(1, 2), o.queues);
+        assertEquals(List.of("g2h"), o.directions);
+        assertEquals(quick.sizes, o.sizes, "a quick preset not given on the command line");
+        assertEquals(quick.backends, o.backends);
+    }
+
+    @Test
+    void shouldKeepTheBlkBenchmarksDefaultsWhenOnlyItsOwnOptionsAreGiven() {
+        BenchCommand.Blk blk = (BenchCommand.Blk) parse("blk", "--targets", "jvhost-ram", "--busy-poll");
+        BlkBench.Options defaults = new BlkBench.Options();
+        BlkBench.Options o = blk.options();
+        assertEquals(defaults.runs, o.runs);
+        assertEquals(defaults.seconds, o.seconds);
+        assertEquals(defaults.queues, o.queues);
+        assertEquals(defaults.workloads, o.workloads);
+        assertEquals(List.of("jvhost-ram"), o.targets);
+        assertEquals(true, o.busyPoll);
+        String home = System.getProperty("jvhost.home");
+        assertEquals(home == null ? Path.of("perf", "results") : Path.of(home, "perf", "results"), o.out);
+    }
+
+    @Test
+    void shouldSayInOneLineWhatDpdkLacksBeforeBenchNetStarts(@TempDir Path dir) throws Exception {
+        Path mounts = dir.resolve("mounts"), pages = dir.resolve("hugepages");
+        Files.createDirectories(pages);
+        Files.writeString(mounts, "proc /proc proc rw 0 0\n");
+        Failure missing = assertThrows(Failure.class,
+                () -> BenchCommand.Net.checkHugepages(List.of("hugepages (echo 1024 > /proc/sys/vm/nr_hugepages)"), mounts, pages));
+        assertEquals("needs hugepages (echo 1024 > /proc/sys/vm/nr_hugepages) (as root, ./jvhost bench sets these up)",
+                missing.getMessage());
+        Failure notMounted = assertThrows(Failure.class, () -> BenchCommand.Net.checkHugepages(List.of(), mounts, pages));
+        assertEquals("no hugetlbfs on " + pages + " for dpdk-testpmd (as root: mkdir -p " + pages + "; mount -t hugetlbfs nodev "
+                + pages + ")", notMounted.getMessage());
+        Files.writeString(mounts, "nodev " + pages + " hugetlbfs rw,relatime,pagesize=2M 0 0\n");
+        BenchCommand.Net.checkHugepages(List.of(), mounts, pages); // reserved, mounted, writable: no complaint
+        if (!"root".equals(System.getProperty("user.name"))) {
+            assertTrue(pages.toFile().setWritable(false, false));
+            Failure denied = assertThrows(Failure.class, () -> BenchCommand.Net.checkHugepages(List.of(), mounts, pages));
+            assertTrue(denied.getMessage().startsWith("no permission to use the hugepages in " + pages), denied.getMessage());
+        }
+    }
+}

@@ -1,0 +1,70 @@
+package io.jvhost.perf;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/**
+ * What an end-to-end benchmark ({@link NetBench}, {@link BlkBench}) keeps while it runs: its
+ * options, where it prints, the processes it started and the commands to repeat them, and a work
+ * directory for sockets and logs. One thread: the one that runs the matrix.
+ */
+abstract class Bench<O extends BenchOptions> {
+    final O options;
+    final PrintStream out;
+    final Procs procs = new Procs();
+    final Path work;
+    private int runCount;
+
+    Bench(String name, O options, PrintStream out) throws IOException {
+        this.options = options;
+        this.out = out;
+        this.work = Files.createTempDirectory("jvhost-bench-" + name);
+    }
+
+    /** The next run's number, for socket and log names. */
+    int nextRun() {
+        return runCount++;
+    }
+
+    /** An empty table whose meta names the machine, the frontend, the backend CPU and the seconds per run. */
+    Report report(String name, String frontend, String... columns) {
+        Report report = new Report(name, columns);
+        Report.describeMachine(report);
+        report.meta("frontend", frontend);
+        report.meta("backend_cpu", Integer.toString(options.backendCpu));
+        report.meta("seconds_per_run", Integer.toString(options.seconds));
+        return report;
+    }
+
+    /** Prints the table and writes the results under {@code options.out}; returns {@code report}. */
+    Report finish(Report report) throws IOException {
+        out.println();
+        report.print(out);
+        Path csv = report.write(options.out, procs.commands());
+        out.println("\nwritten: " + csv + " (and .json, .commands.txt); logs in " + work);
+        return report;
+    }
+
+    /** Every queue on one poller: one core, as the reference side's one lcore or iothread. */
+    static int[][] onePoller(int queues) {
+        int[][] set = new int[1][queues];
+        for (int q = 0; q < queues; q++) {
+            set[0][q] = q;
+        }
+        return set;
+    }
+
+    /** {@code sets} as {@code --queue-map} takes it, e.g. {@code 0,1:2,3}. */
+    static String queueMap(int[][] sets) {
+        StringBuilder b = new StringBuilder();
+        for (int[] set : sets) {
+            b.append(b.length() == 0 ? "" : ":");
+            for (int i = 0; i < set.length; i++) {
+                b.append(i == 0 ? "" : ",").append(set[i]);
+            }
+        }
+        return b.toString();
+    }
+}

@@ -1,0 +1,96 @@
+package io.jvhost.core.ring;
+
+import io.jvhost.core.memory.DirtyLog;
+import io.jvhost.core.memory.GuestMemory;
+
+import java.lang.foreign.MemorySegment;
+
+/**
+ * A virtqueue's memory layout, the part of a queue that differs between the split ring (virtio 1.2
+ * §2.7, {@link SplitRing}) and the packed ring (§2.8): where the driver offers chains, how a chain's
+ * descriptors are found, where used elements go, and how either side suppresses notifications.
+ * {@link VirtQueue} is the device-facing queue and owns everything else (counters, the broken latch,
+ * eventfds, latency); it calls its ring only while not broken, and the ring reports ring corruption
+ * through {@link VirtQueue#latchBroken}.
+ *
+ * <p>The three areas are the ones SET_VRING_ADDR names: descriptor table or ring, driver area
+ * (split: avail ring) and device area (split: used ring). Dirty logging of the ring's own writes is
+ * the ring's job; logging of buffer writes is the chain's. Poller thread once attached; control
+ * thread while detached (configure).
+ *
+ * <p>Sealed and package-private: with one layout every call from {@link VirtQueue} binds statically
+ * (class hierarchy analysis), with two it stays at most bimorphic.
+ */
+abstract sealed class Ring permits SplitRing {
+    final VirtQueue queue;
+    // Configuration, set by the control thread while detached.
+    int size;
+    GuestMemory memory = GuestMemory.EMPTY;
+    boolean eventIdx;
+    boolean indirect;
+    DirtyLog log;
+    /** Guest-physical address of the device area, for dirty logging of the ring's own writes. */
+    long deviceAreaGpa;
+
+    Ring(VirtQueue queue) {
+        this.queue = queue;
+    }
+
+    /**
+     * Points the ring at its areas (already translated and bounds-checked by the caller, or refused
+     * here with {@link IllegalArgumentException} before anything changes) and resumes at the vring
+     * base {@code base}; {@code inflight} (may be null) is the layout's in-flight log, from which
+     * requests left by a previous backend are recovered for resubmission.
+     */
+    abstract void configure(int size, MemorySegment desc, MemorySegment driverArea, MemorySegment deviceArea,
+                            GuestMemory memory, int base, boolean eventIdx, boolean indirect, InflightLog inflight);
+
+    /** Logs the ring's writes to {@code log} (null: not migrating); before {@link #configure}. */
+    final void dirtyLog(DirtyLog log, long deviceAreaGpa) {
+        this.log = log;
+        this.deviceAreaGpa = deviceAreaGpa;
+    }
+
+    /**
+     * Takes the next chain the driver made available and parses it into {@code chain}
+     * ({@link DescriptorChain#error()} null when well-formed). Returns false when there is none, or
+     * when the ring is corrupt (then it has latched the queue broken).
+     */
+    abstract boolean take(DescriptorChain chain);
+
+    /** Whether {@link #take} would find a chain; may latch the queue broken. */
+    abstract boolean hasAvailable();
+
+    /** Gives back the last {@code chains} chains taken and not completed. */
+    abstract void rewind(int chains);
+
+    /** Writes a used element for chain {@code id} ({@link DescriptorChain#head()}), not yet visible. */
+    abstract void complete(int id, long writtenLength);
+
+    /**
+     * Makes the elements completed since the last call visible with one release store, then a full
+     * fence. Returns how many; 0 (and nothing written) when there were none.
+     */
+    abstract int publishUsed();
+
+    /** After {@link #publishUsed} returned more than 0: whether the driver asked for an interrupt. */
+    abstract boolean interruptWanted();
+
+    /** Asks the driver not to kick. */
+    abstract void disableNotifications();
+
+    /** Asks the driver to kick for the next chain; the caller fences and re-checks. */
+    abstract void enableNotifications();
+
+    /** What GET_VRING_BASE reports: where the device resumes taking chains. */
+    abstract int availIdx();
+
+    /** The device's used index, published or not. */
+    abstract int usedIdx();
+
+    /** Chains recovered from the in-flight log and not yet taken again. */
+    abstract int resubmitPending();
+
+    /** Whether {@link #configure} resumed somewhere other than the frontend's base. */
+    abstract boolean baseCorrected();
+}

@@ -1,0 +1,328 @@
+package io.jvhost.core.ring;
+
+import io.jvhost.core.memory.GuestMemory;
+import io.jvhost.core.metrics.QueueLatency;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.VarHandle;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import static java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED;
+import static java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED;
+import static java.lang.foreign.ValueLayout.JAVA_SHORT;
+import static java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED;
+import static java.nio.ByteOrder.LITTLE_ENDIAN;
+
+/**
+ * The split virtqueue layout (virtio 1.2 §2.7): a descriptor table, the driver's avail ring of
+ * heads, and the device's used ring of (id, length) elements, each with a free-running 16-bit index.
+ * With VIRTIO_F_EVENT_IDX the notification hints are used_event (after the avail ring) and
+ * avail_event (after the used ring), else the rings' flags. Split-ring in-flight tracking
+ * ({@link InflightLog}) lives here too. Poller thread once attached.
+ */
+final class SplitRing extends Ring {
+    private static final Logger LOG = LoggerFactory.getLogger(SplitRing.class);
+    static final VarHandle U16_VH = JAVA_SHORT.withOrder(LITTLE_ENDIAN).varHandle();
+    static final ValueLayout.OfShort LE_SHORT = JAVA_SHORT.withOrder(LITTLE_ENDIAN);
+    static final ValueLayout.OfInt LE_INT = ValueLayout.JAVA_INT.withOrder(LITTLE_ENDIAN);
+    // Unaligned: an indirect table may sit at any guest address (the main table is 16-aligned).
+    static final ValueLayout.OfLong DESC_ADDR = JAVA_LONG_UNALIGNED.withOrder(LITTLE_ENDIAN);
+    static final ValueLayout.OfInt DESC_LEN = JAVA_INT_UNALIGNED.withOrder(LITTLE_ENDIAN);
+    static final ValueLayout.OfShort DESC_U16 = JAVA_SHORT_UNALIGNED.withOrder(LITTLE_ENDIAN);
+    static final int IDX_OFFSET = 2, RING_OFFSET = 4, USED_ELEM_SIZE = 8, DESC_SIZE = 16;
+    static final int F_NEXT = 1, F_WRITE = 2, F_INDIRECT = 4;
+    static final int VRING_USED_F_NO_NOTIFY = 1, VRING_AVAIL_F_NO_INTERRUPT = 1;
+
+    private MemorySegment desc;
+    private MemorySegment avail;
+    private MemorySegment used;
+    private InflightLog inflight;
+    private int[] resubmit = new int[0];
+    private int resubmitCount;
+    private int resubmitNext;
+    private boolean baseCorrected;
+
+    // Ring position, owned by the poller while attached.
+    private int lastAvailIdx;
+    private int availIdxCache;
+    private int usedIdx;
+    private int usedIdxAtLastPublish;
+    private int publishedFrom;
+    /** After a rewind: the avail index that was not enough; -1 when not starved. */
+    private int starvedAt = -1;
+
+    SplitRing(VirtQueue queue) {
+        super(queue);
+    }
+
+    @Override
+    void configure(int size, MemorySegment desc, MemorySegment avail, MemorySegment used, GuestMemory memory,
+                   int lastAvail, boolean eventIdx, boolean indirect, InflightLog inflight) {
+        if (desc.byteSize() < (long) DESC_SIZE * size || avail.byteSize() < 6 + 2L * size
+                || used.byteSize() < 6 + (long) USED_ELEM_SIZE * size) {
+            throw new IllegalArgumentException("rings smaller than the queue size");
+        }
+        this.size = size;
+        this.desc = desc;
+        this.avail = avail;
+        this.used = used;
+        this.memory = memory;
+        this.eventIdx = eventIdx;
+        this.indirect = indirect;
+        this.inflight = inflight;
+        this.lastAvailIdx = lastAvail & 0xFFFF;
+        this.availIdxCache = lastAvailIdx;
+        this.usedIdx = Short.toUnsignedInt((short) U16_VH.getAcquire(used, (long) IDX_OFFSET));
+        this.usedIdxAtLastPublish = usedIdx;
+        this.starvedAt = -1;
+        this.resubmitCount = 0;
+        this.resubmitNext = 0;
+        this.baseCorrected = false;
+        if (inflight != null) {
+            recover(inflight);
+        }
+    }
+
+    private void recover(InflightLog inflight) {
+        if (resubmit.length < size) {
+            resubmit = new int[size];
+        }
+        resubmitCount = inflight.recover(used, usedIdx, resubmit);
+        // What was taken is what was completed plus what is still in flight. The frontend's base
+        // can be older: after a dropped connection QEMU rewinds to the used index it read while the
+        // old session was still finishing requests.
+        int taken = (usedIdx + resubmitCount) & 0xFFFF;
+        if (taken != lastAvailIdx && lastAvailIdx != usedIdx) {
+            LOG.warn("queue {}: frontend resumes at {} but {} requests were completed and {} are in flight;"
+                    + " resuming at {}", queue.index(), lastAvailIdx, usedIdx, resubmitCount, taken);
+            baseCorrected = true;
+        }
+        lastAvailIdx = taken;
+        availIdxCache = lastAvailIdx;
+        if (resubmitCount > 0) {
+            LOG.info("queue {}: resubmitting {} requests left in flight by a previous backend",
+                    queue.index(), resubmitCount);
+        }
+    }
+
+    @Override
+    boolean baseCorrected() {
+        return baseCorrected;
+    }
+
+    @Override
+    int resubmitPending() {
+        return resubmitCount - resubmitNext;
+    }
+
+    @Override
+    int availIdx() {
+        return lastAvailIdx;
+    }
+
+    @Override
+    int usedIdx() {
+        return usedIdx;
+    }
+
+    private int availIdxAcquire() {
+        return Short.toUnsignedInt((short) U16_VH.getAcquire(avail, (long) IDX_OFFSET));
+    }
+
+    /**
+     * Re-reads the avail index into the cache, or latches the queue broken (and returns false) when
+     * it moved by more than the queue size. Every read of the driver's index goes through here, so
+     * that no caller can leave an unchecked index in the cache for {@link #take} to trust.
+     */
+    private boolean refreshAvailIdx() {
+        int availIdx = availIdxAcquire();
+        if (((availIdx - lastAvailIdx) & 0xFFFF) > size) {
+            queue.latchBroken("avail index jumped from " + lastAvailIdx + " to " + availIdx);
+            return false;
+        }
+        if (QueueLatency.ENABLED && availIdx != availIdxCache) {
+            queue.workSeen(); // busy-polling has no kick: new buffers start the clock
+        }
+        availIdxCache = availIdx;
+        return true;
+    }
+
+    @Override
+    boolean hasAvailable() {
+        if (resubmitNext < resubmitCount) {
+            return true;
+        }
+        if (starvedAt >= 0) {
+            if (availIdxAcquire() == starvedAt) {
+                return false;
+            }
+            starvedAt = -1; // the driver added buffers: worth another try
+        }
+        if (availIdxCache == lastAvailIdx && !refreshAvailIdx()) {
+            return false;
+        }
+        return availIdxCache != lastAvailIdx;
+    }
+
+    @Override
+    boolean take(DescriptorChain chain) {
+        if (resubmitNext < resubmitCount) { // a previous backend's requests come first, in order
+            parse(chain, desc, size, resubmit[resubmitNext++], memory, indirect);
+            return true;
+        }
+        if (availIdxCache == lastAvailIdx && (!refreshAvailIdx() || availIdxCache == lastAvailIdx)) {
+            return false;
+        }
+        long slot = RING_OFFSET + 2L * (lastAvailIdx & (size - 1));
+        int head = Short.toUnsignedInt(avail.get(LE_SHORT, slot)); // plain: after the acquire of the index
+        if (head >= size) {
+            queue.latchBroken("head " + head + " out of range for size " + size);
+            return false;
+        }
+        lastAvailIdx = (lastAvailIdx + 1) & 0xFFFF;
+        if (parse(chain, desc, size, head, memory, indirect) == null && inflight != null) {
+            inflight.mark(head);
+        }
+        return true;
+    }
+
+    @Override
+    void rewind(int chains) {
+        lastAvailIdx = (lastAvailIdx - chains) & 0xFFFF;
+        // What is available is not enough: only new buffers count as work, so the poller may sleep.
+        starvedAt = availIdxCache;
+    }
+
+    @Override
+    void complete(int id, long writtenLength) {
+        long e = RING_OFFSET + (long) USED_ELEM_SIZE * (usedIdx & (size - 1));
+        used.set(LE_INT, e, id);
+        used.set(LE_INT, e + 4, (int) writtenLength);
+        if (log != null) {
+            log.mark(deviceAreaGpa + e, USED_ELEM_SIZE);
+        }
+        usedIdx = (usedIdx + 1) & 0xFFFF;
+    }
+
+    @Override
+    int publishUsed() {
+        if (usedIdx == usedIdxAtLastPublish) {
+            return 0;
+        }
+        U16_VH.setRelease(used, (long) IDX_OFFSET, (short) usedIdx);
+        if (log != null) {
+            log.mark(deviceAreaGpa + IDX_OFFSET, 2);
+        }
+        if (inflight != null) {
+            inflight.published(used, usedIdxAtLastPublish, usedIdx);
+        }
+        VarHandle.fullFence(); // the driver's used_event / flags written before our index was seen
+        publishedFrom = usedIdxAtLastPublish;
+        usedIdxAtLastPublish = usedIdx;
+        return (usedIdx - publishedFrom) & 0xFFFF;
+    }
+
+    @Override
+    boolean interruptWanted() {
+        if (eventIdx) {
+            int usedEvent = Short.toUnsignedInt(avail.get(LE_SHORT, RING_OFFSET + 2L * size));
+            return ((usedIdx - usedEvent - 1) & 0xFFFF) < ((usedIdx - publishedFrom) & 0xFFFF);
+        }
+        return (avail.get(LE_SHORT, 0) & VRING_AVAIL_F_NO_INTERRUPT) == 0;
+    }
+
+    @Override
+    void disableNotifications() {
+        if (!eventIdx) {
+            U16_VH.setRelease(used, 0L, (short) VRING_USED_F_NO_NOTIFY);
+            if (log != null) {
+                log.mark(deviceAreaGpa, 2);
+            }
+        }
+    }
+
+    @Override
+    void enableNotifications() {
+        if (eventIdx) {
+            // Starved: ask for a kick when buffers beyond those already seen arrive.
+            long availEvent = RING_OFFSET + (long) USED_ELEM_SIZE * size;
+            U16_VH.setRelease(used, availEvent, (short) (starvedAt >= 0 ? starvedAt : lastAvailIdx));
+            if (log != null) {
+                log.mark(deviceAreaGpa + availEvent, 2);
+            }
+        } else {
+            U16_VH.setRelease(used, 0L, (short) 0);
+            if (log != null) {
+                log.mark(deviceAreaGpa, 2);
+            }
+        }
+    }
+
+    /**
+     * Walks the chain at {@code head} of a split descriptor table of {@code tableSize} entries into
+     * {@code chain} (virtio 1.2 §2.7.5, indirect tables §2.7.5.3) and returns null, or the reason it
+     * is malformed, which is also left in {@link DescriptorChain#error()}. Each descriptor is read
+     * once; nothing outside {@code table} and checked buffers is read. Loops end at the chain's
+     * capacity (the queue size): no chain has more buffers than that.
+     */
+    static ChainError parse(DescriptorChain chain, MemorySegment table, int tableSize, int head, GuestMemory mem,
+                            boolean indirectAllowed) {
+        chain.begin(head, mem);
+        MemorySegment t = table;
+        long tBase = 0;
+        int tSize = tableSize;
+        boolean inIndirect = false;
+        int i = head;
+        while (true) {
+            long d = tBase + (long) i * DESC_SIZE;
+            long addr = t.get(DESC_ADDR, d);
+            int len = t.get(DESC_LEN, d + 8);
+            int flags = Short.toUnsignedInt(t.get(DESC_U16, d + 12));
+            int next = Short.toUnsignedInt(t.get(DESC_U16, d + 14));
+            if ((flags & F_INDIRECT) != 0) {
+                if (!indirectAllowed) {
+                    return chain.fail(ChainError.INDIRECT_NOT_NEGOTIATED);
+                }
+                if (inIndirect) {
+                    return chain.fail(ChainError.INDIRECT_NESTED);
+                }
+                if ((flags & F_NEXT) != 0) {
+                    return chain.fail(ChainError.INDIRECT_WITH_NEXT);
+                }
+                long tableLength = Integer.toUnsignedLong(len);
+                if (tableLength == 0 || tableLength % DESC_SIZE != 0 || tableLength / DESC_SIZE > chain.capacity()) {
+                    return chain.fail(ChainError.INDIRECT_BAD_LENGTH);
+                }
+                int r = mem.regionOf(addr, tableLength);
+                if (r < 0) {
+                    return chain.fail(ChainError.INDIRECT_UNMAPPED);
+                }
+                t = mem.segment(r);
+                tBase = addr - mem.gpaBase(r);
+                tSize = (int) (tableLength / DESC_SIZE);
+                inIndirect = true;
+                i = 0;
+                continue;
+            }
+            ChainError e = chain.add(addr, len, (flags & F_WRITE) != 0);
+            if (e != null) {
+                return e;
+            }
+            if ((flags & F_NEXT) == 0) {
+                return null;
+            }
+            if (next >= tSize) {
+                return chain.fail(ChainError.NEXT_OUT_OF_RANGE);
+            }
+            i = next;
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "split(size " + size + ", avail " + lastAvailIdx + ", used " + usedIdx + ")";
+    }
+}

@@ -1,0 +1,217 @@
+package io.jvhost.core.runtime;
+
+import io.jvhost.core.memory.DirtyLog;
+import io.jvhost.core.memory.GuestMemory;
+import io.jvhost.core.memory.InvalidMemoryException;
+import io.jvhost.core.memory.MemoryMap;
+import io.jvhost.core.memory.MemoryMap.RegionSpec;
+import io.jvhost.core.protocol.InflightRequest;
+import io.jvhost.core.protocol.LogBase;
+import io.jvhost.core.protocol.MemoryTable;
+import io.jvhost.core.protocol.ProtocolException;
+import io.jvhost.core.protocol.RegionDescription;
+import io.jvhost.core.ring.InflightLog;
+import io.jvhost.core.sys.Fd;
+import io.jvhost.core.sys.LibC;
+import io.jvhost.core.sys.Mappings;
+import io.jvhost.core.sys.NativeException;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.List;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The memory one frontend shares with this backend: the guest memory table (SET_MEM_TABLE,
+ * ADD_MEM_REG, REM_MEM_REG), the dirty log of a migration (SET_LOG_BASE) and the inflight region
+ * (GET/SET_INFLIGHT_FD). What a change replaces is released only after the pollers have moved
+ * on: memory through {@link #unmapRetired()}, the log and inflight mappings through the
+ * exchange's after-acks actions. The caller reconfigures the running queues in between.
+ *
+ * <p>Control thread only.
+ */
+final class SharedRegions implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(SharedRegions.class);
+
+    private final String name;
+    private final MemoryMap memory = new MemoryMap();
+    /** The dirty log from SET_LOG_BASE; written only while LOG_ALL is acked. */
+    private DirtyLog dirtyLog;
+    private Arena logArena;
+    /** The inflight region: per queue {@link InflightLog#queueRegionSize} bytes; null until given. */
+    private MemorySegment inflightRegion;
+    private Arena inflightArena;
+    private int inflightQueues, inflightQueueSize;
+
+    SharedRegions(String name) {
+        this.name = name;
+    }
+
+    MemoryMap memory() {
+        return memory;
+    }
+
+    GuestMemory guestMemory() {
+        return memory.current();
+    }
+
+    boolean hasMemory() {
+        return memory.size() > 0;
+    }
+
+    DirtyLog dirtyLog() {
+        return dirtyLog;
+    }
+
+    private static RegionSpec spec(RegionDescription r) {
+        return new RegionSpec(r.gpa(), r.size(), r.hva(), r.mmapOffset());
+    }
+
+    /** SET_MEM_TABLE: maps the new table (closing {@code fds}); the old regions wait for {@link #unmapRetired()}. */
+    void setMemTable(MemoryTable table, Fd[] fds) throws ProtocolException {
+        RegionSpec[] specs = new RegionSpec[table.regions().size()];
+        for (int i = 0; i < specs.length; i++) {
+            specs[i] = spec(table.regions().get(i));
+        }
+        try {
+            memory.replace(List.of(specs), fds);
+        } catch (InvalidMemoryException e) {
+            throw new ProtocolException(e.getMessage());
+        }
+        LOG.info("{}: memory table {}", name, memory);
+    }
+
+    /** ADD_MEM_REG; closes {@code fd}. */
+    void addRegion(RegionDescription region, Fd fd) throws ProtocolException {
+        try {
+            memory.add(spec(region), fd);
+        } catch (InvalidMemoryException e) {
+            throw new ProtocolException(e.getMessage());
+        }
+    }
+
+    /** REM_MEM_REG. */
+    void removeRegion(RegionDescription region) throws ProtocolException {
+        try {
+            memory.remove(spec(region));
+        } catch (InvalidMemoryException e) {
+            throw new ProtocolException(e.getMessage());
+        }
+    }
+
+    /** Unmaps the regions that left the table. Only once no poller can reach them. */
+    void unmapRetired() {
+        memory.unmapRetired();
+    }
+
+    /** SET_LOG_BASE: maps the frontend's dirty bitmap from {@code fd} (closed here). */
+    void setLog(Exchange x, LogBase log, Fd fd) throws ProtocolException {
+        try (fd) {
+            long fileSize = LibC.fileSize(fd.get());
+            if (fileSize < log.offset() + log.size()) {
+                throw new ProtocolException("log of " + log.size() + " bytes at " + log.offset() + " in a file of " + fileSize);
+            }
+            Arena arena = Arena.ofShared();
+            try {
+                DirtyLog mapped = new DirtyLog(Mappings.map(fd.get(), log.offset(), log.size(), arena));
+                retireAfterAcks(x, logArena);
+                dirtyLog = mapped;
+                logArena = arena;
+            } catch (NativeException e) {
+                arena.close();
+                throw new ProtocolException("cannot map the log: " + e.getMessage());
+            }
+        }
+        LOG.info("{}: dirty log of {} bytes (migration)", name, log.size());
+    }
+
+    /**
+     * GET_INFLIGHT_FD: a fresh, zeroed region for {@code r} (QEMU asks again after every guest
+     * reset), and the reply with its layout and memfd; our mapping stays once that fd is closed.
+     */
+    void createInflight(Exchange x, InflightRequest r) throws ProtocolException {
+        long perQueue = InflightLog.queueRegionSize(r.queueSize());
+        long total = perQueue * r.queues();
+        Fd fd = null;
+        Arena arena = Arena.ofShared();
+        try {
+            fd = Mappings.memfd("jvhost-inflight", total);
+            MemorySegment region = Mappings.map(fd.get(), 0, total, arena);
+            for (int q = 0; q < r.queues(); q++) {
+                InflightLog.initialize(region.asSlice(q * perQueue, perQueue), r.queueSize());
+            }
+            useInflight(x, region, arena, r.queues(), r.queueSize());
+            x.reply(new InflightRequest(total, 0, r.queues(), r.queueSize()).encode(), fd);
+        } catch (NativeException e) {
+            arena.close();
+            if (fd != null) {
+                fd.close();
+            }
+            throw new ProtocolException("cannot create the inflight region: " + e.getMessage(), true);
+        }
+    }
+
+    /** SET_INFLIGHT_FD: the region from an earlier backend (after a crash) or from GET_INFLIGHT_FD; requests in it resume. */
+    void setInflight(Exchange x, InflightRequest r, Fd fd) throws ProtocolException {
+        try (fd) {
+            long need = InflightLog.queueRegionSize(r.queueSize()) * r.queues();
+            if (r.mmapSize() < need || r.mmapOffset() < 0 || r.mmapOffset() + r.mmapSize() < 0) {
+                throw new ProtocolException("inflight region of " + r.mmapSize() + " bytes, need " + need);
+            }
+            long fileSize = LibC.fileSize(fd.get());
+            if (fileSize < r.mmapOffset() + need) {
+                throw new ProtocolException("inflight fd holds " + fileSize + " bytes, need " + (r.mmapOffset() + need));
+            }
+            Arena arena = Arena.ofShared();
+            try {
+                useInflight(x, Mappings.map(fd.get(), r.mmapOffset(), need, arena), arena, r.queues(), r.queueSize());
+                LOG.info("{}: inflight region for {} queues of {} from the frontend", name, r.queues(), r.queueSize());
+            } catch (NativeException e) {
+                arena.close();
+                throw new ProtocolException("cannot map the inflight region: " + e.getMessage());
+            }
+        }
+    }
+
+    private void useInflight(Exchange x, MemorySegment region, Arena arena, int queues, int queueSize) {
+        retireAfterAcks(x, inflightArena); // unmapped once no poller writes to it
+        inflightRegion = region;
+        inflightArena = arena;
+        inflightQueues = queues;
+        inflightQueueSize = queueSize;
+    }
+
+    private static void retireAfterAcks(Exchange x, Arena old) {
+        if (old != null) {
+            x.afterAcks(old::close);
+        }
+    }
+
+    /** Queue {@code index}'s slice of the inflight region, or null: none given, or made for another queue size. */
+    MemorySegment inflightFor(int index, int queueSize) {
+        if (inflightRegion == null || index >= inflightQueues) {
+            return null;
+        }
+        if (queueSize != inflightQueueSize) {
+            LOG.warn("{}: queue {} has size {} but the inflight region was made for {}; not tracking it",
+                    name, index, queueSize, inflightQueueSize);
+            return null;
+        }
+        long per = InflightLog.queueRegionSize(inflightQueueSize);
+        return inflightRegion.asSlice(index * per, per);
+    }
+
+    /** Unmaps everything. Only once no poller runs a queue of this session. */
+    @Override
+    public void close() {
+        memory.close();
+        if (inflightArena != null) {
+            inflightArena.close();
+        }
+        if (logArena != null) {
+            logArena.close();
+        }
+    }
+}

@@ -1,0 +1,933 @@
+package io.jvhost.blk.nbd;
+
+import io.jvhost.blk.BlockRequest;
+import io.jvhost.blk.BlockStore;
+
+import io.netty.bootstrap.Bootstrap;
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.PooledByteBufAllocator;
+import io.netty.channel.Channel;
+import io.netty.channel.ChannelFuture;
+import io.netty.channel.ChannelHandlerContext;
+import io.netty.channel.ChannelInboundHandlerAdapter;
+import io.netty.channel.ChannelInitializer;
+import io.netty.channel.ChannelOption;
+import io.netty.channel.IoEventLoop;
+import io.netty.channel.MultiThreadIoEventLoopGroup;
+import io.netty.channel.epoll.EpollDomainSocketChannel;
+import io.netty.channel.epoll.EpollIoHandler;
+import io.netty.channel.epoll.EpollSocketChannel;
+import io.netty.channel.unix.DomainSocketAddress;
+import io.netty.handler.ssl.SslContext;
+import io.netty.util.concurrent.Promise;
+
+import java.lang.foreign.MemorySegment;
+import java.net.InetSocketAddress;
+import java.net.SocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Arrays;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+import org.jctools.queues.atomic.MpscAtomicArrayQueue;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import static io.jvhost.blk.nbd.Nbd.*;
+
+/**
+ * A disk on an NBD server (qemu-nbd, nbdkit, a storage appliance), reached over TCP or a Unix
+ * socket, optionally with TLS.
+ *
+ * <p>One Netty epoll event loop thread of the store's own does all the talking. {@link #submit}
+ * only queues requests for it (a lock-free MPSC queue and, when the loop is not already on its
+ * way, one wake-up); the loop turns each request into NBD commands, as many in flight as the
+ * guest sends, matched to replies by cookie. Reads larger than the server's maximum payload are
+ * split; durable writes carry FUA, or are followed by a FLUSH where the server has no FUA. Data
+ * moves between guest memory and pooled direct buffers: nothing is allocated per request.
+ *
+ * <p>When the connection drops, every request in flight is kept and the store reconnects with
+ * backoff (100 ms, doubling to 2 s), redoes the handshake and sends them again: the guest only
+ * waits. If the server stays away longer than {@link Options#timeout()}, the waiting requests,
+ * and new ones until it is back, complete with an I/O error; the store keeps reconnecting and
+ * serves again once the server returns.
+ */
+public final class NbdStore implements BlockStore {
+    private static final Logger LOG = LoggerFactory.getLogger(NbdStore.class);
+    static final long FIRST_BACKOFF_MILLIS = 100, MAX_BACKOFF_MILLIS = 2000;
+    /** Longest TRIM / WRITE_ZEROES command (the length field has 32 bits; devices send at most 1 GiB). */
+    static final long MAX_RANGE_COMMAND = 1L << 30;
+    /** Requests that can exist at once: 64 queues of 1024. */
+    private static final int SUBMIT_CAPACITY = 1 << 16;
+    private static final long CLOSE_FLUSH_SECONDS = 10;
+
+    /**
+     * How to reach the export.
+     *
+     * @param uri            the export
+     * @param tlsDir         directory with ca-cert.pem (and client-cert.pem, client-key.pem); required
+     *                       for nbds URIs, refused for plain ones
+     * @param timeout        how long the server may be away before waiting requests fail
+     * @param connectTimeout bound on one connection attempt (TCP connect, and the handshake)
+     * @param readOnly       refuse writes even if the export takes them
+     */
+    public record Options(NbdUri uri, Path tlsDir, Duration timeout, Duration connectTimeout, boolean readOnly) {
+        public static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(30);
+        public static final Duration DEFAULT_CONNECT_TIMEOUT = Duration.ofSeconds(10);
+
+        public Options {
+            if (timeout.isNegative() || connectTimeout.isNegative() || connectTimeout.isZero()) {
+                throw new IllegalArgumentException("NBD timeouts must be positive");
+            }
+        }
+
+        /** The export at {@code uri}, with the default timeouts. */
+        public static Options of(NbdUri uri, Path tlsDir) {
+            return new Options(uri, tlsDir, DEFAULT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, false);
+        }
+
+        public Options withTimeout(Duration t) {
+            return new Options(uri, tlsDir, t, connectTimeout, readOnly);
+        }
+
+        public Options withConnectTimeout(Duration t) {
+            return new Options(uri, tlsDir, timeout, t, readOnly);
+        }
+
+        public Options withReadOnly(boolean ro) {
+            return new Options(uri, tlsDir, timeout, connectTimeout, ro);
+        }
+    }
+
+    /** One request of the guest in flight: the commands it became, and how they went. Loop only. */
+    private static final class Job {
+        BlockRequest request;
+        int outstanding;
+        int status;
+        boolean flushAfter;
+        /** For the store's own final flush, which has no request. */
+        CompletableFuture<Integer> internal;
+    }
+
+    /** One NBD command in flight; its index in {@link #ops} and generation make the cookie. Loop only. */
+    private static final class Op {
+        final int index;
+        int generation;
+        Job job;
+        int command;
+        int flags;
+        long diskOffset;
+        int length;
+        /** READ/WRITE: where in the request's data this command's bytes start. */
+        long dataOffset;
+        boolean sent;
+
+        Op(int index) {
+            this.index = index;
+        }
+
+        long cookie() {
+            return (long) generation << 32 | index;
+        }
+    }
+
+    private final Options options;
+    private final String target;
+    private final SslContext ssl;
+    private final MultiThreadIoEventLoopGroup group;
+    private final IoEventLoop loop;
+    private final Bootstrap bootstrap;
+    private final MpscAtomicArrayQueue<BlockRequest> submitted = new MpscAtomicArrayQueue<>(SUBMIT_CAPACITY);
+    private final AtomicBoolean drainScheduled = new AtomicBoolean();
+    private final Runnable drainTask = this::drain;
+    private volatile boolean closed;
+    private volatile NbdHandshake.Export export;
+    private volatile long size;
+    private long reportedSize;
+    private volatile boolean connectedNow;
+    private volatile long reconnects, resent, failedOnTimeout;
+
+    // ---- event loop only ----
+    private Channel channel;
+    private Job[] freeJobs = new Job[0];
+    private int freeJobCount;
+    private Op[] ops = new Op[0];
+    private int[] freeOps = new int[0];
+    private int freeOpCount;
+    private int liveOps;
+    /** System.nanoTime() when the connection went away; meaningful while {@link #channel} is null. */
+    private long downSince;
+    private long outage;
+    private boolean failing;
+    private long backoffMillis = FIRST_BACKOFF_MILLIS;
+    private long ioErrors;
+    private int chunk;
+
+    private NbdStore(Options options, SslContext ssl) {
+        this.options = options;
+        this.target = options.uri().toString();
+        this.ssl = ssl;
+        this.group = new MultiThreadIoEventLoopGroup(1,
+                (java.util.concurrent.ThreadFactory) r -> Thread.ofPlatform().name("jvhost-nbd").daemon(true).unstarted(r),
+                EpollIoHandler.newFactory());
+        this.loop = (IoEventLoop) group.next();
+        NbdUri uri = options.uri();
+        this.bootstrap = new Bootstrap().group(group)
+                .channel(uri.unix() ? EpollDomainSocketChannel.class : EpollSocketChannel.class)
+                .option(ChannelOption.CONNECT_TIMEOUT_MILLIS, (int) options.connectTimeout().toMillis())
+                // Pooled direct buffers hand out their NIO view without allocating (internalNioBuffer).
+                .option(ChannelOption.ALLOCATOR, PooledByteBufAllocator.DEFAULT)
+                .handler(new ChannelInitializer<Channel>() {
+                    @Override
+                    protected void initChannel(Channel ch) {
+                        // the handshake is added per attempt, in connect()
+                    }
+                });
+        if (!uri.unix()) {
+            bootstrap.option(ChannelOption.TCP_NODELAY, true);
+        }
+        growOps(256);
+        growJobs(256);
+    }
+
+    /**
+     * Connects to {@code options.uri()} and negotiates the export; blocks until that worked or
+     * failed. Throws {@link NbdException} with one line saying why: unreachable (within the connect
+     * timeout), refused export, TLS trouble. Any thread.
+     */
+    public static NbdStore open(Options options) throws NbdException {
+        NbdUri uri = options.uri();
+        if (uri.tls() && options.tlsDir() == null) {
+            throw new NbdException(uri + " uses TLS: give the credentials directory (--tls-dir DIR)");
+        }
+        if (!uri.tls() && options.tlsDir() != null) {
+            throw new NbdException("a TLS directory was given but " + uri + " is not a TLS URI (use nbds:// or nbds+unix://)");
+        }
+        SslContext ssl = uri.tls() ? NbdTls.clientContext(options.tlsDir(), !uri.unix()) : null;
+        NbdStore store = new NbdStore(options, ssl);
+        CompletableFuture<Void> first = new CompletableFuture<>();
+        store.loop.execute(() -> store.connect(first));
+        try {
+            first.get(3 * options.connectTimeout().toMillis() + 5000, TimeUnit.MILLISECONDS);
+        } catch (ExecutionException e) {
+            store.shutdownLoop();
+            throw e.getCause() instanceof NbdException n ? n
+                    : new NbdException(store.target + ": " + NbdHandshake.describe(e.getCause()), e.getCause());
+        } catch (TimeoutException e) {
+            store.shutdownLoop();
+            throw new NbdException(store.target + ": no answer within " + options.connectTimeout().toMillis() + " ms");
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            store.shutdownLoop();
+            throw new NbdException(store.target + ": interrupted while connecting");
+        }
+        NbdHandshake.Export e = store.export;
+        LOG.info("{}: export of {} bytes, flags 0x{}, block sizes min {} preferred {} max payload {}", store.target,
+                e.size(), Integer.toHexString(e.flags()), e.minBlock(), e.preferredBlock(), e.maxPayload());
+        return store;
+    }
+
+    // ---- BlockStore ---------------------------------------------------------------------------
+
+    @Override
+    public long size() {
+        return size;
+    }
+
+    /** True once after a reconnect found the export at a new size. */
+    @Override
+    public synchronized boolean refreshSize() {
+        long now = size;
+        boolean changed = now != reportedSize;
+        reportedSize = now;
+        return changed;
+    }
+
+    /** The server's minimum block size, at least 512. */
+    @Override
+    public int blockSize() {
+        int min = export.minBlock();
+        return min <= 512 || Integer.bitCount(min) != 1 || min > 65536 ? 512 : min;
+    }
+
+    @Override
+    public boolean readOnly() {
+        return options.readOnly() || export.has(FLAG_READ_ONLY);
+    }
+
+    @Override
+    public boolean canFlush() {
+        return export.has(FLAG_SEND_FLUSH);
+    }
+
+    @Override
+    public boolean canDiscard() {
+        return export.has(FLAG_SEND_TRIM);
+    }
+
+    @Override
+    public boolean canWriteZeroes() {
+        return export.has(FLAG_SEND_WRITE_ZEROES);
+    }
+
+    @Override
+    public String id() {
+        NbdUri uri = options.uri();
+        String name = !uri.export().isEmpty() ? uri.export()
+                : uri.unix() ? String.valueOf(uri.socket().getFileName()) : uri.host();
+        return name.length() > 20 ? name.substring(name.length() - 20) : name;
+    }
+
+    /** Poller threads: queues the requests for the NBD loop and wakes it. Never blocks, allocates nothing. */
+    @Override
+    public void submit(BlockRequest[] requests, int count) {
+        if (closed) {
+            for (int i = 0; i < count; i++) {
+                requests[i].complete(BlockRequest.STATUS_IOERR);
+            }
+            return;
+        }
+        for (int i = 0; i < count; i++) {
+            while (!submitted.offer(requests[i])) {
+                Thread.onSpinWait(); // cannot stay full: it holds every request that can exist
+            }
+        }
+        if (!drainScheduled.get() && drainScheduled.compareAndSet(false, true)) {
+            loop.execute(drainTask);
+        }
+    }
+
+    /** Whether a connection is up and negotiated. Any thread. */
+    public boolean connected() {
+        return connectedNow;
+    }
+
+    /** Connections made after the first. Any thread. */
+    public long reconnects() {
+        return reconnects;
+    }
+
+    /** Commands sent again on a new connection. Any thread. */
+    public long resent() {
+        return resent;
+    }
+
+    /** Requests failed because the server stayed away past the timeout. Any thread. */
+    public long failedOnTimeout() {
+        return failedOnTimeout;
+    }
+
+    public Options options() {
+        return options;
+    }
+
+    /**
+     * Flushes the server's cache (when it has one) and disconnects politely, then stops the event
+     * loop; requests still waiting complete with an I/O error. Throws if the final flush fails or
+     * cannot be sent. Call once nothing submits any more; closing again does nothing.
+     */
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        CompletableFuture<Integer> flushed = new CompletableFuture<>();
+        loop.execute(() -> beginClose(flushed));
+        String problem = null;
+        try {
+            int status = flushed.get(CLOSE_FLUSH_SECONDS, TimeUnit.SECONDS);
+            if (status != BlockRequest.STATUS_OK) {
+                problem = "the final flush of " + target + " failed";
+            }
+        } catch (TimeoutException e) {
+            problem = "the final flush of " + target + " got no answer in " + CLOSE_FLUSH_SECONDS + " s";
+        } catch (ExecutionException e) {
+            problem = "closing " + target + ": " + NbdHandshake.describe(e.getCause());
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            problem = "interrupted while closing " + target;
+        }
+        CompletableFuture<Void> gone = new CompletableFuture<>();
+        loop.execute(() -> finishClose(gone));
+        try {
+            gone.get(5, TimeUnit.SECONDS);
+        } catch (Exception e) {
+            LOG.warn("{}: disconnect did not finish: {}", target, e.toString());
+        }
+        shutdownLoop();
+        if (problem != null) {
+            throw new IllegalStateException(problem);
+        }
+        LOG.info("{}: flushed and disconnected", target);
+    }
+
+    @Override
+    public String toString() {
+        return "NbdStore[" + target + "]";
+    }
+
+    private void shutdownLoop() {
+        group.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
+    }
+
+    // ---- connecting (loop) --------------------------------------------------------------------
+
+    /** One connection attempt; {@code first} is the initial one's outcome, null for reconnects. */
+    private void connect(CompletableFuture<Void> first) {
+        NbdUri uri = options.uri();
+        SocketAddress address = uri.unix() ? new DomainSocketAddress(uri.socket().toString())
+                : InetSocketAddress.createUnresolved(uri.host(), uri.port());
+        Promise<NbdHandshake.Export> negotiated = loop.newPromise();
+        ChannelFuture cf;
+        try {
+            cf = bootstrap.clone().handler(new ChannelInitializer<Channel>() {
+                @Override
+                protected void initChannel(Channel ch) {
+                    ch.pipeline().addLast("handshake", new NbdHandshake(uri.export(), ssl,
+                            uri.unix() ? null : uri.host(), uri.port(), options.connectTimeout().toMillis(), negotiated));
+                }
+            }).connect(address);
+        } catch (RuntimeException e) {
+            attemptFailed(first, "cannot connect: " + NbdHandshake.describe(e));
+            return;
+        }
+        cf.addListener(f -> {
+            if (!f.isSuccess()) {
+                negotiated.tryFailure(new NbdException("cannot connect: " + connectError(f.cause())));
+            }
+        });
+        negotiated.addListener(f -> {
+            if (f.isSuccess()) {
+                connected(cf.channel(), negotiated.getNow(), first);
+            } else {
+                cf.channel().close();
+                attemptFailed(first, NbdHandshake.describe(f.cause()));
+            }
+        });
+    }
+
+    private String connectError(Throwable t) {
+        if (t instanceof java.io.FileNotFoundException) { // Netty's ENOENT on a Unix socket path
+            return "No such file or directory: " + options.uri().socket();
+        }
+        String m = NbdHandshake.describe(t);
+        // Netty's native errors read "connect(..) failed: Connection refused: /127.0.0.1:1"
+        int at = m.indexOf("failed: ");
+        if (at >= 0) {
+            m = m.substring(at + "failed: ".length());
+        }
+        return m;
+    }
+
+    private void attemptFailed(CompletableFuture<Void> first, String why) {
+        if (first != null) {
+            first.completeExceptionally(new NbdException(target + ": " + why));
+            return;
+        }
+        if (closed) {
+            return;
+        }
+        if (backoffMillis == FIRST_BACKOFF_MILLIS || backoffMillis == MAX_BACKOFF_MILLIS) {
+            LOG.info("{}: reconnect failed ({}); next try in {} ms", target, why, backoffMillis);
+        }
+        scheduleReconnect();
+    }
+
+    private void scheduleReconnect() {
+        long delay = backoffMillis;
+        backoffMillis = Math.min(2 * backoffMillis, MAX_BACKOFF_MILLIS);
+        loop.schedule(() -> {
+            if (!closed && channel == null) {
+                connect(null);
+            }
+        }, delay, TimeUnit.MILLISECONDS);
+    }
+
+    private void connected(Channel ch, NbdHandshake.Export e, CompletableFuture<Void> first) {
+        if (closed && first == null) {
+            ch.close();
+            return;
+        }
+        NbdHandshake.Export before = export;
+        if (e.size() < 512) {
+            ch.close();
+            attemptFailed(first, "the export has " + e.size() + " bytes, less than one sector");
+            return;
+        }
+        if (before != null && (before.flags() & ~e.flags() & (FLAG_SEND_FLUSH | FLAG_SEND_TRIM | FLAG_SEND_WRITE_ZEROES)) != 0) {
+            LOG.warn("{}: the export came back with fewer capabilities (flags 0x{} were 0x{}); commands it no longer takes will fail",
+                    target, Integer.toHexString(e.flags()), Integer.toHexString(before.flags()));
+        }
+        export = e;
+        long max = e.maxPayload() > 0 ? Math.min(e.maxPayload(), 1 << 30) : DEFAULT_MAX_PAYLOAD;
+        int align = Math.max(512, e.minBlock());
+        chunk = (int) Math.max(align, max / align * align);
+        long newSize = e.size() & ~511L;
+        if (before != null && newSize != size) {
+            LOG.warn("{}: the export is now {} bytes (was {})", target, newSize, size);
+        }
+        size = newSize;
+        if (first != null) {
+            reportedSize = newSize;
+        }
+        channel = ch;
+        connectedNow = true;
+        backoffMillis = FIRST_BACKOFF_MILLIS;
+        ch.pipeline().addLast("replies", new Replies(ch));
+        ch.closeFuture().addListener(f -> disconnected(ch));
+        if (first != null) {
+            first.complete(null);
+        } else {
+            reconnects++;
+            long down = (System.nanoTime() - downSince) / 1_000_000;
+            int n = 0;
+            for (Op op : ops) {
+                if (op.job != null) {
+                    send(op);
+                    n++;
+                }
+            }
+            resent += n;
+            ch.flush();
+            LOG.info("{}: reconnected after {} ms, {} commands sent again", target, down, n);
+        }
+        failing = false;
+        drain(); // whatever queued meanwhile
+    }
+
+    private void disconnected(Channel ch) {
+        if (ch != channel) {
+            return;
+        }
+        channel = null;
+        connectedNow = false;
+        for (Op op : ops) {
+            op.sent = false;
+        }
+        if (closed) {
+            return;
+        }
+        downSince = System.nanoTime();
+        long thisOutage = ++outage;
+        LOG.warn("{}: connection lost with {} commands in flight; reconnecting (I/O fails after {} s away)",
+                target, liveOps, options.timeout().toSeconds());
+        loop.schedule(() -> timeoutExpired(thisOutage), options.timeout().toNanos(), TimeUnit.NANOSECONDS);
+        scheduleReconnect();
+    }
+
+    /** The server has been away for the whole timeout: fail what waits, and new requests until it is back. */
+    private void timeoutExpired(long whichOutage) {
+        if (whichOutage != outage || channel != null || closed) {
+            return;
+        }
+        failing = true;
+        int failed = failAll(true);
+        LOG.error("{}: unreachable for {} s: {} requests failed with an I/O error; still reconnecting",
+                target, options.timeout().toSeconds(), failed);
+    }
+
+    /** Completes every request in flight with IOERR; returns how many. */
+    private int failAll() {
+        return failAll(false);
+    }
+
+    /** As {@link #failAll()}; {@code timeout} counts them in {@link #failedOnTimeout()} before completing each. */
+    private int failAll(boolean timeout) {
+        int requests = 0;
+        for (Op op : ops) {
+            Job j = op.job;
+            if (j != null) {
+                j.status = BlockRequest.STATUS_IOERR;
+                releaseOp(op);
+                if (--j.outstanding == 0) {
+                    requests++;
+                    if (timeout) {
+                        failedOnTimeout++; // loop thread only writes it
+                    }
+                    finishJob(j);
+                }
+            }
+        }
+        return requests;
+    }
+
+    private void beginClose(CompletableFuture<Integer> flushed) {
+        drain(); // fails whatever was queued (closed is set)
+        Channel ch = channel;
+        if (ch == null) {
+            int failed = failAll();
+            boolean writable = export != null && !readOnly() && canFlush();
+            if (failed > 0 || writable) {
+                flushed.completeExceptionally(new NbdException("the server is away; writes since its last flush may be lost"));
+            } else {
+                flushed.complete(BlockRequest.STATUS_OK);
+            }
+            return;
+        }
+        if (!canFlush() || readOnly()) {
+            flushed.complete(BlockRequest.STATUS_OK);
+            return;
+        }
+        Job j = takeJob();
+        j.internal = flushed;
+        addOp(j, CMD_FLUSH, 0, 0, 0, 0);
+        ch.flush();
+    }
+
+    private void finishClose(CompletableFuture<Void> gone) {
+        failAll();
+        Channel ch = channel;
+        if (ch == null) {
+            gone.complete(null);
+            return;
+        }
+        ByteBuf b = ch.alloc().directBuffer(REQUEST_HEADER);
+        b.writeInt(REQUEST_MAGIC).writeShort(0).writeShort(CMD_DISC).writeLong(0).writeLong(0).writeInt(0);
+        ch.writeAndFlush(b).addListener(f -> ch.close().addListener(g -> gone.complete(null)));
+    }
+
+    // ---- requests (loop) ----------------------------------------------------------------------
+
+    private void drain() {
+        drainScheduled.set(false);
+        for (BlockRequest r; (r = submitted.poll()) != null; ) {
+            start(r);
+        }
+        Channel ch = channel;
+        if (ch != null) {
+            ch.flush();
+        }
+    }
+
+    private void start(BlockRequest r) {
+        if (closed || failing) {
+            r.complete(BlockRequest.STATUS_IOERR);
+            return;
+        }
+        NbdHandshake.Export e = export;
+        Job j = takeJob();
+        j.request = r;
+        switch (r.type()) {
+            case READ, WRITE -> {
+                boolean write = r.type() == BlockRequest.Type.WRITE;
+                int flags = 0;
+                if (write && r.durable()) {
+                    if (e.has(FLAG_SEND_FUA)) {
+                        flags = CMD_FLAG_FUA;
+                    } else if (e.has(FLAG_SEND_FLUSH)) {
+                        j.flushAfter = true;
+                    }
+                }
+                long length = r.length();
+                for (long at = 0; at < length; at += chunk) {
+                    addOp(j, write ? CMD_WRITE : CMD_READ, flags, r.offset() + at, (int) Math.min(chunk, length - at), at);
+                }
+            }
+            case FLUSH -> {
+                if (e.has(FLAG_SEND_FLUSH)) {
+                    addOp(j, CMD_FLUSH, 0, 0, 0, 0);
+                }
+            }
+            case DISCARD, WRITE_ZEROES -> {
+                boolean zero = r.type() == BlockRequest.Type.WRITE_ZEROES;
+                if (!e.has(zero ? FLAG_SEND_WRITE_ZEROES : FLAG_SEND_TRIM)) {
+                    // Discard is advisory; write-zeroes the device offered only while the server could.
+                    j.status = zero ? BlockRequest.STATUS_UNSUPP : BlockRequest.STATUS_OK;
+                    break;
+                }
+                int flags = zero && !r.unmap() ? CMD_FLAG_NO_HOLE : 0;
+                for (int g = 0; g < r.rangeCount(); g++) {
+                    long off = r.rangeOffset(g), len = r.rangeLength(g);
+                    for (long at = 0; at < len; at += MAX_RANGE_COMMAND) {
+                        addOp(j, zero ? CMD_WRITE_ZEROES : CMD_TRIM, flags, off + at, (int) Math.min(MAX_RANGE_COMMAND, len - at), 0);
+                    }
+                }
+            }
+        }
+        if (j.outstanding == 0) {
+            finishJob(j);
+        }
+    }
+
+    private void addOp(Job j, int command, int flags, long diskOffset, int length, long dataOffset) {
+        if (freeOpCount == 0) {
+            growOps(ops.length);
+        }
+        Op op = ops[freeOps[--freeOpCount]];
+        op.job = j;
+        op.command = command;
+        op.flags = flags;
+        op.diskOffset = diskOffset;
+        op.length = length;
+        op.dataOffset = dataOffset;
+        op.sent = false;
+        j.outstanding++;
+        liveOps++;
+        if (channel != null) {
+            send(op);
+        }
+    }
+
+    /** Writes the command (and a WRITE's data, copied out of guest memory) to the channel, unflushed. */
+    private void send(Op op) {
+        Channel ch = channel;
+        boolean write = op.command == CMD_WRITE;
+        ByteBuf b = ch.alloc().directBuffer(REQUEST_HEADER + (write ? op.length : 0));
+        b.writeInt(REQUEST_MAGIC).writeShort(op.flags).writeShort(op.command).writeLong(op.cookie())
+                .writeLong(op.diskOffset).writeInt(op.length);
+        if (write) {
+            BlockRequest r = op.job.request;
+            long skip = op.dataOffset;
+            long left = op.length;
+            for (int s = 0; left > 0 && s < r.segmentCount(); s++) {
+                long n = r.segmentLength(s);
+                if (skip >= n) {
+                    skip -= n;
+                    continue;
+                }
+                int piece = (int) Math.min(n - skip, left);
+                int w = b.writerIndex();
+                ByteBuffer dst = b.internalNioBuffer(w, piece);
+                MemorySegment.copy(r.segmentMemory(s), r.segmentOffset(s) + skip, MemorySegment.ofBuffer(dst), 0, piece);
+                b.writerIndex(w + piece);
+                left -= piece;
+                skip = 0;
+            }
+        }
+        op.sent = true;
+        ch.write(b, ch.voidPromise());
+    }
+
+    private void opDone(Op op, int error) {
+        Job j = op.job;
+        int command = op.command;
+        releaseOp(op);
+        if (error != 0) {
+            int status = command == CMD_WRITE_ZEROES && error == ENOTSUP ? BlockRequest.STATUS_UNSUPP
+                    : command == CMD_TRIM && error == ENOTSUP ? BlockRequest.STATUS_OK // advisory
+                    : BlockRequest.STATUS_IOERR;
+            if (status != BlockRequest.STATUS_OK && j.status == BlockRequest.STATUS_OK) {
+                j.status = status;
+            }
+            if (ioErrors++ < 10 || ioErrors % 1000 == 0) {
+                LOG.warn("{}: {} of {} bytes at {} failed: {} ({} errors so far)", target, commandName(command),
+                        op.length, op.diskOffset, errno(error), ioErrors);
+            }
+        }
+        if (--j.outstanding == 0) {
+            finishJob(j);
+        }
+    }
+
+    private void finishJob(Job j) {
+        if (j.flushAfter && j.status == BlockRequest.STATUS_OK && !failing && !closed) {
+            j.flushAfter = false;
+            addOp(j, CMD_FLUSH, 0, 0, 0, 0);
+            return;
+        }
+        BlockRequest r = j.request;
+        CompletableFuture<Integer> internal = j.internal;
+        int status = j.status;
+        j.request = null;
+        j.internal = null;
+        j.status = BlockRequest.STATUS_OK;
+        j.flushAfter = false;
+        j.outstanding = 0;
+        if (freeJobCount == freeJobs.length) {
+            freeJobs = Arrays.copyOf(freeJobs, 2 * freeJobs.length);
+        }
+        freeJobs[freeJobCount++] = j;
+        if (r != null) {
+            r.complete(status);
+        } else if (internal != null) {
+            internal.complete(status);
+        }
+    }
+
+    private Job takeJob() {
+        if (freeJobCount == 0) {
+            growJobs(Math.max(16, freeJobs.length));
+        }
+        return freeJobs[--freeJobCount];
+    }
+
+    private void growJobs(int more) {
+        if (freeJobs.length < freeJobCount + more) {
+            freeJobs = Arrays.copyOf(freeJobs, freeJobCount + more);
+        }
+        for (int i = 0; i < more; i++) {
+            freeJobs[freeJobCount++] = new Job();
+        }
+    }
+
+    private void growOps(int more) {
+        int from = ops.length;
+        ops = Arrays.copyOf(ops, from + more);
+        freeOps = Arrays.copyOf(freeOps, from + more);
+        for (int i = from + more - 1; i >= from; i--) {
+            ops[i] = new Op(i);
+            freeOps[freeOpCount++] = i;
+        }
+    }
+
+    private void releaseOp(Op op) {
+        op.job = null;
+        op.sent = false;
+        op.generation++;
+        freeOps[freeOpCount++] = op.index;
+        liveOps--;
+    }
+
+    /** The live command {@code cookie} names, or null. */
+    private Op lookup(long cookie) {
+        int index = (int) cookie;
+        if (index < 0 || index >= ops.length) {
+            return null;
+        }
+        Op op = ops[index];
+        return op.job != null && op.sent && op.generation == (int) (cookie >>> 32) ? op : null;
+    }
+
+    private static String commandName(int command) {
+        return switch (command) {
+            case CMD_READ -> "READ";
+            case CMD_WRITE -> "WRITE";
+            case CMD_FLUSH -> "FLUSH";
+            case CMD_TRIM -> "TRIM";
+            case CMD_WRITE_ZEROES -> "WRITE_ZEROES";
+            default -> "command " + command;
+        };
+    }
+
+    /**
+     * Simple replies on one connection: a 16-byte header, and for a successful READ its data,
+     * copied into guest memory as it arrives (no reassembly buffer). Loop only.
+     */
+    private final class Replies extends ChannelInboundHandlerAdapter {
+        private final Channel ch;
+        private final byte[] header = new byte[REPLY_HEADER];
+        private final ByteBuffer headerView = ByteBuffer.wrap(header);
+        private int headerHave;
+        /** The READ whose data is arriving, and where the next byte goes. */
+        private Op reading;
+        private long payloadLeft;
+        private int segment;
+        private long segmentSkip;
+
+        Replies(Channel ch) {
+            this.ch = ch;
+        }
+
+        @Override
+        public void channelRead(ChannelHandlerContext ctx, Object msg) {
+            ByteBuf in = (ByteBuf) msg;
+            try {
+                while (in.isReadable() && ch == channel) {
+                    if (reading != null) {
+                        payload(in);
+                        continue;
+                    }
+                    boolean complete;
+                    if (headerHave == 0 && in.readableBytes() >= REPLY_HEADER) { // the usual case: no copy
+                        headerView.putInt(0, in.readInt()).putInt(4, in.readInt()).putLong(8, in.readLong());
+                        complete = true;
+                    } else { // a header split between reads
+                        while (headerHave < REPLY_HEADER && in.isReadable()) {
+                            header[headerHave++] = in.readByte();
+                        }
+                        complete = headerHave == REPLY_HEADER;
+                    }
+                    if (complete) {
+                        headerHave = 0;
+                        if (!reply()) {
+                            return;
+                        }
+                    }
+                }
+            } finally {
+                in.release();
+            }
+        }
+
+        /** Handles a complete header; false after a protocol violation (the connection is then dropped). */
+        private boolean reply() {
+            int magic = headerView.getInt(0);
+            int error = headerView.getInt(4);
+            long cookie = headerView.getLong(8);
+            if (magic != SIMPLE_REPLY_MAGIC) {
+                return violation(magic == STRUCTURED_REPLY_MAGIC ? "a structured reply, which was not negotiated"
+                        : "bad reply magic 0x" + Integer.toHexString(magic));
+            }
+            Op op = lookup(cookie);
+            if (op == null) {
+                return violation("a reply for cookie 0x" + Long.toHexString(cookie) + ", which is not in flight");
+            }
+            if (op.command == CMD_READ && error == 0) {
+                reading = op;
+                payloadLeft = op.length;
+                BlockRequest r = op.job.request;
+                long skip = op.dataOffset;
+                int s = 0;
+                while (skip >= r.segmentLength(s)) {
+                    skip -= r.segmentLength(s);
+                    s++;
+                }
+                segment = s;
+                segmentSkip = skip;
+            } else {
+                opDone(op, error);
+            }
+            return true;
+        }
+
+        private void payload(ByteBuf in) {
+            BlockRequest r = reading.job.request;
+            long room = r.segmentLength(segment) - segmentSkip;
+            int n = (int) Math.min(Math.min(room, payloadLeft), in.readableBytes());
+            int at = in.readerIndex();
+            if (in.nioBufferCount() == 1) {
+                MemorySegment.copy(MemorySegment.ofBuffer(in.internalNioBuffer(at, n)), 0,
+                        r.segmentMemory(segment), r.segmentOffset(segment) + segmentSkip, n);
+            } else {
+                long to = r.segmentOffset(segment) + segmentSkip;
+                for (ByteBuffer part : in.nioBuffers(at, n)) {
+                    int k = part.remaining();
+                    MemorySegment.copy(MemorySegment.ofBuffer(part), 0, r.segmentMemory(segment), to, k);
+                    to += k;
+                }
+            }
+            in.skipBytes(n);
+            payloadLeft -= n;
+            segmentSkip += n;
+            if (segmentSkip == r.segmentLength(segment)) {
+                segment++;
+                segmentSkip = 0;
+            }
+            if (payloadLeft == 0) {
+                Op op = reading;
+                reading = null;
+                opDone(op, 0);
+            }
+        }
+
+        private boolean violation(String what) {
+            LOG.error("{}: the server sent {}; dropping the connection", target, what);
+            ch.close();
+            return false;
+        }
+
+        @Override
+        public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+            if (!closed) {
+                LOG.warn("{}: connection error: {}", target, NbdHandshake.describe(cause));
+            }
+            ch.close();
+        }
+    }
+}
