@@ -30,15 +30,20 @@ COVERAGE=true
 SELECTED=()
 
 #        name    module                 class                                              method                                                                  instrumented
-TARGETS=("codec  vhost-user-core-tests  io.jvhost.core.protocol.MessageCodecFuzzTest       shouldReplyRefuseOrDropEveryMessageWhateverItsBytes                     io.jvhost.core.**"
+TARGETS=("codec  vhost-user-core-tests  io.jvhost.core.protocol.MessageCodecFuzzTest       shouldDecodeOrRefuseEveryMessageWhateverItsBytes                        io.jvhost.core.**"
+         "session vhost-user-core-tests io.jvhost.core.runtime.SessionFuzzTest            shouldReplyRefuseOrDropEveryMessageWhateverItsBytes                     io.jvhost.core.**"
          "memory vhost-user-core-tests  io.jvhost.core.memory.MemoryTableFuzzTest          shouldMapOnlyValidTablesAndTranslateOnlyInsideThem                      io.jvhost.core.**"
          "cursor vhost-user-core-tests  io.jvhost.core.ring.DescriptorCursorFuzzTest       shouldGiveAChainInsideGuestMemoryOrAChainErrorWhateverTheDescriptors    io.jvhost.core.**"
          "blk    virtio-blk-backend     io.jvhost.blk.BlkRequestFuzzTest                   shouldCompleteEveryRequestWithAStatusInsideItsBuffersWhateverTheChain   io.jvhost.core.**:io.jvhost.blk.**")
 
 # The classes each target drives (printed below their package in the coverage report).
-UNDER_TEST="io.jvhost.core.protocol.Session io.jvhost.core.protocol.Message io.jvhost.core.protocol.Trace
-  io.jvhost.core.memory.MemoryMap io.jvhost.core.memory.GuestMemory io.jvhost.core.ring.DescriptorChain
-  io.jvhost.core.ring.VirtQueue io.jvhost.blk.BlkQueueHandler io.jvhost.blk.BlockRequest"
+UNDER_TEST="io.jvhost.core.protocol.Header io.jvhost.core.protocol.MemoryTable io.jvhost.core.protocol.RegionDescription
+  io.jvhost.core.protocol.VringAddress io.jvhost.core.protocol.VringState io.jvhost.core.protocol.VringFd
+  io.jvhost.core.protocol.LogBase io.jvhost.core.protocol.ConfigRequest io.jvhost.core.protocol.InflightRequest
+  io.jvhost.core.protocol.Payload io.jvhost.core.protocol.Trace io.jvhost.core.runtime.Session
+  io.jvhost.core.runtime.Vrings io.jvhost.core.runtime.SharedRegions io.jvhost.core.memory.MemoryMap
+  io.jvhost.core.memory.GuestMemory io.jvhost.core.ring.DescriptorChain io.jvhost.core.ring.SplitRing
+  io.jvhost.core.ring.ChainCursor io.jvhost.core.ring.VirtQueue io.jvhost.blk.BlkQueueHandler io.jvhost.blk.BlockRequest"
 
 say() { printf 'fuzz-coverage: %s\n' "$*" >&2; }
 die() { say "$*"; exit 2; }

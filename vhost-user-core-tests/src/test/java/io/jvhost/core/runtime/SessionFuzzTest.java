@@ -34,7 +34,8 @@ import static io.jvhost.core.protocol.MessageType.*;
  *
  * <p>Input: repeated {fd count (low 2 bits, at most 2), 12-byte header, payload of the header's
  * size}, up to 16 messages. A finding is any exception, a message the session handled by an
- * unexpected exception ({@link Backend#controlFailures()}), a reply where none is due or none where
+ * unexpected exception ({@link Backend#controlFailures()}), a reply where none is due (an ack only with
+ * NEED_REPLY once REPLY_ACK is negotiated) or none where
  * one is due, a reply of the wrong size, a message never resumed, or an fd still open after the
  * session closed.
  *
@@ -94,10 +95,17 @@ class SessionFuzzTest {
                 Message m = new Message(h.request(), h.flags(), payload, fds);
                 Trace.describe(m); // the debug trace decodes every payload too
                 out.start(m);
+                long refusedBefore = session.messagesRefused();
+                long ackFeature = m.request() == SET_PROTOCOL_FEATURES && payload.length == 8
+                        ? ByteBuffer.wrap(payload).order(ByteOrder.LITTLE_ENDIAN).getLong() & ProtocolFeatures.bit(ProtocolFeatures.REPLY_ACK)
+                        : -1;
                 boolean[] resumed = {false};
                 deliver(session, m, () -> resumed[0] = true);
                 if (!resumed[0]) {
                     throw new AssertionError(m.name() + " was never resumed (it waits for a poller?)");
+                }
+                if (ackFeature >= 0 && session.messagesRefused() == refusedBefore) {
+                    out.replyAck = ackFeature != 0; // REPLY_ACK as the accepted SET_PROTOCOL_FEATURES says
                 }
                 out.check(m);
                 if (backend.controlFailures() != failuresBefore) {
@@ -130,6 +138,8 @@ class SessionFuzzTest {
     /** Replies and drops of one message, checked against what the protocol allows. */
     private static final class Recorder implements Session.Output {
         boolean dropped;
+        /** Whether REPLY_ACK is negotiated once the current message was handled: NEED_REPLY is acked only then. */
+        boolean replyAck;
         private final List<byte[]> replies = new ArrayList<>();
         private final List<int[]> replyFds = new ArrayList<>();
         private boolean droppedNow;
@@ -155,6 +165,11 @@ class SessionFuzzTest {
             dropped = true;
         }
 
+        /**
+         * A request with a reply of its own gets it (or the connection drops); any other request
+         * is acked when it carries NEED_REPLY and REPLY_ACK is negotiated (spec, "REPLY_ACK"),
+         * and gets no reply otherwise.
+         */
         void check(Message m) {
             int request = m.request();
             if (replies.size() > 1) {
@@ -167,7 +182,7 @@ class SessionFuzzTest {
                 if (!replies.isEmpty()) {
                     checkOwnReply(m, replies.get(0), replyFds.get(0));
                 }
-            } else if (m.needsReply()) {
+            } else if (m.needsReply() && replyAck) {
                 if (replies.isEmpty() && !droppedNow) {
                     throw new AssertionError(m.name() + " with NEED_REPLY got no reply");
                 }
@@ -180,7 +195,7 @@ class SessionFuzzTest {
                     noFds(m, replyFds.get(0));
                 }
             } else if (!replies.isEmpty()) {
-                throw new AssertionError(m.name() + " without NEED_REPLY got a reply");
+                throw new AssertionError(m.name() + " got a reply without NEED_REPLY and REPLY_ACK");
             }
         }
 
