@@ -32,6 +32,8 @@ public final class VirtQueue {
     private final QueueLatency latency = QueueLatency.ENABLED ? new QueueLatency() : null;
     private final boolean[] errorLogged = new boolean[ChainError.values().length];
     private final SplitRing split = new SplitRing(this);
+    /** Test hook, null unless a test installs one: see {@link GuestWriteObserver}. */
+    private static volatile GuestWriteObserver writeObserver;
 
     // Configuration, set by the control thread while detached.
     private Ring ring = split;
@@ -113,6 +115,9 @@ public final class VirtQueue {
         chain.log = log;
         this.errFd = errFd;
         this.broken = false;
+        if (log != null) {
+            observeUsedRing(used, memory);
+        }
     }
 
     /**
@@ -182,6 +187,9 @@ public final class VirtQueue {
         while (!broken && ring.take(c)) {
             ChainError error = c.error();
             if (error == null) {
+                if (log != null) {
+                    observeWrites(c);
+                }
                 counters.chains++;
                 counters.descriptors += c.count();
                 counters.bytesRead += c.readableLength();
@@ -190,6 +198,38 @@ public final class VirtQueue {
             reject(c.head(), error);
         }
         return null;
+    }
+
+    /**
+     * Installs (or with null removes) the test hook that is told every guest range a queue may write
+     * while migrating. For tests only; any thread.
+     */
+    public static void observeGuestWrites(GuestWriteObserver observer) {
+        writeObserver = observer;
+    }
+
+    private static void observeWrites(DescriptorChain c) {
+        GuestWriteObserver o = writeObserver;
+        if (o != null) {
+            for (int i = c.readableCount(); i < c.count(); i++) {
+                if (c.region(i) >= 0) {
+                    o.mayWrite(c.gpa(i), Integer.toUnsignedLong(c.length(i)));
+                }
+            }
+        }
+    }
+
+    /** The used ring, located from its mapping (not from the address the dirty log uses). */
+    private static void observeUsedRing(MemorySegment used, GuestMemory memory) {
+        GuestWriteObserver o = writeObserver;
+        for (int r = 0; o != null && r < memory.regionCount(); r++) {
+            MemorySegment region = memory.segment(r);
+            long at = used.address() - region.address();
+            if (at >= 0 && at + used.byteSize() <= region.byteSize()) {
+                o.mayWrite(memory.gpaBase(r) + at, used.byteSize());
+                return;
+            }
+        }
     }
 
     /**
