@@ -184,6 +184,6 @@ public final class BlkDevice implements VirtioDevice {
 
     @Override
     public QueueHandler handler(int index) {
-        return new BlkQueueHandler(this, QUEUE_SIZE, index);
+        return new BlkQueueHandler(this, QUEUE_SIZE);
     }
 }

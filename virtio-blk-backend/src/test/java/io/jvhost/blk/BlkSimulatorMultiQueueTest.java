@@ -18,8 +18,6 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
-import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.EnumSource;
 
 import static io.jvhost.blk.BlkRig.DISCARD;
 import static io.jvhost.blk.BlkRig.FLAG_UNMAP;
@@ -37,8 +35,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * Two request queues, each on its own poller, with requests in flight on both at once: against a
- * RAM disk, and against an image file on each I/O engine (a ring per queue, or two I/O workers),
- * checked byte for byte on disk.
+ * RAM disk, and against an image file served by two I/O workers, checked byte for byte on disk.
  */
 @Timeout(value = 120, unit = TimeUnit.SECONDS)
 class BlkSimulatorMultiQueueTest {
@@ -121,15 +118,13 @@ class BlkSimulatorMultiQueueTest {
                 rig.backend.queue(0).counters() + " / " + rig.backend.queue(1).counters());
     }
 
-    @ParameterizedTest
-    @EnumSource(value = TestDisk.Kind.class, names = {"FILE_URING", "FILE_THREADS"})
-    void shouldKeepAnImageFileByteForByteWithTwoQueuesOnEitherIoEngine(TestDisk.Kind kind) throws Exception {
-        TestDisk.assumeAvailable(kind);
+    @Test
+    void shouldKeepAnImageFileByteForByteWithTwoQueuesAndTwoIoWorkers() throws Exception {
         int bytes = 4 << 20;
         Path image = dir.resolve("disk.img");
         byte[] expected = pattern(bytes, 51);
         Files.write(image, expected);
-        rig = BlkRig.serve(new FileStore(image, false, false, 2, kind.engine()), 2).start();
+        rig = BlkRig.serve(new FileStore(image, false, false, 2), 2).start();
 
         // Writes of many sizes in flight on both queues at once, to disjoint places.
         List<Posted> writes = new ArrayList<>();
