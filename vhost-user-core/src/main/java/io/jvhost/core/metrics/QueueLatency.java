@@ -11,8 +11,11 @@ import org.HdrHistogram.SingleWriterRecorder;
  *
  * <p>Latency is from the moment the poller saw work on the queue (woken by a kick, or found new
  * available buffers while busy-polling) to the used-index publish that answered it; batch size is
- * the number of used elements one publish made visible. On by default (two nanoTime reads and two
- * recordings per published batch, not per request); {@code -Djvhost.latency=false} turns it off.
+ * the number of used elements one publish made visible. Off unless the JVM runs with
+ * {@code -Djvhost.latency=true} (the CLI's {@code --latency} and {@code --metrics} set it): then
+ * every queue records, at two nanoTime reads and two recordings per published batch (~90 ns, not
+ * per request). Not on by default because with it the allocation test saw a few hundred bytes
+ * allocated once on a poller during measurement (see perf/RESULTS.md, "Latency inside jvhost").
  *
  * <p>Readers: {@link #snapshot()} (metrics, cumulative since start) and {@link #describe()} (the
  * console line, since the previous line) each see every recorded value; one does not take values
@@ -20,7 +23,7 @@ import org.HdrHistogram.SingleWriterRecorder;
  */
 public final class QueueLatency {
     /** Read once: when false the JIT folds every recording call away. */
-    public static final boolean ENABLED = !"false".equals(System.getProperty("jvhost.latency"));
+    public static final boolean ENABLED = Boolean.getBoolean("jvhost.latency");
     private static final long MAX_NANOS = 60_000_000_000L;
 
     private final SingleWriterRecorder latency = new SingleWriterRecorder(1, MAX_NANOS, 2);

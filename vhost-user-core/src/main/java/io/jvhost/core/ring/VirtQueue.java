@@ -61,7 +61,7 @@ public final class VirtQueue {
         return counters;
     }
 
-    /** Latency and batch histograms, or null when {@code -Djvhost.latency=false}. */
+    /** Latency and batch histograms, or null unless {@code -Djvhost.latency=true}. */
     public QueueLatency latency() {
         return latency;
     }
