@@ -42,6 +42,23 @@ public final class QemuTests {
         Assumptions.abort("QEMU guest tests skipped, missing: " + String.join(" ", missing));
     }
 
+    /**
+     * Returns only if {@code /usr/bin/<command>} exists (for the host side and, when present, the
+     * guest image: see {@link GuestImage#EXTRA_PROGRAMS}); fails on CI, skips loudly elsewhere.
+     */
+    public static void requireCommand(String command, String debianPackage) {
+        if (java.nio.file.Files.isExecutable(Path.of("/usr/bin", command))) {
+            return;
+        }
+        String ci = System.getenv("CI");
+        String message = command + " is missing; install: apt-get install " + debianPackage;
+        if (ci != null && !ci.equalsIgnoreCase("false")) {
+            fail("cannot run on CI: " + message);
+        }
+        System.err.println("\n#  SKIPPED: " + message + "\n");
+        Assumptions.abort(message);
+    }
+
     /** Where a test class appends its guest console: {@code target/qemu-logs/<class>.log}. */
     public static Path logFile(Class<?> testClass) {
         return Path.of("target", "qemu-logs", testClass.getSimpleName() + ".log");

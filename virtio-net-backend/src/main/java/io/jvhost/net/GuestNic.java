@@ -1,5 +1,6 @@
 package io.jvhost.net;
 
+import io.jvhost.core.device.VirtioFeatures;
 import io.jvhost.core.memory.DirtyLog;
 import io.jvhost.core.ring.ChainCursor;
 import io.jvhost.core.ring.DescriptorChain;
@@ -50,9 +51,29 @@ public final class GuestNic {
         DirtyLog dirtyLog;
         /** Walks the receive chains; the pair's poller thread only. */
         final ChainCursor cursor = new ChainCursor();
+        /** Completes offloads the guest did not accept; created on first need, the pair's poller only. */
+        Segmenter segmenter;
+        final NetHeader plain = new NetHeader();
+        /** Where the segmenter's frames go: this pair's receive queue. */
+        final Segmenter.Sink toGuest;
+        /** The first segment's result that was not DELIVERED, and how many were, for the frame being cut. */
+        int segmentResult, segmentsDelivered;
 
-        Pair(int index) {
+        Pair(int index, GuestNic nic) {
             this.index = index;
+            this.toGuest = (frame, length) -> {
+                if (segmentResult == DELIVERED) {
+                    int r = nic.deliverPlain(this, frame, 0, length);
+                    if (r == DELIVERED) {
+                        segmentsDelivered++;
+                    } else {
+                        segmentResult = r;
+                    }
+                }
+                if (segmentResult != DELIVERED && segmentsDelivered > 0) {
+                    counters.addRxDropped(1); // out of buffers part way: the frame's other segments are lost
+                }
+            };
         }
     }
 
@@ -60,7 +81,7 @@ public final class GuestNic {
         this.device = device;
         this.pairs = new Pair[pairCount];
         for (int i = 0; i < pairCount; i++) {
-            pairs[i] = new Pair(i);
+            pairs[i] = new Pair(i, this);
         }
         this.packetSize = packetSize;
         this.pool = new MpmcAtomicArrayQueue<>(poolSize);
@@ -100,6 +121,11 @@ public final class GuestNic {
         return pairs[pair].counters;
     }
 
+    /** The features the guest's driver accepted (0 before it did): which offloads it takes. Any thread. */
+    public long acceptedFeatures() {
+        return device.acked();
+    }
+
     /** Largest frame (without the virtio header) the guest may send or receive. */
     public int maxFrame() {
         return device.maxFrame();
@@ -113,13 +139,52 @@ public final class GuestNic {
      * is published at the end of the poller's batch.
      */
     public int deliver(int pair, MemorySegment frame, long offset, long length) {
+        return deliverPlain(pairs[pair], frame, offset, length);
+    }
+
+    /**
+     * Like {@link #deliver(int, MemorySegment, long, long)}, for a frame with offloads: given to the
+     * guest with its header when the guest accepted them, else checksummed and segmented here (each
+     * segment then delivered as a plain frame). {@code header} is only read. {@link #DROPPED} for a
+     * header that does not fit the frame.
+     */
+    public int deliver(int pair, NetHeader header, MemorySegment frame, long offset, long length) {
         Pair p = pairs[pair];
+        long accepted = device.acked();
+        if (header.isPlain() && (header.flags() == 0 || !VirtioFeatures.has(accepted, VirtioFeatures.NET_GUEST_CSUM))) {
+            return deliverPlain(p, frame, offset, length); // DATA_VALID only for a guest that takes it
+        }
+        if (header.acceptedBy(accepted)) {
+            return deliverFrame(p, header, frame, offset, length);
+        }
+        if (p.rx == null) {
+            return NOT_RUNNING;
+        }
+        if (p.segmenter == null) {
+            p.segmenter = new Segmenter(Math.max(maxFrame(), NetDevice.JUMBO_FRAME));
+        }
+        p.segmentResult = DELIVERED;
+        p.segmentsDelivered = 0;
+        int r = p.segmenter.resolve(header, frame, offset, length, maxFrame(), p.toGuest);
+        if (r != Segmenter.DONE) {
+            p.counters.addRxDropped(1);
+            return DROPPED;
+        }
+        // Nothing in yet: the caller may keep the frame for later (NO_BUFFERS) as for any other.
+        return p.segmentsDelivered == 0 ? p.segmentResult : DELIVERED;
+    }
+
+    int deliverPlain(Pair p, MemorySegment frame, long offset, long length) {
+        return deliverFrame(p, p.plain, frame, offset, length);
+    }
+
+    private int deliverFrame(Pair p, NetHeader h, MemorySegment frame, long offset, long length) {
         VirtQueue q = p.rx;
         if (q == null) {
             return NOT_RUNNING;
         }
-        int r = device.mergeable() ? deliverMerged(p, q, frame, offset, length)
-                : deliverSingle(p, q, frame, offset, length);
+        int r = device.mergeable() ? deliverMerged(p, q, h, frame, offset, length)
+                : deliverSingle(p, q, h, frame, offset, length);
         if (r == DELIVERED) {
             p.counters.rxFrames++;
             p.counters.rxBytes += length;
@@ -129,14 +194,14 @@ public final class GuestNic {
         return r;
     }
 
-    private int deliverSingle(Pair p, VirtQueue q, MemorySegment frame, long offset, long length) {
+    private int deliverSingle(Pair p, VirtQueue q, NetHeader h, MemorySegment frame, long offset, long length) {
         int hdr = device.headerLength();
         DescriptorChain c = q.next();
         if (c == null) {
             return NO_BUFFERS;
         }
         if (fitsOnePiece(p, c, hdr, length)) {
-            writeWhole(p, q, c, hdr, frame, offset, length);
+            writeWhole(p, q, c, hdr, h, frame, offset, length);
             return DELIVERED;
         }
         if (c.writableLength() < hdr + length) {
@@ -144,6 +209,7 @@ public final class GuestNic {
             return DROPPED;
         }
         p.header.fill((byte) 0);
+        h.write(p.header, 0);
         if (hdr == NetDevice.HEADER_V1) {
             p.header.set(LE_SHORT, NetDevice.NUM_BUFFERS_OFFSET, (short) 1);
         }
@@ -153,7 +219,7 @@ public final class GuestNic {
         return DELIVERED;
     }
 
-    private int deliverMerged(Pair p, VirtQueue q, MemorySegment frame, long offset, long length) {
+    private int deliverMerged(Pair p, VirtQueue q, NetHeader h, MemorySegment frame, long offset, long length) {
         int hdr = NetDevice.HEADER_V1;
         long rejectedBefore = q.counters().chainsRejected();
         int n = 0;
@@ -164,7 +230,7 @@ public final class GuestNic {
                 return giveBack(p, q, n, rejectedBefore);
             }
             if (n == 0 && fitsOnePiece(p, c, hdr, length)) {
-                writeWhole(p, q, c, hdr, frame, offset, length); // the common case: num_buffers is 1
+                writeWhole(p, q, c, hdr, h, frame, offset, length); // the common case: num_buffers is 1
                 return DELIVERED;
             }
             if (n == MAX_MERGED) {
@@ -179,6 +245,7 @@ public final class GuestNic {
                     return DROPPED;
                 }
                 p.header.fill((byte) 0);
+                h.write(p.header, 0);
                 c.write(p.header, 0, 0, hdr);
                 locateNumBuffers(p, c);
                 skip = hdr;
@@ -216,17 +283,24 @@ public final class GuestNic {
      * piece {@link #fitsOnePiece} found: two plain stores and one copy, no staging and no
      * num_buffers lookup.
      */
-    private static void writeWhole(Pair p, VirtQueue q, DescriptorChain c, int hdr, MemorySegment frame, long offset,
-                                   long length) {
+    private static void writeWhole(Pair p, VirtQueue q, DescriptorChain c, int hdr, NetHeader h, MemorySegment frame,
+                                   long offset, long length) {
         ChainCursor b = p.cursor;
         MemorySegment seg = b.memory();
         long at = b.offset();
-        // flags, gso_type, hdr_len, gso_size, csum_start = 0; then csum_offset = 0 and num_buffers = 1.
-        seg.set(LE_LONG, at, 0L);
-        if (hdr == NetDevice.HEADER_V1) {
-            seg.set(LE_INT, at + 8, 1 << 16);
+        if (h.isPlain()) {
+            // flags, gso_type, hdr_len, gso_size, csum_start = 0; then csum_offset = 0 and num_buffers = 1.
+            seg.set(LE_LONG, at, 0L);
+            if (hdr == NetDevice.HEADER_V1) {
+                seg.set(LE_INT, at + 8, 1 << 16);
+            } else {
+                seg.set(LE_SHORT, at + 8, (short) 0);
+            }
         } else {
-            seg.set(LE_SHORT, at + 8, (short) 0);
+            h.write(seg, at);
+            if (hdr == NetDevice.HEADER_V1) {
+                seg.set(LE_SHORT, at + NetDevice.NUM_BUFFERS_OFFSET, (short) 1);
+            }
         }
         MemorySegment.copy(frame, offset, seg, at + hdr, length);
         b.markWritten();
@@ -275,6 +349,15 @@ public final class GuestNic {
      * counts a drop) when the frame is too big or the queue or packet pool is full.
      */
     public boolean inject(int pair, MemorySegment frame, long offset, long length) {
+        return inject(pair, null, frame, offset, length);
+    }
+
+    /**
+     * Like {@link #inject(int, MemorySegment, long, long)}, for a frame with offloads (a copy of
+     * {@code header} travels with it; null for none), completed on the pair's poller as
+     * {@link #deliver(int, NetHeader, MemorySegment, long, long)} does.
+     */
+    public boolean inject(int pair, NetHeader header, MemorySegment frame, long offset, long length) {
         Pair p = pairs[pair];
         if (length > packetSize) {
             p.counters.addRxDropped(1);
@@ -287,6 +370,11 @@ public final class GuestNic {
         }
         MemorySegment.copy(frame, offset, packet.buffer, 0, length);
         packet.length = (int) length;
+        if (header == null) {
+            packet.header.clear();
+        } else {
+            packet.header.copyFrom(header);
+        }
         if (!p.injected.offer(packet)) {
             pool.offer(packet);
             p.counters.addRxDropped(1);
@@ -318,6 +406,7 @@ public final class GuestNic {
         }
         MemorySegment.copy(frame, 0, packet.buffer, ValueLayout.JAVA_BYTE, 0, frame.length);
         packet.length = frame.length;
+        packet.header.clear();
         if (!p.announced.offer(packet)) {
             pool.offer(packet);
             return false;
@@ -343,7 +432,7 @@ public final class GuestNic {
     int drainInjected(Pair p) {
         int n = 0;
         for (Packet packet; (packet = p.injected.peek()) != null; ) {
-            int r = deliver(p.index, packet.buffer, 0, packet.length);
+            int r = deliver(p.index, packet.header, packet.buffer, 0, packet.length);
             if (r == NO_BUFFERS || r == NOT_RUNNING) {
                 break;
             }

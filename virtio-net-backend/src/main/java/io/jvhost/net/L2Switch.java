@@ -14,6 +14,10 @@ import org.slf4j.LoggerFactory;
  * ageing time; broadcast, multicast and unknown destinations flood to every other port. Frames
  * cross poller threads through each destination's lock-free injection queue.
  *
+ * <p>Offloads cross the switch unchanged (VM to VM never segments): a guest's TCP segment of up to
+ * 64 KiB reaches a guest that accepted such segments whole; for one that did not, the sending
+ * port's poller cuts it into MTU-sized frames (and completes checksums) first.
+ *
  * <p>The MAC table is open addressing over atomic arrays: lookups and learning never lock or
  * allocate, from any number of pollers at once.
  */
@@ -99,20 +103,20 @@ public final class L2Switch {
      * Forwards a frame, {@code [offset, offset + length)} of {@code memory}, that arrived on port
      * {@code from}. Any poller thread.
      */
-    void forward(int from, MemorySegment memory, long offset, long length) {
+    void forward(SwitchPort from, int pair, NetHeader header, MemorySegment memory, long offset, long length) {
         long src = Frames.source(memory, offset);
-        learn(src, from);
+        learn(src, from.id);
         long dst = Frames.destination(memory, offset);
         int to = Frames.isGroup(dst) ? -1 : lookup(dst);
         if (to >= 0) {
-            if (to != from) {
-                ports.get(to).receive(src, memory, offset, length);
+            if (to != from.id) {
+                ports.get(to).receive(from, pair, src, header, memory, offset, length);
             }
             return;
         }
         for (SwitchPort p : ports) { // CopyOnWriteArrayList iterates a snapshot array
-            if (p.id() != from) {
-                p.receive(src, memory, offset, length);
+            if (p.id() != from.id) {
+                p.receive(from, pair, src, header, memory, offset, length);
             }
         }
     }
@@ -123,6 +127,22 @@ public final class L2Switch {
         private final int id;
         private volatile GuestNic nic;
         long forwarded;
+        /** Per queue pair of this port's NIC: cuts its guest's segments for NICs that take none (that pair's poller). */
+        private Segmenter[] segmenters = new Segmenter[0];
+        private final NetHeader plain = new NetHeader();
+        /** Per pair: where a segment goes, and to whom (set just before each cut). */
+        private Forward[] forwards = new Forward[0];
+
+        /** A segment of this port's guest's frame on its way to another port's guest. */
+        private static final class Forward implements Segmenter.Sink {
+            GuestNic to;
+            int toPair;
+
+            @Override
+            public void accept(MemorySegment frame, long length) {
+                to.inject(toPair, frame, 0, length);
+            }
+        }
 
         SwitchPort(L2Switch sw, int id) {
             this.sw = sw;
@@ -135,23 +155,58 @@ public final class L2Switch {
 
         @Override
         public void attach(GuestNic nic) {
+            segmenters = new Segmenter[nic.pairs()]; // created by each pair's poller when first needed
+            forwards = new Forward[nic.pairs()];
+            for (int i = 0; i < forwards.length; i++) {
+                forwards[i] = new Forward();
+            }
             this.nic = nic;
+        }
+
+        /** Guests' offloads pass through: the switch completes them for whoever cannot take them. */
+        @Override
+        public long offloads() {
+            return NetHeader.HOST_OFFLOADS | NetHeader.GUEST_OFFLOADS;
         }
 
         @Override
         public void onFrame(GuestNic nic, int pair, MemorySegment memory, long offset, long length) {
-            sw.forward(id, memory, offset, length);
+            sw.forward(this, pair, plain, memory, offset, length);
         }
 
-        /** A frame from {@code source} for this port's guest, from another port's poller. */
-        void receive(long source, MemorySegment memory, long offset, long length) {
+        @Override
+        public void onFrame(GuestNic nic, int pair, NetHeader header, MemorySegment memory, long offset, long length) {
+            sw.forward(this, pair, header, memory, offset, length);
+        }
+
+        /**
+         * A frame from {@code source} for this port's guest, on the poller of {@code from}'s pair
+         * {@code fromPair}. Its offloads go along if this guest accepted them, else are completed
+         * here, on the sender's poller: a 64 KiB segment never waits in this guest's queue whole.
+         */
+        void receive(SwitchPort from, int fromPair, long source, NetHeader header, MemorySegment memory, long offset,
+                     long length) {
             GuestNic n = nic;
-            if (n != null) {
-                // Spread over the queue pairs the guest uses by source MAC, so one flow stays in
-                // order. A guest without MQ, or with fewer pairs enabled, never reads the others.
-                int active = n.receivingPairs();
-                int pair = active > 1 ? (int) (source % active) : 0;
-                n.inject(pair, memory, offset, length);
+            if (n == null) {
+                return;
+            }
+            // Spread over the queue pairs the guest uses by source MAC, so one flow stays in
+            // order. A guest without MQ, or with fewer pairs enabled, never reads the others.
+            int active = n.receivingPairs();
+            int pair = active > 1 ? (int) (source % active) : 0;
+            if (header.isPlain() || header.acceptedBy(n.acceptedFeatures())) {
+                n.inject(pair, header, memory, offset, length);
+                return;
+            }
+            Forward f = from.forwards[fromPair];
+            f.to = n;
+            f.toPair = pair;
+            Segmenter s = from.segmenters[fromPair];
+            if (s == null) {
+                s = from.segmenters[fromPair] = new Segmenter(NetDevice.JUMBO_FRAME);
+            }
+            if (s.resolve(header, memory, offset, length, n.maxFrame(), f) != Segmenter.DONE) {
+                n.counters(pair).addRxDropped(1);
             }
         }
 

@@ -11,7 +11,7 @@ import java.lang.invoke.VarHandle;
 public final class NetCounters {
     private static final VarHandle RX_DROPPED = field("rxDropped"), RX_FRAMES = field("rxFrames"),
             RX_BYTES = field("rxBytes"), TX_FRAMES = field("txFrames"), TX_BYTES = field("txBytes"),
-            TX_DROPPED = field("txDropped");
+            TX_DROPPED = field("txDropped"), TX_BAD_HEADER = field("txBadHeader");
 
     private static VarHandle field(String name) {
         try {
@@ -32,6 +32,8 @@ public final class NetCounters {
     public long txBytes;
     /** Guest frames refused: shorter than a header, longer than the MTU allows. */
     public long txDropped;
+    /** Guest frames refused for their virtio-net header: offloads not negotiated, offsets outside the frame. */
+    public long txBadHeader;
 
     public NetCounters() {
         // Links the VarHandle call below now: its first call allocates, and the first drop may come
@@ -47,15 +49,17 @@ public final class NetCounters {
     /** The counters now, each read opaque (never torn or cached). Any thread, no lock. */
     public Snapshot snapshot() {
         return new Snapshot((long) RX_FRAMES.getOpaque(this), (long) RX_BYTES.getOpaque(this), rxDropped,
-                (long) TX_FRAMES.getOpaque(this), (long) TX_BYTES.getOpaque(this), (long) TX_DROPPED.getOpaque(this));
+                (long) TX_FRAMES.getOpaque(this), (long) TX_BYTES.getOpaque(this), (long) TX_DROPPED.getOpaque(this),
+                (long) TX_BAD_HEADER.getOpaque(this));
     }
 
     /** {@link NetCounters} as one reader saw them. */
-    public record Snapshot(long rxFrames, long rxBytes, long rxDropped, long txFrames, long txBytes, long txDropped) {}
+    public record Snapshot(long rxFrames, long rxBytes, long rxDropped, long txFrames, long txBytes, long txDropped,
+                           long txBadHeader) {}
 
     @Override
     public String toString() {
         return "rx " + rxFrames + " frames/" + rxBytes + " B (dropped " + rxDropped + "), tx " + txFrames
-                + " frames/" + txBytes + " B (dropped " + txDropped + ")";
+                + " frames/" + txBytes + " B (dropped " + txDropped + (txBadHeader > 0 ? ", bad header " + txBadHeader : "") + ")";
     }
 }

@@ -40,6 +40,8 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
     private final int pairCount;
     private final long mac;
     private final GuestNic nic;
+    /** The offload features offered: what the port handles, none with offloads off. */
+    private final long offloads;
     private volatile int mtu;
     private volatile long acked;
 
@@ -47,6 +49,15 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
      * @param mac the guest's MAC (6 bytes in the low 48 bits, first byte highest), for config and RARP
      */
     public NetDevice(NetPort port, int pairs, long mac, int mtu) {
+        this(port, pairs, mac, mtu, true);
+    }
+
+    /**
+     * @param mac      the guest's MAC (6 bytes in the low 48 bits, first byte highest), for config and RARP
+     * @param offloads whether to offer the guest the checksum and segmentation offloads the port
+     *                 handles ({@link NetPort#offloads()}); off, every frame is plain both ways
+     */
+    public NetDevice(NetPort port, int pairs, long mac, int mtu, boolean offloads) {
         if (pairs < 1 || pairs > 64) {
             throw new IllegalArgumentException("queue pairs must be 1..64: " + pairs);
         }
@@ -57,9 +68,11 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
         this.pairCount = pairs;
         this.mac = mac;
         this.mtu = mtu;
-        // No offloads are offered, so injected frames are MTU-sized: room for jumbo frames (9216),
-        // not 64 KiB each (which cost 256 MiB per NIC).
-        this.nic = new GuestNic(this, pairs, Math.max(maxFrame(), JUMBO_FRAME), 1024);
+        this.offloads = offloads ? port.offloads() & (NetHeader.HOST_OFFLOADS | NetHeader.GUEST_OFFLOADS) : 0;
+        // Without offloads injected frames are MTU-sized: room for jumbo frames (9216) in 1024
+        // buffers. With them a frame may be a 64 KiB segment: fewer buffers (16 MiB per NIC).
+        this.nic = this.offloads == 0 ? new GuestNic(this, pairs, Math.max(maxFrame(), JUMBO_FRAME), 1024)
+                : new GuestNic(this, pairs, Math.max(NetHeader.MAX_GSO_FRAME, JUMBO_FRAME), 256);
         port.attach(nic);
     }
 
@@ -83,6 +96,16 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
         return VirtioFeatures.has(acked, NET_MRG_RXBUF);
     }
 
+    /** The features the driver accepted (0 before it did, and after a reset). */
+    long acked() {
+        return acked;
+    }
+
+    /** Whether the guest may send headers that ask for offloads: it accepted checksum offload. */
+    boolean hostOffloads() {
+        return VirtioFeatures.has(acked, NET_CSUM);
+    }
+
     int headerLength() {
         return (acked & (bit(VERSION_1) | bit(NET_MRG_RXBUF))) != 0 ? HEADER_V1 : HEADER_LEGACY;
     }
@@ -104,8 +127,9 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
 
     @Override
     public long features() {
-        // No checksum or segmentation offloads: these ports take plain frames, so none are offered.
-        long f = bit(NET_MRG_RXBUF) | bit(NET_MTU) | bit(NET_MAC) | bit(NET_STATUS) | bit(NET_GUEST_ANNOUNCE);
+        // Offloads only as far as the port handles them (the control queue stays QEMU's, so the
+        // guest cannot change them later: no CTRL_GUEST_OFFLOADS).
+        long f = bit(NET_MRG_RXBUF) | bit(NET_MTU) | bit(NET_MAC) | bit(NET_STATUS) | bit(NET_GUEST_ANNOUNCE) | offloads;
         return pairCount > 1 ? f | bit(NET_MQ) : f;
     }
 
@@ -118,6 +142,7 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
     @Override
     public void featuresAcked(long features) {
         acked = features;
+        port.offloadsAccepted(features & offloads);
     }
 
     @Override
@@ -164,6 +189,7 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
     @Override
     public void reset() {
         acked = 0;
+        port.offloadsAccepted(0);
     }
 
     /** Each queue pair on its own poller. */
@@ -228,6 +254,8 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
         private final GuestNic.Pair pair;
         private final MemorySegment scratch = java.lang.foreign.Arena.ofAuto().allocate(65536 + 64, 64);
         private final ChainCursor cursor = new ChainCursor();
+        private final NetHeader header = new NetHeader();
+        private final MemorySegment headerBytes = java.lang.foreign.Arena.ofAuto().allocate(NetHeader.SIZE, 8);
         // Where frame() found the current frame.
         private MemorySegment frameMemory;
         private long frameOffset;
@@ -247,6 +275,7 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
             sink.counter(PACKETS, PACKETS_HELP, c.txFrames());
             sink.counter(PACKET_BYTES, PACKET_BYTES_HELP, c.txBytes());
             sink.drops("tx_bad_length", c.txDropped());
+            sink.drops("tx_bad_header", c.txBadHeader());
         }
 
         /** Sends what the guest queued before the frontend stopped the ring, as a NIC would. */
@@ -260,15 +289,19 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
         public int process(VirtQueue q, int budget) {
             int done = nic.drainAnnounced(pair, port); // for a pair whose receive queue does not run
             int hdr = headerLength();
+            boolean offloaded = hostOffloads();
+            header.clear();
             for (DescriptorChain c; done < budget && (c = q.next()) != null; done++) {
                 long length = c.readableLength() - hdr;
-                if (length < ETHERNET_HEADER || length > maxFrame()) {
+                if (offloaded && length >= ETHERNET_HEADER && !readHeader(c, length)) {
+                    pair.counters.txBadHeader++;
+                } else if (length < ETHERNET_HEADER || length > (header.isGso() ? NetHeader.MAX_GSO_FRAME : maxFrame())) {
                     pair.counters.txDropped++;
                 } else {
                     pair.counters.txFrames++;
                     pair.counters.txBytes += length;
                     frame(c, hdr, length);
-                    port.onFrame(nic, pair.index, frameMemory, frameOffset, length);
+                    port.onFrame(nic, pair.index, header, frameMemory, frameOffset, length);
                 }
                 q.complete(c, 0);
             }
@@ -278,6 +311,26 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
                 rx.publish(); // the port may have answered into the receive queue
             }
             return done;
+        }
+
+        /**
+         * Reads the chain's offload header into {@link #header}; false (logged now and then) when it
+         * asks for what was not negotiated or points outside the frame.
+         */
+        private boolean readHeader(DescriptorChain c, long length) {
+            c.read(0, headerBytes, 0, NetHeader.SIZE);
+            header.read(headerBytes, 0);
+            String error = header.transmitError(length, acked);
+            if (error == null) {
+                return true;
+            }
+            long n = pair.counters.txBadHeader + 1;
+            if (Long.bitCount(n) == 1) { // the 1st, 2nd, 4th, 8th... of a pair: seen, never a flood
+                LOG.warn("queue pair {}: guest frame dropped, bad virtio-net header ({}): {} ({} so far)", pair.index,
+                        header, error, n);
+            }
+            header.clear();
+            return false;
         }
 
         /**

@@ -37,6 +37,36 @@ public interface NetPort {
     void onFrame(GuestNic nic, int pair, MemorySegment memory, long offset, long length);
 
     /**
+     * The offloads this port handles, as virtio-net feature bits (see {@link NetHeader}): among
+     * {@link NetHeader#HOST_OFFLOADS} those it takes from the guest (frames that still need their
+     * checksum, TCP segments up to 64 KiB: {@link #onFrame(GuestNic, int, NetHeader, MemorySegment, long, long)}),
+     * among {@link NetHeader#GUEST_OFFLOADS} those it may hand the guest through
+     * {@link GuestNic#deliver(int, NetHeader, MemorySegment, long, long)} (which completes in
+     * software what the guest did not accept). The device offers the guest these alone, none when
+     * offloads are off. Default: none, plain frames both ways.
+     */
+    default long offloads() {
+        return 0;
+    }
+
+    /**
+     * The offload features the guest accepted, a subset of {@link #offloads()}; on the control
+     * thread whenever the driver sets its features (0 after a reset), before frames that use them.
+     */
+    default void offloadsAccepted(long features) {}
+
+    /**
+     * A frame the guest sent with its offload header: {@code header} says whether the transport
+     * checksum is still to be computed and whether the frame is a TCP segment to cut at
+     * {@link NetHeader#gsoSize()} (already checked against the frame and the negotiated features).
+     * Only ports that declare {@link #offloads()} get non-plain headers; the default passes the frame
+     * on to {@link #onFrame(GuestNic, int, MemorySegment, long, long)}. Same thread and lifetime rules.
+     */
+    default void onFrame(GuestNic nic, int pair, NetHeader header, MemorySegment memory, long offset, long length) {
+        onFrame(nic, pair, memory, offset, length);
+    }
+
+    /**
      * Called on every duty cycle of the pair's poller (that thread only): produce frames for the
      * guest here with {@link GuestNic#deliver}. Returns the work done (0 lets the poller sleep).
      */

@@ -6,6 +6,8 @@ import java.lang.foreign.MemorySegment;
 final class Packet {
     final MemorySegment buffer;
     int length;
+    /** Its offloads: plain unless it came with a header that asks for some. */
+    final NetHeader header = new NetHeader();
 
     Packet(MemorySegment buffer) {
         this.buffer = buffer;

@@ -55,6 +55,10 @@ public final class NetCommand extends DeviceCommand {
     @Option(names = "--mtu", defaultValue = "1500", description = "MTU (default ${DEFAULT-VALUE}).")
     int mtu;
 
+    @Option(names = "--no-offload", description = {"Offer the guest no checksum or TCP segmentation offloads:"
+            + " every frame crosses as a complete, MTU-sized frame (slower; for ports or peers that mishandle offloads)."})
+    boolean noOffload;
+
     /** Linux interface names are at most 15 bytes (IFNAMSIZ less the NUL). */
     static final int MAX_TAP_NAME = 15;
 
@@ -115,7 +119,7 @@ public final class NetCommand extends DeviceCommand {
                     : mode.drop ? new BenchPorts.Drop()
                     : mode.reflect ? new BenchPorts.Reflect()
                     : new BenchPorts.Generate(mode.generate);
-            NetDevice d = new NetDevice(port, queues, Frames.parseMac(mac) + i, mtu);
+            NetDevice d = new NetDevice(port, queues, Frames.parseMac(mac) + i, mtu, !noOffload);
             devices.add(d);
             return d;
         }, () -> devices.forEach(d -> System.out.println(d.port().describe())));

@@ -18,7 +18,10 @@ import java.util.ArrayList;
 import java.util.HexFormat;
 import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Map;
+import java.util.Optional;
 import java.util.Set;
+import java.util.TreeMap;
 import java.util.TreeSet;
 import java.util.concurrent.TimeUnit;
 import java.util.zip.GZIPOutputStream;
@@ -44,6 +47,8 @@ public final class GuestImage {
     private static final Logger LOG = LoggerFactory.getLogger(GuestImage.class);
 
     /** Modules the guest loads at boot; their dependencies are added from {@code modules.dep}. */
+    /** Host programs copied into the guest, with their libraries, when the host has them. */
+    public static final List<String> EXTRA_PROGRAMS = List.of("iperf3");
     public static final List<String> MODULES = List.of("virtio_ring", "virtio", "virtio_pci_modern_dev",
             "virtio_pci_legacy_dev", "virtio_pci", "rng_core", "virtio-rng", "virtio_blk", "failover",
             "net_failover", "virtio_net", "crc32c_generic", "ext4");
@@ -107,13 +112,14 @@ public final class GuestImage {
         for (Path module : modules) {
             guestModules.add(module.toString());
         }
+        Map<String, Path> extras = extraPrograms();
         Path initramfs = cacheDir.resolve("initramfs-" + version + "-"
-                + contentKey(version, kernel, busybox, modules, init) + ".cpio.gz");
+                + contentKey(version, kernel, busybox, concat(modules, List.copyOf(extras.values())), init) + ".cpio.gz");
         if (Files.isRegularFile(initramfs)) {
             LOG.debug("reusing guest initramfs {}", initramfs);
         } else {
             long start = System.nanoTime();
-            build(initramfs, busybox, modules, guestModules, init);
+            build(initramfs, busybox, modules, guestModules, init, extras);
             LOG.info("built guest initramfs {} ({} KiB) in {} ms", initramfs, Files.size(initramfs) / 1024,
                     TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - start));
         }
@@ -180,8 +186,42 @@ public final class GuestImage {
         return all;
     }
 
-    private static void build(Path target, Path busybox, List<Path> modules, List<String> guestModules, byte[] init)
-            throws IOException {
+    /**
+     * Host programs that go into the guest when installed, with the shared libraries {@code ldd}
+     * names, each at its host path: iperf3, for TCP throughput through the NIC (issue: offloads).
+     * Guest path (relative) to host file.
+     */
+    private static Map<String, Path> extraPrograms() throws IOException {
+        Map<String, Path> files = new TreeMap<>();
+        for (String program : EXTRA_PROGRAMS) {
+            Optional<Path> host = HostTools.findExecutable(program, List.of(Path.of("/usr/bin", program)));
+            if (host.isEmpty()) {
+                continue;
+            }
+            files.put("bin/" + program, host.get());
+            Process ldd = new ProcessBuilder("ldd", host.get().toString()).redirectErrorStream(true).start();
+            String out = new String(ldd.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+            try {
+                ldd.waitFor(30, TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IOException("interrupted running ldd " + host.get(), e);
+            }
+            for (String line : out.split("\n")) {
+                // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
+                String t = line.strip();
+                int arrow = t.indexOf("=> ");
+                String path = (arrow >= 0 ? t.substring(arrow + 3) : t).split(" ")[0];
+                if (path.startsWith("/")) {
+                    files.put(path.substring(1), Path.of(path));
+                }
+            }
+        }
+        return files;
+    }
+
+    private static void build(Path target, Path busybox, List<Path> modules, List<String> guestModules, byte[] init,
+                              Map<String, Path> extras) throws IOException {
         Files.createDirectories(target.getParent());
         List<String> applets = busyboxApplets(busybox);
         Path tmp = Files.createTempFile(target.getParent(), ".initramfs-", ".tmp");
@@ -189,7 +229,7 @@ public final class GuestImage {
             try (OutputStream file = Files.newOutputStream(tmp);
                     CpioArchiveOutputStream cpio = new CpioArchiveOutputStream(
                             new GZIPOutputStream(new BufferedOutputStream(file, 1 << 16), 1 << 16), CpioConstants.FORMAT_NEW)) {
-                writeTree(cpio, busybox, applets, modules, guestModules, init);
+                writeTree(cpio, busybox, applets, modules, guestModules, init, extras);
             }
             // Temp files start private; other users sharing the cache dir must be able to boot it.
             Files.setPosixFilePermissions(tmp, PosixFilePermissions.fromString("rw-r--r--"));
@@ -209,8 +249,9 @@ public final class GuestImage {
      * numbers the inodes (the kernel takes entries with the same inode for hard links).
      */
     private static void writeTree(CpioArchiveOutputStream cpio, Path busybox, List<String> applets, List<Path> modules,
-            List<String> guestModules, byte[] init) throws IOException {
+            List<String> guestModules, byte[] init, Map<String, Path> extras) throws IOException {
         List<String> files = new ArrayList<>(applets);
+        files.addAll(extras.keySet());
         files.add("bin/busybox");
         files.add(MODULE_LIST);
         files.add("etc/passwd");
@@ -247,6 +288,9 @@ public final class GuestImage {
         for (int i = 0; i < modules.size(); i++) {
             write(cpio, entry(guestModules.get(i).substring(1), CpioConstants.C_ISREG | 0644, 1),
                     Files.readAllBytes(modules.get(i)));
+        }
+        for (Map.Entry<String, Path> extra : extras.entrySet()) {
+            write(cpio, entry(extra.getKey(), CpioConstants.C_ISREG | 0755, 1), Files.readAllBytes(extra.getValue()));
         }
     }
 

@@ -153,7 +153,7 @@ public final class HostTools {
         }
     }
 
-    private static Optional<Path> findExecutable(String name, List<Path> preferred) {
+    static Optional<Path> findExecutable(String name, List<Path> preferred) {
         Set<Path> candidates = new LinkedHashSet<>(preferred);
         pathEntries(name).forEach(candidates::add);
         return candidates.stream().filter(Files::isExecutable).findFirst();

@@ -44,6 +44,8 @@ public final class FileCalls {
             bindFast("pread", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG);
     private static final MethodHandle PWRITE_AT_FAST_MH =
             bindFast("pwrite", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG);
+    private static final MethodHandle WRITEV_MH = bind("writev", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT);
+    private static final MethodHandle WRITEV_FAST_MH = bindFast("writev", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT);
     private static final MethodHandle FDATASYNC_MH = bind("fdatasync", JAVA_INT, JAVA_INT);
     private static final MethodHandle FALLOCATE_MH = bind("fallocate", JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG);
     private static final MethodHandle IOCTL_MH = LINKER.downcallHandle(LOOKUP.find("ioctl").orElseThrow(),
@@ -97,6 +99,42 @@ public final class FileCalls {
             throw rethrow(t);
         } finally {
             Reference.reachabilityFence(buf); // an automatic arena must not free it during the call
+        }
+    }
+
+    /** Bytes of the {@code struct iovec} array {@link #write2} fills: two entries. */
+    public static final long IOVEC_PAIR_SIZE = 32;
+
+    /**
+     * Writes two pieces as one (a TAP frame: its virtio-net header, then the frame from guest
+     * memory) with {@code writev}: bytes or {@code -errno}. {@code iov} is the caller's native
+     * scratch of {@link #IOVEC_PAIR_SIZE} bytes, used by one thread at a time. Allocation-free; the
+     * caller keeps both buffers mapped until this returns.
+     */
+    public static long write2(int fd, MemorySegment iov, MemorySegment a, long aOffset, long aLength,
+                              MemorySegment b, long bOffset, long bLength) {
+        long first = addressOf(a, aOffset, aLength), second = addressOf(b, bOffset, bLength);
+        if (first == 0 || second == 0 || iov.byteSize() < IOVEC_PAIR_SIZE) {
+            return -EFAULT;
+        }
+        iov.set(JAVA_LONG, 0, first);
+        iov.set(JAVA_LONG, 8, aLength);
+        iov.set(JAVA_LONG, 16, second);
+        iov.set(JAVA_LONG, 24, bLength);
+        long vector = addressOf(iov, 0, IOVEC_PAIR_SIZE);
+        try {
+            long r = (long) WRITEV_FAST_MH.invokeExact(fd, vector, 2);
+            if (r >= 0) {
+                return r;
+            }
+            Scratch s = SCRATCH.get();
+            return ret(s, (long) WRITEV_MH.invokeExact(s.capture, fd, vector, 2));
+        } catch (Throwable t) {
+            throw rethrow(t);
+        } finally {
+            Reference.reachabilityFence(a);
+            Reference.reachabilityFence(b);
+            Reference.reachabilityFence(iov);
         }
     }
 

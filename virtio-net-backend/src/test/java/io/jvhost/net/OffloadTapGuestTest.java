@@ -1,0 +1,132 @@
+package io.jvhost.net;
+
+import io.jvhost.core.runtime.Backend;
+import io.jvhost.core.runtime.BackendOptions;
+import io.jvhost.core.transport.ControlLoop;
+import io.jvhost.core.transport.VhostUserServer;
+import io.jvhost.testkit.QemuConfigs;
+import io.jvhost.testkit.QemuTests;
+import io.jvhost.testkit.guest.GuestImage;
+import io.jvhost.testkit.guest.QemuGuest;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.api.Timeout;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * Real QEMU guests move TCP bulk data through {@code --tap} with checksum and segmentation offloads
+ * on and off: iperf3 in the guest against iperf3 on the TAP's host side, both ways. The TAP lives
+ * in a network namespace of the test's own (link-local addresses), so traffic never leaves it.
+ */
+@Tag("qemu")
+@Timeout(value = 10, unit = TimeUnit.MINUTES)
+class OffloadTapGuestTest {
+    private static final String NS = "jvhost-offload", TAP = "jvtap-off0";
+    private static final String HOST_IP = "169.254.77.1", GUEST_IP = "169.254.77.2";
+    private static final Pattern RECEIVER = Pattern.compile("([0-9.]+) ([KMG]?)bits/sec\\s+receiver");
+
+    private static String sh(String... command) throws IOException, InterruptedException {
+        Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        p.waitFor(30, TimeUnit.SECONDS);
+        assertEquals(0, p.exitValue(), String.join(" ", command) + ": " + out);
+        return out;
+    }
+
+    /** The feature bits the guest's driver accepted, as /sys shows them: character i is bit i. */
+    private static String guestFeatures(QemuGuest guest) {
+        QemuGuest.Result r = guest.exec("cat /sys/class/net/eth0/device/features", Duration.ofMinutes(1));
+        assertEquals(0, r.exitStatus(), r.output());
+        Matcher m = Pattern.compile("[01]{64}").matcher(r.output());
+        assertTrue(m.find(), r.output());
+        return m.group();
+    }
+
+    /** Megabits per second iperf3's receiver counted, from its summary. */
+    private static double receiverMbits(String iperf) {
+        Matcher m = RECEIVER.matcher(iperf);
+        assertTrue(m.find(), iperf);
+        double v = Double.parseDouble(m.group(1));
+        return switch (m.group(2)) {
+            case "G" -> v * 1000;
+            case "K" -> v / 1000;
+            case "" -> v / 1_000_000;
+            default -> v;
+        };
+    }
+
+    @ParameterizedTest(name = "offloads {0}")
+    @ValueSource(booleans = {true, false})
+    void shouldCarryTcpBothWaysBetweenAGuestAndTheHostSideOfItsTap(boolean offloads) throws Exception {
+        QemuTests.requireQemu();
+        QemuTests.requireCommand("iperf3", "iperf3");
+        Path dir = Files.createTempDirectory("jvhost-offload");
+        new ProcessBuilder("ip", "netns", "delete", NS).start().waitFor(10, TimeUnit.SECONDS); // a leftover run
+        TapPort port = new TapPort(TAP, 1);
+        NetDevice device = new NetDevice(port, 1, 0x525400000021L, 1500, offloads);
+        Process server = null;
+        try (ControlLoop loop = new ControlLoop();
+             Backend backend = new Backend("offload", device, BackendOptions.DEFAULT, loop)) {
+            sh("ip", "netns", "add", NS);
+            sh("ip", "link", "set", TAP, "netns", NS);
+            sh("ip", "netns", "exec", NS, "ip", "addr", "add", HOST_IP + "/24", "dev", TAP);
+            sh("ip", "netns", "exec", NS, "ip", "link", "set", TAP, "up");
+            server = new ProcessBuilder("ip", "netns", "exec", NS, "iperf3", "-s", "-B", HOST_IP)
+                    .redirectErrorStream(true).redirectOutput(dir.resolve("iperf3-server.log").toFile()).start();
+            backend.start();
+            try (VhostUserServer vhost = VhostUserServer.listen(dir.resolve("net.sock"), backend, loop);
+                 QemuGuest guest = QemuGuest.builder().image(GuestImage.prepare())
+                         .extraArgs(QemuConfigs.deviceArgs("net-qemu.sh", vhost.path().toString(), "52:54:00:00:00:21", "1"))
+                         .logFile(QemuTests.logFile(OffloadTapGuestTest.class)).build()) {
+                guest.start();
+                guest.awaitReady(Duration.ofMinutes(3));
+                String features = guestFeatures(guest);
+                for (int bit : new int[] {0, 1, 7, 8, 11, 12}) { // CSUM, GUEST_CSUM, GUEST_TSO4/6, HOST_TSO4/6
+                    assertEquals(offloads ? '1' : '0', features.charAt(bit), "feature bit " + bit + " of " + features);
+                }
+                assertEquals(0, guest.exec("ip link set eth0 up && ip addr add " + GUEST_IP + "/24 dev eth0",
+                        Duration.ofMinutes(1)).exitStatus());
+                QemuGuest.Result ping = guest.exec("ping -c 2 -W 5 " + HOST_IP, Duration.ofMinutes(1));
+                assertTrue(ping.output().contains("2 packets received"), ping.output());
+
+                QemuGuest.Result out = guest.exec("iperf3 -c " + HOST_IP + " -t 3 -f m", Duration.ofMinutes(2));
+                assertEquals(0, out.exitStatus(), out.output());
+                QemuGuest.Result in = guest.exec("iperf3 -c " + HOST_IP + " -t 3 -f m -R", Duration.ofMinutes(2));
+                assertEquals(0, in.exitStatus(), in.output());
+                double toHost = receiverMbits(out.output()), toGuest = receiverMbits(in.output());
+                System.out.printf("offloads %s: guest->host %.0f Mbit/s, host->guest %.0f Mbit/s (%s)%n",
+                        offloads ? "on" : "off", toHost, toGuest, port.describe());
+                assertTrue(toHost > 1 && toGuest > 1, out.output() + in.output());
+                guest.quit(Duration.ofSeconds(60));
+            }
+            NetCounters c = device.nic().counters(0);
+            assertEquals(0, c.txBadHeader, c.toString());
+            if (offloads) {
+                // Segments larger than the MTU crossed whole: more bytes than MTU-sized frames could carry.
+                assertTrue(c.txBytes > c.txFrames * 1514L || c.rxBytes > c.rxFrames * 1514L, c.toString());
+            } else {
+                assertTrue(c.txBytes <= c.txFrames * 1518L && c.rxBytes <= c.rxFrames * 1518L, c.toString());
+            }
+        } finally {
+            if (server != null) {
+                server.destroy();
+                server.waitFor(10, TimeUnit.SECONDS);
+            }
+            new ProcessBuilder(List.of("ip", "netns", "delete", NS)).start().waitFor(10, TimeUnit.SECONDS);
+        }
+    }
+}
