@@ -48,8 +48,9 @@ class SwitchGuestTest {
     }
 
     @Test
-    void shouldLetTwoGuestsOnTheSwitchPingEachOtherAcrossAReboot() throws Exception {
+    void shouldLetTwoGuestsOnTheSwitchPingAndExchangeTcpWithOffloadsAcrossAReboot() throws Exception {
         QemuTests.requireQemu();
+        QemuTests.requireCommand("iperf3", "iperf3");
         Path dir = Files.createTempDirectory("jvhost-switch");
         L2Switch sw = new L2Switch();
         NetDevice a = new NetDevice(sw.newPort(), 1, 0x525400000001L, 1500);
@@ -71,6 +72,14 @@ class SwitchGuestTest {
                 assertTrue(run(gb, "ping -c 3 -W 5 -s 1400 10.0.0.1").contains("3 packets received"));
                 assertEquals(0, sw.lookup(0x525400000001L), "guest a learned on port 0");
                 assertEquals(1, sw.lookup(0x525400000002L), "guest b learned on port 1");
+
+                // TCP between the guests, offloads on both: segments cross the switch whole.
+                run(gb, "iperf3 -s -D -1 -B 10.0.0.2");
+                String iperf = run(ga, "sleep 1; iperf3 -c 10.0.0.2 -t 3 -f m");
+                assertTrue(iperf.contains("receiver"), iperf);
+                NetCounters sent = a.nic().counters(0);
+                assertTrue(sent.txBytes > sent.txFrames * 1514L, "larger than MTU-sized frames: " + sent);
+                assertEquals(0, sent.txBadHeader, sent.toString());
 
                 gb.reboot(BOOT);
                 configure(gb, "10.0.0.2");
