@@ -1,5 +1,7 @@
 package io.jvhost.cli;
 
+import io.jvhost.net.L2Switch;
+
 import java.util.concurrent.Callable;
 
 import picocli.CommandLine.Mixin;
@@ -7,7 +9,12 @@ import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.ParameterException;
 import picocli.CommandLine.Spec;
 
-/** A device command ({@code blk}, {@code net}, {@code rng}): the options every device takes, and the code that serves it. */
+/**
+ * A device command ({@code blk}, {@code net}, {@code rng}): the options every device takes, the
+ * checks of its own options, and the code that opens its devices. {@code jvhost blk ...} and a
+ * {@code type: blk} device of {@code jvhost serve --config} both go through {@link #check()} and
+ * {@link #open}: an option is parsed, converted and checked in one place.
+ */
 public abstract class DeviceCommand implements Callable<Integer> {
     /** The help line saying that QEMU must share guest memory with a vhost-user backend. */
     public static final String SHARED_MEMORY =
@@ -22,6 +29,48 @@ public abstract class DeviceCommand implements Callable<Integer> {
     @Spec
     protected CommandSpec spec;
 
+    /** What the devices of one command or config entry share with others in the process. */
+    @FunctionalInterface
+    public interface Shared {
+        /** The in-process switch that {@code --switch} NICs join. */
+        L2Switch l2Switch();
+
+        /** A switch of its own, made when first asked for: what {@code jvhost net --switch} gets. */
+        static Shared own() {
+            L2Switch[] made = new L2Switch[1];
+            return () -> made[0] != null ? made[0] : (made[0] = new L2Switch());
+        }
+    }
+
+    /**
+     * Refuses option values no device can have (usage errors), touching nothing on the machine:
+     * what {@code serve --check} runs for each device. Any thread.
+     */
+    public void check() {
+    }
+
+    /**
+     * Opens what the options name (an image, a TAP, a store connection) and makes the devices, one
+     * per socket; throws a {@link Failure} for the machine's reasons, a usage error for the options'.
+     */
+    public abstract DeviceSet open(Shared shared) throws Exception;
+
+    /** The options every device has (sockets, pollers, access). */
+    public ServeOptions serveOptions() {
+        return serve;
+    }
+
+    /** {@code blk}, {@code net} or {@code rng}. */
+    public String kind() {
+        return spec.name();
+    }
+
+    @Override
+    public Integer call() throws Exception {
+        check();
+        return serve.serve(kind(), open(Shared.own()));
+    }
+
     /** A usage error of this command (one line with a pointer to its --help, exit code 2). */
     protected ParameterException usage(String message) {
         return new ParameterException(spec.commandLine(), message);
@@ -31,6 +80,13 @@ public abstract class DeviceCommand implements Callable<Integer> {
     protected void checkRange(String option, int value, int min, int max, String hint) {
         if (value < min || value > max) {
             throw usage(option + " must be " + min + ".." + max + (hint.isEmpty() ? "" : " (" + hint + ")") + ", got " + value);
+        }
+    }
+
+    /** Refuses more than one {@code --socket} for a device that serves one. */
+    protected void checkOneSocket() {
+        if (serve.socketCount() != 1) {
+            throw usage(kind() + " serves one socket; got " + serve.socketCount());
         }
     }
 }

@@ -126,67 +126,12 @@ public final class ServeOptions {
         return serving;
     }
 
-    /** Serves {@code device} on the one socket given until SIGTERM or SIGINT; returns the exit code. */
-    public int serve(String name, VirtioDevice device) throws Exception {
-        if (sockets.size() != 1) {
-            throw new ParameterException(command.commandLine(), name + " serves one socket; got " + sockets.size());
-        }
-        return serve(name, i -> device, () -> { });
-    }
-
     /**
-     * As {@link #serve(String, VirtioDevice)}, and closes {@code storage} once every queue has
-     * stopped and published what it finished (a store flushes its writes there); the exit code is
-     * 1 if closing it fails.
+     * Marks the process as serving ({@link Main} leaves the exit to the serving code) and installs
+     * the SIGTERM and SIGINT handlers: the first signal counts the returned latch down, a second
+     * exits at once. Prints the line that says so, after which a signal is safe to send.
      */
-    public int serve(String name, VirtioDevice device, AutoCloseable storage) throws Exception {
-        if (sockets.size() != 1) {
-            throw new ParameterException(command.commandLine(), name + " serves one socket; got " + sockets.size());
-        }
-        return serve(name, i -> device, () -> { }, storage);
-    }
-
-    /**
-     * Serves {@code devices.apply(i)} on the i-th socket until SIGTERM or SIGINT, printing
-     * {@code status} every 10 seconds; returns the exit code.
-     */
-    public int serve(String name, java.util.function.IntFunction<VirtioDevice> devices, Runnable status) throws Exception {
-        return serve(name, devices, status, null);
-    }
-
-    private int serve(String name, java.util.function.IntFunction<VirtioDevice> devices, Runnable status,
-                      AutoCloseable storage) throws Exception {
-        BackendOptions options = new BackendOptions(busyPoll ? IdleMode.BUSY : IdleMode.EVENT,
-                queueMap == null ? null : queueMap.pollers());
-        io.jvhost.core.transport.SocketAccess socketAccess = access.access(command, client);
-        SocketAccessOptions.checkPaths(command, sockets, client);
-        ControlLoop loop = new ControlLoop();
-        java.util.List<AutoCloseable> resources = new java.util.ArrayList<>();
-        java.util.List<Backend> backends = new java.util.ArrayList<>();
-        java.util.List<String> ids = new java.util.ArrayList<>();
-        for (int i = 0; i < sockets.size(); i++) {
-            Path socket = sockets.get(i);
-            String id = sockets.size() == 1 ? name : name + i;
-            VirtioDevice device = devices.apply(i);
-            checkQueueMap(name, device);
-            Backend backend = new Backend(id, device, options, loop);
-            backend.start();
-            backends.add(backend);
-            ids.add(id);
-            Endpoint endpoint = client ? VhostUserClient.connect(socket, backend, loop)
-                    : VhostUserServer.listen(socket, backend, loop, socketAccess);
-            resources.add(0, backend);
-            resources.add(0, endpoint);
-            System.out.printf("jvhost %s: %s %s (%s pollers, %s mode)%n", id,
-                    client ? "connecting to" : "listening on", socket, backend.pollerCount(), options.idleMode());
-        }
-        if (metrics != null) {
-            MetricsRegistry registry = new MetricsRegistry();
-            backends.forEach(registry::register);
-            MetricsServer server = MetricsServer.start(metrics, registry);
-            resources.add(0, server);
-            System.out.printf("jvhost metrics: %s%n", server.url());
-        }
+    public static CountDownLatch onSignals() {
         CountDownLatch stop = new CountDownLatch(1);
         serving = true;
         java.util.concurrent.atomic.AtomicInteger signals = new java.util.concurrent.atomic.AtomicInteger();
@@ -200,8 +145,149 @@ public final class ServeOptions {
         sun.misc.Signal.handle(new sun.misc.Signal("INT"), onSignal);
         // Only now: whoever waits for this line may signal, and must not meet the JVM's default handler.
         System.out.println("Ctrl-C or SIGTERM stops (a second signal exits at once).");
+        return stop;
+    }
+
+    /** What systemd's STATUS says once the sockets are ready. */
+    public static String readyStatus(int sockets, boolean client) {
+        return sockets + (client ? " frontend sockets to connect to" : " sockets listening");
+    }
+
+    /** Whether this device connects to its frontend ({@code --client}). */
+    public boolean client() {
+        return client;
+    }
+
+    /** The sockets, in order. */
+    public java.util.List<Path> sockets() {
+        return java.util.List.copyOf(sockets);
+    }
+
+    /** Whether {@code --latency} was given. */
+    public boolean latency() {
+        return latency;
+    }
+
+    /** The {@code --metrics} address, or null. */
+    public java.net.InetSocketAddress metrics() {
+        return metrics;
+    }
+
+    /** Checks the access options and each socket path's length: what {@code serve --check} can check without the machine. */
+    public void checkUsage() {
+        access.access(command, client);
+        SocketAccessOptions.checkLengths(command, sockets);
+    }
+
+    /** Serves {@code device} on the one socket given until SIGTERM or SIGINT; returns the exit code. */
+    public int serve(String name, VirtioDevice device) throws Exception {
+        return serve(name, DeviceSet.of(device));
+    }
+
+    /**
+     * The backends and endpoints of one command's devices (one per socket), started.
+     *
+     * @param ids a name per device: the command's name, or {@code name0}, {@code name1}... with several sockets
+     */
+    public record Started(java.util.List<String> ids, java.util.List<Backend> backends, java.util.List<Endpoint> endpoints)
+            implements AutoCloseable {
+        /**
+         * Stops each device, the last started first: its socket goes, its session detaches its queues
+         * (pollers publish what completed, devices finish what is in flight), then its pollers stop.
+         */
+        @Override
+        public void close() {
+            for (int i = backends.size() - 1; i >= 0; i--) {
+                if (i < endpoints.size()) {
+                    endpoints.get(i).close();
+                }
+                backends.get(i).close();
+            }
+        }
+    }
+
+    /**
+     * Checks the socket paths and access options, then starts a backend per device of {@code set}
+     * on {@code loop} and listens (or connects) on its socket; prints a line per socket. If one
+     * cannot start, those started are stopped again and the error propagates.
+     */
+    public Started start(String name, DeviceSet set, ControlLoop loop) throws Exception {
+        if (set.devices().size() != sockets.size()) {
+            throw new ParameterException(command.commandLine(), name + " serves one socket; got " + sockets.size());
+        }
+        BackendOptions options = new BackendOptions(busyPoll ? IdleMode.BUSY : IdleMode.EVENT,
+                queueMap == null ? null : queueMap.pollers());
+        io.jvhost.core.transport.SocketAccess socketAccess = access.access(command, client);
+        SocketAccessOptions.checkPaths(command, sockets, client);
+        Started started = new Started(new java.util.ArrayList<>(), new java.util.ArrayList<>(), new java.util.ArrayList<>());
+        try {
+            for (int i = 0; i < sockets.size(); i++) {
+                Path socket = sockets.get(i);
+                String id = sockets.size() == 1 ? name : name + i;
+                VirtioDevice device = set.devices().get(i);
+                checkQueueMap(name, device);
+                Backend backend = new Backend(id, device, options, loop);
+                backend.start();
+                started.ids().add(id);
+                started.backends().add(backend);
+                started.endpoints().add(client ? VhostUserClient.connect(socket, backend, loop)
+                        : VhostUserServer.listen(socket, backend, loop, socketAccess));
+                System.out.printf("jvhost %s: %s %s (%s pollers, %s mode)%n", id,
+                        client ? "connecting to" : "listening on", socket, backend.pollerCount(), options.idleMode());
+            }
+        } catch (Exception e) {
+            started.close();
+            throw e;
+        }
+        return started;
+    }
+
+    /**
+     * Serves the devices of {@code set}, the i-th on the i-th socket, until SIGTERM or SIGINT,
+     * printing its status every 10 seconds; closes its storage once every queue has stopped and
+     * published what it finished (a store flushes its writes there). Returns the exit code: 1 if
+     * closing the storage fails.
+     */
+    public int serve(String name, DeviceSet set) throws Exception {
+        AutoCloseable storage = set.storage();
+        Runnable status = set.status();
+        ControlLoop loop = new ControlLoop();
+        java.util.List<AutoCloseable> resources = new java.util.ArrayList<>();
+        Started started;
+        try {
+            started = start(name, set, loop);
+        } catch (Exception e) {
+            if (storage != null) {
+                storage.close();
+            }
+            loop.close();
+            throw e;
+        }
+        resources.add(started);
+        java.util.List<Backend> backends = started.backends();
+        java.util.List<String> ids = started.ids();
+        if (set.watch() != null) {
+            Thread.ofPlatform().daemon(true).name(name + "-watch").start(() -> {
+                while (true) {
+                    try {
+                        Thread.sleep(1000);
+                    } catch (InterruptedException e) {
+                        return;
+                    }
+                    set.watch().run();
+                }
+            });
+        }
+        if (metrics != null) {
+            MetricsRegistry registry = new MetricsRegistry();
+            backends.forEach(registry::register);
+            MetricsServer server = MetricsServer.start(metrics, registry);
+            resources.add(0, server);
+            System.out.printf("jvhost metrics: %s%n", server.url());
+        }
+        CountDownLatch stop = onSignals();
         // systemd, too, may send SIGTERM as soon as the unit is READY: tell it only now.
-        SystemdNotify.ready(sockets.size() + (client ? " frontend sockets to connect to" : " sockets listening"));
+        SystemdNotify.ready(readyStatus(sockets.size(), client));
         while (!stop.await(10, java.util.concurrent.TimeUnit.SECONDS)) {
             status.run();
             if (latency) {

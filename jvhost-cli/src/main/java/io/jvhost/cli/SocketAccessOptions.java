@@ -83,12 +83,8 @@ public final class SocketAccessOptions {
         return new SocketAccess(mode != null ? mode : owner != null ? 0660 : 0600, owner, uids);
     }
 
-    /**
-     * Checks that a socket can be created (or, with {@code client}, named) at each path, throwing
-     * a usage error for a path no socket can have and a {@link Failure} for the machine's reasons.
-     * A stale socket file (nobody listens) passes: the server replaces it.
-     */
-    static void checkPaths(CommandSpec command, List<Path> sockets, boolean client) {
+    /** Refuses (as a usage error) a socket path longer than a Unix socket address holds. */
+    static void checkLengths(CommandSpec command, List<Path> sockets) {
         for (Path socket : sockets) {
             int bytes = socket.toString().getBytes(StandardCharsets.UTF_8).length;
             if (bytes > UnixSockets.MAX_PATH_BYTES) {
@@ -97,6 +93,17 @@ public final class SocketAccessOptions {
                         + (socket.getFileName().toString().length() < 60 ? " (use a shorter one, e.g. /run/jvhost/"
                         + socket.getFileName() + ")" : " (use a shorter one)"));
             }
+        }
+    }
+
+    /**
+     * Checks that a socket can be created (or, with {@code client}, named) at each path, throwing
+     * a usage error for a path no socket can have and a {@link Failure} for the machine's reasons.
+     * A stale socket file (nobody listens) passes: the server replaces it.
+     */
+    static void checkPaths(CommandSpec command, List<Path> sockets, boolean client) {
+        checkLengths(command, sockets);
+        for (Path socket : sockets) {
             if (client) {
                 continue; // the frontend creates it, maybe later: the client waits for it
             }

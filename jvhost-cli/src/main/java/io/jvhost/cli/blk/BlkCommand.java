@@ -5,6 +5,7 @@ import io.jvhost.blk.BlockStore;
 import io.jvhost.blk.FileStore;
 import io.jvhost.blk.RamStore;
 import io.jvhost.cli.DeviceCommand;
+import io.jvhost.cli.DeviceSet;
 import io.jvhost.cli.Failure;
 import io.jvhost.cli.options.DiskSizeConverter;
 
@@ -63,18 +64,24 @@ public final class BlkCommand extends DeviceCommand {
     int ioWorkers;
 
     @Override
-    public Integer call() throws Exception {
+    public void check() {
+        checkOneSocket();
         checkRange("--queues", queues, 1, MAX_QUEUES, "one per guest vCPU");
         checkRange("--io-workers", ioWorkers, 1, 1024, "threads doing file I/O");
-        BlockStore store;
-        if (backing.rbd != null || backing.nbd != null) {
-            store = backing.rbd != null ? ceph.open(backing.rbd, readOnly) : nbd.open(backing.nbd, readOnly);
-            if (store == null) {
-                return 1; // the options said why, in one line
-            }
-        } else {
-            store = backing.file != null ? openFile(backing.file) : new RamStore(backing.ram, readOnly);
+        if (backing.rbd != null) {
+            ceph.check(backing.rbd);
         }
+        if (backing.nbd != null) {
+            nbd.check();
+        }
+    }
+
+    @Override
+    public DeviceSet open(Shared shared) throws Exception {
+        BlockStore store = backing.rbd != null ? ceph.open(backing.rbd, readOnly)
+                : backing.nbd != null ? nbd.open(backing.nbd, readOnly)
+                : backing.file != null ? openFile(backing.file)
+                : new RamStore(backing.ram, readOnly);
         BlkDevice device;
         try {
             device = new BlkDevice(store, queues);
@@ -83,17 +90,8 @@ public final class BlkCommand extends DeviceCommand {
             throw usage(e.getMessage());
         }
         // A grown image file (qemu-img resize, truncate) reaches the guest within a second.
-        Thread.ofPlatform().daemon(true).name("blk-resize-watch").start(() -> {
-            while (true) {
-                try {
-                    Thread.sleep(1000);
-                } catch (InterruptedException e) {
-                    return;
-                }
-                device.checkResize();
-            }
-        });
-        return serve.serve("blk", device, store); // closing a file store flushes it
+        // Closing a file store flushes it.
+        return new DeviceSet(java.util.List.of(device), store, () -> { }, device::checkResize);
     }
 
     /** Opens the image, or says in one line what is wrong with it and what to do. */

@@ -1,6 +1,7 @@
 package io.jvhost.cli.net;
 
 import io.jvhost.cli.DeviceCommand;
+import io.jvhost.cli.DeviceSet;
 import io.jvhost.cli.Failure;
 import io.jvhost.net.BenchPorts;
 import io.jvhost.net.Frames;
@@ -9,6 +10,7 @@ import io.jvhost.net.NetDevice;
 import io.jvhost.net.NetPort;
 import io.jvhost.net.TapPort;
 
+import io.jvhost.core.device.VirtioDevice;
 import io.jvhost.core.sys.LibC;
 
 import java.nio.charset.StandardCharsets;
@@ -86,7 +88,8 @@ public final class NetCommand extends DeviceCommand {
     }
 
     /** Refuses option values no NIC can have, before anything opens. */
-    private void checkOptions() {
+    @Override
+    public void check() {
         checkRange("--queues", queues, 1, MAX_QUEUES, "queue pairs per NIC");
         if (!mac.matches("[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")) {
             throw usage("--mac " + mac + " is not a MAC address: six hex bytes with colons, e.g. 52:54:00:12:34:56");
@@ -109,19 +112,20 @@ public final class NetCommand extends DeviceCommand {
     }
 
     @Override
-    public Integer call() throws Exception {
-        checkOptions();
-        L2Switch sw = mode.switched ? new L2Switch() : null;
-        List<NetDevice> devices = new ArrayList<>();
-        return serve.serve("net", i -> {
+    public DeviceSet open(Shared shared) {
+        L2Switch sw = mode.switched ? shared.l2Switch() : null;
+        List<VirtioDevice> devices = new ArrayList<>();
+        List<NetDevice> nics = new ArrayList<>();
+        for (int i = 0; i < serve.socketCount(); i++) {
             NetPort port = mode.tap != null ? tap(mode.tap, i)
                     : sw != null ? sw.newPort()
                     : mode.drop ? new BenchPorts.Drop()
                     : mode.reflect ? new BenchPorts.Reflect()
                     : new BenchPorts.Generate(mode.generate);
             NetDevice d = new NetDevice(port, queues, Frames.parseMac(mac) + i, mtu, !noOffload);
+            nics.add(d);
             devices.add(d);
-            return d;
-        }, () -> devices.forEach(d -> System.out.println(d.port().describe())));
+        }
+        return new DeviceSet(devices, null, () -> nics.forEach(d -> System.out.println(d.port().describe())), null);
     }
 }

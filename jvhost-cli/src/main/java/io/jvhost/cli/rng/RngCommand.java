@@ -1,6 +1,7 @@
 package io.jvhost.cli.rng;
 
 import io.jvhost.cli.DeviceCommand;
+import io.jvhost.cli.DeviceSet;
 
 import picocli.CommandLine.Command;
 
@@ -11,7 +12,12 @@ import picocli.CommandLine.Command;
             DeviceCommand.SHARED_MEMORY})
 public final class RngCommand extends DeviceCommand {
     @Override
-    public Integer call() throws Exception {
-        return serve.serve("rng", new RngDevice());
+    public void check() {
+        checkOneSocket();
+    }
+
+    @Override
+    public DeviceSet open(Shared shared) {
+        return DeviceSet.of(new RngDevice());
     }
 }
