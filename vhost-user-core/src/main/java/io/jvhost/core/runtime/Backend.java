@@ -27,6 +27,8 @@ public final class Backend implements AutoCloseable, DeviceContext, MetricsSourc
     private final Poller[] pollerOf;
     private final List<Poller> pollers = new ArrayList<>();
     private final AtomicLong controlFailures = new AtomicLong();
+    private final AtomicLong frontendFaults = new AtomicLong();
+    private volatile String lastFrontendFault;
 
     /** Creates the pollers (not yet started); {@code control} runs their acknowledgements. */
     public Backend(String name, VirtioDevice device, BackendOptions options, Executor control) throws NativeException {
@@ -144,6 +146,25 @@ public final class Backend implements AutoCloseable, DeviceContext, MetricsSourc
     /** How many messages failed with an unexpected exception (see {@link #controlFailed()}). Any thread. */
     public long controlFailures() {
         return controlFailures.get();
+    }
+
+    /**
+     * Counts a frontend connection ended because the frontend broke the protocol (a malformed
+     * header, too many fds, a message refused as fatal), and keeps {@code reason}. Control thread.
+     */
+    public void frontendFault(String reason) {
+        lastFrontendFault = reason;
+        frontendFaults.incrementAndGet();
+    }
+
+    /** How many connections ended for breaking the protocol (see {@link #frontendFault}). Any thread. */
+    public long frontendFaults() {
+        return frontendFaults.get();
+    }
+
+    /** Why the last such connection ended, or null if none did. Any thread. */
+    public String lastFrontendFault() {
+        return lastFrontendFault;
     }
 
     @Override

@@ -30,6 +30,8 @@ final class BackendMetrics {
                 backend.pollerFailures());
         device.counter("jvhost_device_control_failures", "vhost-user messages whose handling failed unexpectedly (each refused).",
                 backend.controlFailures());
+        device.counter("jvhost_device_frontend_faults", "Frontend connections ended for breaking the protocol"
+                + " (malformed header, too many fds, a message refused as fatal).", backend.frontendFaults());
         List<QueueSnapshot> queues = new ArrayList<>(backend.queueCount());
         for (int i = 0; i < backend.queueCount(); i++) {
             VirtQueue q = backend.queue(i);

@@ -135,6 +135,9 @@ public final class Session {
         // read the ack as the reply.
         boolean drop = e.fatal() || MessageType.hasOwnReply(m.request());
         LOG.warn("{}: refused {}: {}{}", name, m.name(), e.getMessage(), drop ? " (closing connection)" : "");
+        if (e.fatal() && !closed) {
+            backend.frontendFault(m.name() + ": " + e.getMessage());
+        }
         if (drop) {
             x.afterAcks(() -> out.drop(m.name() + ": " + e.getMessage()));
         }

@@ -42,6 +42,7 @@ final class Connection implements EpollIoHandle, Session.Output {
     private final FileDescriptor nettyFd;
     private final MessageIo io = new MessageIo(Header.SIZE + Header.MAX_PAYLOAD);
     private final Session session;
+    private final Backend backend;
     private final Runnable onClosed;
     private final List<Fd> fds = new ArrayList<>();
     private IoRegistration registration;
@@ -56,6 +57,7 @@ final class Connection implements EpollIoHandle, Session.Output {
         this.socket = socket;
         this.nettyFd = new FileDescriptor(socket.get());
         this.session = new Session(name, backend, this);
+        this.backend = backend;
         this.onClosed = () -> {
             backend.configChangeSink(null);
             onClosed.run();
@@ -118,7 +120,7 @@ final class Connection implements EpollIoHandle, Session.Output {
             return false;
         }
         if (fds.size() > MAX_FDS_PER_MESSAGE) {
-            drop(fds.size() + " fds on one message");
+            fault(fds.size() + " fds on one message");
             return false;
         }
         have += (int) r.bytes();
@@ -130,7 +132,7 @@ final class Connection implements EpollIoHandle, Session.Output {
                 flags = h.flags();
                 size = (int) h.size();
             } catch (ProtocolException e) {
-                drop(e.getMessage());
+                fault(e.getMessage());
                 return false;
             }
         }
@@ -172,6 +174,14 @@ final class Connection implements EpollIoHandle, Session.Output {
         if (n != total) {
             drop("reply not sent: " + (n < 0 ? Errno.name((int) -n) : n + " of " + total + " bytes"));
         }
+    }
+
+    /** Drops the connection for breaking the message framing, and counts that against the frontend. */
+    private void fault(String reason) {
+        if (!closed) {
+            backend.frontendFault(reason);
+        }
+        drop(reason);
     }
 
     @Override
