@@ -8,6 +8,8 @@ module io.jvhost.cli {
     requires io.jvhost.testkit;
     requires jmh.core;
     requires info.picocli;
+    requires com.fasterxml.jackson.databind;
+    requires com.fasterxml.jackson.dataformat.yaml;
     requires org.slf4j;
     requires jdk.unsupported;
 
@@ -17,5 +19,6 @@ module io.jvhost.cli {
     opens io.jvhost.cli.net to info.picocli;
     opens io.jvhost.cli.bench to info.picocli;
     opens io.jvhost.cli.options to info.picocli;
+    opens io.jvhost.cli.serve to info.picocli;
     exports io.jvhost.cli.rng;
 }

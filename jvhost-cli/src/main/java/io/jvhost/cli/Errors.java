@@ -80,7 +80,7 @@ public final class Errors {
     }
 
     /** What went wrong, on one line, for someone who does not read Java. */
-    static String describe(Throwable t) {
+    public static String describe(Throwable t) {
         while ((t instanceof CompletionException || t instanceof ExecutionException
                 || t instanceof UncheckedIOException) && t.getCause() != null) {
             t = t.getCause();

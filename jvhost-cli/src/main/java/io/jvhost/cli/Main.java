@@ -4,6 +4,7 @@ import io.jvhost.cli.bench.BenchCommand;
 import io.jvhost.cli.blk.BlkCommand;
 import io.jvhost.cli.net.NetCommand;
 import io.jvhost.cli.rng.RngCommand;
+import io.jvhost.cli.serve.ServeCommand;
 
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -18,11 +19,12 @@ import picocli.CommandLine.ScopeType;
             "  net    virtio-net: NICs on an in-process switch, or bench ports (drop, reflect, generate)",
             "  rng    virtio-rng: entropy for the guest's /dev/hwrng", "",
             "Also:",
+            "  serve  every device of a YAML config in one process (--config FILE, --check, --control PATH)",
             "  bench  benchmarks against DPDK and qemu-storage-daemon (bench net, bench blk), and JMH (bench jmh)",
             "  demo   boot a throwaway QEMU guest on jvhost devices and show them working",
             "  test   (launcher) run the whole test suite", "",
             "Run 'jvhost <command> --help' for its options."},
-        subcommands = {BlkCommand.class, NetCommand.class, RngCommand.class, BenchCommand.class, DemoCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {BlkCommand.class, NetCommand.class, RngCommand.class, ServeCommand.class, BenchCommand.class, DemoCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     @Option(names = "--debug", scope = ScopeType.INHERIT,
             description = "On an error, print the Java stack trace after its one-line message.")

@@ -91,7 +91,7 @@ public final class ServeOptions {
     }
 
     /** What {@code --latency} prints every 10 s for one backend: a line per queue that records. */
-    static void printLatency(PrintStream out, String id, Backend backend) {
+    public static void printLatency(PrintStream out, String id, Backend backend) {
         for (int q = 0; q < backend.queueCount(); q++) {
             QueueLatency latency = backend.queue(q).latency();
             if (latency != null) {

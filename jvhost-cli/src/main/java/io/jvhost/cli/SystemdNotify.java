@@ -11,14 +11,14 @@ import java.nio.charset.StandardCharsets;
  * listens (so a unit ordered after it, e.g. the VM, finds the socket), and {@code STOPPING=1} when a
  * signal starts the shutdown. Without {@code NOTIFY_SOCKET} nothing is sent.
  */
-final class SystemdNotify {
+public final class SystemdNotify {
     private SystemdNotify() {}
 
-    static void ready(String status) {
+    public static void ready(String status) {
         send("READY=1\nSTATUS=" + status + "\nMAINPID=" + ProcessHandle.current().pid());
     }
 
-    static void stopping() {
+    public static void stopping() {
         send("STOPPING=1");
     }
 
