@@ -163,6 +163,11 @@ public final class ServeOptions {
         return java.util.List.copyOf(sockets);
     }
 
+    /** The {@code --socket-mode} given, or null. */
+    public Integer socketMode() {
+        return access.mode;
+    }
+
     /** Whether {@code --latency} was given. */
     public boolean latency() {
         return latency;
