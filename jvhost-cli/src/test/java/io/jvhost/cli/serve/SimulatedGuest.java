@@ -19,7 +19,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * A guest on one jvhost socket, simulated with the testkit: QEMU 7.2's handshake and DRIVER_OK
  * sequence, then requests on queue 0 (an rng read, a blk read of sector 0). Test thread only.
  */
-final class SimulatedGuest implements AutoCloseable {
+public final class SimulatedGuest implements AutoCloseable {
     static final Duration TIMEOUT = Duration.ofSeconds(10);
 
     final Frontend frontend;
@@ -33,7 +33,7 @@ final class SimulatedGuest implements AutoCloseable {
     }
 
     /** Connects to {@code socket} and starts queue 0 as QEMU does, the driver accepting VERSION_1 only. */
-    static SimulatedGuest start(Path socket) throws IOException {
+    public static SimulatedGuest start(Path socket) throws IOException {
         Frontend f = Frontend.connect(socket, TIMEOUT.toMillis()).replyTimeout(TIMEOUT);
         GuestRam ram = null;
         DriverQueue q = null;
@@ -56,7 +56,7 @@ final class SimulatedGuest implements AutoCloseable {
     }
 
     /** virtio-rng: asks for {@code bytes} of entropy; returns how many the device wrote, -1 if it never answered. */
-    int rngRead(int bytes) {
+    public int rngRead(int bytes) {
         long gpa = ram.allocate(bytes, 64);
         queue.post(Buffer.writable(gpa, bytes));
         DriverQueue.Used u = queue.awaitUsed(TIMEOUT);
@@ -64,7 +64,7 @@ final class SimulatedGuest implements AutoCloseable {
     }
 
     /** virtio-blk: reads sector 0; returns the status byte (0 OK, 1 IOERR), -1 if the device never answered. */
-    int blkReadSector0() {
+    public int blkReadSector0() {
         long header = ram.allocate(16, 16), data = ram.allocate(512, 512), status = ram.allocate(1, 1);
         ram.at(header, 16).set(JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN), 0, 0); // VIRTIO_BLK_T_IN
         ram.at(header, 16).set(JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN), 8, 0L); // sector 0
