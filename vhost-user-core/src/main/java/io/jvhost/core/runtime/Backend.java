@@ -25,6 +25,10 @@ public final class Backend implements AutoCloseable, DeviceContext, MetricsSourc
     private final VirtQueue[] queues;
     private final QueueHandler[] handlers;
     private final Poller[] pollerOf;
+    /** Per queue: its slot on its poller (the queue index on an own poller). */
+    private final int[] slotOf;
+    private final Poller shared;
+    private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
     private final List<Poller> pollers = new ArrayList<>();
     private final AtomicLong controlFailures = new AtomicLong();
     private final AtomicLong frontendFaults = new AtomicLong();
@@ -38,10 +42,29 @@ public final class Backend implements AutoCloseable, DeviceContext, MetricsSourc
         int n = device.queueCount();
         this.queues = new VirtQueue[n];
         this.pollerOf = new Poller[n];
+        this.slotOf = new int[n];
         this.handlers = new QueueHandler[n];
+        this.shared = options.shared();
         for (int i = 0; i < n; i++) {
             queues[i] = new VirtQueue(i);
             handlers[i] = device.handler(i);
+            slotOf[i] = i;
+        }
+        if (shared != null) {
+            int registered = 0;
+            try {
+                for (; registered < n; registered++) {
+                    slotOf[registered] = shared.register(handlers[registered], control);
+                    pollerOf[registered] = shared;
+                }
+            } catch (IllegalStateException e) {
+                for (int i = 0; i < registered; i++) {
+                    shared.unregister(slotOf[i]);
+                }
+                throw new IllegalArgumentException(e.getMessage(), e);
+            }
+            device.bind(this);
+            return;
         }
         int[][] sets = options.queueSets() != null ? options.queueSets() : device.queueSets();
         for (int[] set : sets) {
@@ -112,8 +135,24 @@ public final class Backend implements AutoCloseable, DeviceContext, MetricsSourc
         return pollerOf[queueIndex];
     }
 
+    /** Starts queue {@code i} on its poller with {@code config}; {@code ack} runs on the control thread after. */
+    void attach(int i, QueueConfig config, Runnable ack) {
+        pollerOf[i].attach(slotOf[i], queues[i], config, ack);
+    }
+
+    /** Changes queue {@code i}'s call eventfd on its poller; {@code ack} runs on the control thread after. */
+    void setCallFd(int i, int fd, Runnable ack) {
+        pollerOf[i].setCallFd(slotOf[i], queues[i], fd, ack);
+    }
+
+    /** Stops queue {@code i} on its poller; {@code ack} gets its last avail index (see {@link Poller#detach}). */
+    void detach(int i, java.util.function.IntConsumer ack) {
+        pollerOf[i].detach(slotOf[i], ack);
+    }
+
+    /** Its own pollers, or 1 on a shared poller. */
     public int pollerCount() {
-        return pollers.size();
+        return shared != null ? 1 : pollers.size();
     }
 
     /** Exceptions that escaped the pollers' handlers, commands or duty cycles, over all pollers. Any thread. */
@@ -121,6 +160,11 @@ public final class Backend implements AutoCloseable, DeviceContext, MetricsSourc
         long n = 0;
         for (Poller p : pollers) {
             n += p.failures();
+        }
+        if (shared != null) { // only this backend's slots: the other backends' failures are theirs
+            for (int q = 0; q < slotOf.length; q++) {
+                n += shared.failures(slotOf[q]);
+            }
         }
         return n;
     }
@@ -132,7 +176,7 @@ public final class Backend implements AutoCloseable, DeviceContext, MetricsSourc
                 return false;
             }
         }
-        return true;
+        return shared == null || shared.isAlive();
     }
 
     /**
@@ -167,8 +211,26 @@ public final class Backend implements AutoCloseable, DeviceContext, MetricsSourc
         return lastFrontendFault;
     }
 
+    /** Stops its own pollers; on a shared poller, frees its slots there (the poller goes on for the others). */
     @Override
     public void close() {
+        if (closed.getAndSet(true)) {
+            return; // a slot freed twice could be another backend's by then
+        }
+        if (shared != null) {
+            java.util.concurrent.CompletableFuture<?>[] freed = new java.util.concurrent.CompletableFuture<?>[slotOf.length];
+            for (int q = 0; q < slotOf.length; q++) {
+                freed[q] = shared.unregister(slotOf[q]);
+            }
+            try { // a queue still stopping frees its slot when its requests in flight are done
+                java.util.concurrent.CompletableFuture.allOf(freed).get(Poller.STOP_TIMEOUT_NANOS + 5_000_000_000L,
+                        java.util.concurrent.TimeUnit.NANOSECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            } catch (java.util.concurrent.ExecutionException | java.util.concurrent.TimeoutException e) {
+                org.slf4j.LoggerFactory.getLogger(Backend.class).warn("{}: slots on {} not freed: {}", name, shared.name(), e.toString());
+            }
+        }
         pollers.forEach(Poller::close);
     }
 }

@@ -12,6 +12,7 @@ import java.util.ArrayDeque;
 import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicLongArray;
 import java.util.concurrent.locks.LockSupport;
 import java.util.function.IntConsumer;
 
@@ -32,6 +33,10 @@ import org.slf4j.LoggerFactory;
  * while the poller goes on serving its other queues, and is acknowledged (its last avail index to
  * the control thread) when nothing is left in flight or {@link #STOP_TIMEOUT_NANOS} passed.
  * Commands for a queue that is stopping wait until it has stopped.
+ *
+ * <p>A poller's queues sit in slots. A backend's own poller has a slot per queue of that backend
+ * (slot = queue index); a shared poller ({@link #Poller(String, IdleMode, int)}) serves
+ * queues of several backends, each {@linkplain #register registered} in a slot of its own.
  */
 public final class Poller implements Runnable, AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(Poller.class);
@@ -45,7 +50,12 @@ public final class Poller implements Runnable, AutoCloseable {
     private final String name;
     private final IdleMode mode;
     private final QueueHandler[] handlers;
-    private final Executor control;
+    /** Shared pollers: which slots are taken (guarded by {@code this}); null for a backend's own poller. */
+    private final boolean[] taken;
+    /** Per slot: exceptions that escaped that slot's handler (what a shared poller's backends count as theirs). */
+    private final AtomicLongArray slotFailures;
+    /** Per slot: the control thread of the queue's backend, where its acknowledgements run. */
+    private final Executor[] controlOf;
     private final MpscAtomicArrayQueue<PollerCommand> commands = new MpscAtomicArrayQueue<>(1024);
     private final Epoll epoll;
     private final Fd wakeFd;
@@ -73,11 +83,27 @@ public final class Poller implements Runnable, AutoCloseable {
         void execute(Poller poller);
     }
 
+    /** A backend's own poller: slot i is queue i of {@code handlers}. */
     public Poller(String name, IdleMode mode, QueueHandler[] handlers, Executor control) throws NativeException {
+        this(name, mode, handlers, null, control);
+    }
+
+    /**
+     * A shared poller with room for {@code slots} queues of any backends, {@linkplain #register
+     * registered} before they are attached.
+     */
+    public Poller(String name, IdleMode mode, int slots) throws NativeException {
+        this(name, mode, new QueueHandler[slots], new boolean[slots], Runnable::run); // each slot gets its backend's at register
+    }
+
+    private Poller(String name, IdleMode mode, QueueHandler[] handlers, boolean[] taken, Executor control) throws NativeException {
         this.name = name;
         this.mode = mode;
         this.handlers = handlers;
-        this.control = control;
+        this.taken = taken;
+        this.slotFailures = new AtomicLongArray(handlers.length);
+        this.controlOf = new Executor[handlers.length];
+        java.util.Arrays.fill(controlOf, control);
         this.epoll = new Epoll(64);
         this.wakeFd = EventFd.create();
         this.active = new VirtQueue[handlers.length];
@@ -99,6 +125,50 @@ public final class Poller implements Runnable, AutoCloseable {
         return name;
     }
 
+    /** Whether this poller serves queues of several backends ({@link #register}). */
+    public boolean shared() {
+        return taken != null;
+    }
+
+    /**
+     * Shared pollers: takes a free slot for a queue whose handler is {@code handler}; the queue is
+     * attached and detached by that slot, and its acknowledgements run on {@code control} (its
+     * backend's control thread). Any thread, before the queue's first attach.
+     *
+     * @throws IllegalStateException if every slot is taken
+     */
+    public synchronized int register(QueueHandler handler, Executor control) {
+        for (int slot = 0; slot < taken.length; slot++) {
+            if (!taken[slot]) {
+                taken[slot] = true;
+                handlers[slot] = handler; // published to the poller thread by the attach command
+                controlOf[slot] = control;
+                return slot;
+            }
+        }
+        throw new IllegalStateException("poller " + name + " is full: " + taken.length + " queues");
+    }
+
+    /**
+     * Shared pollers: frees {@code slot} once its queue has stopped (after its last detach); the
+     * future completes then. Any thread.
+     */
+    public java.util.concurrent.CompletableFuture<Void> unregister(int slot) {
+        java.util.concurrent.CompletableFuture<Void> freed = new java.util.concurrent.CompletableFuture<>();
+        post(p -> p.whenStopped(slot, () -> {
+            synchronized (this) {
+                handlers[slot] = null;
+                taken[slot] = false;
+            }
+            freed.complete(null);
+        }));
+        return freed;
+    }
+
+    /** Exceptions that escaped the handler in {@code slot} (counted in {@link #failures()} too). Any thread. */
+    public long failures(int slot) {
+        return slotFailures.get(slot);
+    }
     /**
      * How many exceptions escaped a queue handler, a command or a whole duty cycle (each was
      * caught, logged and survived). Guest or frontend input must never cause one; the fuzz tests
@@ -128,35 +198,34 @@ public final class Poller implements Runnable, AutoCloseable {
     }
 
     /**
-     * Starts processing {@code queue} with {@code config} (once it has stopped, if it is stopping),
-     * then runs {@code ack} on the control thread.
+     * Starts processing {@code queue} in {@code slot} with {@code config} (once it has stopped, if it
+     * is stopping), then runs {@code ack} on the control thread.
      */
-    public void attach(VirtQueue queue, QueueConfig config, Runnable ack) {
-        int i = queue.index();
-        post(p -> p.whenStopped(i, () -> {
-            p.doAttach(queue, config);
-            control.execute(ack);
+    public void attach(int slot, VirtQueue queue, QueueConfig config, Runnable ack) {
+        post(p -> p.whenStopped(slot, () -> {
+            p.doAttach(slot, queue, config);
+            controlOf[slot].execute(ack);
         }));
     }
 
     /**
-     * Stops processing queue {@code index}; once its handler has nothing left in flight (or
+     * Stops processing the queue in {@code slot}; once its handler has nothing left in flight (or
      * {@link #STOP_TIMEOUT_NANOS} passed), {@code ack} gets its last avail index on the control
      * thread, -1 if it was not running. The poller serves its other queues meanwhile.
      */
-    public void detach(int index, IntConsumer ack) {
-        post(p -> p.whenStopped(index, () -> p.beginDetach(index, ack)));
+    public void detach(int slot, IntConsumer ack) {
+        post(p -> p.whenStopped(slot, () -> p.beginDetach(slot, ack)));
     }
 
-    /** Changes the call eventfd of a running queue; after {@code ack} the old fd is no longer used. */
-    public void setCallFd(VirtQueue queue, int fd, Runnable ack) {
+    /** Changes the call eventfd of the running queue in {@code slot}; after {@code ack} the old fd is no longer used. */
+    public void setCallFd(int slot, VirtQueue queue, int fd, Runnable ack) {
         post(p -> {
             queue.callFd(fd);
-            control.execute(ack);
+            controlOf[slot].execute(ack);
         });
     }
 
-    private void doAttach(VirtQueue q, QueueConfig c) {
+    private void doAttach(int i, VirtQueue q, QueueConfig c) {
         int base = c.base() == QueueConfig.KEEP_BASE ? q.lastAvailIdx() : c.base();
         q.inflight(c.inflight(), c.size());
         q.dirtyLog(c.log(), c.usedGpa());
@@ -166,7 +235,6 @@ public final class Poller implements Runnable, AutoCloseable {
             LibC.eventfdSignal(c.callFd()); // the interrupt for those completions may have gone to a dead connection
         }
         q.pollerWakeFd(wakeFd.get());
-        int i = q.index();
         if (active[i] == null) {
             activeCount++;
         }
@@ -210,7 +278,7 @@ public final class Poller implements Runnable, AutoCloseable {
     private void beginDetach(int i, IntConsumer ack) {
         VirtQueue q = active[i];
         if (q == null) {
-            control.execute(() -> ack.accept(-1));
+            controlOf[i].execute(() -> ack.accept(-1));
             return;
         }
         q.publish();
@@ -254,7 +322,8 @@ public final class Poller implements Runnable, AutoCloseable {
             left = handlers[i].drain(q);
         } catch (RuntimeException e) {
             failures.incrementAndGet();
-            LOG.error("{}: queue {} handler failed while stopping; stopped without waiting", name, i, e);
+            slotFailures.incrementAndGet(i);
+            LOG.error("{}: queue {} handler failed while stopping; stopped without waiting", name, q.index(), e);
             left = 0;
         }
         if (left > 0 && System.nanoTime() - stopDeadlines[i] < 0) {
@@ -271,7 +340,7 @@ public final class Poller implements Runnable, AutoCloseable {
         stoppingCount--;
         LOG.debug("{}: detached {}", name, q);
         int lastAvail = q.lastAvailIdx();
-        control.execute(() -> ack.accept(lastAvail));
+        controlOf[i].execute(() -> ack.accept(lastAvail));
         ArrayDeque<Runnable> waiting = afterStop[i];
         while (waiting != null && stopping[i] == null && !waiting.isEmpty()) {
             waiting.poll().run();
@@ -283,6 +352,7 @@ public final class Poller implements Runnable, AutoCloseable {
             r.run();
         } catch (RuntimeException e) {
             failures.incrementAndGet();
+            slotFailures.incrementAndGet(queue);
             LOG.error("{}: queue {} handler failed", name, queue, e);
         }
     }
@@ -327,6 +397,7 @@ public final class Poller implements Runnable, AutoCloseable {
         } catch (RuntimeException e) {
             q.counters().handlerExceptions++;
             failures.incrementAndGet();
+            slotFailures.incrementAndGet(i);
             if (!handlerFailureLogged[i]) {
                 handlerFailureLogged[i] = true;
                 LOG.error("{}: queue {} handler threw (further failures only counted)", name, i, e);

@@ -135,7 +135,7 @@ final class Vrings {
                 v.call = fd;
                 if (v.running) {
                     x.expectAck();
-                    backend.poller(i).setCallFd(backend.queue(i), fd == null ? -1 : fd.get(), x::ack);
+                    backend.setCallFd(i, fd == null ? -1 : fd.get(), x::ack);
                 }
             }
             default -> {
@@ -197,7 +197,7 @@ final class Vrings {
         if (v.running && (!want || reconfigure)) {
             v.running = false;
             x.expectAck();
-            backend.poller(i).detach(i, last -> {
+            backend.detach(i, last -> {
                 if (last >= 0) {
                     v.base = last;
                 }
@@ -210,7 +210,7 @@ final class Vrings {
                 v.running = true;
                 v.baseSet = false;
                 x.expectAck();
-                backend.poller(i).attach(backend.queue(i), config, x::ack);
+                backend.attach(i, config, x::ack);
             }
         }
     }
@@ -248,7 +248,7 @@ final class Vrings {
             if (v.running) {
                 v.running = false;
                 barrier.expect();
-                backend.poller(i).detach(i, last -> barrier.arrive());
+                backend.detach(i, last -> barrier.arrive());
             }
         }
     }
