@@ -217,10 +217,15 @@ public final class ServeOptions {
      * cannot start, those started are stopped again and the error propagates.
      */
     public Started start(String name, DeviceSet set, ControlLoop loop) throws Exception {
+        return start(name, set, loop, null);
+    }
+
+    /** As {@link #start(String, DeviceSet, ControlLoop)}, every queue on {@code shared} if it is not null. */
+    public Started start(String name, DeviceSet set, ControlLoop loop, io.jvhost.core.runtime.Poller shared) throws Exception {
         if (set.devices().size() != sockets.size()) {
             throw new ParameterException(command.commandLine(), name + " serves one socket; got " + sockets.size());
         }
-        BackendOptions options = new BackendOptions(busyPoll ? IdleMode.BUSY : IdleMode.EVENT,
+        BackendOptions options = shared != null ? BackendOptions.on(shared) : new BackendOptions(busyPoll ? IdleMode.BUSY : IdleMode.EVENT,
                 queueMap == null ? null : queueMap.pollers());
         io.jvhost.core.transport.SocketAccess socketAccess = access.access(command, client);
         SocketAccessOptions.checkPaths(command, sockets, client);
@@ -230,15 +235,18 @@ public final class ServeOptions {
                 Path socket = sockets.get(i);
                 String id = sockets.size() == 1 ? name : name + i;
                 VirtioDevice device = set.devices().get(i);
-                checkQueueMap(name, device);
+                if (shared == null) {
+                    checkQueueMap(name, device);
+                }
                 Backend backend = new Backend(id, device, options, loop);
                 backend.start();
                 started.ids().add(id);
                 started.backends().add(backend);
                 started.endpoints().add(client ? VhostUserClient.connect(socket, backend, loop)
                         : VhostUserServer.listen(socket, backend, loop, socketAccess));
-                System.out.printf("jvhost %s: %s %s (%s pollers, %s mode)%n", id,
-                        client ? "connecting to" : "listening on", socket, backend.pollerCount(), options.idleMode());
+                System.out.printf("jvhost %s: %s %s (%s)%n", id, client ? "connecting to" : "listening on", socket,
+                        shared != null ? "on shared poller " + shared.name()
+                                : backend.pollerCount() + " pollers, " + options.idleMode() + " mode");
             }
         } catch (Exception e) {
             started.close();

@@ -224,7 +224,7 @@ final class ControlSocket implements AutoCloseable {
             return error("add: give the device, e.g. add {\"type\":\"rng\",\"socket\":\"/run/jvhost/rng1.sock\"}");
         }
         List<ServeConfig.Problem> problems = new ArrayList<>();
-        ServeConfig.DeviceSpec spec = ServeConfig.device(device, defaults, "device", this::freeName, problems);
+        ServeConfig.DeviceSpec spec = ServeConfig.device(device, defaults, host.pollerNames(), "device", this::freeName, problems);
         if (spec == null || !problems.isEmpty()) {
             ServeConfig.Problem p = problems.get(0);
             return error(p.column() > 1 ? "column " + p.column() + ": " + p.message() : p.message());

@@ -11,6 +11,8 @@ import io.jvhost.core.metrics.MetricsSource;
 import io.jvhost.core.metrics.QueueSnapshot;
 import io.jvhost.core.metrics.Sample;
 import io.jvhost.core.runtime.Backend;
+import io.jvhost.core.runtime.IdleMode;
+import io.jvhost.core.runtime.Poller;
 import io.jvhost.core.transport.ControlLoop;
 import io.jvhost.net.L2Switch;
 
@@ -122,9 +124,22 @@ final class DeviceHost implements AutoCloseable {
     private final Thread watcher;
     private volatile boolean closed;
 
-    DeviceHost(boolean latency) {
+    private final Map<String, Poller> pollers = new LinkedHashMap<>();
+
+    /** Starts the shared pollers of {@code pollerSpecs}; devices are added after. */
+    DeviceHost(boolean latency, java.util.Collection<ServeConfig.PollerSpec> pollerSpecs) throws Exception {
+        for (ServeConfig.PollerSpec p : pollerSpecs) {
+            Poller poller = new Poller("shared-poller-" + p.name(), p.busyPoll() ? IdleMode.BUSY : IdleMode.EVENT, ServeConfig.POLLER_SLOTS);
+            poller.start();
+            pollers.put(p.name(), poller);
+        }
         this.latency = latency;
         this.watcher = Thread.ofPlatform().name("jvhost-serve-watch").daemon(true).start(this::watch);
+    }
+
+    /** The shared pollers' names. */
+    java.util.Set<String> pollerNames() {
+        return pollers.keySet();
     }
 
     MetricsRegistry registry() {
@@ -145,7 +160,8 @@ final class DeviceHost implements AutoCloseable {
         try {
             String sw = spec.switchName();
             h.set = command.open(() -> switches.computeIfAbsent(sw == null ? ServeConfig.DEFAULT_SWITCH : sw, n -> new L2Switch()));
-            h.started = command.serveOptions().start(spec.name(), h.set, loop);
+            h.started = command.serveOptions().start(spec.name(), h.set, loop,
+                    spec.pollerName() == null ? null : pollers.get(spec.pollerName()));
         } catch (Exception e) {
             closeStorage(h);
             h.state = State.FAILED;
@@ -227,10 +243,10 @@ final class DeviceHost implements AutoCloseable {
     /** Stops a faulty device alone, and says so in one line. Watcher thread. */
     private void fail(Hosted h, String reason) {
         h.sources.forEach(Source::freeze);
-        h.reason = reason;
-        h.state = State.FAILED;
-        LOG.error("device {} failed and is stopped (the other devices keep serving): {}", h.spec.name(), reason);
         stop(h);
+        h.reason = reason;
+        h.state = State.FAILED; // once stopped: a failed device's socket is gone
+        LOG.error("device {} failed and is stopped (the other devices keep serving): {}", h.spec.name(), reason);
     }
 
     /** Every 200 ms: faults; every second: watches (a grown image); every 10 s: status and latency lines. */
@@ -272,7 +288,7 @@ final class DeviceHost implements AutoCloseable {
         }
     }
 
-    /** Stops every device (the last added first), then the control loop. */
+    /** Stops every device (the last added first), then the shared pollers and the control loop. */
     @Override
     public void close() {
         closed = true;
@@ -281,6 +297,7 @@ final class DeviceHost implements AutoCloseable {
         for (int i = all.size() - 1; i >= 0; i--) {
             remove(all.get(i).spec.name());
         }
+        pollers.values().forEach(Poller::close);
         loop.close();
     }
 }

@@ -27,8 +27,9 @@ import picocli.CommandLine.Spec;
 @Command(name = "serve", mixinStandardHelpOptions = true,
         description = {"Serve the devices of a YAML config (blk, net and rng, any number) in one process.", "",
             "A device's keys are its command's options without --, plus type: blk|net|rng, name: NAME, and for",
-            "net switch: true (one shared switch) or switch: NAME. Top level: devices, metrics: HOST:PORT,",
-            "latency, trace, control: PATH, and socket-mode/socket-group/allow-uid as defaults for every device.",
+            "net switch: true (one shared switch) or switch: NAME, and poller: NAME (a shared poller thread).",
+            "Top level: devices, pollers: {NAME: {busy-poll: BOOL}}, metrics: HOST:PORT, latency, trace,",
+            "control: PATH, and socket-mode/socket-group/allow-uid as defaults for every device.",
             "See qemu-configs/serve.yaml and the README."})
 public final class ServeCommand implements Callable<Integer> {
     @Spec
@@ -77,7 +78,7 @@ public final class ServeCommand implements Callable<Integer> {
         if (c.latency || c.metrics != null) {
             System.setProperty("jvhost.latency", "true"); // read when the first queue is made
         }
-        DeviceHost host = new DeviceHost(c.latency);
+        DeviceHost host = new DeviceHost(c.latency, c.pollers.values());
         java.util.List<AutoCloseable> resources = new java.util.ArrayList<>();
         int started = 0;
         for (ServeConfig.DeviceSpec d : c.devices) {

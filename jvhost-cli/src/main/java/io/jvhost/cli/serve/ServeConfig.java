@@ -42,19 +42,26 @@ final class ServeConfig {
      * One device of the config, parsed and checked, not yet opened.
      *
      * @param switchName the shared switch its NICs join, or null
+     * @param pollerName the shared poller all its queues run on, or null for pollers of its own
      * @param source     the device as written, for {@code list}
      */
-    record DeviceSpec(String name, String type, String switchName, DeviceCommand command, Object source) {}
+    record DeviceSpec(String name, String type, String switchName, String pollerName, DeviceCommand command, Object source) {}
+
+    /** A shared poller of the {@code pollers:} section: its name and whether it spins. */
+    record PollerSpec(String name, boolean busyPoll) {}
 
     static final String DEFAULT_SWITCH = "default";
     private static final Set<String> TYPES = Set.of("blk", "net", "rng");
     /** Top-level keys that are also device options: defaults for every device that does not set them. */
     private static final List<String> ACCESS_KEYS = List.of("socket-mode", "socket-group", "allow-uid");
-    private static final Set<String> TOP_KEYS = Set.of("devices", "metrics", "latency", "trace", "control",
+    private static final Set<String> TOP_KEYS = Set.of("devices", "pollers", "metrics", "latency", "trace", "control",
             "socket-mode", "socket-group", "allow-uid");
+    /** How many queues one shared poller takes. */
+    static final int POLLER_SLOTS = 256;
     private static final Set<String> PROCESS_KEYS = Set.of("metrics", "latency", "trace", "control");
 
     final List<DeviceSpec> devices = new ArrayList<>();
+    final Map<String, PollerSpec> pollers = new LinkedHashMap<>();
     final List<Problem> problems = new ArrayList<>();
     final Map<String, Node> defaults = new LinkedHashMap<>();
     InetSocketAddress metrics;
@@ -99,6 +106,8 @@ final class ServeConfig {
                 } else {
                     c.trace = b;
                 }
+            } else if (key.equals("pollers")) {
+                c.readPollers(v);
             } else if (key.equals("control")) {
                 c.control = v.isScalar() && v.value() != null ? Path.of(v.text()) : null;
                 if (c.control == null) {
@@ -120,7 +129,8 @@ final class ServeConfig {
         for (int i = 0; i < list.size(); i++) {
             Node d = list.get(i);
             int before = c.problems.size();
-            DeviceSpec spec = device(d, c.defaults, "devices[" + i + "]", t -> t + (perType.merge(t, 1, Integer::sum) - 1), c.problems);
+            DeviceSpec spec = device(d, c.defaults, c.pollers.keySet(), "devices[" + i + "]",
+                    t -> t + (perType.merge(t, 1, Integer::sum) - 1), c.problems);
             if (spec == null || c.problems.size() > before) {
                 continue;
             }
@@ -143,15 +153,51 @@ final class ServeConfig {
         return c;
     }
 
+    /** {@code pollers: {NAME: {busy-poll: BOOL}, ...}}: shared poller threads devices name with {@code poller: NAME}. */
+    private void readPollers(Node v) {
+        Map<String, Node> m = v.map();
+        if (m == null) {
+            problems.add(new Problem(v.line(), v.column(), "pollers: a mapping of poller names to settings,"
+                    + " e.g. pollers: {shared0: {busy-poll: false}}"));
+            return;
+        }
+        for (Map.Entry<String, Node> e : m.entrySet()) {
+            Node p = e.getValue();
+            if (!e.getKey().matches("[A-Za-z0-9_.-]{1,32}")) {
+                problems.add(new Problem(p.line(), p.column(), "pollers: name '" + e.getKey() + "': 1..32 letters, digits, '-', '_' or '.'"));
+                continue;
+            }
+            boolean busy = false;
+            Map<String, Node> settings = p.value() == null || "".equals(p.value()) ? Map.of() : p.map();
+            if (settings == null) {
+                problems.add(new Problem(p.line(), p.column(), "pollers: " + e.getKey() + ": a mapping of settings (busy-poll: true|false), or nothing"));
+                continue;
+            }
+            for (Map.Entry<String, Node> s : settings.entrySet()) {
+                Node sv = s.getValue();
+                if (!s.getKey().equals("busy-poll")) {
+                    problems.add(new Problem(sv.line(), sv.column(), "pollers: " + e.getKey() + ": unknown setting '" + s.getKey()
+                            + "' (a shared poller has busy-poll: true|false)"));
+                } else if (!(sv.value() instanceof Boolean b)) {
+                    problems.add(new Problem(sv.line(), sv.column(), "pollers: " + e.getKey() + ": busy-poll: true or false"));
+                } else {
+                    busy = b;
+                }
+            }
+            pollers.put(e.getKey(), new PollerSpec(e.getKey(), busy));
+        }
+    }
+
     /**
      * Parses and checks one device (a config entry, or the object of a control-socket {@code add}),
      * adding what is wrong to {@code problems} (null back if it cannot even be parsed).
      *
      * @param defaults    top-level values of options every device inherits unless it sets them
+     * @param pollerNames the shared pollers a device may name
      * @param where       how messages name it ({@code devices[2]})
      * @param defaultName the name of a device without {@code name}, from its type
      */
-    static DeviceSpec device(Node d, Map<String, Node> defaults, String where,
+    static DeviceSpec device(Node d, Map<String, Node> defaults, Set<String> pollerNames, String where,
                              java.util.function.UnaryOperator<String> defaultName, List<Problem> problems) {
         Map<String, Node> m = d.map();
         if (m == null) {
@@ -189,11 +235,25 @@ final class ServeConfig {
         List<String> args = new ArrayList<>();
         Map<String, Node> optionNodes = new LinkedHashMap<>();
         String switchName = null;
+        String pollerName = null;
         int before = problems.size();
         for (Map.Entry<String, Node> e : given.entrySet()) {
             String key = e.getKey();
             Node v = e.getValue();
             if (key.equals("type") || key.equals("name")) {
+                continue;
+            }
+            if (key.equals("poller")) {
+                pollerName = v.isScalar() ? v.text() : null;
+                if (!pollerNames.contains(pollerName)) {
+                    problems.add(new Problem(v.line(), v.column(), label + ": poller: " + (pollerNames.isEmpty()
+                            ? "no shared pollers are defined (add a top-level pollers: section)"
+                            : "'" + pollerName + "' is none of the pollers section's (" + String.join(", ", pollerNames) + ")")));
+                } else if (m.containsKey("queue-map") || m.containsKey("busy-poll")) {
+                    Node other = m.containsKey("queue-map") ? m.get("queue-map") : m.get("busy-poll");
+                    problems.add(new Problem(other.line(), other.column(), label + ": queue-map and busy-poll are for pollers of"
+                            + " the device's own; on the shared poller '" + pollerName + "' all its queues run on that thread"));
+                }
                 continue;
             }
             if (PROCESS_KEYS.contains(key)) {
@@ -248,7 +308,7 @@ final class ServeConfig {
             problems.add(new Problem(at.line(), at.column(), label + ": " + oneLine(e.getMessage())));
             return null;
         }
-        return new DeviceSpec(name, type, switchName, command, d.plain());
+        return new DeviceSpec(name, type, switchName, pollerName, command, d.plain());
     }
 
     /** The node of the option a message is about (the longest option name it mentions), else {@code fallback}. */

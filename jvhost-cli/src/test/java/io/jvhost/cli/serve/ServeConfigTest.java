@@ -140,4 +140,36 @@ class ServeConfigTest {
             return mode == null ? null : String.format("%04o", (Integer) mode);
         }).toList());
     }
+
+    @Test
+    void shouldPutADevicesQueuesOnASharedPollerOfThePollersSection() {
+        ServeConfig c = ServeConfig.read("""
+                pollers:
+                  io: {busy-poll: true}
+                  slow:
+                devices:
+                  - {type: rng, socket: /run/jvhost/a.sock, poller: slow}
+                  - {type: blk, socket: /run/jvhost/b.sock, ram: 1M, queues: 2, poller: io}
+                  - {type: rng, socket: /run/jvhost/c.sock}
+                """);
+        assertEquals(List.of(), c.problems);
+        assertEquals(List.of(new ServeConfig.PollerSpec("io", true), new ServeConfig.PollerSpec("slow", false)),
+                List.copyOf(c.pollers.values()));
+        assertEquals(java.util.Arrays.asList("slow", "io", null), c.devices.stream().map(ServeConfig.DeviceSpec::pollerName).toList());
+    }
+
+    @Test
+    void shouldRefuseAnUnknownPollerAndAQueueMapBesideASharedPoller() {
+        List<String> p = problems("""
+                pollers:
+                  io: {spin: true}
+                devices:
+                  - {type: rng, socket: /run/jvhost/a.sock, poller: fast}
+                  - {type: blk, socket: /run/jvhost/b.sock, ram: 1M, queues: 2, poller: io, queue-map: "0:1"}
+                """);
+        assertEquals(3, p.size(), String.join("\n", p));
+        assertTrue(p.get(0).startsWith("c.yaml:2:8: pollers: io: unknown setting 'spin'"), p.get(0));
+        assertTrue(p.get(1).startsWith("c.yaml:4:45: devices[0] (rng0): poller: 'fast' is none of the pollers section's (io)"), p.get(1));
+        assertTrue(p.get(2).startsWith("c.yaml:5:77: devices[1] (blk0): queue-map and busy-poll are for pollers of the device's own"), p.get(2));
+    }
 }

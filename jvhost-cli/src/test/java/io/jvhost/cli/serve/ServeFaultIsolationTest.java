@@ -32,7 +32,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * Three devices in one serve process: one whose frontend sends garbage, one whose store fails, and
- * an rng whose guest keeps reading. The first two are stopped and reported alone (state, reason,
+ * an rng whose guest keeps reading (on the same shared poller thread as the first). The first two are stopped and reported alone (state, reason,
  * {@code jvhost_device_failed}, their sockets gone); the rng's I/O goes on throughout.
  */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
@@ -77,7 +77,7 @@ class ServeFaultIsolationTest {
     private ServeConfig.DeviceSpec failingBlk(Path socket) {
         FailingBlkCommand command = new FailingBlkCommand();
         new CommandLine(command).parseArgs("--socket", socket.toString());
-        return new ServeConfig.DeviceSpec("store", "blk", null, command, Map.of());
+        return new ServeConfig.DeviceSpec("store", "blk", null, null, command, Map.of());
     }
 
     private static long failed(DeviceSnapshot d) {
@@ -86,11 +86,13 @@ class ServeFaultIsolationTest {
 
     @Test
     void shouldStopTheDeviceOfAGarbageFrontendAndTheOneWithAFailingStoreWhileTheThirdKeepsServing() throws Exception {
-        ServeConfig c = ServeConfig.read("devices:\n"
-                + "  - {type: rng, name: rng, socket: " + dir.resolve("rng.sock") + "}\n"
-                + "  - {type: blk, name: garbage, socket: " + dir.resolve("garbage.sock") + ", ram: 1M}\n");
+        // The rng and the device fed garbage even share a poller thread.
+        ServeConfig c = ServeConfig.read("pollers: {shared0: {}}\n"
+                + "devices:\n"
+                + "  - {type: rng, name: rng, socket: " + dir.resolve("rng.sock") + ", poller: shared0}\n"
+                + "  - {type: blk, name: garbage, socket: " + dir.resolve("garbage.sock") + ", ram: 1M, poller: shared0}\n");
         assertEquals(List.of(), c.problems);
-        host = new DeviceHost(false);
+        host = new DeviceHost(false, c.pollers.values());
         for (ServeConfig.DeviceSpec d : c.devices) {
             host.add(d, true);
         }
