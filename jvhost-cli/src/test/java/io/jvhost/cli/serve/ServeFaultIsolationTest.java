@@ -131,4 +131,26 @@ class ServeFaultIsolationTest {
             assertEquals(64, again.rngRead(64));
         }
     }
+
+    @Test
+    void shouldStopTheDeviceWhoseQueueBreaksAndKeepItsNeighbourServing() throws Exception {
+        ServeConfig c = ServeConfig.read("devices:\n"
+                + "  - {type: rng, name: broken, socket: " + dir.resolve("broken.sock") + "}\n"
+                + "  - {type: rng, name: fine, socket: " + dir.resolve("fine.sock") + "}\n");
+        host = new DeviceHost(false, List.of());
+        for (ServeConfig.DeviceSpec d : c.devices) {
+            host.add(d, true);
+        }
+        try (SimulatedGuest fine = SimulatedGuest.start(dir.resolve("fine.sock"));
+             SimulatedGuest broken = SimulatedGuest.start(dir.resolve("broken.sock"))) {
+            broken.queue.setAvailIdx(1000); // 1000 new buffers in a 64-entry ring: corruption
+            broken.queue.kick();
+            Await.until("the broken device stopped", () -> host.get("broken").state == DeviceHost.State.FAILED,
+                    Duration.ofSeconds(10));
+            assertTrue(host.get("broken").reason.contains("queue 0 broke (ring corruption"), host.get("broken").reason);
+            assertFalse(Files.exists(dir.resolve("broken.sock")));
+            assertEquals(128, fine.rngRead(128));
+            assertEquals(DeviceHost.State.RUNNING, host.get("fine").state);
+        }
+    }
 }
