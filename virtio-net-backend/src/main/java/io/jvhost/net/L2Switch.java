@@ -214,5 +214,11 @@ public final class L2Switch {
         public String describe() {
             return "switch port " + id + ": " + BenchPorts.total(nic);
         }
+
+        /** Unplugs the NIC: frames for this port are dropped from now on (the port keeps its id). */
+        @Override
+        public void close() {
+            nic = null;
+        }
     }
 }

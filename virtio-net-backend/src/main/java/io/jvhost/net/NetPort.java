@@ -86,4 +86,11 @@ public interface NetPort {
     default String describe() {
         return getClass().getSimpleName();
     }
+
+    /**
+     * Releases what the port holds (a TAP's fds, its place on a switch), once its NIC's queues have
+     * stopped: the NIC was removed or the process is ending. The thread closing the device.
+     */
+    default void close() {
+    }
 }

@@ -51,6 +51,12 @@ public final class TapPort implements NetPort {
         return tap.name();
     }
 
+    /** Closes the TAP's queue fds (the interface goes too unless it is persistent). */
+    @Override
+    public void close() {
+        tap.close();
+    }
+
     @Override
     public void attach(GuestNic nic) {
         this.nic = nic;

@@ -116,6 +116,17 @@ class L2SwitchTest {
     }
 
     @Test
+    void shouldSendNothingToAnUnpluggedPortWhetherFloodingOrUnicast() {
+        send(1, UNKNOWN, B, 1);
+        taken(0);
+        taken(2);
+        sw.port(1).close(); // its NIC was removed (serve's remove, or the process ending)
+
+        assertReached(send(0, UNKNOWN, A, 2), 2);
+        assertReached(send(0, B, A, 3));
+    }
+
+    @Test
     void shouldNeverLearnAGroupAddressAsASource() {
         send(1, UNKNOWN, MULTICAST, 1);
 

@@ -126,6 +126,8 @@ public final class NetCommand extends DeviceCommand {
             nics.add(d);
             devices.add(d);
         }
-        return new DeviceSet(devices, null, () -> nics.forEach(d -> System.out.println(d.port().describe())), null);
+        // Closing the ports once the queues stopped: a TAP's fds go, a switch port is unplugged.
+        return new DeviceSet(devices, () -> nics.forEach(d -> d.port().close()),
+                () -> nics.forEach(d -> System.out.println(d.port().describe())), null);
     }
 }
