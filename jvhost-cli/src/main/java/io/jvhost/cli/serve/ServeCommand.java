@@ -26,10 +26,10 @@ import picocli.CommandLine.Spec;
  */
 @Command(name = "serve", mixinStandardHelpOptions = true,
         description = {"Serve the devices of a YAML config (blk, net and rng, any number) in one process.", "",
-            "A device's keys are its command's options without --, plus type: blk|net|rng, name: NAME, and for",
-            "net switch: true (one shared switch) or switch: NAME, and poller: NAME (a shared poller thread).",
-            "Top level: devices, pollers: {NAME: {busy-poll: BOOL}}, metrics: HOST:PORT, latency, trace,",
-            "control: PATH, and socket-mode/socket-group/allow-uid as defaults for every device.",
+            "A device's keys are its command's options without --, plus type (blk, net or rng), name, poller: NAME"
+                + " (a thread of the pollers section) and, for net, switch: true (the shared switch) or switch: NAME.", "",
+            "The top level has devices, pollers ({NAME: {busy-poll: BOOL}}), metrics (HOST:PORT), latency, trace,"
+                + " control (PATH), and socket-mode, socket-group and allow-uid as defaults for every device.", "",
             "See qemu-configs/serve.yaml and the README."})
 public final class ServeCommand implements Callable<Integer> {
     @Spec

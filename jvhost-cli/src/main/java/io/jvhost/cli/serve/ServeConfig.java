@@ -305,7 +305,11 @@ final class ServeConfig {
             command.serveOptions().checkUsage();
         } catch (ParameterException | Failure e) {
             Node at = locate(e.getMessage(), optionNodes, d);
-            problems.add(new Problem(at.line(), at.column(), label + ": " + oneLine(e.getMessage())));
+            boolean inherited = defaults.values().stream().anyMatch(n -> n == at) && m.values().stream().noneMatch(n -> n == at);
+            Problem p = new Problem(at.line(), at.column(), (inherited ? "a default for every device" : label) + ": " + oneLine(e.getMessage()));
+            if (!problems.contains(p)) { // a bad default is reported once, not per device
+                problems.add(p);
+            }
             return null;
         }
         return new DeviceSpec(name, type, switchName, pollerName, command, d.plain());

@@ -172,4 +172,16 @@ class ServeConfigTest {
         assertTrue(p.get(1).startsWith("c.yaml:4:45: devices[0] (rng0): poller: 'fast' is none of the pollers section's (io)"), p.get(1));
         assertTrue(p.get(2).startsWith("c.yaml:5:77: devices[1] (blk0): queue-map and busy-poll are for pollers of the device's own"), p.get(2));
     }
+
+    @Test
+    void shouldReportABadTopLevelDefaultOnceAtItsOwnLine() {
+        assertEquals(List.of("c.yaml:1:1: a default for every device: Invalid value for option '--socket-mode':"
+                        + " '0999' is not a file mode: octal permission bits such as 0600 or 0660"),
+                problems("""
+                        socket-mode: "0999"
+                        devices:
+                          - {type: rng, socket: /run/jvhost/a.sock}
+                          - {type: rng, socket: /run/jvhost/b.sock}
+                        """));
+    }
 }
