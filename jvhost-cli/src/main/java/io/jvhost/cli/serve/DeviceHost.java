@@ -210,8 +210,11 @@ final class DeviceHost implements AutoCloseable {
         return devices.get(name);
     }
 
-    /** Its endpoints and backends, then its storage: what stopping one device takes. Idempotent. */
-    private void stop(Hosted h) {
+    /**
+     * Its endpoints and backends, then its storage: what stopping one device takes. Idempotent:
+     * false if it was stopped already (removed meanwhile, or failed).
+     */
+    private boolean stop(Hosted h) {
         ServeOptions.Started started;
         synchronized (h) {
             started = h.started;
@@ -221,6 +224,7 @@ final class DeviceHost implements AutoCloseable {
             started.close();
         }
         closeStorage(h);
+        return started != null;
     }
 
     private static void closeStorage(Hosted h) {
@@ -243,7 +247,9 @@ final class DeviceHost implements AutoCloseable {
     /** Stops a faulty device alone, and says so in one line. Watcher thread. */
     private void fail(Hosted h, String reason) {
         h.sources.forEach(Source::freeze);
-        stop(h);
+        if (!stop(h)) {
+            return; // removed while the watcher looked at it
+        }
         h.reason = reason;
         h.state = State.FAILED; // once stopped: a failed device's socket is gone
         LOG.error("device {} failed and is stopped (the other devices keep serving): {}", h.spec.name(), reason);
