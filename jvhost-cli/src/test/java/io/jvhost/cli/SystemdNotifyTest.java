@@ -54,4 +54,23 @@ class SystemdNotifyTest {
             assertEquals("STOPPING=1", awaitDatagram(receiver, p, Duration.ofSeconds(5)));
         }
     }
+
+    @Test
+    void shouldSendReadyOnceEveryDeviceOfAServeConfigListensAndStoppingOnSigterm() throws Exception {
+        Path notify = dir.resolve("notify"), a = dir.resolve("a.sock"), b = dir.resolve("b.sock");
+        Path config = java.nio.file.Files.writeString(dir.resolve("serve.yaml"), "devices:\n  - {type: rng, socket: " + a
+                + "}\n  - {type: blk, socket: " + b + ", ram: 1M}\n");
+        try (Fd receiver = UnixSockets.bindDatagram(notify);
+             CliProcess p = CliProcess.start(dir, List.of(), Map.of("NOTIFY_SOCKET", notify.toString()),
+                     "serve", "--config", config.toString())) {
+            String ready = awaitDatagram(receiver, p, Duration.ofSeconds(30));
+            boolean listening = UnixSockets.isListening(a) && UnixSockets.isListening(b);
+            assertTrue(ready.lines().anyMatch("READY=1"::equals), ready);
+            assertTrue(listening, "every socket listens when READY=1 arrives:\n" + p.output());
+            assertTrue(ready.contains("STATUS=2 of 2 devices serving"), ready);
+
+            assertEquals(0, p.terminate(), p.output());
+            assertEquals("STOPPING=1", awaitDatagram(receiver, p, Duration.ofSeconds(5)));
+        }
+    }
 }
