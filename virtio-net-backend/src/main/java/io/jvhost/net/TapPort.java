@@ -21,7 +21,7 @@ import static io.jvhost.core.sys.TapInterface.VNET_HEADER_SIZE;
  * straight from guest memory; frames from the TAP are read into a per-pair buffer and copied once
  * into the guest's receive buffers. The TAP fd wakes the pair's poller.
  */
-public final class TapPort implements NetPort {
+public final class TapPort implements NetPort, AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(TapPort.class);
 
     private final TapInterface tap;
@@ -134,6 +134,12 @@ public final class TapPort implements NetPort {
     @Override
     public int wakeupFd(int pair) {
         return tap.fd(pair);
+    }
+
+    /** Closes the TAP's queues (a TAP jvhost created disappears with them); after the device stopped. */
+    @Override
+    public void close() {
+        tap.close();
     }
 
     @Override

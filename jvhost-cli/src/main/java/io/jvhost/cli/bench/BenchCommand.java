@@ -5,6 +5,7 @@ import io.jvhost.perf.BenchOptions;
 import io.jvhost.perf.BlkBench;
 import io.jvhost.perf.NetBench;
 import io.jvhost.perf.Report;
+import io.jvhost.perf.TcpBench;
 
 import java.io.IOException;
 import java.io.PrintStream;
@@ -23,7 +24,7 @@ import picocli.CommandLine.Option;
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = {"Benchmarks: jvhost side by side with DPDK and qemu-storage-daemon, and JMH microbenchmarks.",
             "Tables are printed and written as CSV/JSON (with the exact commands) under perf/results/."},
-        subcommands = {BenchCommand.Net.class, BenchCommand.Blk.class, BenchCommand.Jmh.class})
+        subcommands = {BenchCommand.Net.class, BenchCommand.Blk.class, BenchCommand.Tcp.class, BenchCommand.Jmh.class})
 public final class BenchCommand implements Runnable {
     @Override
     public void run() {
@@ -150,6 +151,32 @@ public final class BenchCommand implements Runnable {
             if (sizes != null) o.sizes = sizes;
             if (mrg != null) o.mergeable = mrg;
             if (backends != null) o.backends = backends;
+        }
+    }
+
+    @Command(name = "tcp", mixinStandardHelpOptions = true,
+            description = {"A real guest's TCP throughput (iperf3, both ways) through a TAP: jvhost with offloads, jvhost",
+                "--no-offload, and QEMU's own userspace virtio-net on a TAP (-netdev tap,vhost=off), alternating runs.",
+                "Each run boots a TCG guest; the TAP's host side lives in a network namespace of the bench's own."})
+    static final class Tcp extends EndToEnd<TcpBench.Options> {
+        @Option(names = "--sides", split = ",", description = "jvhost, jvhost-no-offload, qemu-tap, qemu-tap-intx (default: the first three).") List<String> sides;
+
+        Tcp() {
+            super(TcpBench.Options::new, TcpBench.Options::quick, TcpBench::run);
+        }
+
+        @Override
+        public Integer call() throws Exception {
+            List<String> missing = TcpBench.missing();
+            if (!missing.isEmpty()) {
+                throw new Failure("needs apt-get install " + String.join(" ", missing) + " (as root, ./jvhost bench installs them)");
+            }
+            return super.call();
+        }
+
+        @Override
+        void given(TcpBench.Options o) {
+            if (sides != null) o.sides = sides;
         }
     }
 
