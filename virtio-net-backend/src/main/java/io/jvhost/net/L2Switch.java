@@ -9,7 +9,8 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * An in-process learning switch between guest NICs: each NIC's port is {@link #newPort()}.
+ * An in-process learning switch between guest NICs: each NIC's port is {@link #newPort()}; an
+ * {@link Uplink} (such as a VXLAN tunnel) plugs into {@link #newUplinkPort}.
  * Unicast goes to the port that last sent from the destination MAC, if it was seen within the
  * ageing time; broadcast, multicast and unknown destinations flood to every other port. Frames
  * cross poller threads through each destination's lock-free injection queue.
@@ -39,9 +40,43 @@ public final class L2Switch {
 
     /** A new port; connect a NetDevice to it. */
     public SwitchPort newPort() {
-        SwitchPort p = new SwitchPort(this, ports.size());
+        SwitchPort p = new SwitchPort(this, ports.size(), null);
         ports.add(p);
         return p;
+    }
+
+    /**
+     * A new port for {@code uplink}, which is no guest NIC (a tunnel such as {@link VxlanPort}):
+     * the switch hands it frames through {@link Uplink#send}, and it hands frames in with
+     * {@link SwitchPort#forwardFromUplink}.
+     */
+    public SwitchPort newUplinkPort(Uplink uplink) {
+        SwitchPort p = new SwitchPort(this, ports.size(), uplink);
+        ports.add(p);
+        return p;
+    }
+
+    /** A switch port that is not a guest NIC: a tunnel or another network. */
+    public interface Uplink {
+        /**
+         * A frame for the uplink from {@code source}: {@code [offset, offset + length)} of the native
+         * {@code memory}. On the thread forwarding it (a guest's poller), possibly on several at once;
+         * must not block; the bytes are valid during the call only, so copy what you keep.
+         */
+        void send(long source, MemorySegment memory, long offset, long length);
+
+        /**
+         * Whether the uplink takes frames as a guest's GSO/checksum-offload frames come; false: plain
+         * Ethernet frames of at most the MTU only, which the switch makes them into first.
+         */
+        default boolean acceptsOffloadFrames() {
+            return false;
+        }
+
+        /** One line of counters. Any thread. */
+        default String describe() {
+            return getClass().getSimpleName();
+        }
     }
 
     public int portCount() {
@@ -117,16 +152,18 @@ public final class L2Switch {
         }
     }
 
-    /** A switch port: where one guest NIC plugs in. */
+    /** A switch port: where one guest NIC, or one {@link Uplink}, plugs in. */
     public static final class SwitchPort implements NetPort {
         private final L2Switch sw;
         private final int id;
+        private final Uplink uplink;
         private volatile GuestNic nic;
         long forwarded;
 
-        SwitchPort(L2Switch sw, int id) {
+        SwitchPort(L2Switch sw, int id, Uplink uplink) {
             this.sw = sw;
             this.id = id;
+            this.uplink = uplink;
         }
 
         public int id() {
@@ -135,7 +172,18 @@ public final class L2Switch {
 
         @Override
         public void attach(GuestNic nic) {
+            if (uplink != null) {
+                throw new IllegalStateException("switch port " + id + " belongs to an uplink, not a NIC");
+            }
             this.nic = nic;
+        }
+
+        /**
+         * A frame that arrived on this port's uplink, for the switch to forward (the uplink's own
+         * thread; any thread may call it). The bytes are read during the call only.
+         */
+        public void forwardFromUplink(MemorySegment memory, long offset, long length) {
+            sw.forward(id, memory, offset, length);
         }
 
         @Override
@@ -145,6 +193,10 @@ public final class L2Switch {
 
         /** A frame from {@code source} for this port's guest, from another port's poller. */
         void receive(long source, MemorySegment memory, long offset, long length) {
+            if (uplink != null) {
+                uplink.send(source, memory, offset, length);
+                return;
+            }
             GuestNic n = nic;
             if (n != null) {
                 // Spread over the queue pairs the guest uses by source MAC, so one flow stays in
@@ -157,7 +209,7 @@ public final class L2Switch {
 
         @Override
         public String describe() {
-            return "switch port " + id + ": " + BenchPorts.total(nic);
+            return "switch port " + id + ": " + (uplink != null ? uplink.describe() : BenchPorts.total(nic));
         }
     }
 }
