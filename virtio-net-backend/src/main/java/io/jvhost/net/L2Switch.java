@@ -9,7 +9,8 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * An in-process learning switch between guest NICs: each NIC's port is {@link #newPort()}.
+ * An in-process learning switch between guest NICs: each NIC's port is {@link #newPort()}; an
+ * {@link Uplink} (such as a VXLAN tunnel) plugs into {@link #newUplinkPort}.
  * Unicast goes to the port that last sent from the destination MAC, if it was seen within the
  * ageing time; broadcast, multicast and unknown destinations flood to every other port. Frames
  * cross poller threads through each destination's lock-free injection queue.
@@ -43,9 +44,43 @@ public final class L2Switch {
 
     /** A new port; connect a NetDevice to it. */
     public SwitchPort newPort() {
-        SwitchPort p = new SwitchPort(this, ports.size());
+        SwitchPort p = new SwitchPort(this, ports.size(), null);
         ports.add(p);
         return p;
+    }
+
+    /**
+     * A new port for {@code uplink}, which is no guest NIC (a tunnel such as {@link VxlanPort}):
+     * the switch hands it frames through {@link Uplink#send}, and it hands frames in with
+     * {@link SwitchPort#forwardFromUplink}.
+     */
+    public SwitchPort newUplinkPort(Uplink uplink) {
+        SwitchPort p = new SwitchPort(this, ports.size(), uplink);
+        ports.add(p);
+        return p;
+    }
+
+    /** A switch port that is not a guest NIC: a tunnel or another network. */
+    public interface Uplink {
+        /**
+         * A frame for the uplink from {@code source}: {@code [offset, offset + length)} of the native
+         * {@code memory}. On the thread forwarding it (a guest's poller), possibly on several at once;
+         * must not block; the bytes are valid during the call only, so copy what you keep.
+         */
+        void send(long source, MemorySegment memory, long offset, long length);
+
+        /**
+         * Whether the uplink takes frames as a guest's GSO/checksum-offload frames come; false: plain
+         * Ethernet frames of at most the MTU only, which the switch makes them into first.
+         */
+        default boolean acceptsOffloadFrames() {
+            return false;
+        }
+
+        /** One line of counters. Any thread. */
+        default String describe() {
+            return getClass().getSimpleName();
+        }
     }
 
     public int portCount() {
@@ -121,10 +156,11 @@ public final class L2Switch {
         }
     }
 
-    /** A switch port: where one guest NIC plugs in. */
+    /** A switch port: where one guest NIC, or one {@link Uplink}, plugs in. */
     public static final class SwitchPort implements NetPort {
         private final L2Switch sw;
         private final int id;
+        private final Uplink uplink;
         private volatile GuestNic nic;
         long forwarded;
         /** Per queue pair of this port's NIC: cuts its guest's segments for NICs that take none (that pair's poller). */
@@ -133,20 +169,27 @@ public final class L2Switch {
         /** Per pair: where a segment goes, and to whom (set just before each cut). */
         private Forward[] forwards = new Forward[0];
 
-        /** A segment of this port's guest's frame on its way to another port's guest. */
+        /** A segment of this port's guest's frame on its way to another port's guest, or to an uplink. */
         private static final class Forward implements Segmenter.Sink {
             GuestNic to;
             int toPair;
+            Uplink toUplink;
+            long source;
 
             @Override
             public void accept(MemorySegment frame, long length) {
-                to.inject(toPair, frame, 0, length);
+                if (toUplink != null) {
+                    toUplink.send(source, frame, 0, length);
+                } else {
+                    to.inject(toPair, frame, 0, length);
+                }
             }
         }
 
-        SwitchPort(L2Switch sw, int id) {
+        SwitchPort(L2Switch sw, int id, Uplink uplink) {
             this.sw = sw;
             this.id = id;
+            this.uplink = uplink;
         }
 
         public int id() {
@@ -155,6 +198,9 @@ public final class L2Switch {
 
         @Override
         public void attach(GuestNic nic) {
+            if (uplink != null) {
+                throw new IllegalStateException("switch port " + id + " belongs to an uplink, not a NIC");
+            }
             segmenters = new Segmenter[nic.pairs()]; // created by each pair's poller when first needed
             forwards = new Forward[nic.pairs()];
             for (int i = 0; i < forwards.length; i++) {
@@ -169,6 +215,15 @@ public final class L2Switch {
             return NetHeader.HOST_OFFLOADS | NetHeader.GUEST_OFFLOADS;
         }
 
+        /**
+         * A frame that arrived on this port's uplink, for the switch to forward (the uplink's own
+         * thread; any thread may call it). The bytes are read during the call only. Uplink frames
+         * are plain: they never need cutting on their way to a guest.
+         */
+        public void forwardFromUplink(MemorySegment memory, long offset, long length) {
+            sw.forward(this, 0, plain, memory, offset, length);
+        }
+
         @Override
         public void onFrame(GuestNic nic, int pair, MemorySegment memory, long offset, long length) {
             sw.forward(this, pair, plain, memory, offset, length);
@@ -180,12 +235,24 @@ public final class L2Switch {
         }
 
         /**
-         * A frame from {@code source} for this port's guest, on the poller of {@code from}'s pair
-         * {@code fromPair}. Its offloads go along if this guest accepted them, else are completed
-         * here, on the sender's poller: a 64 KiB segment never waits in this guest's queue whole.
+         * A frame from {@code source} for this port's guest (or uplink), on the poller of
+         * {@code from}'s pair {@code fromPair}. Its offloads go along if the guest accepted them,
+         * else are completed here, on the sender's poller: a 64 KiB segment never waits in this
+         * guest's queue whole; an uplink that takes plain frames gets the segments.
          */
         void receive(SwitchPort from, int fromPair, long source, NetHeader header, MemorySegment memory, long offset,
                      long length) {
+            if (uplink != null) {
+                if (header.isPlain() || uplink.acceptsOffloadFrames()) {
+                    uplink.send(source, memory, offset, length);
+                } else {
+                    Forward f = from.forwards[fromPair];
+                    f.toUplink = uplink;
+                    f.source = source;
+                    segment(from, fromPair, header, memory, offset, length, from.nic.maxFrame(), f);
+                }
+                return;
+            }
             GuestNic n = nic;
             if (n == null) {
                 return;
@@ -199,20 +266,27 @@ public final class L2Switch {
                 return;
             }
             Forward f = from.forwards[fromPair];
+            f.toUplink = null;
             f.to = n;
             f.toPair = pair;
-            Segmenter s = from.segmenters[fromPair];
-            if (s == null) {
-                s = from.segmenters[fromPair] = new Segmenter(NetDevice.JUMBO_FRAME);
-            }
-            if (s.resolve(header, memory, offset, length, n.maxFrame(), f) != Segmenter.DONE) {
+            if (!segment(from, fromPair, header, memory, offset, length, n.maxFrame(), f)) {
                 n.counters(pair).addRxDropped(1);
             }
         }
 
+        /** Completes a guest frame's offloads on the sender's poller; false when it cannot be (counted there). */
+        private static boolean segment(SwitchPort from, int fromPair, NetHeader header, MemorySegment memory, long offset,
+                                       long length, int maxFrame, Forward to) {
+            Segmenter s = from.segmenters[fromPair];
+            if (s == null) {
+                s = from.segmenters[fromPair] = new Segmenter(NetDevice.JUMBO_FRAME);
+            }
+            return s.resolve(header, memory, offset, length, maxFrame, to) == Segmenter.DONE;
+        }
+
         @Override
         public String describe() {
-            return "switch port " + id + ": " + BenchPorts.total(nic);
+            return "switch port " + id + ": " + (uplink != null ? uplink.describe() : BenchPorts.total(nic));
         }
     }
 }

@@ -8,6 +8,7 @@ import io.jvhost.net.L2Switch;
 import io.jvhost.net.NetDevice;
 import io.jvhost.net.NetPort;
 import io.jvhost.net.TapPort;
+import io.jvhost.net.VxlanPort;
 
 import io.jvhost.core.sys.LibC;
 
@@ -26,7 +27,8 @@ import picocli.CommandLine.Option;
             "      -device virtio-net-pci,netdev=net0,mq=on,vectors=0   (vectors=0: QEMU 7.2 under TCG, see README)",
             "DPDK: dpdk-testpmd --no-pci --single-file-segments --vdev net_virtio_user0,path=PATH,queues=N ..."})
 public final class NetCommand extends DeviceCommand {
-    @ArgGroup(exclusive = true, multiplicity = "1")
+    /** Required, except that --vxlan-remote implies --switch. */
+    @ArgGroup(exclusive = true, multiplicity = "0..1")
     Mode mode;
 
     static final class Mode {
@@ -52,8 +54,24 @@ public final class NetCommand extends DeviceCommand {
     @Option(names = "--mac", defaultValue = "52:54:00:12:34:56", description = "The guest's MAC (default ${DEFAULT-VALUE}).")
     String mac;
 
-    @Option(names = "--mtu", defaultValue = "1500", description = "MTU (default ${DEFAULT-VALUE}).")
-    int mtu;
+    @Option(names = "--mtu", description = "MTU (default 1500; with --vxlan-remote, the underlay's MTU less the VXLAN overhead: 50 B over IPv4, 70 B over IPv6).")
+    Integer mtu;
+
+    @Option(names = "--vxlan-remote", paramLabel = "IP", description = "Give the switch (implied) a VXLAN uplink (RFC 7348) to this VTEP;"
+            + " repeat for more remotes (frames to unknown and broadcast MACs go to each).")
+    List<String> vxlanRemotes = new ArrayList<>();
+
+    @Option(names = "--vxlan-vni", paramLabel = "N", description = "The VXLAN network identifier, 0..16777215 (required with --vxlan-remote).")
+    Integer vxlanVni;
+
+    @Option(names = "--vxlan-local", paramLabel = "IP", description = "Local address to listen and send from (default: any, the route picks).")
+    String vxlanLocal;
+
+    @Option(names = "--vxlan-port", defaultValue = "4789", paramLabel = "PORT", description = "UDP port to listen on and send to (default ${DEFAULT-VALUE}).")
+    int vxlanPort;
+
+    @Option(names = "--vxlan-no-checksum", description = "Send outer UDP checksums of 0 (over IPv6 the remote must accept them: Linux's udp6zerocsumrx).")
+    boolean vxlanNoChecksum;
 
     @Option(names = "--no-offload", description = {"Offer the guest no checksum or TCP segmentation offloads:"
             + " every frame crosses as a complete, MTU-sized frame (slower; for ports or peers that mishandle offloads)."})
@@ -94,7 +112,21 @@ public final class NetCommand extends DeviceCommand {
         if ((Integer.parseInt(mac.substring(0, 2), 16) & 1) != 0) {
             throw usage("--mac " + mac + " is a multicast address; a NIC needs a unicast one (an even first byte, e.g. 52:...)");
         }
-        checkRange("--mtu", mtu, 68, 65535 - 14 - 4, "bytes of IP packet");
+        if (mode == null && vxlanRemotes.isEmpty()) {
+            throw usage("Missing required argument: one of --tap, --switch, --drop, --reflect, --generate or --vxlan-remote");
+        }
+        if (!vxlanRemotes.isEmpty() && mode != null && !mode.switched) {
+            throw usage("--vxlan-remote connects the in-process switch; it does not combine with --tap, --drop, --reflect or --generate");
+        }
+        if (vxlanRemotes.isEmpty() && (vxlanVni != null || vxlanLocal != null || vxlanNoChecksum)) {
+            throw usage("--vxlan-vni, --vxlan-local and --vxlan-no-checksum go with --vxlan-remote");
+        }
+        if (mtu != null) {
+            checkRange("--mtu", mtu, 68, 65535 - 14 - 4, "bytes of IP packet");
+        }
+        if (mode == null) {
+            return;
+        }
         if (mode.generate != null) {
             checkRange("--generate", mode.generate, 60, 65535, "frame size in bytes");
         }
@@ -111,17 +143,38 @@ public final class NetCommand extends DeviceCommand {
     @Override
     public Integer call() throws Exception {
         checkOptions();
-        L2Switch sw = mode.switched ? new L2Switch() : null;
+        VxlanOptions.Plan vxlan = vxlanRemotes.isEmpty() ? null
+                : VxlanOptions.plan(this::usage, vxlanRemotes, vxlanVni, vxlanLocal, vxlanPort, !vxlanNoChecksum, mtu);
+        int nicMtu = vxlan != null ? vxlan.mtu() : mtu != null ? mtu : NetDevice.DEFAULT_MTU;
+        L2Switch sw = vxlan != null || mode.switched ? new L2Switch() : null;
+        VxlanPort uplink = vxlan == null ? null : VxlanOptions.open(sw, vxlan.config());
+        if (uplink != null) {
+            // QEMU 7.2 tells a vhost-user NIC's guest its MTU only from its own host_mtu property.
+            System.out.printf("jvhost net: VXLAN VNI %d on UDP port %d to %d remote(s); guest MTU %d"
+                    + " (QEMU: -device virtio-net-pci,...,host_mtu=%d)%n", vxlan.config().vni(), uplink.localPort(),
+                    vxlan.config().remotes().size(), nicMtu, nicMtu);
+        }
         List<NetDevice> devices = new ArrayList<>();
-        return serve.serve("net", i -> {
-            NetPort port = mode.tap != null ? tap(mode.tap, i)
-                    : sw != null ? sw.newPort()
-                    : mode.drop ? new BenchPorts.Drop()
-                    : mode.reflect ? new BenchPorts.Reflect()
-                    : new BenchPorts.Generate(mode.generate);
-            NetDevice d = new NetDevice(port, queues, Frames.parseMac(mac) + i, mtu, !noOffload);
-            devices.add(d);
-            return d;
-        }, () -> devices.forEach(d -> System.out.println(d.port().describe())));
+        try {
+            return serve.serve("net", i -> {
+                NetPort port = mode != null && mode.tap != null ? tap(mode.tap, i)
+                        : sw != null ? sw.newPort()
+                        : mode.drop ? new BenchPorts.Drop()
+                        : mode.reflect ? new BenchPorts.Reflect()
+                        : new BenchPorts.Generate(mode.generate);
+                NetDevice d = new NetDevice(port, queues, Frames.parseMac(mac) + i, nicMtu, !noOffload);
+                devices.add(d);
+                return d;
+            }, () -> {
+                devices.forEach(d -> System.out.println(d.port().describe()));
+                if (uplink != null) {
+                    System.out.println(uplink.switchPort().describe());
+                }
+            });
+        } finally {
+            if (uplink != null) {
+                uplink.close();
+            }
+        }
     }
 }
