@@ -1,5 +1,6 @@
 package io.jvhost.cli;
 
+import io.jvhost.testkit.HostCommands;
 import io.jvhost.testkit.QemuConfigs;
 import io.jvhost.testkit.QemuTests;
 import io.jvhost.testkit.guest.GuestImage;
@@ -53,17 +54,8 @@ class VxlanGuestsTest {
     private static CliProcess jvhostA, jvhostB;
     private static QemuGuest guestA, guestB;
 
-    private static String sh(String... command) throws IOException, InterruptedException {
-        Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
-        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        assertTrue(p.waitFor(30, TimeUnit.SECONDS), String.join(" ", command));
-        assertEquals(0, p.exitValue(), String.join(" ", command) + ": " + out);
-        return out;
-    }
-
     private static String in(String ns, String command) throws IOException, InterruptedException {
-        List<String> c = new ArrayList<>(List.of("ip", "netns", "exec", ns, "sh", "-c", command));
-        return sh(c.toArray(String[]::new));
+        return HostCommands.runIn(ns, command);
     }
 
     private static void deleteNamespaces() throws InterruptedException, IOException {
@@ -79,11 +71,11 @@ class VxlanGuestsTest {
         dir = Files.createTempDirectory("jvhost-vxlan");
         deleteNamespaces(); // a leftover run
         for (String ns : List.of(NS_A, NS_B, NS_L)) {
-            sh("ip", "netns", "add", ns);
+            HostCommands.run("ip", "netns", "add", ns);
             in(ns, "ip link set lo up");
         }
-        sh("ip", "link", "add", "jvxa-b", "netns", NS_A, "type", "veth", "peer", "name", "jvxb-a", "netns", NS_B);
-        sh("ip", "link", "add", "jvxa-l", "netns", NS_A, "type", "veth", "peer", "name", "jvxl-a", "netns", NS_L);
+        HostCommands.run("ip", "link", "add", "jvxa-b", "netns", NS_A, "type", "veth", "peer", "name", "jvxb-a", "netns", NS_B);
+        HostCommands.run("ip", "link", "add", "jvxa-l", "netns", NS_A, "type", "veth", "peer", "name", "jvxl-a", "netns", NS_L);
         in(NS_A, "ip addr add 169.254.71.1/30 dev jvxa-b && ip link set jvxa-b up"
                 + " && ip addr add 169.254.72.1/30 dev jvxa-l && ip link set jvxa-l up");
         in(NS_B, "ip addr add 169.254.71.2/30 dev jvxb-a && ip link set jvxb-a up");

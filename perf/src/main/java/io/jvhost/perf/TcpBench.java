@@ -1,5 +1,6 @@
 package io.jvhost.perf;
 
+import io.jvhost.testkit.HostCommands;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
 import io.jvhost.core.transport.ControlLoop;
@@ -127,7 +128,7 @@ public final class TcpBench extends Bench<TcpBench.Options> {
         cleanUp();
         Process server = null;
         try {
-            sh("ip", "netns", "add", NS);
+            HostCommands.run("ip", "netns", "add", NS);
             Backend backend = null;
             VhostUserServer vhost = null;
             TapPort tap = null;
@@ -143,7 +144,7 @@ public final class TcpBench extends Bench<TcpBench.Options> {
                 procs.note("# run " + n + ": ./jvhost net --tap " + TAP + (offloads ? "" : " --no-offload")
                         + " --socket S; guest: qemu-configs/net-qemu.sh S " + MAC + " 1");
             } else {
-                sh("ip", "tuntap", "add", "dev", TAP, "mode", "tap", "vnet_hdr");
+                HostCommands.run("ip", "tuntap", "add", "dev", TAP, "mode", "tap", "vnet_hdr");
                 nic = List.of("-netdev", "tap,id=t0,ifname=" + TAP + ",script=no,downscript=no,vhost=off",
                         "-device", "virtio-net-pci,netdev=t0,mac=" + MAC + (side.equals("qemu-tap-intx") ? ",vectors=0" : ""));
                 procs.note("# run " + n + ": qemu-system-x86_64 ... " + String.join(" ", nic));
@@ -152,9 +153,9 @@ public final class TcpBench extends Bench<TcpBench.Options> {
                     .extraArgs(nic).logFile(work.resolve("tcp-" + n + "-" + side + ".log")).build()) {
                 guest.start();
                 guest.awaitReady(Duration.ofMinutes(3));
-                sh("ip", "link", "set", TAP, "netns", NS);
-                sh("ip", "netns", "exec", NS, "ip", "addr", "add", HOST_IP + "/24", "dev", TAP);
-                sh("ip", "netns", "exec", NS, "ip", "link", "set", TAP, "up");
+                HostCommands.run("ip", "link", "set", TAP, "netns", NS);
+                HostCommands.run("ip", "netns", "exec", NS, "ip", "addr", "add", HOST_IP + "/24", "dev", TAP);
+                HostCommands.run("ip", "netns", "exec", NS, "ip", "link", "set", TAP, "up");
                 server = new ProcessBuilder("ip", "netns", "exec", NS, "iperf3", "-s", "-B", HOST_IP)
                         .redirectErrorStream(true).redirectOutput(work.resolve("iperf3-server-" + n + ".log").toFile()).start();
                 guest.exec("ip link set eth0 up && ip addr add " + GUEST_IP + "/24 dev eth0 && ping -c 1 -W 5 " + HOST_IP,
@@ -206,11 +207,4 @@ public final class TcpBench extends Bench<TcpBench.Options> {
         new ProcessBuilder("ip", "link", "delete", TAP).start().waitFor(10, TimeUnit.SECONDS);
     }
 
-    private static void sh(String... command) throws IOException, InterruptedException {
-        Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
-        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        if (!p.waitFor(30, TimeUnit.SECONDS) || p.exitValue() != 0) {
-            throw new IOException(String.join(" ", command) + ": " + out);
-        }
-    }
 }

@@ -2,7 +2,6 @@ package io.jvhost.net;
 
 import java.lang.foreign.MemorySegment;
 import java.util.concurrent.CopyOnWriteArrayList;
-import java.util.concurrent.atomic.AtomicLongArray;
 import java.util.function.LongSupplier;
 
 import org.slf4j.Logger;
@@ -24,18 +23,15 @@ import org.slf4j.LoggerFactory;
  */
 public final class L2Switch {
     private static final Logger LOG = LoggerFactory.getLogger(L2Switch.class);
-    private static final int TABLE_SIZE = 4096, MAX_PROBES = 16;
+    private static final int TABLE_SIZE = 4096;
 
     private final CopyOnWriteArrayList<SwitchPort> ports = new CopyOnWriteArrayList<>();
-    private final AtomicLongArray keys = new AtomicLongArray(TABLE_SIZE);   // MAC + 1, 0 = free
-    private final AtomicLongArray values = new AtomicLongArray(TABLE_SIZE); // port id << 48 | seen (ms)
-    private final long ageingMillis;
-    private final LongSupplier clock;
+    /** MAC to port id. */
+    private final MacTable table;
 
     /** @param clock milliseconds; injected so tests can age entries without waiting */
     public L2Switch(long ageingMillis, LongSupplier clock) {
-        this.ageingMillis = ageingMillis;
-        this.clock = clock;
+        this.table = new MacTable(TABLE_SIZE, ageingMillis, clock);
     }
 
     public L2Switch() {
@@ -91,47 +87,17 @@ public final class L2Switch {
         return ports.get(id);
     }
 
-    private static int slot(long mac) {
-        long h = mac * 0x9E37_79B9_7F4A_7C15L;
-        return (int) (h >>> 52) & (TABLE_SIZE - 1);
-    }
-
     /** Records that {@code mac} lives behind {@code port}. */
     void learn(long mac, int port) {
-        if (Frames.isGroup(mac)) {
-            return;
+        int old = table.learn(mac, port);
+        if (old >= 0 && old != port) {
+            LOG.info("MAC {} moved from port {} to port {}", Frames.macString(mac), old, port);
         }
-        long key = mac + 1, value = (long) port << 48 | (clock.getAsLong() & 0xFFFF_FFFF_FFFFL);
-        int s = slot(mac);
-        for (int i = 0; i < MAX_PROBES; i++, s = (s + 1) & (TABLE_SIZE - 1)) {
-            long k = keys.get(s);
-            if (k == key || (k == 0 && keys.compareAndSet(s, 0, key)) || keys.get(s) == key) {
-                long old = values.getAndSet(s, value);
-                if (old != 0 && (int) (old >>> 48) != port) {
-                    LOG.info("MAC {} moved from port {} to port {}", Frames.macString(mac), old >>> 48, port);
-                }
-                return;
-            }
-        }
-        // Table crowded around this slot: the MAC stays unknown and its frames flood.
     }
 
     /** The port behind {@code mac}, or -1 when unknown or aged out. */
     public int lookup(long mac) {
-        long key = mac + 1;
-        int s = slot(mac);
-        for (int i = 0; i < MAX_PROBES; i++, s = (s + 1) & (TABLE_SIZE - 1)) {
-            long k = keys.get(s);
-            if (k == 0) {
-                return -1;
-            }
-            if (k == key) {
-                long v = values.get(s);
-                long seen = v & 0xFFFF_FFFF_FFFFL;
-                return (clock.getAsLong() & 0xFFFF_FFFF_FFFFL) - seen > ageingMillis ? -1 : (int) (v >>> 48);
-            }
-        }
-        return -1;
+        return table.lookup(mac);
     }
 
     /**

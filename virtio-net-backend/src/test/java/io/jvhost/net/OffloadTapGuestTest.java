@@ -1,5 +1,6 @@
 package io.jvhost.net;
 
+import io.jvhost.testkit.HostCommands;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
 import io.jvhost.core.transport.ControlLoop;
@@ -39,13 +40,6 @@ class OffloadTapGuestTest {
     private static final String HOST_IP = "169.254.77.1", GUEST_IP = "169.254.77.2";
     private static final Pattern RECEIVER = Pattern.compile("([0-9.]+) ([KMG]?)bits/sec\\s+receiver");
 
-    private static String sh(String... command) throws IOException, InterruptedException {
-        Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
-        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        p.waitFor(30, TimeUnit.SECONDS);
-        assertEquals(0, p.exitValue(), String.join(" ", command) + ": " + out);
-        return out;
-    }
 
     /** The feature bits the guest's driver accepted, as /sys shows them: character i is bit i. */
     private static String guestFeatures(QemuGuest guest) {
@@ -86,10 +80,10 @@ class OffloadTapGuestTest {
         Process server = null;
         try (ControlLoop loop = new ControlLoop();
              Backend backend = new Backend("offload", device, BackendOptions.DEFAULT, loop)) {
-            sh("ip", "netns", "add", NS);
-            sh("ip", "link", "set", TAP, "netns", NS);
-            sh("ip", "netns", "exec", NS, "ip", "addr", "add", HOST_IP + "/24", "dev", TAP);
-            sh("ip", "netns", "exec", NS, "ip", "link", "set", TAP, "up");
+            HostCommands.run("ip", "netns", "add", NS);
+            HostCommands.run("ip", "link", "set", TAP, "netns", NS);
+            HostCommands.run("ip", "netns", "exec", NS, "ip", "addr", "add", HOST_IP + "/24", "dev", TAP);
+            HostCommands.run("ip", "netns", "exec", NS, "ip", "link", "set", TAP, "up");
             server = new ProcessBuilder("ip", "netns", "exec", NS, "iperf3", "-s", "-B", HOST_IP)
                     .redirectErrorStream(true).redirectOutput(dir.resolve("iperf3-server.log").toFile()).start();
             backend.start();
@@ -132,8 +126,8 @@ class OffloadTapGuestTest {
                 System.out.println("per pair: " + device.nic().counters(0) + " | " + device.nic().counters(1));
                 assertEquals(0, device.nic().counters(1).txBadHeader);
                 for (int pair = 0; pair < pairs; pair++) { // 4 flows each way: both TAP queues carry some
-                    NetCounters c = device.nic().counters(pair);
-                    assertTrue(c.rxFrames + c.txFrames > 0, "pair " + pair + " idle: " + c);
+                    NetCounters moved = device.nic().counters(pair);
+                    assertTrue(moved.rxFrames + moved.txFrames > 0, "pair " + pair + " idle: " + moved);
                 }
             }
         } finally {
