@@ -82,7 +82,7 @@ public final class VxlanPort implements L2Switch.Uplink, AutoCloseable {
             UDP_NO_CHECK6_TX = new IntegerUnixChannelOption("UDP_NO_CHECK6_TX", 17, 101);
 
     /** Counter indices; {@link #COUNTER_NAMES} in the same order. */
-    static final int TX_FRAMES = 0, TX_DATAGRAMS = 1, TX_NO_BUFFER = 2, TX_ERRORS = 3, RX_DATAGRAMS = 4,
+    public static final int TX_FRAMES = 0, TX_DATAGRAMS = 1, TX_NO_BUFFER = 2, TX_ERRORS = 3, RX_DATAGRAMS = 4,
             RX_FRAMES = 5, RX_BYTES = 6, RX_TRUNCATED = 7, RX_NO_I_FLAG = 8, RX_WRONG_VNI = 9,
             RX_FRAME_TOO_SHORT = 10, RX_FRAME_TOO_LONG = 11, RX_UNKNOWN_SENDER = 12, TX_FRAME_TOO_LONG = 13;
     static final String[] COUNTER_NAMES = {"tx frames", "tx datagrams", "tx dropped no buffer", "tx send errors",
@@ -301,8 +301,8 @@ public final class VxlanPort implements L2Switch.Uplink, AutoCloseable {
         return fdb.lookup(mac);
     }
 
-    /** Counter {@code index} ({@link #COUNTER_NAMES}). Any thread. */
-    long counter(int index) {
+    /** Counter {@code index} ({@link #TX_FRAMES}..., named in {@link #COUNTER_NAMES}). Any thread. */
+    public long counter(int index) {
         return counters.get(index);
     }
 
@@ -486,6 +486,11 @@ public final class VxlanPort implements L2Switch.Uplink, AutoCloseable {
     /** Closes the sockets and stops the event loop; frames still queued are dropped. */
     @Override
     public void close() {
+        // Sockets first, each waited for: the UDP port is free again when this returns.
+        listener.close().syncUninterruptibly();
+        for (Channel sender : senders) {
+            sender.close().syncUninterruptibly();
+        }
         group.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
     }
 }

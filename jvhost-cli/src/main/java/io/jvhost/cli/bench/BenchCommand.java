@@ -6,6 +6,7 @@ import io.jvhost.perf.BlkBench;
 import io.jvhost.perf.NetBench;
 import io.jvhost.perf.Report;
 import io.jvhost.perf.TcpBench;
+import io.jvhost.perf.VxlanBench;
 
 import java.io.IOException;
 import java.io.PrintStream;
@@ -24,7 +25,8 @@ import picocli.CommandLine.Option;
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = {"Benchmarks: jvhost side by side with DPDK and qemu-storage-daemon, and JMH microbenchmarks.",
             "Tables are printed and written as CSV/JSON (with the exact commands) under perf/results/."},
-        subcommands = {BenchCommand.Net.class, BenchCommand.Blk.class, BenchCommand.Tcp.class, BenchCommand.Jmh.class})
+        subcommands = {BenchCommand.Net.class, BenchCommand.Blk.class, BenchCommand.Tcp.class, BenchCommand.Vxlan.class,
+            BenchCommand.Jmh.class})
 public final class BenchCommand implements Runnable {
     @Override
     public void run() {
@@ -177,6 +179,24 @@ public final class BenchCommand implements Runnable {
         @Override
         void given(TcpBench.Options o) {
             if (sides != null) o.sides = sides;
+        }
+    }
+
+    @Command(name = "vxlan", mixinStandardHelpOptions = true,
+            description = {"VXLAN encapsulation and decapsulation per CPU core: the switch's VXLAN port against a Linux vxlan",
+                "link in a bridge, over veth pairs in network namespaces of the bench's own, alternating runs."})
+    static final class Vxlan extends EndToEnd<VxlanBench.Options> {
+        @Option(names = "--sizes", split = ",", description = "Frame sizes (default 64,1518).") List<Integer> sizes;
+        @Option(names = "--dirs", split = ",", description = "encap, decap (default both).") List<String> dirs;
+
+        Vxlan() {
+            super(VxlanBench.Options::new, VxlanBench.Options::quick, VxlanBench::run);
+        }
+
+        @Override
+        void given(VxlanBench.Options o) {
+            if (sizes != null) o.sizes = sizes;
+            if (dirs != null) o.directions = dirs;
         }
     }
 
