@@ -13,7 +13,7 @@ import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.LockSupport;
-import java.util.function.IntConsumer;
+import java.util.function.LongConsumer;
 
 import org.jctools.queues.atomic.MpscAtomicArrayQueue;
 import org.slf4j.Logger;
@@ -53,9 +53,9 @@ public final class Poller implements Runnable, AutoCloseable {
     private final int[] kickFd;
     private final int[] wakeupFd;
     private final boolean[] handlerFailureLogged;
-    // Queues stopping while requests are in flight: the queue, who gets its last avail index, until when it may wait.
+    // Queues stopping while requests are in flight: the queue, who gets its base, until when it may wait.
     private final VirtQueue[] stopping;
-    private final IntConsumer[] stopAcks;
+    private final LongConsumer[] stopAcks;
     private final long[] stopDeadlines;
     /** Per queue: attach and detach commands that came while it was stopping, run once it has stopped. */
     private final ArrayDeque<Runnable>[] afterStop;
@@ -85,7 +85,7 @@ public final class Poller implements Runnable, AutoCloseable {
         this.wakeupFd = new int[handlers.length];
         this.handlerFailureLogged = new boolean[handlers.length];
         this.stopping = new VirtQueue[handlers.length];
-        this.stopAcks = new IntConsumer[handlers.length];
+        this.stopAcks = new LongConsumer[handlers.length];
         this.stopDeadlines = new long[handlers.length];
         @SuppressWarnings("unchecked")
         ArrayDeque<Runnable>[] waiting = new ArrayDeque[handlers.length];
@@ -141,10 +141,11 @@ public final class Poller implements Runnable, AutoCloseable {
 
     /**
      * Stops processing queue {@code index}; once its handler has nothing left in flight (or
-     * {@link #STOP_TIMEOUT_NANOS} passed), {@code ack} gets its last avail index on the control
-     * thread, -1 if it was not running. The poller serves its other queues meanwhile.
+     * {@link #STOP_TIMEOUT_NANOS} passed), {@code ack} gets its base ({@link VirtQueue#base()}, what
+     * GET_VRING_BASE answers) on the control thread, -1 if it was not running. The poller serves its
+     * other queues meanwhile.
      */
-    public void detach(int index, IntConsumer ack) {
+    public void detach(int index, LongConsumer ack) {
         post(p -> p.whenStopped(index, () -> p.beginDetach(index, ack)));
     }
 
@@ -157,10 +158,7 @@ public final class Poller implements Runnable, AutoCloseable {
     }
 
     private void doAttach(VirtQueue q, QueueConfig c) {
-        int base = c.base() == QueueConfig.KEEP_BASE ? q.lastAvailIdx() : c.base();
-        q.inflight(c.inflight(), c.size());
-        q.dirtyLog(c.log(), c.usedGpa());
-        q.configure(c.size(), c.desc(), c.avail(), c.used(), c.memory(), base, c.eventIdx(), c.indirect(), c.errFd());
+        c.configure(q);
         q.callFd(c.callFd());
         if (q.baseCorrected() && c.callFd() >= 0) {
             LibC.eventfdSignal(c.callFd()); // the interrupt for those completions may have gone to a dead connection
@@ -207,7 +205,7 @@ public final class Poller implements Runnable, AutoCloseable {
      * Takes queue {@code i} off the running set at once (no more chains, kicks or device wakeups),
      * then lets its handler finish what is in flight; {@link #finishStops} acks it.
      */
-    private void beginDetach(int i, IntConsumer ack) {
+    private void beginDetach(int i, LongConsumer ack) {
         VirtQueue q = active[i];
         if (q == null) {
             control.execute(() -> ack.accept(-1));
@@ -265,13 +263,13 @@ public final class Poller implements Runnable, AutoCloseable {
                     name, i, left, TimeUnit.NANOSECONDS.toSeconds(STOP_TIMEOUT_NANOS));
         }
         q.publish();
-        IntConsumer ack = stopAcks[i];
+        LongConsumer ack = stopAcks[i];
         stopping[i] = null;
         stopAcks[i] = null;
         stoppingCount--;
         LOG.debug("{}: detached {}", name, q);
-        int lastAvail = q.lastAvailIdx();
-        control.execute(() -> ack.accept(lastAvail));
+        long base = q.base();
+        control.execute(() -> ack.accept(base));
         ArrayDeque<Runnable> waiting = afterStop[i];
         while (waiting != null && stopping[i] == null && !waiting.isEmpty()) {
             waiting.poll().run();
