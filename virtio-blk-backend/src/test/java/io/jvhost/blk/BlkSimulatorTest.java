@@ -5,6 +5,7 @@ import static io.jvhost.core.device.VirtioFeatures.*;
 import io.jvhost.blk.BlkRig.Area;
 import io.jvhost.blk.BlkRig.Completion;
 import io.jvhost.testkit.frontend.DriverQueue.Buffer;
+import io.jvhost.testkit.frontend.DriverQueue.Layout;
 
 import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
@@ -14,6 +15,9 @@ import java.util.function.LongUnaryOperator;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.Parameter;
+import org.junit.jupiter.params.ParameterizedClass;
+import org.junit.jupiter.params.provider.EnumSource;
 
 import static io.jvhost.blk.BlkRig.DISCARD;
 import static io.jvhost.blk.BlkRig.FLAG_UNMAP;
@@ -32,11 +36,17 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 
 /**
  * Every virtio-blk request type against a RAM disk, through a real vhost-user socket and split
- * rings in shared guest memory: what lands on the disk, what lands in guest memory (and that
+ * or packed rings in shared guest memory: what lands on the disk, what lands in guest memory (and that
  * nothing else there changes), the status byte, and the used length.
  */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
+@ParameterizedClass(name = "{0}")
+@EnumSource(Layout.class)
 class BlkSimulatorTest {
+    /** The guest's rings: the same tests on split and on packed ones. */
+    @Parameter
+    Layout layout;
+
     static final int DISK_BYTES = 1 << 20;
 
     private BlkRig rig;
@@ -46,7 +56,7 @@ class BlkSimulatorTest {
     private void serve(LongUnaryOperator accept) throws Exception {
         RamStore store = new RamStore(DISK_BYTES);
         disk = new ExpectedDisk(store.contents(), 99);
-        rig = BlkRig.serve(store, 1);
+        rig = BlkRig.serve(store, 1, layout);
         rig.start(accept.applyAsLong(rig.offered));
     }
 

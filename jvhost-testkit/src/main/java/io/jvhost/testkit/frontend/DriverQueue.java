@@ -406,6 +406,15 @@ public final class DriverQueue implements AutoCloseable {
     }
 
     /**
+     * EVENT_IDX: interrupt me at the next used element, wherever the ring stands (what a Linux
+     * driver asks for when it re-enables callbacks): {@link #setUsedEvent} at the driver's used
+     * index or position.
+     */
+    public void setUsedEventAtNext() {
+        setUsedEvent(layout == Layout.PACKED ? usedPos | usedWrap << 15 : lastUsedIdx);
+    }
+
+    /**
      * Asks for no interrupts, or for every one: split, VRING_AVAIL_F_NO_INTERRUPT (without
      * EVENT_IDX); packed, the driver event flags DISABLE or ENABLE.
      */
@@ -458,6 +467,11 @@ public final class DriverQueue implements AutoCloseable {
     public int slotFlags(int slot) {
         requirePacked("slotFlags");
         return Short.toUnsignedInt((short) U16_VH.getAcquire(desc, 16L * slot + 14));
+    }
+
+    /** Whether the device has published a used element this driver has not taken yet. */
+    public boolean hasUsed() {
+        return !covered.isEmpty() || usedReady();
     }
 
     /** Waits for the next used element, polling; null on timeout. */
