@@ -115,6 +115,11 @@ public final class VirtQueue {
         return ring == packed;
     }
 
+    /** Whether VIRTIO_F_IN_ORDER was negotiated for the queue's rings. */
+    public boolean isInOrder() {
+        return inOrder;
+    }
+
     /**
      * Where the device takes the next chain: the avail index of a split ring, or the position in a
      * packed ring with its wrap counter in bit 15.
