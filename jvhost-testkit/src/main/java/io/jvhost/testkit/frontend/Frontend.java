@@ -475,6 +475,19 @@ public final class Frontend implements AutoCloseable {
      * stands in QEMU's layout (a fresh one: positions 0, wrap counters 1).
      */
     public void startLikeQemu(long features, GuestRam ram, DriverQueue... queues) throws IOException {
+        long[] bases = new long[queues.length];
+        for (int i = 0; i < queues.length; i++) {
+            bases[i] = queues[i].isPacked() ? Integer.toUnsignedLong(queues[i].base()) : 0;
+        }
+        startLikeQemu(features, ram, bases, queues);
+    }
+
+    /**
+     * As {@link #startLikeQemu(long, GuestRam, DriverQueue...)}, SET_VRING_BASE sending
+     * {@code bases[i]} for queue {@code i}: what QEMU believes, e.g. after a backend crash, where
+     * QEMU 7.2 knows nothing newer of a packed ring than the base of its last start.
+     */
+    public void startLikeQemu(long features, GuestRam ram, long[] bases, DriverQueue... queues) throws IOException {
         long rings = 0;
         if (queues.length > 0) {
             rings = (queues[0].isPacked() ? VirtioFeatures.bit(VirtioFeatures.RING_PACKED) : 0)
@@ -483,9 +496,10 @@ public final class Frontend implements AutoCloseable {
         features = (features & ~RING_FEATURES) | rings;
         check(setFeatures(features | VirtioFeatures.bit(VirtioFeatures.PROTOCOL_FEATURES)), "SET_FEATURES");
         check(setMemTable(ram), "SET_MEM_TABLE");
-        for (DriverQueue q : queues) {
+        for (int i = 0; i < queues.length; i++) {
+            DriverQueue q = queues[i];
             check(setVringNum(q.index(), q.size()), "SET_VRING_NUM");
-            check(setVringBase(q.index(), q.isPacked() ? q.base() : 0), "SET_VRING_BASE");
+            check(setVringBase(q.index(), (int) bases[i]), "SET_VRING_BASE");
             check(setVringAddr(q), "SET_VRING_ADDR");
             check(setVringKick(q.index(), q.kickFd()), "SET_VRING_KICK");
             check(setVringCall(q.index(), q.callFd()), "SET_VRING_CALL");
