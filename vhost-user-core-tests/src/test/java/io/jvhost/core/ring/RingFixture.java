@@ -137,6 +137,23 @@ final class RingFixture implements AutoCloseable {
         return this;
     }
 
+    /**
+     * A new queue on the same rings, as a backend started after this one died would build it:
+     * tracking {@code inflight} (a queue's slice of an inflight region, or null), configured at
+     * {@code base} with {@code options}.
+     */
+    VirtQueue restart(MemorySegment inflight, long base, int options) {
+        boolean packed = isPacked();
+        VirtQueue q = new VirtQueue(0);
+        q.inflight(inflight, size);
+        q.configure(size, memory.translateHva(driver.descHva(), 16L * size),
+                memory.translateHva(driver.availHva(), packed ? 4 : 6 + 2L * size),
+                memory.translateHva(driver.usedHva(), packed ? 4 : 6 + 8L * size), memory, base,
+                options | (packed ? VirtQueue.PACKED : 0), err.get());
+        q.callFd(driver.callFd().get());
+        return q;
+    }
+
     /** A fresh ring's base in the fixture's layout: 0, or QEMU's packed start (positions 0, wrap counters 1). */
     long freshBase() {
         return isPacked() ? 0x8000_8000L : 0;

@@ -177,7 +177,11 @@ public final class PackedInflightLog {
         region.set(LE_SHORT, FREE_HEAD_OFFSET, (short) freeHead);
     }
 
-    /** The chain in {@code entry} has a used descriptor in the batch being written. */
+    /**
+     * The chain in {@code entry} has a used descriptor in the batch being written. Its entries stay
+     * taken until the batch is published: a chain taken meanwhile must not reuse them, since a
+     * crash before the publish leaves this one in flight.
+     */
     void completed(int entry) {
         if (failed || entry < 0) {
             return;
@@ -186,14 +190,20 @@ public final class PackedInflightLog {
             fail("more completions than the queue holds");
             return;
         }
-        release(entry);
         batch[batchCount++] = entry;
     }
 
-    /** Before the release store that publishes the batch: the used position it ends at. */
+    /**
+     * Before the release store that publishes the batch: the batch's entries go back on the free
+     * list, and the used position it ends at is written (both undone on recovery unless the ring
+     * shows the batch was published).
+     */
     void publishing(int usedPos, int usedWrap) {
         if (failed) {
             return;
+        }
+        for (int i = 0; i < batchCount; i++) {
+            release(batch[i]);
         }
         region.set(LE_SHORT, USED_IDX_OFFSET, (short) usedPos);
         region.set(ValueLayout.JAVA_BYTE, USED_WRAP_OFFSET, (byte) usedWrap);

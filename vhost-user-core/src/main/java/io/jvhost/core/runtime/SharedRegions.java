@@ -140,12 +140,12 @@ final class SharedRegions implements AutoCloseable {
      * GET_INFLIGHT_FD: a fresh, zeroed region for {@code r} (QEMU asks again after every guest
      * reset), laid out for packed or split rings as the features negotiated so far say (QEMU 7.2
      * sends SET_FEATURES first), and the reply with its layout and memfd; our mapping stays once
-     * that fd is closed. Always as big as packed rings need, so that a frontend that negotiates
-     * RING_PACKED only afterwards still has room: the queues then start it afresh in their layout.
+     * that fd is closed. A frontend that negotiates RING_PACKED only afterwards gets a region too
+     * small for it: its queues then run untracked, with a warning.
      */
     void createInflight(Exchange x, InflightRequest r, boolean packed) throws ProtocolException {
         long perQueue = inflightQueueBytes(r.queueSize(), packed);
-        long total = inflightQueueBytes(r.queueSize(), true) * r.queues();
+        long total = perQueue * r.queues();
         Fd fd = null;
         Arena arena = Arena.ofShared();
         try {
