@@ -193,6 +193,6 @@ public final class BlkDevice implements VirtioDevice {
 
     @Override
     public QueueHandler handler(int index) {
-        return new BlkQueueHandler(this, QUEUE_SIZE);
+        return new BlkQueueHandler(this, QUEUE_SIZE, index);
     }
 }

@@ -52,6 +52,8 @@ public final class Poller implements Runnable, AutoCloseable {
     private final VirtQueue[] active;
     private final int[] kickFd;
     private final int[] wakeupFd;
+    /** Per queue: its handler's wakeup fd could not be watched, so the poller polls it (counted in queuesWithoutKick). */
+    private final boolean[] wakeupPolled;
     private final boolean[] handlerFailureLogged;
     // Queues stopping while requests are in flight: the queue, who gets its base, until when it may wait.
     private final VirtQueue[] stopping;
@@ -83,6 +85,7 @@ public final class Poller implements Runnable, AutoCloseable {
         this.active = new VirtQueue[handlers.length];
         this.kickFd = new int[handlers.length];
         this.wakeupFd = new int[handlers.length];
+        this.wakeupPolled = new boolean[handlers.length];
         this.handlerFailureLogged = new boolean[handlers.length];
         this.stopping = new VirtQueue[handlers.length];
         this.stopAcks = new LongConsumer[handlers.length];
@@ -182,9 +185,19 @@ public final class Poller implements Runnable, AutoCloseable {
         }
         q.disableNotifications();
         safeCall(i, () -> handlers[i].started(q));
+        // The handler's own fd (a TAP device, a store's completion eventfd): new input wakes the
+        // poller. One that cannot be watched is polled like a queue without a kick fd instead, so
+        // its input waits at most NO_KICK_POLL_MILLIS rather than until some other wakeup.
         int extra = handlers[i].wakeupFd();
-        if (extra >= 0 && mode == IdleMode.EVENT && epoll.add(extra, DEVICE_WAKE, true) == 0) {
-            wakeupFd[i] = extra;
+        if (extra >= 0 && mode == IdleMode.EVENT) {
+            int r = epoll.add(extra, DEVICE_WAKE, true);
+            if (r == 0) {
+                wakeupFd[i] = extra;
+            } else {
+                LOG.warn("{}: cannot watch the wakeup fd of queue {}: errno {}; polling it instead", name, i, -r);
+                wakeupPolled[i] = true;
+                queuesWithoutKick++;
+            }
         }
         LOG.debug("{}: attached {}", name, q);
     }
@@ -217,6 +230,10 @@ public final class Poller implements Runnable, AutoCloseable {
         if (wakeupFd[i] >= 0) {
             epoll.remove(wakeupFd[i]);
             wakeupFd[i] = -1;
+        }
+        if (wakeupPolled[i]) {
+            wakeupPolled[i] = false;
+            queuesWithoutKick--;
         }
         if (kickFd[i] >= 0) {
             if (mode == IdleMode.EVENT) {
