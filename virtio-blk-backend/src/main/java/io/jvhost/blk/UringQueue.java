@@ -53,6 +53,8 @@ final class UringQueue implements BlockStore.Queue {
     /** Completions read in one go, before any is processed (processing may enter the kernel). */
     private final long[] cqeUserData;
     private final int[] cqeResults;
+    /** The user data of entries the kernel refused for good (enter() may run while a reap walks cqeUserData). */
+    private final long[] refused;
     /** Operations in the ring or in the kernel whose completion is not reaped yet; at most {@link #maxOps}. */
     private int opsInFlight;
     /** The completion ring's size; a test may raise it to make the completion ring overflow. */
@@ -119,6 +121,7 @@ final class UringQueue implements BlockStore.Queue {
         this.maxOps = r.cqEntries();
         this.cqeUserData = new long[r.cqEntries()];
         this.cqeResults = new int[r.cqEntries()];
+        this.refused = new long[r.sqEntries()];
         growSlots(INITIAL_SLOTS);
     }
 
@@ -304,12 +307,12 @@ final class UringQueue implements BlockStore.Queue {
         retrySubmit = false;
         int n = ring.unsubmitted();
         for (int i = 0; i < n; i++) {
-            cqeUserData[i % cqeUserData.length] = ring.unsubmittedUserData(i);
+            refused[i] = ring.unsubmittedUserData(i);
         }
         ring.discardUnsubmitted();
         for (int i = 0; i < n; i++) {
             opsInFlight--;
-            Slot s = slots[(int) cqeUserData[i % cqeUserData.length]];
+            Slot s = slots[(int) refused[i]];
             s.error = -EIO;
             if (--s.pending == 0) {
                 finish(s);

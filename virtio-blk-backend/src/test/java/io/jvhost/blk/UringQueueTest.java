@@ -164,6 +164,10 @@ class UringQueueTest {
 
         assertEquals(new Completion(1, IOERR), rig.transfer(0, IN, 16, 4096), "the refused read fails");
         assertEquals(0, q.requestsInFlight(), "its slot is free again");
+        q.failEnters = 1;
+        assertEquals(new Completion(1, IOERR), rig.ranges(BlkRig.WRITE_ZEROES, new long[] {0, 8, 0}, new long[] {64, 8, 0},
+                new long[] {128, 8, 0}), "three refused FALLOCATEs fail their request once");
+        assertEquals(0, q.requestsInFlight());
         assertArrayEquals(Arrays.copyOfRange(contents, 16 * SECTOR, 16 * SECTOR + 4096), rig.read(0, 16, 4096),
                 "the next one is served");
     }

@@ -94,8 +94,6 @@ public final class IoUring implements AutoCloseable {
     private final MemorySegment capture = arena.allocate(CAPTURE_LAYOUT);
     /** Our copy of the SQ tail (entries prepared) and of the CQ head (entries consumed). */
     private int sqTail, cqHead;
-    /** The kernel's CQ tail as last read: completions up to here may be read without a fence. */
-    private int cqTailSeen;
     private boolean closed;
 
     private IoUring(Fd fd, MemorySegment params, Arena mappings, MemorySegment ring, MemorySegment sqes) {
@@ -122,7 +120,6 @@ public final class IoUring implements AutoCloseable {
         }
         this.sqTail = (int) INT_VH.getAcquire(ring, sqTailOffset);
         this.cqHead = (int) INT_VH.getAcquire(ring, cqHeadOffset);
-        this.cqTailSeen = cqHead;
     }
 
     private static long u32(MemorySegment s, long offset) {
@@ -334,8 +331,7 @@ public final class IoUring implements AutoCloseable {
 
     /** Completions ready to read (one acquire load of the kernel's tail). */
     public int ready() {
-        cqTailSeen = (int) INT_VH.getAcquire(ring, cqTailOffset);
-        return cqTailSeen - cqHead;
+        return (int) INT_VH.getAcquire(ring, cqTailOffset) - cqHead;
     }
 
     /** The user data of the {@code i}-th ready completion ({@code i < ready()}). */
