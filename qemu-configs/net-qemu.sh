@@ -7,6 +7,8 @@
 # shared: memory-backend-memfd, share=on, bound through a NUMA node. vectors=0 because QEMU 7.2
 # under TCG crashes when a vhost-user-net NIC has MSI-X vectors (harmless with KVM; drop it on
 # QEMU >= 8 or with KVM to get MSI-X). With several queue pairs give the VM as many vCPUs.
+# PACKED=on gives the NIC packed virtqueues (virtio 1.1+, VIRTIO_F_RING_PACKED), which jvhost
+# offers for every device; the guest reports bit 34 in /sys/bus/virtio/devices/*/features.
 # With --device-args SOCKET MAC QUEUE_PAIRS [MTU] it only prints the NIC's QEMU arguments, one per
 # line (the end-to-end tests boot their guests with exactly these). MTU (or HOST_MTU=N for the VM)
 # sets host_mtu: QEMU 7.2 tells a vhost-user NIC's guest its MTU only so, never from the backend;
@@ -18,7 +20,7 @@ device_args() {
   [[ -n "${4:-}" ]] && mtu=",host_mtu=$4"
   printf '%s\n' -chardev "socket,id=jvhost-net0,path=$1" \
     -netdev "vhost-user,id=jvhost-net0,chardev=jvhost-net0,queues=$3" \
-    -device "virtio-net-pci,netdev=jvhost-net0,mac=$2,mq=$mq,vectors=0$mtu"
+    -device "virtio-net-pci,netdev=jvhost-net0,mac=$2,mq=$mq,vectors=0$mtu${PACKED:+,packed=$PACKED}"
 }
 if [[ "${1:-}" == --device-args ]]; then
   device_args "$2" "$3" "$4" "${5:-}"

@@ -5,6 +5,7 @@ import io.jvhost.testkit.frontend.DriverQueue.Buffer;
 import io.jvhost.testkit.frontend.DriverQueue.Used;
 import io.jvhost.core.ring.ChainError;
 import io.jvhost.net.ScriptedPort.Seen;
+import io.jvhost.testkit.frontend.DriverQueue.Layout;
 
 import java.util.Random;
 import java.util.concurrent.TimeUnit;
@@ -18,6 +19,8 @@ import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.params.provider.MethodSource;
 import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.params.Parameter;
+import org.junit.jupiter.params.ParameterizedClass;
 
 import static io.jvhost.testkit.frontend.DriverQueue.F_INDIRECT;
 import static io.jvhost.testkit.frontend.DriverQueue.F_NEXT;
@@ -28,6 +31,7 @@ import static io.jvhost.net.NetRig.MRG_RXBUF;
 import static io.jvhost.net.NetRig.frame;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 import static org.junit.jupiter.api.Assertions.assertNull;
 
 /**
@@ -36,13 +40,19 @@ import static org.junit.jupiter.api.Assertions.assertNull;
  * chains are refused, counted and completed with 0 bytes, and the next good frame still goes through.
  */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
+@ParameterizedClass(name = "{0}")
+@EnumSource(Layout.class)
 class NetSimulatorTransmitTest {
+    /** The guest's rings: the same tests on split and on packed ones. */
+    @Parameter
+    Layout layout;
+
     private ScriptedPort port;
     private NetRig rig;
 
     private void serve(long features) throws Exception {
         port = new ScriptedPort(1);
-        rig = NetRig.serve(port, 1).start(features);
+        rig = NetRig.serve(port, 1, layout).start(features);
     }
 
     @AfterEach
@@ -279,6 +289,7 @@ class NetSimulatorTransmitTest {
     @ParameterizedTest
     @EnumSource(Malformation.class)
     void shouldCompleteAMalformedChainWithZeroBytesCountItAndStillPassTheNextFrame(Malformation m) throws Exception {
+        assumeTrue(layout == Layout.SPLIT, "split descriptors rewritten by hand (PackedRingTest has the packed ones)");
         serve(MODERN);
         DriverQueue tx = rig.tx(0);
         Buffer[] buffers = rig.readable(rig.packet(frame(200, 11)), HEADER);

@@ -207,7 +207,7 @@ public final class BenchCommand implements Runnable {
         @Option(names = "--workloads", split = ",", description = "randread-4k, randwrite-4k, seqread-128k, seqwrite-128k (default: all).") List<String> workloads;
         @Option(names = "--busy-poll", description = "Run jvhost's pollers in busy-poll mode (default: event mode).") boolean busyPoll;
         @Option(names = "--depths", split = ",", description = "Queue depths of the random workloads (default 1,8,32).") List<Integer> depths;
-        @Option(names = "--targets", split = ",", description = "jvhost-ram, jvhost-file, qsd (default: all).") List<String> targets;
+        @Option(names = "--targets", split = ",", description = "jvhost-ram, jvhost-file (default I/O engine: io_uring), jvhost-file-threads, qsd (default: all but jvhost-file-threads).") List<String> targets;
 
         @Override
         void given(BlkBench.Options o) {

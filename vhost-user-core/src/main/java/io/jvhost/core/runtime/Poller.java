@@ -13,7 +13,7 @@ import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.LockSupport;
-import java.util.function.IntConsumer;
+import java.util.function.LongConsumer;
 
 import org.jctools.queues.atomic.MpscAtomicArrayQueue;
 import org.slf4j.Logger;
@@ -52,10 +52,12 @@ public final class Poller implements Runnable, AutoCloseable {
     private final VirtQueue[] active;
     private final int[] kickFd;
     private final int[] wakeupFd;
+    /** Per queue: its handler's wakeup fd could not be watched, so the poller polls it (counted in queuesWithoutKick). */
+    private final boolean[] wakeupPolled;
     private final boolean[] handlerFailureLogged;
-    // Queues stopping while requests are in flight: the queue, who gets its last avail index, until when it may wait.
+    // Queues stopping while requests are in flight: the queue, who gets its base, until when it may wait.
     private final VirtQueue[] stopping;
-    private final IntConsumer[] stopAcks;
+    private final LongConsumer[] stopAcks;
     private final long[] stopDeadlines;
     /** Per queue: attach and detach commands that came while it was stopping, run once it has stopped. */
     private final ArrayDeque<Runnable>[] afterStop;
@@ -83,9 +85,10 @@ public final class Poller implements Runnable, AutoCloseable {
         this.active = new VirtQueue[handlers.length];
         this.kickFd = new int[handlers.length];
         this.wakeupFd = new int[handlers.length];
+        this.wakeupPolled = new boolean[handlers.length];
         this.handlerFailureLogged = new boolean[handlers.length];
         this.stopping = new VirtQueue[handlers.length];
-        this.stopAcks = new IntConsumer[handlers.length];
+        this.stopAcks = new LongConsumer[handlers.length];
         this.stopDeadlines = new long[handlers.length];
         @SuppressWarnings("unchecked")
         ArrayDeque<Runnable>[] waiting = new ArrayDeque[handlers.length];
@@ -141,10 +144,11 @@ public final class Poller implements Runnable, AutoCloseable {
 
     /**
      * Stops processing queue {@code index}; once its handler has nothing left in flight (or
-     * {@link #STOP_TIMEOUT_NANOS} passed), {@code ack} gets its last avail index on the control
-     * thread, -1 if it was not running. The poller serves its other queues meanwhile.
+     * {@link #STOP_TIMEOUT_NANOS} passed), {@code ack} gets its base ({@link VirtQueue#base()}, what
+     * GET_VRING_BASE answers) on the control thread, -1 if it was not running. The poller serves its
+     * other queues meanwhile.
      */
-    public void detach(int index, IntConsumer ack) {
+    public void detach(int index, LongConsumer ack) {
         post(p -> p.whenStopped(index, () -> p.beginDetach(index, ack)));
     }
 
@@ -157,10 +161,7 @@ public final class Poller implements Runnable, AutoCloseable {
     }
 
     private void doAttach(VirtQueue q, QueueConfig c) {
-        int base = c.base() == QueueConfig.KEEP_BASE ? q.lastAvailIdx() : c.base();
-        q.inflight(c.inflight(), c.size());
-        q.dirtyLog(c.log(), c.usedGpa());
-        q.configure(c.size(), c.desc(), c.avail(), c.used(), c.memory(), base, c.eventIdx(), c.indirect(), c.errFd());
+        c.configure(q);
         q.callFd(c.callFd());
         if (q.baseCorrected() && c.callFd() >= 0) {
             LibC.eventfdSignal(c.callFd()); // the interrupt for those completions may have gone to a dead connection
@@ -184,9 +185,19 @@ public final class Poller implements Runnable, AutoCloseable {
         }
         q.disableNotifications();
         safeCall(i, () -> handlers[i].started(q));
+        // The handler's own fd (a TAP device, a store's completion eventfd): new input wakes the
+        // poller. One that cannot be watched is polled like a queue without a kick fd instead, so
+        // its input waits at most NO_KICK_POLL_MILLIS rather than until some other wakeup.
         int extra = handlers[i].wakeupFd();
-        if (extra >= 0 && mode == IdleMode.EVENT && epoll.add(extra, DEVICE_WAKE, true) == 0) {
-            wakeupFd[i] = extra;
+        if (extra >= 0 && mode == IdleMode.EVENT) {
+            int r = epoll.add(extra, DEVICE_WAKE, true);
+            if (r == 0) {
+                wakeupFd[i] = extra;
+            } else {
+                LOG.warn("{}: cannot watch the wakeup fd of queue {}: errno {}; polling it instead", name, i, -r);
+                wakeupPolled[i] = true;
+                queuesWithoutKick++;
+            }
         }
         LOG.debug("{}: attached {}", name, q);
     }
@@ -207,7 +218,7 @@ public final class Poller implements Runnable, AutoCloseable {
      * Takes queue {@code i} off the running set at once (no more chains, kicks or device wakeups),
      * then lets its handler finish what is in flight; {@link #finishStops} acks it.
      */
-    private void beginDetach(int i, IntConsumer ack) {
+    private void beginDetach(int i, LongConsumer ack) {
         VirtQueue q = active[i];
         if (q == null) {
             control.execute(() -> ack.accept(-1));
@@ -219,6 +230,10 @@ public final class Poller implements Runnable, AutoCloseable {
         if (wakeupFd[i] >= 0) {
             epoll.remove(wakeupFd[i]);
             wakeupFd[i] = -1;
+        }
+        if (wakeupPolled[i]) {
+            wakeupPolled[i] = false;
+            queuesWithoutKick--;
         }
         if (kickFd[i] >= 0) {
             if (mode == IdleMode.EVENT) {
@@ -265,13 +280,13 @@ public final class Poller implements Runnable, AutoCloseable {
                     name, i, left, TimeUnit.NANOSECONDS.toSeconds(STOP_TIMEOUT_NANOS));
         }
         q.publish();
-        IntConsumer ack = stopAcks[i];
+        LongConsumer ack = stopAcks[i];
         stopping[i] = null;
         stopAcks[i] = null;
         stoppingCount--;
         LOG.debug("{}: detached {}", name, q);
-        int lastAvail = q.lastAvailIdx();
-        control.execute(() -> ack.accept(lastAvail));
+        long base = q.base();
+        control.execute(() -> ack.accept(base));
         ArrayDeque<Runnable> waiting = afterStop[i];
         while (waiting != null && stopping[i] == null && !waiting.isEmpty()) {
             waiting.poll().run();
