@@ -41,8 +41,16 @@ public final class ServeOptions {
     @Option(names = "--client", description = "Connect to a frontend that listens (QEMU server=on) and reconnect when it goes away.")
     boolean client;
 
-    @Option(names = "--busy-poll", description = "Spin on the rings instead of sleeping on kicks (lowest latency, a core per poller).")
+    @Option(names = "--busy-poll", description = "Spin on the rings instead of sleeping on kicks (lowest latency, a core per poller); as --idle busy.")
     boolean busyPoll;
+
+    @Option(names = "--idle", paramLabel = "MODE", description = {"What a poller does when its rings are empty: adaptive (default: spin 20 us,"
+            + " yield until 100 us, then sleep on kicks), event (sleep on kicks at once: least CPU) or busy (spin: least latency)."})
+    String idle;
+
+    @Option(names = "--poller-cpus", paramLabel = "LIST", split = ",",
+            description = "Pin poller i to the i-th CPU of LIST (e.g. 2,3), as DPDK pins lcores; the JVM's other threads (JIT, GC, control) keep off those CPUs.")
+    java.util.List<Integer> pollerCpus;
 
     @Option(names = "--queue-map", paramLabel = "MAP", converter = QueueMap.Converter.class,
             description = "Queues per poller thread, e.g. 0,1:2,3 (colon between pollers). Default: the device's choice.")
@@ -150,14 +158,52 @@ public final class ServeOptions {
      * Serves {@code devices.apply(i)} on the i-th socket until SIGTERM or SIGINT, printing
      * {@code status} every 10 seconds; returns the exit code.
      */
+    /** The idle mode --idle and --busy-poll ask for (adaptive by default); a usage error for anything else. */
+    IdleMode idleMode() {
+        if (idle == null) {
+            return busyPoll ? IdleMode.BUSY : IdleMode.ADAPTIVE;
+        }
+        IdleMode m = switch (idle) {
+            case "adaptive" -> IdleMode.ADAPTIVE;
+            case "event" -> IdleMode.EVENT;
+            case "busy" -> IdleMode.BUSY;
+            default -> throw new ParameterException(command.commandLine(), "--idle " + idle + ": the modes are adaptive, event and busy");
+        };
+        if (busyPoll && m != IdleMode.BUSY) {
+            throw new ParameterException(command.commandLine(), "--busy-poll and --idle " + idle + " contradict each other: give one");
+        }
+        return m;
+    }
+
+    /** The CPUs of --poller-cpus, each one this process may run on; null when not given. */
+    int[] pollerCpus() {
+        if (pollerCpus == null) {
+            return null;
+        }
+        java.util.BitSet allowed;
+        try {
+            allowed = io.jvhost.core.sys.CpuAffinity.get(0);
+        } catch (io.jvhost.core.sys.NativeException e) {
+            throw new Failure("--poller-cpus: cannot read this process's CPUs: " + e.getMessage(), e);
+        }
+        for (int c : pollerCpus) {
+            if (c < 0 || !allowed.get(c)) {
+                throw new ParameterException(command.commandLine(), "--poller-cpus: CPU " + c + " is not one this process may run on (" + allowed + ")");
+            }
+        }
+        if (new java.util.HashSet<>(pollerCpus).size() != pollerCpus.size()) {
+            throw new ParameterException(command.commandLine(), "--poller-cpus " + pollerCpus + ": each poller needs a CPU of its own");
+        }
+        return pollerCpus.stream().mapToInt(Integer::intValue).toArray();
+    }
+
     public int serve(String name, java.util.function.IntFunction<VirtioDevice> devices, Runnable status) throws Exception {
         return serve(name, devices, status, null);
     }
 
     private int serve(String name, java.util.function.IntFunction<VirtioDevice> devices, Runnable status,
                       AutoCloseable storage) throws Exception {
-        BackendOptions options = new BackendOptions(busyPoll ? IdleMode.BUSY : IdleMode.EVENT,
-                queueMap == null ? null : queueMap.pollers());
+        BackendOptions options = new BackendOptions(idleMode(), queueMap == null ? null : queueMap.pollers(), pollerCpus());
         io.jvhost.core.transport.SocketAccess socketAccess = access.access(command, client);
         SocketAccessOptions.checkPaths(command, sockets, client);
         ControlLoop loop = new ControlLoop();

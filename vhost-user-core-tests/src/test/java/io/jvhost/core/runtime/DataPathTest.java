@@ -167,6 +167,36 @@ class DataPathTest {
         }
     }
 
+    /** CPU time of the threads whose names start with {@code prefix}, in nanoseconds. */
+    private static long cpuOf(String prefix) {
+        java.lang.management.ThreadMXBean mx = java.lang.management.ManagementFactory.getThreadMXBean();
+        long total = 0;
+        for (Thread t : Thread.getAllStackTraces().keySet()) {
+            if (t.getName().startsWith(prefix)) {
+                total += Math.max(0, mx.getThreadCpuTime(t.threadId()));
+            }
+        }
+        return total;
+    }
+
+    @org.junit.jupiter.api.Test
+    void shouldLetAnAdaptivePollerSleepWhenTrafficStopsAndWakeForTheNextKick() throws Exception {
+        try (BackendFixture fx = start(IdleMode.ADAPTIVE); GuestRam ram = new GuestRam(1 << 20);
+             DriverQueue q = new DriverQueue(ram, 0, 64); Frontend f = fx.connect()) {
+            long features = f.handshakeLikeQemu(2);
+            configureAllButKick(f, features, ram, q, 0);
+            assertEquals(0, f.setVringKick(0, q.kickFd()));
+            Traffic.echo(q, 20, 0);
+            Thread.sleep(50); // past the spin and yield budget: the poller sleeps on the kick fd now
+            String pollers = fx.backend().name() + "-poller-";
+            long before = cpuOf(pollers);
+            Thread.sleep(500);
+            long idleCpu = cpuOf(pollers) - before;
+            assertTrue(idleCpu < 100_000_000L, "an idle adaptive poller sleeps: " + idleCpu / 1_000_000 + " ms CPU in 500 ms");
+            Traffic.echo(q, 20, 100); // and the next kick wakes it
+        }
+    }
+
     @ParameterizedTest
     @EnumSource(IdleMode.class)
     void shouldWrapTheRingAndItsSixteenBitIndices(IdleMode mode) throws IOException {

@@ -43,7 +43,8 @@ public final class Backend implements AutoCloseable, DeviceContext, MetricsSourc
         }
         int[][] sets = options.queueSets() != null ? options.queueSets() : device.queueSets();
         for (int[] set : sets) {
-            Poller p = new Poller(name + "-poller-" + pollers.size(), options.idleMode(), handlers, control);
+            Poller p = new Poller(name + "-poller-" + pollers.size(), options.idleMode(), handlers, control,
+                    options.pollerCpu(pollers.size()));
             pollers.add(p);
             for (int q : set) {
                 if (q < 0 || q >= n || pollerOf[q] != null) {

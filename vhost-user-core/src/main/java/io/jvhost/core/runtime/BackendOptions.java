@@ -1,11 +1,21 @@
 package io.jvhost.core.runtime;
 
 /**
- * How a backend runs its queues: the idle mode of its pollers and, optionally, which queues share
- * a poller (null: the device's {@code queueSets()}).
+ * How a backend runs its queues: the idle mode of its pollers, optionally which queues share a
+ * poller (null: the device's {@code queueSets()}), and optionally the CPU each poller is pinned to
+ * ({@code pollerCpus[i]} for poller i; null, or a poller past its end: not pinned).
  */
-public record BackendOptions(IdleMode idleMode, int[][] queueSets) {
-    public static final BackendOptions DEFAULT = new BackendOptions(IdleMode.EVENT, null);
+public record BackendOptions(IdleMode idleMode, int[][] queueSets, int[] pollerCpus) {
+    public static final BackendOptions DEFAULT = new BackendOptions(IdleMode.ADAPTIVE, null);
+
+    public BackendOptions(IdleMode idleMode, int[][] queueSets) {
+        this(idleMode, queueSets, null);
+    }
+
+    /** The CPU poller {@code i} is pinned to, or -1. */
+    public int pollerCpu(int i) {
+        return pollerCpus != null && i < pollerCpus.length ? pollerCpus[i] : -1;
+    }
 
     /** Parses a queue map such as {@code "0,1:2,3"} (colon between pollers, comma between queues). */
     public static int[][] parseQueueSets(String map) {

@@ -4,6 +4,7 @@ import io.jvhost.core.device.QueueHandler;
 import io.jvhost.core.sys.EventFd;
 import io.jvhost.core.sys.Epoll;
 import io.jvhost.core.sys.Fd;
+import io.jvhost.core.sys.CpuAffinity;
 import io.jvhost.core.sys.LibC;
 import io.jvhost.core.sys.NativeException;
 import io.jvhost.core.ring.VirtQueue;
@@ -39,11 +40,21 @@ public final class Poller implements Runnable, AutoCloseable {
     private static final long WAKE = -1, DEVICE_WAKE = -2;
     /** Queues without a kick fd (NOFD), and stopping queues, are polled this often while the poller sleeps. */
     private static final int NO_KICK_POLL_MILLIS = 1;
+    /** ADAPTIVE: spin this long after the last work, then yield until YIELD_UNTIL, then sleep. */
+    static final long SPIN_NANOS = Long.getLong("jvhost.idle.spin-nanos", 20_000),
+            YIELD_UNTIL_NANOS = Long.getLong("jvhost.idle.yield-until-nanos", 100_000);
+    /** Pinned pollers' CPUs and thread ids, process-wide: the other threads are kept off those CPUs. */
+    private static final java.util.BitSet PINNED_CPUS = new java.util.BitSet();
+    private static final java.util.Set<Integer> PINNED_THREADS = java.util.concurrent.ConcurrentHashMap.newKeySet();
     /** How long a stopping queue may wait for its requests in flight before it is detached without them. */
     static final long STOP_TIMEOUT_NANOS = TimeUnit.SECONDS.toNanos(30);
 
     private final String name;
     private final IdleMode mode;
+    /** The CPU this poller runs on, or -1: any. */
+    private final int cpu;
+    /** ADAPTIVE: when this poller last found nothing to do after work (0 while working). */
+    private long idleSince;
     private final QueueHandler[] handlers;
     private final Executor control;
     private final MpscAtomicArrayQueue<PollerCommand> commands = new MpscAtomicArrayQueue<>(1024);
@@ -76,8 +87,14 @@ public final class Poller implements Runnable, AutoCloseable {
     }
 
     public Poller(String name, IdleMode mode, QueueHandler[] handlers, Executor control) throws NativeException {
+        this(name, mode, handlers, control, -1);
+    }
+
+    /** @param cpu the CPU the poller's thread runs on (the JVM's other threads kept off it), -1 for any */
+    public Poller(String name, IdleMode mode, QueueHandler[] handlers, Executor control, int cpu) throws NativeException {
         this.name = name;
         this.mode = mode;
+        this.cpu = cpu;
         this.handlers = handlers;
         this.control = control;
         this.epoll = new Epoll(64);
@@ -304,10 +321,15 @@ public final class Poller implements Runnable, AutoCloseable {
 
     @Override
     public void run() {
+        if (cpu >= 0) {
+            pin();
+        }
         while (running) {
             try {
                 if (doWork() == 0) {
                     idle();
+                } else {
+                    idleSince = 0;
                 }
             } catch (RuntimeException e) {
                 failures.incrementAndGet();
@@ -351,10 +373,48 @@ public final class Poller implements Runnable, AutoCloseable {
         }
     }
 
+    /**
+     * Runs this thread on {@link #cpu} alone and moves every other thread of the process (but other
+     * pinned pollers) off the pinned CPUs. A failure is logged; the poller runs unpinned.
+     */
+    private void pin() {
+        try {
+            int tid = CpuAffinity.currentThreadId();
+            PINNED_THREADS.add(tid);
+            java.util.BitSet pinned;
+            synchronized (PINNED_CPUS) {
+                PINNED_CPUS.set(cpu);
+                pinned = (java.util.BitSet) PINNED_CPUS.clone();
+            }
+            java.util.BitSet mine = new java.util.BitSet();
+            mine.set(cpu);
+            CpuAffinity.set(0, mine);
+            int moved = CpuAffinity.keepOthersOff(pinned, PINNED_THREADS);
+            LOG.info("{}: pinned to CPU {} (thread {}); {} other threads kept off CPUs {}", name, cpu, tid, moved, pinned);
+        } catch (NativeException | RuntimeException e) {
+            LOG.warn("{}: cannot pin to CPU {}: {}; running unpinned", name, cpu, e.getMessage());
+        }
+    }
+
     private void idle() {
         if (mode == IdleMode.BUSY) {
             Thread.onSpinWait();
             return;
+        }
+        if (mode == IdleMode.ADAPTIVE) {
+            long now = System.nanoTime();
+            if (idleSince == 0) {
+                idleSince = now;
+            }
+            long idleFor = now - idleSince;
+            if (idleFor < SPIN_NANOS) {
+                Thread.onSpinWait();
+                return;
+            }
+            if (idleFor < YIELD_UNTIL_NANOS) {
+                Thread.yield();
+                return;
+            }
         }
         VirtQueue[] queues = active;
         boolean more = false;
