@@ -48,6 +48,14 @@ public final class ServeOptions {
             + " yield until 100 us, then sleep on kicks), event (sleep on kicks at once: least CPU) or busy (spin: least latency)."})
     String idle;
 
+    @Option(names = "--coalesce-frames", paramLabel = "N", defaultValue = "0",
+            description = "Interrupt the guest once per N used entries at most (0, the default: whenever it asks), like ethtool -C rx-frames; with --coalesce-usecs.")
+    int coalesceFrames;
+
+    @Option(names = "--coalesce-usecs", paramLabel = "US", defaultValue = "50",
+            description = "With --coalesce-frames: hold an interrupt back at most this long (default ${DEFAULT-VALUE}); an idle poller sends it at once.")
+    long coalesceUsecs;
+
     @Option(names = "--poller-cpus", paramLabel = "LIST", split = ",",
             description = "Pin poller i to the i-th CPU of LIST (e.g. 2,3), as DPDK pins lcores; the JVM's other threads (JIT, GC, control) keep off those CPUs.")
     java.util.List<Integer> pollerCpus;
@@ -203,7 +211,12 @@ public final class ServeOptions {
 
     private int serve(String name, java.util.function.IntFunction<VirtioDevice> devices, Runnable status,
                       AutoCloseable storage) throws Exception {
-        BackendOptions options = new BackendOptions(idleMode(), queueMap == null ? null : queueMap.pollers(), pollerCpus());
+        if (coalesceFrames < 0 || coalesceFrames > 65536 || coalesceUsecs < 0 || coalesceUsecs > 1_000_000) {
+            throw new ParameterException(command.commandLine(), "--coalesce-frames must be 0..65536 and --coalesce-usecs 0..1000000, got "
+                    + coalesceFrames + " and " + coalesceUsecs);
+        }
+        BackendOptions options = new BackendOptions(idleMode(), queueMap == null ? null : queueMap.pollers(), pollerCpus(),
+                coalesceFrames, coalesceUsecs);
         io.jvhost.core.transport.SocketAccess socketAccess = access.access(command, client);
         SocketAccessOptions.checkPaths(command, sockets, client);
         ControlLoop loop = new ControlLoop();

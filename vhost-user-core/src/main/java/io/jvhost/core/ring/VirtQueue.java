@@ -51,6 +51,13 @@ public final class VirtQueue {
     // Configuration, set by the control thread while detached.
     private Ring ring = split;
     private volatile int callFd = -1;
+    // Call coalescing (ethtool -C's rx-frames/rx-usecs): off when coalesceFrames is 0. Poller only.
+    private int coalesceFrames;
+    private long coalesceNanos;
+    /** Entries published since the last call, when the first of them was, and whether a call is owed. */
+    private int pendingEntries;
+    private long pendingSince;
+    private boolean callOwed;
     private volatile int pollerWakeFd = -1;
     private int errFd = -1;
     private DescriptorChain chain;
@@ -458,6 +465,26 @@ public final class VirtQueue {
         if (QueueLatency.ENABLED) {
             latency.published(published);
         }
+        if (coalesceFrames > 0) {
+            // The driver's wish is remembered (EVENT_IDX looks only at what this publish moved), and
+            // the call goes out once enough entries or time have gathered, or the poller goes idle.
+            callOwed |= notify;
+            if (!callOwed) {
+                counters.notificationsSuppressed++;
+                return;
+            }
+            long now = System.nanoTime();
+            if (pendingEntries == 0) {
+                pendingSince = now;
+            }
+            pendingEntries += published;
+            if (pendingEntries < coalesceFrames && now - pendingSince < coalesceNanos) {
+                counters.notificationsCoalesced++;
+                return;
+            }
+            call();
+            return;
+        }
         int fd = callFd;
         if (notify && fd >= 0) {
             LibC.eventfdSignal(fd);
@@ -465,6 +492,43 @@ public final class VirtQueue {
         } else {
             counters.notificationsSuppressed++;
         }
+    }
+
+    /**
+     * Holds interrupts back until {@code frames} used entries have gathered or {@code usecs}
+     * passed since the first of them (0 frames: off, every wanted interrupt goes out at once), like
+     * {@code ethtool -C rx-frames/rx-usecs}. The poller sends what is owed before it sleeps, so
+     * the last interrupt of a burst is never late by more than that. Control thread, while the
+     * queue is detached; or a test.
+     */
+    public void coalesce(int frames, long usecs) {
+        if (frames < 0 || usecs < 0) {
+            throw new IllegalArgumentException("coalescing needs frames and usecs >= 0: " + frames + ", " + usecs);
+        }
+        this.coalesceFrames = frames;
+        this.coalesceNanos = usecs * 1000;
+        this.pendingEntries = 0;
+        this.callOwed = false;
+    }
+
+    /**
+     * Sends a held-back interrupt: always when {@code due} is false (the poller is about to sleep),
+     * else only once its time has come. Poller.
+     */
+    public void flushCoalesced(boolean due) {
+        if (callOwed && (!due || System.nanoTime() - pendingSince >= coalesceNanos)) {
+            call();
+        }
+    }
+
+    private void call() {
+        int fd = callFd;
+        if (fd >= 0) {
+            LibC.eventfdSignal(fd);
+            counters.notificationsSent++;
+        }
+        pendingEntries = 0;
+        callOwed = false;
     }
 
     /** Asks the driver not to kick while the poller is busy with this queue. Poller. */

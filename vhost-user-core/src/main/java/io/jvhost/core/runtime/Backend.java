@@ -39,6 +39,7 @@ public final class Backend implements AutoCloseable, DeviceContext, MetricsSourc
         this.handlers = new QueueHandler[n];
         for (int i = 0; i < n; i++) {
             queues[i] = new VirtQueue(i);
+            queues[i].coalesce(options.coalesceFrames(), options.coalesceUsecs());
             handlers[i] = device.handler(i);
         }
         int[][] sets = options.queueSets() != null ? options.queueSets() : device.queueSets();

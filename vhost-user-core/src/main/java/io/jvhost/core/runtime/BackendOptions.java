@@ -3,13 +3,19 @@ package io.jvhost.core.runtime;
 /**
  * How a backend runs its queues: the idle mode of its pollers, optionally which queues share a
  * poller (null: the device's {@code queueSets()}), and optionally the CPU each poller is pinned to
- * ({@code pollerCpus[i]} for poller i; null, or a poller past its end: not pinned).
+ * ({@code pollerCpus[i]} for poller i; null, or a poller past its end: not pinned), and call
+ * coalescing for every queue ({@link io.jvhost.core.ring.VirtQueue#coalesce}; 0 frames: off).
  */
-public record BackendOptions(IdleMode idleMode, int[][] queueSets, int[] pollerCpus) {
+public record BackendOptions(IdleMode idleMode, int[][] queueSets, int[] pollerCpus, int coalesceFrames,
+                             long coalesceUsecs) {
     public static final BackendOptions DEFAULT = new BackendOptions(IdleMode.ADAPTIVE, null);
 
     public BackendOptions(IdleMode idleMode, int[][] queueSets) {
         this(idleMode, queueSets, null);
+    }
+
+    public BackendOptions(IdleMode idleMode, int[][] queueSets, int[] pollerCpus) {
+        this(idleMode, queueSets, pollerCpus, 0, 0);
     }
 
     /** The CPU poller {@code i} is pinned to, or -1. */

@@ -397,7 +397,13 @@ public final class Poller implements Runnable, AutoCloseable {
     }
 
     private void idle() {
+        VirtQueue[] queues = active;
         if (mode == IdleMode.BUSY) {
+            for (VirtQueue q : queues) {
+                if (q != null) {
+                    q.flushCoalesced(true);
+                }
+            }
             Thread.onSpinWait();
             return;
         }
@@ -407,19 +413,24 @@ public final class Poller implements Runnable, AutoCloseable {
                 idleSince = now;
             }
             long idleFor = now - idleSince;
-            if (idleFor < SPIN_NANOS) {
-                Thread.onSpinWait();
-                return;
-            }
             if (idleFor < YIELD_UNTIL_NANOS) {
-                Thread.yield();
+                for (VirtQueue q : queues) {
+                    if (q != null) {
+                        q.flushCoalesced(true);
+                    }
+                }
+                if (idleFor < SPIN_NANOS) {
+                    Thread.onSpinWait();
+                } else {
+                    Thread.yield();
+                }
                 return;
             }
         }
-        VirtQueue[] queues = active;
         boolean more = false;
         for (VirtQueue q : queues) {
             if (q != null) {
+                q.flushCoalesced(false); // about to sleep: nothing owed may wait for the next kick
                 more |= q.enableNotifications();
             }
         }
