@@ -5,11 +5,14 @@
 #   qemu-configs/rng-qemu.sh /tmp/jvhost-rng.sock -kernel ... -append console=ttyS0 -nographic
 # vhost-user needs the guest's RAM shared with the backend: memory-backend-memfd with share=on,
 # bound to the VM through a NUMA node. QEMU tries KVM first and falls back to TCG.
+# PACKED=on gives the device a packed virtqueue (virtio 1.1+, VIRTIO_F_RING_PACKED), which jvhost
+# offers for every device; the guest reports bit 34 in /sys/bus/virtio/devices/*/features.
 # With --device-args SOCKET it only prints the device's QEMU arguments, one per line (the
 # end-to-end test boots a guest with exactly these).
 set -euo pipefail
 device_args() {
-  printf '%s\n' -chardev "socket,id=jvhost-rng0,path=$1" -device "vhost-user-rng-pci,chardev=jvhost-rng0"
+  printf '%s\n' -chardev "socket,id=jvhost-rng0,path=$1" \
+    -device "vhost-user-rng-pci,chardev=jvhost-rng0${PACKED:+,packed=$PACKED}"
 }
 if [[ "${1:-}" == --device-args ]]; then
   device_args "$2"

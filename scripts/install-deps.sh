@@ -13,7 +13,7 @@
 #   ceph    Ceph's monitor, OSD, tools and librbd: the RBD tests (tag ceph, scripts/dev-ceph.sh)
 #   nbd     qemu-nbd, nbdkit and openssl: the NBD store tests
 #   metrics promtool (Debian prometheus): the /metrics exposition tests
-#   net     iproute2 and iperf3: the TAP and offload tests (iperf3 also goes into the test guest)
+#   net     iproute2, iperf3 and ethtool: the TAP, offload and VXLAN tests (iperf3 also goes into the test guest)
 #   bench   dpdk, qemu-storage-daemon and taskset: ./jvhost bench
 #   test    guest dpdk ceph nbd metrics net: everything ./jvhost test runs
 #
@@ -131,7 +131,8 @@ missing_of() {
       [[ -x /usr/bin/promtool ]] || missing+=(prometheus) ;;
     net)
       command -v ip >/dev/null 2>&1 || missing+=(iproute2)
-      command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3) ;;
+      command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3)
+      command -v ethtool >/dev/null 2>&1 || [[ -x /usr/sbin/ethtool ]] || missing+=(ethtool) ;;
     bench)
       [[ -x /usr/bin/dpdk-testpmd ]] || missing+=(dpdk dpdk-dev)
       [[ -x /usr/bin/qemu-storage-daemon ]] || missing+=(qemu-system-common)

@@ -41,8 +41,24 @@ public final class ServeOptions {
     @Option(names = "--client", description = "Connect to a frontend that listens (QEMU server=on) and reconnect when it goes away.")
     boolean client;
 
-    @Option(names = "--busy-poll", description = "Spin on the rings instead of sleeping on kicks (lowest latency, a core per poller).")
+    @Option(names = "--busy-poll", description = "Spin on the rings instead of sleeping on kicks (lowest latency, a core per poller); as --idle busy.")
     boolean busyPoll;
+
+    @Option(names = "--idle", paramLabel = "MODE", description = {"What a poller does when its rings are empty: adaptive (default: spin 20 us,"
+            + " yield until 100 us, then sleep on kicks), event (sleep on kicks at once: least CPU) or busy (spin: least latency)."})
+    String idle;
+
+    @Option(names = "--coalesce-frames", paramLabel = "N", defaultValue = "0",
+            description = "Interrupt the guest once per N used entries at most (0, the default: whenever it asks), like ethtool -C rx-frames; with --coalesce-usecs.")
+    int coalesceFrames;
+
+    @Option(names = "--coalesce-usecs", paramLabel = "US", defaultValue = "50",
+            description = "With --coalesce-frames: hold an interrupt back at most this long (default ${DEFAULT-VALUE}); an idle poller sends it at once.")
+    long coalesceUsecs;
+
+    @Option(names = "--poller-cpus", paramLabel = "LIST", split = ",",
+            description = "Pin poller i to the i-th CPU of LIST (e.g. 2,3), as DPDK pins lcores; the JVM's other threads (JIT, GC, control) keep off those CPUs.")
+    java.util.List<Integer> pollerCpus;
 
     @Option(names = "--queue-map", paramLabel = "MAP", converter = QueueMap.Converter.class,
             description = "Queues per poller thread, e.g. 0,1:2,3 (colon between pollers). Default: the device's choice.")
@@ -126,6 +142,45 @@ public final class ServeOptions {
         return serving;
     }
 
+    /** The idle mode --idle and --busy-poll ask for (adaptive by default); a usage error for anything else. */
+    IdleMode idleMode() {
+        if (idle == null) {
+            return busyPoll ? IdleMode.BUSY : IdleMode.ADAPTIVE;
+        }
+        IdleMode m = switch (idle) {
+            case "adaptive" -> IdleMode.ADAPTIVE;
+            case "event" -> IdleMode.EVENT;
+            case "busy" -> IdleMode.BUSY;
+            default -> throw new ParameterException(command.commandLine(), "--idle " + idle + ": the modes are adaptive, event and busy");
+        };
+        if (busyPoll && m != IdleMode.BUSY) {
+            throw new ParameterException(command.commandLine(), "--busy-poll and --idle " + idle + " contradict each other: give one");
+        }
+        return m;
+    }
+
+    /** The CPUs of --poller-cpus, each one this process may run on; null when not given. */
+    int[] pollerCpus() {
+        if (pollerCpus == null) {
+            return null;
+        }
+        java.util.BitSet allowed;
+        try {
+            allowed = io.jvhost.core.sys.CpuAffinity.get(0);
+        } catch (io.jvhost.core.sys.NativeException e) {
+            throw new Failure("--poller-cpus: cannot read this process's CPUs: " + e.getMessage(), e);
+        }
+        for (int c : pollerCpus) {
+            if (c < 0 || !allowed.get(c)) {
+                throw new ParameterException(command.commandLine(), "--poller-cpus: CPU " + c + " is not one this process may run on (" + allowed + ")");
+            }
+        }
+        if (new java.util.HashSet<>(pollerCpus).size() != pollerCpus.size()) {
+            throw new ParameterException(command.commandLine(), "--poller-cpus " + pollerCpus + ": each poller needs a CPU of its own");
+        }
+        return pollerCpus.stream().mapToInt(Integer::intValue).toArray();
+    }
+
     /**
      * Marks the process as serving ({@link Main} leaves the exit to the serving code) and installs
      * the SIGTERM and SIGINT handlers: the first signal counts the returned latch down, a second
@@ -178,8 +233,18 @@ public final class ServeOptions {
         return metrics;
     }
 
+    /** Refuses call coalescing values out of range (a usage error). */
+    private void checkCoalescing() {
+        if (coalesceFrames < 0 || coalesceFrames > 65536 || coalesceUsecs < 0 || coalesceUsecs > 1_000_000) {
+            throw new ParameterException(command.commandLine(), "--coalesce-frames must be 0..65536 and --coalesce-usecs 0..1000000, got "
+                    + coalesceFrames + " and " + coalesceUsecs);
+        }
+    }
+
     /** Checks the access options and each socket path's length: what {@code serve --check} can check without the machine. */
     public void checkUsage() {
+        checkCoalescing();
+        idleMode();
         access.access(command, client);
         SocketAccessOptions.checkLengths(command, sockets);
     }
@@ -225,8 +290,10 @@ public final class ServeOptions {
         if (set.devices().size() != sockets.size()) {
             throw new ParameterException(command.commandLine(), name + " serves one socket; got " + sockets.size());
         }
-        BackendOptions options = shared != null ? BackendOptions.on(shared) : new BackendOptions(busyPoll ? IdleMode.BUSY : IdleMode.EVENT,
-                queueMap == null ? null : queueMap.pollers());
+        checkCoalescing();
+        BackendOptions own = new BackendOptions(idleMode(), queueMap == null ? null : queueMap.pollers(), pollerCpus(),
+                coalesceFrames, coalesceUsecs);
+        BackendOptions options = shared != null ? own.onShared(shared) : own;
         io.jvhost.core.transport.SocketAccess socketAccess = access.access(command, client);
         SocketAccessOptions.checkPaths(command, sockets, client);
         Started started = new Started(new java.util.ArrayList<>(), new java.util.ArrayList<>(), new java.util.ArrayList<>());

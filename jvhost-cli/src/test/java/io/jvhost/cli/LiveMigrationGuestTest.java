@@ -3,6 +3,7 @@ package io.jvhost.cli;
 import io.jvhost.blk.BlkDevice;
 import io.jvhost.blk.FileStore;
 import io.jvhost.testkit.guest.GuestImage;
+import io.jvhost.testkit.guest.GuestVirtio;
 import io.jvhost.testkit.guest.QemuGuest;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
@@ -41,6 +42,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * pings a second guest: the source backends log dirty pages, and after the switch-over pings go
  * on and every block written before, during and after reads back right.
  *
+ * <p>Both ring layouts migrate, without a boot more: live, the disk is on packed virtqueues
+ * ({@code packed=on}: its used descriptors are written into the descriptor ring, which the dirty log
+ * must cover) and the NIC on split ones; offline, the other way round.
+ *
  * <p>The destination starts paused ({@code -S}), so once QEMU reports the migration complete the
  * two guest memories must be byte for byte equal. Under TCG, QEMU 7.2 itself sometimes fails to
  * resend pages the vCPU wrote late in the migration (measured with no vhost-user device at all:
@@ -64,10 +69,12 @@ class LiveMigrationGuestTest {
     /** Guest pages (gpa / 4 KiB) the source backends may have written during the current attempt's migration. */
     private final Set<Long> writtenByBackends = ConcurrentHashMap.newKeySet();
 
-    private static List<String> devices(Path blk, Path net) {
-        return List.of("-chardev", "socket,id=blk0,path=" + blk, "-device", "vhost-user-blk-pci,chardev=blk0,num-queues=1",
+    /** The migrating guest's disk and NIC; live the disk has packed virtqueues, offline the NIC. */
+    private static List<String> devices(Path blk, Path net, boolean offline) {
+        return List.of("-chardev", "socket,id=blk0,path=" + blk,
+                "-device", "vhost-user-blk-pci,chardev=blk0,num-queues=1" + (offline ? "" : ",packed=on"),
                 "-chardev", "socket,id=net0,path=" + net, "-netdev", "vhost-user,id=net0,chardev=net0",
-                "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:00:00:01,vectors=0");
+                "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:00:00:01,vectors=0" + (offline ? ",packed=on" : ""));
     }
 
     private static String run(QemuGuest g, String command) {
@@ -170,9 +177,9 @@ class LiveMigrationGuestTest {
             QemuGuest peer = QemuGuest.builder().image(image0).extraArgs("-chardev", "socket,id=n,path=" + dir.resolve("peer.sock"),
                     "-netdev", "vhost-user,id=n,chardev=n", "-device", "virtio-net-pci,netdev=n,mac=52:54:00:00:00:02,vectors=0")
                     .logFile(QemuTests.logFile(getClass()).resolveSibling("LiveMigrationGuestTest-peer.log")).build();
-            QemuGuest source = QemuGuest.builder().image(image0).extraArgs(devices(blkSock[0], netSock[0]))
+            QemuGuest source = QemuGuest.builder().image(image0).extraArgs(devices(blkSock[0], netSock[0], offline))
                     .logFile(QemuTests.logFile(getClass()).resolveSibling("LiveMigrationGuestTest-source.log")).build();
-            List<String> destArgs = new ArrayList<>(devices(blkSock[1], netSock[1]));
+            List<String> destArgs = new ArrayList<>(devices(blkSock[1], netSock[1], offline));
             Path state = dir.resolve("guest.state");
             if (!offline) {
                 destArgs.add("-S"); // stays paused after the migration, so its memory can be compared
@@ -190,6 +197,8 @@ class LiveMigrationGuestTest {
             run(peer, "ip link set eth0 up && ip addr add 10.0.0.2/24 dev eth0");
             run(source, "ip link set eth0 up && ip addr add 10.0.0.1/24 dev eth0");
             assertTrue(run(source, "ping -c 2 -W 5 10.0.0.2").contains("2 packets received"));
+            assertEquals(!offline, GuestVirtio.ringPacked(source, GuestVirtio.BLOCK), "disk packed live");
+            assertEquals(offline, GuestVirtio.ringPacked(source, GuestVirtio.NET), "NIC packed offline");
 
             // Background load in the guest: disk rounds with their own pattern, and a steady ping.
             // (Offline, the ping stops with the guest; the check after restore stands alone.)
@@ -258,6 +267,8 @@ class LiveMigrationGuestTest {
             assertTrue(pings.contains("packets received"), pings);
 
             run(dest, "sync");
+            assertEquals(!offline, GuestVirtio.ringPacked(dest, GuestVirtio.BLOCK), "the disk's layout migrated");
+            assertEquals(offline, GuestVirtio.ringPacked(dest, GuestVirtio.NET), "the NIC's layout migrated");
             byte[] disk = Files.readAllBytes(image);
             assertArrayEquals(DiskRounds.expected(lastRound, BYTES), Arrays.copyOf(disk, BYTES), "the last round of writes, whole");
             dest.quit(Duration.ofSeconds(60));

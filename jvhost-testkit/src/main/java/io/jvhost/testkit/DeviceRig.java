@@ -25,8 +25,14 @@ public class DeviceRig implements AutoCloseable {
     public final Backend backend;
     public final Frontend frontend;
     public final GuestRam ram;
-    /** What GET_FEATURES offered at connect time. */
+    /**
+     * What GET_FEATURES offered at connect time, as the rig's driver takes it: RING_PACKED only on a
+     * packed rig, IN_ORDER only on an in-order one ({@link Frontend#driverRings}).
+     */
     public final long offered;
+    /** The layout of the rings {@link #startQueues} builds, and whether their driver accepts IN_ORDER. */
+    public final DriverQueue.Layout layout;
+    public final boolean inOrder;
     private final ServedDevice served;
     private DriverQueue[] started = new DriverQueue[0];
 
@@ -41,10 +47,22 @@ public class DeviceRig implements AutoCloseable {
     /** As {@link #DeviceRig(String, VirtioDevice, int, long)}, the backend run with {@code options}. */
     protected DeviceRig(String name, VirtioDevice device, BackendOptions options, int queueCount, long ramBytes)
             throws IOException {
+        this(name, device, options, queueCount, ramBytes, DriverQueue.Layout.SPLIT, false);
+    }
+
+    /**
+     * As {@link #DeviceRig(String, VirtioDevice, BackendOptions, int, long)}, the driver using rings
+     * of {@code layout} and accepting IN_ORDER if {@code inOrder}: the same device tests on either.
+     */
+    protected DeviceRig(String name, VirtioDevice device, BackendOptions options, int queueCount, long ramBytes,
+                        DriverQueue.Layout layout, boolean inOrder) throws IOException {
+        this.layout = layout;
+        this.inOrder = inOrder;
         ServedDevice s = ServedDevice.start(name, device, options);
         Frontend f = null;
         try {
             f = s.connect(TIMEOUT);
+            f.driverRings(layout, inOrder);
             this.offered = f.handshakeLikeQemu(queueCount);
             this.ram = new GuestRam(ramBytes);
         } catch (IOException | RuntimeException e) {
@@ -64,14 +82,25 @@ public class DeviceRig implements AutoCloseable {
         return new DeviceRig(name, device, queueCount, ramBytes);
     }
 
+    /** As {@link #serve(String, VirtioDevice, int, long)}, the driver on rings of {@code layout}. */
+    public static DeviceRig serve(String name, VirtioDevice device, int queueCount, long ramBytes,
+                                  DriverQueue.Layout layout, boolean inOrder) throws IOException {
+        return new DeviceRig(name, device, BackendOptions.DEFAULT, queueCount, ramBytes, layout, inOrder);
+    }
+
+    /** A fresh queue {@code index} of {@code size} in the rig's layout (in order if the rig is). */
+    public DriverQueue newQueue(int index, int size) throws IOException {
+        return new DriverQueue(ram, index, size, layout).inOrder(inOrder);
+    }
+
     /**
-     * Starts queues {@code 0 .. count - 1}, each of {@code queueSize} descriptors, as QEMU does at
-     * DRIVER_OK, the driver accepting {@code features}; returns them.
+     * Starts queues {@code 0 .. count - 1}, each of {@code queueSize} descriptors in the rig's
+     * layout, as QEMU does at DRIVER_OK, the driver accepting {@code features}; returns them.
      */
     public DriverQueue[] startQueues(long features, int count, int queueSize) throws IOException {
         started = new DriverQueue[count];
         for (int i = 0; i < count; i++) {
-            started[i] = new DriverQueue(ram, i, queueSize);
+            started[i] = newQueue(i, queueSize);
         }
         frontend.startLikeQemu(features, ram, started);
         return started;

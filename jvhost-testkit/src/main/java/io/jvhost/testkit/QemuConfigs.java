@@ -27,10 +27,24 @@ public final class QemuConfigs {
 
     /** Runs {@code qemu-configs/<script> --device-args <args...>} and returns its lines. */
     public static List<String> deviceArgs(String script, String... args) throws IOException, InterruptedException {
+        return deviceArgs(false, script, args);
+    }
+
+    /**
+     * As {@link #deviceArgs(String, String...)}, with {@code PACKED=on} in the script's environment
+     * when {@code packed}: the device on packed virtqueues, as the scripts document.
+     */
+    public static List<String> deviceArgs(boolean packed, String script, String... args)
+            throws IOException, InterruptedException {
         List<String> command = new ArrayList<>(List.of("bash", root().resolve("qemu-configs").resolve(script).toString(),
                 "--device-args"));
         command.addAll(List.of(args));
-        Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
+        ProcessBuilder b = new ProcessBuilder(command).redirectErrorStream(true);
+        b.environment().remove("PACKED");
+        if (packed) {
+            b.environment().put("PACKED", "on");
+        }
+        Process p = b.start();
         String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
         if (!p.waitFor(30, TimeUnit.SECONDS) || p.exitValue() != 0) {
             throw new IOException(script + " --device-args failed: " + out);

@@ -27,8 +27,9 @@ import org.HdrHistogram.Histogram;
  * {@link BlkLoad} generator (a Java vhost-user frontend and polling guest driver), in the same run.
  *
  * <p>Targets: {@code jvhost-ram} ({@code ./jvhost blk --ram}), {@code jvhost-file}
- * ({@code ./jvhost blk --file} on the image in /dev/shm) and {@code qsd} (qemu-storage-daemon with
- * an iothread, on the same image). The generator thread is pinned to the frontend CPU, jvhost's
+ * ({@code ./jvhost blk --file} on the image in /dev/shm, on the default I/O engine: io_uring where
+ * the kernel has it), {@code jvhost-file-threads} (the same on {@code --io-engine threads}) and
+ * {@code qsd} (qemu-storage-daemon with an iothread, on the same image). The generator thread is pinned to the frontend CPU, jvhost's
  * poller and I/O workers and the whole qemu-storage-daemon to the backend CPU; jvhost serves all
  * queues from one poller, as qemu-storage-daemon serves them from its one iothread. Runs alternate
  * between targets; IOPS is the median over runs, {@code IOPS_vs_qsd} the median of per-round ratios
@@ -233,13 +234,15 @@ public final class BlkBench extends Bench<BlkBench.Options> {
                 Procs.stop(qsd, 10);
             }
         }
-        boolean file = target.equals("jvhost-file");
-        BlockStore store = file ? new FileStore(image, false, false, 2) : new RamStore(options.diskBytes);
+        boolean file = target.startsWith("jvhost-file");
+        FileStore.IoEngine engine = target.equals("jvhost-file-threads") ? FileStore.IoEngine.THREADS : FileStore.IoEngine.AUTO;
+        BlockStore store = file ? new FileStore(image, false, false, 2, engine) : new RamStore(options.diskBytes);
         String name = "bb" + n;
         IdleMode mode = options.busyPoll ? IdleMode.BUSY : IdleMode.EVENT;
         int[][] oneSet = onePoller(queues);
         procs.note("# run " + n + ", in this JVM, equivalent to: taskset -c " + options.backendCpu + " ./jvhost blk "
-                + (file ? "--file " + image + " --io-workers 2" : "--ram " + options.diskBytes) + " --socket " + socket
+                + (file ? "--file " + image + " --io-engine " + (((FileStore) store).engine() == FileStore.IoEngine.URING ? "uring" : "threads --io-workers 2")
+                        : "--ram " + options.diskBytes) + " --socket " + socket
                 + " --queues " + queues + (queues > 1 ? " --queue-map " + queueMap(oneSet) : "")
                 + (options.busyPoll ? " --busy-poll" : ""));
         try (store; Backend backend = new Backend(name, new BlkDevice(store, queues), new BackendOptions(mode, oneSet), loop)) {

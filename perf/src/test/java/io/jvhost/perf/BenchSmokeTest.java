@@ -79,4 +79,40 @@ class BenchSmokeTest {
             assertTrue((Long) row.get(col(r, "requests")) > 0, "requests completed: " + row);
         }
     }
+
+    @Test
+    @Tag("qemu")
+    @Timeout(value = 4, unit = TimeUnit.MINUTES)
+    void shouldCarryGuestTcpThroughJvhostAndQemusTapInTheQuickTcpBenchmark() throws Exception {
+        require("tcp benchmark smoke test (QEMU guest, iperf3)", TcpBench.missing());
+        TcpBench.Options o = TcpBench.Options.quick();
+        o.out = OUT;
+        o.seconds = 1;
+        o.sides = java.util.List.of("jvhost", "qemu-tap");
+        ByteArrayOutputStream printed = new ByteArrayOutputStream();
+        Report r = TcpBench.run(o, new PrintStream(printed, true, StandardCharsets.UTF_8));
+        System.out.print(printed.toString(StandardCharsets.UTF_8));
+        assertEquals(2 * o.sides.size(), r.rows().size(), "one row per direction and side");
+        for (List<Object> row : r.rows()) {
+            assertEquals(0L, row.get(col(r, "errors")), "runs failed: " + row);
+            assertTrue((Double) row.get(col(r, "Mbit/s")) > 0, "TCP moved: " + row);
+        }
+    }
+
+    @Test
+    @Timeout(value = 3, unit = TimeUnit.MINUTES)
+    void shouldMoveFramesThroughJvhostsAndLinuxsVxlanInTheQuickVxlanBenchmark() throws Exception {
+        require("vxlan benchmark smoke test (network namespaces)",
+                "root".equals(System.getProperty("user.name")) ? List.of() : List.of("root, for network namespaces"));
+        VxlanBench.Options o = VxlanBench.Options.quick();
+        o.out = OUT;
+        ByteArrayOutputStream printed = new ByteArrayOutputStream();
+        Report r = VxlanBench.run(o, new PrintStream(printed, true, StandardCharsets.UTF_8));
+        System.out.print(printed.toString(StandardCharsets.UTF_8));
+        assertEquals(o.directions.size() * o.sizes.size() * 2, r.rows().size(), "one row per direction, size and side");
+        for (List<Object> row : r.rows()) {
+            assertEquals(0L, row.get(col(r, "errors")), "runs failed: " + row);
+            assertTrue((Double) row.get(col(r, "Mfps/core")) > 0, "frames moved: " + row);
+        }
+    }
 }

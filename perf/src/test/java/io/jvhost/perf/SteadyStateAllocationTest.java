@@ -34,7 +34,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * a backend in this JVM, driven by the Java frontends {@link BlkLoad} and {@link NetLoad}, is
  * warmed up (so the JIT has compiled the path) and then the poller threads, and a store's I/O
  * workers, must allocate 0 bytes over 100k requests or frames. Allocation is counted by
- * ThreadMXBean per thread: exact, not a timing, so the assertion is strict.
+ * ThreadMXBean per thread: exact, not a timing, so the assertion is strict. The file store runs on
+ * io_uring (its rings reaped by the pollers, so the pollers do everything) and on I/O workers.
  *
  * <p>Each case runs in a fresh backend, but all share this JVM, so by the later cases the JIT has
  * seen several stores and ports: the megamorphic call sites a real process may have.
@@ -69,17 +70,24 @@ class SteadyStateAllocationTest {
             "ram, randread-4k, 1",
             "ram, randwrite-4k, 32",
             "ram, randread-4k, 32",
+            "file, randread-4k, 1",
             "file, randread-4k, 32",
+            "file, randwrite-4k, 1",
             "file, randwrite-4k, 32",
+            "file-threads, randread-4k, 32",
+            "file-threads, randwrite-4k, 32",
     })
     void shouldAllocateNothingPerBlkRequestAfterWarmUp(String target, String workload, int depth) throws Exception {
         BlockStore store;
-        if (target.equals("file")) {
+        if (target.startsWith("file")) {
             Path image = dir.resolve("alloc.img");
             try (RandomAccessFile f = new RandomAccessFile(image.toFile(), "rw")) {
                 f.setLength(DISK);
             }
-            store = new FileStore(image, false, false, 2);
+            // "file": io_uring (the pollers reap their rings) where the kernel has it; "file-threads": I/O workers.
+            store = new FileStore(image, false, false, 2,
+                    target.equals("file") ? FileStore.IoEngine.AUTO : FileStore.IoEngine.THREADS);
+            System.out.println(target + ": " + ((FileStore) store).engine());
         } else {
             store = new RamStore(DISK);
         }

@@ -89,6 +89,15 @@ public final class BlkDevice implements VirtioDevice {
         return f;
     }
 
+    /**
+     * IN_ORDER refused: requests complete as the store finishes them, often out of order, and in
+     * order the queue would hold a quick read back behind a slow flush. Packed rings are welcome.
+     */
+    @Override
+    public long refusedFeatures() {
+        return bit(IN_ORDER);
+    }
+
     @Override
     public void bind(DeviceContext context) {
         this.context = context;
@@ -184,6 +193,6 @@ public final class BlkDevice implements VirtioDevice {
 
     @Override
     public QueueHandler handler(int index) {
-        return new BlkQueueHandler(this, QUEUE_SIZE);
+        return new BlkQueueHandler(this, QUEUE_SIZE, index);
     }
 }

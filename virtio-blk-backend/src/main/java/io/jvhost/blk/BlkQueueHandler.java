@@ -26,8 +26,11 @@ import static io.jvhost.blk.BlockRequest.STATUS_UNSUPP;
 
 /**
  * One virtio-blk request queue: parses each chain (header, data, status byte; any framing),
- * validates it against the disk, hands batches to the store, and publishes completions that come
- * back through a lock-free MPSC queue. Poller thread, except {@link #completed} (any thread).
+ * validates it against the disk, hands batches to the store's queue ({@link BlockStore.Queue}), and
+ * publishes completions that come back through a lock-free MPSC queue. A store that completes on
+ * the poller is reaped at the top of each cycle and right after each submission (I/O that finished
+ * inline, e.g. from the page cache, is published in the same cycle); its completion fd is this
+ * handler's {@link #wakeupFd()}. Poller thread, except {@link #completed} (any thread).
  */
 final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
     private static final Logger LOG = LoggerFactory.getLogger(BlkQueueHandler.class);
@@ -53,6 +56,7 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
 
     private final BlkDevice device;
     private final BlockStore store;
+    private final BlockStore.Queue io;
     private final BlockRequest[] free;
     private int freeCount;
     private final BlockRequest[] batch;
@@ -71,9 +75,10 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
     long unsupported;
     private boolean malformedLogged;
 
-    BlkQueueHandler(BlkDevice device, int queueSize) {
+    BlkQueueHandler(BlkDevice device, int queueSize, int index) {
         this.device = device;
         this.store = device.store();
+        this.io = store.openQueue(index);
         this.free = new BlockRequest[queueSize];
         this.batch = new BlockRequest[queueSize];
         this.completions = new MpscAtomicArrayQueue<>(queueSize);
@@ -83,6 +88,12 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
         freeCount = queueSize;
         byte[] idBytes = Arrays.copyOf(store.id().getBytes(StandardCharsets.US_ASCII), ID_BYTES);
         this.id = MemorySegment.ofArray(idBytes);
+    }
+
+    /** The store queue's completion fd, watched by the poller while this queue runs. */
+    @Override
+    public int wakeupFd() {
+        return io.completionFd();
     }
 
     @Override
@@ -105,6 +116,7 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
 
     @Override
     public int process(VirtQueue q, int budget) {
+        int progress = io.reap(budget);
         int done = reap(q);
         while (done < budget && freeCount > 0) {
             DescriptorChain c = q.next();
@@ -116,15 +128,16 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
         }
         if (batchCount > 0) {
             try {
-                store.submit(batch, batchCount);
+                io.submit(batch, batchCount);
             } finally { // a store that throws breaks its contract; never hand it the same requests twice
                 Arrays.fill(batch, 0, batchCount, null);
                 batchCount = 0;
             }
+            progress += io.reap(budget); // what completed during the submission
         }
         done += reap(q);
         q.publish();
-        return done;
+        return done + progress;
     }
 
     /** Scraping thread: the poller's counters, read opaque. */
@@ -140,6 +153,7 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
     /** Completes what the store has finished; the rest is waited for in {@link #drain}, without blocking the poller. */
     @Override
     public void stopped(VirtQueue q) {
+        io.reap(Integer.MAX_VALUE);
         reap(q);
     }
 
@@ -149,6 +163,7 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
      */
     @Override
     public int drain(VirtQueue q) {
+        io.reap(Integer.MAX_VALUE);
         reap(q);
         q.publish();
         return inFlight;

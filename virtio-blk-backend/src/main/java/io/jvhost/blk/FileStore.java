@@ -1,35 +1,208 @@
 package io.jvhost.blk;
 
 import io.jvhost.core.sys.BlockFile;
+import io.jvhost.core.sys.IoUring;
+import io.jvhost.core.sys.FileCalls;
 import io.jvhost.core.sys.NativeException;
 
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.atomic.AtomicBoolean;
 
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * A raw image file or block device. I/O workers do positional reads and writes straight between
- * the file and guest memory, fdatasync for FLUSH (and for writes while the guest's write cache is
- * off), fallocate punch-hole for DISCARD and zero-range (or punch-hole with unmap) for WRITE_ZEROES.
+ * A raw image file or block device, on one of two I/O engines:
+ * <ul>
+ * <li>{@link IoEngine#URING io_uring} (the default where the kernel allows it): one ring per device
+ *     queue, its poller the only submitter; reads and writes go straight between the file and
+ *     guest memory, completions come back on the poller through the ring's eventfd (see
+ *     {@link UringQueue}). No thread of the store sits between the ring and the I/O.
+ * <li>{@link IoEngine#THREADS threads}, the fallback: I/O workers do positional reads and writes
+ *     and complete from their threads.
+ * </ul>
+ * Both do fdatasync for FLUSH (and for writes while the guest's write cache is off), fallocate
+ * punch-hole for DISCARD and zero-range (or punch-hole with unmap) for WRITE_ZEROES, writing
+ * zeros where the file system cannot. {@link IoEngine#AUTO} takes io_uring unless it is unavailable
+ * (no such system call, forbidden by {@code kernel.io_uring_disabled} or seccomp, a kernel before
+ * 5.6), and says which in the log, once. Requests given to {@link #submit} directly, without a
+ * queue from {@link #openQueue}, always go to the workers (started on first use under io_uring).
  */
 public final class FileStore implements BlockStore {
     private static final Logger LOG = LoggerFactory.getLogger(FileStore.class);
     private static final int EIO = 5, EFAULT = 14;
+    /** The system property that picks the engine of stores made without one: auto, uring or threads. */
+    public static final String ENGINE_PROPERTY = "jvhost.io-engine";
+    /** Submission entries per ring (twice as many completion entries). */
+    static final int RING_ENTRIES = 256;
+    static final int PUNCH_HOLE = FileCalls.FALLOC_FL_PUNCH_HOLE | FileCalls.FALLOC_FL_KEEP_SIZE;
+    static final int ZERO_RANGE = FileCalls.FALLOC_FL_ZERO_RANGE | FileCalls.FALLOC_FL_KEEP_SIZE;
+    private static final AtomicBoolean ENGINE_LOGGED = new AtomicBoolean();
+
+    /** How a file store does its I/O. */
+    public enum IoEngine {
+        /** io_uring where available, else threads. */
+        AUTO,
+        /** io_uring, one ring per device queue, completions on the queue's poller. */
+        URING,
+        /** A pool of I/O worker threads doing blocking calls. */
+        THREADS;
+
+        /** Parses {@code auto}, {@code uring} or {@code threads} (any case). */
+        public static IoEngine parse(String name) {
+            return switch (name.trim().toLowerCase(Locale.ROOT)) {
+                case "auto" -> AUTO;
+                case "uring", "io_uring", "io-uring" -> URING;
+                case "threads" -> THREADS;
+                default -> throw new IllegalArgumentException("unknown I/O engine '" + name + "': auto, uring or threads");
+            };
+        }
+
+        /** The engine the system property {@code jvhost.io-engine} names; {@link #AUTO} when unset. */
+        public static IoEngine configured() {
+            String v = System.getProperty(ENGINE_PROPERTY);
+            return v == null || v.isBlank() ? AUTO : parse(v);
+        }
+    }
 
     private final BlockFile file;
-    private final IoWorkers<BlockRequest> workers;
+    private final int ioWorkerCount;
+    private final IoEngine engine;
+    /** The workers: at once on the threads engine, on first use on io_uring. */
+    private volatile IoWorkers<BlockRequest> workers;
+    private final List<UringQueue> queues = new CopyOnWriteArrayList<>();
     private final boolean holes;
+    /** Submission entries of the rings opened from now on (tests make them small). */
+    int ringEntries = RING_ENTRIES;
+    /** The file system has no zero-range: WRITE_ZEROES goes to the workers, which write zeros. */
+    private volatile boolean zeroesOnWorkers;
     private volatile long size;
     private boolean closed;
 
-    /** Opens {@code path}; {@code direct} uses O_DIRECT (the guest's buffers must then be aligned). */
+    /**
+     * Opens {@code path}; {@code direct} uses O_DIRECT (the guest's buffers must then be aligned).
+     * The engine is the one {@link IoEngine#configured()} names ({@link IoEngine#AUTO} by default).
+     */
     public FileStore(Path path, boolean readOnly, boolean direct, int ioWorkers) throws NativeException {
+        this(path, readOnly, direct, ioWorkers, IoEngine.configured());
+    }
+
+    /**
+     * Opens {@code path} on {@code engine}; {@code ioWorkers} threads serve the threads engine (and,
+     * on io_uring, what the ring cannot do). Throws when {@link IoEngine#URING} is asked for and
+     * io_uring is unavailable.
+     */
+    public FileStore(Path path, boolean readOnly, boolean direct, int ioWorkers, IoEngine engine) throws NativeException {
+        if (ioWorkers < 1) {
+            throw new IllegalArgumentException("ioWorkers must be at least 1: " + ioWorkers);
+        }
+        this.engine = resolve(engine);
         this.file = BlockFile.open(path, readOnly, direct);
         this.size = file.size() & ~(long) (BlkDevice.SECTOR - 1);
         this.holes = !file.isBlockDevice();
-        this.workers = new IoWorkers<>("blk-" + path.getFileName(), ioWorkers, 4096, this::execute);
+        this.ioWorkerCount = ioWorkers;
+        if (this.engine == IoEngine.THREADS) {
+            this.workers = newWorkers();
+        }
+    }
+
+    private static IoEngine resolve(IoEngine asked) {
+        if (asked == IoEngine.THREADS) {
+            return IoEngine.THREADS;
+        }
+        String why = IoUring.unavailableReason();
+        if (asked == IoEngine.URING) {
+            if (why != null) {
+                throw new IllegalStateException("the uring I/O engine was asked for, but io_uring is unavailable: "
+                        + why + "; use the threads engine (or auto)");
+            }
+            return IoEngine.URING;
+        }
+        if (ENGINE_LOGGED.compareAndSet(false, true)) {
+            if (why == null) {
+                LOG.info("file stores use io_uring (one ring per queue, completions on the pollers)");
+            } else {
+                LOG.warn("io_uring unavailable ({}): file stores use I/O worker threads", why);
+            }
+        }
+        return why == null ? IoEngine.URING : IoEngine.THREADS;
+    }
+
+    /** The engine this store runs on: {@link IoEngine#URING} or {@link IoEngine#THREADS}. */
+    public IoEngine engine() {
+        return engine;
+    }
+
+    BlockFile file() {
+        return file;
+    }
+
+    private IoWorkers<BlockRequest> newWorkers() {
+        return new IoWorkers<>("blk-" + file.path().getFileName(), ioWorkerCount, 4096, this::execute);
+    }
+
+    /** The workers, started on first use. Any thread. */
+    private IoWorkers<BlockRequest> workers() {
+        IoWorkers<BlockRequest> w = workers;
+        if (w == null) {
+            synchronized (this) {
+                w = workers;
+                if (w == null) {
+                    workers = w = newWorkers();
+                }
+            }
+        }
+        return w;
+    }
+
+    /** Hands one request to the I/O workers (the threads engine's path; io_uring's for what its ring cannot do). */
+    void runOnWorkers(BlockRequest r) {
+        IoWorkers<BlockRequest> w = workers();
+        w.submit(r);
+        w.signal();
+    }
+
+    boolean zeroesOnWorkers() {
+        return zeroesOnWorkers;
+    }
+
+    /** A ring saw zero-range fail with EOPNOTSUPP: from now on WRITE_ZEROES goes to the workers. */
+    void zeroRangeUnsupported() {
+        if (!zeroesOnWorkers) {
+            zeroesOnWorkers = true;
+            LOG.info("{}: no fallocate zero-range here; WRITE_ZEROES writes zeros on the I/O workers", file.path());
+        }
+    }
+
+    void logFailure(BlockRequest r, int errno) {
+        LOG.warn("{} on {} failed: errno {}", r, file.path(), errno);
+    }
+
+    /**
+     * On io_uring, a ring of its own for device queue {@code index}, completing on that queue's
+     * poller; on threads (or if the ring cannot be set up: logged) the workers. Control thread.
+     */
+    @Override
+    public Queue openQueue(int index) {
+        if (engine == IoEngine.URING) {
+            try {
+                UringQueue q = new UringQueue(this, index, ringEntries);
+                queues.add(q);
+                return q;
+            } catch (NativeException e) {
+                LOG.warn("{}: no io_uring for queue {} ({}); it uses I/O worker threads", file.path(), index, e.getMessage());
+            }
+        }
+        return BlockStore.super.openQueue(index);
+    }
+
+    /** The rings opened so far (tests). */
+    List<UringQueue> queues() {
+        return queues;
     }
 
     @Override
@@ -70,12 +243,14 @@ public final class FileStore implements BlockStore {
         return name.length() > 20 ? name.substring(0, 20) : name;
     }
 
+    /** The requests go to the I/O workers, whatever the engine (a queue from {@link #openQueue} is the io_uring path). */
     @Override
     public void submit(BlockRequest[] requests, int count) {
+        IoWorkers<BlockRequest> w = workers();
         for (int i = 0; i < count; i++) {
-            workers.submit(requests[i]);
+            w.submit(requests[i]);
         }
-        workers.signal();
+        w.signal();
     }
 
     /** On an I/O worker. */
@@ -91,7 +266,7 @@ public final class FileStore implements BlockStore {
             case WRITE_ZEROES -> ranges(r, true);
         };
         if (err != 0) {
-            LOG.warn("{} on {} failed: errno {}", r, file.path(), -err);
+            logFailure(r, -err);
         }
         r.complete(err == 0 ? BlockRequest.STATUS_OK : BlockRequest.STATUS_IOERR);
     }
@@ -154,17 +329,23 @@ public final class FileStore implements BlockStore {
     }
 
     /**
-     * Stops the I/O workers, then makes every write durable (fdatasync) before closing the file:
-     * a guest may have written without flushing, and the backend is going away. Throws if that
-     * sync fails. Call once nothing submits any more; closing again does nothing.
+     * Stops the I/O workers and closes the rings, then makes every write durable (fdatasync) before
+     * closing the file: a guest may have written without flushing, and the backend is going away.
+     * Throws if that sync fails. Call once nothing submits any more (the backend is closed);
+     * closing again does nothing.
      */
     @Override
-    public void close() {
+    public synchronized void close() {
         if (closed) {
             return;
         }
         closed = true;
-        workers.close();
+        if (workers != null) {
+            workers.close();
+        }
+        for (UringQueue q : queues) {
+            q.close();
+        }
         int err = file.readOnly() ? 0 : file.flush();
         file.close();
         if (err != 0) {

@@ -33,15 +33,21 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * and no callback. A write the guest wants durable (write cache off) is followed by a flush before
  * it completes.
  *
- * <p><b>Completion</b>: the store owns an eventfd that librbd signals
+ * <p><b>Completion, on the pollers</b>: the store owns an eventfd that librbd signals
  * ({@code rbd_set_image_notification}); {@link #drainCompletions()} takes what completed
  * ({@code rbd_poll_io_events}), reads each result, releases the completion and finishes requests
- * with {@link BlockRequest#complete}, which wakes the request's poller.
- * <b>First version:</b> a small thread of this store ({@code rbd-<image>-completions}) sleeps on the
- * eventfd and calls {@link #drainCompletions()}. The target design lets the queue's poller watch
- * {@link #completionFd()} and call {@link #drainCompletions()} itself through a store hook (one
- * thread hop less per request); the method is written for that: non-blocking, allocation-free,
- * called by one thread at a time.
+ * with {@link BlockRequest#complete}. Each device queue gets a {@link BlockStore.Queue} from
+ * {@link #openQueue} whose completion fd is a duplicate of that eventfd (so two queues on one
+ * poller are two epoll registrations) and whose {@code reap} drains: the queues' pollers collect
+ * completions themselves, and no thread of the store sits between librbd and the ring. The image
+ * has one event queue for all device queues: whichever poller drains first completes every
+ * finished request (one of another queue wakes that queue's poller); a drain guard lets one
+ * thread at a time in and makes it look again when another asked meanwhile, so no completion
+ * waits for the next signal.
+ *
+ * <p>Requests given to {@link #submit} directly (a store wrapping this one) have no poller to
+ * drain for them when no device queue runs: the first such call starts a small thread
+ * ({@code rbd-<image>-completions}) that sleeps on the eventfd and drains.
  *
  * <p>Resize: {@link #refreshSize()} re-reads {@code rbd_get_size} (librbd follows header updates
  * from other clients, e.g. {@code rbd resize}), and the device announces the new capacity.
@@ -65,7 +71,12 @@ public final class RbdStore implements BlockStore {
     private final AtomicReferenceArray<Slot> slots = new AtomicReferenceArray<>(MAX_SLOTS);
     private final MpmcAtomicArrayQueue<Slot> free = new MpmcAtomicArrayQueue<>(MAX_SLOTS);
     private final AtomicInteger inflight = new AtomicInteger();
-    private final Thread completer;
+    /** The drain guard: drains asked for; the thread that raised it from 0 drains until it is 0 again. */
+    private final AtomicInteger drainRequests = new AtomicInteger();
+    /** The completion eventfd's duplicates handed to device queues; closed with the store. */
+    private final java.util.List<Fd> queueFds = new java.util.concurrent.CopyOnWriteArrayList<>();
+    /** Drains for requests submitted without a queue; started on the first such submission. */
+    private volatile Thread completer;
     private int slotCount; // guarded by this
     private volatile long size;
     private volatile boolean running = true;
@@ -120,8 +131,6 @@ public final class RbdStore implements BlockStore {
         synchronized (this) {
             grow();
         }
-        this.completer = Thread.ofPlatform().daemon(true).name("rbd-" + imageName + "-completions")
-                .start(this::completionLoop);
     }
 
     /**
@@ -153,9 +162,53 @@ public final class RbdStore implements BlockStore {
         }
     }
 
-    /** The eventfd librbd signals on completions: what a poller would watch to drain them itself. */
+    /** The eventfd librbd signals on completions (each device queue watches a duplicate of it). */
     public Fd completionFd() {
         return eventFd;
+    }
+
+    /**
+     * Device queue {@code index}'s way in: submits like {@link #submit}, and its poller drains
+     * librbd's completions (watching a duplicate of {@link #completionFd()}). Control thread.
+     */
+    @Override
+    public Queue openQueue(int index) {
+        Fd dup;
+        try {
+            dup = eventFd.dup();
+        } catch (NativeException e) {
+            // Without an fd of its own the queue still drains on every duty cycle, and the thread
+            // below covers its poller's sleep.
+            LOG.warn("rbd {}: no completion fd for queue {} ({}); a store thread drains", image.name(), index, e.getMessage());
+            startCompleter();
+            return new RbdQueue(-1);
+        }
+        queueFds.add(dup);
+        return new RbdQueue(dup.get());
+    }
+
+    /** A device queue on this image; its poller drains the image's completions. */
+    private final class RbdQueue implements Queue {
+        private final int fd;
+
+        RbdQueue(int fd) {
+            this.fd = fd;
+        }
+
+        @Override
+        public void submit(BlockRequest[] requests, int count) {
+            startAll(requests, count);
+        }
+
+        @Override
+        public int completionFd() {
+            return fd;
+        }
+
+        @Override
+        public int reap(int budget) {
+            return drainCompletions();
+        }
     }
 
     /** Requests submitted and not yet completed. Any thread. */
@@ -203,8 +256,19 @@ public final class RbdStore implements BlockStore {
 
     // ---- submission: poller threads --------------------------------------------------------
 
+    /**
+     * Starts requests that come without a device queue (a store wrapping this one): they complete
+     * through the store's own completion thread, started now if it is not running yet.
+     */
     @Override
     public void submit(BlockRequest[] requests, int count) {
+        if (completer == null) {
+            startCompleter();
+        }
+        startAll(requests, count);
+    }
+
+    private void startAll(BlockRequest[] requests, int count) {
         for (int i = 0; i < count; i++) {
             BlockRequest r = requests[i];
             try {
@@ -317,10 +381,24 @@ public final class RbdStore implements BlockStore {
 
     /**
      * Takes every I/O librbd finished since the last call and completes the requests that are
-     * done; returns how many librbd completions it took. Never blocks, allocates nothing.
-     * One thread at a time (today the store's completion thread; later a poller through a hook).
+     * done; returns how many librbd completions it took. Never blocks, allocates nothing. Any
+     * thread (the device queues' pollers): while one thread drains, another's call returns 0 at
+     * once and the draining thread looks again before it stops.
      */
     public int drainCompletions() {
+        if (drainRequests.getAndIncrement() != 0) {
+            return 0; // another thread drains, and looks again because of this call
+        }
+        int total = 0;
+        int asked = 1;
+        do {
+            total += drainOnce();
+            asked = drainRequests.addAndGet(-asked);
+        } while (asked != 0);
+        return total;
+    }
+
+    private int drainOnce() {
         int total = 0;
         while (true) {
             int n = image.pollIoEvents(polled, 0, POLL_BATCH);
@@ -357,9 +435,15 @@ public final class RbdStore implements BlockStore {
         finishOne(s);
     }
 
+    private synchronized void startCompleter() {
+        if (completer == null && running) {
+            completer = Thread.ofPlatform().daemon(true).name("rbd-" + imageName + "-completions").start(this::completionLoop);
+        }
+    }
+
     /**
-     * FIRST VERSION of completion draining: this thread sleeps on the completion eventfd and drains.
-     * The target is the poller draining through a store hook (see the class comment).
+     * For requests submitted without a device queue: sleeps on the completion eventfd and drains,
+     * until the store closes and nothing is in flight (or 30 s passed).
      */
     private void completionLoop() {
         long stopDeadline = 0;
@@ -383,6 +467,24 @@ public final class RbdStore implements BlockStore {
             } catch (RuntimeException e) {
                 LOG.error("rbd {}: draining completions failed", image.name(), e);
             }
+        }
+    }
+
+    /** Drains until nothing is in flight, up to 30 s. Control thread, at close. */
+    private void awaitInflight() {
+        long deadline = System.nanoTime() + CLOSE_WAIT_NANOS;
+        while (true) {
+            drainCompletions();
+            if (inflight.get() == 0) {
+                return;
+            }
+            if (System.nanoTime() - deadline > 0) {
+                LOG.warn("rbd {}: {} requests still in flight after {} s; closing anyway", image.name(),
+                        inflight.get(), TimeUnit.NANOSECONDS.toSeconds(CLOSE_WAIT_NANOS));
+                return;
+            }
+            epoll.await(100);
+            LibC.eventfdDrain(eventFd.get());
         }
     }
 
@@ -429,7 +531,8 @@ public final class RbdStore implements BlockStore {
     }
 
     /**
-     * Waits (up to 30 s) for requests in flight, stops the completion thread, closes the image
+     * Waits (up to 30 s) for requests in flight, draining them itself (or stops the completion
+     * thread once it has), closes the image
      * (librbd flushes its cache) and the cluster connection. Call once nothing submits any more;
      * closing again does nothing. Throws if the final flush failed.
      */
@@ -441,11 +544,18 @@ public final class RbdStore implements BlockStore {
             }
             closed = true;
         }
-        running = false;
-        try {
-            completer.join();
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
+        synchronized (this) {
+            running = false;
+        }
+        Thread t = completer;
+        if (t != null) {
+            try {
+                t.join();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        } else {
+            awaitInflight(); // the pollers have stopped: drain here what is still on its way
         }
         NativeException failed = null;
         try {
@@ -455,6 +565,9 @@ public final class RbdStore implements BlockStore {
         }
         rados.close();
         epoll.close();
+        for (Fd f : queueFds) {
+            f.close();
+        }
         eventFd.close();
         arena.close();
         if (failed != null) {

@@ -27,7 +27,8 @@ import java.util.Arrays;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.api.Timeout;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -116,14 +117,16 @@ class BlkConnectCyclesTest {
         }
     }
 
-    @Test
-    void shouldHoldTheSameFdsMappingsAndThreadsAfterAHundredSessionsWithDiskIo() throws Exception {
+    @ParameterizedTest
+    @EnumSource(value = TestDisk.Kind.class, names = {"FILE_URING", "FILE_THREADS"})
+    void shouldHoldTheSameFdsMappingsAndThreadsAfterAHundredSessionsWithDiskIo(TestDisk.Kind kind) throws Exception {
+        TestDisk.assumeAvailable(kind);
         Path dir = Files.createTempDirectory("jvhost-blk-cycles");
         Path image = dir.resolve("disk.img");
         try (RandomAccessFile raf = new RandomAccessFile(image.toFile(), "rw")) {
             raf.setLength(IMAGE_BYTES);
         }
-        FileStore store = new FileStore(image, false, false, 2);
+        FileStore store = new FileStore(image, false, false, 2, kind.engine());
         Footprint before, after;
         try (ControlLoop loop = new ControlLoop();
              Backend backend = new Backend("blk-cycles", new BlkDevice(store, 2), BackendOptions.DEFAULT, loop)) {

@@ -33,9 +33,15 @@ final class BlkGuestScenario {
 
     /** Boots with the disk arguments of {@code qemu-configs/blk-qemu.sh}, so the published config is tested. */
     static QemuGuest boot(Path socket, Class<?> test) throws IOException, InterruptedException {
+        return boot(socket, test, false);
+    }
+
+    /** As {@link #boot(Path, Class)}, the disk on packed virtqueues ({@code PACKED=on blk-qemu.sh}) if {@code packed}. */
+    static QemuGuest boot(Path socket, Class<?> test, boolean packed) throws IOException, InterruptedException {
         QemuGuest g = QemuGuest.builder().image(GuestImage.prepare()).cpus(2).memoryMib(256)
-                .extraArgs(QemuConfigs.deviceArgs("blk-qemu.sh", socket.toString(), "2"))
-                .logFile(QemuTests.logFile(test)).build();
+                .extraArgs(QemuConfigs.deviceArgs(packed, "blk-qemu.sh", socket.toString(), "2"))
+                .logFile(packed ? QemuTests.logFile(test).resolveSibling(test.getSimpleName() + "-packed.log")
+                        : QemuTests.logFile(test)).build();
         g.start();
         g.awaitReady(BOOT);
         return g;

@@ -50,9 +50,9 @@ final class BlkRig extends DeviceRig {
     final BlkQueueHandler[] handlers;
     private DriverQueue[] queues = new DriverQueue[0];
 
-    private BlkRig(BlockStore store, BlkDevice device, BlkQueueHandler[] handlers, BackendOptions options)
-            throws IOException {
-        super("blk-sim", new Watched(device, handlers), options, handlers.length, 32 << 20);
+    private BlkRig(BlockStore store, BlkDevice device, BlkQueueHandler[] handlers, BackendOptions options,
+                   DriverQueue.Layout layout) throws IOException {
+        super("blk-sim", new Watched(device, handlers), options, handlers.length, 32 << 20, layout, false);
         this.store = store;
         this.device = device;
         this.handlers = handlers;
@@ -65,8 +65,18 @@ final class BlkRig extends DeviceRig {
 
     /** As {@link #serve(BlockStore, int)}, the backend run with {@code options} (e.g. a queue map). */
     static BlkRig serve(BlockStore store, int queues, BackendOptions options) throws IOException {
+        return serve(store, queues, options, DriverQueue.Layout.SPLIT);
+    }
+
+    /** As {@link #serve(BlockStore, int)}, the guest's driver on rings of {@code layout}. */
+    static BlkRig serve(BlockStore store, int queues, DriverQueue.Layout layout) throws IOException {
+        return serve(store, queues, BackendOptions.DEFAULT, layout);
+    }
+
+    static BlkRig serve(BlockStore store, int queues, BackendOptions options, DriverQueue.Layout layout)
+            throws IOException {
         try {
-            return new BlkRig(store, new BlkDevice(store, queues), new BlkQueueHandler[queues], options);
+            return new BlkRig(store, new BlkDevice(store, queues), new BlkQueueHandler[queues], options, layout);
         } catch (IOException | RuntimeException e) {
             store.close();
             throw e;
@@ -360,6 +370,11 @@ final class BlkRig extends DeviceRig {
         @Override
         public long features() {
             return device.features();
+        }
+
+        @Override
+        public long refusedFeatures() {
+            return device.refusedFeatures();
         }
 
         @Override

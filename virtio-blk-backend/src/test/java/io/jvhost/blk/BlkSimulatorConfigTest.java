@@ -30,6 +30,8 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 
 import static io.jvhost.blk.BlkRig.DISCARD;
 import static io.jvhost.blk.BlkRig.IN;
@@ -70,12 +72,22 @@ class BlkSimulatorConfigTest {
         }
     }
 
+    /** An image file of {@code bytes} on the default I/O engine. */
     private FileStore fileStore(long bytes, int ioWorkers) throws Exception {
+        return new FileStore(image(bytes), false, false, ioWorkers);
+    }
+
+    private FileStore fileStore(long bytes, int ioWorkers, TestDisk.Kind kind) throws Exception {
+        TestDisk.assumeAvailable(kind);
+        return new FileStore(image(bytes), false, false, ioWorkers, kind.engine());
+    }
+
+    private Path image(long bytes) throws Exception {
         Path image = Files.createTempFile(dir, "disk", ".img");
         try (RandomAccessFile f = new RandomAccessFile(image.toFile(), "rw")) {
             f.setLength(bytes);
         }
-        return new FileStore(image, false, false, ioWorkers);
+        return image;
     }
 
     private int writebackByte() throws Exception {
@@ -156,9 +168,10 @@ class BlkSimulatorConfigTest {
         }
     }
 
-    @Test
-    void shouldToggleWritebackThroughSetConfigWhenTheStoreCanFlush() throws Exception {
-        rig = BlkRig.serve(fileStore(DISK_BYTES, 1), 1).start();
+    @ParameterizedTest
+    @EnumSource(value = TestDisk.Kind.class, names = {"FILE_URING", "FILE_THREADS"})
+    void shouldToggleWritebackThroughSetConfigWhenTheStoreCanFlush(TestDisk.Kind kind) throws Exception {
+        rig = BlkRig.serve(fileStore(DISK_BYTES, 1, kind), 1).start();
         assertEquals(1, writebackByte(), "writeback after reset");
 
         assertEquals(0, rig.frontend.setConfig(WRITEBACK, new byte[] {0}), "SET_CONFIG writeback=0 acked");
@@ -405,11 +418,13 @@ class BlkSimulatorConfigTest {
         }
     }
 
-    @Test
-    void shouldAnnounceAGrownImageOnTheBackendChannelAndReportTheNewCapacity() throws Exception {
+    @ParameterizedTest
+    @EnumSource(value = TestDisk.Kind.class, names = {"FILE_URING", "FILE_THREADS"})
+    void shouldAnnounceAGrownImageOnTheBackendChannelAndReportTheNewCapacity(TestDisk.Kind kind) throws Exception {
+        TestDisk.assumeAvailable(kind);
         Path image = dir.resolve("grow.img");
         grow(image, DISK_BYTES);
-        rig = BlkRig.serve(new FileStore(image, false, false, 1), 1).start();
+        rig = BlkRig.serve(new FileStore(image, false, false, 1, kind.engine()), 1).start();
         Fd[] channel = UnixSockets.pair();
         try {
             assertEquals(0, rig.frontend.request(MessageType.SET_BACKEND_REQ_FD, new byte[0], channel[0]), "backend channel acked");
@@ -441,11 +456,13 @@ class BlkSimulatorConfigTest {
         }
     }
 
-    @Test
-    void shouldReportANewCapacityEvenWithoutABackendChannel() throws Exception {
+    @ParameterizedTest
+    @EnumSource(value = TestDisk.Kind.class, names = {"FILE_URING", "FILE_THREADS"})
+    void shouldReportANewCapacityEvenWithoutABackendChannel(TestDisk.Kind kind) throws Exception {
+        TestDisk.assumeAvailable(kind);
         Path image = dir.resolve("quiet.img");
         grow(image, DISK_BYTES);
-        rig = BlkRig.serve(new FileStore(image, false, false, 1), 1).start();
+        rig = BlkRig.serve(new FileStore(image, false, false, 1, kind.engine()), 1).start();
 
         grow(image, 2L * DISK_BYTES);
 

@@ -52,8 +52,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * Live migration of a disk: with VHOST_F_LOG_ALL on and a log given with SET_LOG_BASE, a read
  * marks the pages its data went to and the status byte's page, a write only the status byte's
  * page (the guest's data was only read), GET_ID its buffer; the used ring is marked each time.
- * Against a RAM disk, which completes on the poller, and an image file, whose I/O workers
- * complete on their own threads.
+ * Against a RAM disk, which completes inline on the poller, and an image file on io_uring (the
+ * poller reaps the ring) and on the threads engine (I/O workers complete on their own threads).
  *
  * <p>Every buffer lies on pages of its own, so a page is either written or not.
  */
@@ -65,7 +65,7 @@ class BlkSimulatorDirtyLogTest {
     static final int DISK_BYTES = 1 << 20;
     static final int QUEUE_SIZE = 64;
 
-    enum Store { RAM, FILE }
+    enum Store { RAM, FILE_URING, FILE_THREADS }
 
     @TempDir
     Path dir;
@@ -94,7 +94,9 @@ class BlkSimulatorDirtyLogTest {
         } else {
             Path image = dir.resolve("disk.img");
             Files.write(image, disk);
-            store = new FileStore(image, false, false, 2);
+            TestDisk.Kind k = kind == Store.FILE_URING ? TestDisk.Kind.FILE_URING : TestDisk.Kind.FILE_THREADS;
+            TestDisk.assumeAvailable(k);
+            store = new FileStore(image, false, false, 2, k.engine());
         }
         rig = BlkRig.serve(store, queues);
         assertTrue((rig.offered & LOG_ALL) != 0, "VHOST_F_LOG_ALL offered");

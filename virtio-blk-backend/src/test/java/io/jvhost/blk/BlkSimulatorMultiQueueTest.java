@@ -18,6 +18,8 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 
 import static io.jvhost.blk.BlkRig.DISCARD;
 import static io.jvhost.blk.BlkRig.FLAG_UNMAP;
@@ -35,7 +37,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * Two request queues, each on its own poller, with requests in flight on both at once: against a
- * RAM disk, and against an image file served by two I/O workers, checked byte for byte on disk.
+ * RAM disk, and against an image file on each I/O engine (a ring per queue, or two I/O workers),
+ * checked byte for byte on disk.
  */
 @Timeout(value = 120, unit = TimeUnit.SECONDS)
 class BlkSimulatorMultiQueueTest {
@@ -118,13 +121,15 @@ class BlkSimulatorMultiQueueTest {
                 rig.backend.queue(0).counters() + " / " + rig.backend.queue(1).counters());
     }
 
-    @Test
-    void shouldKeepAnImageFileByteForByteWithTwoQueuesAndTwoIoWorkers() throws Exception {
+    @ParameterizedTest
+    @EnumSource(value = TestDisk.Kind.class, names = {"FILE_URING", "FILE_THREADS"})
+    void shouldKeepAnImageFileByteForByteWithTwoQueuesOnEitherIoEngine(TestDisk.Kind kind) throws Exception {
+        TestDisk.assumeAvailable(kind);
         int bytes = 4 << 20;
         Path image = dir.resolve("disk.img");
         byte[] expected = pattern(bytes, 51);
         Files.write(image, expected);
-        rig = BlkRig.serve(new FileStore(image, false, false, 2), 2).start();
+        rig = BlkRig.serve(new FileStore(image, false, false, 2, kind.engine()), 2).start();
 
         // Writes of many sizes in flight on both queues at once, to disjoint places.
         List<Posted> writes = new ArrayList<>();

@@ -11,10 +11,16 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
+import java.nio.file.Path;
+
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.Parameter;
+import org.junit.jupiter.params.ParameterizedClass;
+import org.junit.jupiter.params.provider.EnumSource;
 
 import static io.jvhost.blk.BlkRig.GET_ID;
 import static io.jvhost.blk.BlkRig.IN;
@@ -29,25 +35,41 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 /**
  * Requests framed every way the spec allows: data in many descriptors, header or status sharing a
  * descriptor with data, a header split in two, empty descriptors, odd-sized pieces, indirect
- * tables, and many requests in flight at once.
+ * tables, and many requests in flight at once; on a RAM disk and an image file on each I/O engine
+ * (io_uring gets the pieces as one iovec array).
  */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
+@ParameterizedClass
+@EnumSource(TestDisk.Kind.class)
 class BlkSimulatorSegmentsTest {
     static final int DISK_BYTES = 1 << 20;
 
+    @Parameter
+    TestDisk.Kind kind;
+    @TempDir
+    Path dir;
+    private TestDisk testDisk;
     private BlkRig rig;
     private ExpectedDisk disk;
 
     @BeforeEach
     void serve() throws Exception {
-        RamStore store = new RamStore(DISK_BYTES);
-        disk = new ExpectedDisk(store.contents(), 11);
-        rig = BlkRig.serve(store, 1).start();
+        testDisk = TestDisk.open(kind, dir, DISK_BYTES);
+        disk = new ExpectedDisk(testDisk.contents(), 11);
+        rig = BlkRig.serve(testDisk.store(), 1).start();
     }
 
     @AfterEach
     void close() throws Exception {
-        rig.close();
+        try {
+            if (rig != null) {
+                rig.close();
+            }
+        } finally {
+            if (testDisk != null) {
+                testDisk.close();
+            }
+        }
     }
 
     /** Header, {@code pieces} buffers of {@code pieceLength} bytes each, status. */
@@ -223,7 +245,7 @@ class BlkSimulatorSegmentsTest {
         long header = a.header(GET_ID, 0);
         long id = a.room(20 + 1);
         assertEquals(new Completion(20 + 1, OK), rig.runIndirect(0, Buffer.readable(header, 16), Buffer.writable(id, 21)));
-        assertArrayEquals(Arrays.copyOf("jvhost-ram".getBytes(StandardCharsets.US_ASCII), 20), a.read(id, 20));
+        assertArrayEquals(Arrays.copyOf(rig.store.id().getBytes(StandardCharsets.US_ASCII), 20), a.read(id, 20));
     }
 
     @Test

@@ -5,15 +5,25 @@ import static io.jvhost.core.device.VirtioFeatures.*;
 import io.jvhost.blk.BlkRig.Area;
 import io.jvhost.blk.BlkRig.Completion;
 import io.jvhost.testkit.frontend.DriverQueue.Buffer;
+import io.jvhost.testkit.frontend.DriverQueue.Layout;
 
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.function.LongUnaryOperator;
+
+import java.nio.file.Path;
 
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.Parameter;
+import org.junit.jupiter.params.ParameterizedClass;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
 
 import static io.jvhost.blk.BlkRig.DISCARD;
 import static io.jvhost.blk.BlkRig.FLAG_UNMAP;
@@ -31,23 +41,51 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 /**
- * Every virtio-blk request type against a RAM disk, through a real vhost-user socket and split
- * rings in shared guest memory: what lands on the disk, what lands in guest memory (and that
- * nothing else there changes), the status byte, and the used length.
+ * Every virtio-blk request type against a RAM disk and an image file on each I/O engine (io_uring,
+ * threads), through a real vhost-user socket and split or packed rings in shared guest memory: what
+ * lands on the disk, what lands in guest memory (and that nothing else there changes), the status
+ * byte, and the used length.
  */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
+@ParameterizedClass(name = "{0} {1}")
+@MethodSource("layoutsAndDisks")
 class BlkSimulatorTest {
     static final int DISK_BYTES = 1 << 20;
 
+    /** The guest's rings: the same tests on split and on packed ones. */
+    @Parameter(0)
+    Layout layout;
+    /** The disk behind them: RAM, or an image file on either I/O engine. */
+    @Parameter(1)
+    TestDisk.Kind kind;
+    @TempDir
+    Path dir;
+    private TestDisk testDisk;
     private BlkRig rig;
     private ExpectedDisk disk;
 
-    /** Serves a patterned RAM disk to a driver that accepts what {@code accept} makes of the offered features. */
+    /** Every disk kind on both ring layouts. */
+    static List<Arguments> layoutsAndDisks() {
+        List<Arguments> all = new ArrayList<>();
+        for (Layout l : Layout.values()) {
+            for (TestDisk.Kind k : TestDisk.Kind.values()) {
+                all.add(Arguments.of(l, k));
+            }
+        }
+        return all;
+    }
+
+    /** Serves a patterned disk to a driver that accepts what {@code accept} makes of the offered features. */
     private void serve(LongUnaryOperator accept) throws Exception {
-        RamStore store = new RamStore(DISK_BYTES);
-        disk = new ExpectedDisk(store.contents(), 99);
-        rig = BlkRig.serve(store, 1);
+        testDisk = TestDisk.open(kind, dir, DISK_BYTES);
+        disk = new ExpectedDisk(testDisk.contents(), 99);
+        rig = BlkRig.serve(testDisk.store(), 1, layout);
         rig.start(accept.applyAsLong(rig.offered));
+    }
+
+    /** The serial the store reports, as GET_ID bytes. */
+    private byte[] serial() {
+        return rig.store.id().getBytes(StandardCharsets.US_ASCII);
     }
 
     private void serve() throws Exception {
@@ -56,8 +94,14 @@ class BlkSimulatorTest {
 
     @AfterEach
     void close() throws Exception {
-        if (rig != null) {
-            rig.close();
+        try {
+            if (rig != null) {
+                rig.close();
+            }
+        } finally {
+            if (testDisk != null) {
+                testDisk.close();
+            }
         }
     }
 
@@ -139,7 +183,7 @@ class BlkSimulatorTest {
         long id = a.room(20);
         long status = a.status();
         a.snapshot();
-        a.expect(id, Arrays.copyOf("jvhost-ram".getBytes(StandardCharsets.US_ASCII), 20));
+        a.expect(id, Arrays.copyOf(serial(), 20));
         a.expectStatus(status, OK);
 
         Completion c = rig.run(Buffer.readable(header, 16), Buffer.writable(id, 20), Buffer.writable(status, 1));
@@ -156,7 +200,7 @@ class BlkSimulatorTest {
         long id = a.room(8);
         long status = a.status();
         a.snapshot();
-        a.expect(id, "jvhost-r".getBytes(StandardCharsets.US_ASCII));
+        a.expect(id, Arrays.copyOf(serial(), 8));
         a.expectStatus(status, OK);
 
         Completion c = rig.run(Buffer.readable(header, 16), Buffer.writable(id, 8), Buffer.writable(status, 1));
@@ -173,7 +217,7 @@ class BlkSimulatorTest {
         long id = a.room(32);
         long status = a.status();
         a.snapshot();
-        a.expect(id, Arrays.copyOf("jvhost-ram".getBytes(StandardCharsets.US_ASCII), 20));
+        a.expect(id, Arrays.copyOf(serial(), 20));
         a.expectStatus(status, OK);
 
         Completion c = rig.run(Buffer.readable(header, 16), Buffer.writable(id, 32), Buffer.writable(status, 1));

@@ -1,5 +1,6 @@
 package io.jvhost.blk;
 
+import io.jvhost.testkit.guest.GuestVirtio;
 import io.jvhost.testkit.guest.QemuGuest;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
@@ -13,19 +14,25 @@ import java.nio.file.Path;
 import java.util.concurrent.TimeUnit;
 
 import org.junit.jupiter.api.Tag;
-import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-/** A real QEMU 7.2 guest on a jvhost disk backed by an image file. */
+/**
+ * A real QEMU 7.2 guest on a jvhost disk backed by an image file, with two queues, on the default
+ * I/O engine (io_uring), on split virtqueues and on packed ones ({@code packed=on}: the guest
+ * negotiates VIRTIO_F_RING_PACKED).
+ */
 @Tag("qemu")
 @Timeout(value = 15, unit = TimeUnit.MINUTES)
 class JvhostBlkGuestTest {
 
-    @Test
-    void shouldKeepEverySectorAcrossARebootAndAFileSystemRoundTripAndAnnounceAResize() throws Exception {
+    @ParameterizedTest(name = "packed={0}")
+    @ValueSource(booleans = {false, true})
+    void shouldKeepEverySectorAcrossARebootAndAFileSystemRoundTripAndAnnounceAResize(boolean packed) throws Exception {
         QemuTests.requireQemu();
         Path dir = Files.createTempDirectory("jvhost-blk");
         Path image = dir.resolve("disk.img");
@@ -33,12 +40,19 @@ class JvhostBlkGuestTest {
             f.setLength(BlkGuestScenario.IMAGE_BYTES);
         }
         FileStore store = new FileStore(image, false, false, 2);
+        // The default engine: io_uring wherever the kernel has it (then each queue's poller reaps its ring).
+        String noUring = io.jvhost.core.sys.IoUring.unavailableReason();
+        if (noUring != null) {
+            System.err.println("JvhostBlkGuestTest runs on the threads engine: io_uring unavailable: " + noUring);
+        }
+        assertEquals(noUring == null ? FileStore.IoEngine.URING : FileStore.IoEngine.THREADS, store.engine());
         BlkDevice device = new BlkDevice(store, 2);
         try (ControlLoop loop = new ControlLoop();
              Backend backend = new Backend("blk", device, BackendOptions.DEFAULT, loop)) {
             backend.start();
             try (VhostUserServer server = VhostUserServer.listen(dir.resolve("blk.sock"), backend, loop);
-                 QemuGuest guest = BlkGuestScenario.boot(server.path(), getClass())) {
+                 QemuGuest guest = BlkGuestScenario.boot(server.path(), getClass(), packed)) {
+                assertEquals(packed, GuestVirtio.ringPacked(guest, GuestVirtio.BLOCK), "bit 34 in the guest's features");
                 BlkGuestScenario.writePattern(guest);
                 guest.reboot(java.time.Duration.ofMinutes(3));
                 BlkGuestScenario.checkPatternInGuest(guest);
@@ -58,6 +72,7 @@ class JvhostBlkGuestTest {
             assertTrue(backend.queue(0).counters().chains > 0 && backend.queue(1).counters().chains > 0,
                     "both queues carried requests: " + backend.queue(0).counters() + " / " + backend.queue(1).counters());
             assertEquals(0, backend.queue(0).counters().chainsRejected() + backend.queue(1).counters().chainsRejected());
+            assertEquals(packed, backend.queue(0).isPacked() && backend.queue(1).isPacked(), "the layout the queues ran");
         } finally {
             store.close();
         }

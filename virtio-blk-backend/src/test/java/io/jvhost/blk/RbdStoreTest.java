@@ -2,6 +2,8 @@ package io.jvhost.blk;
 
 import io.jvhost.blk.BlkRig.Area;
 import io.jvhost.blk.BlkRig.Completion;
+import io.jvhost.core.runtime.BackendOptions;
+import io.jvhost.core.runtime.IdleMode;
 import io.jvhost.testkit.DevCeph;
 import io.jvhost.testkit.frontend.DriverQueue.Buffer;
 
@@ -185,6 +187,56 @@ class RbdStoreTest {
         }
         assertEquals(0, store.inflight(), "every request completed once");
         assertEquals(0, store.drainCompletions(), "nothing left to drain");
+        assertFalse(completionThreadRuns(), "the queues' pollers drained librbd's completions: no store thread");
+    }
+
+    private static boolean completionThreadRuns() {
+        return Thread.getAllStackTraces().keySet().stream().anyMatch(t -> t.getName().endsWith("-completions"));
+    }
+
+    @Test
+    void shouldServeTwoQueuesOnOnePollerAndAStoreWrappingItWithoutAQueue() throws Exception {
+        byte[] expected = pattern(IMAGE_BYTES, 71);
+        String image = image(IMAGE_BYTES, expected);
+        RbdStore store = open(image);
+        // Both queues' completion fds (duplicates of the image's one eventfd) in one poller's epoll set.
+        rig = BlkRig.serve(store, 2, new BackendOptions(IdleMode.EVENT, new int[][] {{0, 1}})).start();
+        for (int i = 0; i < 8; i++) {
+            byte[] data = pattern(4096, 300 + i);
+            rig.write(i % 2, 8L * i, data);
+            System.arraycopy(data, 0, expected, 8 * i * SECTOR, data.length);
+        }
+        for (int i = 0; i < 8; i++) {
+            assertArrayEquals(Arrays.copyOfRange(expected, 8 * i * SECTOR, 8 * i * SECTOR + 4096), rig.read(1 - i % 2, 8L * i, 4096));
+        }
+        assertFalse(completionThreadRuns(), "drained by the poller");
+        rig.close();
+        rig = null;
+
+        // A store a user wrapped around it submits without a queue: the store's own thread drains.
+        RbdStore inner = open(image);
+        BlockStore wrapping = new BlockStore() {
+            @Override
+            public long size() {
+                return inner.size();
+            }
+
+            @Override
+            public void submit(BlockRequest[] requests, int count) {
+                inner.submit(requests, count);
+            }
+
+            @Override
+            public void close() {
+                inner.close();
+            }
+        };
+        rig = BlkRig.serve(wrapping, 1).start();
+        assertArrayEquals(Arrays.copyOfRange(expected, 0, 65536), rig.read(0, 0, 65536));
+        assertTrue(completionThreadRuns(), "the store's completion thread drains for it");
+        rig.close();
+        rig = null;
+        assertFalse(completionThreadRuns(), "and stops with the store");
     }
 
     @Test

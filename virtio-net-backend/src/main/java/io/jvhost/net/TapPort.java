@@ -21,7 +21,7 @@ import static io.jvhost.core.sys.TapInterface.VNET_HEADER_SIZE;
  * straight from guest memory; frames from the TAP are read into a per-pair buffer and copied once
  * into the guest's receive buffers. The TAP fd wakes the pair's poller.
  */
-public final class TapPort implements NetPort {
+public final class TapPort implements NetPort, AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(TapPort.class);
 
     private final TapInterface tap;
@@ -51,11 +51,6 @@ public final class TapPort implements NetPort {
         return tap.name();
     }
 
-    /** Closes the TAP's queue fds (the interface goes too unless it is persistent). */
-    @Override
-    public void close() {
-        tap.close();
-    }
 
     @Override
     public void attach(GuestNic nic) {
@@ -140,6 +135,12 @@ public final class TapPort implements NetPort {
     @Override
     public int wakeupFd(int pair) {
         return tap.fd(pair);
+    }
+
+    /** Closes the TAP's queues (a TAP jvhost created disappears with them); after the device stopped. */
+    @Override
+    public void close() {
+        tap.close();
     }
 
     @Override

@@ -6,6 +6,7 @@ import io.jvhost.testkit.frontend.DriverQueue.Used;
 import io.jvhost.testkit.frontend.Frontend;
 import io.jvhost.testkit.frontend.GuestRam;
 import io.jvhost.core.ring.QueueCounters;
+import io.jvhost.core.runtime.BackendOptions;
 import io.jvhost.testkit.DeviceRig;
 
 import java.io.ByteArrayOutputStream;
@@ -25,6 +26,7 @@ import java.util.function.BooleanSupplier;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.fail;
 
@@ -55,8 +57,8 @@ final class NetRig extends DeviceRig {
     /** Whether received headers must be all zero but num_buffers (no offloads expected). */
     boolean plainHeaders = true;
 
-    private NetRig(NetDevice device) throws IOException {
-        super("net-sim", device, 2 * device.nic().pairs(), 64 << 20);
+    private NetRig(NetDevice device, DriverQueue.Layout layout) throws IOException {
+        super("net-sim", device, BackendOptions.DEFAULT, 2 * device.nic().pairs(), 64 << 20, layout, false);
         this.device = device;
     }
 
@@ -64,9 +66,14 @@ final class NetRig extends DeviceRig {
         return serve(port, pairs, GUEST_MAC, NetDevice.DEFAULT_MTU);
     }
 
+    /** As {@link #serve(NetPort, int)}, the guest's driver on rings of {@code layout}. */
+    static NetRig serve(NetPort port, int pairs, DriverQueue.Layout layout) throws IOException {
+        return new NetRig(new NetDevice(port, pairs, GUEST_MAC, NetDevice.DEFAULT_MTU), layout);
+    }
+
     /** Serves a NIC with {@code pairs} queue pairs on {@code port} and connects a frontend with QEMU's handshake. */
     static NetRig serve(NetPort port, int pairs, long mac, int mtu) throws IOException {
-        return new NetRig(new NetDevice(port, pairs, mac, mtu));
+        return new NetRig(new NetDevice(port, pairs, mac, mtu), DriverQueue.Layout.SPLIT);
     }
 
     /** Starts every queue pair as QEMU does at DRIVER_OK, the driver accepting {@code features}. */
@@ -311,6 +318,10 @@ final class NetRig extends DeviceRig {
 
     /** Asserts the device has published no used element on queue {@code q} beyond those taken. */
     void assertNothingMoreUsed(int q) {
+        if (queues[q].isPacked()) {
+            assertFalse(queues[q].hasUsed(), "a used descriptor on queue " + q + " after " + consumed[q]);
+            return;
+        }
         assertEquals(consumed[q] & 0xFFFF, queues[q].usedIdx(), "used elements on queue " + q);
     }
 

@@ -5,6 +5,7 @@ import io.jvhost.testkit.frontend.DriverQueue.Buffer;
 import io.jvhost.core.ring.ChainError;
 import io.jvhost.net.NetRig.RxChain;
 import io.jvhost.net.NetRig.RxFrame;
+import io.jvhost.testkit.frontend.DriverQueue.Layout;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -17,6 +18,9 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.params.Parameter;
+import org.junit.jupiter.params.ParameterizedClass;
+import org.junit.jupiter.params.provider.EnumSource;
 
 import static io.jvhost.net.NetRig.HEADER;
 import static io.jvhost.net.NetRig.LEGACY_HEADER;
@@ -32,7 +36,13 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * §5.1.6.4 says, with and without mergeable receive buffers, through a real vhost-user socket.
  */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
+@ParameterizedClass(name = "{0}")
+@EnumSource(Layout.class)
 class NetSimulatorReceiveTest {
+    /** The guest's rings: the same tests on split and on packed ones. */
+    @Parameter
+    Layout layout;
+
     private ScriptedPort port;
     private NetRig rig;
 
@@ -42,7 +52,7 @@ class NetSimulatorReceiveTest {
 
     private void serve(long features, int queueSize) throws Exception {
         port = new ScriptedPort(1);
-        rig = NetRig.serve(port, 1).start(features, 1, queueSize);
+        rig = NetRig.serve(port, 1, layout).start(features, 1, queueSize);
     }
 
     @AfterEach
@@ -405,7 +415,7 @@ class NetSimulatorReceiveTest {
     @Test
     void shouldInterruptTheDriverWhenAFrameArrivesWithEventIdx() throws Exception {
         serve(MODERN);
-        rig.rx(0).setUsedEvent(0); // interrupt me at the first used element
+        rig.rx(0).setUsedEventAtNext(); // interrupt me at the first used element
         rig.postRx(0, 1, 2048);
         rig.rx(0).takeInterrupts();
         assertTrue(port.inject(0, frame(100, 24)));

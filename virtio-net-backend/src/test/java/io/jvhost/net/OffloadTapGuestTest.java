@@ -1,5 +1,6 @@
 package io.jvhost.net;
 
+import io.jvhost.testkit.HostCommands;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
 import io.jvhost.core.transport.ControlLoop;
@@ -21,7 +22,7 @@ import java.util.regex.Pattern;
 
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.api.Timeout;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -39,13 +40,6 @@ class OffloadTapGuestTest {
     private static final String HOST_IP = "169.254.77.1", GUEST_IP = "169.254.77.2";
     private static final Pattern RECEIVER = Pattern.compile("([0-9.]+) ([KMG]?)bits/sec\\s+receiver");
 
-    private static String sh(String... command) throws IOException, InterruptedException {
-        Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
-        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        p.waitFor(30, TimeUnit.SECONDS);
-        assertEquals(0, p.exitValue(), String.join(" ", command) + ": " + out);
-        return out;
-    }
 
     /** The feature bits the guest's driver accepted, as /sys shows them: character i is bit i. */
     private static String guestFeatures(QemuGuest guest) {
@@ -56,12 +50,17 @@ class OffloadTapGuestTest {
         return m.group();
     }
 
-    /** Megabits per second iperf3's receiver counted, from its summary. */
+    /** Megabits per second iperf3's receiver counted, from its summary (all streams'). */
     private static double receiverMbits(String iperf) {
         Matcher m = RECEIVER.matcher(iperf);
         assertTrue(m.find(), iperf);
-        double v = Double.parseDouble(m.group(1));
-        return switch (m.group(2)) {
+        String value = m.group(1), unit = m.group(2);
+        while (m.find()) { // with parallel streams the [SUM] line comes last
+            value = m.group(1);
+            unit = m.group(2);
+        }
+        double v = Double.parseDouble(value);
+        return switch (unit) {
             case "G" -> v * 1000;
             case "K" -> v / 1000;
             case "" -> v / 1_000_000;
@@ -69,28 +68,29 @@ class OffloadTapGuestTest {
         };
     }
 
-    @ParameterizedTest(name = "offloads {0}")
-    @ValueSource(booleans = {true, false})
-    void shouldCarryTcpBothWaysBetweenAGuestAndTheHostSideOfItsTap(boolean offloads) throws Exception {
+    @ParameterizedTest(name = "offloads {0}, {1} queue pair(s)")
+    @CsvSource({"true, 1", "false, 1", "true, 2"})
+    void shouldCarryTcpBothWaysBetweenAGuestAndTheHostSideOfItsTap(boolean offloads, int pairs) throws Exception {
         QemuTests.requireQemu();
         QemuTests.requireCommand("iperf3", "iperf3");
         Path dir = Files.createTempDirectory("jvhost-offload");
         new ProcessBuilder("ip", "netns", "delete", NS).start().waitFor(10, TimeUnit.SECONDS); // a leftover run
-        TapPort port = new TapPort(TAP, 1);
-        NetDevice device = new NetDevice(port, 1, 0x525400000021L, 1500, offloads);
+        TapPort port = new TapPort(TAP, pairs); // a multi-queue TAP with 2 pairs: one TAP queue each
+        NetDevice device = new NetDevice(port, pairs, 0x525400000021L, 1500, offloads);
         Process server = null;
         try (ControlLoop loop = new ControlLoop();
              Backend backend = new Backend("offload", device, BackendOptions.DEFAULT, loop)) {
-            sh("ip", "netns", "add", NS);
-            sh("ip", "link", "set", TAP, "netns", NS);
-            sh("ip", "netns", "exec", NS, "ip", "addr", "add", HOST_IP + "/24", "dev", TAP);
-            sh("ip", "netns", "exec", NS, "ip", "link", "set", TAP, "up");
+            HostCommands.run("ip", "netns", "add", NS);
+            HostCommands.run("ip", "link", "set", TAP, "netns", NS);
+            HostCommands.run("ip", "netns", "exec", NS, "ip", "addr", "add", HOST_IP + "/24", "dev", TAP);
+            HostCommands.run("ip", "netns", "exec", NS, "ip", "link", "set", TAP, "up");
             server = new ProcessBuilder("ip", "netns", "exec", NS, "iperf3", "-s", "-B", HOST_IP)
                     .redirectErrorStream(true).redirectOutput(dir.resolve("iperf3-server.log").toFile()).start();
             backend.start();
             try (VhostUserServer vhost = VhostUserServer.listen(dir.resolve("net.sock"), backend, loop);
-                 QemuGuest guest = QemuGuest.builder().image(GuestImage.prepare())
-                         .extraArgs(QemuConfigs.deviceArgs("net-qemu.sh", vhost.path().toString(), "52:54:00:00:00:21", "1"))
+                 QemuGuest guest = QemuGuest.builder().image(GuestImage.prepare()).cpus(pairs)
+                         .extraArgs(QemuConfigs.deviceArgs("net-qemu.sh", vhost.path().toString(), "52:54:00:00:00:21",
+                                 Integer.toString(pairs)))
                          .logFile(QemuTests.logFile(OffloadTapGuestTest.class)).build()) {
                 guest.start();
                 guest.awaitReady(Duration.ofMinutes(3));
@@ -103,9 +103,10 @@ class OffloadTapGuestTest {
                 QemuGuest.Result ping = guest.exec("ping -c 2 -W 5 " + HOST_IP, Duration.ofMinutes(1));
                 assertTrue(ping.output().contains("2 packets received"), ping.output());
 
-                QemuGuest.Result out = guest.exec("iperf3 -c " + HOST_IP + " -t 3 -f m", Duration.ofMinutes(2));
+                String streams = pairs > 1 ? " -P 4" : ""; // parallel streams, for the TAP to spread over its queues
+                QemuGuest.Result out = guest.exec("iperf3 -c " + HOST_IP + " -t 3 -f m" + streams, Duration.ofMinutes(2));
                 assertEquals(0, out.exitStatus(), out.output());
-                QemuGuest.Result in = guest.exec("iperf3 -c " + HOST_IP + " -t 3 -f m -R", Duration.ofMinutes(2));
+                QemuGuest.Result in = guest.exec("iperf3 -c " + HOST_IP + " -t 3 -f m -R" + streams, Duration.ofMinutes(2));
                 assertEquals(0, in.exitStatus(), in.output());
                 double toHost = receiverMbits(out.output()), toGuest = receiverMbits(in.output());
                 System.out.printf("offloads %s: guest->host %.0f Mbit/s, host->guest %.0f Mbit/s (%s)%n",
@@ -120,6 +121,14 @@ class OffloadTapGuestTest {
                 assertTrue(c.txBytes > c.txFrames * 1514L || c.rxBytes > c.rxFrames * 1514L, c.toString());
             } else {
                 assertTrue(c.txBytes <= c.txFrames * 1518L && c.rxBytes <= c.rxFrames * 1518L, c.toString());
+            }
+            if (pairs > 1) {
+                System.out.println("per pair: " + device.nic().counters(0) + " | " + device.nic().counters(1));
+                assertEquals(0, device.nic().counters(1).txBadHeader);
+                for (int pair = 0; pair < pairs; pair++) { // 4 flows each way: both TAP queues carry some
+                    NetCounters moved = device.nic().counters(pair);
+                    assertTrue(moved.rxFrames + moved.txFrames > 0, "pair " + pair + " idle: " + moved);
+                }
             }
         } finally {
             if (server != null) {

@@ -1,5 +1,6 @@
 package io.jvhost.net;
 
+import io.jvhost.testkit.HostCommands;
 import io.jvhost.testkit.guest.GuestImage;
 import io.jvhost.testkit.guest.QemuGuest;
 import io.jvhost.core.runtime.Backend;
@@ -33,13 +34,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class TapGuestTest {
     private static final String NS = "jvhost-tap-test", TAP = "jvtap-t0";
 
-    private static String sh(String... command) throws IOException, InterruptedException {
-        Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
-        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        p.waitFor(30, TimeUnit.SECONDS);
-        assertEquals(0, p.exitValue(), String.join(" ", command) + ": " + out);
-        return out;
-    }
 
     @Test
     void shouldLetAGuestPingTheHostSideOfItsTapAcrossAReboot() throws Exception {
@@ -50,10 +44,10 @@ class TapGuestTest {
         NetDevice device = new NetDevice(port, 1, 0x525400000011L, 1500);
         try (ControlLoop loop = new ControlLoop();
              Backend backend = new Backend("tap", device, BackendOptions.DEFAULT, loop)) {
-            sh("ip", "netns", "add", NS);
-            sh("ip", "link", "set", TAP, "netns", NS);
-            sh("ip", "netns", "exec", NS, "ip", "addr", "add", "192.0.2.1/24", "dev", TAP);
-            sh("ip", "netns", "exec", NS, "ip", "link", "set", TAP, "up");
+            HostCommands.run("ip", "netns", "add", NS);
+            HostCommands.run("ip", "link", "set", TAP, "netns", NS);
+            HostCommands.run("ip", "netns", "exec", NS, "ip", "addr", "add", "192.0.2.1/24", "dev", TAP);
+            HostCommands.run("ip", "netns", "exec", NS, "ip", "link", "set", TAP, "up");
             backend.start();
             try (VhostUserServer server = VhostUserServer.listen(dir.resolve("tap.sock"), backend, loop);
                  QemuGuest guest = QemuGuest.builder().image(GuestImage.prepare())

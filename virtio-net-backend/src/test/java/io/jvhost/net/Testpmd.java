@@ -59,9 +59,19 @@ final class Testpmd {
      */
     static Totals run(Path socket, int queues, boolean mergeable, String forwardMode, int seconds, String... extra)
             throws IOException, InterruptedException {
+        return run(socket, queues, mergeable, "", forwardMode, seconds, extra);
+    }
+
+    /**
+     * As above, with more virtio-user devargs: {@code ring} is appended to the vdev, e.g.
+     * {@code packed_vq=1} or {@code packed_vq=1,in_order=1} (empty: split rings, any order).
+     */
+    static Totals run(Path socket, int queues, boolean mergeable, String ring, String forwardMode, int seconds,
+                      String... extra) throws IOException, InterruptedException {
         List<String> cmd = new ArrayList<>(List.of(BINARY.toString(), "-l", "0-1", "--no-pci", "--single-file-segments",
                 "--file-prefix=jvhost-test-" + ProcessHandle.current().pid() + "-" + (runs++), "--log-level=7",
-                "--vdev=net_virtio_user0,path=" + socket + ",queues=" + queues + ",mrg_rxbuf=" + (mergeable ? 1 : 0),
+                "--vdev=net_virtio_user0,path=" + socket + ",queues=" + queues + ",mrg_rxbuf=" + (mergeable ? 1 : 0)
+                        + (ring.isEmpty() ? "" : "," + ring),
                 "--", "--forward-mode=" + forwardMode, "--auto-start", "--nb-cores=1", "--rxq=" + queues,
                 "--txq=" + queues, "--txd=1024", "--rxd=1024", "--stats-period=1", "--disable-link-check"));
         cmd.addAll(List.of(extra));

@@ -5,6 +5,8 @@ import io.jvhost.perf.BenchOptions;
 import io.jvhost.perf.BlkBench;
 import io.jvhost.perf.NetBench;
 import io.jvhost.perf.Report;
+import io.jvhost.perf.TcpBench;
+import io.jvhost.perf.VxlanBench;
 
 import java.io.IOException;
 import java.io.PrintStream;
@@ -23,7 +25,8 @@ import picocli.CommandLine.Option;
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = {"Benchmarks: jvhost side by side with DPDK and qemu-storage-daemon, and JMH microbenchmarks.",
             "Tables are printed and written as CSV/JSON (with the exact commands) under perf/results/."},
-        subcommands = {BenchCommand.Net.class, BenchCommand.Blk.class, BenchCommand.Jmh.class})
+        subcommands = {BenchCommand.Net.class, BenchCommand.Blk.class, BenchCommand.Tcp.class, BenchCommand.Vxlan.class,
+            BenchCommand.Jmh.class})
 public final class BenchCommand implements Runnable {
     @Override
     public void run() {
@@ -153,6 +156,50 @@ public final class BenchCommand implements Runnable {
         }
     }
 
+    @Command(name = "tcp", mixinStandardHelpOptions = true,
+            description = {"A real guest's TCP throughput (iperf3, both ways) through a TAP: jvhost with offloads, jvhost",
+                "--no-offload, and QEMU's own userspace virtio-net on a TAP (-netdev tap,vhost=off), alternating runs.",
+                "Each run boots a TCG guest; the TAP's host side lives in a network namespace of the bench's own."})
+    static final class Tcp extends EndToEnd<TcpBench.Options> {
+        @Option(names = "--sides", split = ",", description = "jvhost, jvhost-no-offload, qemu-tap, qemu-tap-intx (default: the first three).") List<String> sides;
+
+        Tcp() {
+            super(TcpBench.Options::new, TcpBench.Options::quick, TcpBench::run);
+        }
+
+        @Override
+        public Integer call() throws Exception {
+            List<String> missing = TcpBench.missing();
+            if (!missing.isEmpty()) {
+                throw new Failure("needs apt-get install " + String.join(" ", missing) + " (as root, ./jvhost bench installs them)");
+            }
+            return super.call();
+        }
+
+        @Override
+        void given(TcpBench.Options o) {
+            if (sides != null) o.sides = sides;
+        }
+    }
+
+    @Command(name = "vxlan", mixinStandardHelpOptions = true,
+            description = {"VXLAN encapsulation and decapsulation per CPU core: the switch's VXLAN port against a Linux vxlan",
+                "link in a bridge, over veth pairs in network namespaces of the bench's own, alternating runs."})
+    static final class Vxlan extends EndToEnd<VxlanBench.Options> {
+        @Option(names = "--sizes", split = ",", description = "Frame sizes (default 64,1518).") List<Integer> sizes;
+        @Option(names = "--dirs", split = ",", description = "encap, decap (default both).") List<String> dirs;
+
+        Vxlan() {
+            super(VxlanBench.Options::new, VxlanBench.Options::quick, VxlanBench::run);
+        }
+
+        @Override
+        void given(VxlanBench.Options o) {
+            if (sizes != null) o.sizes = sizes;
+            if (dirs != null) o.directions = dirs;
+        }
+    }
+
     @Command(name = "blk", mixinStandardHelpOptions = true,
             description = {"A Java vhost-user frontend driving jvhost blk (--ram, --file; in this JVM) and qemu-storage-daemon",
                 "on the same tmpfs image, alternating runs, the two sides pinned to different CPUs."})
@@ -160,7 +207,7 @@ public final class BenchCommand implements Runnable {
         @Option(names = "--workloads", split = ",", description = "randread-4k, randwrite-4k, seqread-128k, seqwrite-128k (default: all).") List<String> workloads;
         @Option(names = "--busy-poll", description = "Run jvhost's pollers in busy-poll mode (default: event mode).") boolean busyPoll;
         @Option(names = "--depths", split = ",", description = "Queue depths of the random workloads (default 1,8,32).") List<Integer> depths;
-        @Option(names = "--targets", split = ",", description = "jvhost-ram, jvhost-file, qsd (default: all).") List<String> targets;
+        @Option(names = "--targets", split = ",", description = "jvhost-ram, jvhost-file (default I/O engine: io_uring), jvhost-file-threads, qsd (default: all but jvhost-file-threads).") List<String> targets;
 
         @Override
         void given(BlkBench.Options o) {

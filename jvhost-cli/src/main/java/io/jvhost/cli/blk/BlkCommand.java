@@ -60,8 +60,26 @@ public final class BlkCommand extends DeviceCommand {
     @Option(names = "--direct", description = "Open the image with O_DIRECT, bypassing the host page cache.")
     boolean direct;
 
-    @Option(names = "--io-workers", defaultValue = "2", description = "Threads doing blocking file I/O (default ${DEFAULT-VALUE}).")
+    @Option(names = "--io-workers", defaultValue = "2",
+            description = "Threads doing blocking file I/O on the threads engine (default ${DEFAULT-VALUE}).")
     int ioWorkers;
+
+    @Option(names = "--io-engine", paramLabel = "ENGINE", converter = IoEngineConverter.class,
+            description = {"File I/O: uring (io_uring, a ring per queue reaped by its poller), threads (--io-workers",
+                "threads), or auto (default: uring unless the kernel forbids it; also -Djvhost.io-engine)."})
+    FileStore.IoEngine ioEngine;
+
+    /** Parses --io-engine. */
+    static final class IoEngineConverter implements picocli.CommandLine.ITypeConverter<FileStore.IoEngine> {
+        @Override
+        public FileStore.IoEngine convert(String value) {
+            try {
+                return FileStore.IoEngine.parse(value);
+            } catch (IllegalArgumentException e) {
+                throw new picocli.CommandLine.TypeConversionException(e.getMessage());
+            }
+        }
+    }
 
     @Override
     public void check() {
@@ -104,7 +122,8 @@ public final class BlkCommand extends DeviceCommand {
             throw new Failure("--file " + file + " is a directory; give a raw image file or a block device");
         }
         try {
-            return new FileStore(file, readOnly, direct, ioWorkers);
+            return new FileStore(file, readOnly, direct, ioWorkers,
+                    ioEngine != null ? ioEngine : FileStore.IoEngine.configured());
         } catch (NativeException e) {
             throw new Failure("--file " + file + ": " + switch (e.errno()) {
                 case LibC.EPERM, 13 -> "permission denied (jvhost needs to read" + (readOnly ? "" : " and write") + " it"

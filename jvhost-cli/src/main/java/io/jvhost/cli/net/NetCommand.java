@@ -9,6 +9,7 @@ import io.jvhost.net.L2Switch;
 import io.jvhost.net.NetDevice;
 import io.jvhost.net.NetPort;
 import io.jvhost.net.TapPort;
+import io.jvhost.net.VxlanPort;
 
 import io.jvhost.core.device.VirtioDevice;
 import io.jvhost.core.sys.LibC;
@@ -28,7 +29,8 @@ import picocli.CommandLine.Option;
             "      -device virtio-net-pci,netdev=net0,mq=on,vectors=0   (vectors=0: QEMU 7.2 under TCG, see README)",
             "DPDK: dpdk-testpmd --no-pci --single-file-segments --vdev net_virtio_user0,path=PATH,queues=N ..."})
 public final class NetCommand extends DeviceCommand {
-    @ArgGroup(exclusive = true, multiplicity = "1")
+    /** Required, except that --vxlan-remote implies --switch. */
+    @ArgGroup(exclusive = true, multiplicity = "0..1")
     Mode mode;
 
     static final class Mode {
@@ -54,8 +56,24 @@ public final class NetCommand extends DeviceCommand {
     @Option(names = "--mac", defaultValue = "52:54:00:12:34:56", description = "The guest's MAC (default ${DEFAULT-VALUE}).")
     String mac;
 
-    @Option(names = "--mtu", defaultValue = "1500", description = "MTU (default ${DEFAULT-VALUE}).")
-    int mtu;
+    @Option(names = "--mtu", description = "MTU (default 1500; with --vxlan-remote, the underlay's MTU less the VXLAN overhead: 50 B over IPv4, 70 B over IPv6).")
+    Integer mtu;
+
+    @Option(names = "--vxlan-remote", paramLabel = "IP", description = "Give the switch (implied) a VXLAN uplink (RFC 7348) to this VTEP;"
+            + " repeat for more remotes (frames to unknown and broadcast MACs go to each).")
+    List<String> vxlanRemotes = new ArrayList<>();
+
+    @Option(names = "--vxlan-vni", paramLabel = "N", description = "The VXLAN network identifier, 0..16777215 (required with --vxlan-remote).")
+    Integer vxlanVni;
+
+    @Option(names = "--vxlan-local", paramLabel = "IP", description = "Local address to listen and send from (default: any, the route picks).")
+    String vxlanLocal;
+
+    @Option(names = "--vxlan-port", defaultValue = "4789", paramLabel = "PORT", description = "UDP port to listen on and send to (default ${DEFAULT-VALUE}).")
+    int vxlanPort;
+
+    @Option(names = "--vxlan-no-checksum", description = "Send outer UDP checksums of 0 (over IPv6 the remote must accept them: Linux's udp6zerocsumrx).")
+    boolean vxlanNoChecksum;
 
     @Option(names = "--no-offload", description = {"Offer the guest no checksum or TCP segmentation offloads:"
             + " every frame crosses as a complete, MTU-sized frame (slower; for ports or peers that mishandle offloads)."})
@@ -97,7 +115,22 @@ public final class NetCommand extends DeviceCommand {
         if ((Integer.parseInt(mac.substring(0, 2), 16) & 1) != 0) {
             throw usage("--mac " + mac + " is a multicast address; a NIC needs a unicast one (an even first byte, e.g. 52:...)");
         }
-        checkRange("--mtu", mtu, 68, 65535 - 14 - 4, "bytes of IP packet");
+        if (mode == null && vxlanRemotes.isEmpty()) {
+            throw usage("Missing required argument: one of --tap, --switch, --drop, --reflect, --generate or --vxlan-remote");
+        }
+        if (!vxlanRemotes.isEmpty() && mode != null && !mode.switched) {
+            throw usage("--vxlan-remote connects the in-process switch; it does not combine with --tap, --drop, --reflect or --generate");
+        }
+        if (vxlanRemotes.isEmpty() && (vxlanVni != null || vxlanLocal != null || vxlanNoChecksum)) {
+            throw usage("--vxlan-vni, --vxlan-local and --vxlan-no-checksum go with --vxlan-remote");
+        }
+        if (mtu != null) {
+            checkRange("--mtu", mtu, 68, 65535 - 14 - 4, "bytes of IP packet");
+        }
+        vxlanPlan(); // its usage errors here too, before anything opens
+        if (mode == null) {
+            return;
+        }
         if (mode.generate != null) {
             checkRange("--generate", mode.generate, 60, 65535, "frame size in bytes");
         }
@@ -113,21 +146,53 @@ public final class NetCommand extends DeviceCommand {
 
     @Override
     public DeviceSet open(Shared shared) {
-        L2Switch sw = mode.switched ? shared.l2Switch() : null;
+        VxlanOptions.Plan vxlan = vxlanPlan();
+        int nicMtu = vxlan != null ? vxlan.mtu() : mtu != null ? mtu : NetDevice.DEFAULT_MTU;
+        L2Switch sw = vxlan != null || (mode != null && mode.switched) ? shared.l2Switch() : null;
+        VxlanPort uplink = vxlan == null ? null : VxlanOptions.open(sw, vxlan.config());
+        if (uplink != null) {
+            // QEMU 7.2 tells a vhost-user NIC's guest its MTU only from its own host_mtu property.
+            System.out.printf("jvhost net: VXLAN VNI %d on UDP port %d to %d remote(s); guest MTU %d"
+                    + " (QEMU: -device virtio-net-pci,...,host_mtu=%d)%n", vxlan.config().vni(), uplink.localPort(),
+                    vxlan.config().remotes().size(), nicMtu, nicMtu);
+        }
         List<VirtioDevice> devices = new ArrayList<>();
         List<NetDevice> nics = new ArrayList<>();
-        for (int i = 0; i < serve.socketCount(); i++) {
-            NetPort port = mode.tap != null ? tap(mode.tap, i)
-                    : sw != null ? sw.newPort()
-                    : mode.drop ? new BenchPorts.Drop()
-                    : mode.reflect ? new BenchPorts.Reflect()
-                    : new BenchPorts.Generate(mode.generate);
-            NetDevice d = new NetDevice(port, queues, Frames.parseMac(mac) + i, mtu, !noOffload);
-            nics.add(d);
-            devices.add(d);
+        try {
+            for (int i = 0; i < serve.socketCount(); i++) {
+                NetPort port = mode != null && mode.tap != null ? tap(mode.tap, i)
+                        : sw != null ? sw.newPort()
+                        : mode.drop ? new BenchPorts.Drop()
+                        : mode.reflect ? new BenchPorts.Reflect()
+                        : new BenchPorts.Generate(mode.generate);
+                NetDevice d = new NetDevice(port, queues, Frames.parseMac(mac) + i, nicMtu, !noOffload);
+                nics.add(d);
+                devices.add(d);
+            }
+        } catch (RuntimeException e) {
+            nics.forEach(d -> d.port().close());
+            if (uplink != null) {
+                uplink.close();
+            }
+            throw e;
         }
-        // Closing the ports once the queues stopped: a TAP's fds go, a switch port is unplugged.
-        return new DeviceSet(devices, () -> nics.forEach(d -> d.port().close()),
-                () -> nics.forEach(d -> System.out.println(d.port().describe())), null);
+        // Closed once the queues stopped: a TAP's fds go, a switch port is unplugged, the uplink closes.
+        return new DeviceSet(devices, () -> {
+            nics.forEach(d -> d.port().close());
+            if (uplink != null) {
+                uplink.close();
+            }
+        }, () -> {
+            nics.forEach(d -> System.out.println(d.port().describe()));
+            if (uplink != null) {
+                System.out.println(uplink.switchPort().describe());
+            }
+        }, null);
+    }
+
+    /** The VXLAN uplink the --vxlan-* options describe (checked as a usage error), or null without --vxlan-remote. */
+    private VxlanOptions.Plan vxlanPlan() {
+        return vxlanRemotes.isEmpty() ? null
+                : VxlanOptions.plan(this::usage, vxlanRemotes, vxlanVni, vxlanLocal, vxlanPort, !vxlanNoChecksum, mtu);
     }
 }

@@ -129,7 +129,12 @@ final class DeviceHost implements AutoCloseable {
     /** Starts the shared pollers of {@code pollerSpecs}; devices are added after. */
     DeviceHost(boolean latency, java.util.Collection<ServeConfig.PollerSpec> pollerSpecs) throws Exception {
         for (ServeConfig.PollerSpec p : pollerSpecs) {
-            Poller poller = new Poller("shared-poller-" + p.name(), p.busyPoll() ? IdleMode.BUSY : IdleMode.EVENT, ServeConfig.POLLER_SLOTS);
+            IdleMode mode = switch (p.idle()) {
+                case "busy" -> IdleMode.BUSY;
+                case "event" -> IdleMode.EVENT;
+                default -> IdleMode.ADAPTIVE;
+            };
+            Poller poller = new Poller("shared-poller-" + p.name(), mode, ServeConfig.POLLER_SLOTS, p.cpu());
             poller.start();
             pollers.put(p.name(), poller);
         }

@@ -47,8 +47,13 @@ final class ServeConfig {
      */
     record DeviceSpec(String name, String type, String switchName, String pollerName, DeviceCommand command, Object source) {}
 
-    /** A shared poller of the {@code pollers:} section: its name and whether it spins. */
-    record PollerSpec(String name, boolean busyPoll) {}
+    /**
+     * A shared poller of the {@code pollers:} section.
+     *
+     * @param idle adaptive, event or busy, as {@code --idle}
+     * @param cpu  the CPU it is pinned to, or -1
+     */
+    record PollerSpec(String name, String idle, int cpu) {}
 
     static final String DEFAULT_SWITCH = "default";
     private static final Set<String> TYPES = Set.of("blk", "net", "rng");
@@ -56,6 +61,8 @@ final class ServeConfig {
     private static final List<String> ACCESS_KEYS = List.of("socket-mode", "socket-group", "allow-uid");
     private static final Set<String> TOP_KEYS = Set.of("devices", "pollers", "metrics", "latency", "trace", "control",
             "socket-mode", "socket-group", "allow-uid");
+    /** Device options about pollers of the device's own, which a device on a shared poller does not take. */
+    private static final List<String> OWN_POLLER_KEYS = List.of("queue-map", "busy-poll", "idle", "poller-cpus");
     /** How many queues one shared poller takes. */
     static final int POLLER_SLOTS = 256;
     private static final Set<String> PROCESS_KEYS = Set.of("metrics", "latency", "trace", "control");
@@ -153,38 +160,50 @@ final class ServeConfig {
         return c;
     }
 
-    /** {@code pollers: {NAME: {busy-poll: BOOL}, ...}}: shared poller threads devices name with {@code poller: NAME}. */
+    /** {@code pollers: {NAME: {idle: MODE, cpu: N}, ...}}: shared poller threads devices name with {@code poller: NAME}. */
     private void readPollers(Node v) {
         Map<String, Node> m = v.map();
         if (m == null) {
             problems.add(new Problem(v.line(), v.column(), "pollers: a mapping of poller names to settings,"
-                    + " e.g. pollers: {shared0: {busy-poll: false}}"));
+                    + " e.g. pollers: {shared0: {idle: adaptive}}"));
             return;
         }
+        Set<Integer> cpus = new java.util.HashSet<>();
         for (Map.Entry<String, Node> e : m.entrySet()) {
             Node p = e.getValue();
-            if (!e.getKey().matches("[A-Za-z0-9_.-]{1,32}")) {
-                problems.add(new Problem(p.line(), p.column(), "pollers: name '" + e.getKey() + "': 1..32 letters, digits, '-', '_' or '.'"));
+            String name = e.getKey();
+            if (!name.matches("[A-Za-z0-9_.-]{1,32}")) {
+                problems.add(new Problem(p.line(), p.column(), "pollers: name '" + name + "': 1..32 letters, digits, '-', '_' or '.'"));
                 continue;
             }
-            boolean busy = false;
+            String idle = "adaptive";
+            int cpu = -1;
             Map<String, Node> settings = p.value() == null || "".equals(p.value()) ? Map.of() : p.map();
             if (settings == null) {
-                problems.add(new Problem(p.line(), p.column(), "pollers: " + e.getKey() + ": a mapping of settings (busy-poll: true|false), or nothing"));
+                problems.add(new Problem(p.line(), p.column(), "pollers: " + name + ": a mapping of settings (idle, cpu), or nothing"));
                 continue;
             }
             for (Map.Entry<String, Node> s : settings.entrySet()) {
                 Node sv = s.getValue();
-                if (!s.getKey().equals("busy-poll")) {
-                    problems.add(new Problem(sv.line(), sv.column(), "pollers: " + e.getKey() + ": unknown setting '" + s.getKey()
-                            + "' (a shared poller has busy-poll: true|false)"));
-                } else if (!(sv.value() instanceof Boolean b)) {
-                    problems.add(new Problem(sv.line(), sv.column(), "pollers: " + e.getKey() + ": busy-poll: true or false"));
+                if (s.getKey().equals("idle") && Set.of("adaptive", "event", "busy").contains(sv.text())) {
+                    idle = sv.text();
+                } else if (s.getKey().equals("idle")) {
+                    problems.add(new Problem(sv.line(), sv.column(), "pollers: " + name + ": idle: adaptive, event or busy"
+                            + " (as --idle), got '" + sv.text() + "'"));
+                } else if (s.getKey().equals("cpu") && sv.text().matches("[0-9]{1,4}")) {
+                    cpu = Integer.parseInt(sv.text());
+                    if (!cpus.add(cpu)) {
+                        problems.add(new Problem(sv.line(), sv.column(), "pollers: " + name + ": cpu " + cpu
+                                + " is another poller's; each pinned poller needs a CPU of its own"));
+                    }
+                } else if (s.getKey().equals("cpu")) {
+                    problems.add(new Problem(sv.line(), sv.column(), "pollers: " + name + ": cpu: a CPU number, got '" + sv.text() + "'"));
                 } else {
-                    busy = b;
+                    problems.add(new Problem(sv.line(), sv.column(), "pollers: " + name + ": unknown setting '" + s.getKey()
+                            + "' (a shared poller has idle: adaptive|event|busy and cpu: N)"));
                 }
             }
-            pollers.put(e.getKey(), new PollerSpec(e.getKey(), busy));
+            pollers.put(name, new PollerSpec(name, idle, cpu));
         }
     }
 
@@ -249,10 +268,15 @@ final class ServeConfig {
                     problems.add(new Problem(v.line(), v.column(), label + ": poller: " + (pollerNames.isEmpty()
                             ? "no shared pollers are defined (add a top-level pollers: section)"
                             : "'" + pollerName + "' is none of the pollers section's (" + String.join(", ", pollerNames) + ")")));
-                } else if (m.containsKey("queue-map") || m.containsKey("busy-poll")) {
-                    Node other = m.containsKey("queue-map") ? m.get("queue-map") : m.get("busy-poll");
-                    problems.add(new Problem(other.line(), other.column(), label + ": queue-map and busy-poll are for pollers of"
-                            + " the device's own; on the shared poller '" + pollerName + "' all its queues run on that thread"));
+                } else {
+                    for (String own : OWN_POLLER_KEYS) {
+                        if (m.containsKey(own)) {
+                            Node other = m.get(own);
+                            problems.add(new Problem(other.line(), other.column(), label + ": " + own + " is for pollers of"
+                                    + " the device's own; on the shared poller '" + pollerName + "' all its queues run on that thread"
+                                    + " (set idle and cpu in the pollers section)"));
+                        }
+                    }
                 }
                 continue;
             }

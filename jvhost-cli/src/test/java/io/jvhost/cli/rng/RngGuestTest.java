@@ -1,6 +1,7 @@
 package io.jvhost.cli.rng;
 
 import io.jvhost.testkit.guest.GuestImage;
+import io.jvhost.testkit.guest.GuestVirtio;
 import io.jvhost.testkit.guest.QemuGuest;
 import io.jvhost.testkit.QemuConfigs;
 import io.jvhost.testkit.QemuTests;
@@ -25,12 +26,15 @@ import org.junit.jupiter.api.TestMethodOrder;
 import org.junit.jupiter.api.Timeout;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * A real QEMU 7.2 guest (TCG) reads entropy through {@code vhost-user-rng-pci} from one jvhost rng
- * backend, which outlives a guest reboot (driver reset) and QEMU itself restarting.
+ * backend, which outlives a guest reboot (driver reset) and QEMU itself restarting: the second QEMU
+ * gives the device packed virtqueues ({@code packed=on}), so the same backend serves a split ring,
+ * then a packed one.
  */
 @Tag("qemu")
 @Timeout(value = 10, unit = TimeUnit.MINUTES)
@@ -57,12 +61,12 @@ class RngGuestTest {
         backend = new Backend("rng", new RngDevice(), BackendOptions.DEFAULT, loop);
         backend.start();
         server = VhostUserServer.listen(dir.resolve("rng.sock"), backend, loop);
-        guest = bootGuest();
+        guest = bootGuest(false);
     }
 
-    private static QemuGuest bootGuest() throws Exception {
+    private static QemuGuest bootGuest(boolean packed) throws Exception {
         QemuGuest g = QemuGuest.builder().image(GuestImage.prepare()).memoryMib(256)
-                .extraArgs(QemuConfigs.deviceArgs("rng-qemu.sh", dir.resolve("rng.sock").toString()))
+                .extraArgs(QemuConfigs.deviceArgs(packed, "rng-qemu.sh", dir.resolve("rng.sock").toString()))
                 .logFile(QemuTests.logFile(RngGuestTest.class)).build();
         g.start();
         g.awaitReady(BOOT);
@@ -107,6 +111,7 @@ class RngGuestTest {
     @Order(1)
     void shouldServe64KiBOfNonConstantEntropyToTheGuest() {
         assertEquals("virtio_rng.0", guest.exec("cat /sys/class/misc/hw_random/rng_current", COMMAND).output().trim());
+        assertFalse(GuestVirtio.ringPacked(guest, GuestVirtio.ENTROPY), "a split ring without packed=on");
         firstChecksum = readEntropy();
         assertNotEquals(firstChecksum, readEntropy(), "two reads returned the same bytes");
     }
@@ -120,12 +125,16 @@ class RngGuestTest {
 
     @Test
     @Order(3)
-    void shouldServeANewQemuProcessAfterTheOldOneQuits() throws Exception {
+    void shouldServeANewQemuProcessOnPackedVirtqueuesAfterTheOldOneQuits() throws Exception {
         long connections = server.connections();
         guest.quit(Duration.ofSeconds(60));
         guest.close();
-        guest = bootGuest();
+        guest = bootGuest(true);
         assertEquals(connections + 1, server.connections());
+        assertTrue(GuestVirtio.ringPacked(guest, GuestVirtio.ENTROPY), "the guest negotiated VIRTIO_F_RING_PACKED (bit 34)");
         assertNotEquals(firstChecksum, readEntropy());
+        assertTrue(backend.queue(0).isPacked(), "the backend ran the queue packed");
+        guest.reboot(BOOT);
+        assertNotEquals(firstChecksum, readEntropy(), "packed again after the guest's driver reset");
     }
 }

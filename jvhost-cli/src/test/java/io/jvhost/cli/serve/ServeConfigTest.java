@@ -145,7 +145,7 @@ class ServeConfigTest {
     void shouldPutADevicesQueuesOnASharedPollerOfThePollersSection() {
         ServeConfig c = ServeConfig.read("""
                 pollers:
-                  io: {busy-poll: true}
+                  io: {idle: busy, cpu: 0}
                   slow:
                 devices:
                   - {type: rng, socket: /run/jvhost/a.sock, poller: slow}
@@ -153,7 +153,7 @@ class ServeConfigTest {
                   - {type: rng, socket: /run/jvhost/c.sock}
                 """);
         assertEquals(List.of(), c.problems);
-        assertEquals(List.of(new ServeConfig.PollerSpec("io", true), new ServeConfig.PollerSpec("slow", false)),
+        assertEquals(List.of(new ServeConfig.PollerSpec("io", "busy", 0), new ServeConfig.PollerSpec("slow", "adaptive", -1)),
                 List.copyOf(c.pollers.values()));
         assertEquals(java.util.Arrays.asList("slow", "io", null), c.devices.stream().map(ServeConfig.DeviceSpec::pollerName).toList());
     }
@@ -170,7 +170,7 @@ class ServeConfigTest {
         assertEquals(3, p.size(), String.join("\n", p));
         assertTrue(p.get(0).startsWith("c.yaml:2:8: pollers: io: unknown setting 'spin'"), p.get(0));
         assertTrue(p.get(1).startsWith("c.yaml:4:45: devices[0] (rng0): poller: 'fast' is none of the pollers section's (io)"), p.get(1));
-        assertTrue(p.get(2).startsWith("c.yaml:5:77: devices[1] (blk0): queue-map and busy-poll are for pollers of the device's own"), p.get(2));
+        assertTrue(p.get(2).startsWith("c.yaml:5:77: devices[1] (blk0): queue-map is for pollers of the device's own"), p.get(2));
     }
 
     @Test

@@ -47,6 +47,12 @@ public final class Frontend implements AutoCloseable {
     private Duration replyTimeout;
     private Epoll readable;
     private boolean closed;
+    /** The ring features (RING_PACKED, IN_ORDER) the simulated driver takes; none: split rings, any order. */
+    private long ringFeatures;
+
+    /** RING_PACKED and IN_ORDER: what a driver takes only if it implements them. */
+    public static final long RING_FEATURES = VirtioFeatures.bit(VirtioFeatures.RING_PACKED)
+            | VirtioFeatures.bit(VirtioFeatures.IN_ORDER);
 
     /** A reply from the backend. */
     public record Reply(int request, int flags, byte[] payload, Fd[] fds) {
@@ -95,6 +101,23 @@ public final class Frontend implements AutoCloseable {
     public Frontend replyTimeout(Duration timeout) {
         this.replyTimeout = timeout;
         return this;
+    }
+
+    /**
+     * The rings this frontend's driver uses: {@code layout}, and whether it accepts IN_ORDER. From
+     * then on {@link #handshakeLikeQemu} reports RING_PACKED and IN_ORDER as offered only when the
+     * driver takes them, so that a test acking what the handshake returned gets the rings it
+     * builds. By default split rings, any order, as a Linux 6.1 guest on a split ring.
+     */
+    public Frontend driverRings(DriverQueue.Layout layout, boolean inOrder) {
+        this.ringFeatures = (layout == DriverQueue.Layout.PACKED ? VirtioFeatures.bit(VirtioFeatures.RING_PACKED) : 0)
+                | (inOrder ? VirtioFeatures.bit(VirtioFeatures.IN_ORDER) : 0);
+        return this;
+    }
+
+    /** {@code features} as this frontend's driver takes them: RING_PACKED and IN_ORDER only as {@link #driverRings} says. */
+    public long driverTakes(long features) {
+        return (features & ~RING_FEATURES) | (features & ringFeatures);
     }
 
     /** Sends raw bytes (header included) with {@code fds}; for malformed-message tests. */
@@ -426,7 +449,8 @@ public final class Frontend implements AutoCloseable {
      * Connect-time handshake as QEMU 7.2 does it (reference §4.1 A / §4.2 A): features, protocol
      * features (all offered ones we know, never in-band notifications), queue num, mem slots,
      * owner and features again. The masked call/err eventfds QEMU sends next are left to the
-     * caller. Returns the device features offered.
+     * caller. Returns the device features offered, as this frontend's driver takes them: without
+     * RING_PACKED and IN_ORDER unless {@link #driverRings} asked for them.
      */
     public long handshakeLikeQemu(int queues) throws IOException {
         long features = getFeatures();
@@ -440,19 +464,42 @@ public final class Frontend implements AutoCloseable {
         }
         setOwner();
         getFeatures();
-        return features;
+        return driverTakes(features);
     }
 
     /**
      * DRIVER_OK as QEMU 7.2 sends it for a blk-style device (reference §4.2 B): features, memory
      * table, then per queue num/base/addr/kick/call and enable, then the status with DRIVER_OK.
+     * The ring features acked follow the queues: RING_PACKED for packed ones, IN_ORDER if they
+     * read used elements in order. The base is 0 for split rings; for packed ones where the queue
+     * stands in QEMU's layout (a fresh one: positions 0, wrap counters 1).
      */
     public void startLikeQemu(long features, GuestRam ram, DriverQueue... queues) throws IOException {
+        long[] bases = new long[queues.length];
+        for (int i = 0; i < queues.length; i++) {
+            bases[i] = queues[i].isPacked() ? Integer.toUnsignedLong(queues[i].base()) : 0;
+        }
+        startLikeQemu(features, ram, bases, queues);
+    }
+
+    /**
+     * As {@link #startLikeQemu(long, GuestRam, DriverQueue...)}, SET_VRING_BASE sending
+     * {@code bases[i]} for queue {@code i}: what QEMU believes, e.g. after a backend crash, where
+     * QEMU 7.2 knows nothing newer of a packed ring than the base of its last start.
+     */
+    public void startLikeQemu(long features, GuestRam ram, long[] bases, DriverQueue... queues) throws IOException {
+        long rings = 0;
+        if (queues.length > 0) {
+            rings = (queues[0].isPacked() ? VirtioFeatures.bit(VirtioFeatures.RING_PACKED) : 0)
+                    | (queues[0].inOrder() ? VirtioFeatures.bit(VirtioFeatures.IN_ORDER) : 0);
+        }
+        features = (features & ~RING_FEATURES) | rings;
         check(setFeatures(features | VirtioFeatures.bit(VirtioFeatures.PROTOCOL_FEATURES)), "SET_FEATURES");
         check(setMemTable(ram), "SET_MEM_TABLE");
-        for (DriverQueue q : queues) {
+        for (int i = 0; i < queues.length; i++) {
+            DriverQueue q = queues[i];
             check(setVringNum(q.index(), q.size()), "SET_VRING_NUM");
-            check(setVringBase(q.index(), 0), "SET_VRING_BASE");
+            check(setVringBase(q.index(), (int) bases[i]), "SET_VRING_BASE");
             check(setVringAddr(q), "SET_VRING_ADDR");
             check(setVringKick(q.index(), q.kickFd()), "SET_VRING_KICK");
             check(setVringCall(q.index(), q.callFd()), "SET_VRING_CALL");

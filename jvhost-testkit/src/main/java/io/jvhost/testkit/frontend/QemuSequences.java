@@ -46,13 +46,14 @@ public final class QemuSequences {
     }
 
     /**
-     * The guest side of one VM: RAM in two regions, the driver's rings, and the eventfds and
-     * back-end channel QEMU creates. {@link #newRings()} is a guest driver re-initialising its
-     * queues after a reset.
+     * The guest side of one VM: RAM in two regions, the driver's rings (split, or packed as with
+     * {@code packed=on}), and the eventfds and back-end channel QEMU creates. {@link #newRings()} is
+     * a guest driver re-initialising its queues after a reset.
      */
     public static final class Guest implements AutoCloseable {
         final GuestRam ram;
         final int queues;
+        final DriverQueue.Layout layout;
         final Fd[] masked;
         final Fd[] err;
         final Fd[] channel;
@@ -61,8 +62,14 @@ public final class QemuSequences {
         int generation;
 
         public Guest(int queues) throws NativeException {
+            this(queues, DriverQueue.Layout.SPLIT);
+        }
+
+        /** A guest whose driver uses rings of {@code layout}: packed ones when the device has {@code packed=on}. */
+        public Guest(int queues, DriverQueue.Layout layout) throws NativeException {
             this.ram = new GuestRam(2 << 20, 1 << 20);
             this.queues = queues;
+            this.layout = layout;
             this.masked = new Fd[queues];
             this.err = new Fd[queues];
             this.rings = new DriverQueue[queues];
@@ -70,7 +77,8 @@ public final class QemuSequences {
             for (int v = 0; v < queues; v++) {
                 masked[v] = EventFd.create();
                 err[v] = EventFd.create();
-                rings[v] = new DriverQueue(ram, v, RING_SIZE);
+                rings[v] = new DriverQueue(ram, v, RING_SIZE, layout);
+                base[v] = rings[v].base();
             }
             this.channel = UnixSockets.pair();
         }
@@ -83,9 +91,18 @@ public final class QemuSequences {
             generation++;
             for (int v = 0; v < queues; v++) {
                 rings[v].close();
-                rings[v] = new DriverQueue(ram, v, RING_SIZE);
-                base[v] = 0;
+                rings[v] = new DriverQueue(ram, v, RING_SIZE, layout);
+                base[v] = rings[v].base(); // QEMU's virtio reset: 0, or packed positions 0 with wrap counters 1
             }
+        }
+
+        /**
+         * The features QEMU acks for this guest: what the backend offered, RING_PACKED only with
+         * packed rings, never IN_ORDER (QEMU 7.2's vhost-user devices do not pass it to the guest).
+         */
+        long acked(long offered) {
+            long packed = VirtioFeatures.bit(VirtioFeatures.RING_PACKED);
+            return (offered & ~Frontend.RING_FEATURES) | (layout == DriverQueue.Layout.PACKED ? offered & packed : 0);
         }
 
         /** Three echo requests on every queue. */
@@ -170,10 +187,11 @@ public final class QemuSequences {
         s.send("SET_VRING_CALL(" + v + ") guest irqfd", SET_VRING_CALL, () -> u64(v), () -> g.ring(v).callFd());
     }
 
+    /** GET_VRING_BASE: the split avail index, or QEMU's packed layout (avail and used position with wrap counters). */
     private static void getVringBase(QemuScript s, Guest g, int v) {
         s.get("GET_VRING_BASE(" + v + ")", GET_VRING_BASE, () -> vringState(v, 0), r -> {
             assertEquals(v, r.u32(0), "vring index");
-            assertEquals(g.ring(v).availIdx(), r.u32(4), "last avail index of vring " + v);
+            assertEquals(g.ring(v).base(), r.u32(4), "base of vring " + v);
             g.base[v] = r.u32(4);
         });
     }
@@ -219,7 +237,7 @@ public final class QemuSequences {
         for (int i = 0; i < pairs; i++) {
             enable(s, 2 * i, true);
             enable(s, 2 * i + 1, true);
-            s.send("SET_FEATURES", SET_FEATURES, () -> u64(features[0] | VirtioFeatures.bit(VirtioFeatures.PROTOCOL_FEATURES)), null);
+            s.send("SET_FEATURES", SET_FEATURES, () -> u64(g.acked(features[0]) | VirtioFeatures.bit(VirtioFeatures.PROTOCOL_FEATURES)), null);
             s.addStatus(FEATURES_OK);
             if (sendRegions) {
                 addRegions(s, g); // every vhost_dev sends its own: identical duplicates from pair 1 on
@@ -284,12 +302,12 @@ public final class QemuSequences {
 
     private static void blkStart(QemuScript s, Guest g, long[] features, boolean memSlots, boolean first) {
         long withProtocolFeatures = VirtioFeatures.bit(VirtioFeatures.PROTOCOL_FEATURES);
-        s.send("SET_FEATURES", SET_FEATURES, () -> u64(features[0] | withProtocolFeatures), null);
+        s.send("SET_FEATURES", SET_FEATURES, () -> u64(g.acked(features[0]) | withProtocolFeatures), null);
         s.addStatus(FEATURES_OK);
         for (int v = 0; v < g.queues; v++) {
             guestCall(s, g, v); // blk unmasks everything up front
         }
-        s.send("SET_FEATURES", SET_FEATURES, () -> u64(features[0] | withProtocolFeatures), null);
+        s.send("SET_FEATURES", SET_FEATURES, () -> u64(g.acked(features[0]) | withProtocolFeatures), null);
         s.addStatus(FEATURES_OK);
         if (!memSlots) {
             setMemTable(s, g);

@@ -124,7 +124,7 @@ public final class ChainFuzzTarget implements FuzzTarget {
     }
 
     /** Reads every readable and writes every writable byte as a device would; returns the bytes written. */
-    private long serve(DescriptorChain c, int size) {
+    long serve(DescriptorChain c, int size) {
         if (c.count() < 1 || c.count() > size) {
             throw new AssertionError(c.count() + " buffers in a queue of " + size + ": " + c);
         }
@@ -183,7 +183,7 @@ public final class ChainFuzzTarget implements FuzzTarget {
         return false;
     }
 
-    private static long address(FuzzInput in, RingFixture f) {
+    static long address(FuzzInput in, RingFixture f) {
         return switch (in.below(10)) {
             case 0, 1, 2 -> DATA + in.u16();
             case 3 -> BOUNDARIES[in.below(BOUNDARIES.length)] + (byte) in.u8(); // either side of a boundary or the end
@@ -196,7 +196,7 @@ public final class ChainFuzzTarget implements FuzzTarget {
         };
     }
 
-    private static int length(FuzzInput in) {
+    static int length(FuzzInput in) {
         return in.choose(16, 1, 0, 64, 512, 4096, 32, 48, 1500, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF, (int) QUARTER,
                 (int) QUARTER + 1, 0x1_0000, 0xFFF0, 256, 160, 17, 8, 2048, 100, 0x10, 0x20, 1 << 20, -16, 12, 128, 4112,
                 0x4000_0000, 0x100, 6);
@@ -212,7 +212,7 @@ public final class ChainFuzzTarget implements FuzzTarget {
         return in.below(8) == 7 ? in.u16() : in.below(size);
     }
 
-    private static long table(FuzzInput in) {
+    static long table(FuzzInput in) {
         return switch (in.below(6)) {
             case 0, 1, 2 -> TABLES + 0x400L * in.below(8) + in.pick(0, 0, 0, 1, 8);
             case 3 -> 2 * QUARTER - 16L * in.below(4); // runs into the hole

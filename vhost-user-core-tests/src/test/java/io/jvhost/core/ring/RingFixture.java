@@ -20,9 +20,10 @@ import java.util.List;
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 
 /**
- * One split virtqueue without a socket: simulated guest RAM in a memfd, mapped a second time
- * through a {@link MemoryMap} exactly as SET_MEM_TABLE would, a {@link DriverQueue} writing the
- * guest's side and a {@link VirtQueue} configured on the translated rings. Test thread only.
+ * One virtqueue (split, or packed with {@link #packed}) without a socket: simulated guest RAM in a
+ * memfd, mapped a second time through a {@link MemoryMap} exactly as SET_MEM_TABLE would, a
+ * {@link DriverQueue} writing the guest's side and a {@link VirtQueue} configured on the
+ * translated rings. Test thread only.
  */
 final class RingFixture implements AutoCloseable {
     static final ValueLayout.OfShort U16 = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -53,6 +54,12 @@ final class RingFixture implements AutoCloseable {
      * in guest-physical memory that the backend must never touch.
      */
     RingFixture(int size, long ramSize, boolean[] unmapped, long... splits) throws NativeException, InvalidMemoryException {
+        this(DriverQueue.Layout.SPLIT, size, ramSize, unmapped, splits);
+    }
+
+    /** As above, the ring in {@code layout}. */
+    RingFixture(DriverQueue.Layout layout, int size, long ramSize, boolean[] unmapped, long... splits)
+            throws NativeException, InvalidMemoryException {
         this.size = size;
         this.ram = new GuestRam(ramSize, splits);
         DriverQueue d = null;
@@ -68,7 +75,7 @@ final class RingFixture implements AutoCloseable {
                 }
             }
             map.replace(specs, fds.toArray(new Fd[0]));
-            d = new DriverQueue(ram, 0, size);
+            d = new DriverQueue(ram, 0, size, layout);
             e = EventFd.create();
         } catch (NativeException | InvalidMemoryException | RuntimeException ex) {
             if (d != null) {
@@ -90,14 +97,66 @@ final class RingFixture implements AutoCloseable {
         return new RingFixture(size, 1 << 20);
     }
 
+    /** A packed queue of {@code size} in 1 MiB of guest RAM. */
+    static RingFixture packed(int size) throws NativeException, InvalidMemoryException {
+        return of(DriverQueue.Layout.PACKED, size);
+    }
+
+    static RingFixture of(DriverQueue.Layout layout, int size) throws NativeException, InvalidMemoryException {
+        return new RingFixture(layout, size, 1 << 20, new boolean[1]);
+    }
+
+    boolean isPacked() {
+        return driver.isPacked();
+    }
+
     /** Configures the queue on its rings (translated by hva, as SET_VRING_ADDR does) with call and err fds. */
     RingFixture configure(int lastAvail, boolean eventIdx, boolean indirect) {
+        if (isPacked()) {
+            return configure(lastAvail, (eventIdx ? VirtQueue.EVENT_IDX : 0) | (indirect ? VirtQueue.INDIRECT : 0));
+        }
         MemorySegment desc = memory.translateHva(driver.descHva(), 16L * size);
         MemorySegment avail = memory.translateHva(driver.availHva(), 6 + 2L * size);
         MemorySegment used = memory.translateHva(driver.usedHva(), 6 + 8L * size);
         queue.configure(size, desc, avail, used, memory, lastAvail, eventIdx, indirect, err.get());
         queue.callFd(driver.callFd().get());
         return this;
+    }
+
+    /**
+     * Configures the queue at {@code base} (in its layout's SET_VRING_BASE encoding) with the
+     * {@link VirtQueue} options given; {@link VirtQueue#PACKED} is added for a packed fixture.
+     */
+    RingFixture configure(long base, int options) {
+        boolean packed = isPacked();
+        MemorySegment desc = memory.translateHva(driver.descHva(), 16L * size);
+        MemorySegment avail = memory.translateHva(driver.availHva(), packed ? 4 : 6 + 2L * size);
+        MemorySegment used = memory.translateHva(driver.usedHva(), packed ? 4 : 6 + 8L * size);
+        queue.configure(size, desc, avail, used, memory, base, options | (packed ? VirtQueue.PACKED : 0), err.get());
+        queue.callFd(driver.callFd().get());
+        return this;
+    }
+
+    /**
+     * A new queue on the same rings, as a backend started after this one died would build it:
+     * tracking {@code inflight} (a queue's slice of an inflight region, or null), configured at
+     * {@code base} with {@code options}.
+     */
+    VirtQueue restart(MemorySegment inflight, long base, int options) {
+        boolean packed = isPacked();
+        VirtQueue q = new VirtQueue(0);
+        q.inflight(inflight, size);
+        q.configure(size, memory.translateHva(driver.descHva(), 16L * size),
+                memory.translateHva(driver.availHva(), packed ? 4 : 6 + 2L * size),
+                memory.translateHva(driver.usedHva(), packed ? 4 : 6 + 8L * size), memory, base,
+                options | (packed ? VirtQueue.PACKED : 0), err.get());
+        q.callFd(driver.callFd().get());
+        return q;
+    }
+
+    /** A fresh ring's base in the fixture's layout: 0, or QEMU's packed start (positions 0, wrap counters 1). */
+    long freshBase() {
+        return isPacked() ? 0x8000_8000L : 0;
     }
 
     RingFixture configure() {

@@ -1,5 +1,6 @@
 package io.jvhost.core.ring;
 
+import io.jvhost.testkit.frontend.DriverQueue;
 import io.jvhost.testkit.frontend.DriverQueue.Buffer;
 
 import org.junit.jupiter.api.AfterEach;
@@ -39,6 +40,66 @@ class VirtQueueTest {
     }
 
     // ---- used ring ----
+
+    @Test
+    void shouldUseOneElementForARunOfChainsWithNothingWrittenWhenInOrder() throws Exception {
+        f = RingFixture.of(8);
+        f.driver.inOrder(true);
+        f.configure(0, VirtQueue.IN_ORDER);
+        long buf = f.buffer(16);
+        int[] heads = new int[3];
+        for (int i = 0; i < 3; i++) {
+            heads[i] = f.driver.post(Buffer.readable(buf, 16));
+        }
+        int rx = f.driver.post(Buffer.writable(buf, 16));
+        for (int i = 0; i < 3; i++) {
+            serveOne(0);
+        }
+        f.queue.publish();
+        assertEquals(3, f.driver.usedIdx(), "the index moves by the whole run");
+        assertEquals(heads[2], f.usedId(0), "one element, at the run's start, naming its last chain");
+        serveOne(12);
+        f.queue.publish();
+        assertEquals(rx, f.usedId(3), "a chain with room to write gets its own element");
+        assertEquals(12, f.usedLength(3));
+        for (int h : heads) {
+            assertEquals(new DriverQueue.Used(h, 0), f.driver.awaitUsed(java.time.Duration.ofSeconds(1)));
+        }
+        assertEquals(new DriverQueue.Used(rx, 12), f.driver.awaitUsed(java.time.Duration.ofSeconds(1)));
+    }
+
+    @Test
+    void shouldHoldBackACompletionThatOvertakesAnEarlierChainWhenInOrder() throws Exception {
+        f = RingFixture.of(8);
+        f.driver.inOrder(true);
+        f.configure(0, VirtQueue.IN_ORDER);
+        long buf = f.buffer(16);
+        int a = f.driver.post(Buffer.writable(buf, 16));
+        int b = f.driver.post(Buffer.writable(buf, 16));
+        int headA = f.queue.next().head();
+        int headB = f.queue.next().head();
+        f.queue.complete(headB, 2);
+        f.queue.publish();
+        assertEquals(0, f.driver.usedIdx(), "B waits for A");
+        f.queue.complete(headA, 1);
+        f.queue.publish();
+        assertEquals(2, f.driver.usedIdx());
+        assertEquals(a, f.usedId(0));
+        assertEquals(b, f.usedId(1));
+        assertEquals(2, f.usedLength(1));
+    }
+
+    @Test
+    void shouldIgnoreAnInOrderCompletionForAChainNotInFlight() throws Exception {
+        f = RingFixture.of(8);
+        f.configure(0, VirtQueue.IN_ORDER);
+        f.queue.complete(5, 10);
+        f.queue.complete(-1, 10);
+        f.queue.publish();
+        assertEquals(0, f.driver.usedIdx());
+        assertEquals(2, f.queue.counters().handlerExceptions);
+    }
+
 
     @Test
     void shouldPublishUsedElementsAndIndexOnlyAtPublish() throws Exception {

@@ -11,6 +11,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.jvhost.testkit.frontend.DriverQueue;
 import io.jvhost.testkit.frontend.DriverQueue.Buffer;
+import io.jvhost.testkit.frontend.DriverQueue.Layout;
 import io.jvhost.testkit.frontend.DriverQueue.Used;
 import io.jvhost.testkit.frontend.Frontend;
 import io.jvhost.testkit.frontend.GuestRam;
@@ -35,10 +36,13 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.EnumSource;
+import org.junit.jupiter.params.provider.MethodSource;
 
 /**
  * Buffers through the socket-configured backend, in event mode and busy-poll mode: no lost kicks,
@@ -67,6 +71,11 @@ class DataPathTest {
         assertEquals(0, f.setVringAddr(q));
         assertEquals(0, f.setVringCall(q.index(), q.callFd()));
         assertEquals(0, f.setVringEnable(q.index(), true));
+    }
+
+    /** Every idle mode with every ring layout. */
+    static Stream<Arguments> modesAndLayouts() {
+        return Stream.of(IdleMode.values()).flatMap(m -> Stream.of(Layout.values()).map(l -> Arguments.of(m, l)));
     }
 
     /** Moves {@code ram}'s allocator to the start of its second region. */
@@ -100,10 +109,10 @@ class DataPathTest {
         }
     }
 
-    @ParameterizedTest
-    @EnumSource(IdleMode.class)
-    void shouldEchoThroughEveryChainLayout(IdleMode mode) throws IOException {
-        try (BackendFixture fx = start(mode); GuestRam ram = new GuestRam(1 << 20); DriverQueue q = new DriverQueue(ram, 0, 64);
+    @ParameterizedTest(name = "{0} {1}")
+    @MethodSource("modesAndLayouts")
+    void shouldEchoThroughEveryChainLayout(IdleMode mode, Layout layout) throws IOException {
+        try (BackendFixture fx = start(mode); GuestRam ram = new GuestRam(1 << 20); DriverQueue q = new DriverQueue(ram, 0, 64, layout);
              Frontend f = fx.connect()) {
             f.startLikeQemu(f.handshakeLikeQemu(2), ram, q);
 
@@ -135,10 +144,10 @@ class DataPathTest {
         }
     }
 
-    @ParameterizedTest
-    @EnumSource(IdleMode.class)
-    void shouldProcessManyRequestsInFlightInOrder(IdleMode mode) throws IOException {
-        try (BackendFixture fx = start(mode); GuestRam ram = new GuestRam(1 << 20); DriverQueue q = new DriverQueue(ram, 0, 128);
+    @ParameterizedTest(name = "{0} {1}")
+    @MethodSource("modesAndLayouts")
+    void shouldProcessManyRequestsInFlightInOrder(IdleMode mode, Layout layout) throws IOException {
+        try (BackendFixture fx = start(mode); GuestRam ram = new GuestRam(1 << 20); DriverQueue q = new DriverQueue(ram, 0, 128, layout);
              Frontend f = fx.connect()) {
             f.startLikeQemu(f.handshakeLikeQemu(2), ram, q);
             List<Request> requests = new ArrayList<>();
@@ -155,6 +164,58 @@ class DataPathTest {
             for (int i = 0; i < 60; i++) {
                 requests.get(i).assertEchoed(ram, q.awaitUsed(Traffic.USED_TIMEOUT), heads.get(i));
             }
+        }
+    }
+
+    /** CPU time of the threads whose names start with {@code prefix}, in nanoseconds. */
+    private static long cpuOf(String prefix) {
+        java.lang.management.ThreadMXBean mx = java.lang.management.ManagementFactory.getThreadMXBean();
+        long total = 0;
+        for (Thread t : Thread.getAllStackTraces().keySet()) {
+            if (t.getName().startsWith(prefix)) {
+                total += Math.max(0, mx.getThreadCpuTime(t.threadId()));
+            }
+        }
+        return total;
+    }
+
+    @org.junit.jupiter.api.Test
+    void shouldLetAnAdaptivePollerSleepWhenTrafficStopsAndWakeForTheNextKick() throws Exception {
+        try (BackendFixture fx = start(IdleMode.ADAPTIVE); GuestRam ram = new GuestRam(1 << 20);
+             DriverQueue q = new DriverQueue(ram, 0, 64); Frontend f = fx.connect()) {
+            long features = f.handshakeLikeQemu(2);
+            configureAllButKick(f, features, ram, q, 0);
+            assertEquals(0, f.setVringKick(0, q.kickFd()));
+            Traffic.echo(q, 20, 0);
+            Thread.sleep(50); // past the spin and yield budget: the poller sleeps on the kick fd now
+            String pollers = fx.backend().name() + "-poller-";
+            long before = cpuOf(pollers);
+            Thread.sleep(500);
+            long idleCpu = cpuOf(pollers) - before;
+            assertTrue(idleCpu < 100_000_000L, "an idle adaptive poller sleeps: " + idleCpu / 1_000_000 + " ms CPU in 500 ms");
+            Traffic.echo(q, 20, 100); // and the next kick wakes it
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(value = IdleMode.class, names = {"BUSY", "ADAPTIVE"})
+    void shouldCoalesceInterruptsToOnePerSoManyUsedEntriesAndSendTheLastOneAnyway(IdleMode mode) throws Exception {
+        BackendOptions coalescing = new BackendOptions(mode, null, null, 8, 200_000);
+        try (BackendFixture fx = BackendFixture.start(TestDevice.withQueues(2).build(), coalescing);
+             GuestRam ram = new GuestRam(1 << 20); DriverQueue q = new DriverQueue(ram, 0, 64); Frontend f = fx.connect()) {
+            long features = f.handshakeLikeQemu(2) & ~(1L << 29); // no EVENT_IDX: the driver wants every interrupt
+            configureAllButKick(f, features, ram, q, 0);
+            assertEquals(0, f.setVringKick(0, q.kickFd()));
+            Traffic.echo(q, 60, 0); // one request at a time, each answer read from the used ring
+            io.jvhost.core.ring.QueueCounters c = fx.backend().queue(0).counters();
+            long deadline = System.nanoTime() + 5_000_000_000L;
+            while (System.nanoTime() < deadline && c.notificationsSent < 8) {
+                Thread.sleep(10); // 7 interrupts at 8, 16, ... 56 entries; the last 4 entries' within 200 ms
+            }
+            long calls = Math.max(0, io.jvhost.core.sys.LibC.eventfdDrain(q.callFd().get()));
+            assertTrue(c.notificationsSent >= 8 && calls >= 8, "the burst's last interrupt went out: " + c + ", " + calls + " calls");
+            assertTrue(c.notificationsSent <= 60 / 8 + 3, "about one interrupt per 8 used entries: " + c);
+            assertTrue(c.notificationsCoalesced > 0, c.toString());
         }
     }
 
@@ -273,11 +334,11 @@ class DataPathTest {
         }
     }
 
-    @ParameterizedTest
-    @EnumSource(IdleMode.class)
-    void shouldKeepEchoingWhileTheMemoryTableChangesUnderneath(IdleMode mode) throws Exception {
+    @ParameterizedTest(name = "{0} {1}")
+    @MethodSource("modesAndLayouts")
+    void shouldKeepEchoingWhileTheMemoryTableChangesUnderneath(IdleMode mode, Layout layout) throws Exception {
         try (BackendFixture fx = start(mode); GuestRam ram = new GuestRam(2 * REGION_SIZE, REGION_SIZE);
-             DriverQueue q = new DriverQueue(ram, 0, 64); Frontend f = fx.connect()) {
+             DriverQueue q = new DriverQueue(ram, 0, 64, layout); Frontend f = fx.connect()) {
             f.startLikeQemu(f.handshakeLikeQemu(2), ram, q);
             List<Request> requests = new ArrayList<>();
             for (int i = 0; i < 32; i++) {
@@ -309,7 +370,7 @@ class DataPathTest {
             stop.set(true);
             int done = traffic.get(20, TimeUnit.SECONDS);
             assertTrue(during > 0, "round trips completed while the table changed");
-            assertEquals(done, f.getVringBase(0));
+            assertEquals(layout == Layout.SPLIT ? done : q.base(), f.getVringBase(0)); // packed: position and laps
         }
     }
 
@@ -345,15 +406,60 @@ class DataPathTest {
         }
     }
 
+    /**
+     * A packed ring stopped by GET_VRING_BASE answers QEMU's packed layout (avail and used position
+     * with their wrap counters) and resumes exactly there when QEMU gives it back, across a wrap.
+     */
     @ParameterizedTest
     @EnumSource(IdleMode.class)
-    void shouldRunEachQueueSetOnItsOwnPoller(IdleMode mode) throws IOException {
+    void shouldResumeAPackedRingAtTheBaseGivenAfterGetVringBase(IdleMode mode) throws IOException {
+        try (BackendFixture fx = start(mode); GuestRam ram = new GuestRam(1 << 20); DriverQueue q = DriverQueue.packed(ram, 0, 8);
+             Frontend f = fx.connect()) {
+            f.startLikeQemu(f.handshakeLikeQemu(2), ram, q);
+            Traffic.echo(q, 5, 0); // two descriptors each: slots 0 to 9, past the wrap into the second lap
+            int base = f.getVringBase(0);
+            assertEquals(2 | 2 << 16, base, "slot 2, wrap counters 0, both halves");
+            assertEquals(q.base(), base);
+
+            Request r = Traffic.request(ram, Traffic.pattern(30, 20));
+            int id = q.post(r.buffers());
+            assertEquals(base, f.getVringBase(0), "stopped: nothing taken");
+
+            assertEquals(0, f.setVringNum(0, 8));
+            assertEquals(0, f.setVringBase(0, base));
+            assertEquals(0, f.setVringAddr(q));
+            assertEquals(0, f.setVringKick(0, q.kickFd()));
+            r.assertEchoed(ram, q.awaitUsed(Traffic.USED_TIMEOUT), id);
+            assertEquals(6, fx.device().seenCount(0), "nothing processed twice, nothing lost");
+            assertEquals(4 | 4 << 16, f.getVringBase(0));
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(IdleMode.class)
+    void shouldRefuseToStartAPackedRingWhoseBaseIsOutsideIt(IdleMode mode) throws IOException {
+        try (BackendFixture fx = start(mode); GuestRam ram = new GuestRam(1 << 20); DriverQueue q = DriverQueue.packed(ram, 0, 8);
+             Frontend f = fx.connect(); Fd err = EventFd.create()) {
+            long features = f.handshakeLikeQemu(2) | bit(VirtioFeatures.RING_PACKED);
+            assertEquals(0, f.setVringErr(0, err));
+            configureAllButKick(f, features, ram, q, 9 | 1 << 15); // slot 9 of a ring of 8
+            assertEquals(0, f.setVringKick(0, q.kickFd()));
+            Await.until("err eventfd written", () -> LibC.eventfdDrain(err.get()) > 0);
+            assertEquals(0, fx.device().started(0), "the queue never started");
+            assertEquals(0, f.setVringBase(0, 0x8000_8000), "a good base: it starts");
+            Traffic.echo(q, 1, 0);
+        }
+    }
+
+    @ParameterizedTest(name = "{0} {1}")
+    @MethodSource("modesAndLayouts")
+    void shouldRunEachQueueSetOnItsOwnPoller(IdleMode mode, Layout layout) throws IOException {
         TestDevice device = TestDevice.withQueues(4).build();
         int[][] map = {{0, 1}, {2, 3}};
         try (BackendFixture fx = BackendFixture.start(device, new BackendOptions(mode, map));
-             GuestRam ram = new GuestRam(1 << 20); DriverQueue q0 = new DriverQueue(ram, 0, 64);
-             DriverQueue q1 = new DriverQueue(ram, 1, 64); DriverQueue q2 = new DriverQueue(ram, 2, 64);
-             DriverQueue q3 = new DriverQueue(ram, 3, 64); Frontend f = fx.connect()) {
+             GuestRam ram = new GuestRam(1 << 20); DriverQueue q0 = new DriverQueue(ram, 0, 64, layout);
+             DriverQueue q1 = new DriverQueue(ram, 1, 64, layout); DriverQueue q2 = new DriverQueue(ram, 2, 64, layout);
+             DriverQueue q3 = new DriverQueue(ram, 3, 64, layout); Frontend f = fx.connect()) {
             assertEquals(2, fx.backend().pollerCount());
             DriverQueue[] queues = {q0, q1, q2, q3};
             f.startLikeQemu(f.handshakeLikeQemu(4), ram, queues);

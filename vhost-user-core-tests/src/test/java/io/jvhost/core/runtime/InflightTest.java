@@ -116,6 +116,39 @@ class InflightTest {
         }
     }
 
+    /**
+     * With RING_PACKED negotiated first (as QEMU 7.2 does before GET_INFLIGHT_FD), the region has the
+     * spec's {@code QueueRegionPacked} layout: a 32-byte header (used_idx, wrap counters 1, free
+     * list heads) and 32 bytes per descriptor state, every one free and linked to the next.
+     */
+    @ParameterizedTest(name = "{0} queues of {1}")
+    @CsvSource({"1, 16", "2, 256"})
+    void shouldLayTheRegionOutForPackedRingsWhenRingPackedIsNegotiated(int queues, int queueSize) throws IOException {
+        try (Frontend f = fx.connect()) {
+            f.setProtocolFeatures(f.getProtocolFeatures());
+            assertEquals(0, f.setFeatures(bit(VirtioFeatures.VERSION_1) | bit(VirtioFeatures.RING_PACKED)
+                    | bit(VirtioFeatures.PROTOCOL_FEATURES)));
+            Reply r = f.call(GET_INFLIGHT_FD, inflightPayload(0, 0, queues, queueSize));
+            try (Fd region = r.fds()[0]) {
+                long per = (32 + 32L * queueSize + 63) & ~63L; // QueueRegionPacked, from the spec
+                assertEquals(queues * per, le(r.payload()).getLong(0), "mmap_size");
+                for (int q = 0; q < queues; q++) {
+                    ByteBuffer b = le(FileBytes.read(region, q * per, (int) per));
+                    assertEquals(1, b.getShort(8), "version");
+                    assertEquals(queueSize, Short.toUnsignedInt(b.getShort(10)), "desc_num");
+                    assertEquals(0, b.getShort(12), "free_head");
+                    assertEquals(0, b.getShort(16), "used_idx");
+                    assertEquals(1, b.get(20), "used_wrap_counter");
+                    assertEquals(1, b.get(21), "old_used_wrap_counter");
+                    for (int d = 0; d < queueSize; d++) {
+                        assertEquals(0, b.get(32 + 32 * d), "desc " + d + " not in flight");
+                        assertEquals(d + 1, Short.toUnsignedInt(b.getShort(32 + 32 * d + 2)), "desc " + d + " next");
+                    }
+                }
+            }
+        }
+    }
+
     @ParameterizedTest(name = "{0} queues of {1}")
     @CsvSource({"1, 1", "1, 16", "2, 64", "2, 256", "2, 32768"})
     void shouldHandOutAMemfdOfTheRightSizeWithEveryQueueHeaderInitializedAndTheRestZero(int queues, int queueSize)

@@ -3,6 +3,7 @@ package io.jvhost.core.runtime;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.jvhost.testkit.frontend.DriverQueue.Layout;
 import io.jvhost.testkit.frontend.Frontend;
 import io.jvhost.testkit.frontend.QemuSequences;
 import io.jvhost.testkit.frontend.QemuScript;
@@ -20,14 +21,14 @@ import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
-import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * Replays of what QEMU 7.2 sends to a vhost-user-net device with two queue pairs and to a
  * vhost-user-blk device (reference §4.1, §4.2), through a guest driver reset and QEMU shutdown, and
  * the same sequences cut off after every single step: the backend must serve a whole sequence
- * afterwards and hold no fd or mapping of the sessions that went away.
+ * afterwards and hold no fd or mapping of the sessions that went away. Whole replays run on split
+ * rings and on packed ones ({@code packed=on}: RING_PACKED acked, the packed bases of QEMU's layout).
  */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
 class QemuReplayTest {
@@ -64,17 +65,21 @@ class QemuReplayTest {
     }
 
     private static void runWhole(BackendFixture fx, int queues, Sequence sequence) throws IOException {
-        try (Guest g = new Guest(queues); Frontend f = fx.connect()) {
+        runWhole(fx, queues, Layout.SPLIT, sequence);
+    }
+
+    private static void runWhole(BackendFixture fx, int queues, Layout layout, Sequence sequence) throws IOException {
+        try (Guest g = new Guest(queues, layout); Frontend f = fx.connect()) {
             sequence.build(g).run(f);
         }
     }
 
     /** Runs the sequence and checks the backend let go of everything once the frontend left. */
-    private static void replay(TestDevice device, Sequence sequence) throws IOException {
+    private static void replay(TestDevice device, Layout layout, Sequence sequence) throws IOException {
         try (BackendFixture fx = BackendFixture.start(device)) {
             Map<Integer, String> before = fx.fdsWhileIdle();
             long mappedBefore = OpenFds.mappingsOf(GUEST_RAM);
-            runWhole(fx, device.queueCount(), sequence);
+            runWhole(fx, device.queueCount(), layout, sequence);
             Map<Integer, String> after = fx.fdsWhileIdle();
             assertEquals(before.size(), after.size(), () -> "open fds after the session:" + OpenFds.difference(before, after));
             assertEquals(mappedBefore, OpenFds.mappingsOf(GUEST_RAM), "guest RAM unmapped");
@@ -86,15 +91,18 @@ class QemuReplayTest {
     }
 
     @ParameterizedTest
-    @EnumSource(Acks.class)
-    void shouldServeQemusNetSequenceWithTwoQueuePairsThroughADriverResetAndShutdown(Acks acks) throws IOException {
-        replay(netDevice(), g -> QemuSequences.net(g, acks));
+    @CsvSource({"QEMU, SPLIT", "EVERY_MESSAGE, SPLIT", "QEMU, PACKED", "EVERY_MESSAGE, PACKED"})
+    void shouldServeQemusNetSequenceWithTwoQueuePairsThroughADriverResetAndShutdown(Acks acks, Layout layout)
+            throws IOException {
+        replay(netDevice(), layout, g -> QemuSequences.net(g, acks));
     }
 
     @ParameterizedTest
-    @CsvSource({"true, QEMU", "true, EVERY_MESSAGE", "false, QEMU", "false, EVERY_MESSAGE"})
-    void shouldServeQemusBlkSequenceThroughADriverResetAndShutdown(boolean memSlots, Acks acks) throws IOException {
-        replay(blkDevice(), g -> QemuSequences.blk(g, acks, memSlots, BLK_CONFIG));
+    @CsvSource({"true, QEMU, SPLIT", "true, EVERY_MESSAGE, SPLIT", "false, QEMU, SPLIT", "false, EVERY_MESSAGE, SPLIT",
+            "true, QEMU, PACKED", "false, EVERY_MESSAGE, PACKED"})
+    void shouldServeQemusBlkSequenceThroughADriverResetAndShutdown(boolean memSlots, Acks acks, Layout layout)
+            throws IOException {
+        replay(blkDevice(), layout, g -> QemuSequences.blk(g, acks, memSlots, BLK_CONFIG));
     }
 
     @ParameterizedTest

@@ -39,7 +39,7 @@ class SharedPollerTest {
 
     @Test
     void shouldServeTwoBackendsQueuesOnOneSharedPollerAndFreeTheSlotsOfOneThatCloses() throws Exception {
-        Poller shared = new Poller("shared-0", IdleMode.EVENT, 3);
+        Poller shared = new Poller("shared-0", IdleMode.EVENT, 3, -1);
         shared.start();
         try {
             TestDevice a = TestDevice.withQueues(2).build(), b = TestDevice.withQueues(1).build();

@@ -21,9 +21,22 @@ public interface VirtioDevice {
 
     /**
      * Device feature bits to offer. The framework adds what it implements itself (VERSION_1,
-     * RING_EVENT_IDX, RING_INDIRECT_DESC and vhost-user's PROTOCOL_FEATURES).
+     * RING_EVENT_IDX, RING_INDIRECT_DESC, RING_PACKED, IN_ORDER, LOG_ALL and vhost-user's
+     * PROTOCOL_FEATURES): {@code runtime.FeaturePolicy}.
      */
     long features();
+
+    /**
+     * Framework ring features this device does not want offered, as {@link VirtioFeatures#bit}s:
+     * RING_PACKED, IN_ORDER, RING_EVENT_IDX, RING_INDIRECT_DESC or LOG_ALL. By default none: every
+     * device runs on either ring layout without knowing which. IN_ORDER is always correct (the queue
+     * holds back a completion until those taken before it are done) but a device that completes
+     * requests out of order, say from I/O threads, may refuse it so that a slow request does not
+     * hold back quick ones.
+     */
+    default long refusedFeatures() {
+        return 0;
+    }
 
     /** Called once, before any frontend connects, with what the framework offers the device. */
     default void bind(DeviceContext context) {}

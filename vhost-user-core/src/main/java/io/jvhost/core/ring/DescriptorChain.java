@@ -61,7 +61,10 @@ public final class DescriptorChain {
         return error;
     }
 
-    /** Head descriptor index: what the used ring entry names. */
+    /**
+     * What the used element names: the head descriptor's index (split ring) or the buffer id
+     * (packed ring). What {@link VirtQueue#complete(int, long)} takes.
+     */
     public int head() {
         return head;
     }
@@ -182,6 +185,11 @@ public final class DescriptorChain {
         readableCount = 0;
         readableLength = 0;
         writableLength = 0;
+    }
+
+    /** Names the chain by {@code id} once its layout has found it (the packed ring's buffer id). */
+    void head(int id) {
+        this.head = id;
     }
 
     /** Records that the chain is malformed; returns {@code e}. */

@@ -44,6 +44,10 @@ public final class InflightLog {
         this.size = size;
     }
 
+    int size() {
+        return size;
+    }
+
     private long desc(int head) {
         return HEADER + DESC_SIZE * head;
     }

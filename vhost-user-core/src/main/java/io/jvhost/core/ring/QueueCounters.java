@@ -14,6 +14,7 @@ public final class QueueCounters {
     private static final VarHandle CHAINS = field("chains"), DESCRIPTORS = field("descriptors"),
             BYTES_READ = field("bytesRead"), BYTES_WRITTEN = field("bytesWritten"),
             NOTIFICATIONS_SENT = field("notificationsSent"), NOTIFICATIONS_SUPPRESSED = field("notificationsSuppressed"),
+            NOTIFICATIONS_COALESCED = field("notificationsCoalesced"),
             KICKS = field("kicks"), RING_CORRUPTIONS = field("ringCorruptions"), HANDLER_EXCEPTIONS = field("handlerExceptions");
     private static final VarHandle LONGS = MethodHandles.arrayElementVarHandle(long[].class);
 
@@ -26,6 +27,8 @@ public final class QueueCounters {
     public long bytesWritten;
     public long notificationsSent;
     public long notificationsSuppressed;
+    /** Interrupts the driver wanted that were held back to go out with a later one (call coalescing). */
+    public long notificationsCoalesced;
     public long kicks;
     public long ringCorruptions;
     public long handlerExceptions;
@@ -61,13 +64,13 @@ public final class QueueCounters {
                 (long) BYTES_READ.getOpaque(this), (long) BYTES_WRITTEN.getOpaque(this),
                 (long) NOTIFICATIONS_SENT.getOpaque(this), (long) NOTIFICATIONS_SUPPRESSED.getOpaque(this),
                 (long) KICKS.getOpaque(this), (long) RING_CORRUPTIONS.getOpaque(this),
-                (long) HANDLER_EXCEPTIONS.getOpaque(this), rejected);
+                (long) HANDLER_EXCEPTIONS.getOpaque(this), (long) NOTIFICATIONS_COALESCED.getOpaque(this), rejected);
     }
 
     /** {@link QueueCounters} as one reader saw them; {@code chainsRejected} indexed by {@link ChainError#ordinal()}. */
     public record Snapshot(long chains, long descriptors, long bytesRead, long bytesWritten, long notificationsSent,
                            long notificationsSuppressed, long kicks, long ringCorruptions, long handlerExceptions,
-                           long[] chainsRejected) {
+                           long notificationsCoalesced, long[] chainsRejected) {
         public long chainsRejected(ChainError e) {
             return chainsRejected[e.ordinal()];
         }
@@ -85,7 +88,7 @@ public final class QueueCounters {
     public String toString() {
         return "chains=" + chains + " descriptors=" + descriptors + " bytesRead=" + bytesRead
                 + " bytesWritten=" + bytesWritten + " notified=" + notificationsSent
-                + " suppressed=" + notificationsSuppressed + " kicks=" + kicks
+                + " suppressed=" + notificationsSuppressed + " coalesced=" + notificationsCoalesced + " kicks=" + kicks
                 + " rejected=" + rejectedByError() + " corruptions=" + ringCorruptions
                 + " handlerExceptions=" + handlerExceptions;
     }

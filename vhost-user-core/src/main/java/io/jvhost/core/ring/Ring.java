@@ -21,7 +21,7 @@ import java.lang.foreign.MemorySegment;
  * <p>Sealed and package-private: with one layout every call from {@link VirtQueue} binds statically
  * (class hierarchy analysis), with two it stays at most bimorphic.
  */
-abstract sealed class Ring permits SplitRing {
+abstract sealed class Ring permits SplitRing, PackedRing {
     final VirtQueue queue;
     // Configuration, set by the control thread while detached.
     int size;
@@ -39,11 +39,15 @@ abstract sealed class Ring permits SplitRing {
     /**
      * Points the ring at its areas (already translated and bounds-checked by the caller, or refused
      * here with {@link IllegalArgumentException} before anything changes) and resumes at the vring
-     * base {@code base}; {@code inflight} (may be null) is the layout's in-flight log, from which
-     * requests left by a previous backend are recovered for resubmission.
+     * base {@code base} (SET_VRING_BASE, in the layout's encoding); {@code inflightRegion} (may be
+     * null) is the queue's slice of the INFLIGHT_SHMFD region, which the ring tracks in its layout's
+     * format and from which requests left by a previous backend are recovered for resubmission.
+     * With {@code inOrder} (VIRTIO_F_IN_ORDER) completions arrive in the order chains were taken, and
+     * a run of chains with nothing written may be returned by one used element.
      */
     abstract void configure(int size, MemorySegment desc, MemorySegment driverArea, MemorySegment deviceArea,
-                            GuestMemory memory, int base, boolean eventIdx, boolean indirect, InflightLog inflight);
+                            GuestMemory memory, long base, boolean eventIdx, boolean indirect, boolean inOrder,
+                            MemorySegment inflightRegion);
 
     /** Logs the ring's writes to {@code log} (null: not migrating); before {@link #configure}. */
     final void dirtyLog(DirtyLog log, long deviceAreaGpa) {
@@ -64,8 +68,12 @@ abstract sealed class Ring permits SplitRing {
     /** Gives back the last {@code chains} chains taken and not completed. */
     abstract void rewind(int chains);
 
-    /** Writes a used element for chain {@code id} ({@link DescriptorChain#head()}), not yet visible. */
-    abstract void complete(int id, long writtenLength);
+    /**
+     * Writes a used element for chain {@code id} ({@link DescriptorChain#head()}), not yet visible.
+     * {@code quiet}: the chain had nothing for the device to write, so with IN_ORDER the used
+     * element of a later chain may stand for it.
+     */
+    abstract void complete(int id, long writtenLength, boolean quiet);
 
     /**
      * Makes the elements completed since the last call visible with one release store, then a full
@@ -82,10 +90,13 @@ abstract sealed class Ring permits SplitRing {
     /** Asks the driver to kick for the next chain; the caller fences and re-checks. */
     abstract void enableNotifications();
 
-    /** What GET_VRING_BASE reports: where the device resumes taking chains. */
+    /** What GET_VRING_BASE reports, in the layout's encoding: where the device resumes. */
+    abstract long base();
+
+    /** Where the device takes the next chain: split the avail index, packed the position | wrap << 15. */
     abstract int availIdx();
 
-    /** The device's used index, published or not. */
+    /** The device's used index (packed: position | wrap << 15), published or not. */
     abstract int usedIdx();
 
     /** Chains recovered from the in-flight log and not yet taken again. */

@@ -39,7 +39,12 @@ final class SplitRing extends Ring {
     private MemorySegment desc;
     private MemorySegment avail;
     private MemorySegment used;
+    private boolean inOrder;
     private InflightLog inflight;
+    private MemorySegment inflightRegion;
+    /** IN_ORDER: a run of quiet completions not written yet (count 0: none), and its last id and length. */
+    private int runCount, runId;
+    private long runLength;
     private int[] resubmit = new int[0];
     private int resubmitCount;
     private int resubmitNext;
@@ -60,7 +65,10 @@ final class SplitRing extends Ring {
 
     @Override
     void configure(int size, MemorySegment desc, MemorySegment avail, MemorySegment used, GuestMemory memory,
-                   int lastAvail, boolean eventIdx, boolean indirect, InflightLog inflight) {
+                   long base, boolean eventIdx, boolean indirect, boolean inOrder, MemorySegment inflightRegion) {
+        if (Integer.bitCount(size) != 1) {
+            throw new IllegalArgumentException("split queue size " + size + " is not a power of two");
+        }
         if (desc.byteSize() < (long) DESC_SIZE * size || avail.byteSize() < 6 + 2L * size
                 || used.byteSize() < 6 + (long) USED_ELEM_SIZE * size) {
             throw new IllegalArgumentException("rings smaller than the queue size");
@@ -72,12 +80,19 @@ final class SplitRing extends Ring {
         this.memory = memory;
         this.eventIdx = eventIdx;
         this.indirect = indirect;
-        this.inflight = inflight;
-        this.lastAvailIdx = lastAvail & 0xFFFF;
+        this.inOrder = inOrder;
+        if (inflightRegion == null) {
+            this.inflight = null;
+        } else if (inflight == null || inflightRegion != this.inflightRegion || inflight.size() != size) {
+            this.inflight = new InflightLog(inflightRegion, size);
+        }
+        this.inflightRegion = inflightRegion;
+        this.lastAvailIdx = (int) base & 0xFFFF;
         this.availIdxCache = lastAvailIdx;
         this.usedIdx = Short.toUnsignedInt((short) U16_VH.getAcquire(used, (long) IDX_OFFSET));
         this.usedIdxAtLastPublish = usedIdx;
         this.starvedAt = -1;
+        this.runCount = 0;
         this.resubmitCount = 0;
         this.resubmitNext = 0;
         this.baseCorrected = false;
@@ -116,6 +131,11 @@ final class SplitRing extends Ring {
     @Override
     int resubmitPending() {
         return resubmitCount - resubmitNext;
+    }
+
+    @Override
+    long base() {
+        return lastAvailIdx;
     }
 
     @Override
@@ -197,18 +217,42 @@ final class SplitRing extends Ring {
     }
 
     @Override
-    void complete(int id, long writtenLength) {
+    void complete(int id, long writtenLength, boolean quiet) {
+        int count = 1;
+        if (inOrder && inflight == null) {
+            if (quiet) { // the next completion, or the publish, writes the one used element for the run
+                runCount++;
+                runId = id;
+                runLength = writtenLength;
+                return;
+            }
+            count += runCount;
+            runCount = 0;
+        }
+        writeUsed(id, writtenLength, count);
+    }
+
+    /**
+     * Writes one used element for {@code id} at the used index and moves the index on by
+     * {@code count}: more than 1 only with IN_ORDER, for the quiet chains taken before it (§2.7.9).
+     */
+    private void writeUsed(int id, long writtenLength, int count) {
         long e = RING_OFFSET + (long) USED_ELEM_SIZE * (usedIdx & (size - 1));
         used.set(LE_INT, e, id);
         used.set(LE_INT, e + 4, (int) writtenLength);
         if (log != null) {
             log.mark(deviceAreaGpa + e, USED_ELEM_SIZE);
         }
-        usedIdx = (usedIdx + 1) & 0xFFFF;
+        usedIdx = (usedIdx + count) & 0xFFFF;
     }
 
     @Override
     int publishUsed() {
+        if (runCount > 0) {
+            int count = runCount;
+            runCount = 0;
+            writeUsed(runId, runLength, count);
+        }
         if (usedIdx == usedIdxAtLastPublish) {
             return 0;
         }

@@ -47,6 +47,7 @@ public final class Backend implements AutoCloseable, DeviceContext, MetricsSourc
         this.shared = options.shared();
         for (int i = 0; i < n; i++) {
             queues[i] = new VirtQueue(i);
+            queues[i].coalesce(options.coalesceFrames(), options.coalesceUsecs());
             handlers[i] = device.handler(i);
             slotOf[i] = i;
         }
@@ -68,7 +69,8 @@ public final class Backend implements AutoCloseable, DeviceContext, MetricsSourc
         }
         int[][] sets = options.queueSets() != null ? options.queueSets() : device.queueSets();
         for (int[] set : sets) {
-            Poller p = new Poller(name + "-poller-" + pollers.size(), options.idleMode(), handlers, control);
+            Poller p = new Poller(name + "-poller-" + pollers.size(), options.idleMode(), handlers, control,
+                    options.pollerCpu(pollers.size()));
             pollers.add(p);
             for (int q : set) {
                 if (q < 0 || q >= n || pollerOf[q] != null) {
@@ -146,7 +148,7 @@ public final class Backend implements AutoCloseable, DeviceContext, MetricsSourc
     }
 
     /** Stops queue {@code i} on its poller; {@code ack} gets its last avail index (see {@link Poller#detach}). */
-    void detach(int i, java.util.function.IntConsumer ack) {
+    void detach(int i, java.util.function.LongConsumer ack) {
         pollerOf[i].detach(slotOf[i], ack);
     }
 

@@ -56,6 +56,8 @@ final class BackendMetrics {
         s.counter("jvhost_queue_notifications", "Interrupts (call eventfd writes) sent to the driver.", c.notificationsSent());
         s.counter("jvhost_queue_notifications_suppressed", "Used-ring publishes the driver asked not to be"
                 + " interrupted for (EVENT_IDX or NO_INTERRUPT).", c.notificationsSuppressed());
+        s.counter("jvhost_queue_notifications_coalesced", "Interrupts held back to go out with a later one"
+                + " (--coalesce-frames/--coalesce-usecs).", c.notificationsCoalesced());
         for (ChainError e : ChainError.values()) {
             s.drops(e.name().toLowerCase(Locale.ROOT), c.chainsRejected(e));
         }

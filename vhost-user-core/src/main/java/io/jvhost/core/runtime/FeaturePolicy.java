@@ -12,10 +12,20 @@ import static io.jvhost.core.device.ProtocolFeatures.bit;
  * offers. The bit names are in {@link VirtioFeatures} and {@link ProtocolFeatures}.
  */
 public final class FeaturePolicy {
-    /** Virtio features the framework implements for every device: rings, notifications, migration. */
+    /**
+     * Virtio features the framework implements for every device: both ring layouts (split and
+     * RING_PACKED), IN_ORDER (the queue keeps completions in order whatever the device does),
+     * notifications, migration.
+     */
     public static final long FRAMEWORK_FEATURES = VirtioFeatures.bit(VirtioFeatures.VERSION_1)
             | VirtioFeatures.bit(VirtioFeatures.RING_EVENT_IDX) | VirtioFeatures.bit(VirtioFeatures.RING_INDIRECT_DESC)
+            | VirtioFeatures.bit(VirtioFeatures.RING_PACKED) | VirtioFeatures.bit(VirtioFeatures.IN_ORDER)
             | VirtioFeatures.bit(VirtioFeatures.PROTOCOL_FEATURES) | VirtioFeatures.bit(VirtioFeatures.LOG_ALL);
+
+    /** Framework features a device may refuse ({@link VirtioDevice#refusedFeatures()}): the ring's options. */
+    public static final long REFUSABLE_FEATURES = VirtioFeatures.bit(VirtioFeatures.RING_EVENT_IDX)
+            | VirtioFeatures.bit(VirtioFeatures.RING_INDIRECT_DESC) | VirtioFeatures.bit(VirtioFeatures.RING_PACKED)
+            | VirtioFeatures.bit(VirtioFeatures.IN_ORDER) | VirtioFeatures.bit(VirtioFeatures.LOG_ALL);
 
     /** Protocol features every jvhost backend offers; devices add their own (MTU, RARP, INFLIGHT_SHMFD, ...). */
     public static final long PROTOCOL_FEATURES = bit(ProtocolFeatures.MQ) | bit(ProtocolFeatures.REPLY_ACK)
@@ -27,9 +37,9 @@ public final class FeaturePolicy {
 
     private FeaturePolicy() {}
 
-    /** The virtio features offered for {@code device}. */
+    /** The virtio features offered for {@code device}: its own and the framework's, less those it refuses. */
     public static long features(VirtioDevice device) {
-        return device.features() | FRAMEWORK_FEATURES;
+        return (device.features() | FRAMEWORK_FEATURES) & ~(device.refusedFeatures() & REFUSABLE_FEATURES);
     }
 
     /** The protocol features offered for {@code device}. */

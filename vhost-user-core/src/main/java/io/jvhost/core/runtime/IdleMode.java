@@ -2,8 +2,15 @@ package io.jvhost.core.runtime;
 
 /** What a poller does when its queues are empty. */
 public enum IdleMode {
-    /** Re-enable notifications and sleep on the kick eventfds: no CPU when idle (the default). */
+    /** Re-enable notifications and sleep on the kick eventfds at once: no CPU when idle. */
     EVENT,
     /** Spin on the rings with notifications off: lowest latency, one busy core per poller. */
-    BUSY
+    BUSY,
+    /**
+     * The default, Agrona's idea: after work, spin on the rings for {@code SPIN} (notifications
+     * still off, so the guest does not kick), then yield the CPU for a while, then sleep as
+     * {@link #EVENT} does; back to spinning as soon as work arrives. Busy-poll latency for traffic
+     * that comes back quickly, event-mode CPU for a queue that goes quiet.
+     */
+    ADAPTIVE
 }

@@ -4,6 +4,7 @@ import io.jvhost.core.device.QueueHandler;
 import io.jvhost.core.sys.EventFd;
 import io.jvhost.core.sys.Epoll;
 import io.jvhost.core.sys.Fd;
+import io.jvhost.core.sys.CpuAffinity;
 import io.jvhost.core.sys.LibC;
 import io.jvhost.core.sys.NativeException;
 import io.jvhost.core.ring.VirtQueue;
@@ -14,7 +15,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicLongArray;
 import java.util.concurrent.locks.LockSupport;
-import java.util.function.IntConsumer;
+import java.util.function.LongConsumer;
 
 import org.jctools.queues.atomic.MpscAtomicArrayQueue;
 import org.slf4j.Logger;
@@ -44,11 +45,21 @@ public final class Poller implements Runnable, AutoCloseable {
     private static final long WAKE = -1, DEVICE_WAKE = -2;
     /** Queues without a kick fd (NOFD), and stopping queues, are polled this often while the poller sleeps. */
     private static final int NO_KICK_POLL_MILLIS = 1;
+    /** ADAPTIVE: spin this long after the last work, then yield until YIELD_UNTIL, then sleep. */
+    static final long SPIN_NANOS = Long.getLong("jvhost.idle.spin-nanos", 20_000),
+            YIELD_UNTIL_NANOS = Long.getLong("jvhost.idle.yield-until-nanos", 100_000);
+    /** Pinned pollers' CPUs and thread ids, process-wide: the other threads are kept off those CPUs. */
+    private static final java.util.BitSet PINNED_CPUS = new java.util.BitSet();
+    private static final java.util.Set<Integer> PINNED_THREADS = java.util.concurrent.ConcurrentHashMap.newKeySet();
     /** How long a stopping queue may wait for its requests in flight before it is detached without them. */
     static final long STOP_TIMEOUT_NANOS = TimeUnit.SECONDS.toNanos(30);
 
     private final String name;
     private final IdleMode mode;
+    /** The CPU this poller runs on, or -1: any. */
+    private final int cpu;
+    /** ADAPTIVE: when this poller last found nothing to do after work (0 while working). */
+    private long idleSince;
     private final QueueHandler[] handlers;
     /** Shared pollers: which slots are taken (guarded by {@code this}); null for a backend's own poller. */
     private final boolean[] taken;
@@ -62,10 +73,12 @@ public final class Poller implements Runnable, AutoCloseable {
     private final VirtQueue[] active;
     private final int[] kickFd;
     private final int[] wakeupFd;
+    /** Per queue: its handler's wakeup fd could not be watched, so the poller polls it (counted in queuesWithoutKick). */
+    private final boolean[] wakeupPolled;
     private final boolean[] handlerFailureLogged;
-    // Queues stopping while requests are in flight: the queue, who gets its last avail index, until when it may wait.
+    // Queues stopping while requests are in flight: the queue, who gets its base, until when it may wait.
     private final VirtQueue[] stopping;
-    private final IntConsumer[] stopAcks;
+    private final LongConsumer[] stopAcks;
     private final long[] stopDeadlines;
     /** Per queue: attach and detach commands that came while it was stopping, run once it has stopped. */
     private final ArrayDeque<Runnable>[] afterStop;
@@ -85,20 +98,29 @@ public final class Poller implements Runnable, AutoCloseable {
 
     /** A backend's own poller: slot i is queue i of {@code handlers}. */
     public Poller(String name, IdleMode mode, QueueHandler[] handlers, Executor control) throws NativeException {
-        this(name, mode, handlers, null, control);
+        this(name, mode, handlers, null, control, -1);
+    }
+
+    /** @param cpu the CPU the poller's thread runs on (the JVM's other threads kept off it), -1 for any */
+    public Poller(String name, IdleMode mode, QueueHandler[] handlers, Executor control, int cpu) throws NativeException {
+        this(name, mode, handlers, null, control, cpu);
     }
 
     /**
      * A shared poller with room for {@code slots} queues of any backends, {@linkplain #register
      * registered} before they are attached.
+     *
+     * @param cpu as for a backend's own poller
      */
-    public Poller(String name, IdleMode mode, int slots) throws NativeException {
-        this(name, mode, new QueueHandler[slots], new boolean[slots], Runnable::run); // each slot gets its backend's at register
+    public Poller(String name, IdleMode mode, int slots, int cpu) throws NativeException {
+        this(name, mode, new QueueHandler[slots], new boolean[slots], Runnable::run, cpu); // each slot gets its backend's at register
     }
 
-    private Poller(String name, IdleMode mode, QueueHandler[] handlers, boolean[] taken, Executor control) throws NativeException {
+    private Poller(String name, IdleMode mode, QueueHandler[] handlers, boolean[] taken, Executor control, int cpu)
+            throws NativeException {
         this.name = name;
         this.mode = mode;
+        this.cpu = cpu;
         this.handlers = handlers;
         this.taken = taken;
         this.slotFailures = new AtomicLongArray(handlers.length);
@@ -109,9 +131,10 @@ public final class Poller implements Runnable, AutoCloseable {
         this.active = new VirtQueue[handlers.length];
         this.kickFd = new int[handlers.length];
         this.wakeupFd = new int[handlers.length];
+        this.wakeupPolled = new boolean[handlers.length];
         this.handlerFailureLogged = new boolean[handlers.length];
         this.stopping = new VirtQueue[handlers.length];
-        this.stopAcks = new IntConsumer[handlers.length];
+        this.stopAcks = new LongConsumer[handlers.length];
         this.stopDeadlines = new long[handlers.length];
         @SuppressWarnings("unchecked")
         ArrayDeque<Runnable>[] waiting = new ArrayDeque[handlers.length];
@@ -210,10 +233,11 @@ public final class Poller implements Runnable, AutoCloseable {
 
     /**
      * Stops processing the queue in {@code slot}; once its handler has nothing left in flight (or
-     * {@link #STOP_TIMEOUT_NANOS} passed), {@code ack} gets its last avail index on the control
-     * thread, -1 if it was not running. The poller serves its other queues meanwhile.
+     * {@link #STOP_TIMEOUT_NANOS} passed), {@code ack} gets its base ({@link VirtQueue#base()}, what
+     * GET_VRING_BASE answers) on the control thread, -1 if it was not running. The poller serves its
+     * other queues meanwhile.
      */
-    public void detach(int slot, IntConsumer ack) {
+    public void detach(int slot, LongConsumer ack) {
         post(p -> p.whenStopped(slot, () -> p.beginDetach(slot, ack)));
     }
 
@@ -226,10 +250,7 @@ public final class Poller implements Runnable, AutoCloseable {
     }
 
     private void doAttach(int i, VirtQueue q, QueueConfig c) {
-        int base = c.base() == QueueConfig.KEEP_BASE ? q.lastAvailIdx() : c.base();
-        q.inflight(c.inflight(), c.size());
-        q.dirtyLog(c.log(), c.usedGpa());
-        q.configure(c.size(), c.desc(), c.avail(), c.used(), c.memory(), base, c.eventIdx(), c.indirect(), c.errFd());
+        c.configure(q);
         q.callFd(c.callFd());
         if (q.baseCorrected() && c.callFd() >= 0) {
             LibC.eventfdSignal(c.callFd()); // the interrupt for those completions may have gone to a dead connection
@@ -252,9 +273,19 @@ public final class Poller implements Runnable, AutoCloseable {
         }
         q.disableNotifications();
         safeCall(i, () -> handlers[i].started(q));
+        // The handler's own fd (a TAP device, a store's completion eventfd): new input wakes the
+        // poller. One that cannot be watched is polled like a queue without a kick fd instead, so
+        // its input waits at most NO_KICK_POLL_MILLIS rather than until some other wakeup.
         int extra = handlers[i].wakeupFd();
-        if (extra >= 0 && mode == IdleMode.EVENT && epoll.add(extra, DEVICE_WAKE, true) == 0) {
-            wakeupFd[i] = extra;
+        if (extra >= 0 && mode == IdleMode.EVENT) {
+            int r = epoll.add(extra, DEVICE_WAKE, true);
+            if (r == 0) {
+                wakeupFd[i] = extra;
+            } else {
+                LOG.warn("{}: cannot watch the wakeup fd of queue {}: errno {}; polling it instead", name, i, -r);
+                wakeupPolled[i] = true;
+                queuesWithoutKick++;
+            }
         }
         LOG.debug("{}: attached {}", name, q);
     }
@@ -275,7 +306,7 @@ public final class Poller implements Runnable, AutoCloseable {
      * Takes queue {@code i} off the running set at once (no more chains, kicks or device wakeups),
      * then lets its handler finish what is in flight; {@link #finishStops} acks it.
      */
-    private void beginDetach(int i, IntConsumer ack) {
+    private void beginDetach(int i, LongConsumer ack) {
         VirtQueue q = active[i];
         if (q == null) {
             controlOf[i].execute(() -> ack.accept(-1));
@@ -287,6 +318,10 @@ public final class Poller implements Runnable, AutoCloseable {
         if (wakeupFd[i] >= 0) {
             epoll.remove(wakeupFd[i]);
             wakeupFd[i] = -1;
+        }
+        if (wakeupPolled[i]) {
+            wakeupPolled[i] = false;
+            queuesWithoutKick--;
         }
         if (kickFd[i] >= 0) {
             if (mode == IdleMode.EVENT) {
@@ -334,13 +369,13 @@ public final class Poller implements Runnable, AutoCloseable {
                     name, i, left, TimeUnit.NANOSECONDS.toSeconds(STOP_TIMEOUT_NANOS));
         }
         q.publish();
-        IntConsumer ack = stopAcks[i];
+        LongConsumer ack = stopAcks[i];
         stopping[i] = null;
         stopAcks[i] = null;
         stoppingCount--;
         LOG.debug("{}: detached {}", name, q);
-        int lastAvail = q.lastAvailIdx();
-        controlOf[i].execute(() -> ack.accept(lastAvail));
+        long base = q.base();
+        controlOf[i].execute(() -> ack.accept(base));
         ArrayDeque<Runnable> waiting = afterStop[i];
         while (waiting != null && stopping[i] == null && !waiting.isEmpty()) {
             waiting.poll().run();
@@ -359,10 +394,15 @@ public final class Poller implements Runnable, AutoCloseable {
 
     @Override
     public void run() {
+        if (cpu >= 0) {
+            pin();
+        }
         while (running) {
             try {
                 if (doWork() == 0) {
                     idle();
+                } else {
+                    idleSince = 0;
                 }
             } catch (RuntimeException e) {
                 failures.incrementAndGet();
@@ -407,15 +447,64 @@ public final class Poller implements Runnable, AutoCloseable {
         }
     }
 
+    /**
+     * Runs this thread on {@link #cpu} alone and moves every other thread of the process (but other
+     * pinned pollers) off the pinned CPUs. A failure is logged; the poller runs unpinned.
+     */
+    private void pin() {
+        try {
+            int tid = CpuAffinity.currentThreadId();
+            PINNED_THREADS.add(tid);
+            java.util.BitSet pinned;
+            synchronized (PINNED_CPUS) {
+                PINNED_CPUS.set(cpu);
+                pinned = (java.util.BitSet) PINNED_CPUS.clone();
+            }
+            java.util.BitSet mine = new java.util.BitSet();
+            mine.set(cpu);
+            CpuAffinity.set(0, mine);
+            int moved = CpuAffinity.keepOthersOff(pinned, PINNED_THREADS);
+            LOG.info("{}: pinned to CPU {} (thread {}); {} other threads kept off CPUs {}", name, cpu, tid, moved, pinned);
+        } catch (NativeException | RuntimeException e) {
+            LOG.warn("{}: cannot pin to CPU {}: {}; running unpinned", name, cpu, e.getMessage());
+        }
+    }
+
     private void idle() {
+        VirtQueue[] queues = active;
         if (mode == IdleMode.BUSY) {
+            for (VirtQueue q : queues) {
+                if (q != null) {
+                    q.flushCoalesced(true);
+                }
+            }
             Thread.onSpinWait();
             return;
         }
-        VirtQueue[] queues = active;
+        if (mode == IdleMode.ADAPTIVE) {
+            long now = System.nanoTime();
+            if (idleSince == 0) {
+                idleSince = now;
+            }
+            long idleFor = now - idleSince;
+            if (idleFor < YIELD_UNTIL_NANOS) {
+                for (VirtQueue q : queues) {
+                    if (q != null) {
+                        q.flushCoalesced(true);
+                    }
+                }
+                if (idleFor < SPIN_NANOS) {
+                    Thread.onSpinWait();
+                } else {
+                    Thread.yield();
+                }
+                return;
+            }
+        }
         boolean more = false;
         for (VirtQueue q : queues) {
             if (q != null) {
+                q.flushCoalesced(false); // about to sleep: nothing owed may wait for the next kick
                 more |= q.enableNotifications();
             }
         }

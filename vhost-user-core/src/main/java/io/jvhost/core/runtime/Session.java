@@ -1,6 +1,7 @@
 package io.jvhost.core.runtime;
 
 import io.jvhost.core.device.ProtocolFeatures;
+import io.jvhost.core.device.VirtioFeatures;
 import io.jvhost.core.device.VirtioDevice;
 import io.jvhost.core.memory.MemoryMap;
 import io.jvhost.core.protocol.ConfigRequest;
@@ -233,7 +234,8 @@ public final class Session {
             }
             case SET_LOG_BASE -> setLogBase(x);
             case GET_INFLIGHT_FD -> {
-                regions.createInflight(x, inflightRequest(InflightRequest.decodeGet(p, fds)));
+                regions.createInflight(x, inflightRequest(InflightRequest.decodeGet(p, fds)),
+                        negotiation.has(VirtioFeatures.RING_PACKED));
                 vrings.reconcileAll(x, true);
             }
             case SET_INFLIGHT_FD -> {

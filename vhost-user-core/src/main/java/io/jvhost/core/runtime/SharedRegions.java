@@ -11,6 +11,7 @@ import io.jvhost.core.protocol.MemoryTable;
 import io.jvhost.core.protocol.ProtocolException;
 import io.jvhost.core.protocol.RegionDescription;
 import io.jvhost.core.ring.InflightLog;
+import io.jvhost.core.ring.PackedInflightLog;
 import io.jvhost.core.sys.Fd;
 import io.jvhost.core.sys.FileCalls;
 import io.jvhost.core.sys.Mappings;
@@ -40,7 +41,10 @@ final class SharedRegions implements AutoCloseable {
     /** The dirty log from SET_LOG_BASE; written only while LOG_ALL is acked. */
     private DirtyLog dirtyLog;
     private Arena logArena;
-    /** The inflight region: per queue {@link InflightLog#queueRegionSize} bytes; null until given. */
+    /**
+     * The inflight region: per queue {@link InflightLog#queueRegionSize} bytes (split rings) or
+     * {@link PackedInflightLog#queueRegionSize} (packed); null until given.
+     */
     private MemorySegment inflightRegion;
     private Arena inflightArena;
     private int inflightQueues, inflightQueueSize;
@@ -127,12 +131,20 @@ final class SharedRegions implements AutoCloseable {
         LOG.info("{}: dirty log of {} bytes (migration)", name, log.size());
     }
 
+    /** Bytes per queue of an inflight region for queues of {@code queueSize} in the layout {@code packed} says. */
+    static long inflightQueueBytes(int queueSize, boolean packed) {
+        return packed ? PackedInflightLog.queueRegionSize(queueSize) : InflightLog.queueRegionSize(queueSize);
+    }
+
     /**
      * GET_INFLIGHT_FD: a fresh, zeroed region for {@code r} (QEMU asks again after every guest
-     * reset), and the reply with its layout and memfd; our mapping stays once that fd is closed.
+     * reset), laid out for packed or split rings as the features negotiated so far say (QEMU 7.2
+     * sends SET_FEATURES first), and the reply with its layout and memfd; our mapping stays once
+     * that fd is closed. A frontend that negotiates RING_PACKED only afterwards gets a region too
+     * small for it: its queues then run untracked, with a warning.
      */
-    void createInflight(Exchange x, InflightRequest r) throws ProtocolException {
-        long perQueue = InflightLog.queueRegionSize(r.queueSize());
+    void createInflight(Exchange x, InflightRequest r, boolean packed) throws ProtocolException {
+        long perQueue = inflightQueueBytes(r.queueSize(), packed);
         long total = perQueue * r.queues();
         Fd fd = null;
         Arena arena = Arena.ofShared();
@@ -140,7 +152,12 @@ final class SharedRegions implements AutoCloseable {
             fd = Mappings.memfd("jvhost-inflight", total);
             MemorySegment region = Mappings.map(fd.get(), 0, total, arena);
             for (int q = 0; q < r.queues(); q++) {
-                InflightLog.initialize(region.asSlice(q * perQueue, perQueue), r.queueSize());
+                MemorySegment slice = region.asSlice(q * perQueue, perQueue);
+                if (packed) {
+                    PackedInflightLog.initialize(slice, r.queueSize());
+                } else {
+                    InflightLog.initialize(slice, r.queueSize());
+                }
             }
             useInflight(x, region, arena, r.queues(), r.queueSize());
             x.reply(new InflightRequest(total, 0, r.queues(), r.queueSize()).encode(), fd);
@@ -153,7 +170,11 @@ final class SharedRegions implements AutoCloseable {
         }
     }
 
-    /** SET_INFLIGHT_FD: the region from an earlier backend (after a crash) or from GET_INFLIGHT_FD; requests in it resume. */
+    /**
+     * SET_INFLIGHT_FD: the region from an earlier backend (after a crash) or from GET_INFLIGHT_FD;
+     * requests in it resume. At least what split rings need must be there; whether a packed
+     * layout fits is checked per queue when it starts.
+     */
     void setInflight(Exchange x, InflightRequest r, Fd fd) throws ProtocolException {
         try (fd) {
             long need = InflightLog.queueRegionSize(r.queueSize()) * r.queues();
@@ -164,9 +185,10 @@ final class SharedRegions implements AutoCloseable {
             if (fileSize < r.mmapOffset() + need) {
                 throw new ProtocolException("inflight fd holds " + fileSize + " bytes, need " + (r.mmapOffset() + need));
             }
+            long mapped = Math.min(r.mmapSize(), fileSize - r.mmapOffset());
             Arena arena = Arena.ofShared();
             try {
-                useInflight(x, Mappings.map(fd.get(), r.mmapOffset(), need, arena), arena, r.queues(), r.queueSize());
+                useInflight(x, Mappings.map(fd.get(), r.mmapOffset(), mapped, arena), arena, r.queues(), r.queueSize());
                 LOG.info("{}: inflight region for {} queues of {} from the frontend", name, r.queues(), r.queueSize());
             } catch (NativeException e) {
                 arena.close();
@@ -189,8 +211,11 @@ final class SharedRegions implements AutoCloseable {
         }
     }
 
-    /** Queue {@code index}'s slice of the inflight region, or null: none given, or made for another queue size. */
-    MemorySegment inflightFor(int index, int queueSize) {
+    /**
+     * Queue {@code index}'s slice of the inflight region in the layout {@code packed} says, or
+     * null: none given, made for another queue size, or too small for that layout.
+     */
+    MemorySegment inflightFor(int index, int queueSize, boolean packed) {
         if (inflightRegion == null || index >= inflightQueues) {
             return null;
         }
@@ -199,7 +224,12 @@ final class SharedRegions implements AutoCloseable {
                     name, index, queueSize, inflightQueueSize);
             return null;
         }
-        long per = InflightLog.queueRegionSize(inflightQueueSize);
+        long per = inflightQueueBytes(inflightQueueSize, packed);
+        if (inflightRegion.byteSize() < per * inflightQueues) {
+            LOG.warn("{}: the inflight region of {} bytes is too small for {} packed queues of {}; not tracking queue {}",
+                    name, inflightRegion.byteSize(), inflightQueues, inflightQueueSize, index);
+            return null;
+        }
         return inflightRegion.asSlice(index * per, per);
     }
 

@@ -34,7 +34,8 @@ final class Vrings {
     private static final class Vring {
         int num;
         VringAddress address;
-        int base;
+        /** What SET_VRING_BASE set, or the queue's base when it last stopped (see {@link VirtQueue#base()}). */
+        long base;
         boolean baseSet = true;
         Fd kick, call, err;
         boolean enabled, started, running;
@@ -82,9 +83,11 @@ final class Vrings {
         return (int) raw;
     }
 
+    /** SET_VRING_NUM: a power of two up to the device's maximum; a packed ring may have any size up to it. */
     void setNum(Exchange x, VringState s) throws ProtocolException {
         int i = index(s.index());
-        if (s.num() == 0 || Long.bitCount(s.num()) != 1 || s.num() > maxSize) {
+        boolean packed = negotiation.has(VirtioFeatures.RING_PACKED);
+        if (s.num() == 0 || (!packed && Long.bitCount(s.num()) != 1) || s.num() > maxSize) {
             throw new ProtocolException("queue size " + s.num() + " is not a power of two up to " + maxSize);
         }
         vrings[i].num = (int) s.num();
@@ -97,12 +100,17 @@ final class Vrings {
         reconcile(x, i, true);
     }
 
+    /**
+     * SET_VRING_BASE: a split ring's 16-bit avail index, or a packed ring's positions and wrap
+     * counters (avail in the low 16 bits, used in the high 16 bits, wrap counters in bits 15 and 31),
+     * checked against the queue size when the queue starts.
+     */
     void setBase(Exchange x, VringState s) throws ProtocolException {
         int i = index(s.index());
-        if (s.num() > 0xFFFF) {
+        if (!negotiation.has(VirtioFeatures.RING_PACKED) && s.num() > 0xFFFF) {
             throw new ProtocolException("split ring base " + s.num() + " beyond 16 bits");
         }
-        vrings[i].base = (int) s.num();
+        vrings[i].base = s.num();
         vrings[i].baseSet = true;
         reconcile(x, i, true);
     }
@@ -115,7 +123,7 @@ final class Vrings {
         reconcile(x, i, false);
         x.closeAfterReply(v.kick);
         v.kick = null;
-        x.afterAcks(() -> x.reply(VringState.encode(i, v.base)));
+        x.afterAcks(() -> x.reply(VringState.encode(i, (int) v.base)));
     }
 
     /** SET_VRING_KICK, SET_VRING_CALL, SET_VRING_ERR; takes the fd from the message. */
@@ -197,9 +205,9 @@ final class Vrings {
         if (v.running && (!want || reconfigure)) {
             v.running = false;
             x.expectAck();
-            backend.detach(i, last -> {
-                if (last >= 0) {
-                    v.base = last;
+            backend.detach(i, base -> {
+                if (base >= 0) {
+                    v.base = base;
                 }
                 x.ack();
             });
@@ -218,23 +226,45 @@ final class Vrings {
     private QueueConfig queueConfig(int i, Vring v) {
         GuestMemory mem = regions.guestMemory();
         VringAddress a = v.address;
+        boolean packed = negotiation.has(VirtioFeatures.RING_PACKED);
+        // Split: descriptor table, avail ring, used ring. Packed: descriptor ring, then the driver's and
+        // the device's event suppression structures (4 bytes each, 4-aligned).
         MemorySegment desc = mem.translateHva(a.descHva(), 16L * v.num);
-        MemorySegment avail = mem.translateHva(a.availHva(), 6 + 2L * v.num);
-        MemorySegment used = mem.translateHva(a.usedHva(), 6 + 8L * v.num);
+        MemorySegment avail = mem.translateHva(a.availHva(), packed ? 4 : 6 + 2L * v.num);
+        MemorySegment used = mem.translateHva(a.usedHva(), packed ? 4 : 6 + 8L * v.num);
         if (desc == null || avail == null || used == null) {
-            LOG.error("{}: queue {} rings are not in guest memory (desc 0x{} avail 0x{} used 0x{}); not starting it",
-                    name, i, Long.toHexString(a.descHva()), Long.toHexString(a.availHva()), Long.toHexString(a.usedHva()));
-            if (v.err != null) {
-                LibC.eventfdSignal(v.err.get());
-            }
-            return null;
+            return refuse(i, v, String.format("rings are not in guest memory (desc 0x%x avail 0x%x used 0x%x)",
+                    a.descHva(), a.availHva(), a.usedHva()));
         }
+        if (packed && (a.availHva() & 3) != 0) {
+            return refuse(i, v, String.format("driver event area 0x%x is not 4-aligned", a.availHva()));
+        }
+        long base = v.baseSet ? v.base : QueueConfig.KEEP_BASE;
+        if (base != QueueConfig.KEEP_BASE) {
+            String problem = VirtQueue.baseProblem(v.num, base, packed);
+            if (problem != null) {
+                return refuse(i, v, problem);
+            }
+        }
+        int options = (packed ? VirtQueue.PACKED : 0)
+                | (negotiation.has(VirtioFeatures.RING_EVENT_IDX) ? VirtQueue.EVENT_IDX : 0)
+                | (negotiation.has(VirtioFeatures.RING_INDIRECT_DESC) ? VirtQueue.INDIRECT : 0)
+                | (negotiation.has(VirtioFeatures.IN_ORDER) ? VirtQueue.IN_ORDER : 0);
         DirtyLog log = negotiation.has(VirtioFeatures.LOG_ALL) ? regions.dirtyLog() : null;
-        long usedGpa = a.logged() ? a.logGpa() : mem.hvaToGpa(a.usedHva());
-        return new QueueConfig(i, v.num, desc, avail, used, mem, v.baseSet ? v.base : QueueConfig.KEEP_BASE,
-                negotiation.has(VirtioFeatures.RING_EVENT_IDX), negotiation.has(VirtioFeatures.RING_INDIRECT_DESC),
+        long deviceAreaGpa = a.logged() ? a.logGpa() : mem.hvaToGpa(a.usedHva());
+        return new QueueConfig(i, v.num, desc, avail, used, mem, base, options,
                 v.kick == null ? -1 : v.kick.get(), v.call == null ? -1 : v.call.get(),
-                v.err == null ? -1 : v.err.get(), regions.inflightFor(i, v.num), log, usedGpa);
+                v.err == null ? -1 : v.err.get(), regions.inflightFor(i, v.num, packed), log,
+                mem.hvaToGpa(a.descHva()), deviceAreaGpa);
+    }
+
+    /** A queue that cannot start: logged, its err eventfd written, and it stays stopped. */
+    private QueueConfig refuse(int i, Vring v, String why) {
+        LOG.error("{}: queue {}: {}; not starting it", name, i, why);
+        if (v.err != null) {
+            LibC.eventfdSignal(v.err.get());
+        }
+        return null;
     }
 
     /**

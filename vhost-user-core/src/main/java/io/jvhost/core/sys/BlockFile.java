@@ -43,6 +43,14 @@ public final class BlockFile implements AutoCloseable {
         return readOnly;
     }
 
+    /**
+     * The open file's descriptor, for I/O the caller issues itself (an {@link IoUring} operation).
+     * Valid until {@link #close()}; the caller must not close it.
+     */
+    public int fd() {
+        return fd.get();
+    }
+
     public boolean isBlockDevice() {
         return blockDevice;
     }

@@ -311,6 +311,13 @@ public final class LibC {
             if (r >= 0) {
                 return r;
             }
+            // Once more without capture: the usual failure is EINTR from io_uring task work run on
+            // this thread (a ring's completion), after which the wait succeeds at once; only a
+            // second failure pays for the errno capture (which may allocate).
+            r = (int) EPOLL_WAIT_FAST_MH.invokeExact(epfd, events, maxEvents, timeoutMillis);
+            if (r >= 0) {
+                return r;
+            }
             Scratch s = SCRATCH.get();
             return ret(s, (int) EPOLL_WAIT_MH.invokeExact(s.capture, epfd, events, maxEvents, timeoutMillis));
         } catch (Throwable t) {
