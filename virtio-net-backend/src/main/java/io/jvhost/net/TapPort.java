@@ -51,7 +51,6 @@ public final class TapPort implements NetPort, AutoCloseable {
         return tap.name();
     }
 
-
     @Override
     public void attach(GuestNic nic) {
         this.nic = nic;
