@@ -17,6 +17,8 @@ import io.jvhost.net.NetPort;
 import java.io.RandomAccessFile;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.time.Duration;
 import java.util.concurrent.TimeUnit;
 
@@ -28,6 +30,7 @@ import org.junit.jupiter.params.provider.CsvSource;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
 
 /**
  * The data path allocates nothing per request or packet in steady state (STYLE.md, "Hot path"):
@@ -65,6 +68,14 @@ class SteadyStateAllocationTest {
         Files.deleteIfExists(dir);
     }
 
+    /**
+     * Measured windows, each after its own warm-up: one of them must show 0 B. A late JIT
+     * deoptimization rebuilds the objects C2 had scalar-replaced, on the poller's own thread: a
+     * few hundred bytes once (seen here about once in 30 runs), never per request. Allocation in
+     * every window is.
+     */
+    private static final int WINDOWS = 3;
+
     @ParameterizedTest(name = "{0} {1}")
     @CsvSource({
             "ram, randread-4k, 1",
@@ -98,13 +109,20 @@ class SteadyStateAllocationTest {
             backend.start();
             try (VhostUserServer server = VhostUserServer.listen(socket, backend, loop);
                  BlkLoad load = BlkLoad.connect(socket, 1, 8L << 20, DISK)) {
-                BlkLoad.Result r = load.run(BlkBench.workload(workload, depth), Duration.ZERO, WARMUP, Duration.ZERO,
-                        MEASURE, 42, name + "-poller-", "-io-");
-                System.out.printf("%s %s qd=%d: %d requests, %.1f k IOPS, %.4f B/request on pollers and I/O workers%n",
-                        target, workload, depth, r.requests(), r.iops() / 1e3, r.allocPerRequest());
-                assertEquals(0, r.errors(), "failed requests");
-                assertTrue(r.requests() >= MEASURE, "requests measured: " + r.requests());
-                assertEquals(0.0, r.allocPerRequest(), "bytes allocated per request over " + r.requests() + " requests");
+                List<String> windows = new ArrayList<>();
+                for (int window = 0; window < WINDOWS; window++) {
+                    BlkLoad.Result r = load.run(BlkBench.workload(workload, depth), Duration.ZERO, WARMUP, Duration.ZERO,
+                            MEASURE, 42, name + "-poller-", "-io-");
+                    System.out.printf("%s %s qd=%d: %d requests, %.1f k IOPS, %.4f B/request on pollers and I/O workers%n",
+                            target, workload, depth, r.requests(), r.iops() / 1e3, r.allocPerRequest());
+                    assertEquals(0, r.errors(), "failed requests");
+                    assertTrue(r.requests() >= MEASURE, "requests measured: " + r.requests());
+                    if (r.allocPerRequest() == 0.0) {
+                        return;
+                    }
+                    windows.add(r.allocPerRequest() + " B/request over " + r.requests() + " requests");
+                }
+                fail("allocation in every window, so per request, not once: " + windows);
             }
         }
     }
@@ -132,12 +150,19 @@ class SteadyStateAllocationTest {
             backend.start();
             try (VhostUserServer server = VhostUserServer.listen(socket, backend, loop);
                  NetLoad load = NetLoad.connect(socket, mergeable, !portName.equals("generate"), 64, guestMac)) {
-                NetLoad.Result r = load.run(() -> frames(device), WARMUP, MEASURE, Duration.ofSeconds(100),
-                        name + "-poller-");
-                System.out.printf("%s mrg=%b: %d frames, %.2f Mpps, %.4f B/frame on the poller%n",
-                        portName, mergeable, r.frames(), r.frames() / r.seconds() / 1e6, r.allocPerFrame());
-                assertTrue(r.frames() >= MEASURE, "frames measured: " + r.frames());
-                assertEquals(0.0, r.allocPerFrame(), "bytes allocated per frame over " + r.frames() + " frames");
+                List<String> windows = new ArrayList<>();
+                for (int window = 0; window < WINDOWS; window++) {
+                    NetLoad.Result r = load.run(() -> frames(device), WARMUP, MEASURE, Duration.ofSeconds(100),
+                            name + "-poller-");
+                    System.out.printf("%s mrg=%b: %d frames, %.2f Mpps, %.4f B/frame on the poller%n",
+                            portName, mergeable, r.frames(), r.frames() / r.seconds() / 1e6, r.allocPerFrame());
+                    assertTrue(r.frames() >= MEASURE, "frames measured: " + r.frames());
+                    if (r.allocPerFrame() == 0.0) {
+                        return;
+                    }
+                    windows.add(r.allocPerFrame() + " B/frame over " + r.frames() + " frames");
+                }
+                fail("allocation in every window, so per frame, not once: " + windows);
             }
         }
     }
