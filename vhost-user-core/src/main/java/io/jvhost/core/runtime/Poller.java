@@ -263,7 +263,7 @@ public final class Poller implements Runnable, AutoCloseable {
         kickFd[i] = c.kickFd();
         if (c.kickFd() < 0) {
             queuesWithoutKick++;
-        } else if (mode == IdleMode.EVENT) {
+        } else if (mode != IdleMode.BUSY) { // a spinning poller never sleeps: it needs no kicks
             int r = epoll.add(c.kickFd(), i);
             if (r < 0) {
                 LOG.warn("{}: cannot watch kick fd of queue {}: errno {}; polling it instead", name, i, -r);
@@ -277,7 +277,7 @@ public final class Poller implements Runnable, AutoCloseable {
         // poller. One that cannot be watched is polled like a queue without a kick fd instead, so
         // its input waits at most NO_KICK_POLL_MILLIS rather than until some other wakeup.
         int extra = handlers[i].wakeupFd();
-        if (extra >= 0 && mode == IdleMode.EVENT) {
+        if (extra >= 0 && mode != IdleMode.BUSY) {
             int r = epoll.add(extra, DEVICE_WAKE, true);
             if (r == 0) {
                 wakeupFd[i] = extra;
@@ -324,7 +324,7 @@ public final class Poller implements Runnable, AutoCloseable {
             queuesWithoutKick--;
         }
         if (kickFd[i] >= 0) {
-            if (mode == IdleMode.EVENT) {
+            if (mode != IdleMode.BUSY) {
                 epoll.remove(kickFd[i]);
             }
         } else {
