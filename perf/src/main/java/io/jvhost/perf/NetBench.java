@@ -80,9 +80,13 @@ public final class NetBench extends Bench<NetBench.Options> {
         }
     }
 
-    /** Where net_vhost's memory comes from for the {@code dpdk} backend: preallocated, in hugepage files of one segment each. */
+    /**
+     * Where net_vhost's memory comes from for the {@code dpdk} backend: 256 MB preallocated, in
+     * hugepage files of one segment each (DPDK 22.11 refuses {@code --huge-unlink} with
+     * {@code --single-file-segments}; testpmd removes the files when it exits on SIGTERM).
+     */
     static final List<String> DPDK_HUGEPAGES = List.of("--huge-dir", "/dev/hugepages", "--single-file-segments",
-            "--huge-unlink", "-m", "256");
+            "-m", "256");
     /**
      * mbufs for the {@code dpdk} backend, about 40 MB of the 256: far more than one forwarding lcore
      * holds at once (a 32-packet burst per queue, a 250-mbuf cache), so allocation never waits.
