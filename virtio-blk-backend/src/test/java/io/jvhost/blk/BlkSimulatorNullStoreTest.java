@@ -8,6 +8,7 @@ import static io.jvhost.core.device.VirtioFeatures.BLK_WRITE_ZEROES;
 import io.jvhost.blk.BlkRig.Area;
 import io.jvhost.blk.BlkRig.Completion;
 import io.jvhost.testkit.frontend.DriverQueue.Buffer;
+import io.jvhost.testkit.frontend.DriverQueue.Layout;
 
 import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
@@ -16,6 +17,9 @@ import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.Parameter;
+import org.junit.jupiter.params.ParameterizedClass;
+import org.junit.jupiter.params.provider.EnumSource;
 
 import static io.jvhost.blk.BlkRig.DISCARD;
 import static io.jvhost.blk.BlkRig.FLAG_UNMAP;
@@ -34,19 +38,24 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * The null store behind a real vhost-user socket and split rings in shared guest memory, as
+ * The null store behind a real vhost-user socket and split or packed rings in shared guest memory, as
  * qemu-storage-daemon's {@code null-co} behaves: a read is answered OK with its full used length
  * and leaves the guest's buffer as it was, a write goes nowhere, FLUSH, DISCARD and WRITE_ZEROES
  * succeed, and only the status byte changes in guest memory.
  */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
+@ParameterizedClass(name = "{0}")
+@EnumSource(Layout.class)
 class BlkSimulatorNullStoreTest {
     static final long DISK_BYTES = 1L << 40; // a TiB of nothing costs nothing
 
+    /** The guest's rings: the same tests on split and on packed ones. */
+    @Parameter
+    Layout layout;
     private BlkRig rig;
 
     private void serve(boolean readOnly) throws Exception {
-        rig = BlkRig.serve(new NullStore(DISK_BYTES, readOnly), 1).start();
+        rig = BlkRig.serve(new NullStore(DISK_BYTES, readOnly), 1, layout).start();
     }
 
     @AfterEach
