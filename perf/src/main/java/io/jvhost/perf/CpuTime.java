@@ -109,6 +109,19 @@ final class CpuTime {
         return cpuNanos < 0 || units <= 0 ? Double.NaN : (double) cpuNanos / units;
     }
 
+    /**
+     * The cores kept busy: {@code cpuNanos} of CPU time over {@code wallNanos} of wall time, read at
+     * the same two moments; NaN when the CPU time is unknown or no time passed.
+     */
+    static double cores(long cpuNanos, long wallNanos) {
+        return cpuNanos < 0 || wallNanos <= 0 ? Double.NaN : (double) cpuNanos / wallNanos;
+    }
+
+    /** CPU nanoseconds per packet for {@code cores} busy at a rate of {@code mpps} million packets per second; NaN without either. */
+    static double perPacket(double cores, double mpps) {
+        return Double.isNaN(cores) || !(mpps > 0) ? Double.NaN : cores * 1000 / mpps;
+    }
+
     /** A meter's readings at the start and the end of a window. */
     static final class Window {
         private final Meter meter;

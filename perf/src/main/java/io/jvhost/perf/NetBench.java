@@ -39,13 +39,16 @@ import java.util.regex.Pattern;
  * forwarding lcore on the backend CPU) and, only when asked for, {@code dpdk-nohuge} (the same on
  * anonymous 4 KiB pages, {@code --no-huge}: what earlier tables compared against).
  *
- * <p>{@code cpu_ns/pkt}: the backend's CPU time over the measured window divided by the packets the
- * frontend counted in the row's direction in that window. The window runs from one of the
- * frontend's statistics blocks after the warm-up to the first block {@code seconds} later; the
- * CPU time is read the moment each block appears ({@link TestpmdStats}): for jvhost its poller
- * threads' CPU time ({@link CpuTime#threads}), for DPDK the whole testpmd process's
- * ({@link CpuTime#process}). {@code cpu_vs_dpdk} is the median of per-round ratios (lower is
- * cheaper).
+ * <p>{@code cpu_ns/pkt}: the CPU time the backend used per packet of the run's rate: its CPU time
+ * over the measured window (the {@code seconds} after the warm-up) divided by the window's wall
+ * time, i.e. the cores it kept busy, over the run's packets per second (the {@code Mpps} the row
+ * reports, testpmd's own per-second rates). For jvhost the CPU time of its poller threads
+ * ({@link CpuTime#threads}), for DPDK the whole testpmd process's ({@link CpuTime#process}).
+ * CPU time and wall time are read together by the driver, so a driver thread that is scheduled
+ * late (both CPUs are busy polling) shifts the window but not the ratio; packet counts read off
+ * testpmd's statistics blocks could not be aligned with them as well (its blocks come 1 or 2 s
+ * apart, and the driver sees them late). {@code cpu_vs_dpdk} is the median of per-round ratios
+ * (lower is cheaper).
  */
 public final class NetBench extends Bench<NetBench.Options> {
     private static final Pattern RX_PPS = Pattern.compile("Rx-pps:\\s+(\\d+)");
@@ -137,8 +140,8 @@ public final class NetBench extends Bench<NetBench.Options> {
                 "qp", "backend", "Mpps", "Gbit/s", "min", "max", "spread%", "runs", "vs_dpdk", "cpu_ns/pkt", "cpu_vs_dpdk",
                 "alloc_B/pkt", "fe_pkts", "be_pkts", "errors");
         report.meta("gbit_definition", "Mpps x frame bytes x 8 (L2 frame without CRC, preamble or gap)");
-        report.meta("cpu_definition", "backend CPU ns in the window / frontend packets in the window (row's direction);"
-                + " jvhost: its poller threads, DPDK: the whole testpmd process");
+        report.meta("cpu_definition", "backend CPU time / wall time over the measured window (cores busy) x 1000 / the run's"
+                + " Mpps; jvhost: its poller threads, DPDK: the whole testpmd process");
         report.meta("dpdk_memory", String.join(" ", DPDK_HUGEPAGES) + " --total-num-mbufs=" + DPDK_MBUFS
                 + "; dpdk-nohuge: " + String.join(" ", DPDK_NO_HUGEPAGES) + " --total-num-mbufs=" + DPDK_NO_HUGEPAGES_MBUFS);
         try (ControlLoop loop = new ControlLoop()) {
@@ -226,7 +229,7 @@ public final class NetBench extends Bench<NetBench.Options> {
                         error = "no traffic: " + Procs.tail(feLog, 600).replace('\n', ' ');
                     } else {
                         Thread.sleep(options.warmupSeconds * 1000L);
-                        w = measure(fe, feLog, dir, CpuTime.threads(name + "-poller-"), name + "-poller-", () -> frames(device));
+                        w = measure(CpuTime.threads(name + "-poller-"), name + "-poller-", () -> frames(device));
                     }
                 } finally {
                     Procs.stop(fe, 20);
@@ -235,7 +238,8 @@ public final class NetBench extends Bench<NetBench.Options> {
                 frontendPackets = frontendTotal(log, dir);
                 double mpps = error != null ? Double.NaN : samplesMpps(log, dir);
                 long backendPackets = dir.equals("h2g") ? sum(device, true) : sum(device, false);
-                return new Run(mpps, frontendPackets, backendPackets, w.allocPerFrame, w.cpuPerPacket, error);
+                return new Run(mpps, frontendPackets, backendPackets, w.allocPerFrame, CpuTime.perPacket(w.cores, mpps),
+                        error);
             }
         }
     }
@@ -272,7 +276,7 @@ public final class NetBench extends Bench<NetBench.Options> {
                     error = "no traffic: " + Procs.tail(feLog, 600).replace('\n', ' ');
                 } else {
                     Thread.sleep(options.warmupSeconds * 1000L);
-                    w = measure(fe, feLog, dir, CpuTime.process(be.pid()), null, null);
+                    w = measure(CpuTime.process(be.pid()), null, null);
                 }
             } finally {
                 Procs.stop(fe, 20);
@@ -282,47 +286,35 @@ public final class NetBench extends Bench<NetBench.Options> {
             String bl = Files.readString(beLog, StandardCharsets.UTF_8);
             Matcher m = TOTALS.matcher(bl);
             long backendPackets = !m.find() ? 0 : Long.parseLong(m.group(dir.equals("h2g") ? 2 : 1));
-            return new Run(error != null ? Double.NaN : samplesMpps(log, dir), frontendTotal(log, dir), backendPackets,
-                    Double.NaN, w.cpuPerPacket, error);
+            double mpps = error != null ? Double.NaN : samplesMpps(log, dir);
+            return new Run(mpps, frontendTotal(log, dir), backendPackets, Double.NaN, CpuTime.perPacket(w.cores, mpps), error);
         } finally {
             Procs.stop(be, 20);
         }
     }
 
-    /** What one measured window saw: CPU ns per frontend packet, and bytes the pollers allocated per frame they moved. */
-    private record Window(double cpuPerPacket, double allocPerFrame) {
+    /** What one measured window saw: the cores the backend kept busy, and bytes the pollers allocated per frame they moved. */
+    private record Window(double cores, double allocPerFrame) {
         static final Window NONE = new Window(Double.NaN, Double.NaN);
     }
 
     /**
-     * The measured window: from the frontend's next statistics block to the first one at least
-     * {@code options.seconds} later, reading {@code cpu} as each appears. With {@code pollers}
-     * (jvhost), also what those threads allocated per frame of {@code frames} (the device's count,
-     * both ways). Returns NaNs when the frontend stopped printing.
+     * The measured window, {@code options.seconds} long: the CPU time {@code cpu} reads over it per
+     * second of wall time, and with {@code pollers} (jvhost) what those threads allocated per frame
+     * of {@code frames} (the device's count, both ways).
      */
-    private Window measure(Process fe, Path feLog, String dir, CpuTime.Meter cpu, String pollers,
-                           LongSupplier frames) throws IOException, InterruptedException {
-        TestpmdStats stats = new TestpmdStats(feLog);
-        TestpmdStats.Counts first = stats.awaitNext(fe, 5_000);
-        if (first == null) {
-            return Window.NONE;
-        }
+    private Window measure(CpuTime.Meter cpu, String pollers, LongSupplier frames) throws InterruptedException {
         CpuTime.Window cpuWindow = new CpuTime.Window(cpu);
-        cpuWindow.begin();
-        long begun = System.nanoTime();
         long frames0 = frames == null ? 0 : frames.getAsLong();
         PollerAllocation alloc = pollers == null ? null : PollerAllocation.start(pollers);
-        TestpmdStats.Counts last;
-        do {
-            last = stats.awaitNext(fe, 5_000);
-        } while (last != null && System.nanoTime() - begun < options.seconds * 1_000_000_000L - 200_000_000L);
-        if (last == null) {
-            return Window.NONE;
-        }
+        long wall0 = System.nanoTime();
+        cpuWindow.begin();
+        Thread.sleep(options.seconds * 1000L + 300);
         cpuWindow.end();
+        long wall = System.nanoTime() - wall0;
         double allocPerFrame = alloc == null ? Double.NaN
                 : PollerAllocation.perUnit(alloc.bytesSinceStart(), frames.getAsLong() - frames0);
-        return new Window(cpuWindow.per(last.of(dir) - first.of(dir)), allocPerFrame);
+        return new Window(CpuTime.cores(cpuWindow.nanos(), wall), allocPerFrame);
     }
 
     private List<String> frontendCommand(Path socket, int n, String dir, int size, boolean mrg, int qp) {

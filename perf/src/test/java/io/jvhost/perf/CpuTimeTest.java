@@ -58,6 +58,18 @@ class CpuTimeTest {
     }
 
     @Test
+    void shouldTurnCpuTimeOverWallTimeIntoCoresAndCoresAtARateIntoNanosecondsPerPacket() {
+        assertEquals(0.5, CpuTime.cores(1_500_000_000L, 3_000_000_000L));
+        assertEquals(50.0, CpuTime.perPacket(1.0, 20.0), "one busy core at 20 Mpps: 50 ns a packet");
+        assertEquals(25.0, CpuTime.perPacket(0.5, 20.0), "an event-mode poller busy half the time");
+        assertTrue(Double.isNaN(CpuTime.cores(-1, 1_000)), "unknown CPU time");
+        assertTrue(Double.isNaN(CpuTime.cores(5, 0)), "no time passed");
+        assertTrue(Double.isNaN(CpuTime.perPacket(Double.NaN, 20.0)));
+        assertTrue(Double.isNaN(CpuTime.perPacket(1.0, Double.NaN)), "no rate measured");
+        assertTrue(Double.isNaN(CpuTime.perPacket(1.0, 0)), "no packets");
+    }
+
+    @Test
     void shouldSumThreadTimesUnlessOneOfThemIsUnknown() {
         assertEquals(600, CpuTime.sum(new long[] {100, 200, 300}));
         assertEquals(-1, CpuTime.sum(new long[] {100, -1, 300}));
