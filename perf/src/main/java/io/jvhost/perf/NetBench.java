@@ -233,6 +233,7 @@ public final class NetBench extends Bench<NetBench.Options> {
                     }
                 } finally {
                     Procs.stop(fe, 20);
+                    removeHugepageFiles(filePrefix("fe", n));
                 }
                 String log = Files.readString(feLog, StandardCharsets.UTF_8);
                 frontendPackets = frontendTotal(log, dir);
@@ -257,7 +258,7 @@ public final class NetBench extends Bench<NetBench.Options> {
         List<String> cmd = new ArrayList<>(List.of("taskset", "-c", Integer.toString(cpu), TESTPMD,
                 "--lcores=0@" + cpu + ",1@" + cpu, "--no-pci"));
         cmd.addAll(hugepages ? DPDK_HUGEPAGES : DPDK_NO_HUGEPAGES);
-        cmd.addAll(List.of("--file-prefix=jvhost-bench-be-" + ProcessHandle.current().pid() + "-" + n, "--log-level=5",
+        cmd.addAll(List.of("--file-prefix=" + filePrefix("be", n), "--log-level=5",
                 "--vdev=net_vhost0,iface=" + socket + ",queues=" + qp, "--", "--forward-mode=" + mode,
                 "--txpkts=" + size, "--auto-start", "--nb-cores=1", "--rxq=" + qp, "--txq=" + qp,
                 "--total-num-mbufs=" + (hugepages ? DPDK_MBUFS : DPDK_NO_HUGEPAGES_MBUFS), "--stats-period=1",
@@ -290,6 +291,31 @@ public final class NetBench extends Bench<NetBench.Options> {
             return new Run(mpps, frontendTotal(log, dir), backendPackets, Double.NaN, CpuTime.perPacket(w.cores, mpps), error);
         } finally {
             Procs.stop(be, 20);
+            removeHugepageFiles(filePrefix("fe", n));
+            removeHugepageFiles(filePrefix("be", n));
+        }
+    }
+
+    /** testpmd's {@code --file-prefix} for run {@code n}'s frontend ({@code fe}) or DPDK backend ({@code be}). */
+    private static String filePrefix(String side, int n) {
+        return "jvhost-bench-" + side + "-" + ProcessHandle.current().pid() + "-" + n;
+    }
+
+    /**
+     * Deletes the hugepage files testpmd with {@code prefix} left in /dev/hugepages ({@code PREFIXmap_N}):
+     * testpmd does not remove them when it exits, so they would hold their pages (a few hundred MB
+     * per run on a machine other people's DPDK tests share) until the next DPDK process clears
+     * them. Once the process has ended.
+     */
+    static void removeHugepageFiles(String prefix) {
+        try (var files = Files.list(Path.of("/dev/hugepages"))) {
+            for (Path f : (Iterable<Path>) files::iterator) {
+                if (f.getFileName().toString().startsWith(prefix + "map_")) {
+                    Files.deleteIfExists(f);
+                }
+            }
+        } catch (IOException e) {
+            // no hugetlbfs there, or not ours to delete: the next DPDK process clears stale files
         }
     }
 
@@ -326,7 +352,7 @@ public final class NetBench extends Bench<NetBench.Options> {
         };
         List<String> cmd = new ArrayList<>(List.of("taskset", "-c", Integer.toString(cpu), TESTPMD,
                 "--lcores=0@" + cpu + ",1@" + cpu, "--no-pci", "--single-file-segments",
-                "--file-prefix=jvhost-bench-fe-" + ProcessHandle.current().pid() + "-" + n, "--log-level=5",
+                "--file-prefix=" + filePrefix("fe", n), "--log-level=5",
                 "--vdev=net_virtio_user0,path=" + socket + ",queues=" + qp + ",mrg_rxbuf=" + (mrg ? 1 : 0),
                 "--", "--forward-mode=" + mode, "--txpkts=" + size, "--auto-start", "--nb-cores=1", "--rxq=" + qp,
                 "--txq=" + qp, "--txd=1024", "--rxd=1024", "--stats-period=1", "--disable-link-check"));
