@@ -42,6 +42,10 @@ class CliErrorsTest {
             // usage errors: bad values, unknown options, malformed numbers
             Arguments.of(USAGE, "jvhost blk", "blk --socket {dir}/b.sock --ram 1Q", "Invalid value for option '--ram': '1Q' is not a size"),
             Arguments.of(USAGE, "jvhost blk", "blk --socket {dir}/b.sock --ram 0", "'0' is not a positive multiple of 512 bytes"),
+            Arguments.of(USAGE, "jvhost blk", "blk --socket {dir}/b.sock --null 1Q", "Invalid value for option '--null': '1Q' is not a size"),
+            Arguments.of(USAGE, "jvhost blk", "blk --socket {dir}/b.sock --null 1000", "Invalid value for option '--null': '1000' is not a positive multiple of 512 bytes"),
+            Arguments.of(USAGE, "jvhost blk", "blk --socket {dir}/b.sock --null 99999999999T", "Invalid value for option '--null': '99999999999T' is too large"),
+            Arguments.of(USAGE, "jvhost blk", "blk --socket {dir}/b.sock --null 1G --ram 1G", "are mutually exclusive"),
             Arguments.of(USAGE, "jvhost blk", "blk --socket {dir}/b.sock --ram 1M --queues 0", "--queues must be 1..64 (one per guest vCPU), got 0"),
             Arguments.of(USAGE, "jvhost blk", "blk --socket {dir}/b.sock --ram 1M --queues 65", "--queues must be 1..64 (one per guest vCPU), got 65"),
             Arguments.of(USAGE, "jvhost blk", "blk --socket {dir}/b.sock --ram 1M --queues two", "Invalid value for option '--queues': 'two' is not an int"),
@@ -65,6 +69,7 @@ class CliErrorsTest {
             Arguments.of(USAGE, "jvhost rng", "rng --socket {dir}/r.sock --client --socket-mode 0660", "with --client the frontend's socket is used"),
             Arguments.of(USAGE, "jvhost rng", "rng", "Missing required option: '--socket=PATH'"),
             Arguments.of(USAGE, "jvhost bench net", "bench net --sizes big", "Invalid value for option '--sizes'"),
+            Arguments.of(USAGE, "jvhost bench blk", "bench blk --targets qsd,jvhost-nul", "--targets: no jvhost-nul; give some of jvhost-ram,"),
             Arguments.of(USAGE, "jvhost", "blkk --socket {dir}/b.sock", "unknown command 'blkk'; did you mean blk?"),
             // the machine's problems
             Arguments.of(RUNTIME, "jvhost blk", "blk --socket {dir}/b.sock --file {dir}/missing.img", "--file {dir}/missing.img: no such file (create an image: truncate -s 10G"),

@@ -32,23 +32,43 @@ final class BlkLoad extends PollingDriver {
     /** What one run does: request type and size, random or sequential, requests in flight per queue. */
     record Workload(String name, boolean write, int blockSize, boolean random, int depth) {}
 
-    /** What one run measured. */
-    record Result(long requests, double seconds, Histogram latencyNanos, long errors, double allocPerRequest) {
+    /** What one run measured; {@code cpuPerRequest} is the backend's CPU nanoseconds per request, NaN when not measured. */
+    record Result(long requests, double seconds, Histogram latencyNanos, long errors, double allocPerRequest,
+                  double cpuPerRequest) {
         double iops() {
             return requests / seconds;
         }
     }
 
     private final long diskBytes;
+    private final int queueSize;
     private Pass pass;
 
     private BlkLoad(Frontend frontend, GuestRam ram, DriverQueue[] queues, long diskBytes) {
         super(frontend, ram, queues);
         this.diskBytes = diskBytes;
+        this.queueSize = queues[0].size();
     }
 
-    /** Connects to {@code socket} and starts {@code queueCount} queues as QEMU 7.2 would. */
+    /** Connects to {@code socket} and starts {@code queueCount} queues of {@link #QUEUE_SIZE} as QEMU 7.2 would. */
     static BlkLoad connect(Path socket, int queueCount, long ramBytes, long diskBytes) throws IOException {
+        return connect(socket, queueCount, QUEUE_SIZE, ramBytes, diskBytes);
+    }
+
+    /**
+     * The smallest queue size (a power of two, at least {@link #QUEUE_SIZE}) that holds {@code depth}
+     * requests of three descriptors each: 256 up to QD 85, 512 for QD 128.
+     */
+    static int queueSizeFor(int depth) {
+        int size = QUEUE_SIZE;
+        while (size < 3 * depth) {
+            size *= 2;
+        }
+        return size;
+    }
+
+    /** Connects to {@code socket} and starts {@code queueCount} queues of {@code queueSize} descriptors as QEMU 7.2 would. */
+    static BlkLoad connect(Path socket, int queueCount, int queueSize, long ramBytes, long diskBytes) throws IOException {
         Frontend fe = Frontend.connect(socket, 10_000).replyTimeout(Duration.ofSeconds(10));
         GuestRam ram = null;
         DriverQueue[] qs = new DriverQueue[queueCount];
@@ -70,7 +90,7 @@ final class BlkLoad extends PollingDriver {
                     | bit(VirtioFeatures.NOTIFY_ON_EMPTY));
             ram = new GuestRam(ramBytes);
             for (int i = 0; i < queueCount; i++) {
-                qs[i] = new DriverQueue(ram, i, QUEUE_SIZE);
+                qs[i] = new DriverQueue(ram, i, queueSize);
                 qs[i].setNoInterrupt(true);
             }
             check(fe.setFeatures(features | bit(VirtioFeatures.PROTOCOL_FEATURES)), "SET_FEATURES");
@@ -149,11 +169,11 @@ final class BlkLoad extends PollingDriver {
         int inFlight;
         boolean stopping;
 
-        Pass(Workload w, long seed, String... threadNames) {
+        Pass(Workload w, long seed, CpuTime.Meter cpu, String... threadNames) {
             this.w = w;
             this.random = new SplittableRandom(seed);
             this.blocks = diskBytes / w.blockSize();
-            this.window = new Window(threadNames);
+            this.window = new Window(cpu, threadNames);
             for (int i = 0; i < lanes.length; i++) {
                 lanes[i] = new Lane(queues[i], w);
             }
@@ -208,7 +228,12 @@ final class BlkLoad extends PollingDriver {
      * contain one of {@code threadNames} (none: not measured).
      */
     Result run(Workload w, Duration warmup, Duration measure, long seed, String... threadNames) {
-        return run(w, warmup, 0, measure, 0, seed, threadNames);
+        return run(w, warmup, 0, measure, 0, seed, CpuTime.Meter.NONE, threadNames);
+    }
+
+    /** As {@link #run(Workload, Duration, Duration, long, String...)}, also measuring the CPU time {@code cpu} reads. */
+    Result run(Workload w, Duration warmup, Duration measure, long seed, CpuTime.Meter cpu, String... threadNames) {
+        return run(w, warmup, 0, measure, 0, seed, cpu, threadNames);
     }
 
     /**
@@ -217,10 +242,16 @@ final class BlkLoad extends PollingDriver {
      */
     Result run(Workload w, Duration warmup, long warmupRequests, Duration measure, long measureRequests, long seed,
                String... threadNames) {
-        if (w.depth() < 1 || 3 * w.depth() > QUEUE_SIZE) {
-            throw new IllegalArgumentException("queue depth must be 1.." + QUEUE_SIZE / 3);
+        return run(w, warmup, warmupRequests, measure, measureRequests, seed, CpuTime.Meter.NONE, threadNames);
+    }
+
+    /** As the above, also measuring the CPU time {@code cpu} reads over the measured window. */
+    Result run(Workload w, Duration warmup, long warmupRequests, Duration measure, long measureRequests, long seed,
+               CpuTime.Meter cpu, String... threadNames) {
+        if (w.depth() < 1 || 3 * w.depth() > queueSize) {
+            throw new IllegalArgumentException("queue depth must be 1.." + queueSize / 3 + " on queues of " + queueSize);
         }
-        Pass p = new Pass(w, seed, threadNames);
+        Pass p = new Pass(w, seed, cpu, threadNames);
         pass = p;
         long warmupEnd = System.nanoTime() + warmup.toNanos();
         for (Lane l : p.lanes) {
@@ -251,7 +282,7 @@ final class BlkLoad extends PollingDriver {
         }
         pass = null;
         return new Result(p.requests, p.window.seconds(measure.toNanos() / 1e9), p.hist, p.errors,
-                p.window.allocatedPer(p.requests));
+                p.window.allocatedPer(p.requests), p.window.cpuPer(p.requests));
     }
 
     @Override

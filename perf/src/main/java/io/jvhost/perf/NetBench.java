@@ -17,6 +17,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.LongSupplier;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
@@ -32,6 +33,22 @@ import java.util.regex.Pattern;
  * median over runs, which alternate between backends; {@code vs_dpdk} is the median of the
  * per-round ratios ({@link Report#pairedRatio}). jvhost runs in this JVM, its poller threads
  * pinned with taskset to the backend CPU; the frontend and DPDK's backend are pinned processes.
+ *
+ * <p>Backends: {@code jvhost-event}, {@code jvhost-busy}, {@code dpdk} (testpmd's net_vhost as DPDK
+ * users run it: hugepages from /dev/hugepages in one file per segment, preallocated, and one
+ * forwarding lcore on the backend CPU) and, only when asked for, {@code dpdk-nohuge} (the same on
+ * anonymous 4 KiB pages, {@code --no-huge}: what earlier tables compared against).
+ *
+ * <p>{@code cpu_ns/pkt}: the CPU time the backend used per packet of the run's rate: its CPU time
+ * over the measured window (the {@code seconds} after the warm-up) divided by the window's wall
+ * time, i.e. the cores it kept busy, over the run's packets per second (the {@code Mpps} the row
+ * reports, testpmd's own per-second rates). For jvhost the CPU time of its poller threads
+ * ({@link CpuTime#threads}), for DPDK the whole testpmd process's ({@link CpuTime#process}).
+ * CPU time and wall time are read together by the driver, so a driver thread that is scheduled
+ * late (both CPUs are busy polling) shifts the window but not the ratio; packet counts read off
+ * testpmd's statistics blocks could not be aligned with them as well (its blocks come 1 or 2 s
+ * apart, and the driver sees them late). {@code cpu_vs_dpdk} is the median of per-round ratios
+ * (lower is cheaper).
  */
 public final class NetBench extends Bench<NetBench.Options> {
     private static final Pattern RX_PPS = Pattern.compile("Rx-pps:\\s+(\\d+)");
@@ -40,6 +57,9 @@ public final class NetBench extends Bench<NetBench.Options> {
             "Accumulated forward statistics.*?RX-packets:\\s+(\\d+).*?TX-packets:\\s+(\\d+)", Pattern.DOTALL);
     static final String TESTPMD = "/usr/bin/dpdk-testpmd";
     static final long GUEST_MAC = 0x52_54_00_12_34_56L;
+
+    /** Every backend this benchmark knows; all but {@code dpdk-nohuge} run by default. */
+    public static final List<String> BACKENDS = List.of("jvhost-event", "jvhost-busy", "dpdk", "dpdk-nohuge");
 
     /** What to run; fields as the CLI fills them. */
     public static final class Options extends BenchOptions {
@@ -63,8 +83,25 @@ public final class NetBench extends Bench<NetBench.Options> {
         }
     }
 
-    /** One run's outcome. */
-    public record Run(double mpps, long frontendPackets, long backendPackets, double allocPerPacket, String error) {}
+    /**
+     * Where net_vhost's memory comes from for the {@code dpdk} backend: 256 MB preallocated, in
+     * hugepage files of one segment each (DPDK 22.11 refuses {@code --huge-unlink} with
+     * {@code --single-file-segments}; testpmd removes the files when it exits on SIGTERM).
+     */
+    static final List<String> DPDK_HUGEPAGES = List.of("--huge-dir", "/dev/hugepages", "--single-file-segments",
+            "-m", "256");
+    /**
+     * mbufs for the {@code dpdk} backend, about 40 MB of the 256: far more than one forwarding lcore
+     * holds at once (a 32-packet burst per queue, a 250-mbuf cache), so allocation never waits.
+     */
+    static final int DPDK_MBUFS = 16384;
+    /** The {@code dpdk-nohuge} backend, as the tables before issue 17 ran DPDK. */
+    static final List<String> DPDK_NO_HUGEPAGES = List.of("--no-huge", "-m", "512");
+    static final int DPDK_NO_HUGEPAGES_MBUFS = 8192;
+
+    /** One run's outcome; {@code cpuPerPacket} in nanoseconds, NaN when not measured. */
+    public record Run(double mpps, long frontendPackets, long backendPackets, double allocPerPacket, double cpuPerPacket,
+                      String error) {}
 
     private NetBench(Options options, PrintStream out) throws IOException {
         super("net", options, out);
@@ -100,9 +137,13 @@ public final class NetBench extends Bench<NetBench.Options> {
             throw new IllegalStateException("bench net needs: " + String.join(", ", missing));
         }
         Report report = report("net", "dpdk-testpmd net_virtio_user on CPU " + options.frontendCpu, "dir", "frame", "mrg",
-                "qp", "backend", "Mpps", "Gbit/s", "min", "max", "spread%", "runs", "vs_dpdk", "alloc_B/pkt", "fe_pkts",
-                "be_pkts", "errors");
+                "qp", "backend", "Mpps", "Gbit/s", "min", "max", "spread%", "runs", "vs_dpdk", "cpu_ns/pkt", "cpu_vs_dpdk",
+                "alloc_B/pkt", "fe_pkts", "be_pkts", "errors");
         report.meta("gbit_definition", "Mpps x frame bytes x 8 (L2 frame without CRC, preamble or gap)");
+        report.meta("cpu_definition", "backend CPU time / wall time over the measured window (cores busy) x 1000 / the run's"
+                + " Mpps; jvhost: its poller threads, DPDK: the whole testpmd process");
+        report.meta("dpdk_memory", String.join(" ", DPDK_HUGEPAGES) + " --total-num-mbufs=" + DPDK_MBUFS
+                + "; dpdk-nohuge: " + String.join(" ", DPDK_NO_HUGEPAGES) + " --total-num-mbufs=" + DPDK_NO_HUGEPAGES_MBUFS);
         try (ControlLoop loop = new ControlLoop()) {
             for (String dir : options.directions) {
                 for (int size : options.sizes) {
@@ -123,21 +164,25 @@ public final class NetBench extends Bench<NetBench.Options> {
             Run run = runOnce(loop, backends.get(b), dir, size, mrg, qp);
             out.printf("  %-4s %4d B mrg=%d qp=%d %-13s run %d: %s%n", dir, size, mrg ? 1 : 0, qp, backends.get(b), r + 1,
                     run.error != null ? "FAILED " + run.error
-                            : String.format("%.3f Mpps (frontend %d pkts, backend %d pkts%s)", run.mpps,
-                            run.frontendPackets, run.backendPackets,
+                            : String.format("%.3f Mpps (frontend %d pkts, backend %d pkts, %.1f cpu ns/pkt%s)", run.mpps,
+                            run.frontendPackets, run.backendPackets, run.cpuPerPacket,
                             Double.isNaN(run.allocPerPacket) ? "" : String.format(", %.2f B/pkt on pollers", run.allocPerPacket)));
             return run;
         });
         int dpdkIndex = backends.indexOf("dpdk");
         double[] dpdk = dpdkIndex < 0 ? new double[0] : runs.get(dpdkIndex).stream().mapToDouble(Run::mpps).toArray();
+        double[] dpdkCpu = dpdkIndex < 0 ? new double[0] : runs.get(dpdkIndex).stream().mapToDouble(Run::cpuPerPacket).toArray();
         for (int b = 0; b < backends.size(); b++) {
             List<Run> rs = runs.get(b);
             double[] mpps = rs.stream().mapToDouble(Run::mpps).toArray();
+            double[] cpu = rs.stream().mapToDouble(Run::cpuPerPacket).toArray();
             double med = Report.median(mpps), min = Report.min(mpps), max = Report.max(mpps);
             double alloc = Report.median(rs.stream().mapToDouble(Run::allocPerPacket).toArray());
             long errors = rs.stream().filter(x -> x.error != null).count();
+            boolean reference = b == dpdkIndex || dpdkIndex < 0;
             report.add(dir, size, mrg ? 1 : 0, qp, backends.get(b), med, med * size * 8 / 1000, min, max,
-                    (max - min) / med * 100, rs.size(), b == dpdkIndex || dpdkIndex < 0 ? Double.NaN : Report.pairedRatio(mpps, dpdk), alloc,
+                    (max - min) / med * 100, rs.size(), reference ? Double.NaN : Report.pairedRatio(mpps, dpdk),
+                    Report.median(cpu), reference ? Double.NaN : Report.pairedRatio(cpu, dpdkCpu), alloc,
                     rs.stream().mapToLong(Run::frontendPackets).sum(), rs.stream().mapToLong(Run::backendPackets).sum(),
                     errors);
         }
@@ -147,7 +192,7 @@ public final class NetBench extends Bench<NetBench.Options> {
         int n = nextRun();
         Path socket = work.resolve("vhost-" + n + ".sock");
         Path feLog = work.resolve("run" + n + "-" + backend + "-frontend.log");
-        return backend.equals("dpdk") ? runDpdk(socket, feLog, n, dir, size, mrg, qp)
+        return backend.startsWith("dpdk") ? runDpdk(socket, feLog, n, dir, size, mrg, qp, !backend.equals("dpdk-nohuge"))
                 : runJvhost(loop, backend.equals("jvhost-busy") ? IdleMode.BUSY : IdleMode.EVENT, socket, feLog, n, dir,
                 size, mrg, qp);
     }
@@ -177,31 +222,31 @@ public final class NetBench extends Bench<NetBench.Options> {
                 procs.pinThreads(name + "-poller-", options.backendCpu);
                 Process fe = procs.start(frontendCommand(socket, n, dir, size, mrg, qp), feLog);
                 long frontendPackets = 0;
-                double alloc = Double.NaN;
+                Window w = Window.NONE;
                 String error = null;
                 try {
                     if (!awaitTraffic(fe, feLog, dir)) {
                         error = "no traffic: " + Procs.tail(feLog, 600).replace('\n', ' ');
                     } else {
                         Thread.sleep(options.warmupSeconds * 1000L);
-                        long frames0 = frames(device);
-                        PollerAllocation a = PollerAllocation.start(name + "-poller-");
-                        Thread.sleep(options.seconds * 1000L + 300);
-                        alloc = PollerAllocation.perUnit(a.bytesSinceStart(), frames(device) - frames0);
+                        w = measure(CpuTime.threads(name + "-poller-"), name + "-poller-", () -> frames(device));
                     }
                 } finally {
                     Procs.stop(fe, 20);
+                    removeHugepageFiles(filePrefix("fe", n));
                 }
                 String log = Files.readString(feLog, StandardCharsets.UTF_8);
                 frontendPackets = frontendTotal(log, dir);
                 double mpps = error != null ? Double.NaN : samplesMpps(log, dir);
                 long backendPackets = dir.equals("h2g") ? sum(device, true) : sum(device, false);
-                return new Run(mpps, frontendPackets, backendPackets, alloc, error);
+                return new Run(mpps, frontendPackets, backendPackets, w.allocPerFrame, CpuTime.perPacket(w.cores, mpps),
+                        error);
             }
         }
     }
 
-    private Run runDpdk(Path socket, Path feLog, int n, String dir, int size, boolean mrg, int qp) throws Exception {
+    private Run runDpdk(Path socket, Path feLog, int n, String dir, int size, boolean mrg, int qp, boolean hugepages)
+            throws Exception {
         Path beLog = work.resolve("run" + n + "-dpdk-backend.log");
         String mode = switch (dir) {
             case "g2h" -> "rxonly";
@@ -209,25 +254,30 @@ public final class NetBench extends Bench<NetBench.Options> {
             default -> "macswap";
         };
         int cpu = options.backendCpu;
+        // One main lcore (statistics, mostly asleep) and one forwarding lcore, both on the backend CPU.
         List<String> cmd = new ArrayList<>(List.of("taskset", "-c", Integer.toString(cpu), TESTPMD,
-                "--lcores=0@" + cpu + ",1@" + cpu, "--no-pci", "--no-huge", "-m", "512",
-                "--file-prefix=jvhost-bench-be-" + ProcessHandle.current().pid() + "-" + n, "--log-level=5",
+                "--lcores=0@" + cpu + ",1@" + cpu, "--no-pci"));
+        cmd.addAll(hugepages ? DPDK_HUGEPAGES : DPDK_NO_HUGEPAGES);
+        cmd.addAll(List.of("--file-prefix=" + filePrefix("be", n), "--log-level=5",
                 "--vdev=net_vhost0,iface=" + socket + ",queues=" + qp, "--", "--forward-mode=" + mode,
                 "--txpkts=" + size, "--auto-start", "--nb-cores=1", "--rxq=" + qp, "--txq=" + qp,
-                "--total-num-mbufs=8192", "--stats-period=1", "--disable-link-check"));
+                "--total-num-mbufs=" + (hugepages ? DPDK_MBUFS : DPDK_NO_HUGEPAGES_MBUFS), "--stats-period=1",
+                "--disable-link-check"));
         Process be = procs.start(cmd, beLog);
         try {
             if (!Procs.awaitFile(socket, be, 20_000)) {
-                return new Run(Double.NaN, 0, 0, Double.NaN, "DPDK backend did not listen: "
+                return new Run(Double.NaN, 0, 0, Double.NaN, Double.NaN, "DPDK backend did not listen: "
                         + Procs.tail(beLog, 600).replace('\n', ' '));
             }
             Process fe = procs.start(frontendCommand(socket, n, dir, size, mrg, qp), feLog);
             String error = null;
+            Window w = Window.NONE;
             try {
                 if (!awaitTraffic(fe, feLog, dir)) {
                     error = "no traffic: " + Procs.tail(feLog, 600).replace('\n', ' ');
                 } else {
-                    Thread.sleep(options.warmupSeconds * 1000L + options.seconds * 1000L + 300);
+                    Thread.sleep(options.warmupSeconds * 1000L);
+                    w = measure(CpuTime.process(be.pid()), null, null);
                 }
             } finally {
                 Procs.stop(fe, 20);
@@ -237,11 +287,60 @@ public final class NetBench extends Bench<NetBench.Options> {
             String bl = Files.readString(beLog, StandardCharsets.UTF_8);
             Matcher m = TOTALS.matcher(bl);
             long backendPackets = !m.find() ? 0 : Long.parseLong(m.group(dir.equals("h2g") ? 2 : 1));
-            return new Run(error != null ? Double.NaN : samplesMpps(log, dir), frontendTotal(log, dir), backendPackets,
-                    Double.NaN, error);
+            double mpps = error != null ? Double.NaN : samplesMpps(log, dir);
+            return new Run(mpps, frontendTotal(log, dir), backendPackets, Double.NaN, CpuTime.perPacket(w.cores, mpps), error);
         } finally {
             Procs.stop(be, 20);
+            removeHugepageFiles(filePrefix("fe", n));
+            removeHugepageFiles(filePrefix("be", n));
         }
+    }
+
+    /** testpmd's {@code --file-prefix} for run {@code n}'s frontend ({@code fe}) or DPDK backend ({@code be}). */
+    private static String filePrefix(String side, int n) {
+        return "jvhost-bench-" + side + "-" + ProcessHandle.current().pid() + "-" + n;
+    }
+
+    /**
+     * Deletes the hugepage files testpmd with {@code prefix} left in /dev/hugepages ({@code PREFIXmap_N}):
+     * testpmd does not remove them when it exits, so they would hold their pages (a few hundred MB
+     * per run on a machine other people's DPDK tests share) until the next DPDK process clears
+     * them. Once the process has ended.
+     */
+    static void removeHugepageFiles(String prefix) {
+        try (var files = Files.list(Path.of("/dev/hugepages"))) {
+            for (Path f : (Iterable<Path>) files::iterator) {
+                if (f.getFileName().toString().startsWith(prefix + "map_")) {
+                    Files.deleteIfExists(f);
+                }
+            }
+        } catch (IOException e) {
+            // no hugetlbfs there, or not ours to delete: the next DPDK process clears stale files
+        }
+    }
+
+    /** What one measured window saw: the cores the backend kept busy, and bytes the pollers allocated per frame they moved. */
+    private record Window(double cores, double allocPerFrame) {
+        static final Window NONE = new Window(Double.NaN, Double.NaN);
+    }
+
+    /**
+     * The measured window, {@code options.seconds} long: the CPU time {@code cpu} reads over it per
+     * second of wall time, and with {@code pollers} (jvhost) what those threads allocated per frame
+     * of {@code frames} (the device's count, both ways).
+     */
+    private Window measure(CpuTime.Meter cpu, String pollers, LongSupplier frames) throws InterruptedException {
+        CpuTime.Window cpuWindow = new CpuTime.Window(cpu);
+        long frames0 = frames == null ? 0 : frames.getAsLong();
+        PollerAllocation alloc = pollers == null ? null : PollerAllocation.start(pollers);
+        long wall0 = System.nanoTime();
+        cpuWindow.begin();
+        Thread.sleep(options.seconds * 1000L + 300);
+        cpuWindow.end();
+        long wall = System.nanoTime() - wall0;
+        double allocPerFrame = alloc == null ? Double.NaN
+                : PollerAllocation.perUnit(alloc.bytesSinceStart(), frames.getAsLong() - frames0);
+        return new Window(CpuTime.cores(cpuWindow.nanos(), wall), allocPerFrame);
     }
 
     private List<String> frontendCommand(Path socket, int n, String dir, int size, boolean mrg, int qp) {
@@ -253,7 +352,7 @@ public final class NetBench extends Bench<NetBench.Options> {
         };
         List<String> cmd = new ArrayList<>(List.of("taskset", "-c", Integer.toString(cpu), TESTPMD,
                 "--lcores=0@" + cpu + ",1@" + cpu, "--no-pci", "--single-file-segments",
-                "--file-prefix=jvhost-bench-fe-" + ProcessHandle.current().pid() + "-" + n, "--log-level=5",
+                "--file-prefix=" + filePrefix("fe", n), "--log-level=5",
                 "--vdev=net_virtio_user0,path=" + socket + ",queues=" + qp + ",mrg_rxbuf=" + (mrg ? 1 : 0),
                 "--", "--forward-mode=" + mode, "--txpkts=" + size, "--auto-start", "--nb-cores=1", "--rxq=" + qp,
                 "--txq=" + qp, "--txd=1024", "--rxd=1024", "--stats-period=1", "--disable-link-check"));

@@ -94,25 +94,42 @@ abstract class PollingDriver implements AutoCloseable {
         close(frontend, ram, queues);
     }
 
-    /** The measured part of a run: when it began and ended, and what the named threads allocated in between. */
+    /**
+     * The measured part of a run: when it began and ended, what the named threads allocated in
+     * between, and the CPU time the backend spent in between.
+     */
     static final class Window {
         private final String[] threadNames;
+        private final CpuTime.Window cpu;
         private PollerAllocation allocation;
         private long begin = -1, end = -1, allocated = -1;
 
         /** Allocation is counted on the threads whose names contain one of {@code threadNames} (none: not counted). */
         Window(String... threadNames) {
+            this(CpuTime.Meter.NONE, threadNames);
+        }
+
+        /** As {@link #Window(String...)}, and the CPU time {@code cpu} measures. */
+        Window(CpuTime.Meter cpu, String... threadNames) {
             this.threadNames = threadNames;
+            this.cpu = new CpuTime.Window(cpu);
         }
 
         void begin(long now) {
             begin = now;
             allocation = PollerAllocation.start(threadNames);
+            cpu.begin();
         }
 
         void end(long now) {
+            cpu.end();
             end = now;
             allocated = allocation.bytesSinceStart();
+        }
+
+        /** The backend's CPU nanoseconds per unit of work in the window, NaN when not measured. */
+        double cpuPer(long units) {
+            return cpu.per(units);
         }
 
         boolean begun() {

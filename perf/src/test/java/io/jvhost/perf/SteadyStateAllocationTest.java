@@ -3,6 +3,7 @@ package io.jvhost.perf;
 import io.jvhost.blk.BlkDevice;
 import io.jvhost.blk.BlockStore;
 import io.jvhost.blk.FileStore;
+import io.jvhost.blk.NullStore;
 import io.jvhost.blk.RamStore;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
@@ -87,6 +88,7 @@ class SteadyStateAllocationTest {
             "file, randwrite-4k, 32",
             "file-threads, randread-4k, 32",
             "file-threads, randwrite-4k, 32",
+            "null, randread-4k, 128",
     })
     void shouldAllocateNothingPerBlkRequestAfterWarmUp(String target, String workload, int depth) throws Exception {
         BlockStore store;
@@ -100,7 +102,7 @@ class SteadyStateAllocationTest {
                     target.equals("file") ? FileStore.IoEngine.AUTO : FileStore.IoEngine.THREADS);
             System.out.println(target + ": " + ((FileStore) store).engine());
         } else {
-            store = new RamStore(DISK);
+            store = target.equals("null") ? new NullStore(DISK) : new RamStore(DISK);
         }
         String name = "alloc" + backends++;
         Path socket = dir.resolve(name + ".sock");
@@ -108,7 +110,7 @@ class SteadyStateAllocationTest {
                 new BackendOptions(IdleMode.EVENT, new int[][] {{0}}), loop)) {
             backend.start();
             try (VhostUserServer server = VhostUserServer.listen(socket, backend, loop);
-                 BlkLoad load = BlkLoad.connect(socket, 1, 8L << 20, DISK)) {
+                 BlkLoad load = BlkLoad.connect(socket, 1, BlkLoad.queueSizeFor(depth), 8L << 20, DISK)) {
                 List<String> windows = new ArrayList<>();
                 for (int window = 0; window < WINDOWS; window++) {
                     BlkLoad.Result r = load.run(BlkBench.workload(workload, depth), Duration.ZERO, WARMUP, Duration.ZERO,

@@ -19,7 +19,10 @@ import java.util.function.Supplier;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.Spec;
 
 /** {@code jvhost bench}: the end-to-end benchmark drivers and the JMH microbenchmarks of {@code perf/}. */
 @Command(name = "bench", mixinStandardHelpOptions = true,
@@ -65,6 +68,8 @@ public final class BenchCommand implements Runnable {
 
         @Mixin
         RunOptions run;
+        @Spec
+        CommandSpec spec;
         private final Supplier<O> defaults, quickPresets;
         private final Runner<O> runner;
 
@@ -76,6 +81,17 @@ public final class BenchCommand implements Runnable {
 
         /** Puts the subcommand's own options, where given, on {@code o}. */
         abstract void given(O o);
+
+        /** {@code given} unless it names something not in {@code known}: a usage error saying what the names are. */
+        List<String> known(String option, List<String> given, List<String> known) {
+            for (String g : given) {
+                if (!known.contains(g)) {
+                    throw new ParameterException(spec.commandLine(), option + ": no " + g + "; give some of "
+                            + String.join(", ", known));
+                }
+            }
+            return given;
+        }
 
         /** The options as the command line asks for them. */
         O options() {
@@ -109,13 +125,15 @@ public final class BenchCommand implements Runnable {
     }
 
     @Command(name = "net", mixinStandardHelpOptions = true,
-            description = {"dpdk-testpmd (net_virtio_user) against jvhost net (in this JVM) and against DPDK's net_vhost,",
-                "alternating runs, the two sides pinned to different CPUs. Needs dpdk-testpmd and hugepages."})
+            description = {"dpdk-testpmd (net_virtio_user) against jvhost net (in this JVM) and against DPDK's net_vhost",
+                "(on hugepages, one forwarding lcore), alternating runs, the two sides pinned to different CPUs, with each",
+                "backend's CPU time per packet. Needs dpdk-testpmd and hugepages."})
     static final class Net extends EndToEnd<NetBench.Options> {
         @Option(names = "--dirs", split = ",", description = "g2h (guest to host), h2g, loop (default: all).") List<String> dirs;
         @Option(names = "--sizes", split = ",", description = "Frame sizes (default 64,1518).") List<Integer> sizes;
         @Option(names = "--mrg", split = ",", description = "mrg_rxbuf values (default 0,1).") List<Integer> mrg;
-        @Option(names = "--backends", split = ",", description = "jvhost-event, jvhost-busy, dpdk (default: all).") List<String> backends;
+        @Option(names = "--backends", split = ",", description = {"jvhost-event, jvhost-busy, dpdk (default: these three), and",
+            "dpdk-nohuge: DPDK without hugepages (--no-huge), as the tables before issue 17 ran it."}) List<String> backends;
 
         Net() {
             super(NetBench.Options::new, NetBench.Options::quick, NetBench::run);
@@ -152,7 +170,7 @@ public final class BenchCommand implements Runnable {
             if (dirs != null) o.directions = dirs;
             if (sizes != null) o.sizes = sizes;
             if (mrg != null) o.mergeable = mrg;
-            if (backends != null) o.backends = backends;
+            if (backends != null) o.backends = known("--backends", backends, NetBench.BACKENDS);
         }
     }
 
@@ -201,20 +219,24 @@ public final class BenchCommand implements Runnable {
     }
 
     @Command(name = "blk", mixinStandardHelpOptions = true,
-            description = {"A Java vhost-user frontend driving jvhost blk (--ram, --file; in this JVM) and qemu-storage-daemon",
-                "on the same tmpfs image, alternating runs, the two sides pinned to different CPUs."})
+            description = {"A Java vhost-user frontend driving jvhost blk (--ram, --file, --null; in this JVM) and",
+                "qemu-storage-daemon (the same tmpfs image, null-co, null-co with read-zeroes), alternating runs, the two",
+                "sides pinned to different CPUs, with each backend's CPU time per request."})
     static final class Blk extends EndToEnd<BlkBench.Options> {
         @Option(names = "--workloads", split = ",", description = "randread-4k, randwrite-4k, seqread-128k, seqwrite-128k (default: all).") List<String> workloads;
         @Option(names = "--busy-poll", description = "Run jvhost's pollers in busy-poll mode (default: event mode).") boolean busyPoll;
-        @Option(names = "--depths", split = ",", description = "Queue depths of the random workloads (default 1,8,32).") List<Integer> depths;
-        @Option(names = "--targets", split = ",", description = "jvhost-ram, jvhost-file (default I/O engine: io_uring), jvhost-file-threads, qsd (default: all but jvhost-file-threads).") List<String> targets;
+        @Option(names = "--depths", split = ",", description = "Queue depths of the random workloads (default 1,8,32,128).") List<Integer> depths;
+        @Option(names = "--targets", split = ",", description = {"jvhost-ram, jvhost-file (default I/O engine: io_uring), jvhost-file-threads,",
+            "jvhost-null, qsd, qsd-null, qsd-null-zeroes (default: all but jvhost-file-threads). Each jvhost target is",
+            "compared with its like: file with qsd, null with qsd-null (null-co), ram with qsd-null-zeroes",
+            "(null-co,read-zeroes=on)."}) List<String> targets;
 
         @Override
         void given(BlkBench.Options o) {
             if (workloads != null) o.workloads = workloads;
             o.busyPoll = busyPoll;
             if (depths != null) o.depths = depths;
-            if (targets != null) o.targets = targets;
+            if (targets != null) o.targets = known("--targets", targets, BlkBench.TARGETS);
         }
 
         Blk() {

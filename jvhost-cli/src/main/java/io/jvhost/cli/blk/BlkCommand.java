@@ -3,6 +3,7 @@ package io.jvhost.cli.blk;
 import io.jvhost.blk.BlkDevice;
 import io.jvhost.blk.BlockStore;
 import io.jvhost.blk.FileStore;
+import io.jvhost.blk.NullStore;
 import io.jvhost.blk.RamStore;
 import io.jvhost.cli.DeviceCommand;
 import io.jvhost.cli.DeviceSet;
@@ -20,9 +21,13 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
-/** {@code jvhost blk}: a vhost-user-blk disk on a file, a block device, RAM or a Ceph RBD image or an NBD export. */
+/**
+ * {@code jvhost blk}: a vhost-user-blk disk on a file, a block device, RAM, a Ceph RBD image or an
+ * NBD export, or a null disk for measuring the framework alone.
+ */
 @Command(name = "blk", mixinStandardHelpOptions = true,
-        description = {"Serve virtio-blk over vhost-user, from an image file, a block device, RAM, a Ceph RBD image or an NBD server.", "",
+        description = {"Serve virtio-blk over vhost-user, from an image file, a block device, RAM, a Ceph RBD image or an NBD server",
+            "(or a null disk, for benchmarks).", "",
             "QEMU: -chardev socket,id=blk0,path=PATH -device vhost-user-blk-pci,chardev=blk0,num-queues=N",
             DeviceCommand.SHARED_MEMORY})
 public final class BlkCommand extends DeviceCommand {
@@ -33,6 +38,11 @@ public final class BlkCommand extends DeviceCommand {
         @Option(names = "--ram", paramLabel = "SIZE", converter = DiskSizeConverter.class,
                 description = "A RAM disk of SIZE bytes (suffixes K, M, G, T; a multiple of 512).")
         Long ram;
+
+        @Option(names = "--null", paramLabel = "SIZE", converter = DiskSizeConverter.class,
+                description = {"A null disk of SIZE bytes, for benchmarks: reads leave the guest's buffer as it was, writes",
+                    "are discarded, flush and discard succeed (qemu-storage-daemon's null-co, SPDK's null bdev)."})
+        Long nullSize;
 
         @Option(names = "--rbd", paramLabel = "POOL/IMAGE", description = "A Ceph RBD image, through librbd (package librbd1).")
         String rbd;
@@ -99,7 +109,8 @@ public final class BlkCommand extends DeviceCommand {
         BlockStore store = backing.rbd != null ? ceph.open(backing.rbd, readOnly)
                 : backing.nbd != null ? nbd.open(backing.nbd, readOnly)
                 : backing.file != null ? openFile(backing.file)
-                : new RamStore(backing.ram, readOnly);
+                : backing.ram != null ? new RamStore(backing.ram, readOnly)
+                : new NullStore(backing.nullSize, readOnly);
         BlkDevice device;
         try {
             device = new BlkDevice(store, queues);

@@ -15,6 +15,7 @@ import org.junit.jupiter.api.io.TempDir;
 import picocli.CommandLine;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -58,6 +59,23 @@ class BenchCommandTest {
         assertEquals(true, o.busyPoll);
         String home = System.getProperty("jvhost.home");
         assertEquals(home == null ? Path.of("perf", "results") : Path.of(home, "perf", "results"), o.out);
+    }
+
+    @Test
+    void shouldTakeTheNewTargetsAndBackendsAndRefuseUnknownOnesWithTheKnownNames() {
+        BenchCommand.Blk blk = (BenchCommand.Blk) parse("blk", "--targets", "jvhost-null,qsd-null,jvhost-ram,qsd-null-zeroes");
+        assertEquals(List.of("jvhost-null", "qsd-null", "jvhost-ram", "qsd-null-zeroes"), blk.options().targets);
+        BenchCommand.Net net = (BenchCommand.Net) parse("net", "--backends", "dpdk,dpdk-nohuge");
+        assertEquals(List.of("dpdk", "dpdk-nohuge"), net.options().backends);
+        assertFalse(new NetBench.Options().backends.contains("dpdk-nohuge"), "DPDK without hugepages only when asked for");
+
+        BenchCommand.Blk typo = (BenchCommand.Blk) parse("blk", "--targets", "jvhost-nul");
+        CommandLine.ParameterException e = assertThrows(CommandLine.ParameterException.class, typo::options);
+        assertEquals("--targets: no jvhost-nul; give some of jvhost-ram, jvhost-file, jvhost-file-threads, jvhost-null, qsd,"
+                + " qsd-null, qsd-null-zeroes",
+                e.getMessage());
+        BenchCommand.Net unknown = (BenchCommand.Net) parse("net", "--backends", "spdk");
+        assertThrows(CommandLine.ParameterException.class, unknown::options);
     }
 
     @Test

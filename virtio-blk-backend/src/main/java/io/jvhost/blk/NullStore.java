@@ -1,0 +1,65 @@
+package io.jvhost.blk;
+
+/**
+ * A disk of a given size with nothing behind it, for measuring the framework's own cost per
+ * request: reads complete without touching the guest's buffer (it keeps whatever it held), writes
+ * are discarded, FLUSH, DISCARD and WRITE_ZEROES succeed and do nothing. This is what
+ * qemu-storage-daemon's {@code null-co} block driver (without {@code read-zeroes=on}) and SPDK's
+ * null bdev do, so a comparison with them measures the vhost-user and virtio paths alone. Every
+ * request completes inline on the poller thread; nothing is allocated.
+ */
+public final class NullStore implements BlockStore {
+    private final long size;
+    private final boolean readOnly;
+
+    public NullStore(long sizeBytes) {
+        this(sizeBytes, false);
+    }
+
+    public NullStore(long sizeBytes, boolean readOnly) {
+        if (sizeBytes <= 0 || sizeBytes % BlkDevice.SECTOR != 0) {
+            throw new IllegalArgumentException("null disk size must be a positive multiple of 512: " + sizeBytes);
+        }
+        this.size = sizeBytes;
+        this.readOnly = readOnly;
+    }
+
+    @Override
+    public long size() {
+        return size;
+    }
+
+    @Override
+    public boolean readOnly() {
+        return readOnly;
+    }
+
+    /** FLUSH is offered, as null-co does, so that a guest's flushes are part of what is measured. */
+    @Override
+    public boolean canFlush() {
+        return true;
+    }
+
+    @Override
+    public boolean canDiscard() {
+        return true;
+    }
+
+    @Override
+    public boolean canWriteZeroes() {
+        return true;
+    }
+
+    @Override
+    public String id() {
+        return "jvhost-null";
+    }
+
+    /** Poller thread: completes every request with OK, touching no data. */
+    @Override
+    public void submit(BlockRequest[] requests, int count) {
+        for (int i = 0; i < count; i++) {
+            requests[i].complete(BlockRequest.STATUS_OK);
+        }
+    }
+}
