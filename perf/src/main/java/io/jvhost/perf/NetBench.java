@@ -59,7 +59,8 @@ public final class NetBench extends Bench<NetBench.Options> {
     static final long GUEST_MAC = 0x52_54_00_12_34_56L;
 
     /** Every backend this benchmark knows; all but {@code dpdk-nohuge} run by default. */
-    public static final List<String> BACKENDS = List.of("jvhost-event", "jvhost-busy", "dpdk", "dpdk-nohuge");
+    public static final List<String> BACKENDS = List.of("jvhost-event", "jvhost-busy", "jvhost-adaptive", "dpdk",
+            "dpdk-nohuge");
 
     /** What to run; fields as the CLI fills them. */
     public static final class Options extends BenchOptions {
@@ -67,6 +68,8 @@ public final class NetBench extends Bench<NetBench.Options> {
         public List<Integer> sizes = List.of(64, 1518);
         public List<Integer> mergeable = List.of(0, 1);
         public List<String> backends = List.of("jvhost-event", "jvhost-busy", "dpdk");
+        /** Ring layouts the frontend asks for: split, and packed (virtio-user packed_vq=1). */
+        public List<String> rings = List.of("split");
 
         public Options() {
             super(5);
@@ -137,7 +140,7 @@ public final class NetBench extends Bench<NetBench.Options> {
             throw new IllegalStateException("bench net needs: " + String.join(", ", missing));
         }
         Report report = report("net", "dpdk-testpmd net_virtio_user on CPU " + options.frontendCpu, "dir", "frame", "mrg",
-                "qp", "backend", "Mpps", "Gbit/s", "min", "max", "spread%", "runs", "vs_dpdk", "cpu_ns/pkt", "cpu_vs_dpdk",
+                "ring", "qp", "backend", "Mpps", "Gbit/s", "min", "max", "spread%", "runs", "vs_dpdk", "cpu_ns/pkt", "cpu_vs_dpdk",
                 "alloc_B/pkt", "fe_pkts", "be_pkts", "errors");
         report.meta("gbit_definition", "Mpps x frame bytes x 8 (L2 frame without CRC, preamble or gap)");
         report.meta("cpu_definition", "backend CPU time / wall time over the measured window (cores busy) x 1000 / the run's"
@@ -145,11 +148,14 @@ public final class NetBench extends Bench<NetBench.Options> {
         report.meta("dpdk_memory", String.join(" ", DPDK_HUGEPAGES) + " --total-num-mbufs=" + DPDK_MBUFS
                 + "; dpdk-nohuge: " + String.join(" ", DPDK_NO_HUGEPAGES) + " --total-num-mbufs=" + DPDK_NO_HUGEPAGES_MBUFS);
         try (ControlLoop loop = new ControlLoop()) {
-            for (String dir : options.directions) {
-                for (int size : options.sizes) {
-                    for (int mrg : options.mergeable) {
-                        for (int qp : options.queues) {
-                            runConfig(loop, report, dir, size, mrg == 1, qp);
+            for (String ring : options.rings) {
+                packed = ring.equals("packed");
+                for (String dir : options.directions) {
+                    for (int size : options.sizes) {
+                        for (int mrg : options.mergeable) {
+                            for (int qp : options.queues) {
+                                runConfig(loop, report, dir, size, mrg == 1, qp);
+                            }
                         }
                     }
                 }
@@ -158,11 +164,15 @@ public final class NetBench extends Bench<NetBench.Options> {
         return finish(report);
     }
 
+    /** Whether the configuration running asks the frontend for packed rings. */
+    private boolean packed;
+
     private void runConfig(ControlLoop loop, Report report, String dir, int size, boolean mrg, int qp) throws Exception {
         List<String> backends = options.backends;
         List<List<Run>> runs = Rounds.alternate(backends.size(), options.runs, (b, r) -> {
             Run run = runOnce(loop, backends.get(b), dir, size, mrg, qp);
-            out.printf("  %-4s %4d B mrg=%d qp=%d %-13s run %d: %s%n", dir, size, mrg ? 1 : 0, qp, backends.get(b), r + 1,
+            out.printf("  %-4s %4d B mrg=%d %s qp=%d %-15s run %d: %s%n", dir, size, mrg ? 1 : 0, packed ? "packed" : "split",
+                    qp, backends.get(b), r + 1,
                     run.error != null ? "FAILED " + run.error
                             : String.format("%.3f Mpps (frontend %d pkts, backend %d pkts, %.1f cpu ns/pkt%s)", run.mpps,
                             run.frontendPackets, run.backendPackets, run.cpuPerPacket,
@@ -180,7 +190,7 @@ public final class NetBench extends Bench<NetBench.Options> {
             double alloc = Report.median(rs.stream().mapToDouble(Run::allocPerPacket).toArray());
             long errors = rs.stream().filter(x -> x.error != null).count();
             boolean reference = b == dpdkIndex || dpdkIndex < 0;
-            report.add(dir, size, mrg ? 1 : 0, qp, backends.get(b), med, med * size * 8 / 1000, min, max,
+            report.add(dir, size, mrg ? 1 : 0, packed ? "packed" : "split", qp, backends.get(b), med, med * size * 8 / 1000, min, max,
                     (max - min) / med * 100, rs.size(), reference ? Double.NaN : Report.pairedRatio(mpps, dpdk),
                     Report.median(cpu), reference ? Double.NaN : Report.pairedRatio(cpu, dpdkCpu), alloc,
                     rs.stream().mapToLong(Run::frontendPackets).sum(), rs.stream().mapToLong(Run::backendPackets).sum(),
@@ -193,7 +203,8 @@ public final class NetBench extends Bench<NetBench.Options> {
         Path socket = work.resolve("vhost-" + n + ".sock");
         Path feLog = work.resolve("run" + n + "-" + backend + "-frontend.log");
         return backend.startsWith("dpdk") ? runDpdk(socket, feLog, n, dir, size, mrg, qp, !backend.equals("dpdk-nohuge"))
-                : runJvhost(loop, backend.equals("jvhost-busy") ? IdleMode.BUSY : IdleMode.EVENT, socket, feLog, n, dir,
+                : runJvhost(loop, backend.equals("jvhost-busy") ? IdleMode.BUSY
+                        : backend.equals("jvhost-adaptive") ? IdleMode.ADAPTIVE : IdleMode.EVENT, socket, feLog, n, dir,
                 size, mrg, qp);
     }
 
@@ -353,7 +364,7 @@ public final class NetBench extends Bench<NetBench.Options> {
         List<String> cmd = new ArrayList<>(List.of("taskset", "-c", Integer.toString(cpu), TESTPMD,
                 "--lcores=0@" + cpu + ",1@" + cpu, "--no-pci", "--single-file-segments",
                 "--file-prefix=" + filePrefix("fe", n), "--log-level=5",
-                "--vdev=net_virtio_user0,path=" + socket + ",queues=" + qp + ",mrg_rxbuf=" + (mrg ? 1 : 0),
+                "--vdev=net_virtio_user0,path=" + socket + ",queues=" + qp + ",mrg_rxbuf=" + (mrg ? 1 : 0) + (packed ? ",packed_vq=1" : ""),
                 "--", "--forward-mode=" + mode, "--txpkts=" + size, "--auto-start", "--nb-cores=1", "--rxq=" + qp,
                 "--txq=" + qp, "--txd=1024", "--rxd=1024", "--stats-period=1", "--disable-link-check"));
         if (dir.equals("loop")) {

@@ -132,8 +132,10 @@ public final class BenchCommand implements Runnable {
         @Option(names = "--dirs", split = ",", description = "g2h (guest to host), h2g, loop (default: all).") List<String> dirs;
         @Option(names = "--sizes", split = ",", description = "Frame sizes (default 64,1518).") List<Integer> sizes;
         @Option(names = "--mrg", split = ",", description = "mrg_rxbuf values (default 0,1).") List<Integer> mrg;
-        @Option(names = "--backends", split = ",", description = {"jvhost-event, jvhost-busy, dpdk (default: these three), and",
-            "dpdk-nohuge: DPDK without hugepages (--no-huge), as the tables before issue 17 ran it."}) List<String> backends;
+        @Option(names = "--backends", split = ",", description = {"jvhost-event, jvhost-busy, dpdk (default: these three),",
+            "jvhost-adaptive (the CLI's default idle mode), and dpdk-nohuge: DPDK without hugepages (--no-huge),",
+            "as the tables before issue 17 ran it."}) List<String> backends;
+        @Option(names = "--rings", split = ",", description = "split, packed (the frontend's packed_vq=1) (default split).") List<String> rings;
 
         Net() {
             super(NetBench.Options::new, NetBench.Options::quick, NetBench::run);
@@ -171,6 +173,7 @@ public final class BenchCommand implements Runnable {
             if (sizes != null) o.sizes = sizes;
             if (mrg != null) o.mergeable = mrg;
             if (backends != null) o.backends = known("--backends", backends, NetBench.BACKENDS);
+            if (rings != null) o.rings = known("--rings", rings, List.of("split", "packed"));
         }
     }
 
