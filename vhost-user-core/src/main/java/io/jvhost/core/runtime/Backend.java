@@ -225,7 +225,7 @@ public final class Backend implements AutoCloseable, DeviceContext, MetricsSourc
                 freed[q] = shared.unregister(slotOf[q]);
             }
             try { // a queue still stopping frees its slot when its requests in flight are done
-                java.util.concurrent.CompletableFuture.allOf(freed).get(Poller.STOP_TIMEOUT_NANOS + 5_000_000_000L,
+                java.util.concurrent.CompletableFuture.allOf(freed).get(StoppingQueues.STOP_TIMEOUT_NANOS + 5_000_000_000L,
                         java.util.concurrent.TimeUnit.NANOSECONDS);
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();

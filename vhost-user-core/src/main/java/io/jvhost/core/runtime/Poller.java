@@ -1,17 +1,11 @@
 package io.jvhost.core.runtime;
 
 import io.jvhost.core.device.QueueHandler;
-import io.jvhost.core.sys.EventFd;
-import io.jvhost.core.sys.Epoll;
-import io.jvhost.core.sys.Fd;
-import io.jvhost.core.sys.CpuAffinity;
 import io.jvhost.core.sys.LibC;
 import io.jvhost.core.sys.NativeException;
 import io.jvhost.core.ring.VirtQueue;
 
-import java.util.ArrayDeque;
 import java.util.concurrent.Executor;
-import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicLongArray;
 import java.util.concurrent.locks.LockSupport;
@@ -32,8 +26,12 @@ import org.slf4j.LoggerFactory;
  * <p>Stopping a queue does not hold up the others: a queue whose handler still has requests in
  * flight ({@link QueueHandler#drain}) stops taking chains at once, is drained on every duty cycle
  * while the poller goes on serving its other queues, and is acknowledged (its last avail index to
- * the control thread) when nothing is left in flight or {@link #STOP_TIMEOUT_NANOS} passed.
- * Commands for a queue that is stopping wait until it has stopped.
+ * the control thread) when nothing is left in flight or {@link StoppingQueues#STOP_TIMEOUT_NANOS} passed.
+ * Commands for a queue that is stopping wait until it has stopped ({@link StoppingQueues}).
+ *
+ * <p>The poller itself is the duty cycle and the slots; what it does when idle is
+ * {@link AdaptiveIdle} (spin, yield) and {@link PollerWakeups} (the epoll set of kick and wakeup
+ * fds it sleeps on), and CPU pinning is {@link PollerPinning}.
  *
  * <p>A poller's queues sit in slots. A backend's own poller has a slot per queue of that backend
  * (slot = queue index); a shared poller ({@link #Poller(String, IdleMode, int)}) serves
@@ -42,24 +40,11 @@ import org.slf4j.LoggerFactory;
 public final class Poller implements Runnable, AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(Poller.class);
     private static final int BUDGET = 64, COMMAND_LIMIT = 64;
-    private static final long WAKE = -1, DEVICE_WAKE = -2;
-    /** Queues without a kick fd (NOFD), and stopping queues, are polled this often while the poller sleeps. */
-    private static final int NO_KICK_POLL_MILLIS = 1;
-    /** ADAPTIVE: spin this long after the last work, then yield until YIELD_UNTIL, then sleep. */
-    static final long SPIN_NANOS = Long.getLong("jvhost.idle.spin-nanos", 20_000),
-            YIELD_UNTIL_NANOS = Long.getLong("jvhost.idle.yield-until-nanos", 100_000);
-    /** Pinned pollers' CPUs and thread ids, process-wide: the other threads are kept off those CPUs. */
-    private static final java.util.BitSet PINNED_CPUS = new java.util.BitSet();
-    private static final java.util.Set<Integer> PINNED_THREADS = java.util.concurrent.ConcurrentHashMap.newKeySet();
-    /** How long a stopping queue may wait for its requests in flight before it is detached without them. */
-    static final long STOP_TIMEOUT_NANOS = TimeUnit.SECONDS.toNanos(30);
 
     private final String name;
-    private final IdleMode mode;
     /** The CPU this poller runs on, or -1: any. */
     private final int cpu;
-    /** ADAPTIVE: when this poller last found nothing to do after work (0 while working). */
-    private long idleSince;
+    private final AdaptiveIdle spinning;
     private final QueueHandler[] handlers;
     /** Shared pollers: which slots are taken (guarded by {@code this}); null for a backend's own poller. */
     private final boolean[] taken;
@@ -68,23 +53,11 @@ public final class Poller implements Runnable, AutoCloseable {
     /** Per slot: the control thread of the queue's backend, where its acknowledgements run. */
     private final Executor[] controlOf;
     private final MpscAtomicArrayQueue<PollerCommand> commands = new MpscAtomicArrayQueue<>(1024);
-    private final Epoll epoll;
-    private final Fd wakeFd;
+    private final PollerWakeups wakeups;
     private final VirtQueue[] active;
-    private final int[] kickFd;
-    private final int[] wakeupFd;
-    /** Per queue: its handler's wakeup fd could not be watched, so the poller polls it (counted in queuesWithoutKick). */
-    private final boolean[] wakeupPolled;
     private final boolean[] handlerFailureLogged;
-    // Queues stopping while requests are in flight: the queue, who gets its base, until when it may wait.
-    private final VirtQueue[] stopping;
-    private final LongConsumer[] stopAcks;
-    private final long[] stopDeadlines;
-    /** Per queue: attach and detach commands that came while it was stopping, run once it has stopped. */
-    private final ArrayDeque<Runnable>[] afterStop;
-    private int stoppingCount;
+    private final StoppingQueues stops;
     private int activeCount;
-    private int queuesWithoutKick;
     private volatile boolean running = true;
     private Thread thread;
     /** Exceptions that escaped a handler, a command or a duty cycle: each one is a bug. */
@@ -119,29 +92,17 @@ public final class Poller implements Runnable, AutoCloseable {
     private Poller(String name, IdleMode mode, QueueHandler[] handlers, boolean[] taken, Executor control, int cpu)
             throws NativeException {
         this.name = name;
-        this.mode = mode;
         this.cpu = cpu;
+        this.spinning = new AdaptiveIdle(mode);
         this.handlers = handlers;
         this.taken = taken;
         this.slotFailures = new AtomicLongArray(handlers.length);
         this.controlOf = new Executor[handlers.length];
         java.util.Arrays.fill(controlOf, control);
-        this.epoll = new Epoll(64);
-        this.wakeFd = EventFd.create();
+        this.wakeups = new PollerWakeups(name, mode, handlers.length);
         this.active = new VirtQueue[handlers.length];
-        this.kickFd = new int[handlers.length];
-        this.wakeupFd = new int[handlers.length];
-        this.wakeupPolled = new boolean[handlers.length];
         this.handlerFailureLogged = new boolean[handlers.length];
-        this.stopping = new VirtQueue[handlers.length];
-        this.stopAcks = new LongConsumer[handlers.length];
-        this.stopDeadlines = new long[handlers.length];
-        @SuppressWarnings("unchecked")
-        ArrayDeque<Runnable>[] waiting = new ArrayDeque[handlers.length];
-        this.afterStop = waiting;
-        java.util.Arrays.fill(kickFd, -1);
-        java.util.Arrays.fill(wakeupFd, -1);
-        LibC.check(epoll.add(wakeFd.get(), WAKE), "epoll_ctl");
+        this.stops = new StoppingQueues(this, handlers.length);
     }
 
     public String name() {
@@ -178,7 +139,7 @@ public final class Poller implements Runnable, AutoCloseable {
      */
     public java.util.concurrent.CompletableFuture<Void> unregister(int slot) {
         java.util.concurrent.CompletableFuture<Void> freed = new java.util.concurrent.CompletableFuture<>();
-        post(p -> p.whenStopped(slot, () -> {
+        post(p -> p.stops.whenStopped(slot, () -> {
             synchronized (this) {
                 handlers[slot] = null;
                 taken[slot] = false;
@@ -217,7 +178,7 @@ public final class Poller implements Runnable, AutoCloseable {
         while (!commands.offer(command)) {
             Thread.onSpinWait();
         }
-        LibC.eventfdSignal(wakeFd.get());
+        wakeups.wake();
     }
 
     /**
@@ -225,7 +186,7 @@ public final class Poller implements Runnable, AutoCloseable {
      * is stopping), then runs {@code ack} on the control thread.
      */
     public void attach(int slot, VirtQueue queue, QueueConfig config, Runnable ack) {
-        post(p -> p.whenStopped(slot, () -> {
+        post(p -> p.stops.whenStopped(slot, () -> {
             p.doAttach(slot, queue, config);
             controlOf[slot].execute(ack);
         }));
@@ -233,12 +194,12 @@ public final class Poller implements Runnable, AutoCloseable {
 
     /**
      * Stops processing the queue in {@code slot}; once its handler has nothing left in flight (or
-     * {@link #STOP_TIMEOUT_NANOS} passed), {@code ack} gets its base ({@link VirtQueue#base()}, what
+     * {@link StoppingQueues#STOP_TIMEOUT_NANOS} passed), {@code ack} gets its base ({@link VirtQueue#base()}, what
      * GET_VRING_BASE answers) on the control thread, -1 if it was not running. The poller serves its
      * other queues meanwhile.
      */
     public void detach(int slot, LongConsumer ack) {
-        post(p -> p.whenStopped(slot, () -> p.beginDetach(slot, ack)));
+        post(p -> p.stops.whenStopped(slot, () -> p.beginDetach(slot, ack)));
     }
 
     /** Changes the call eventfd of the running queue in {@code slot}; after {@code ack} the old fd is no longer used. */
@@ -255,56 +216,21 @@ public final class Poller implements Runnable, AutoCloseable {
         if (q.baseCorrected() && c.callFd() >= 0) {
             LibC.eventfdSignal(c.callFd()); // the interrupt for those completions may have gone to a dead connection
         }
-        q.pollerWakeFd(wakeFd.get());
+        q.pollerWakeFd(wakeups.wakeFd());
         if (active[i] == null) {
             activeCount++;
         }
         active[i] = q;
-        kickFd[i] = c.kickFd();
-        if (c.kickFd() < 0) {
-            queuesWithoutKick++;
-        } else if (mode != IdleMode.BUSY) { // a spinning poller never sleeps: it needs no kicks
-            int r = epoll.add(c.kickFd(), i);
-            if (r < 0) {
-                LOG.warn("{}: cannot watch kick fd of queue {}: errno {}; polling it instead", name, i, -r);
-                kickFd[i] = -1;
-                queuesWithoutKick++;
-            }
-        }
+        wakeups.watchKick(i, c.kickFd());
         q.disableNotifications();
         safeCall(i, () -> handlers[i].started(q));
-        // The handler's own fd (a TAP device, a store's completion eventfd): new input wakes the
-        // poller. One that cannot be watched is polled like a queue without a kick fd instead, so
-        // its input waits at most NO_KICK_POLL_MILLIS rather than until some other wakeup.
-        int extra = handlers[i].wakeupFd();
-        if (extra >= 0 && mode != IdleMode.BUSY) {
-            int r = epoll.add(extra, DEVICE_WAKE, true);
-            if (r == 0) {
-                wakeupFd[i] = extra;
-            } else {
-                LOG.warn("{}: cannot watch the wakeup fd of queue {}: errno {}; polling it instead", name, i, -r);
-                wakeupPolled[i] = true;
-                queuesWithoutKick++;
-            }
-        }
+        wakeups.watchWakeup(i, handlers[i].wakeupFd()); // the handler's own fd: a TAP device, a store's completion eventfd
         LOG.debug("{}: attached {}", name, q);
-    }
-
-    /** Runs {@code command} for queue {@code i} now, or after the queue has stopped if it is stopping. */
-    private void whenStopped(int i, Runnable command) {
-        if (stopping[i] == null) {
-            command.run();
-        } else {
-            if (afterStop[i] == null) {
-                afterStop[i] = new ArrayDeque<>();
-            }
-            afterStop[i].add(command);
-        }
     }
 
     /**
      * Takes queue {@code i} off the running set at once (no more chains, kicks or device wakeups),
-     * then lets its handler finish what is in flight; {@link #finishStops} acks it.
+     * then lets its handler finish what is in flight; {@link StoppingQueues} acks it.
      */
     private void beginDetach(int i, LongConsumer ack) {
         VirtQueue q = active[i];
@@ -315,79 +241,33 @@ public final class Poller implements Runnable, AutoCloseable {
         q.publish();
         safeCall(i, () -> handlers[i].stopped(q));
         q.publish();
-        if (wakeupFd[i] >= 0) {
-            epoll.remove(wakeupFd[i]);
-            wakeupFd[i] = -1;
-        }
-        if (wakeupPolled[i]) {
-            wakeupPolled[i] = false;
-            queuesWithoutKick--;
-        }
-        if (kickFd[i] >= 0) {
-            if (mode != IdleMode.BUSY) {
-                epoll.remove(kickFd[i]);
-            }
-        } else {
-            queuesWithoutKick--;
-        }
-        kickFd[i] = -1;
+        wakeups.unwatch(i);
         active[i] = null;
         activeCount--;
-        stopping[i] = q;
-        stopAcks[i] = ack;
-        stopDeadlines[i] = System.nanoTime() + STOP_TIMEOUT_NANOS;
-        stoppingCount++;
-        finishStop(i);
+        stops.begin(i, q, ack);
     }
 
-    /** Drains every stopping queue and acks those that are done. */
-    private void finishStops() {
-        for (int i = 0; i < stopping.length; i++) {
-            if (stopping[i] != null) {
-                finishStop(i);
-            }
-        }
+    /** The handler in {@code slot}. */
+    QueueHandler handler(int slot) {
+        return handlers[slot];
     }
 
-    /** Lets the handler of stopping queue {@code i} finish what it can; acks the stop when nothing is left. */
-    private void finishStop(int i) {
-        VirtQueue q = stopping[i];
-        int left;
-        try {
-            left = handlers[i].drain(q);
-        } catch (RuntimeException e) {
-            failures.incrementAndGet();
-            slotFailures.incrementAndGet(i);
-            LOG.error("{}: queue {} handler failed while stopping; stopped without waiting", name, q.index(), e);
-            left = 0;
-        }
-        if (left > 0 && System.nanoTime() - stopDeadlines[i] < 0) {
-            return;
-        }
-        if (left > 0) {
-            LOG.error("{}: queue {}: {} requests still in flight after {} s; stopped without waiting for them",
-                    name, i, left, TimeUnit.NANOSECONDS.toSeconds(STOP_TIMEOUT_NANOS));
-        }
-        q.publish();
-        LongConsumer ack = stopAcks[i];
-        stopping[i] = null;
-        stopAcks[i] = null;
-        stoppingCount--;
-        LOG.debug("{}: detached {}", name, q);
-        long base = q.base();
-        controlOf[i].execute(() -> ack.accept(base));
-        ArrayDeque<Runnable> waiting = afterStop[i];
-        while (waiting != null && stopping[i] == null && !waiting.isEmpty()) {
-            waiting.poll().run();
-        }
+    /** Where the acknowledgements of {@code slot}'s queue run: its backend's control thread. */
+    Executor controlOf(int slot) {
+        return controlOf[slot];
+    }
+
+    /** Counts an exception that escaped the handler in {@code slot}. Poller thread. */
+    void countFailure(int slot) {
+        failures.incrementAndGet();
+        slotFailures.incrementAndGet(slot);
     }
 
     private void safeCall(int queue, Runnable r) {
         try {
             r.run();
         } catch (RuntimeException e) {
-            failures.incrementAndGet();
-            slotFailures.incrementAndGet(queue);
+            countFailure(queue);
             LOG.error("{}: queue {} handler failed", name, queue, e);
         }
     }
@@ -395,14 +275,14 @@ public final class Poller implements Runnable, AutoCloseable {
     @Override
     public void run() {
         if (cpu >= 0) {
-            pin();
+            PollerPinning.pin(name, cpu);
         }
         while (running) {
             try {
                 if (doWork() == 0) {
                     idle();
                 } else {
-                    idleSince = 0;
+                    spinning.worked();
                 }
             } catch (RuntimeException e) {
                 failures.incrementAndGet();
@@ -418,8 +298,8 @@ public final class Poller implements Runnable, AutoCloseable {
             c.execute(this);
             work++;
         }
-        if (stoppingCount > 0) {
-            finishStops();
+        if (stops.any()) {
+            stops.finishAll();
         }
         VirtQueue[] queues = active;
         for (int i = 0; i < queues.length; i++) {
@@ -436,8 +316,7 @@ public final class Poller implements Runnable, AutoCloseable {
             return handlers[i].process(q, BUDGET);
         } catch (RuntimeException e) {
             q.counters().handlerExceptions++;
-            failures.incrementAndGet();
-            slotFailures.incrementAndGet(i);
+            countFailure(i);
             if (!handlerFailureLogged[i]) {
                 handlerFailureLogged[i] = true;
                 LOG.error("{}: queue {} handler threw (further failures only counted)", name, i, e);
@@ -448,58 +327,13 @@ public final class Poller implements Runnable, AutoCloseable {
     }
 
     /**
-     * Runs this thread on {@link #cpu} alone and moves every other thread of the process (but other
-     * pinned pollers) off the pinned CPUs. A failure is logged; the poller runs unpinned.
+     * Nothing to do: spins or yields ({@link AdaptiveIdle}), or sends every call still owed,
+     * re-enables notifications and, unless that found work, sleeps on the wakeup fds.
      */
-    private void pin() {
-        try {
-            int tid = CpuAffinity.currentThreadId();
-            PINNED_THREADS.add(tid);
-            java.util.BitSet pinned;
-            synchronized (PINNED_CPUS) {
-                PINNED_CPUS.set(cpu);
-                pinned = (java.util.BitSet) PINNED_CPUS.clone();
-            }
-            java.util.BitSet mine = new java.util.BitSet();
-            mine.set(cpu);
-            CpuAffinity.set(0, mine);
-            int moved = CpuAffinity.keepOthersOff(pinned, PINNED_THREADS);
-            LOG.info("{}: pinned to CPU {} (thread {}); {} other threads kept off CPUs {}", name, cpu, tid, moved, pinned);
-        } catch (NativeException | RuntimeException e) {
-            LOG.warn("{}: cannot pin to CPU {}: {}; running unpinned", name, cpu, e.getMessage());
-        }
-    }
-
     private void idle() {
         VirtQueue[] queues = active;
-        if (mode == IdleMode.BUSY) {
-            for (VirtQueue q : queues) {
-                if (q != null) {
-                    q.flushCoalesced(true);
-                }
-            }
-            Thread.onSpinWait();
+        if (spinning.spinOrYield(queues)) {
             return;
-        }
-        if (mode == IdleMode.ADAPTIVE) {
-            long now = System.nanoTime();
-            if (idleSince == 0) {
-                idleSince = now;
-            }
-            long idleFor = now - idleSince;
-            if (idleFor < YIELD_UNTIL_NANOS) {
-                for (VirtQueue q : queues) {
-                    if (q != null) {
-                        q.flushCoalesced(true);
-                    }
-                }
-                if (idleFor < SPIN_NANOS) {
-                    Thread.onSpinWait();
-                } else {
-                    Thread.yield();
-                }
-                return;
-            }
         }
         boolean more = false;
         for (VirtQueue q : queues) {
@@ -509,20 +343,7 @@ public final class Poller implements Runnable, AutoCloseable {
             }
         }
         if (!more && commands.isEmpty()) {
-            int n = epoll.await(queuesWithoutKick > 0 || stoppingCount > 0 ? NO_KICK_POLL_MILLIS : 1000);
-            for (int e = 0; e < n; e++) {
-                long data = epoll.data(e);
-                if (data == WAKE) {
-                    LibC.eventfdDrain(wakeFd.get());
-                } else if (data == DEVICE_WAKE) {
-                    // the handler reads its own fd in process()
-                } else {
-                    int i = (int) data;
-                    if (kickFd[i] >= 0 && LibC.eventfdDrain(kickFd[i]) > 0 && active[i] != null) {
-                        active[i].kicked();
-                    }
-                }
-            }
+            wakeups.await(stops.any(), queues);
         }
         for (VirtQueue q : queues) {
             if (q != null) {
@@ -538,7 +359,7 @@ public final class Poller implements Runnable, AutoCloseable {
     @Override
     public void close() {
         running = false;
-        LibC.eventfdSignal(wakeFd.get());
+        wakeups.wake();
         if (thread != null) {
             try {
                 thread.join(5000);
@@ -559,19 +380,18 @@ public final class Poller implements Runnable, AutoCloseable {
                 }
             }
             // Queues still stopping wait here for what they have in flight, up to their deadline.
-            while (stoppingCount > 0) {
+            while (stops.any()) {
                 try {
-                    finishStops();
+                    stops.finishAll();
                 } catch (RuntimeException e) {
                     failures.incrementAndGet();
                     LOG.error("{}: stopping a queue failed while closing", name, e);
                 }
-                if (stoppingCount > 0) {
+                if (stops.any()) {
                     LockSupport.parkNanos(100_000);
                 }
             }
         }
-        epoll.close();
-        wakeFd.close();
+        wakeups.close();
     }
 }
