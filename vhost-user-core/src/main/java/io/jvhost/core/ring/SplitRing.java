@@ -101,6 +101,11 @@ final class SplitRing extends Ring {
         }
     }
 
+    /** Why {@code base} (a SET_VRING_BASE value for a split ring) cannot be, or null: it is a 16-bit index. */
+    static String baseProblem(long base) {
+        return base < 0 || base > 0xFFFF ? "split ring base " + base + " beyond 16 bits" : null;
+    }
+
     private void recover(InflightLog inflight) {
         if (resubmit.length < size) {
             resubmit = new int[size];

@@ -17,9 +17,10 @@ import org.slf4j.LoggerFactory;
  * eventfds and the latency clock. The memory layout (split or packed ring) is its {@link Ring}'s
  * business; a device never needs to know which one the driver chose.
  *
- * <p>With VIRTIO_F_IN_ORDER negotiated ({@link #IN_ORDER}) the device must use buffers in the order
- * they were made available; the queue sees to it whatever order the device completes them in:
- * a completion that overtakes an earlier chain waits until that one is completed too.
+ * <p>Beside the ring, its parts: with VIRTIO_F_IN_ORDER ({@link #IN_ORDER}) buffers are used in
+ * the order they were made available, whatever order the device completes them in
+ * ({@link InOrderTracker}); {@link Interrupts} decides which calls go out when (coalescing);
+ * {@link Refusals} counts and logs bad input once; {@link GuestWrites} is the migration test hook.
  *
  * <p>The control thread builds and configures a queue while it is detached; once a
  * poller starts it, it belongs to that poller thread, which alone calls {@link #next()},
@@ -42,41 +43,25 @@ public final class VirtQueue {
     private final int index;
     private final QueueCounters counters = new QueueCounters();
     private final QueueLatency latency = QueueLatency.ENABLED ? new QueueLatency() : null;
-    private final boolean[] errorLogged = new boolean[ChainError.values().length];
     private final SplitRing split = new SplitRing(this);
     private final PackedRing packed = new PackedRing(this);
-    /** Test hook, null unless a test installs one: see {@link GuestWriteObserver}. */
-    private static volatile GuestWriteObserver writeObserver;
+    private final Interrupts interrupts = new Interrupts(counters);
+    private final InOrderTracker order = new InOrderTracker();
+    private final Refusals refusals;
 
     // Configuration, set by the control thread while detached.
     private Ring ring = split;
-    private volatile int callFd = -1;
-    // Call coalescing (ethtool -C's rx-frames/rx-usecs): off when coalesceFrames is 0. Poller only.
-    private int coalesceFrames;
-    private long coalesceNanos;
-    /** Entries published since the last call, when the first of them was, and whether a call is owed. */
-    private int pendingEntries;
-    private long pendingSince;
-    private boolean callOwed;
     private volatile int pollerWakeFd = -1;
     private int errFd = -1;
     private DescriptorChain chain;
     private MemorySegment inflightRegion;
     private DirtyLog log;
     private boolean broken;
-    private boolean completionRefusedLogged;
-    // IN_ORDER: chains taken and not yet handed to the ring, oldest first, as a circular buffer of
-    // the queue's size; per id, where its chain sits in it (-1: not taken).
     private boolean inOrder;
-    private int[] orderId = new int[0];
-    private long[] orderLength = new long[0];
-    private boolean[] orderQuiet = new boolean[0];
-    private boolean[] orderDone = new boolean[0];
-    private int[] orderSlotOf = new int[0];
-    private int orderHead, orderCount;
 
     public VirtQueue(int index) {
         this.index = index;
+        this.refusals = new Refusals(index, counters);
     }
 
     public int index() {
@@ -155,10 +140,7 @@ public final class VirtQueue {
      * avail. For the control thread's check before {@link #configure}.
      */
     public static String baseProblem(int size, long base, boolean packed) {
-        if (packed) {
-            return PackedRing.baseProblem(size, base);
-        }
-        return base < 0 || base > 0xFFFF ? "split ring base " + base + " beyond 16 bits" : null;
+        return packed ? PackedRing.baseProblem(size, base) : SplitRing.baseProblem(base);
     }
 
     /**
@@ -197,26 +179,13 @@ public final class VirtQueue {
         }
         chain.log = log;
         inOrder = (options & IN_ORDER) != 0;
-        if (inOrder && orderId.length != size) {
-            orderId = new int[size];
-            orderLength = new long[size];
-            orderQuiet = new boolean[size];
-            orderDone = new boolean[size];
-            orderSlotOf = new int[size];
+        if (inOrder) {
+            order.reset(size);
         }
-        java.util.Arrays.fill(orderSlotOf, -1);
-        java.util.Arrays.fill(orderDone, false);
-        orderHead = 0;
-        orderCount = 0;
         this.errFd = errFd;
         this.broken = false;
         if (log != null) {
-            // The device writes the split ring's used ring; on a packed ring, the descriptors it
-            // marks used in the ring itself and the device event suppression area.
-            observeRingArea(deviceArea, memory);
-            if (isPacked) {
-                observeRingArea(desc, memory);
-            }
+            GuestWrites.ringAreas(isPacked, desc, deviceArea, memory);
         }
     }
 
@@ -282,7 +251,7 @@ public final class VirtQueue {
 
     /** Sets the eventfd used to interrupt the driver; -1 for none. Any thread. */
     public void callFd(int fd) {
-        this.callFd = fd;
+        interrupts.callFd(fd);
     }
 
     /** Whether the driver has made buffers available that the device has not taken. Poller. */
@@ -298,20 +267,22 @@ public final class VirtQueue {
     public DescriptorChain next() {
         DescriptorChain c = chain;
         while (!broken && ring.take(c)) {
-            if (inOrder && !taken(c)) {
+            if (inOrder && !order.taken(c)) {
+                latchBroken("chain " + c.head() + " made available again before it was used");
                 return null;
             }
             ChainError error = c.error();
             if (error == null) {
                 if (log != null) {
-                    observeWrites(c);
+                    GuestWrites.chain(c);
                 }
                 counters.chains++;
                 counters.descriptors += c.count();
                 counters.bytesRead += c.readableLength();
                 return c;
             }
-            reject(c.head(), error);
+            refusals.malformed(c.head(), error);
+            complete(c.head(), 0);
         }
         return null;
     }
@@ -321,31 +292,7 @@ public final class VirtQueue {
      * while migrating. For tests only; any thread.
      */
     public static void observeGuestWrites(GuestWriteObserver observer) {
-        writeObserver = observer;
-    }
-
-    private static void observeWrites(DescriptorChain c) {
-        GuestWriteObserver o = writeObserver;
-        if (o != null) {
-            for (int i = c.readableCount(); i < c.count(); i++) {
-                if (c.region(i) >= 0) {
-                    o.mayWrite(c.gpa(i), Integer.toUnsignedLong(c.length(i)));
-                }
-            }
-        }
-    }
-
-    /** A ring area the device writes, located from its mapping (not from the address the dirty log uses). */
-    private static void observeRingArea(MemorySegment area, GuestMemory memory) {
-        GuestWriteObserver o = writeObserver;
-        for (int r = 0; o != null && r < memory.regionCount(); r++) {
-            MemorySegment region = memory.segment(r);
-            long at = area.address() - region.address();
-            if (at >= 0 && at + area.byteSize() <= region.byteSize()) {
-                o.mayWrite(memory.gpaBase(r) + at, area.byteSize());
-                return;
-            }
-        }
+        GuestWrites.observer(observer);
     }
 
     /**
@@ -358,47 +305,13 @@ public final class VirtQueue {
         ring.rewind(count);
         counters.chains -= count;
         if (inOrder) {
-            for (int i = 0; i < count && orderCount > 0; i++) {
-                orderCount--;
-                int slot = orderHead + orderCount;
-                orderSlotOf[orderId[slot < orderId.length ? slot : slot - orderId.length]] = -1;
-            }
+            order.rewind(count);
         }
-    }
-
-    /** IN_ORDER: chain {@code c} joins the chains waiting to be used in order; false if its id is already there. */
-    private boolean taken(DescriptorChain c) {
-        int id = c.head();
-        if (orderSlotOf[id] >= 0 || orderCount == orderId.length) {
-            latchBroken("chain " + id + " made available again before it was used");
-            return false;
-        }
-        int slot = orderHead + orderCount;
-        if (slot >= orderId.length) {
-            slot -= orderId.length;
-        }
-        orderId[slot] = id;
-        orderQuiet[slot] = c.error() == null && c.writableCount() == 0;
-        orderDone[slot] = false;
-        orderSlotOf[id] = slot;
-        orderCount++;
-        return true;
-    }
-
-    private void reject(int head, ChainError error) {
-        countRejected(error);
-        if (!errorLogged[error.ordinal()]) {
-            errorLogged[error.ordinal()] = true;
-            LOG.warn("queue {}: refused chain at head {}: {} (completed with 0 bytes; further ones only counted)",
-                    index, head, error.description());
-        }
-        complete(head, 0);
     }
 
     /** Counts a device-level refusal of a well-formed chain the same way as a malformed one. Poller. */
     public void countRejected(ChainError error) {
-        counters.chainsRejected[error.ordinal()]++;
-        counters.rejectedTotal++;
+        refusals.count(error);
     }
 
     /** Writes a used element for {@code chain}; it becomes visible at {@link #publish()}. Poller. */
@@ -420,33 +333,14 @@ public final class VirtQueue {
             ring.complete(head, writtenLength, false);
             return;
         }
-        int slot = head >= 0 && head < orderSlotOf.length ? orderSlotOf[head] : -1;
-        if (slot < 0) {
+        if (!order.complete(head, writtenLength, ring)) {
             completionRefused(head);
-            return;
-        }
-        orderLength[slot] = writtenLength;
-        orderDone[slot] = true;
-        while (orderCount > 0 && orderDone[orderHead]) {
-            int h = orderHead;
-            orderDone[h] = false;
-            orderSlotOf[orderId[h]] = -1;
-            if (++orderHead == orderId.length) {
-                orderHead = 0;
-            }
-            orderCount--;
-            ring.complete(orderId[h], orderLength[h], orderQuiet[h]);
         }
     }
 
     /** A completion for a chain that is not in flight: a device bug, logged once and otherwise ignored. Poller. */
     void completionRefused(int head) {
-        counters.handlerExceptions++;
-        if (!completionRefusedLogged) {
-            completionRefusedLogged = true;
-            LOG.error("queue {}: completion for chain {}, which is not in flight, ignored (further ones only counted)",
-                    index, head);
-        }
+        refusals.completion(head);
     }
 
     /**
@@ -465,50 +359,16 @@ public final class VirtQueue {
         if (QueueLatency.ENABLED) {
             latency.published(published);
         }
-        if (coalesceFrames > 0) {
-            // The driver's wish is remembered (EVENT_IDX looks only at what this publish moved), and
-            // the call goes out once enough entries or time have gathered, or the poller goes idle.
-            callOwed |= notify;
-            if (!callOwed) {
-                counters.notificationsSuppressed++;
-                return;
-            }
-            long now = System.nanoTime();
-            if (pendingEntries == 0) {
-                pendingSince = now;
-            }
-            pendingEntries += published;
-            if (pendingEntries < coalesceFrames && now - pendingSince < coalesceNanos) {
-                counters.notificationsCoalesced++;
-                return;
-            }
-            call();
-            return;
-        }
-        int fd = callFd;
-        if (notify && fd >= 0) {
-            LibC.eventfdSignal(fd);
-            counters.notificationsSent++;
-        } else {
-            counters.notificationsSuppressed++;
-        }
+        interrupts.published(published, notify);
     }
 
     /**
-     * Holds interrupts back until {@code frames} used entries have gathered or {@code usecs}
-     * passed since the first of them (0 frames: off, every wanted interrupt goes out at once), like
-     * {@code ethtool -C rx-frames/rx-usecs}. The poller sends what is owed before it sleeps, so
-     * the last interrupt of a burst is never late by more than that. Control thread, while the
-     * queue is detached; or a test.
+     * Holds interrupts back until {@code frames} used entries have gathered or {@code usecs} passed
+     * since the first (0 frames: off), like {@code ethtool -C rx-frames/rx-usecs}; see
+     * {@link Interrupts}. Control thread, while the queue is detached; or a test.
      */
     public void coalesce(int frames, long usecs) {
-        if (frames < 0 || usecs < 0) {
-            throw new IllegalArgumentException("coalescing needs frames and usecs >= 0: " + frames + ", " + usecs);
-        }
-        this.coalesceFrames = frames;
-        this.coalesceNanos = usecs * 1000;
-        this.pendingEntries = 0;
-        this.callOwed = false;
+        interrupts.coalesce(frames, usecs);
     }
 
     /**
@@ -516,19 +376,7 @@ public final class VirtQueue {
      * else only once its time has come. Poller.
      */
     public void flushCoalesced(boolean due) {
-        if (callOwed && (!due || System.nanoTime() - pendingSince >= coalesceNanos)) {
-            call();
-        }
-    }
-
-    private void call() {
-        int fd = callFd;
-        if (fd >= 0) {
-            LibC.eventfdSignal(fd);
-            counters.notificationsSent++;
-        }
-        pendingEntries = 0;
-        callOwed = false;
+        interrupts.flush(due);
     }
 
     /** Asks the driver not to kick while the poller is busy with this queue. Poller. */
