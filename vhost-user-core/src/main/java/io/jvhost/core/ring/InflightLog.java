@@ -2,7 +2,10 @@ package io.jvhost.core.ring;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.nio.ByteOrder;
+
+import static io.jvhost.core.ring.LeLayouts.LE_INT;
+import static io.jvhost.core.ring.LeLayouts.LE_LONG;
+import static io.jvhost.core.ring.LeLayouts.LE_SHORT;
 
 /**
  * One queue's slice of the INFLIGHT_SHMFD region (vhost-user spec, "Inflight I/O tracking", split
@@ -17,9 +20,6 @@ public final class InflightLog {
     public static final int VERSION = 1;
     static final long HEADER = 16, DESC_SIZE = 16;
     private static final long VERSION_OFFSET = 8, DESC_NUM_OFFSET = 10, LAST_BATCH_HEAD_OFFSET = 12, USED_IDX_OFFSET = 14;
-    private static final ValueLayout.OfShort LE_SHORT = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final ValueLayout.OfInt LE_INT = ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final ValueLayout.OfLong LE_LONG = ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     private final MemorySegment region;
     private final int size;

@@ -2,10 +2,13 @@ package io.jvhost.core.ring;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.nio.ByteOrder;
 
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
+
+import static io.jvhost.core.ring.LeLayouts.LE_INT;
+import static io.jvhost.core.ring.LeLayouts.LE_LONG;
+import static io.jvhost.core.ring.LeLayouts.LE_SHORT;
 
 /**
  * One queue's slice of the INFLIGHT_SHMFD region for a packed ring (vhost-user spec, "Inflight I/O
@@ -30,9 +33,6 @@ public final class PackedInflightLog {
             USED_IDX_OFFSET = 16, OLD_USED_IDX_OFFSET = 18, USED_WRAP_OFFSET = 20, OLD_USED_WRAP_OFFSET = 21;
     private static final long E_INFLIGHT = 0, E_NEXT = 2, E_LAST = 4, E_NUM = 6, E_COUNTER = 8, E_ID = 16, E_FLAGS = 18,
             E_LEN = 20, E_ADDR = 24;
-    private static final ValueLayout.OfShort LE_SHORT = ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final ValueLayout.OfInt LE_INT = ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final ValueLayout.OfLong LE_LONG = ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     private final MemorySegment region;
     private final int size;
@@ -271,8 +271,8 @@ public final class PackedInflightLog {
         if (newUsed != oldUsed || newWrap != oldWrap) {
             // A batch was being published. Its first used descriptor went out last: if the slot no
             // longer holds what the driver made available in that lap, the batch reached the driver.
-            int flags = Short.toUnsignedInt(ring.get(LE_SHORT, (long) oldUsed * PackedRing.DESC_SIZE + 14));
-            if (!PackedRing.isAvailable(flags, oldWrap)) {
+            int flags = Short.toUnsignedInt(ring.get(LE_SHORT, (long) oldUsed * PackedLayout.DESC_SIZE + 14));
+            if (!PackedLayout.isAvailable(flags, oldWrap)) {
                 oldUsed = newUsed;
                 oldWrap = newWrap;
                 oldFree = newFree;

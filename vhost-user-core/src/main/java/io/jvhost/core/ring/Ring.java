@@ -31,6 +31,9 @@ abstract sealed class Ring permits SplitRing, PackedRing {
     DirtyLog log;
     /** Guest-physical address of the device area, for dirty logging of the ring's own writes. */
     long deviceAreaGpa;
+    /** Set at configure: chains recovered from the inflight log, how many were taken again, and whether the base moved. */
+    int resubmitCount, resubmitNext;
+    boolean baseCorrected;
 
     Ring(VirtQueue queue) {
         this.queue = queue;
@@ -100,8 +103,12 @@ abstract sealed class Ring permits SplitRing, PackedRing {
     abstract int usedIdx();
 
     /** Chains recovered from the in-flight log and not yet taken again. */
-    abstract int resubmitPending();
+    final int resubmitPending() {
+        return resubmitCount - resubmitNext;
+    }
 
     /** Whether {@link #configure} resumed somewhere other than the frontend's base. */
-    abstract boolean baseCorrected();
+    final boolean baseCorrected() {
+        return baseCorrected;
+    }
 }

@@ -10,9 +10,11 @@ import java.lang.invoke.VarHandle;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import static io.jvhost.core.ring.LeLayouts.LE_INT;
+import static io.jvhost.core.ring.LeLayouts.LE_SHORT;
+import static io.jvhost.core.ring.LeLayouts.U16_VH;
 import static java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED;
 import static java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED;
-import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 import static java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED;
 import static java.nio.ByteOrder.LITTLE_ENDIAN;
 
@@ -25,9 +27,6 @@ import static java.nio.ByteOrder.LITTLE_ENDIAN;
  */
 final class SplitRing extends Ring {
     private static final Logger LOG = LoggerFactory.getLogger(SplitRing.class);
-    static final VarHandle U16_VH = JAVA_SHORT.withOrder(LITTLE_ENDIAN).varHandle();
-    static final ValueLayout.OfShort LE_SHORT = JAVA_SHORT.withOrder(LITTLE_ENDIAN);
-    static final ValueLayout.OfInt LE_INT = ValueLayout.JAVA_INT.withOrder(LITTLE_ENDIAN);
     // Unaligned: an indirect table may sit at any guest address (the main table is 16-aligned).
     static final ValueLayout.OfLong DESC_ADDR = JAVA_LONG_UNALIGNED.withOrder(LITTLE_ENDIAN);
     static final ValueLayout.OfInt DESC_LEN = JAVA_INT_UNALIGNED.withOrder(LITTLE_ENDIAN);
@@ -46,9 +45,6 @@ final class SplitRing extends Ring {
     private int runCount, runId;
     private long runLength;
     private int[] resubmit = new int[0];
-    private int resubmitCount;
-    private int resubmitNext;
-    private boolean baseCorrected;
 
     // Ring position, owned by the poller while attached.
     private int lastAvailIdx;
@@ -126,16 +122,6 @@ final class SplitRing extends Ring {
             LOG.info("queue {}: resubmitting {} requests left in flight by a previous backend",
                     queue.index(), resubmitCount);
         }
-    }
-
-    @Override
-    boolean baseCorrected() {
-        return baseCorrected;
-    }
-
-    @Override
-    int resubmitPending() {
-        return resubmitCount - resubmitNext;
     }
 
     @Override

@@ -140,7 +140,7 @@ public final class VirtQueue {
      * avail. For the control thread's check before {@link #configure}.
      */
     public static String baseProblem(int size, long base, boolean packed) {
-        return packed ? PackedRing.baseProblem(size, base) : SplitRing.baseProblem(base);
+        return packed ? PackedLayout.baseProblem(size, base) : SplitRing.baseProblem(base);
     }
 
     /**
