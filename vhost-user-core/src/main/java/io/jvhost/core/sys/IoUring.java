@@ -1,21 +1,31 @@
 package io.jvhost.core.sys;
 
-import java.io.IOException;
 import java.lang.foreign.Arena;
-import java.lang.foreign.FunctionDescriptor;
-import java.lang.foreign.Linker;
-import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.StructLayout;
-import java.lang.invoke.MethodHandle;
 import java.lang.invoke.VarHandle;
-import java.nio.file.Files;
-import java.nio.file.Path;
 
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 import static java.lang.foreign.ValueLayout.JAVA_SHORT;
+import static io.jvhost.core.sys.IoUringSetup.CQE_SIZE;
+import static io.jvhost.core.sys.IoUringSetup.CQO_CQES;
+import static io.jvhost.core.sys.IoUringSetup.CQO_HEAD;
+import static io.jvhost.core.sys.IoUringSetup.CQO_MASK;
+import static io.jvhost.core.sys.IoUringSetup.CQO_OVERFLOW;
+import static io.jvhost.core.sys.IoUringSetup.CQO_TAIL;
+import static io.jvhost.core.sys.IoUringSetup.CQ_OFF;
+import static io.jvhost.core.sys.IoUringSetup.P_CQ_ENTRIES;
+import static io.jvhost.core.sys.IoUringSetup.P_SQ_ENTRIES;
+import static io.jvhost.core.sys.IoUringSetup.SQE_SIZE;
+import static io.jvhost.core.sys.IoUringSetup.SQO_ARRAY;
+import static io.jvhost.core.sys.IoUringSetup.SQO_DROPPED;
+import static io.jvhost.core.sys.IoUringSetup.SQO_FLAGS;
+import static io.jvhost.core.sys.IoUringSetup.SQO_HEAD;
+import static io.jvhost.core.sys.IoUringSetup.SQO_MASK;
+import static io.jvhost.core.sys.IoUringSetup.SQO_TAIL;
+import static io.jvhost.core.sys.IoUringSetup.SQ_OFF;
+import static io.jvhost.core.sys.IoUringSetup.u32;
 
 /**
  * One io_uring instance (Linux 5.6 or later), through the raw {@code io_uring_setup},
@@ -36,7 +46,8 @@ import static java.lang.foreign.ValueLayout.JAVA_SHORT;
  *
  * <p>Threading: {@link #open}, {@link #registerEventFd} and {@link #close} are control-path; every
  * other method belongs to one thread at a time (the ring's single submitter and reaper), with a
- * happens-before edge whenever that thread changes.
+ * happens-before edge whenever that thread changes. Setting a ring up (and the process-wide probe)
+ * is {@link IoUringSetup}'s.
  */
 public final class IoUring implements AutoCloseable {
     // Opcodes (include/uapi/linux/io_uring.h).
@@ -46,42 +57,14 @@ public final class IoUring implements AutoCloseable {
     /** {@code struct iovec}: base address, then length; 16 bytes. */
     public static final long IOVEC_SIZE = 16, IOV_BASE_OFFSET = 0, IOV_LEN_OFFSET = 8;
 
-    private static final long SYS_IO_URING_SETUP = 425, SYS_IO_URING_ENTER = 426, SYS_IO_URING_REGISTER = 427;
-    private static final int FEAT_SINGLE_MMAP = 1, FEAT_NODROP = 2;
     private static final int ENTER_GETEVENTS = 1;
     private static final int SQ_CQ_OVERFLOW = 2;
-    private static final int REGISTER_EVENTFD = 4, REGISTER_PROBE = 8;
-    private static final long OFF_SQ_RING = 0, OFF_SQES = 0x10000000L;
-    private static final int MAP_POPULATE = 0x8000;
-    private static final int PROBE_OP_SUPPORTED = 1;
-    private static final int[] REQUIRED_OPS = {OP_NOP, OP_READV, OP_WRITEV, OP_FSYNC, OP_FALLOCATE};
-
-    // struct io_uring_params: 120 bytes; io_sqring_offsets at 40, io_cqring_offsets at 80.
-    private static final long PARAMS_SIZE = 120, P_SQ_ENTRIES = 0, P_CQ_ENTRIES = 4, P_FEATURES = 20;
-    private static final long SQ_OFF = 40, SQO_HEAD = 0, SQO_TAIL = 4, SQO_MASK = 8, SQO_FLAGS = 16, SQO_DROPPED = 20, SQO_ARRAY = 24;
-    private static final long CQ_OFF = 80, CQO_HEAD = 0, CQO_TAIL = 4, CQO_MASK = 8, CQO_OVERFLOW = 16, CQO_CQES = 20;
     // struct io_uring_sqe: 64 bytes; struct io_uring_cqe: 16 bytes.
-    private static final long SQE_SIZE = 64, SQE_OPCODE = 0, SQE_FLAGS = 1, SQE_IOPRIO = 2, SQE_FD = 4, SQE_OFF = 8,
+    private static final long SQE_OPCODE = 0, SQE_FLAGS = 1, SQE_IOPRIO = 2, SQE_FD = 4, SQE_OFF = 8,
             SQE_ADDR = 16, SQE_LEN = 24, SQE_OP_FLAGS = 28, SQE_USER_DATA = 32, SQE_TAIL = 40;
-    private static final long CQE_SIZE = 16, CQE_USER_DATA = 0, CQE_RES = 8;
+    private static final long CQE_USER_DATA = 0, CQE_RES = 8;
 
     private static final VarHandle INT_VH = JAVA_INT.varHandle();
-
-    private static final Linker LINKER = Linker.nativeLinker();
-    private static final StructLayout CAPTURE_LAYOUT = Linker.Option.captureStateLayout();
-    private static final VarHandle ERRNO_VH = CAPTURE_LAYOUT.varHandle(MemoryLayout.PathElement.groupElement("errno"));
-    private static final MemorySegment SYSCALL = LINKER.defaultLookup().find("syscall").orElseThrow();
-    // long syscall(long number, ...): every argument passed as a long (the kernel takes the low bits).
-    private static final FunctionDescriptor SYSCALL_6 = FunctionDescriptor.of(JAVA_LONG, JAVA_LONG,
-            JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG);
-    /** io_uring_enter without errno capture: the data path (see {@link #enter}). */
-    private static final MethodHandle SYSCALL_FAST_MH =
-            LINKER.downcallHandle(SYSCALL, SYSCALL_6, Linker.Option.firstVariadicArg(1));
-    private static final MethodHandle SYSCALL_MH = LINKER.downcallHandle(SYSCALL, SYSCALL_6,
-            Linker.Option.firstVariadicArg(1), Linker.Option.captureCallState("errno"));
-
-    private static volatile String unavailable;
-    private static volatile boolean probed;
 
     private final Arena arena = Arena.ofShared();
     private final Fd fd;
@@ -91,12 +74,12 @@ public final class IoUring implements AutoCloseable {
     private final MemorySegment ring, sqes;
     private final long sqHeadOffset, sqTailOffset, sqFlagsOffset, sqDroppedOffset, cqHeadOffset, cqTailOffset,
             cqOverflowOffset, cqesOffset;
-    private final MemorySegment capture = arena.allocate(CAPTURE_LAYOUT);
+    private final MemorySegment capture = arena.allocate(IoUringSetup.CAPTURE_LAYOUT);
     /** Our copy of the SQ tail (entries prepared) and of the CQ head (entries consumed). */
     private int sqTail, cqHead;
     private boolean closed;
 
-    private IoUring(Fd fd, MemorySegment params, Arena mappings, MemorySegment ring, MemorySegment sqes) {
+    IoUring(Fd fd, MemorySegment params, Arena mappings, MemorySegment ring, MemorySegment sqes) {
         this.fd = fd;
         this.mappings = mappings;
         this.sqEntries = params.get(JAVA_INT, P_SQ_ENTRIES);
@@ -122,46 +105,12 @@ public final class IoUring implements AutoCloseable {
         this.cqHead = (int) INT_VH.getAcquire(ring, cqHeadOffset);
     }
 
-    private static long u32(MemorySegment s, long offset) {
-        return Integer.toUnsignedLong(s.get(JAVA_INT, offset));
-    }
-
     /**
      * Why io_uring cannot be used here, or null when it can: probed once per process (a ring of one
      * entry is set up and closed, and the operations jvhost needs are looked up). Any thread.
      */
     public static String unavailableReason() {
-        if (!probed) {
-            synchronized (IoUring.class) {
-                if (!probed) {
-                    unavailable = probe();
-                    probed = true;
-                }
-            }
-        }
-        return unavailable;
-    }
-
-    private static String probe() {
-        try (IoUring r = open(1)) {
-            return null;
-        } catch (NativeException e) {
-            String sysctl = "";
-            try {
-                Path p = Path.of("/proc/sys/kernel/io_uring_disabled");
-                if (Files.exists(p)) {
-                    String v = Files.readString(p).trim();
-                    if (!v.equals("0")) {
-                        sysctl = " (kernel.io_uring_disabled = " + v + ")";
-                    }
-                }
-            } catch (IOException | RuntimeException ignored) {
-                // the reason without the sysctl's value
-            }
-            return e.getMessage() + sysctl;
-        } catch (RuntimeException e) {
-            return e.toString();
-        }
+        return IoUringSetup.unavailableReason();
     }
 
     /**
@@ -171,57 +120,7 @@ public final class IoUring implements AutoCloseable {
      * or EOPNOTSUPP when the kernel lacks a feature or operation jvhost needs.
      */
     public static IoUring open(int entries) throws NativeException {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment params = a.allocate(PARAMS_SIZE, 8);
-            long r = syscall(SYS_IO_URING_SETUP, entries, params.address(), 0, 0, 0, 0);
-            if (r < 0) {
-                throw new NativeException("io_uring_setup", (int) -r);
-            }
-            Fd fd = Fd.adopt((int) r);
-            try {
-                int features = params.get(JAVA_INT, P_FEATURES);
-                if ((features & FEAT_SINGLE_MMAP) == 0 || (features & FEAT_NODROP) == 0) {
-                    throw new NativeException("io_uring features single-mmap and no-drop (Linux 5.5)", LibC.EOPNOTSUPP);
-                }
-                checkOps(fd.get(), a);
-                int sq = params.get(JAVA_INT, P_SQ_ENTRIES), cq = params.get(JAVA_INT, P_CQ_ENTRIES);
-                long ringBytes = Math.max(u32(params, SQ_OFF + SQO_ARRAY) + 4L * sq, u32(params, CQ_OFF + CQO_CQES) + CQE_SIZE * cq);
-                long sqeBytes = SQE_SIZE * sq;
-                Arena mappings = Arena.ofShared();
-                long ringAt = LibC.mmap(ringBytes, LibC.PROT_READ | LibC.PROT_WRITE, LibC.MAP_SHARED | MAP_POPULATE, fd.get(), OFF_SQ_RING);
-                if (ringAt < 0) {
-                    mappings.close();
-                    throw new NativeException("mmap of the io_uring rings", (int) -ringAt);
-                }
-                MemorySegment ring = LibC.segmentAt(ringAt, ringBytes, mappings, () -> LibC.munmap(ringAt, ringBytes));
-                long sqesAt = LibC.mmap(sqeBytes, LibC.PROT_READ | LibC.PROT_WRITE, LibC.MAP_SHARED | MAP_POPULATE, fd.get(), OFF_SQES);
-                if (sqesAt < 0) {
-                    mappings.close();
-                    throw new NativeException("mmap of the io_uring submission entries", (int) -sqesAt);
-                }
-                MemorySegment sqes = LibC.segmentAt(sqesAt, sqeBytes, mappings, () -> LibC.munmap(sqesAt, sqeBytes));
-                return new IoUring(fd, params, mappings, ring, sqes);
-            } catch (NativeException | RuntimeException e) {
-                fd.close();
-                throw e;
-            }
-        }
-    }
-
-    /** Fails unless the kernel supports every operation in {@link #REQUIRED_OPS} (IORING_REGISTER_PROBE, Linux 5.6). */
-    private static void checkOps(int fd, Arena a) throws NativeException {
-        int ops = 64;
-        MemorySegment probe = a.allocate(16 + 8L * ops, 8); // header, then {u8 op, u8 resv, u16 flags, u32 resv2} each
-        long r = syscall(SYS_IO_URING_REGISTER, fd, REGISTER_PROBE, probe.address(), ops, 0, 0);
-        if (r < 0) {
-            throw new NativeException("io_uring operation probe (Linux 5.6)", (int) -r);
-        }
-        int opsLen = Byte.toUnsignedInt(probe.get(JAVA_BYTE, 1));
-        for (int op : REQUIRED_OPS) {
-            if (op >= opsLen || (probe.get(JAVA_SHORT, 16 + 8L * op + 2) & PROBE_OP_SUPPORTED) == 0) {
-                throw new NativeException("io_uring operation " + op, LibC.EOPNOTSUPP);
-            }
-        }
+        return IoUringSetup.open(entries);
     }
 
     /**
@@ -232,7 +131,8 @@ public final class IoUring implements AutoCloseable {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment arg = a.allocate(JAVA_INT);
             arg.set(JAVA_INT, 0, eventFd);
-            return (int) syscall(SYS_IO_URING_REGISTER, fd.get(), REGISTER_EVENTFD, arg.address(), 1, 0, 0);
+            return (int) IoUringSetup.syscall(IoUringSetup.SYS_IO_URING_REGISTER, fd.get(), IoUringSetup.REGISTER_EVENTFD,
+                    arg.address(), 1, 0, 0);
         }
     }
 
@@ -372,27 +272,16 @@ public final class IoUring implements AutoCloseable {
         try {
             // Without errno capture first: a failed io_uring_enter took no entry (it returns how many
             // it took as soon as it took one), so asking again with errno captured is safe.
-            long r = (long) SYSCALL_FAST_MH.invokeExact(SYS_IO_URING_ENTER, (long) fd.get(), (long) toSubmit,
+            long r = (long) IoUringSetup.SYSCALL_FAST_MH.invokeExact(IoUringSetup.SYS_IO_URING_ENTER, (long) fd.get(), (long) toSubmit,
                     (long) minComplete, (long) flags, 0L, 0L);
             if (r >= 0) {
                 return (int) r;
             }
-            r = (long) SYSCALL_MH.invokeExact(capture, SYS_IO_URING_ENTER, (long) fd.get(), (long) toSubmit,
+            r = (long) IoUringSetup.SYSCALL_MH.invokeExact(capture, IoUringSetup.SYS_IO_URING_ENTER, (long) fd.get(), (long) toSubmit,
                     (long) minComplete, (long) flags, 0L, 0L);
-            return r >= 0 ? (int) r : -(int) ERRNO_VH.get(capture, 0L);
+            return r >= 0 ? (int) r : -(int) IoUringSetup.ERRNO_VH.get(capture, 0L);
         } catch (Throwable t) {
-            throw LibCRethrow.rethrow(t);
-        }
-    }
-
-    /** A control-path system call; the result or {@code -errno}. */
-    private static long syscall(long number, long a, long b, long c, long d, long e, long f) {
-        try (Arena a2 = Arena.ofConfined()) {
-            MemorySegment cap = a2.allocate(CAPTURE_LAYOUT);
-            long r = (long) SYSCALL_MH.invokeExact(cap, number, a, b, c, d, e, f);
-            return r >= 0 ? r : -(int) ERRNO_VH.get(cap, 0L);
-        } catch (Throwable t) {
-            throw LibCRethrow.rethrow(t);
+            throw LibC.rethrow(t);
         }
     }
 
@@ -411,18 +300,5 @@ public final class IoUring implements AutoCloseable {
     @Override
     public String toString() {
         return "io_uring " + fd + " (" + sqEntries + "/" + cqEntries + " entries)";
-    }
-
-    /** Rethrows what a downcall threw: it declares Throwable. */
-    private static final class LibCRethrow {
-        static RuntimeException rethrow(Throwable t) {
-            if (t instanceof RuntimeException r) {
-                throw r;
-            }
-            if (t instanceof Error e) {
-                throw e;
-            }
-            return new IllegalStateException(t);
-        }
     }
 }

@@ -365,6 +365,7 @@ public final class LibC {
         return MemorySegment.ofAddress(address).reinterpret(length, arena, ignored -> cleanup.run());
     }
 
+    /** Rethrows what a downcall threw (it declares Throwable): the one such helper of the package. */
     static RuntimeException rethrow(Throwable t) {
         if (t instanceof RuntimeException r) {
             throw r;

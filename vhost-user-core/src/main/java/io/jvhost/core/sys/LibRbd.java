@@ -89,14 +89,4 @@ final class LibRbd {
         return LOOKUP.find(name).orElseThrow(() -> new IllegalStateException(
                 LIBRARY + " has no " + name + ": a librbd older than Ceph 14 (Nautilus)?"));
     }
-
-    static RuntimeException rethrow(Throwable t) {
-        if (t instanceof RuntimeException r) {
-            throw r;
-        }
-        if (t instanceof Error e) {
-            throw e;
-        }
-        return new IllegalStateException(t);
-    }
 }

@@ -86,7 +86,7 @@ public final class Rados implements AutoCloseable {
         } catch (NativeException | RuntimeException | Error e) {
             throw e;
         } catch (Throwable t) {
-            throw LibRbd.rethrow(t);
+            throw LibC.rethrow(t);
         }
     }
 
@@ -120,7 +120,7 @@ public final class Rados implements AutoCloseable {
         } catch (NativeException | RuntimeException | Error e) {
             throw e;
         } catch (Throwable t) {
-            throw LibRbd.rethrow(t);
+            throw LibC.rethrow(t);
         }
     }
 
@@ -134,7 +134,7 @@ public final class Rados implements AutoCloseable {
         try {
             LibRbd.RADOS_SHUTDOWN.invokeExact(cluster);
         } catch (Throwable t) {
-            throw LibRbd.rethrow(t);
+            throw LibC.rethrow(t);
         }
     }
 

@@ -65,7 +65,7 @@ public final class RbdImage implements AutoCloseable {
         } catch (NativeException | RuntimeException | Error e) {
             throw e;
         } catch (Throwable t) {
-            throw LibRbd.rethrow(t);
+            throw LibC.rethrow(t);
         }
     }
 
@@ -83,7 +83,7 @@ public final class RbdImage implements AutoCloseable {
         } catch (NativeException | RuntimeException | Error e) {
             throw e;
         } catch (Throwable t) {
-            throw LibRbd.rethrow(t);
+            throw LibC.rethrow(t);
         }
     }
 
@@ -95,7 +95,7 @@ public final class RbdImage implements AutoCloseable {
         try {
             return (int) LibRbd.RBD_AIO_CREATE_COMPLETION.invokeExact(arg, 0L, cell.address() + cellOffset);
         } catch (Throwable t) {
-            throw LibRbd.rethrow(t);
+            throw LibC.rethrow(t);
         }
     }
 
@@ -109,7 +109,7 @@ public final class RbdImage implements AutoCloseable {
         try {
             return (int) LibRbd.RBD_AIO_READV.invokeExact(image, iov.address() + iovOffset, iovCount, diskOffset, completion);
         } catch (Throwable t) {
-            throw LibRbd.rethrow(t);
+            throw LibC.rethrow(t);
         }
     }
 
@@ -118,7 +118,7 @@ public final class RbdImage implements AutoCloseable {
         try {
             return (int) LibRbd.RBD_AIO_WRITEV.invokeExact(image, iov.address() + iovOffset, iovCount, diskOffset, completion);
         } catch (Throwable t) {
-            throw LibRbd.rethrow(t);
+            throw LibC.rethrow(t);
         }
     }
 
@@ -127,7 +127,7 @@ public final class RbdImage implements AutoCloseable {
         try {
             return (int) LibRbd.RBD_AIO_FLUSH.invokeExact(image, completion);
         } catch (Throwable t) {
-            throw LibRbd.rethrow(t);
+            throw LibC.rethrow(t);
         }
     }
 
@@ -136,7 +136,7 @@ public final class RbdImage implements AutoCloseable {
         try {
             return (int) LibRbd.RBD_AIO_DISCARD.invokeExact(image, offset, length, completion);
         } catch (Throwable t) {
-            throw LibRbd.rethrow(t);
+            throw LibC.rethrow(t);
         }
     }
 
@@ -145,7 +145,7 @@ public final class RbdImage implements AutoCloseable {
         try {
             return (int) LibRbd.RBD_AIO_WRITE_ZEROES.invokeExact(image, offset, length, completion, 0, 0);
         } catch (Throwable t) {
-            throw LibRbd.rethrow(t);
+            throw LibC.rethrow(t);
         }
     }
 
@@ -157,7 +157,7 @@ public final class RbdImage implements AutoCloseable {
         try {
             return (int) LibRbd.RBD_POLL_IO_EVENTS.invokeExact(image, comps.address() + compsOffset, max);
         } catch (Throwable t) {
-            throw LibRbd.rethrow(t);
+            throw LibC.rethrow(t);
         }
     }
 
@@ -166,7 +166,7 @@ public final class RbdImage implements AutoCloseable {
         try {
             return (long) LibRbd.RBD_AIO_GET_RETURN_VALUE.invokeExact(completion);
         } catch (Throwable t) {
-            throw LibRbd.rethrow(t);
+            throw LibC.rethrow(t);
         }
     }
 
@@ -175,7 +175,7 @@ public final class RbdImage implements AutoCloseable {
         try {
             return (long) LibRbd.RBD_AIO_GET_ARG.invokeExact(completion);
         } catch (Throwable t) {
-            throw LibRbd.rethrow(t);
+            throw LibC.rethrow(t);
         }
     }
 
@@ -184,7 +184,7 @@ public final class RbdImage implements AutoCloseable {
         try {
             LibRbd.RBD_AIO_RELEASE.invokeExact(completion);
         } catch (Throwable t) {
-            throw LibRbd.rethrow(t);
+            throw LibC.rethrow(t);
         }
     }
 
@@ -203,7 +203,7 @@ public final class RbdImage implements AutoCloseable {
             r = (int) LibRbd.RBD_CLOSE.invokeExact(image);
             LibRbd.RADOS_IOCTX_DESTROY.invokeExact(ioctx);
         } catch (Throwable t) {
-            throw LibRbd.rethrow(t);
+            throw LibC.rethrow(t);
         }
         if (r < 0) {
             throw new NativeException("rbd_close of " + name, -r);
