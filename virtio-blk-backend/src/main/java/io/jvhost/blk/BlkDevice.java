@@ -17,6 +17,16 @@ import static io.jvhost.core.device.VirtioFeatures.*;
 public final class BlkDevice implements VirtioDevice {
     public static final int DEVICE_TYPE = 2;
     static final int SECTOR = 512;
+
+    /** {@code bytes} rounded down to whole sectors: what a store offers of a backing file or image. */
+    static long wholeSectors(long bytes) {
+        return bytes & ~(long) (SECTOR - 1);
+    }
+
+    /** The serial a guest reads with GET_ID: the first 20 bytes of {@code name} (virtio 1.2 §5.2.6). */
+    static String serial(String name) {
+        return name.length() > 20 ? name.substring(0, 20) : name;
+    }
     static final int SIZE_MAX = 1 << 20;
     /**
      * seg_max. Header and status take two descriptors, and no chain, indirect or not, may be longer

@@ -1,6 +1,9 @@
 package io.jvhost.blk;
 
+import io.jvhost.core.sys.IoUring;
+
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 
 /**
@@ -125,6 +128,21 @@ public final class BlockRequest {
     /** Bytes in data segment {@code i}; the segments' lengths add up to {@link #length()}. */
     public long segmentLength(int i) {
         return segmentLengths[i];
+    }
+
+    /**
+     * Writes the data segments as {@code struct iovec}s (base address, then length; 16 bytes each)
+     * into {@code iov}, which has room for {@link #segmentCount()} of them: for a store that hands
+     * guest memory straight to the kernel (io_uring) or a library (librbd), which then reads and
+     * writes it directly. That is safe because guest memory stays mapped while a request is in
+     * flight (the device's queue stop waits for it). Allocation-free.
+     */
+    void writeIovecs(MemorySegment iov) {
+        for (int i = 0; i < segmentCount; i++) {
+            long at = i * IoUring.IOVEC_SIZE;
+            iov.set(ValueLayout.JAVA_LONG, at + IoUring.IOV_BASE_OFFSET, segmentMemory[i].address() + segmentOffsets[i]);
+            iov.set(ValueLayout.JAVA_LONG, at + IoUring.IOV_LEN_OFFSET, segmentLengths[i]);
+        }
     }
 
     /**

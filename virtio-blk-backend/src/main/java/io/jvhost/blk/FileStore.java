@@ -102,7 +102,7 @@ public final class FileStore implements BlockStore {
         }
         this.engine = resolve(engine);
         this.file = BlockFile.open(path, readOnly, direct);
-        this.size = file.size() & ~(long) (BlkDevice.SECTOR - 1);
+        this.size = BlkDevice.wholeSectors(file.size());
         this.holes = !file.isBlockDevice();
         this.ioWorkerCount = ioWorkers;
         if (this.engine == IoEngine.THREADS) {
@@ -213,7 +213,7 @@ public final class FileStore implements BlockStore {
     @Override
     public boolean refreshSize() {
         try {
-            long now = file.size() & ~(long) (BlkDevice.SECTOR - 1);
+            long now = BlkDevice.wholeSectors(file.size());
             boolean changed = now != size;
             size = now;
             return changed;
@@ -240,7 +240,7 @@ public final class FileStore implements BlockStore {
     @Override
     public String id() {
         String name = file.path().getFileName().toString();
-        return name.length() > 20 ? name.substring(0, 20) : name;
+        return BlkDevice.serial(name);
     }
 
     /** The requests go to the I/O workers, whatever the engine (a queue from {@link #openQueue} is the io_uring path). */

@@ -20,7 +20,6 @@ import org.jctools.queues.atomic.MpmcAtomicArrayQueue;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 /**
  * A Ceph RBD image through librbd: zero-copy asynchronous I/O straight between guest memory and
@@ -109,7 +108,7 @@ public final class RbdStore implements BlockStore {
         this.rados = rados;
         this.image = image;
         this.imageName = imageName;
-        this.size = image.size() & ~(long) (BlkDevice.SECTOR - 1);
+        this.size = BlkDevice.wholeSectors(image.size());
         this.polled = arena.allocate(RbdImage.COMPLETION_SIZE * POLL_BATCH, 8);
         this.eventFd = EventFd.create();
         Epoll e = null;
@@ -224,7 +223,7 @@ public final class RbdStore implements BlockStore {
     @Override
     public boolean refreshSize() {
         try {
-            long now = image.size() & ~(long) (BlkDevice.SECTOR - 1);
+            long now = BlkDevice.wholeSectors(image.size());
             boolean changed = now != size;
             size = now;
             return changed;
@@ -251,7 +250,7 @@ public final class RbdStore implements BlockStore {
 
     @Override
     public String id() {
-        return imageName.length() > 20 ? imageName.substring(0, 20) : imageName;
+        return BlkDevice.serial(imageName);
     }
 
     // ---- submission: poller threads --------------------------------------------------------
@@ -313,14 +312,7 @@ public final class RbdStore implements BlockStore {
         if (n > s.iovCapacity) {
             growIovecs(s, n);
         }
-        MemorySegment iov = s.iov;
-        for (int i = 0; i < n; i++) {
-            // Guest memory stays mapped while the request is in flight (the device's queue stop
-            // waits for it): librbd reads and writes these buffers directly.
-            long at = i * RbdImage.IOVEC_SIZE;
-            iov.set(JAVA_LONG, at + RbdImage.IOV_BASE_OFFSET, r.segmentMemory(i).address() + r.segmentOffset(i));
-            iov.set(JAVA_LONG, at + RbdImage.IOV_LEN_OFFSET, r.segmentLength(i));
-        }
+        r.writeIovecs(s.iov);
         boolean write = r.type() == BlockRequest.Type.WRITE;
         s.flushAfter = write && r.durable();
         s.pending.set(1);

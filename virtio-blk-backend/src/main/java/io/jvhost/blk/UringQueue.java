@@ -165,14 +165,7 @@ final class UringQueue implements BlockStore.Queue {
                 if (n > s.iovCapacity) {
                     growIovecs(s, n);
                 }
-                MemorySegment iov = s.iov;
-                for (int i = 0; i < n; i++) {
-                    // Guest memory stays mapped while the request is in flight (the device's queue
-                    // stop waits for it): the kernel reads and writes these buffers directly.
-                    long at = i * IoUring.IOVEC_SIZE;
-                    iov.set(JAVA_LONG, at + IoUring.IOV_BASE_OFFSET, r.segmentMemory(i).address() + r.segmentOffset(i));
-                    iov.set(JAVA_LONG, at + IoUring.IOV_LEN_OFFSET, r.segmentLength(i));
-                }
+                r.writeIovecs(s.iov);
                 boolean write = r.type() == BlockRequest.Type.WRITE;
                 s.opcode = write ? IoUring.OP_WRITEV : IoUring.OP_READV;
                 s.iovFirst = 0;
