@@ -10,7 +10,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 
-import org.junit.jupiter.api.Assumptions;
 
 /**
  * A real single-node Ceph cluster for a test class, run by the repository's
@@ -74,19 +73,8 @@ public final class DevCeph implements AutoCloseable {
         }
         String caller = StackWalker.getInstance(StackWalker.Option.RETAIN_CLASS_REFERENCE)
                 .getCallerClass().getSimpleName();
-        String install = "apt-get install -y --no-install-recommends " + String.join(" ", PACKAGES);
-        String ci = System.getenv("CI");
-        if (ci != null && !ci.equalsIgnoreCase("false")) {
-            fail("Ceph test " + caller + " cannot run on CI: missing Debian packages " + missing + "; install: " + install);
-        }
-        String rule = "#".repeat(78);
-        System.err.println("\n" + rule
-                + "\n#  SKIPPED: Ceph RBD tests in " + caller
-                + "\n#  missing Debian packages: " + String.join(" ", missing)
-                + "\n#  install: " + install
-                + "\n#  (./jvhost test installs them when run as root; .ci/run always does)"
-                + "\n" + rule + "\n");
-        Assumptions.abort("Ceph tests skipped, missing: " + String.join(" ", missing));
+        HostPackages.missing("Ceph RBD tests in " + caller, missing,
+                "apt-get install -y --no-install-recommends " + String.join(" ", PACKAGES));
     }
 
     /**

@@ -77,8 +77,7 @@ public record MetricsScrape(String text) {
      */
     public PromtoolResult promtool() throws IOException, InterruptedException {
         if (!Files.isExecutable(PROMTOOL)) {
-            String ci = System.getenv("CI");
-            if (ci != null && !ci.equalsIgnoreCase("false")) {
+            if (HostPackages.onCi()) {
                 fail("promtool missing on CI: apt-get install prometheus");
             }
             System.err.println("\n" + "#".repeat(78) + "\n#  SKIPPED: promtool check metrics (apt-get install prometheus)\n"

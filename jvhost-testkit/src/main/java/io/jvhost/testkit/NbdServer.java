@@ -11,9 +11,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 
-import org.junit.jupiter.api.Assumptions;
 
-import static org.junit.jupiter.api.Assertions.fail;
 
 /**
  * A real NBD server in a child process for tests: {@code qemu-nbd} (package qemu-utils) on an
@@ -56,14 +54,7 @@ public final class NbdServer implements AutoCloseable {
         if (missing.isEmpty()) {
             return;
         }
-        String ci = System.getenv("CI");
-        if (ci != null && !ci.equalsIgnoreCase("false")) {
-            fail("NBD tests cannot run on CI: missing Debian packages " + missing);
-        }
-        String rule = "#".repeat(78);
-        System.err.println("\n" + rule + "\n#  SKIPPED: NBD tests; missing Debian packages: " + String.join(" ", missing)
-                + "\n#  install: apt-get install " + String.join(" ", missing) + "\n" + rule + "\n");
-        Assumptions.abort("NBD tests skipped, missing: " + String.join(" ", missing));
+        HostPackages.missing("NBD tests", missing, "apt-get install " + String.join(" ", missing));
     }
 
     /** qemu-nbd exporting the raw {@code image} as {@code export} on Unix socket {@code socket}. */

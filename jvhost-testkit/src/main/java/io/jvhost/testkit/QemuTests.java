@@ -26,20 +26,7 @@ public final class QemuTests {
         }
         String caller = StackWalker.getInstance(StackWalker.Option.RETAIN_CLASS_REFERENCE)
                 .getCallerClass().getSimpleName();
-        String install = "apt-get install " + String.join(" ", missing);
-        String ci = System.getenv("CI");
-        if (ci != null && !ci.equalsIgnoreCase("false")) {
-            fail("QEMU guest test " + caller + " cannot run on CI: missing Debian packages " + missing
-                    + "; install: " + install);
-        }
-        String rule = "#".repeat(78);
-        System.err.println("\n" + rule
-                + "\n#  SKIPPED: QEMU guest tests in " + caller
-                + "\n#  missing Debian packages: " + String.join(" ", missing)
-                + "\n#  install: " + install
-                + "\n#  (./jvhost test installs them when run as root; .ci/run always does)"
-                + "\n" + rule + "\n");
-        Assumptions.abort("QEMU guest tests skipped, missing: " + String.join(" ", missing));
+        HostPackages.missing("QEMU guest tests in " + caller, missing, "apt-get install " + String.join(" ", missing));
     }
 
     /**
@@ -50,9 +37,8 @@ public final class QemuTests {
         if (java.nio.file.Files.isExecutable(Path.of("/usr/bin", command))) {
             return;
         }
-        String ci = System.getenv("CI");
         String message = command + " is missing; install: apt-get install " + debianPackage;
-        if (ci != null && !ci.equalsIgnoreCase("false")) {
+        if (HostPackages.onCi()) {
             fail("cannot run on CI: " + message);
         }
         System.err.println("\n#  SKIPPED: " + message + "\n");

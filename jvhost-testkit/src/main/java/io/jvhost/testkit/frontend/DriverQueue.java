@@ -195,11 +195,7 @@ public final class DriverQueue implements AutoCloseable {
     /** Split: writes descriptor {@code i} exactly as given. */
     public void writeDescriptor(int i, long addr, int length, int flags, int next) {
         requireSplit("writeDescriptor");
-        long o = 16L * i;
-        desc.set(U64, o, addr);
-        desc.set(U32, o + 8, length);
-        desc.set(U16, o + 12, (short) flags);
-        desc.set(U16, o + 14, (short) next);
+        desc.set(U16, put(desc, 16L * i, addr, length, flags), (short) next);
     }
 
     /**
@@ -208,25 +204,29 @@ public final class DriverQueue implements AutoCloseable {
      */
     public void writePackedDescriptor(int slot, long addr, int length, int id, int flags) {
         requirePacked("writePackedDescriptor");
-        long o = 16L * slot;
-        desc.set(U64, o, addr);
-        desc.set(U32, o + 8, length);
-        desc.set(U16, o + 12, (short) id);
-        U16_VH.setRelease(desc, o + 14, (short) flags);
+        U16_VH.setRelease(desc, put(desc, 16L * slot, addr, length, id), (short) flags);
     }
 
     /** Writes descriptor {@code i} of an indirect table at {@code tableGpa} in this queue's layout. */
     public void writeIndirect(long tableGpa, int i, long addr, int length, int flags, int next) {
         MemorySegment t = ram.at(tableGpa + 16L * i, 16);
-        t.set(U64, 0, addr);
-        t.set(U32, 8, length);
         if (layout == Layout.PACKED) {
-            t.set(U16, 12, (short) 0); // id: ignored in a table
-            t.set(U16, 14, (short) flags);
+            t.set(U16, put(t, 0, addr, length, 0), (short) flags); // id 0: ignored in a table
         } else {
-            t.set(U16, 12, (short) flags);
-            t.set(U16, 14, (short) next);
+            t.set(U16, put(t, 0, addr, length, flags), (short) next);
         }
+    }
+
+    /**
+     * Writes the first 14 bytes of the 16-byte descriptor at {@code o}, alike in both layouts but for
+     * what the first u16 means (split: flags, packed: id): addr, len, {@code first}. Returns where
+     * the last u16 goes (split: next, packed: flags), which the caller writes, plainly or released.
+     */
+    private static long put(MemorySegment table, long o, long addr, int length, int first) {
+        table.set(U64, o, addr);
+        table.set(U32, o + 8, length);
+        table.set(U16, o + 12, (short) first);
+        return o + 14;
     }
 
     /** The AVAIL/USED bits of a descriptor made available in the lap with wrap counter {@code wrap}. */
