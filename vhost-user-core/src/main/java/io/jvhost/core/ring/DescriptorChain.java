@@ -143,20 +143,19 @@ public final class DescriptorChain {
      * Returns the bytes copied.
      */
     public long write(MemorySegment src, long srcOffset, long skip, long max) {
-        ChainCursor b = copier.writable(this, skip);
-        long done = 0;
-        while (b.next(max - done)) {
-            done += b.copyFrom(src, srcOffset + done);
-        }
-        return done;
+        return copy(copier.writable(this, skip), src, srcOffset, max, true);
     }
 
     /** Copies up to {@code max} readable bytes, starting {@code skip} bytes in, into {@code dst}. */
     public long read(long skip, MemorySegment dst, long dstOffset, long max) {
-        ChainCursor b = copier.readable(this, skip);
+        return copy(copier.readable(this, skip), dst, dstOffset, max, false);
+    }
+
+    /** The one copy loop of {@link #write} and {@link #read}: piece by piece of {@code b}, up to {@code max} bytes. */
+    private static long copy(ChainCursor b, MemorySegment other, long otherOffset, long max, boolean intoChain) {
         long done = 0;
         while (b.next(max - done)) {
-            done += b.copyTo(dst, dstOffset + done);
+            done += intoChain ? b.copyFrom(other, otherOffset + done) : b.copyTo(other, otherOffset + done);
         }
         return done;
     }

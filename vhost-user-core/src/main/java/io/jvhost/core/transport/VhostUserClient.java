@@ -7,7 +7,6 @@ import io.jvhost.core.sys.UnixSockets;
 
 import java.nio.file.Path;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.atomic.AtomicLong;
 
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -16,22 +15,14 @@ import org.slf4j.LoggerFactory;
  * Client mode: connects to a frontend that listens (QEMU {@code server=on}), retrying with
  * back-off until it answers, and connects again whenever the connection ends.
  */
-public final class VhostUserClient implements Endpoint {
+public final class VhostUserClient extends FrontendSocket {
     private static final Logger LOG = LoggerFactory.getLogger(VhostUserClient.class);
     private static final long FIRST_RETRY_MILLIS = 50, MAX_RETRY_MILLIS = 2000;
 
-    private final Path path;
-    private final Backend backend;
-    private final ControlLoop loop;
-    private final AtomicLong connections = new AtomicLong();
     private long retryMillis = FIRST_RETRY_MILLIS;
-    private Connection current;
-    private volatile boolean closed;
 
     private VhostUserClient(Path path, Backend backend, ControlLoop loop) {
-        this.path = path;
-        this.backend = backend;
-        this.loop = loop;
+        super(path, backend, loop);
     }
 
     /** Starts connecting to {@code path}; returns at once. */
@@ -56,11 +47,7 @@ public final class VhostUserClient implements Endpoint {
             retryMillis = Math.min(retryMillis * 2, MAX_RETRY_MILLIS);
             return;
         }
-        long n = connections.incrementAndGet();
-        Connection[] c = new Connection[1];
-        c[0] = new Connection(path.getFileName() + "#" + n, socket, backend, () -> sessionEnded(c[0]));
-        current = c[0];
-        loop.register(c[0], c[0]::registered, e -> c[0].drop("cannot register: " + e));
+        serve(socket, this::sessionEnded);
     }
 
     /**
@@ -82,16 +69,6 @@ public final class VhostUserClient implements Endpoint {
         }
     }
 
-    @Override
-    public long connections() {
-        return connections.get();
-    }
-
-    @Override
-    public boolean disconnect(String reason) {
-        return Connection.dropOnControlThread(loop, () -> current, reason);
-    }
-
     /**
      * Stops reconnecting and drops the current connection; returns once the drop has started the
      * session's teardown (its queues are being detached), so the backend may be closed next.
@@ -101,9 +78,7 @@ public final class VhostUserClient implements Endpoint {
         closed = true;
         CompletableFuture<Void> done = new CompletableFuture<>();
         loop.execute(() -> {
-            if (current != null) {
-                current.drop("backend shutting down");
-            }
+            dropForShutdown();
             done.complete(null);
         });
         if (!loop.inLoop()) {

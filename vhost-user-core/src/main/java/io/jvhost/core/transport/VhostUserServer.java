@@ -25,26 +25,18 @@ import org.slf4j.LoggerFactory;
  * connected, further connections wait in the backlog; when it leaves (and its session is fully
  * cleaned up) the next one is accepted. A frontend going away never stops the server.
  */
-public final class VhostUserServer implements Endpoint {
+public final class VhostUserServer extends FrontendSocket {
     private static final Logger LOG = LoggerFactory.getLogger(VhostUserServer.class);
     private static final int S_IFMT = 0170000, S_IFSOCK = 0140000;
 
-    private final Path path;
-    private final Backend backend;
-    private final ControlLoop loop;
     private final Fd listener;
     private final SocketAccess access;
     private final AtomicLong refused = new AtomicLong();
-    private final AtomicLong connections = new AtomicLong();
     private final CompletableFuture<Void> ready = new CompletableFuture<>();
     private IoRegistration registration;
-    private Connection current;
-    private volatile boolean closed;
 
     private VhostUserServer(Path path, Backend backend, ControlLoop loop, Fd listener, SocketAccess access) {
-        this.path = path;
-        this.backend = backend;
-        this.loop = loop;
+        super(path, backend, loop);
         this.listener = listener;
         this.access = access;
     }
@@ -107,16 +99,6 @@ public final class VhostUserServer implements Endpoint {
     }
 
     /** How many frontends have connected so far. Any thread. */
-    @Override
-    public long connections() {
-        return connections.get();
-    }
-
-    @Override
-    public boolean disconnect(String reason) {
-        return Connection.dropOnControlThread(loop, () -> current, reason);
-    }
-
     private final class Acceptor implements EpollIoHandle {
         private final FileDescriptor fd = new FileDescriptor(listener.get());
 
@@ -153,10 +135,7 @@ public final class VhostUserServer implements Endpoint {
                 return;
             }
         } while (!allowed(socket));
-        long n = connections.incrementAndGet();
-        Connection c = new Connection(path.getFileName() + "#" + n, socket, backend, this::sessionEnded);
-        current = c;
-        loop.register(c, c::registered, e -> c.drop("cannot register: " + e));
+        serve(socket, ended -> sessionEnded());
     }
 
     /** Whether {@code access} lets the peer of {@code socket} in; closes it (and logs why) if not. */
@@ -199,9 +178,7 @@ public final class VhostUserServer implements Endpoint {
             if (registration != null) {
                 registration.cancel();
             }
-            if (current != null) {
-                current.drop("backend shutting down");
-            }
+            dropForShutdown();
             listener.close();
             done.complete(null);
         });
