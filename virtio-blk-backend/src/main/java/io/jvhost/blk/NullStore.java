@@ -8,45 +8,18 @@ package io.jvhost.blk;
  * null bdev do, so a comparison with them measures the vhost-user and virtio paths alone. Every
  * request completes inline on the poller thread; nothing is allocated.
  */
-public final class NullStore implements BlockStore {
-    private final long size;
-    private final boolean readOnly;
-
+public final class NullStore extends FixedSizeStore {
     public NullStore(long sizeBytes) {
         this(sizeBytes, false);
     }
 
     public NullStore(long sizeBytes, boolean readOnly) {
-        if (sizeBytes <= 0 || sizeBytes % BlkDevice.SECTOR != 0) {
-            throw new IllegalArgumentException("null disk size must be a positive multiple of 512: " + sizeBytes);
-        }
-        this.size = sizeBytes;
-        this.readOnly = readOnly;
-    }
-
-    @Override
-    public long size() {
-        return size;
-    }
-
-    @Override
-    public boolean readOnly() {
-        return readOnly;
+        super("null disk", sizeBytes, readOnly);
     }
 
     /** FLUSH is offered, as null-co does, so that a guest's flushes are part of what is measured. */
     @Override
     public boolean canFlush() {
-        return true;
-    }
-
-    @Override
-    public boolean canDiscard() {
-        return true;
-    }
-
-    @Override
-    public boolean canWriteZeroes() {
         return true;
     }
 

@@ -7,20 +7,16 @@ import java.lang.foreign.MemorySegment;
  * A disk in native memory, for tests and benchmarks. Copies are memory speed, so requests complete
  * inline on the poller thread: nothing here blocks. Contents vanish with the process.
  */
-public final class RamStore implements BlockStore {
+public final class RamStore extends FixedSizeStore {
     private final Arena arena = Arena.ofShared();
     private final MemorySegment disk;
-    private final boolean readOnly;
 
     public RamStore(long sizeBytes) {
         this(sizeBytes, false);
     }
 
     public RamStore(long sizeBytes, boolean readOnly) {
-        this.readOnly = readOnly;
-        if (sizeBytes <= 0 || sizeBytes % BlkDevice.SECTOR != 0) {
-            throw new IllegalArgumentException("RAM disk size must be a positive multiple of 512: " + sizeBytes);
-        }
+        super("RAM disk", sizeBytes, readOnly);
         this.disk = arena.allocate(sizeBytes, 4096);
     }
 
@@ -30,28 +26,8 @@ public final class RamStore implements BlockStore {
     }
 
     @Override
-    public long size() {
-        return disk.byteSize();
-    }
-
-    @Override
-    public boolean readOnly() {
-        return readOnly;
-    }
-
-    @Override
     public boolean canFlush() {
         return false; // nothing volatile: every write is as durable as the RAM itself
-    }
-
-    @Override
-    public boolean canDiscard() {
-        return true;
-    }
-
-    @Override
-    public boolean canWriteZeroes() {
-        return true;
     }
 
     @Override
