@@ -265,7 +265,9 @@ class NetSimulatorReceiveTest {
         Thread.sleep(200); // an observation window: nothing should happen in it
         long attempts = (rig.queueCounters(0).descriptors - settled) / 2;
 
-        assertTrue(attempts < 10, attempts + " attempts in 200 ms with no new buffer");
+        // A poller that kept retrying would make hundreds of thousands of attempts in 200 ms. One that
+        // sleeps makes a few: the adaptive default looks again during its short spin after any wake-up.
+        assertTrue(attempts < 100, attempts + " attempts in 200 ms with no new buffer");
         rig.postRx(0, 2, 256);
         assertArrayEquals(frame(1000, 25), rig.awaitFrame(0).frame());
     }
