@@ -94,7 +94,7 @@ class ServeConfigTest {
     @Test
     void shouldPointAtTheDeviceWhenARequiredOptionIsMissing() {
         assertEquals(List.of("c.yaml:3:5: devices[1] (blk0): Missing required argument (specify one of these):"
-                        + " (--file=IMAGE | --ram=SIZE | --rbd=POOL/IMAGE | --nbd=URI)"),
+                        + " (--file=IMAGE | --ram=SIZE | --null=SIZE | --rbd=POOL/IMAGE | --nbd=URI)"),
                 problems("""
                         devices:
                           - {type: rng, socket: /run/jvhost/r.sock}
