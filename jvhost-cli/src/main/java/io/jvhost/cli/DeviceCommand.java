@@ -29,6 +29,12 @@ public abstract class DeviceCommand implements Callable<Integer> {
     @Spec
     protected CommandSpec spec;
 
+    /** With --handover, the process that serves these sockets now (its device fds are offered here), or null. */
+    protected io.jvhost.core.transport.Handover.Takeover predecessor;
+
+    /** What {@link #open} gives a successor of this process besides the sockets (a TAP's queues). */
+    protected io.jvhost.core.transport.Handover.DeviceFds handoverFds = io.jvhost.core.transport.Handover.DeviceFds.NONE;
+
     /** What the devices of one command or config entry share with others in the process. */
     @FunctionalInterface
     public interface Shared {
@@ -68,7 +74,18 @@ public abstract class DeviceCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         check();
-        return serve.serve(kind(), open(Shared.own()));
+        serve.checkUsage();
+        predecessor = serve.contactPredecessor();
+        DeviceSet set;
+        try {
+            set = open(Shared.own());
+        } catch (Exception | Error e) {
+            if (predecessor != null) {
+                predecessor.close();
+            }
+            throw e;
+        }
+        return serve.serve(kind(), set, predecessor, handoverFds);
     }
 
     /** A usage error of this command (one line with a pointer to its --help, exit code 2). */

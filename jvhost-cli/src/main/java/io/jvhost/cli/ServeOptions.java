@@ -9,6 +9,7 @@ import io.jvhost.core.runtime.BackendOptions;
 import io.jvhost.core.runtime.IdleMode;
 import io.jvhost.core.transport.ControlLoop;
 import io.jvhost.core.transport.Endpoint;
+import io.jvhost.core.transport.Handover;
 import io.jvhost.core.transport.VhostUserClient;
 import io.jvhost.core.transport.VhostUserServer;
 import io.jvhost.prometheus.MetricsServer;
@@ -98,6 +99,12 @@ public final class ServeOptions {
             }
         }
     }
+
+    @Option(names = "--handover", paramLabel = "PATH",
+            description = {"Live upgrade: listen on PATH for a successor. Run the same command again while this one serves and the new process"
+                    + " takes over the sockets, frontend connections, guest memory and queues where they stand, without the guest or QEMU noticing;"
+                    + " the old one exits 0 (or serves on if the new one fails)."})
+    Path handover;
 
     @Option(names = "--trace", description = "Log every vhost-user message, decoded.")
     void trace(boolean on) {
@@ -241,9 +248,47 @@ public final class ServeOptions {
         }
     }
 
+    /** Refuses --handover with --client (the frontend's socket is not ours to hand over) and a path no socket can have. */
+    private void checkHandover() {
+        if (handover == null) {
+            return;
+        }
+        if (client) {
+            throw new ParameterException(command.commandLine(), "--handover works with a socket jvhost listens on, not with --client");
+        }
+        SocketAccessOptions.checkLengths(command, java.util.List.of(handover));
+    }
+
+    /** The --handover path, or null. */
+    public Path handover() {
+        return handover;
+    }
+
+    /**
+     * With --handover: the process serving these sockets now, contacted and its offer received, or
+     * null when none listens on the path (this process then starts afresh). A {@link Failure} when it
+     * refuses.
+     */
+    public Handover.Takeover contactPredecessor() {
+        if (handover == null) {
+            return null;
+        }
+        checkHandover();
+        try {
+            Handover.Takeover t = Handover.contact(handover, sockets);
+            if (t != null) {
+                System.out.printf("jvhost: taking over from pid %d (--handover %s)%n", t.pid(), handover);
+            }
+            return t;
+        } catch (java.io.IOException e) {
+            throw new Failure("--handover " + handover + ": " + e.getMessage(), e);
+        }
+    }
+
     /** Checks the access options and each socket path's length: what {@code serve --check} can check without the machine. */
     public void checkUsage() {
         checkCoalescing();
+        checkHandover();
         idleMode();
         access.access(command, client);
         SocketAccessOptions.checkLengths(command, sockets);
@@ -287,6 +332,16 @@ public final class ServeOptions {
 
     /** As {@link #start(String, DeviceSet, ControlLoop)}, every queue on {@code shared} if it is not null. */
     public Started start(String name, DeviceSet set, ControlLoop loop, io.jvhost.core.runtime.Poller shared) throws Exception {
+        return start(name, set, loop, shared, null);
+    }
+
+    /**
+     * As {@link #start(String, DeviceSet, ControlLoop, io.jvhost.core.runtime.Poller)}; with a
+     * {@code predecessor}, each socket is the one it listens on (nothing accepted until the takeover
+     * completes) instead of a new one.
+     */
+    public Started start(String name, DeviceSet set, ControlLoop loop, io.jvhost.core.runtime.Poller shared,
+                         Handover.Takeover predecessor) throws Exception {
         if (set.devices().size() != sockets.size()) {
             throw new ParameterException(command.commandLine(), name + " serves one socket; got " + sockets.size());
         }
@@ -295,7 +350,9 @@ public final class ServeOptions {
                 coalesceFrames, coalesceUsecs);
         BackendOptions options = shared != null ? own.onShared(shared) : own;
         io.jvhost.core.transport.SocketAccess socketAccess = access.access(command, client);
-        SocketAccessOptions.checkPaths(command, sockets, client);
+        if (predecessor == null) {
+            SocketAccessOptions.checkPaths(command, sockets, client);
+        }
         Started started = new Started(new java.util.ArrayList<>(), new java.util.ArrayList<>(), new java.util.ArrayList<>());
         try {
             for (int i = 0; i < sockets.size(); i++) {
@@ -310,8 +367,10 @@ public final class ServeOptions {
                 started.ids().add(id);
                 started.backends().add(backend);
                 started.endpoints().add(client ? VhostUserClient.connect(socket, backend, loop)
+                        : predecessor != null ? predecessor.server(socket, backend, loop, socketAccess)
                         : VhostUserServer.listen(socket, backend, loop, socketAccess));
-                System.out.printf("jvhost %s: %s %s (%s)%n", id, client ? "connecting to" : "listening on", socket,
+                System.out.printf("jvhost %s: %s %s (%s)%n", id, client ? "connecting to"
+                                : predecessor != null ? "taking over" : "listening on", socket,
                         shared != null ? "on shared poller " + shared.name()
                                 : backend.pollerCount() + " pollers, " + options.idleMode() + " mode");
             }
@@ -323,20 +382,59 @@ public final class ServeOptions {
     }
 
     /**
+     * Completes the takeover from {@code predecessor} (if any) and offers these devices to a
+     * successor on --handover's path; once one has taken over, this process exits 0 at once,
+     * touching nothing it handed over (the socket files, the TAP, the image stay the successor's).
+     */
+    private Handover.Offer offer(Started started, ControlLoop loop, Handover.Takeover predecessor, Handover.DeviceFds deviceFds)
+            throws java.io.IOException {
+        io.jvhost.core.sys.Fd listener = null;
+        if (predecessor != null) {
+            try {
+                listener = predecessor.complete(loop);
+            } catch (java.io.IOException e) {
+                throw new Failure("--handover " + handover + ": taking over from pid " + predecessor.pid() + " failed, it serves on: "
+                        + e.getMessage(), e);
+            }
+            System.out.printf("jvhost: took over from pid %d%n", predecessor.pid());
+        }
+        java.util.List<VhostUserServer> servers = new java.util.ArrayList<>();
+        for (Endpoint e : started.endpoints()) {
+            servers.add((VhostUserServer) e);
+        }
+        return Handover.offer(handover, listener, servers, loop, deviceFds, () -> {
+            System.out.println("jvhost: handed over to a successor (--handover " + handover + "); exiting");
+            System.out.flush();
+            Runtime.getRuntime().halt(0); // no cleanup: everything open is the successor's now
+        });
+    }
+
+    /**
      * Serves the devices of {@code set}, the i-th on the i-th socket, until SIGTERM or SIGINT,
      * printing its status every 10 seconds; closes its storage once every queue has stopped and
      * published what it finished (a store flushes its writes there). Returns the exit code: 1 if
      * closing the storage fails.
      */
     public int serve(String name, DeviceSet set) throws Exception {
+        return serve(name, set, null, Handover.DeviceFds.NONE);
+    }
+
+    /**
+     * As {@link #serve(String, DeviceSet)}, taking over from {@code predecessor} if not null, and
+     * with --handover offering to a successor the sockets and {@code deviceFds}.
+     */
+    public int serve(String name, DeviceSet set, Handover.Takeover predecessor, Handover.DeviceFds deviceFds) throws Exception {
         AutoCloseable storage = set.storage();
         Runnable status = set.status();
         ControlLoop loop = new ControlLoop();
         java.util.List<AutoCloseable> resources = new java.util.ArrayList<>();
         Started started;
         try {
-            started = start(name, set, loop);
+            started = start(name, set, loop, null, predecessor);
         } catch (Exception e) {
+            if (predecessor != null) {
+                predecessor.close();
+            }
             if (storage != null) {
                 storage.close();
             }
@@ -344,6 +442,18 @@ public final class ServeOptions {
             throw e;
         }
         resources.add(started);
+        if (handover != null) {
+            try {
+                resources.add(0, offer(started, loop, predecessor, deviceFds));
+            } catch (Exception e) {
+                started.close();
+                if (storage != null) {
+                    storage.close();
+                }
+                loop.close();
+                throw e;
+            }
+        }
         java.util.List<Backend> backends = started.backends();
         java.util.List<String> ids = started.ids();
         if (set.watch() != null) {

@@ -34,7 +34,15 @@ public final class TapPort implements NetPort, AutoCloseable {
     private GuestNic nic;
 
     public TapPort(String name, int pairs) throws NativeException {
-        this.tap = TapInterface.open(name, pairs, true);
+        this(TapInterface.open(name, pairs, true), pairs);
+    }
+
+    /** On {@code tap}, opened with a virtio-net header and a queue per pair (by this process, or a predecessor: live upgrade). */
+    public TapPort(TapInterface tap, int pairs) {
+        if (tap.queueCount() != pairs || !tap.hasVnetHeader()) {
+            throw new IllegalArgumentException("TAP " + tap.name() + " has " + tap.queueCount() + " queues, not " + pairs);
+        }
+        this.tap = tap;
         this.buffers = new MemorySegment[pairs];
         this.headerBytes = new MemorySegment[pairs];
         this.headers = new NetHeader[pairs];
@@ -45,6 +53,11 @@ public final class TapPort implements NetPort, AutoCloseable {
             headers[i] = new NetHeader();
         }
         offloadsAccepted(0);
+    }
+
+    /** The TAP, e.g. to hand its fds to a successor. */
+    public TapInterface tap() {
+        return tap;
     }
 
     public String name() {

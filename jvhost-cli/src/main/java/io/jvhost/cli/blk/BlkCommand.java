@@ -109,7 +109,7 @@ public final class BlkCommand extends DeviceCommand {
         BlockStore store = backing.rbd != null ? ceph.open(backing.rbd, readOnly)
                 : backing.nbd != null ? nbd.open(backing.nbd, readOnly)
                 : backing.file != null ? openFile(backing.file)
-                : backing.ram != null ? new RamStore(backing.ram, readOnly)
+                : backing.ram != null ? ram()
                 : new NullStore(backing.nullSize, readOnly);
         BlkDevice device;
         try {
@@ -118,9 +118,22 @@ public final class BlkCommand extends DeviceCommand {
             store.close();
             throw usage(e.getMessage());
         }
+        if (store instanceof RamStore ram) { // a successor keeps the disk's contents
+            handoverFds = () -> java.util.Map.of("ram", java.util.List.of(ram.duplicateFd()));
+        }
         // A grown image file (qemu-img resize, truncate) reaches the guest within a second.
         // Closing a file store flushes it.
         return new DeviceSet(java.util.List.of(device), store, () -> { }, device::checkResize);
+    }
+
+    /** A RAM disk: the running process's (live upgrade), or a new one. */
+    private RamStore ram() {
+        java.util.List<io.jvhost.core.sys.Fd> inherited = predecessor == null ? java.util.List.of() : predecessor.deviceFds("ram");
+        try {
+            return inherited.isEmpty() ? new RamStore(backing.ram, readOnly) : new RamStore(inherited.get(0), backing.ram, readOnly);
+        } catch (IllegalArgumentException | IllegalStateException e) {
+            throw new Failure("--ram " + backing.ram + ": " + e.getMessage(), e);
+        }
     }
 
     /** Opens the image, or says in one line what is wrong with it and what to do. */

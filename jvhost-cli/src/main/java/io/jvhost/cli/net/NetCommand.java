@@ -89,6 +89,16 @@ public final class NetCommand extends DeviceCommand {
     private NetPort tap(String name, int socketIndex) {
         String tap = tapName(name, socketIndex);
         try {
+            java.util.List<io.jvhost.core.sys.Fd> inherited = predecessor == null ? java.util.List.of()
+                    : predecessor.deviceFds("tap:" + tap);
+            if (!inherited.isEmpty()) { // live upgrade: the predecessor's queues, the same open TAP
+                if (inherited.size() != queues) {
+                    inherited.forEach(io.jvhost.core.sys.Fd::close);
+                    throw new Failure("--tap " + tap + ": the running process has " + inherited.size() + " queues on it, this command "
+                            + queues + " (give the same --queues)");
+                }
+                return new TapPort(io.jvhost.core.sys.TapInterface.adopt(tap, inherited, true), queues);
+            }
             return new TapPort(tap, queues);
         } catch (io.jvhost.core.sys.NativeException e) {
             String user = System.getProperty("user.name");
@@ -176,6 +186,15 @@ public final class NetCommand extends DeviceCommand {
             }
             throw e;
         }
+        handoverFds = () -> { // a successor takes over the same TAP queues (a second open would find them busy)
+            java.util.Map<String, java.util.List<io.jvhost.core.sys.Fd>> fds = new java.util.LinkedHashMap<>();
+            for (NetDevice d : nics) {
+                if (d.port() instanceof TapPort t) {
+                    fds.put("tap:" + t.name(), t.tap().duplicateFds());
+                }
+            }
+            return fds;
+        };
         // Closed once the queues stopped: a TAP's fds go, a switch port is unplugged, the uplink closes.
         return new DeviceSet(devices, () -> {
             nics.forEach(d -> d.port().close());

@@ -63,6 +63,11 @@ public final class QemuGuest implements AutoCloseable {
     private static final Duration CLOSE_QUIT_TIMEOUT = Duration.ofSeconds(5);
     private static final Pattern SHELL_SAFE = Pattern.compile("[A-Za-z0-9_./,:=+@%-]+");
 
+    /** What QEMU printed on stderr so far (its last 8-16 KiB): where it reports a vhost-user backend that went away. */
+    public String stderr() {
+        return stderrTail.toString();
+    }
+
     /** Output of one {@link #exec}: stdout and stderr interleaved as the guest printed them. */
     public record Result(String output, int exitStatus) {
 

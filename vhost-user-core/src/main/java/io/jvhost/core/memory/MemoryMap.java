@@ -130,6 +130,11 @@ public final class MemoryMap implements AutoCloseable {
         return regions.size();
     }
 
+    /** The regions in the table now, in the order they were added. */
+    public List<MemoryRegion> regions() {
+        return List.copyOf(regions);
+    }
+
     private void publish() {
         current = new GuestMemory(regions.toArray(new MemoryRegion[0]));
     }
@@ -157,7 +162,7 @@ public final class MemoryMap implements AutoCloseable {
         Arena arena = Arena.ofShared();
         try {
             MemorySegment segment = Mappings.map(fd.get(), s.mmapOffset(), s.size(), arena);
-            return new MemoryRegion(s.gpa(), s.size(), s.hva(), s.mmapOffset(), segment, arena);
+            return new MemoryRegion(s.gpa(), s.size(), s.hva(), s.mmapOffset(), segment, arena, fd.dup());
         } catch (NativeException | ArithmeticException e) {
             arena.close();
             throw new InvalidMemoryException("cannot map region " + s + ": " + e.getMessage());

@@ -1,5 +1,7 @@
 package io.jvhost.core.memory;
 
+import io.jvhost.core.sys.Fd;
+
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 
@@ -15,15 +17,28 @@ public final class MemoryRegion {
     private final long mmapOffset;
     private final MemorySegment segment;
     private final Arena arena;
+    /** The frontend's fd, kept so that a successor process can map the same memory (live upgrade). */
+    private final Fd fd;
     int references = 1;
 
-    MemoryRegion(long gpa, long size, long hva, long mmapOffset, MemorySegment segment, Arena arena) {
+    MemoryRegion(long gpa, long size, long hva, long mmapOffset, MemorySegment segment, Arena arena, Fd fd) {
         this.gpa = gpa;
         this.size = size;
         this.hva = hva;
         this.mmapOffset = mmapOffset;
         this.segment = segment;
         this.arena = arena;
+        this.fd = fd;
+    }
+
+    /** The fd the region is mapped from; closed by {@link #unmap()}. */
+    public Fd fd() {
+        return fd;
+    }
+
+    /** How many ADD_MEM_REG messages added this same region (REM_MEM_REG removes one each). */
+    public int references() {
+        return references;
     }
 
     public long gpa() {
@@ -58,6 +73,7 @@ public final class MemoryRegion {
 
     void unmap() {
         arena.close();
+        fd.close();
     }
 
     @Override

@@ -55,7 +55,7 @@ public final class Payload {
         U16.set(payload, offset, (short) value);
     }
 
-    static void putU32(byte[] payload, int offset, int value) {
+    public static void putU32(byte[] payload, int offset, int value) {
         U32.set(payload, offset, value);
     }
 

@@ -47,6 +47,11 @@ final class BackendChannel implements AutoCloseable {
         return old;
     }
 
+    /** A duplicate of the channel's socket for a successor process (live upgrade), or null without one. */
+    Fd dupSocket() throws io.jvhost.core.sys.NativeException {
+        return socket == null ? null : socket.dup();
+    }
+
     /** CONFIG_CHANGE_MSG: the device's configuration space changed. Needs {@link #isOpen()}. */
     void sendConfigChange() {
         long n = send(BackendMessageType.CONFIG_CHANGE_MSG, Payload.NONE);

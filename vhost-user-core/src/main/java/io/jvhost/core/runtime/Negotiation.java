@@ -32,6 +32,10 @@ final class Negotiation {
         return offeredProtocolFeatures;
     }
 
+    long ackedProtocolFeatures() {
+        return ackedProtocolFeatures;
+    }
+
     long ackedFeatures() {
         return ackedFeatures;
     }

@@ -61,6 +61,10 @@ public final class Session {
     private final Vrings vrings;
     private final BackendChannel channel;
     private boolean closed;
+    /** Acked or refused SET_CONFIG writes and the last NET_SET_MTU: device state a successor replays. */
+    private final java.util.List<Message> deviceWrites = new java.util.ArrayList<>();
+    private Message mtu;
+    private boolean featuresSet, protocolFeaturesSet;
     private long messages;
     private long messagesRefused;
 
@@ -165,6 +169,7 @@ public final class Session {
             case SET_FEATURES -> {
                 long f = Payload.decodeU64(p, fds);
                 negotiation.ackFeatures(f);
+                featuresSet = true;
                 device.featuresAcked(f);
                 vrings.reconcileAll(x, true);
             }
@@ -174,11 +179,16 @@ public final class Session {
                 vrings.reset(x);
                 x.afterAcks(() -> {
                     negotiation.resetDevice();
+                    featuresSet = false;
+                    deviceWrites.clear();
                     device.reset();
                 });
             }
             case GET_PROTOCOL_FEATURES -> reply(x, negotiation.offeredProtocolFeatures());
-            case SET_PROTOCOL_FEATURES -> negotiation.ackProtocolFeatures(Payload.decodeU64(p, fds));
+            case SET_PROTOCOL_FEATURES -> {
+                negotiation.ackProtocolFeatures(Payload.decodeU64(p, fds));
+                protocolFeaturesSet = true;
+            }
             case GET_QUEUE_NUM -> reply(x, vrings.count());
             case GET_MAX_MEM_SLOTS -> reply(x, MemoryMap.MAX_SLOTS);
             case SET_MEM_TABLE -> {
@@ -217,6 +227,9 @@ public final class Session {
                 if (!device.writeConfig(r.offset(), r.data())) {
                     throw new ProtocolException("device refused config write at " + r.offset() + "+" + r.size());
                 }
+                if (deviceWrites.size() < 64) { // a guest rewrites the same few fields; the first 64 say it
+                    deviceWrites.add(new Message(SET_CONFIG, io.jvhost.core.protocol.Header.VERSION, p, new Fd[0]));
+                }
             }
             // Status 0 arrives before the last GET_VRING_BASE (QEMU 7.2): ring state stays.
             case SET_STATUS -> negotiation.status(Payload.decodeU64(p, fds));
@@ -226,6 +239,7 @@ public final class Session {
                 if (mtu < 68 || mtu > 65535 || !device.setMtu((int) mtu)) {
                     throw new ProtocolException("MTU " + mtu + " refused");
                 }
+                this.mtu = new Message(NET_SET_MTU, io.jvhost.core.protocol.Header.VERSION, p, new Fd[0]);
             }
             case SEND_RARP -> {
                 if (!device.sendRarp(Payload.decodeU64(p, fds) & 0xFFFF_FFFF_FFFFL)) {
@@ -282,6 +296,92 @@ public final class Session {
             throw new ProtocolException("inflight for " + r.queues() + " queues of " + r.queueSize());
         }
         return r;
+    }
+
+    /**
+     * Live upgrade, this side: holds every queue stopped at a request boundary (requests in flight
+     * finish and are published) and gives {@code paused} the messages that rebuild this session in
+     * a successor, carrying duplicates of every fd: features, memory, inflight region, dirty log,
+     * backend channel, each vring where it stopped, and device writes. {@link #resume()} undoes it
+     * when the successor fails. Call between messages. Control thread.
+     */
+    public void pause(java.util.function.Consumer<java.util.List<Message>> paused) {
+        internal(vrings::hold, () -> {
+            java.util.List<Message> out = new java.util.ArrayList<>();
+            try {
+                if (protocolFeaturesSet) {
+                    out.add(internalMessage(SET_PROTOCOL_FEATURES, Payload.encodeU64(negotiation.ackedProtocolFeatures())));
+                }
+                if (featuresSet) {
+                    out.add(internalMessage(SET_FEATURES, Payload.encodeU64(negotiation.ackedFeatures())));
+                }
+                out.add(internalMessage(SET_STATUS, Payload.encodeU64(negotiation.status())));
+                regions.handoverMessages(out);
+                Fd backendChannel = channel.dupSocket();
+                if (backendChannel != null) {
+                    out.add(new Message(SET_BACKEND_REQ_FD, io.jvhost.core.protocol.Header.VERSION, Payload.NONE, new Fd[] {backendChannel}));
+                }
+                out.addAll(deviceWrites);
+                if (mtu != null) {
+                    out.add(mtu);
+                }
+                vrings.handoverMessages(out);
+            } catch (io.jvhost.core.sys.NativeException e) {
+                out.forEach(m -> Fd.closeAll(m.fds()));
+                LOG.error("{}: cannot hand over: {}", name, e.getMessage());
+                paused.accept(null);
+                return;
+            }
+            paused.accept(out);
+        });
+    }
+
+    /** Serves again after {@link #pause}: every queue its state asks for runs again where it stopped. Control thread. */
+    public void resume() {
+        internal(vrings::release, () -> LOG.info("{}: serving again", name));
+    }
+
+    /**
+     * Live upgrade, the successor's side: rebuilds the session a predecessor paused, each message
+     * handled as if the frontend sent it (replies go nowhere), with every queue held stopped until
+     * {@link #resume()}. {@code done} gets null, or why a message was refused (the predecessor
+     * then serves on). Control thread.
+     */
+    public void replay(java.util.List<Message> messages, java.util.function.Consumer<String> done) {
+        internal(vrings::hold, () -> replayFrom(messages, 0, done));
+    }
+
+    private void replayFrom(java.util.List<Message> messages, int next, java.util.function.Consumer<String> done) {
+        if (next == messages.size()) {
+            done.accept(null);
+            return;
+        }
+        Message m = messages.get(next);
+        long refusedBefore = messagesRefused;
+        handle(m, () -> {
+            if (messagesRefused != refusedBefore || closed) {
+                for (int i = next + 1; i < messages.size(); i++) {
+                    Fd.closeAll(messages.get(i).fds());
+                }
+                done.accept(m.name() + " refused (see the log above)");
+            } else {
+                replayFrom(messages, next + 1, done);
+            }
+        });
+    }
+
+    private static Message internalMessage(int request, byte[] payload) {
+        return new Message(request, io.jvhost.core.protocol.Header.VERSION, payload, new Fd[0]);
+    }
+
+    /** Runs {@code change} on an exchange of the session's own (no frontend message); {@code then} once the pollers acked. */
+    private void internal(java.util.function.Consumer<Exchange> change, Runnable then) {
+        Exchange x = new Exchange(internalMessage(0, Payload.NONE), settled -> {
+            settled.runAfterAcks();
+            then.run();
+        });
+        change.accept(x);
+        x.seal();
     }
 
     /**

@@ -5,6 +5,10 @@ import io.jvhost.core.memory.GuestMemory;
 import io.jvhost.core.memory.InvalidMemoryException;
 import io.jvhost.core.memory.MemoryMap;
 import io.jvhost.core.memory.MemoryMap.RegionSpec;
+import io.jvhost.core.memory.MemoryRegion;
+import io.jvhost.core.protocol.Header;
+import io.jvhost.core.protocol.Message;
+import io.jvhost.core.protocol.MessageType;
 import io.jvhost.core.protocol.InflightRequest;
 import io.jvhost.core.protocol.LogBase;
 import io.jvhost.core.protocol.MemoryTable;
@@ -41,6 +45,9 @@ final class SharedRegions implements AutoCloseable {
     /** The dirty log from SET_LOG_BASE; written only while LOG_ALL is acked. */
     private DirtyLog dirtyLog;
     private Arena logArena;
+    /** The log's fd and layout, kept for a successor (live upgrade); null without a log. */
+    private Fd logFd;
+    private LogBase logBase;
     /**
      * The inflight region: per queue {@link InflightLog#queueRegionSize} bytes (split rings) or
      * {@link PackedInflightLog#queueRegionSize} (packed); null until given.
@@ -48,6 +55,9 @@ final class SharedRegions implements AutoCloseable {
     private MemorySegment inflightRegion;
     private Arena inflightArena;
     private int inflightQueues, inflightQueueSize;
+    /** The inflight region's fd and layout, kept for a successor (live upgrade); null until given. */
+    private Fd inflightFd;
+    private InflightRequest inflightLayout;
 
     SharedRegions(String name) {
         this.name = name;
@@ -120,9 +130,13 @@ final class SharedRegions implements AutoCloseable {
             Arena arena = Arena.ofShared();
             try {
                 DirtyLog mapped = new DirtyLog(Mappings.map(fd.get(), log.offset(), log.size(), arena));
+                Fd kept = fd.dup();
                 retireAfterAcks(x, logArena);
+                closeAfterAcks(x, logFd);
                 dirtyLog = mapped;
                 logArena = arena;
+                logFd = kept;
+                logBase = log;
             } catch (NativeException e) {
                 arena.close();
                 throw new ProtocolException("cannot map the log: " + e.getMessage());
@@ -159,8 +173,9 @@ final class SharedRegions implements AutoCloseable {
                     InflightLog.initialize(slice, r.queueSize());
                 }
             }
-            useInflight(x, region, arena, r.queues(), r.queueSize());
-            x.reply(new InflightRequest(total, 0, r.queues(), r.queueSize()).encode(), fd);
+            InflightRequest layout = new InflightRequest(total, 0, r.queues(), r.queueSize());
+            useInflight(x, region, arena, r.queues(), r.queueSize(), fd.dup(), layout);
+            x.reply(layout.encode(), fd);
         } catch (NativeException e) {
             arena.close();
             if (fd != null) {
@@ -188,7 +203,8 @@ final class SharedRegions implements AutoCloseable {
             long mapped = Math.min(r.mmapSize(), fileSize - r.mmapOffset());
             Arena arena = Arena.ofShared();
             try {
-                useInflight(x, Mappings.map(fd.get(), r.mmapOffset(), mapped, arena), arena, r.queues(), r.queueSize());
+                useInflight(x, Mappings.map(fd.get(), r.mmapOffset(), mapped, arena), arena, r.queues(), r.queueSize(),
+                        fd.dup(), r);
                 LOG.info("{}: inflight region for {} queues of {} from the frontend", name, r.queues(), r.queueSize());
             } catch (NativeException e) {
                 arena.close();
@@ -197,12 +213,55 @@ final class SharedRegions implements AutoCloseable {
         }
     }
 
-    private void useInflight(Exchange x, MemorySegment region, Arena arena, int queues, int queueSize) {
+    private void useInflight(Exchange x, MemorySegment region, Arena arena, int queues, int queueSize, Fd fd,
+                             InflightRequest layout) {
         retireAfterAcks(x, inflightArena); // unmapped once no poller writes to it
+        closeAfterAcks(x, inflightFd);
+        inflightFd = fd;
+        inflightLayout = layout;
         inflightRegion = region;
         inflightArena = arena;
         inflightQueues = queues;
         inflightQueueSize = queueSize;
+    }
+
+    private static void closeAfterAcks(Exchange x, Fd old) {
+        if (old != null) {
+            x.afterAcks(old::close);
+        }
+    }
+
+    /**
+     * The messages that rebuild these regions in a successor process (live upgrade): the memory
+     * table (SET_MEM_TABLE, or ADD_MEM_REG per region beyond its 8), the inflight region
+     * (SET_INFLIGHT_FD) and the dirty log (SET_LOG_BASE), each with a duplicate of its fd.
+     */
+    void handoverMessages(List<Message> out) throws NativeException {
+        List<MemoryRegion> regions = memory.regions();
+        boolean table = regions.size() <= MemoryTable.MAX_REGIONS && regions.stream().allMatch(r -> r.references() == 1);
+        if (table && !regions.isEmpty()) {
+            List<RegionDescription> descriptions = new java.util.ArrayList<>();
+            Fd[] fds = new Fd[regions.size()];
+            for (int i = 0; i < fds.length; i++) {
+                MemoryRegion r = regions.get(i);
+                descriptions.add(new RegionDescription(r.gpa(), r.size(), r.hva(), r.mmapOffset()));
+                fds[i] = r.fd().dup();
+            }
+            out.add(new Message(MessageType.SET_MEM_TABLE, Header.VERSION, new MemoryTable(descriptions).encode(), fds));
+        } else {
+            for (MemoryRegion r : regions) {
+                for (int n = 0; n < r.references(); n++) {
+                    byte[] p = new RegionDescription(r.gpa(), r.size(), r.hva(), r.mmapOffset()).encodeSingle();
+                    out.add(new Message(MessageType.ADD_MEM_REG, Header.VERSION, p, new Fd[] {r.fd().dup()}));
+                }
+            }
+        }
+        if (inflightFd != null) {
+            out.add(new Message(MessageType.SET_INFLIGHT_FD, Header.VERSION, inflightLayout.encode(), new Fd[] {inflightFd.dup()}));
+        }
+        if (logFd != null) {
+            out.add(new Message(MessageType.SET_LOG_BASE, Header.VERSION, logBase.encode(), new Fd[] {logFd.dup()}));
+        }
     }
 
     private static void retireAfterAcks(Exchange x, Arena old) {
@@ -242,6 +301,11 @@ final class SharedRegions implements AutoCloseable {
         }
         if (logArena != null) {
             logArena.close();
+        }
+        for (Fd fd : new Fd[] {inflightFd, logFd}) {
+            if (fd != null) {
+                fd.close();
+            }
         }
     }
 }

@@ -3,6 +3,7 @@ package io.jvhost.core.runtime;
 import io.jvhost.core.device.VirtioFeatures;
 import io.jvhost.core.memory.DirtyLog;
 import io.jvhost.core.memory.GuestMemory;
+import io.jvhost.core.protocol.Message;
 import io.jvhost.core.protocol.MessageType;
 import io.jvhost.core.protocol.ProtocolException;
 import io.jvhost.core.protocol.VringAddress;
@@ -57,6 +58,8 @@ final class Vrings {
     private final Vring[] vrings;
     private final int maxSize;
     private boolean closed;
+    /** While held no queue runs, whatever its state: a session paused for, or rebuilt by, a live upgrade. */
+    private boolean held;
     /** Whether an enable value other than 0 or 1 was logged in this session (once is enough). */
     private boolean wideEnableLogged;
 
@@ -201,7 +204,7 @@ final class Vrings {
      */
     void reconcile(Exchange x, int i, boolean reconfigure) {
         Vring v = vrings[i];
-        boolean want = !closed && v.started && enabled(v) && v.address != null && v.num > 0 && regions.hasMemory();
+        boolean want = !closed && !held && v.started && enabled(v) && v.address != null && v.num > 0 && regions.hasMemory();
         if (v.running && (!want || reconfigure)) {
             v.running = false;
             x.expectAck();
@@ -265,6 +268,62 @@ final class Vrings {
             LibC.eventfdSignal(v.err.get());
         }
         return null;
+    }
+
+    /**
+     * Holds every queue stopped (each running one detaches, finishing what it has in flight, and
+     * keeps its position as its base) until {@link #release}: what a live upgrade pauses and
+     * replays under.
+     */
+    void hold(Exchange x) {
+        held = true;
+        reconcileAll(x, false);
+    }
+
+    /** Lets every queue run again that its state asks to run. */
+    void release(Exchange x) {
+        held = false;
+        reconcileAll(x, false);
+    }
+
+    /**
+     * The messages that rebuild every vring's state in a successor process, with duplicates of the
+     * fds: size, addresses, base (where the queue stopped), call and err fds, the kick fd if the
+     * ring was started, and enable. Only while {@link #hold held}: the bases are final then.
+     */
+    void handoverMessages(java.util.List<Message> out) throws io.jvhost.core.sys.NativeException {
+        for (int i = 0; i < vrings.length; i++) {
+            Vring v = vrings[i];
+            if (v.num > 0) {
+                out.add(message(MessageType.SET_VRING_NUM, VringState.encode(i, v.num)));
+            }
+            if (v.address != null) {
+                out.add(message(MessageType.SET_VRING_ADDR, v.address.encode()));
+            }
+            out.add(message(MessageType.SET_VRING_BASE, VringState.encode(i, (int) v.base)));
+            if (v.call != null) {
+                out.add(fdMessage(MessageType.SET_VRING_CALL, i, v.call));
+            }
+            if (v.err != null) {
+                out.add(fdMessage(MessageType.SET_VRING_ERR, i, v.err));
+            }
+            if (v.started) {
+                out.add(fdMessage(MessageType.SET_VRING_KICK, i, v.kick));
+            }
+            if (v.enabled) {
+                out.add(message(MessageType.SET_VRING_ENABLE, VringState.encode(i, 1)));
+            }
+        }
+    }
+
+    private static Message message(int request, byte[] payload) {
+        return new Message(request, io.jvhost.core.protocol.Header.VERSION, payload, new Fd[0]);
+    }
+
+    /** SET_VRING_KICK/CALL/ERR with a duplicate of {@code fd}, or NOFD when there is none (a polled ring). */
+    private static Message fdMessage(int request, int index, Fd fd) throws io.jvhost.core.sys.NativeException {
+        byte[] payload = new VringFd(index, fd == null).encode();
+        return new Message(request, io.jvhost.core.protocol.Header.VERSION, payload, fd == null ? new Fd[0] : new Fd[] {fd.dup()});
     }
 
     /**

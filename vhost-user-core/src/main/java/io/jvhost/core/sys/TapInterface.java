@@ -72,6 +72,28 @@ public final class TapInterface implements AutoCloseable {
         return new TapInterface(name, fds, vnetHeader);
     }
 
+    /**
+     * The TAP {@code name} on queue fds a predecessor process opened (live upgrade): takes
+     * ownership of {@code fds}, one per queue, as {@link #open} made them.
+     */
+    public static TapInterface adopt(String name, java.util.List<Fd> fds, boolean vnetHeader) {
+        return new TapInterface(name, fds.toArray(new Fd[0]), vnetHeader);
+    }
+
+    /** Duplicates of every queue's fd, for a successor process (live upgrade); the caller closes them. */
+    public java.util.List<Fd> duplicateFds() throws NativeException {
+        java.util.List<Fd> dups = new java.util.ArrayList<>();
+        try {
+            for (Fd q : queues) {
+                dups.add(q.dup());
+            }
+        } catch (NativeException e) {
+            dups.forEach(Fd::close);
+            throw e;
+        }
+        return dups;
+    }
+
     public boolean hasVnetHeader() {
         return vnetHeader;
     }

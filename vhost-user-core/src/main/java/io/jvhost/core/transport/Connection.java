@@ -51,6 +51,9 @@ final class Connection implements EpollIoHandle, Session.Output {
     private boolean waiting;
     private boolean inReadLoop;
     private boolean closed;
+    /** Live upgrade: nothing is read while paused (the predecessor's) or while the session is replayed (the successor's). */
+    private boolean paused;
+    private boolean replaying;
 
     Connection(String name, Fd socket, Backend backend, Runnable onClosed) {
         this.name = name;
@@ -93,7 +96,7 @@ final class Connection implements EpollIoHandle, Session.Output {
     private void readMessages() {
         inReadLoop = true;
         try {
-            while (!waiting && !closed) {
+            while (!waiting && !closed && !paused) {
                 if (!readSome()) {
                     return;
                 }
@@ -161,9 +164,70 @@ final class Connection implements EpollIoHandle, Session.Output {
         }
     }
 
+    /**
+     * Live upgrade: stops reading at a message boundary and pauses the session; {@code done} gets a
+     * duplicate of the socket and the messages that rebuild the session, or null if the connection
+     * is in the middle of a message (try again) or cannot be handed over.
+     */
+    void pause(java.util.function.Consumer<Paused> done) {
+        if (closed || waiting || have > 0 || paused) {
+            done.accept(null);
+            return;
+        }
+        Fd dup;
+        try {
+            dup = socket.dup();
+        } catch (io.jvhost.core.sys.NativeException e) {
+            done.accept(null);
+            return;
+        }
+        paused = true;
+        session.pause(messages -> {
+            if (messages == null) {
+                dup.close();
+                resumeReading();
+                done.accept(null);
+            } else {
+                done.accept(new Paused(dup, messages));
+            }
+        });
+    }
+
+    /** A paused connection: a duplicate of its socket and the messages that rebuild its session. */
+    record Paused(Fd socket, List<Message> messages) {}
+
+    /** Serves again after {@link #pause}: the successor failed. */
+    void resumeAfterPause() {
+        session.resume();
+        resumeReading();
+    }
+
+    /** The successor's side: rebuilds the session with nothing read from the frontend until {@link #start}. */
+    void replay(List<Message> messages, java.util.function.Consumer<String> done) {
+        paused = true;
+        replaying = true;
+        session.replay(messages, failure -> {
+            replaying = false;
+            done.accept(failure);
+        });
+    }
+
+    /** Starts the queues and reads the frontend's messages: the predecessor has let go. */
+    void start() {
+        session.resume();
+        resumeReading();
+    }
+
+    private void resumeReading() {
+        paused = false;
+        if (!inReadLoop && !waiting) {
+            readMessages(); // edge-triggered: what arrived meanwhile sent its only edge already
+        }
+    }
+
     @Override
     public void reply(int request, byte[] payload, int[] replyFds) {
-        if (closed) {
+        if (closed || replaying) { // a replayed message's frontend has had its reply
             return;
         }
         MemorySegment tx = io.txBuffer();

@@ -32,12 +32,13 @@ abstract sealed class FrontendSocket implements Endpoint permits VhostUserServer
      * one and is registered on the control loop; {@code ended} runs when its session has ended.
      * Control thread.
      */
-    final void serve(Fd socket, Consumer<Connection> ended) {
+    final Connection serve(Fd socket, Consumer<Connection> ended) {
         long n = connections.incrementAndGet();
         Connection[] c = new Connection[1];
         c[0] = new Connection(path.getFileName() + "#" + n, socket, backend, () -> ended.accept(c[0]));
         current = c[0];
         loop.register(c[0], c[0]::registered, e -> c[0].drop("cannot register: " + e));
+        return c[0];
     }
 
     /** Drops the current connection, if any, because the backend shuts down. Control thread. */

@@ -34,6 +34,8 @@ public final class VhostUserServer extends FrontendSocket {
     private final AtomicLong refused = new AtomicLong();
     private final CompletableFuture<Void> ready = new CompletableFuture<>();
     private IoRegistration registration;
+    /** A successor's server accepts nothing until the live upgrade completes ({@link #startAccepting}). */
+    private volatile boolean adopting;
 
     private VhostUserServer(Path path, Backend backend, ControlLoop loop, Fd listener, SocketAccess access) {
         super(path, backend, loop);
@@ -64,6 +66,61 @@ public final class VhostUserServer extends FrontendSocket {
         server.ready.join();
         LOG.info("listening on {}", path);
         return server;
+    }
+
+    /**
+     * Live upgrade, the successor's side: serves {@code path} on the listening socket
+     * {@code listener} a predecessor handed over (the path stays bound throughout), accepting
+     * nothing until {@link #startAccepting()}.
+     */
+    static VhostUserServer adopt(Path path, Fd listener, Backend backend, ControlLoop loop, SocketAccess access) {
+        VhostUserServer server = new VhostUserServer(path, backend, loop, listener, access);
+        server.adopting = true;
+        loop.register(server.new Acceptor(), server::registered, e -> LOG.error("cannot watch {}", path, e));
+        server.ready.join();
+        return server;
+    }
+
+    /** A duplicate of the listening socket, for a successor. Any thread. */
+    Fd dupListener() throws NativeException {
+        return listener.dup();
+    }
+
+    /** The successor's side: serves the frontend connection {@code socket} the predecessor paused. Control thread. */
+    Connection adoptConnection(Fd socket) {
+        return serve(socket, ended -> sessionEnded());
+    }
+
+    /** Accepts no frontend while a live upgrade pauses this process. Control thread. */
+    void suspendAccepting() {
+        adopting = true;
+    }
+
+    /** Accepts again after a failed live upgrade. Control thread. */
+    void resumeAccepting() {
+        startAccepting();
+    }
+
+    /** Accepts frontends from now on (the predecessor has let go). Control thread. */
+    void startAccepting() {
+        adopting = false;
+        acceptOne();
+    }
+
+    /**
+     * The successor's side of a failed live upgrade: lets go of everything it adopted without
+     * touching what the predecessor still serves: the socket path stays, the frontend is not told.
+     * Control thread.
+     */
+    void abandon() {
+        closed = true;
+        if (registration != null) {
+            registration.cancel();
+        }
+        if (current != null) {
+            current.drop("live upgrade abandoned");
+        }
+        listener.close();
     }
 
     /** Deletes {@code path} only if it is a socket nobody listens on; refuses anything else. */
@@ -120,7 +177,7 @@ public final class VhostUserServer extends FrontendSocket {
 
     /** Accepts the next frontend unless one is being served (edge-triggered: called again when it leaves). */
     private void acceptOne() {
-        if (current != null || closed) {
+        if (current != null || closed || adopting) {
             return;
         }
         Fd socket;
