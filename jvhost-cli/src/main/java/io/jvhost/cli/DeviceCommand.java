@@ -61,6 +61,16 @@ public abstract class DeviceCommand implements Callable<Integer> {
      */
     public abstract DeviceSet open(Shared shared) throws Exception;
 
+    /** Takes the TAP and RAM disk fds that {@link #open} finds from {@code predecessor} (live upgrade), or none when null. */
+    public void inherit(io.jvhost.core.transport.Handover.Takeover predecessor) {
+        this.predecessor = predecessor;
+    }
+
+    /** What a successor of this process needs of the devices {@link #open} made, besides the sockets. */
+    public io.jvhost.core.transport.Handover.DeviceFds handoverFds() {
+        return handoverFds;
+    }
+
     /** The options every device has (sockets, pollers, access). */
     public ServeOptions serveOptions() {
         return serve;

@@ -273,7 +273,15 @@ public final class ServeOptions {
         if (handover == null) {
             return null;
         }
-        checkHandover();
+        Handover.Takeover t = contactPredecessor(handover, sockets);
+        if (t == null) { // this process will listen there itself
+            SocketAccessOptions.checkPaths(command, "--handover", java.util.List.of(handover), false);
+        }
+        return t;
+    }
+
+    /** As {@link #contactPredecessor()} for a whole process serving {@code sockets}: {@code serve --config}. */
+    public static Handover.Takeover contactPredecessor(Path handover, java.util.List<Path> sockets) {
         try {
             Handover.Takeover t = Handover.contact(handover, sockets);
             if (t != null) {
@@ -350,9 +358,8 @@ public final class ServeOptions {
                 coalesceFrames, coalesceUsecs);
         BackendOptions options = shared != null ? own.onShared(shared) : own;
         io.jvhost.core.transport.SocketAccess socketAccess = access.access(command, client);
-        if (predecessor == null) {
-            SocketAccessOptions.checkPaths(command, sockets, client);
-        }
+        java.util.List<Path> fresh = sockets.stream().filter(p -> predecessor == null || !predecessor.offers(p)).toList();
+        SocketAccessOptions.checkPaths(command, fresh, client);
         Started started = new Started(new java.util.ArrayList<>(), new java.util.ArrayList<>(), new java.util.ArrayList<>());
         try {
             for (int i = 0; i < sockets.size(); i++) {
@@ -367,10 +374,10 @@ public final class ServeOptions {
                 started.ids().add(id);
                 started.backends().add(backend);
                 started.endpoints().add(client ? VhostUserClient.connect(socket, backend, loop)
-                        : predecessor != null ? predecessor.server(socket, backend, loop, socketAccess)
+                        : predecessor != null && predecessor.offers(socket) ? adopt(predecessor, socket, backend, loop, socketAccess)
                         : VhostUserServer.listen(socket, backend, loop, socketAccess));
                 System.out.printf("jvhost %s: %s %s (%s)%n", id, client ? "connecting to"
-                                : predecessor != null ? "taking over" : "listening on", socket,
+                                : predecessor != null && predecessor.offers(socket) ? "taking over" : "listening on", socket,
                         shared != null ? "on shared poller " + shared.name()
                                 : backend.pollerCount() + " pollers, " + options.idleMode() + " mode");
             }
@@ -379,6 +386,17 @@ public final class ServeOptions {
             throw e;
         }
         return started;
+    }
+
+    /** The predecessor's server on {@code socket}, or a {@link Failure} saying why this command cannot take it over. */
+    private VhostUserServer adopt(Handover.Takeover predecessor, Path socket, Backend backend, ControlLoop loop,
+                                  io.jvhost.core.transport.SocketAccess access) {
+        try {
+            return predecessor.server(socket, backend, loop, access);
+        } catch (java.io.IOException e) {
+            throw new Failure("--handover " + handover + ": cannot take over from pid " + predecessor.pid() + ", it serves on: "
+                    + e.getMessage(), e);
+        }
     }
 
     /**
@@ -402,7 +420,7 @@ public final class ServeOptions {
         for (Endpoint e : started.endpoints()) {
             servers.add((VhostUserServer) e);
         }
-        return Handover.offer(handover, listener, servers, loop, deviceFds, () -> {
+        return Handover.offer(handover, listener, () -> servers, loop, deviceFds, () -> {
             System.out.println("jvhost: handed over to a successor (--handover " + handover + "); exiting");
             System.out.flush();
             Runtime.getRuntime().halt(0); // no cleanup: everything open is the successor's now

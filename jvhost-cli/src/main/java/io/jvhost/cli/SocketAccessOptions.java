@@ -102,6 +102,11 @@ public final class SocketAccessOptions {
      * A stale socket file (nobody listens) passes: the server replaces it.
      */
     static void checkPaths(CommandSpec command, List<Path> sockets, boolean client) {
+        checkPaths(command, "--socket", sockets, client);
+    }
+
+    /** As {@link #checkPaths(CommandSpec, List, boolean)} for the sockets of {@code option}. */
+    static void checkPaths(CommandSpec command, String option, List<Path> sockets, boolean client) {
         checkLengths(command, sockets);
         for (Path socket : sockets) {
             if (client) {
@@ -109,31 +114,31 @@ public final class SocketAccessOptions {
             }
             Path dir = socket.toAbsolutePath().getParent();
             if (!Files.exists(dir)) {
-                throw new Failure("--socket " + socket + ": directory " + dir + " does not exist (create it: mkdir -p " + dir + ")");
+                throw new Failure(option + " " + socket + ": directory " + dir + " does not exist (create it: mkdir -p " + dir + ")");
             }
             if (!Files.isDirectory(dir)) {
-                throw new Failure("--socket " + socket + ": " + dir + " is not a directory");
+                throw new Failure(option + " " + socket + ": " + dir + " is not a directory");
             }
             if (Files.exists(socket, LinkOption.NOFOLLOW_LINKS)) {
                 int fileMode;
                 try {
                     fileMode = (Integer) Files.getAttribute(socket, "unix:mode", LinkOption.NOFOLLOW_LINKS);
                 } catch (IOException e) {
-                    throw new Failure("--socket " + socket + ": " + e.getMessage(), e);
+                    throw new Failure(option + " " + socket + ": " + e.getMessage(), e);
                 }
                 if ((fileMode & S_IFMT) != S_IFSOCK) {
-                    throw new Failure("--socket " + socket + (Files.isDirectory(socket, LinkOption.NOFOLLOW_LINKS)
+                    throw new Failure(option + " " + socket + (Files.isDirectory(socket, LinkOption.NOFOLLOW_LINKS)
                             ? " is a directory; give the path of the socket to create in it"
                             : " exists and is not a socket; jvhost will not replace it (remove it or choose another path)"));
                 }
                 UnixSockets.PeerCredentials owner = UnixSockets.listener(socket);
                 if (owner != null || UnixSockets.isListening(socket)) {
-                    throw new Failure("--socket " + socket + " is in use: a running backend"
+                    throw new Failure(option + " " + socket + " is in use: a running backend"
                             + (owner != null ? " (pid " + owner.pid() + ")" : "") + " listens on it; stop that one or choose another path");
                 }
             }
             if (!Files.isWritable(dir)) {
-                throw new Failure("--socket " + socket + ": no permission to create a socket in " + dir
+                throw new Failure(option + " " + socket + ": no permission to create a socket in " + dir
                         + " (run as a user who may write there, or choose another directory)");
             }
         }

@@ -42,6 +42,8 @@ class CliErrorsTest {
             // usage errors: bad values, unknown options, malformed numbers
             Arguments.of(USAGE, "jvhost blk", "blk --socket {dir}/b.sock --ram 1Q", "Invalid value for option '--ram': '1Q' is not a size"),
             Arguments.of(USAGE, "jvhost blk", "blk --socket {dir}/b.sock --ram 0", "'0' is not a positive multiple of 512 bytes"),
+            Arguments.of(USAGE, "jvhost rng", "rng --socket {dir}/r.sock --client --handover {dir}/h.sock",
+                    "--handover works with a socket jvhost listens on, not with --client"),
             Arguments.of(USAGE, "jvhost blk", "blk --socket {dir}/b.sock --null 1Q", "Invalid value for option '--null': '1Q' is not a size"),
             Arguments.of(USAGE, "jvhost blk", "blk --socket {dir}/b.sock --null 1000", "Invalid value for option '--null': '1000' is not a positive multiple of 512 bytes"),
             Arguments.of(USAGE, "jvhost blk", "blk --socket {dir}/b.sock --null 99999999999T", "Invalid value for option '--null': '99999999999T' is too large"),
@@ -79,6 +81,8 @@ class CliErrorsTest {
             Arguments.of(RUNTIME, "jvhost blk", "blk --socket {dir}/b.sock --file {dir}", "--file {dir} is a directory; give a raw image file or a block device"),
             Arguments.of(RUNTIME, "jvhost blk", "blk --socket {dir}/nodir/b.sock --ram 1M", "directory {dir}/nodir does not exist (create it: mkdir -p {dir}/nodir)"),
             Arguments.of(RUNTIME, "jvhost rng", "rng --socket {dir}", "--socket {dir} is a directory; give the path of the socket to create in it"),
+            Arguments.of(RUNTIME, "jvhost rng", "rng --socket {dir}/r.sock --handover {dir}/nodir/h.sock",
+                    "--handover {dir}/nodir/h.sock: directory {dir}/nodir does not exist (create it: mkdir -p {dir}/nodir)"),
             Arguments.of(RUNTIME, "jvhost rng", "rng --socket {dir}/plain-file", "exists and is not a socket; jvhost will not replace it"));
     }
 

@@ -152,7 +152,7 @@ class LiveUpgradeGuestTest {
     }
 
     /** The socket inodes among {@code pid}'s open fds: the same set means the same connections. */
-    private static Set<String> socketInodes(long pid) throws Exception {
+    static Set<String> socketInodes(long pid) throws Exception {
         Set<String> inodes = new TreeSet<>();
         try (var fds = Files.list(Path.of("/proc", Long.toString(pid), "fd"))) {
             for (Path fd : fds.toList()) {

@@ -119,16 +119,21 @@ public final class BlkCommand extends DeviceCommand {
             throw usage(e.getMessage());
         }
         if (store instanceof RamStore ram) { // a successor keeps the disk's contents
-            handoverFds = () -> java.util.Map.of("ram", java.util.List.of(ram.duplicateFd()));
+            handoverFds = () -> java.util.Map.of(ramKey(), java.util.List.of(ram.duplicateFd()));
         }
         // A grown image file (qemu-img resize, truncate) reaches the guest within a second.
         // Closing a file store flushes it.
         return new DeviceSet(java.util.List.of(device), store, () -> { }, device::checkResize);
     }
 
+    /** Whose RAM disk a handed-over memory fd is: the socket's, as one process may serve several. */
+    private String ramKey() {
+        return "ram:" + serve.sockets().get(0).toAbsolutePath();
+    }
+
     /** A RAM disk: the running process's (live upgrade), or a new one. */
     private RamStore ram() {
-        java.util.List<io.jvhost.core.sys.Fd> inherited = predecessor == null ? java.util.List.of() : predecessor.deviceFds("ram");
+        java.util.List<io.jvhost.core.sys.Fd> inherited = predecessor == null ? java.util.List.of() : predecessor.deviceFds(ramKey());
         try {
             return inherited.isEmpty() ? new RamStore(backing.ram, readOnly) : new RamStore(inherited.get(0), backing.ram, readOnly);
         } catch (IllegalArgumentException | IllegalStateException e) {

@@ -3,6 +3,7 @@ package io.jvhost.cli.serve;
 import io.jvhost.cli.DeviceCommand;
 import io.jvhost.cli.DeviceSet;
 import io.jvhost.cli.Errors;
+import io.jvhost.cli.Failure;
 import io.jvhost.cli.ServeOptions;
 import io.jvhost.core.metrics.DeviceSnapshot;
 import io.jvhost.core.metrics.MetricSink;
@@ -14,7 +15,11 @@ import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.IdleMode;
 import io.jvhost.core.runtime.Poller;
 import io.jvhost.core.transport.ControlLoop;
+import io.jvhost.core.transport.Handover;
 import io.jvhost.net.L2Switch;
+
+import java.io.IOException;
+import java.nio.file.Path;
 
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -157,6 +162,11 @@ final class DeviceHost implements AutoCloseable {
      * error, one line), and with {@code keepFailed} the device is kept as failed with that reason.
      */
     synchronized Hosted add(ServeConfig.DeviceSpec spec, boolean keepFailed) throws Exception {
+        return add(spec, keepFailed, null);
+    }
+
+    /** As {@link #add(ServeConfig.DeviceSpec, boolean)}, taking the device over from {@code predecessor} if it serves it. */
+    synchronized Hosted add(ServeConfig.DeviceSpec spec, boolean keepFailed, Handover.Takeover predecessor) throws Exception {
         if (devices.containsKey(spec.name())) {
             throw new IllegalArgumentException("a device named " + spec.name() + " exists; remove it first or choose another name");
         }
@@ -164,9 +174,10 @@ final class DeviceHost implements AutoCloseable {
         DeviceCommand command = spec.command();
         try {
             String sw = spec.switchName();
+            command.inherit(predecessor);
             h.set = command.open(() -> switches.computeIfAbsent(sw == null ? ServeConfig.DEFAULT_SWITCH : sw, n -> new L2Switch()));
             h.started = command.serveOptions().start(spec.name(), h.set, loop,
-                    spec.pollerName() == null ? null : pollers.get(spec.pollerName()));
+                    spec.pollerName() == null ? null : pollers.get(spec.pollerName()), predecessor);
         } catch (Exception e) {
             closeStorage(h);
             h.state = State.FAILED;
@@ -184,6 +195,53 @@ final class DeviceHost implements AutoCloseable {
         }
         devices.put(spec.name(), h);
         return h;
+    }
+
+    /**
+     * Completes the takeover from {@code predecessor} (if any), then offers every device serving
+     * at the time a successor asks, with their TAP and RAM disk fds, on {@code path}; once one has
+     * taken over, this process exits 0 at once, touching nothing it handed over.
+     */
+    Handover.Offer offer(Path path, Handover.Takeover predecessor, Path config) throws IOException {
+        io.jvhost.core.sys.Fd listener = null;
+        if (predecessor != null) {
+            try {
+                listener = predecessor.complete(loop);
+            } catch (IOException e) {
+                throw new Failure("--handover " + path + ": taking over from pid " + predecessor.pid() + " failed, it serves on: "
+                        + e.getMessage(), e);
+            }
+            System.out.printf("jvhost: took over from pid %d%n", predecessor.pid());
+        }
+        return Handover.offer(path, listener, this::servers, loop, () -> {
+            Map<String, List<io.jvhost.core.sys.Fd>> fds = new LinkedHashMap<>();
+            for (Hosted h : list()) {
+                if (h.started != null) {
+                    fds.putAll(h.spec.command().handoverFds().duplicate());
+                }
+            }
+            return fds;
+        }, () -> {
+            System.out.println("jvhost: handed over to a successor (--handover " + path + "); exiting");
+            System.out.flush();
+            Runtime.getRuntime().halt(0); // no cleanup: everything open is the successor's now
+        });
+    }
+
+    /** The listening sockets of every device serving now. */
+    private List<io.jvhost.core.transport.VhostUserServer> servers() {
+        List<io.jvhost.core.transport.VhostUserServer> servers = new ArrayList<>();
+        for (Hosted h : list()) {
+            ServeOptions.Started s = h.started;
+            if (s != null) {
+                for (io.jvhost.core.transport.Endpoint e : s.endpoints()) {
+                    if (e instanceof io.jvhost.core.transport.VhostUserServer v) {
+                        servers.add(v);
+                    }
+                }
+            }
+        }
+        return servers;
     }
 
     /** Stops and forgets a device; false if there is none of that name. */

@@ -45,6 +45,11 @@ public final class ServeCommand implements Callable<Integer> {
             description = "Control socket (mode 0600): list, add, remove and stats commands, a JSON line each (overrides the config's control).")
     Path control;
 
+    @Option(names = "--handover", paramLabel = "PATH",
+            description = "Live upgrade (overrides the config's handover): listen on PATH for a successor; run the same command again and the new"
+                    + " process takes over every device without the guests or QEMU noticing, and this one exits 0.")
+    Path handover;
+
     @Override
     public Integer call() throws Exception {
         String text;
@@ -78,12 +83,15 @@ public final class ServeCommand implements Callable<Integer> {
         if (c.latency || c.metrics != null) {
             System.setProperty("jvhost.latency", "true"); // read when the first queue is made
         }
+        Path handoverPath = handover != null ? handover : c.handover;
+        io.jvhost.core.transport.Handover.Takeover predecessor = handoverPath == null ? null
+                : ServeOptions.contactPredecessor(handoverPath, c.devices.stream().flatMap(d -> d.command().serveOptions().sockets().stream()).toList());
         DeviceHost host = new DeviceHost(c.latency, c.pollers.values());
         java.util.List<AutoCloseable> resources = new java.util.ArrayList<>();
         int started = 0;
         for (ServeConfig.DeviceSpec d : c.devices) {
             try {
-                host.add(d, true);
+                host.add(d, true, predecessor);
                 started++;
             } catch (Exception e) {
                 System.err.println("jvhost serve: device " + d.name() + ": " + Errors.describe(e)
@@ -91,10 +99,16 @@ public final class ServeCommand implements Callable<Integer> {
             }
         }
         if (started == 0) {
+            if (predecessor != null) {
+                predecessor.close();
+            }
             host.close();
             throw new Failure("no device of " + config + " could start");
         }
         try {
+            if (handoverPath != null) {
+                resources.add(0, host.offer(handoverPath, predecessor, config));
+            }
             if (c.metrics != null) {
                 MetricsServer server = MetricsServer.start(c.metrics, host.registry());
                 resources.add(0, server);

@@ -60,12 +60,12 @@ final class ServeConfig {
     /** Top-level keys that are also device options: defaults for every device that does not set them. */
     private static final List<String> ACCESS_KEYS = List.of("socket-mode", "socket-group", "allow-uid");
     private static final Set<String> TOP_KEYS = Set.of("devices", "pollers", "metrics", "latency", "trace", "control",
-            "socket-mode", "socket-group", "allow-uid");
+            "handover", "socket-mode", "socket-group", "allow-uid");
     /** Device options about pollers of the device's own, which a device on a shared poller does not take. */
     private static final List<String> OWN_POLLER_KEYS = List.of("queue-map", "busy-poll", "idle", "poller-cpus");
     /** How many queues one shared poller takes. */
     static final int POLLER_SLOTS = 256;
-    private static final Set<String> PROCESS_KEYS = Set.of("metrics", "latency", "trace", "control");
+    private static final Set<String> PROCESS_KEYS = Set.of("metrics", "latency", "trace", "control", "handover");
 
     final List<DeviceSpec> devices = new ArrayList<>();
     final Map<String, PollerSpec> pollers = new LinkedHashMap<>();
@@ -74,6 +74,8 @@ final class ServeConfig {
     InetSocketAddress metrics;
     boolean latency, trace;
     Path control;
+    /** Live upgrade's socket ({@code handover:}), or null. */
+    Path handover;
 
     /** Reads a whole config; never throws: what is wrong is in {@link #problems}. */
     static ServeConfig read(String text) {
@@ -119,6 +121,11 @@ final class ServeConfig {
                 c.control = v.isScalar() && v.value() != null ? Path.of(v.text()) : null;
                 if (c.control == null) {
                     c.problems.add(new Problem(v.line(), v.column(), "control: the path of the control socket"));
+                }
+            } else if (key.equals("handover")) {
+                c.handover = v.isScalar() && v.value() != null ? Path.of(v.text()) : null;
+                if (c.handover == null) {
+                    c.problems.add(new Problem(v.line(), v.column(), "handover: the path of the live-upgrade socket"));
                 }
             }
         }

@@ -55,8 +55,9 @@ public final class Handover {
     }
 
     /**
-     * The successor's side: a predecessor listening at {@code path} for the devices on
-     * {@code sockets}, contacted and its offer received; null when no live process listens there.
+     * The successor's side: a predecessor listening at {@code path}, contacted (told the
+     * {@code sockets} this process will serve) and its offer received; null when no live process
+     * listens there.
      *
      * @throws IOException when the predecessor refuses (it serves other sockets) or breaks off
      */
@@ -89,7 +90,7 @@ public final class Handover {
      * socket file is replaced); {@code handedOver} runs once a successor has taken over every
      * endpoint (the process should exit then, touching nothing it handed over).
      */
-    public static Offer offer(Path path, Fd inherited, List<VhostUserServer> servers, ControlLoop loop, DeviceFds devices,
+    public static Offer offer(Path path, Fd inherited, Supplier<List<VhostUserServer>> servers, ControlLoop loop, DeviceFds devices,
                               Runnable handedOver) throws IOException {
         Fd listener = inherited;
         if (listener == null) {
@@ -100,6 +101,19 @@ public final class Handover {
         o.thread.start();
         LOG.info("live upgrade: a successor started with --handover {} takes over", path);
         return o;
+    }
+
+    /**
+     * What a frontend sees of {@code backend}'s device before any message: offered features and
+     * protocol features, queue count, config space. A successor must show the same, or the session it
+     * replays would not be the one the frontend negotiated (another --queues, --read-only, MAC...).
+     */
+    static List<String> identity(Backend backend) {
+        return List.of(
+                "features 0x" + Long.toHexString(io.jvhost.core.runtime.FeaturePolicy.features(backend.device())),
+                "protocol features 0x" + Long.toHexString(io.jvhost.core.runtime.FeaturePolicy.protocolFeatures(backend.device())),
+                "queues " + backend.queueCount(),
+                "config " + java.util.HexFormat.of().formatHex(backend.device().config()));
     }
 
     /** One message of a session's replay, as a REPLAY frame's payload: request, flags, payload. */
@@ -144,7 +158,9 @@ public final class Handover {
     public static final class Offer implements AutoCloseable {
         private final Path path;
         private final Fd listener;
-        private final List<VhostUserServer> servers;
+        private final Supplier<List<VhostUserServer>> serving;
+        /** What {@link #serving} gave when the current successor said hello. */
+        private List<VhostUserServer> servers = List.of();
         private final ControlLoop loop;
         private final DeviceFds devices;
         private final Runnable handedOver;
@@ -153,11 +169,11 @@ public final class Handover {
         /** Whether a successor took over: then the socket file is its. */
         private volatile boolean handed;
 
-        private Offer(Path path, Fd listener, List<VhostUserServer> servers, ControlLoop loop, DeviceFds devices,
+        private Offer(Path path, Fd listener, Supplier<List<VhostUserServer>> serving, ControlLoop loop, DeviceFds devices,
                       Runnable handedOver) {
             this.path = path;
             this.listener = listener;
-            this.servers = List.copyOf(servers);
+            this.serving = serving;
             this.loop = loop;
             this.devices = devices;
             this.handedOver = handedOver;
@@ -207,7 +223,8 @@ public final class Handover {
                     LOG.debug("live upgrade: pid {} left without a hello: {}", pid, e.getMessage());
                     return; // a liveness probe (isListening) connects and closes
                 }
-                String problem = mismatch(hello.text());
+                String problem = hello.text().split("\n")[0].equals(HandoverChannel.VERSION) ? null
+                        : "it speaks " + hello.text().split("\n")[0] + ", this process " + HandoverChannel.VERSION;
                 if (problem != null) {
                     LOG.warn("live upgrade: refused pid {}: {}", pid, problem);
                     ch.send(HandoverChannel.ABORT, problem);
@@ -225,22 +242,12 @@ public final class Handover {
             }
         }
 
-        /** Why a successor with this hello cannot take over, or null. */
-        private String mismatch(String hello) {
-            String[] lines = hello.split("\n");
-            if (!lines[0].equals(HandoverChannel.VERSION)) {
-                return "speaks " + lines[0] + ", this process " + HandoverChannel.VERSION;
-            }
-            List<String> theirs = List.of(lines).subList(1, lines.length);
-            List<String> ours = servers.stream().map(s -> s.path().toAbsolutePath().toString()).toList();
-            return theirs.equals(ours) ? null : "it serves " + theirs + ", this process " + ours;
-        }
-
         /** Offers, pauses, sends the sessions; true once the successor took over (BYE sent). */
         private boolean takeOver(HandoverChannel ch, int pid) throws IOException {
+            servers = List.copyOf(serving.get());
             for (VhostUserServer s : servers) {
                 try (Fd dup = s.dupListener()) {
-                    ch.send(HandoverChannel.ENDPOINT, s.path().toAbsolutePath().toString(), dup);
+                    ch.send(HandoverChannel.ENDPOINT, s.path().toAbsolutePath() + "\n" + String.join("\n", identity(s.backend)), dup);
                 }
             }
             for (Map.Entry<String, List<Fd>> e : devices.duplicate().entrySet()) {
@@ -374,6 +381,7 @@ public final class Handover {
         private long pid;
         private final Map<String, Fd> endpoints = new LinkedHashMap<>();
         private final Map<String, List<Fd>> devices = new LinkedHashMap<>();
+        private final Map<String, List<String>> identities = new LinkedHashMap<>();
         private final Map<String, VhostUserServer> adopted = new LinkedHashMap<>();
         private Fd listener;
 
@@ -390,7 +398,11 @@ public final class Handover {
             while (true) {
                 HandoverChannel.Frame f = ch.receive(30_000);
                 switch (f.type()) {
-                    case HandoverChannel.ENDPOINT -> endpoints.put(f.text(), only(f));
+                    case HandoverChannel.ENDPOINT -> {
+                        List<String> lines = List.of(f.text().split("\n"));
+                        endpoints.put(lines.get(0), only(f));
+                        identities.put(lines.get(0), lines.subList(1, lines.size()));
+                    }
                     case HandoverChannel.DEVICE -> devices.computeIfAbsent(f.text(), k -> new ArrayList<>()).addAll(List.of(f.fds()));
                     case HandoverChannel.LISTENER -> listener = only(f);
                     case HandoverChannel.OFFER_END -> {
@@ -421,6 +433,11 @@ public final class Handover {
             return f.fds()[0];
         }
 
+        /** Whether the predecessor serves {@code path} (then {@link #server} takes it over; otherwise it is new). */
+        public boolean offers(Path path) {
+            return endpoints.containsKey(path.toAbsolutePath().toString());
+        }
+
         /** The device fds offered under {@code key} (the caller owns them now), or an empty list. */
         public List<Fd> deviceFds(String key) {
             List<Fd> fds = devices.remove(key);
@@ -432,7 +449,16 @@ public final class Handover {
          * until {@link #complete}.
          */
         public VhostUserServer server(Path path, Backend backend, ControlLoop loop, SocketAccess access) throws IOException {
-            Fd fd = endpoints.remove(path.toAbsolutePath().toString());
+            String key = path.toAbsolutePath().toString();
+            List<String> theirs = identities.getOrDefault(key, List.of()), ours = identity(backend);
+            for (int i = 0; i < ours.size(); i++) {
+                String their = i < theirs.size() ? theirs.get(i) : "nothing";
+                if (!their.equals(ours.get(i))) {
+                    throw new IOException(path + ": the running device has " + their + ", this command's " + ours.get(i)
+                            + " (give the same device options)");
+                }
+            }
+            Fd fd = endpoints.remove(key);
             if (fd == null) {
                 throw new IOException("the running process offered no socket " + path);
             }
@@ -452,6 +478,10 @@ public final class Handover {
         public Fd complete(ControlLoop loop) throws IOException {
             List<Connection> connections = new ArrayList<>();
             try {
+                if (!endpoints.isEmpty()) {
+                    throw new IOException("it serves " + String.join(", ", endpoints.keySet()) + ", which this command does not"
+                            + " (a successor serves at least what its predecessor does)");
+                }
                 ch.send(HandoverChannel.READY, "");
                 Map<String, List<Message>> sessions = new LinkedHashMap<>();
                 Map<String, Fd> sockets = new LinkedHashMap<>();
@@ -496,6 +526,9 @@ public final class Handover {
                     if (!failure.isEmpty()) {
                         throw new IOException(e.getKey() + ": " + failure);
                     }
+                }
+                if (Boolean.getBoolean("jvhost.handover.fail-after-replay")) { // fault injection: tests prove the predecessor resumes
+                    throw new IOException("failing on purpose after the replay (-Djvhost.handover.fail-after-replay)");
                 }
                 ch.send(HandoverChannel.TAKEN, "");
                 ch.expect(HandoverChannel.BYE, 30_000);

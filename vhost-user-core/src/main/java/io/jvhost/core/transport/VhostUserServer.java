@@ -36,6 +36,8 @@ public final class VhostUserServer extends FrontendSocket {
     private IoRegistration registration;
     /** A successor's server accepts nothing until the live upgrade completes ({@link #startAccepting}). */
     private volatile boolean adopting;
+    /** Adopted from a predecessor and not yet taken over: closing must leave its socket file alone. */
+    private volatile boolean adoptedPending;
 
     private VhostUserServer(Path path, Backend backend, ControlLoop loop, Fd listener, SocketAccess access) {
         super(path, backend, loop);
@@ -76,6 +78,7 @@ public final class VhostUserServer extends FrontendSocket {
     static VhostUserServer adopt(Path path, Fd listener, Backend backend, ControlLoop loop, SocketAccess access) {
         VhostUserServer server = new VhostUserServer(path, backend, loop, listener, access);
         server.adopting = true;
+        server.adoptedPending = true;
         loop.register(server.new Acceptor(), server::registered, e -> LOG.error("cannot watch {}", path, e));
         server.ready.join();
         return server;
@@ -104,6 +107,7 @@ public final class VhostUserServer extends FrontendSocket {
     /** Accepts frontends from now on (the predecessor has let go). Control thread. */
     void startAccepting() {
         adopting = false;
+        adoptedPending = false;
         acceptOne();
     }
 
@@ -227,6 +231,17 @@ public final class VhostUserServer extends FrontendSocket {
     @Override
     public void close() {
         if (closed) {
+            return;
+        }
+        if (adoptedPending) { // the predecessor still serves on this socket: let go, touch nothing
+            CompletableFuture<Void> done = new CompletableFuture<>();
+            loop.execute(() -> {
+                abandon();
+                done.complete(null);
+            });
+            if (!loop.inLoop()) {
+                done.join();
+            }
             return;
         }
         closed = true;
