@@ -196,6 +196,21 @@ final class Connection implements EpollIoHandle, Session.Output {
     /** A paused connection: a duplicate of its socket and the messages that rebuild its session. */
     record Paused(Fd socket, List<Message> messages) {}
 
+    /**
+     * The successor has taken over this paused connection: stops watching the socket and closes
+     * this process's copy of it, its pending fds and buffers; the session (held, its queues stopped)
+     * is left as it is, the process exits next. Control thread.
+     */
+    void letGo() {
+        closed = true;
+        if (registration != null) {
+            registration.cancel();
+        }
+        socket.close();
+        fds.forEach(Fd::close);
+        fds.clear();
+    }
+
     /** Serves again after {@link #pause}: the successor failed. */
     void resumeAfterPause() {
         session.resume();

@@ -232,6 +232,10 @@ public final class Handover {
                 }
                 LOG.info("live upgrade: pid {} asks to take over", pid);
                 if (takeOver(ch, pid)) {
+                    onLoop(loop, f -> {
+                        servers.forEach(VhostUserServer::letGo);
+                        f.complete(null);
+                    });
                     LOG.info("live upgrade: handed over to pid {}", pid);
                     handed = true;
                     closed = true;

@@ -170,8 +170,14 @@ final class HandoverChannel implements AutoCloseable {
         }
     }
 
+    private boolean closed;
+
     @Override
     public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
         epoll.close();
         socket.close();
         io.close();

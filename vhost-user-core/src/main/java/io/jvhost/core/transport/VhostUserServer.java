@@ -127,6 +127,25 @@ public final class VhostUserServer extends FrontendSocket {
         listener.close();
     }
 
+    /**
+     * Live upgrade, the predecessor's side, once a successor has taken over: stops watching the
+     * listening socket and the frontend connection and closes its own copies of them, without a word
+     * to the frontend; {@link #close()} then leaves the socket file alone (it is the successor's).
+     * Control thread.
+     */
+    void letGo() {
+        closed = true;
+        adoptedPending = true; // close() must not touch the path
+        if (registration != null) {
+            registration.cancel();
+        }
+        if (current != null) {
+            current.letGo();
+            current = null;
+        }
+        listener.close();
+    }
+
     /** Deletes {@code path} only if it is a socket nobody listens on; refuses anything else. */
     static void removeStaleSocket(Path path) throws IOException {
         if (!Files.exists(path, LinkOption.NOFOLLOW_LINKS)) {
@@ -231,7 +250,7 @@ public final class VhostUserServer extends FrontendSocket {
     @Override
     public void close() {
         if (closed) {
-            return;
+            return; // closed, abandoned, or handed over: nothing of ours is left to close
         }
         if (adoptedPending) { // the predecessor still serves on this socket: let go, touch nothing
             CompletableFuture<Void> done = new CompletableFuture<>();
