@@ -29,7 +29,7 @@ import picocli.CommandLine.Spec;
             "A device's keys are its command's options without --, plus type (blk, net or rng), name, poller: NAME"
                 + " (a thread of the pollers section) and, for net, switch: true (the shared switch) or switch: NAME.", "",
             "The top level has devices, pollers ({NAME: {idle: MODE, cpu: N}}), metrics (HOST:PORT), latency, trace,"
-                + " control (PATH), and socket-mode, socket-group and allow-uid as defaults for every device.", "",
+                + " control (PATH), handover (PATH), and socket-mode, socket-group and allow-uid as defaults for every device.", "",
             "See qemu-configs/serve.yaml and the README."})
 public final class ServeCommand implements Callable<Integer> {
     @Spec
