@@ -259,6 +259,14 @@ public final class ServeOptions {
         SocketAccessOptions.checkLengths(command, java.util.List.of(handover));
     }
 
+    /** Set by serve for its devices when the process offers a live upgrade (it has no --handover of their own). */
+    private boolean keepFds;
+
+    /** Makes the backends {@link #start} starts keep their sessions' fds for a successor (live upgrade). */
+    public void keepFdsForHandover() {
+        keepFds = true;
+    }
+
     /** The --handover path, or null. */
     public Path handover() {
         return handover;
@@ -370,6 +378,9 @@ public final class ServeOptions {
                     checkQueueMap(name, device);
                 }
                 Backend backend = new Backend(id, device, options, loop);
+                if (handover != null || keepFds) {
+                    backend.keepFdsForHandover();
+                }
                 backend.start();
                 started.ids().add(id);
                 started.backends().add(backend);

@@ -128,6 +128,8 @@ final class DeviceHost implements AutoCloseable {
     private final boolean latency;
     private final Thread watcher;
     private volatile boolean closed;
+    /** Whether the process offers a live upgrade: every device keeps its sessions' fds for a successor. */
+    private volatile boolean handsOver;
 
     private final Map<String, Poller> pollers = new LinkedHashMap<>();
 
@@ -145,6 +147,11 @@ final class DeviceHost implements AutoCloseable {
         }
         this.latency = latency;
         this.watcher = Thread.ofPlatform().name("jvhost-serve-watch").daemon(true).start(this::watch);
+    }
+
+    /** Every device added from now on keeps its sessions' fds for a successor (live upgrade). Before the first add. */
+    void handsOver() {
+        handsOver = true;
     }
 
     /** The shared pollers' names. */
@@ -175,6 +182,9 @@ final class DeviceHost implements AutoCloseable {
         try {
             String sw = spec.switchName();
             command.inherit(predecessor);
+            if (handsOver) {
+                command.serveOptions().keepFdsForHandover();
+            }
             h.set = command.open(() -> switches.computeIfAbsent(sw == null ? ServeConfig.DEFAULT_SWITCH : sw, n -> new L2Switch()));
             h.started = command.serveOptions().start(spec.name(), h.set, loop,
                     spec.pollerName() == null ? null : pollers.get(spec.pollerName()), predecessor);

@@ -87,6 +87,9 @@ public final class ServeCommand implements Callable<Integer> {
         io.jvhost.core.transport.Handover.Takeover predecessor = handoverPath == null ? null
                 : ServeOptions.contactPredecessor(handoverPath, c.devices.stream().flatMap(d -> d.command().serveOptions().sockets().stream()).toList());
         DeviceHost host = new DeviceHost(c.latency, c.pollers.values());
+        if (handoverPath != null) {
+            host.handsOver();
+        }
         java.util.List<AutoCloseable> resources = new java.util.ArrayList<>();
         int started = 0;
         for (ServeConfig.DeviceSpec d : c.devices) {

@@ -229,6 +229,24 @@ class MessageHandlingTest {
     }
 
     @Test
+    void shouldKeepOneFdPerMappedRegionForALiveUpgradeOnlyWhenAskedAndCloseItWithTheMapping() throws IOException {
+        fx.backend().keepFdsForHandover();
+        try (Probe a = OpenFds.probe(1 << 16); Probe b = OpenFds.probe(1 << 16)) {
+            try (Frontend f = fx.connectWithAcks()) {
+                Region region = new Region(0, 1 << 16, 0x7000_0000L, 0);
+                assertEquals(0, f.requestWithAck(SET_MEM_TABLE, memTable(region), a.fd()));
+                assertEquals(2, a.openCopies(), "ours and one the backend keeps for a successor");
+                assertEquals(0, f.requestWithAck(SET_MEM_TABLE, memTable(region), b.fd()));
+                assertEquals(1, a.openCopies(), "the old table's fd goes with its mapping");
+                assertEquals(2, b.openCopies());
+            }
+            fx.awaitSessionsEnded();
+            assertEquals(0, b.mappings());
+            assertEquals(1, b.openCopies(), "and at disconnect");
+        }
+    }
+
+    @Test
     void shouldUnmapGuestMemoryWhenTheFrontendGoesAway() throws IOException {
         try (Probe a = OpenFds.probe(1 << 16)) {
             try (Frontend f = fx.connectWithAcks()) {

@@ -57,6 +57,8 @@ class HandoverTest {
         try (ControlLoop oldLoop = new ControlLoop(); ControlLoop newLoop = new ControlLoop();
              Backend oldBackend = new Backend("old", oldDevice, BackendOptions.DEFAULT, oldLoop);
              Backend newBackend = new Backend("new", newDevice, BackendOptions.DEFAULT, newLoop)) {
+            oldBackend.keepFdsForHandover();
+            newBackend.keepFdsForHandover();
             oldBackend.start();
             newBackend.start();
             VhostUserServer oldServer = VhostUserServer.listen(socket, oldBackend, oldLoop);

@@ -27,6 +27,18 @@ public final class MemoryMap implements AutoCloseable {
     private final List<MemoryRegion> regions = new ArrayList<>();
     private final List<MemoryRegion> retired = new ArrayList<>();
     private GuestMemory current = GuestMemory.EMPTY;
+    /** Whether each region keeps a duplicate of its fd (for a successor process: live upgrade). */
+    private final boolean keepFds;
+
+    /** A map that keeps mappings only, closing every fd it is given. */
+    public MemoryMap() {
+        this(false);
+    }
+
+    /** With {@code keepFds}, each region keeps a duplicate of its fd while it is mapped ({@link MemoryRegion#fd()}). */
+    public MemoryMap(boolean keepFds) {
+        this.keepFds = keepFds;
+    }
 
     /** A region description as the frontend sent it. */
     public record RegionSpec(long gpa, long size, long hva, long mmapOffset) {}
@@ -150,7 +162,7 @@ public final class MemoryMap implements AutoCloseable {
         }
     }
 
-    private static MemoryRegion map(RegionSpec s, Fd fd) throws InvalidMemoryException {
+    private MemoryRegion map(RegionSpec s, Fd fd) throws InvalidMemoryException {
         long fileSize = FileCalls.fileSize(fd.get());
         if (fileSize < 0) {
             throw new InvalidMemoryException("fstat on region fd: errno " + -fileSize);
@@ -162,7 +174,7 @@ public final class MemoryMap implements AutoCloseable {
         Arena arena = Arena.ofShared();
         try {
             MemorySegment segment = Mappings.map(fd.get(), s.mmapOffset(), s.size(), arena);
-            return new MemoryRegion(s.gpa(), s.size(), s.hva(), s.mmapOffset(), segment, arena, fd.dup());
+            return new MemoryRegion(s.gpa(), s.size(), s.hva(), s.mmapOffset(), segment, arena, keepFds ? fd.dup() : null);
         } catch (NativeException | ArithmeticException e) {
             arena.close();
             throw new InvalidMemoryException("cannot map region " + s + ": " + e.getMessage());

@@ -31,7 +31,7 @@ public final class MemoryRegion {
         this.fd = fd;
     }
 
-    /** The fd the region is mapped from; closed by {@link #unmap()}. */
+    /** A duplicate of the fd the region is mapped from, kept for a live upgrade, or null; closed by {@link #unmap()}. */
     public Fd fd() {
         return fd;
     }
@@ -73,7 +73,9 @@ public final class MemoryRegion {
 
     void unmap() {
         arena.close();
-        fd.close();
+        if (fd != null) {
+            fd.close();
+        }
     }
 
     @Override

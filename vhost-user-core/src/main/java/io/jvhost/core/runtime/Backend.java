@@ -33,6 +33,8 @@ public final class Backend implements AutoCloseable, DeviceContext, MetricsSourc
     private final AtomicLong controlFailures = new AtomicLong();
     private final AtomicLong frontendFaults = new AtomicLong();
     private volatile String lastFrontendFault;
+    /** Whether sessions keep the fds of what they map, for a successor (live upgrade); off, they keep mappings only. */
+    private volatile boolean keepsFds;
 
     /** Creates the pollers (not yet started); {@code control} runs their acknowledgements. */
     public Backend(String name, VirtioDevice device, BackendOptions options, Executor control) throws NativeException {
@@ -87,6 +89,20 @@ public final class Backend implements AutoCloseable, DeviceContext, MetricsSourc
             }
         }
         device.bind(this);
+    }
+
+    /**
+     * Makes the sessions that start from now on keep a duplicate fd of each region they map (guest
+     * memory, inflight region, dirty log) as long as they map it, so that a successor process can be
+     * given them (live upgrade, {@code transport.Handover}). Before the first frontend connects.
+     */
+    public void keepFdsForHandover() {
+        keepsFds = true;
+    }
+
+    /** See {@link #keepFdsForHandover()}. Any thread. */
+    public boolean keepsFds() {
+        return keepsFds;
     }
 
     /** Where {@link #configChanged()} goes: the current session's backend channel. Control thread. */

@@ -74,7 +74,7 @@ public final class Session {
         this.device = backend.device();
         this.out = out;
         this.negotiation = new Negotiation(device);
-        this.regions = new SharedRegions(name);
+        this.regions = new SharedRegions(name, backend.keepsFds());
         this.vrings = new Vrings(name, backend, negotiation, regions);
         this.channel = new BackendChannel(name);
     }

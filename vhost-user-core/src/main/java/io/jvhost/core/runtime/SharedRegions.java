@@ -18,6 +18,7 @@ import io.jvhost.core.ring.InflightLog;
 import io.jvhost.core.ring.PackedInflightLog;
 import io.jvhost.core.sys.Fd;
 import io.jvhost.core.sys.FileCalls;
+import io.jvhost.core.sys.LibC;
 import io.jvhost.core.sys.Mappings;
 import io.jvhost.core.sys.NativeException;
 
@@ -41,7 +42,9 @@ final class SharedRegions implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(SharedRegions.class);
 
     private final String name;
-    private final MemoryMap memory = new MemoryMap();
+    private final MemoryMap memory;
+    /** Whether the fds of the inflight region and the log are kept for a successor (live upgrade). */
+    private final boolean keepFds;
     /** The dirty log from SET_LOG_BASE; written only while LOG_ALL is acked. */
     private DirtyLog dirtyLog;
     private Arena logArena;
@@ -59,8 +62,10 @@ final class SharedRegions implements AutoCloseable {
     private Fd inflightFd;
     private InflightRequest inflightLayout;
 
-    SharedRegions(String name) {
+    SharedRegions(String name, boolean keepFds) {
         this.name = name;
+        this.keepFds = keepFds;
+        this.memory = new MemoryMap(keepFds);
     }
 
     MemoryMap memory() {
@@ -130,7 +135,7 @@ final class SharedRegions implements AutoCloseable {
             Arena arena = Arena.ofShared();
             try {
                 DirtyLog mapped = new DirtyLog(Mappings.map(fd.get(), log.offset(), log.size(), arena));
-                Fd kept = fd.dup();
+                Fd kept = keepFds ? fd.dup() : null;
                 retireAfterAcks(x, logArena);
                 closeAfterAcks(x, logFd);
                 dirtyLog = mapped;
@@ -174,7 +179,7 @@ final class SharedRegions implements AutoCloseable {
                 }
             }
             InflightRequest layout = new InflightRequest(total, 0, r.queues(), r.queueSize());
-            useInflight(x, region, arena, r.queues(), r.queueSize(), fd.dup(), layout);
+            useInflight(x, region, arena, r.queues(), r.queueSize(), keepFds ? fd.dup() : null, layout);
             x.reply(layout.encode(), fd);
         } catch (NativeException e) {
             arena.close();
@@ -204,7 +209,7 @@ final class SharedRegions implements AutoCloseable {
             Arena arena = Arena.ofShared();
             try {
                 useInflight(x, Mappings.map(fd.get(), r.mmapOffset(), mapped, arena), arena, r.queues(), r.queueSize(),
-                        fd.dup(), r);
+                        keepFds ? fd.dup() : null, r);
                 LOG.info("{}: inflight region for {} queues of {} from the frontend", name, r.queues(), r.queueSize());
             } catch (NativeException e) {
                 arena.close();
@@ -237,6 +242,9 @@ final class SharedRegions implements AutoCloseable {
      * (SET_INFLIGHT_FD) and the dirty log (SET_LOG_BASE), each with a duplicate of its fd.
      */
     void handoverMessages(List<Message> out) throws NativeException {
+        if (!keepFds) {
+            throw new NativeException("this backend keeps no fds to hand over (Backend.keepFdsForHandover)", LibC.EBADF);
+        }
         List<MemoryRegion> regions = memory.regions();
         boolean table = regions.size() <= MemoryTable.MAX_REGIONS && regions.stream().allMatch(r -> r.references() == 1);
         if (table && !regions.isEmpty()) {

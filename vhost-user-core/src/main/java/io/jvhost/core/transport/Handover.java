@@ -250,6 +250,12 @@ public final class Handover {
         private boolean takeOver(HandoverChannel ch, int pid) throws IOException {
             servers = List.copyOf(serving.get());
             for (VhostUserServer s : servers) {
+                if (!s.backend.keepsFds()) {
+                    ch.send(HandoverChannel.ABORT, s.path() + ": its backend keeps no fds to hand over (Backend.keepFdsForHandover)");
+                    throw new IOException(s.path() + " cannot be handed over: its backend keeps no fds");
+                }
+            }
+            for (VhostUserServer s : servers) {
                 try (Fd dup = s.dupListener()) {
                     ch.send(HandoverChannel.ENDPOINT, s.path().toAbsolutePath() + "\n" + String.join("\n", identity(s.backend)), dup);
                 }

@@ -39,7 +39,7 @@ class GuestMemoryTest {
     }
 
     private MemoryRegion region(long gpa, long size, long hva) {
-        return new MemoryRegion(gpa, size, hva, 0, arena.allocate(size), arena, io.jvhost.core.sys.Fd.adopt(io.jvhost.core.sys.LibC.eventfd(0, 0)));
+        return new MemoryRegion(gpa, size, hva, 0, arena.allocate(size), arena, null);
     }
 
     @Test
