@@ -13,10 +13,17 @@ import java.util.List;
  * @param storage closed last, or null
  * @param status  printed every 10 s and at exit; never null
  * @param watch   run every second, or null
+ * @param metrics what else reports metrics beside the devices' backends (a VXLAN uplink)
  */
-public record DeviceSet(List<VirtioDevice> devices, AutoCloseable storage, Runnable status, Runnable watch) {
+public record DeviceSet(List<VirtioDevice> devices, AutoCloseable storage, Runnable status, Runnable watch,
+                        List<io.jvhost.core.metrics.MetricsSource> metrics) {
     public DeviceSet {
         devices = List.copyOf(devices);
+        metrics = List.copyOf(metrics);
+    }
+
+    public DeviceSet(List<VirtioDevice> devices, AutoCloseable storage, Runnable status, Runnable watch) {
+        this(devices, storage, status, watch, List.of());
     }
 
     /** One device with nothing else to close, print or watch. */

@@ -500,6 +500,7 @@ public final class ServeOptions {
         if (metrics != null) {
             MetricsRegistry registry = new MetricsRegistry();
             backends.forEach(registry::register);
+            set.metrics().forEach(registry::register);
             MetricsServer server = MetricsServer.start(metrics, registry);
             resources.add(0, server);
             System.out.printf("jvhost metrics: %s%n", server.url());

@@ -94,6 +94,44 @@ class MetricsOptionTest {
     }
 
     @Test
+    void shouldReportTheVxlanUplinksDatagramsAndDropsByReason() throws Exception {
+        int port = 40000 + (int) (ProcessHandle.current().pid() % 20000); // loopback only; a port of this run's own
+        Path log = dir.resolve("net.log");
+        String url = start(log, "net", "--socket", dir.resolve("net.sock").toString(), "--vxlan-remote", "127.0.0.1",
+                "--vxlan-vni", "42", "--vxlan-port", Integer.toString(port), "--metrics", "127.0.0.1:0");
+        MetricsScrape idle = MetricsScrape.of(url);
+        assertEquals(0, idle.value("jvhost_vxlan_rx_datagrams_total", "device", "vxlan42", "type", "vxlan"));
+        try (java.net.DatagramSocket udp = new java.net.DatagramSocket(0, java.net.InetAddress.getByName("127.0.0.1"));
+             java.net.DatagramSocket stranger = new java.net.DatagramSocket(0, java.net.InetAddress.getByName("127.0.0.2"))) {
+            byte[] truncated = new byte[5]; // shorter than a VXLAN header
+            byte[] wrongVni = new byte[8 + 60];
+            wrongVni[0] = 0x08; // the I flag
+            wrongVni[6] = 7; // VNI 7, not 42
+            for (int i = 0; i < 3; i++) {
+                udp.send(new java.net.DatagramPacket(truncated, truncated.length, java.net.InetAddress.getLoopbackAddress(), port));
+                udp.send(new java.net.DatagramPacket(wrongVni, wrongVni.length, java.net.InetAddress.getLoopbackAddress(), port));
+            }
+            for (int i = 0; i < 2; i++) { // from an address that is no remote of the port
+                stranger.send(new java.net.DatagramPacket(wrongVni, wrongVni.length, java.net.InetAddress.getLoopbackAddress(), port));
+            }
+        }
+        MetricsScrape after = null;
+        for (long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10); System.nanoTime() < deadline; Thread.sleep(50)) {
+            after = MetricsScrape.of(url);
+            if (after.value("jvhost_vxlan_rx_datagrams_total", "device", "vxlan42", "type", "vxlan") >= 8) {
+                break;
+            }
+        }
+        assertEquals(8, after.value("jvhost_vxlan_rx_datagrams_total", "device", "vxlan42", "type", "vxlan"), after.text());
+        assertEquals(3, after.value("jvhost_vxlan_drops_total", "device", "vxlan42", "type", "vxlan", "reason", "rx_truncated_header"));
+        assertEquals(3, after.value("jvhost_vxlan_drops_total", "device", "vxlan42", "type", "vxlan", "reason", "rx_wrong_vni"));
+        assertEquals(2, after.value("jvhost_vxlan_drops_total", "device", "vxlan42", "type", "vxlan", "reason", "rx_unknown_sender"));
+        assertEquals(0, after.value("jvhost_vxlan_rx_frames_total", "device", "vxlan42", "type", "vxlan"));
+        MetricsScrape.PromtoolResult lint = after.promtool();
+        assertEquals(0, lint.exitStatus(), lint.output() + "\n" + after.text());
+    }
+
+    @Test
     void shouldRefuseAMetricsAddressWithoutAPortWithOneLineAndExitCodeTwo() {
         StringWriter err = new StringWriter();
         CommandLine cli = new CommandLine(new Main());

@@ -68,7 +68,7 @@ import org.slf4j.LoggerFactory;
  * scheduled). Netty offers no way around the event loop's share short of bypassing its datagram
  * channel (FFM recvmmsg/sendmmsg through {@code sys}).
  */
-public final class VxlanPort implements L2Switch.Uplink, AutoCloseable {
+public final class VxlanPort implements L2Switch.Uplink, AutoCloseable, io.jvhost.core.metrics.MetricsSource {
     private static final Logger LOG = LoggerFactory.getLogger(VxlanPort.class);
     /** Sockets frames leave from: the flow hash picks one, so its port is the outer source port. */
     static final int SOURCE_SOCKETS = 8;
@@ -468,6 +468,36 @@ public final class VxlanPort implements L2Switch.Uplink, AutoCloseable {
         long n = counters.incrementAndGet(counter);
         long now = clock.getAsLong(), last = lastLogged.get(counter);
         return (n == 1 || now - last >= LOG_INTERVAL_MILLIS) && lastLogged.compareAndSet(counter, last, now);
+    }
+
+    /** What each drop counter is called in the {@code reason} label of {@code jvhost_vxlan_drops_total}; null: not a drop. */
+    private static final String[] DROP_REASONS = {null, null, "tx_no_buffer", "tx_send_error", null, null, null,
+        "rx_truncated_header", "rx_no_i_flag", "rx_wrong_vni", "rx_inner_frame_too_short", "rx_inner_frame_too_long",
+        "rx_unknown_sender", "tx_frame_too_long"};
+
+    /**
+     * The uplink's counters for a scrape, as device {@code vxlan<VNI>} of type {@code vxlan}:
+     * frames and datagrams each way, bytes received, and drops by reason. Any thread; plain reads.
+     */
+    @Override
+    public io.jvhost.core.metrics.DeviceSnapshot metrics() {
+        java.util.List<io.jvhost.core.metrics.Sample> samples = new java.util.ArrayList<>();
+        samples.add(counter("jvhost_vxlan_tx_frames", "Frames the switch sent out over VXLAN.", TX_FRAMES));
+        samples.add(counter("jvhost_vxlan_tx_datagrams", "UDP datagrams sent to remotes (a frame flooded to N remotes is N).", TX_DATAGRAMS));
+        samples.add(counter("jvhost_vxlan_rx_datagrams", "UDP datagrams received on the VXLAN port.", RX_DATAGRAMS));
+        samples.add(counter("jvhost_vxlan_rx_frames", "Frames received over VXLAN and given to the switch.", RX_FRAMES));
+        samples.add(counter("jvhost_vxlan_rx_bytes", "Bytes of the frames received over VXLAN.", RX_BYTES));
+        for (int i = 0; i < DROP_REASONS.length; i++) {
+            if (DROP_REASONS[i] != null) {
+                samples.add(new io.jvhost.core.metrics.Sample("jvhost_vxlan_drops", io.jvhost.core.metrics.Sample.Type.COUNTER,
+                        "Frames or datagrams the VXLAN uplink dropped, by reason.", "reason", DROP_REASONS[i], counters.get(i)));
+            }
+        }
+        return new io.jvhost.core.metrics.DeviceSnapshot("vxlan" + config.vni(), "vxlan", samples, java.util.List.of());
+    }
+
+    private io.jvhost.core.metrics.Sample counter(String name, String help, int index) {
+        return new io.jvhost.core.metrics.Sample(name, io.jvhost.core.metrics.Sample.Type.COUNTER, help, null, null, counters.get(index));
     }
 
     @Override

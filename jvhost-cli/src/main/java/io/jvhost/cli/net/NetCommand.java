@@ -206,7 +206,7 @@ public final class NetCommand extends DeviceCommand {
             if (uplink != null) {
                 System.out.println(uplink.switchPort().describe());
             }
-        }, null);
+        }, null, uplink == null ? List.of() : List.of(uplink));
     }
 
     /** The VXLAN uplink the --vxlan-* options describe (checked as a usage error), or null without --vxlan-remote. */

@@ -203,6 +203,9 @@ final class DeviceHost implements AutoCloseable {
             h.sources.add(s);
             h.metricHandles.add(registry.register(s));
         }
+        for (io.jvhost.core.metrics.MetricsSource m : h.set.metrics()) { // a VXLAN uplink: its series end with the device
+            h.metricHandles.add(registry.register(m));
+        }
         devices.put(spec.name(), h);
         return h;
     }
@@ -305,7 +308,7 @@ final class DeviceHost implements AutoCloseable {
         synchronized (h) {
             storage = h.set == null ? null : h.set.storage();
             if (h.set != null) {
-                h.set = new DeviceSet(h.set.devices(), null, h.set.status(), h.set.watch());
+                h.set = new DeviceSet(h.set.devices(), null, h.set.status(), h.set.watch(), h.set.metrics());
             }
         }
         if (storage != null) {
