@@ -81,31 +81,6 @@ class ServeCommandTest {
         assertEquals("jvhost serve: --config " + dir.resolve("none.yaml") + ": no such file", o.line("jvhost serve"));
     }
 
-    /** One control connection: a line out, a JSON line back. */
-    private static final class Control implements AutoCloseable {
-        final SocketChannel channel;
-        final BufferedReader in;
-        final OutputStream out;
-
-        Control(Path path) throws Exception {
-            channel = SocketChannel.open(StandardProtocolFamily.UNIX);
-            channel.connect(UnixDomainSocketAddress.of(path));
-            in = new BufferedReader(new InputStreamReader(Channels.newInputStream(channel), StandardCharsets.UTF_8));
-            out = Channels.newOutputStream(channel);
-        }
-
-        JsonNode send(String line) throws Exception {
-            out.write((line + "\n").getBytes(StandardCharsets.UTF_8));
-            out.flush();
-            return JSON.readTree(in.readLine());
-        }
-
-        @Override
-        public void close() throws Exception {
-            channel.close();
-        }
-    }
-
     @Test
     void shouldAddServeReportAndRemoveADeviceThroughTheControlSocket() throws Exception {
         Path control = dir.resolve("control.sock"), extra = dir.resolve("extra.sock");
@@ -115,7 +90,7 @@ class ServeCommandTest {
                 "--control", control.toString())) {
             serve.await(CliProcess.READY, Duration.ofSeconds(30));
             assertEquals("rw-------", PosixFilePermissions.toString(Files.getPosixFilePermissions(control)));
-            try (Control c = new Control(control)) {
+            try (ControlClient c = new ControlClient(control)) {
                 for (String bad : List.of("hello", "{\"command\": 7", "{\"no\":\"command\"}", "remove", "stats nobody",
                         "add {\"type\":\"rng\"}", "add {\"type\":\"rng\",\"socket\":\"" + extra + "\",\"queues\":2}")) {
                     JsonNode answer = c.send(bad);
