@@ -30,7 +30,7 @@ public abstract class DeviceCommand implements Callable<Integer> {
     protected CommandSpec spec;
 
     /** With --handover, the process that serves these sockets now (its device fds are offered here), or null. */
-    protected io.jvhost.core.transport.Handover.Takeover predecessor;
+    protected io.jvhost.core.transport.HandoverTakeover predecessor;
 
     /** What {@link #open} gives a successor of this process besides the sockets (a TAP's queues). */
     protected io.jvhost.core.transport.Handover.DeviceFds handoverFds = io.jvhost.core.transport.Handover.DeviceFds.NONE;
@@ -62,7 +62,7 @@ public abstract class DeviceCommand implements Callable<Integer> {
     public abstract DeviceSet open(Shared shared) throws Exception;
 
     /** Takes the TAP and RAM disk fds that {@link #open} finds from {@code predecessor} (live upgrade), or none when null. */
-    public void inherit(io.jvhost.core.transport.Handover.Takeover predecessor) {
+    public void inherit(io.jvhost.core.transport.HandoverTakeover predecessor) {
         this.predecessor = predecessor;
     }
 

@@ -10,6 +10,8 @@ import io.jvhost.core.runtime.IdleMode;
 import io.jvhost.core.transport.ControlLoop;
 import io.jvhost.core.transport.Endpoint;
 import io.jvhost.core.transport.Handover;
+import io.jvhost.core.transport.HandoverOffer;
+import io.jvhost.core.transport.HandoverTakeover;
 import io.jvhost.core.transport.VhostUserClient;
 import io.jvhost.core.transport.VhostUserServer;
 import io.jvhost.prometheus.MetricsServer;
@@ -277,11 +279,11 @@ public final class ServeOptions {
      * null when none listens on the path (this process then starts afresh). A {@link Failure} when it
      * refuses.
      */
-    public Handover.Takeover contactPredecessor() {
+    public HandoverTakeover contactPredecessor() {
         if (handover == null) {
             return null;
         }
-        Handover.Takeover t = contactPredecessor(handover, sockets);
+        HandoverTakeover t = contactPredecessor(handover, sockets);
         if (t == null) { // this process will listen there itself
             SocketAccessOptions.checkPaths(command, "--handover", java.util.List.of(handover), false);
         }
@@ -289,9 +291,9 @@ public final class ServeOptions {
     }
 
     /** As {@link #contactPredecessor()} for a whole process serving {@code sockets}: {@code serve --config}. */
-    public static Handover.Takeover contactPredecessor(Path handover, java.util.List<Path> sockets) {
+    public static HandoverTakeover contactPredecessor(Path handover, java.util.List<Path> sockets) {
         try {
-            Handover.Takeover t = Handover.contact(handover, sockets);
+            HandoverTakeover t = Handover.contact(handover, sockets);
             if (t != null) {
                 System.out.printf("jvhost: taking over from pid %d (--handover %s)%n", t.pid(), handover);
             }
@@ -357,7 +359,7 @@ public final class ServeOptions {
      * completes) instead of a new one.
      */
     public Started start(String name, DeviceSet set, ControlLoop loop, io.jvhost.core.runtime.Poller shared,
-                         Handover.Takeover predecessor) throws Exception {
+                         HandoverTakeover predecessor) throws Exception {
         if (set.devices().size() != sockets.size()) {
             throw new ParameterException(command.commandLine(), name + " serves one socket; got " + sockets.size());
         }
@@ -400,7 +402,7 @@ public final class ServeOptions {
     }
 
     /** The predecessor's server on {@code socket}, or a {@link Failure} saying why this command cannot take it over. */
-    private VhostUserServer adopt(Handover.Takeover predecessor, Path socket, Backend backend, ControlLoop loop,
+    private VhostUserServer adopt(HandoverTakeover predecessor, Path socket, Backend backend, ControlLoop loop,
                                   io.jvhost.core.transport.SocketAccess access) {
         try {
             return predecessor.server(socket, backend, loop, access);
@@ -415,7 +417,7 @@ public final class ServeOptions {
      * successor on --handover's path; once one has taken over, this process exits 0 at once,
      * touching nothing it handed over (the socket files, the TAP, the image stay the successor's).
      */
-    private Handover.Offer offer(Started started, ControlLoop loop, Handover.Takeover predecessor, Handover.DeviceFds deviceFds)
+    private HandoverOffer offer(Started started, ControlLoop loop, HandoverTakeover predecessor, Handover.DeviceFds deviceFds)
             throws java.io.IOException {
         io.jvhost.core.sys.Fd listener = null;
         if (predecessor != null) {
@@ -452,7 +454,7 @@ public final class ServeOptions {
      * As {@link #serve(String, DeviceSet)}, taking over from {@code predecessor} if not null, and
      * with --handover offering to a successor the sockets and {@code deviceFds}.
      */
-    public int serve(String name, DeviceSet set, Handover.Takeover predecessor, Handover.DeviceFds deviceFds) throws Exception {
+    public int serve(String name, DeviceSet set, HandoverTakeover predecessor, Handover.DeviceFds deviceFds) throws Exception {
         AutoCloseable storage = set.storage();
         Runnable status = set.status();
         ControlLoop loop = new ControlLoop();

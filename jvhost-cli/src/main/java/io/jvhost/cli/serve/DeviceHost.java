@@ -16,6 +16,8 @@ import io.jvhost.core.runtime.IdleMode;
 import io.jvhost.core.runtime.Poller;
 import io.jvhost.core.transport.ControlLoop;
 import io.jvhost.core.transport.Handover;
+import io.jvhost.core.transport.HandoverOffer;
+import io.jvhost.core.transport.HandoverTakeover;
 import io.jvhost.net.L2Switch;
 
 import java.io.IOException;
@@ -173,7 +175,7 @@ final class DeviceHost implements AutoCloseable {
     }
 
     /** As {@link #add(ServeConfig.DeviceSpec, boolean)}, taking the device over from {@code predecessor} if it serves it. */
-    synchronized Hosted add(ServeConfig.DeviceSpec spec, boolean keepFailed, Handover.Takeover predecessor) throws Exception {
+    synchronized Hosted add(ServeConfig.DeviceSpec spec, boolean keepFailed, HandoverTakeover predecessor) throws Exception {
         if (devices.containsKey(spec.name())) {
             throw new IllegalArgumentException("a device named " + spec.name() + " exists; remove it first or choose another name");
         }
@@ -215,7 +217,7 @@ final class DeviceHost implements AutoCloseable {
      * at the time a successor asks, with their TAP and RAM disk fds, on {@code path}; once one has
      * taken over, this process exits 0 at once, touching nothing it handed over.
      */
-    Handover.Offer offer(Path path, Handover.Takeover predecessor, Path config) throws IOException {
+    HandoverOffer offer(Path path, HandoverTakeover predecessor, Path config) throws IOException {
         io.jvhost.core.sys.Fd listener = null;
         if (predecessor != null) {
             try {

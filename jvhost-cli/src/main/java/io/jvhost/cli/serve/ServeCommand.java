@@ -84,7 +84,7 @@ public final class ServeCommand implements Callable<Integer> {
             System.setProperty("jvhost.latency", "true"); // read when the first queue is made
         }
         Path handoverPath = handover != null ? handover : c.handover;
-        io.jvhost.core.transport.Handover.Takeover predecessor = handoverPath == null ? null
+        io.jvhost.core.transport.HandoverTakeover predecessor = handoverPath == null ? null
                 : ServeOptions.contactPredecessor(handoverPath, c.devices.stream().flatMap(d -> d.command().serveOptions().sockets().stream()).toList());
         DeviceHost host = new DeviceHost(c.latency, c.pollers.values());
         if (handoverPath != null) {

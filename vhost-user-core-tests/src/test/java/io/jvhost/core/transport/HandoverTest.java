@@ -62,7 +62,7 @@ class HandoverTest {
             oldBackend.start();
             newBackend.start();
             VhostUserServer oldServer = VhostUserServer.listen(socket, oldBackend, oldLoop);
-            try (Handover.Offer offer = Handover.offer(handover, null, () -> List.of(oldServer), oldLoop, Handover.DeviceFds.NONE,
+            try (HandoverOffer offer = Handover.offer(handover, null, () -> List.of(oldServer), oldLoop, Handover.DeviceFds.NONE,
                          handedOver::countDown);
                  GuestRam ram = new GuestRam(4 << 20); DriverQueue q = new DriverQueue(ram, 0, QUEUE_SIZE, layout);
                  Frontend f = Frontend.connect(socket, 10_000).driverRings(layout, false).replyTimeout(Duration.ofSeconds(10))) {
@@ -95,7 +95,7 @@ class HandoverTest {
                 assertTrue(oldDevice.processingHeld(), "the old handler holds the first of the three");
 
                 CompletableFuture<Fd> taken = CompletableFuture.supplyAsync(() -> {
-                    try (Handover.Takeover t = Handover.contact(handover, List.of(socket))) {
+                    try (HandoverTakeover t = Handover.contact(handover, List.of(socket))) {
                         t.server(socket, newBackend, newLoop, SocketAccess.OWNER_ONLY);
                         return t.complete(newLoop);
                     } catch (java.io.IOException e) {

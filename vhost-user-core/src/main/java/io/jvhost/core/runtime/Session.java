@@ -61,10 +61,8 @@ public final class Session {
     private final Vrings vrings;
     private final BackendChannel channel;
     private boolean closed;
-    /** Acked or refused SET_CONFIG writes and the last NET_SET_MTU: device state a successor replays. */
-    private final java.util.List<Message> deviceWrites = new java.util.ArrayList<>();
-    private Message mtu;
-    private boolean featuresSet, protocolFeaturesSet;
+    /** What a successor replays besides the regions and vrings (live upgrade). */
+    private final SessionImage image = new SessionImage();
     private long messages;
     private long messagesRefused;
 
@@ -169,7 +167,7 @@ public final class Session {
             case SET_FEATURES -> {
                 long f = Payload.decodeU64(p, fds);
                 negotiation.ackFeatures(f);
-                featuresSet = true;
+                image.featuresSet();
                 device.featuresAcked(f);
                 vrings.reconcileAll(x, true);
             }
@@ -179,15 +177,14 @@ public final class Session {
                 vrings.reset(x);
                 x.afterAcks(() -> {
                     negotiation.resetDevice();
-                    featuresSet = false;
-                    deviceWrites.clear();
+                    image.deviceReset();
                     device.reset();
                 });
             }
             case GET_PROTOCOL_FEATURES -> reply(x, negotiation.offeredProtocolFeatures());
             case SET_PROTOCOL_FEATURES -> {
                 negotiation.ackProtocolFeatures(Payload.decodeU64(p, fds));
-                protocolFeaturesSet = true;
+                image.protocolFeaturesSet();
             }
             case GET_QUEUE_NUM -> reply(x, vrings.count());
             case GET_MAX_MEM_SLOTS -> reply(x, MemoryMap.MAX_SLOTS);
@@ -227,9 +224,7 @@ public final class Session {
                 if (!device.writeConfig(r.offset(), r.data())) {
                     throw new ProtocolException("device refused config write at " + r.offset() + "+" + r.size());
                 }
-                if (deviceWrites.size() < 64) { // a guest rewrites the same few fields; the first 64 say it
-                    deviceWrites.add(new Message(SET_CONFIG, io.jvhost.core.protocol.Header.VERSION, p, new Fd[0]));
-                }
+                image.configWritten(p);
             }
             // Status 0 arrives before the last GET_VRING_BASE (QEMU 7.2): ring state stays.
             case SET_STATUS -> negotiation.status(Payload.decodeU64(p, fds));
@@ -239,7 +234,7 @@ public final class Session {
                 if (mtu < 68 || mtu > 65535 || !device.setMtu((int) mtu)) {
                     throw new ProtocolException("MTU " + mtu + " refused");
                 }
-                this.mtu = new Message(NET_SET_MTU, io.jvhost.core.protocol.Header.VERSION, p, new Fd[0]);
+                image.mtuSet(p);
             }
             case SEND_RARP -> {
                 if (!device.sendRarp(Payload.decodeU64(p, fds) & 0xFFFF_FFFF_FFFFL)) {
@@ -307,32 +302,12 @@ public final class Session {
      */
     public void pause(java.util.function.Consumer<java.util.List<Message>> paused) {
         internal(vrings::hold, () -> {
-            java.util.List<Message> out = new java.util.ArrayList<>();
             try {
-                if (protocolFeaturesSet) {
-                    out.add(internalMessage(SET_PROTOCOL_FEATURES, Payload.encodeU64(negotiation.ackedProtocolFeatures())));
-                }
-                if (featuresSet) {
-                    out.add(internalMessage(SET_FEATURES, Payload.encodeU64(negotiation.ackedFeatures())));
-                }
-                out.add(internalMessage(SET_STATUS, Payload.encodeU64(negotiation.status())));
-                regions.handoverMessages(out);
-                Fd backendChannel = channel.dupSocket();
-                if (backendChannel != null) {
-                    out.add(new Message(SET_BACKEND_REQ_FD, io.jvhost.core.protocol.Header.VERSION, Payload.NONE, new Fd[] {backendChannel}));
-                }
-                out.addAll(deviceWrites);
-                if (mtu != null) {
-                    out.add(mtu);
-                }
-                vrings.handoverMessages(out);
+                paused.accept(image.messages(negotiation, regions, channel, vrings));
             } catch (io.jvhost.core.sys.NativeException e) {
-                out.forEach(m -> Fd.closeAll(m.fds()));
                 LOG.error("{}: cannot hand over: {}", name, e.getMessage());
                 paused.accept(null);
-                return;
             }
-            paused.accept(out);
         });
     }
 
@@ -370,13 +345,10 @@ public final class Session {
         });
     }
 
-    private static Message internalMessage(int request, byte[] payload) {
-        return new Message(request, io.jvhost.core.protocol.Header.VERSION, payload, new Fd[0]);
-    }
 
     /** Runs {@code change} on an exchange of the session's own (no frontend message); {@code then} once the pollers acked. */
     private void internal(java.util.function.Consumer<Exchange> change, Runnable then) {
-        Exchange x = new Exchange(internalMessage(0, Payload.NONE), settled -> {
+        Exchange x = new Exchange(SessionImage.message(0, Payload.NONE), settled -> {
             settled.runAfterAcks();
             then.run();
         });
