@@ -1,11 +1,6 @@
 /** virtio-net over vhost-user: bench ports, an in-process L2 switch with a VXLAN uplink, TAP, and a packet-handler API. */
 module io.jvhost.net {
     requires io.jvhost.core;
-    requires io.netty.buffer;
-    requires io.netty.common;
-    requires io.netty.transport;
-    requires io.netty.transport.classes.epoll;
-    requires io.netty.transport.unix.common;
     requires org.jctools.core;
     requires org.slf4j;
 

@@ -30,15 +30,16 @@ import java.util.regex.Pattern;
  * included) as well as per wall second.
  *
  * <ul>
- * <li>encap, jvhost: a thread hands frames to the port as a guest's poller would ({@code send}:
- *   a copy into a pooled datagram), its event loop sends them (sendmmsg) over a veth to a namespace
- *   where nothing listens. CPU: that thread and the event loop.
+ * <li>encap, jvhost: a thread hands frames to the port as a guest's poller would ({@code send}),
+ *   which sends each from that thread (sendmmsg: the VXLAN header and the frame where it lies) over
+ *   a veth to a namespace where nothing listens. CPU: that thread, and the port's receiving thread
+ *   (idle here).
  * <li>encap, Linux: a thread writes the frames to a TAP bridged with {@code vx0}; the kernel
  *   bridges, encapsulates and sends them in that thread's context. CPU: that thread.
- * <li>decap: {@link UdpBlaster} in the far namespace sends VXLAN datagrams over the veth; jvhost's
- *   event loop takes them (recvmmsg), checks, learns and forwards them into the switch to a NIC whose
+ * <li>decap: {@link UdpBlaster} in the far namespace sends VXLAN datagrams over the veth; the
+ *   port's thread takes them (recvmmsg), checks, learns and forwards them into the switch to a NIC whose
  *   guest never reads (as the Linux bridge forwards to a TAP nobody reads). CPU: the blaster's
- *   thread (the veth's receive side runs in it) and, for jvhost, the event loop.
+ *   thread (the veth's receive side runs in it) and, for jvhost, the port's thread.
  * </ul>
  * Every address is link-local on veth pairs in namespaces the bench creates and deletes.
  */
@@ -177,7 +178,8 @@ public final class VxlanBench extends Bench<VxlanBench.Options> {
         return ManagementFactory.getThreadMXBean().getThreadCpuTime(tid);
     }
 
-    private static long loopThread() {
+    /** The port's receiving thread. */
+    private static long portThread() {
         return Thread.getAllStackTraces().keySet().stream().filter(t -> t.getName().equals("jvhost-vxlan"))
                 .findFirst().orElseThrow().threadId();
     }
@@ -218,20 +220,20 @@ public final class VxlanBench extends Bench<VxlanBench.Options> {
         L2Switch sw = new L2Switch();
         try (VxlanPort port = openPort(sw, size)) {
             MemorySegment f = frame(size);
-            long loop = loopThread();
+            long portThread = portThread();
             long[] at = new long[4];
             long cpu = drive(() -> {
                 long before = port.counter(VxlanPort.TX_NO_BUFFER);
                 port.send(0x5254000a0a0aL, f, 0, size);
                 if (port.counter(VxlanPort.TX_NO_BUFFER) != before) {
-                    LockSupport.parkNanos(20_000); // the loop is behind: let it catch up rather than spin on drops
+                    LockSupport.parkNanos(20_000); // the socket's buffer is full: let the veth drain rather than spin on drops
                 }
             }, () -> {
                 at[0] = port.counter(VxlanPort.TX_DATAGRAMS);
-                at[1] = threadCpu(loop);
+                at[1] = threadCpu(portThread);
             }, () -> {
                 at[2] = port.counter(VxlanPort.TX_DATAGRAMS);
-                at[3] = threadCpu(loop);
+                at[3] = threadCpu(portThread);
             });
             return result(at[2] - at[0], cpu + at[3] - at[1]);
         }
@@ -271,14 +273,14 @@ public final class VxlanBench extends Bench<VxlanBench.Options> {
         L2Switch sw = new L2Switch();
         new NetDevice(sw.newPort(), 1, 0x525400000b0bL, 1500); // a NIC whose guest never reads: frames queue, then drop
         try (VxlanPort port = openPort(sw, size)) {
-            long loop = loopThread();
+            long portThread = portThread();
             long[] at = new long[4];
             Run r = blast(J_REMOTE, J_LOCAL, size, () -> {
                 at[0] = port.counter(VxlanPort.RX_FRAMES);
-                at[1] = threadCpu(loop);
+                at[1] = threadCpu(portThread);
             }, () -> {
                 at[2] = port.counter(VxlanPort.RX_FRAMES);
-                at[3] = threadCpu(loop);
+                at[3] = threadCpu(portThread);
             }, at, 3);
             return r;
         }

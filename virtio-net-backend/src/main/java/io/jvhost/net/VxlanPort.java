@@ -1,39 +1,19 @@
 package io.jvhost.net;
 
-import io.netty.bootstrap.Bootstrap;
-import io.netty.buffer.ByteBuf;
-import io.netty.buffer.Unpooled;
-import io.netty.channel.Channel;
-import io.netty.channel.ChannelHandler;
-import io.netty.channel.ChannelHandlerContext;
-import io.netty.channel.ChannelInboundHandlerAdapter;
-import io.netty.channel.ChannelOption;
-import io.netty.channel.FixedRecvByteBufAllocator;
-import io.netty.channel.IoEventLoop;
-import io.netty.channel.MultiThreadIoEventLoopGroup;
-import io.netty.channel.epoll.EpollChannelOption;
-import io.netty.channel.epoll.EpollDatagramChannel;
-import io.netty.channel.epoll.EpollIoHandler;
-import io.netty.channel.socket.DatagramPacket;
-import io.netty.channel.socket.SocketProtocolFamily;
-import io.netty.channel.unix.IntegerUnixChannelOption;
+import io.jvhost.core.sys.Errno;
+import io.jvhost.core.sys.LibC;
+import io.jvhost.core.sys.NativeException;
+import io.jvhost.core.sys.UdpSocket;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.net.Inet6Address;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
-import java.nio.ByteBuffer;
-import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.ThreadFactory;
-import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLongArray;
 import java.util.function.LongSupplier;
 
-import org.jctools.queues.atomic.MpmcAtomicArrayQueue;
-import org.jctools.queues.atomic.MpscAtomicArrayQueue;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -45,49 +25,47 @@ import org.slf4j.LoggerFactory;
  * {@code ip link add ... type vxlan id N dstport 4789}.
  *
  * <h2>Threads</h2>
- * {@link #send} runs on the guest pollers forwarding through the switch: it encapsulates into a
- * pooled datagram (one copy) and puts it on a JCTools MPSC queue; one Netty epoll event loop of the
- * port's own ({@code jvhost-vxlan}) drains that queue, writing each batch and flushing once per
- * socket (sendmmsg), and reads datagrams (recvmmsg) to decapsulate and forward into the switch,
- * which injects into the guests' lock-free queues.
+ * {@link #send} runs on the guest pollers forwarding through the switch, and sends there: one
+ * {@code sendmmsg} per frame writes the VXLAN header and the frame, straight from where the switch
+ * has it (guest memory), to its remote, or to every remote at once when it floods. No copy, no
+ * queue, no other thread. One thread of the port's own ({@code jvhost-vxlan}) waits in
+ * {@code recvmmsg} on the VXLAN port, takes up to {@link #RECEIVE_BATCH} datagrams per call into
+ * native buffers, and decapsulates each into the switch from there, which injects it into the
+ * guests' lock-free queues.
  *
  * <h2>Sockets</h2>
  * One socket listens on the VXLAN port. Frames leave from {@link #SOURCE_SOCKETS} more, bound to
  * ports the kernel picks from its ephemeral range (32768-60999 by default, the range Linux's vxlan
  * hashes into); the inner flow's hash picks one, so the outer source port follows the inner flow.
+ * The sockets are FFM system calls through {@code sys}' {@link UdpSocket}.
  *
  * <h2>Allocation</h2>
- * Sending allocates nothing of ours per frame: pooled datagrams (a {@link DatagramPacket} subclass
- * whose release returns it to its remote's pool) and a preallocated drain task. Netty itself, per
- * datagram on the event loop: {@code sendmmsg} copies each recipient address
- * ({@code InetAddress.getAddress()}, a 4- or 16-byte array), and every received datagram comes as
- * a new {@link DatagramPacket} with a sender {@link InetSocketAddress} and a buffer slice. Measured
- * by {@code VxlanPortTest#shouldMeasureWhatNettyAllocatesPerDatagram} (JDK 25, Netty 4.2.18, 64 B
- * frames): about 64 B per datagram sent and 1.1 KiB per datagram received on the event loop; the
- * pollers' side 0.1 B per frame (Netty's unbounded task queue growing by chunks as drains are
- * scheduled). Netty offers no way around the event loop's share short of bypassing its datagram
- * channel (FFM recvmmsg/sendmmsg through {@code sys}).
+ * None per frame either way, in steady state: each sending thread has its preallocated
+ * {@code mmsghdr} and {@code iovec} pair ({@link UdpSocket.Sender}, one per thread the first time
+ * it sends), the receiving thread its batch of buffers and sender addresses
+ * ({@link UdpSocket.Receiver}); remotes' addresses are native once. Only logging a drop
+ * allocates (at most once per 10 s per kind). {@code VxlanPortTest} measures both directions.
  */
 public final class VxlanPort implements L2Switch.Uplink, AutoCloseable, io.jvhost.core.metrics.MetricsSource {
     private static final Logger LOG = LoggerFactory.getLogger(VxlanPort.class);
     /** Sockets frames leave from: the flow hash picks one, so its port is the outer source port. */
     static final int SOURCE_SOCKETS = 8;
-    /** Pooled datagrams per remote: frames in flight towards it (more are dropped and counted). */
-    static final int POOL = 512;
-    private static final int DRAIN_LIMIT = 256;
-    private static final int RECEIVE_BATCH = 32;
+    /** Datagrams one recvmmsg takes at most. */
+    static final int RECEIVE_BATCH = 32;
+    /** Remotes one sendmmsg reaches at most; a flood to more takes several calls. */
+    private static final int SEND_BATCH = 64;
+    private static final int SOCKET_BUFFER = 4 << 20;
     private static final long LOG_INTERVAL_MILLIS = 10_000;
-    /** SOL_SOCKET, SO_NO_CHECK (asm-generic/socket.h); SOL_UDP, UDP_NO_CHECK6_TX (linux/udp.h). */
-    private static final IntegerUnixChannelOption SO_NO_CHECK = new IntegerUnixChannelOption("SO_NO_CHECK", 1, 11),
-            UDP_NO_CHECK6_TX = new IntegerUnixChannelOption("UDP_NO_CHECK6_TX", 17, 101);
 
     /** Counter indices; {@link #COUNTER_NAMES} in the same order. */
     public static final int TX_FRAMES = 0, TX_DATAGRAMS = 1, TX_NO_BUFFER = 2, TX_ERRORS = 3, RX_DATAGRAMS = 4,
             RX_FRAMES = 5, RX_BYTES = 6, RX_TRUNCATED = 7, RX_NO_I_FLAG = 8, RX_WRONG_VNI = 9,
-            RX_FRAME_TOO_SHORT = 10, RX_FRAME_TOO_LONG = 11, RX_UNKNOWN_SENDER = 12, TX_FRAME_TOO_LONG = 13;
+            RX_FRAME_TOO_SHORT = 10, RX_FRAME_TOO_LONG = 11, RX_UNKNOWN_SENDER = 12, TX_FRAME_TOO_LONG = 13,
+            RX_ERRORS = 14;
     static final String[] COUNTER_NAMES = {"tx frames", "tx datagrams", "tx dropped no buffer", "tx send errors",
         "rx datagrams", "rx frames", "rx bytes", "rx truncated header", "rx no I flag", "rx wrong VNI",
-        "rx inner frame too short", "rx inner frame too long", "rx unknown sender", "tx frame too long"};
+        "rx inner frame too short", "rx inner frame too long", "rx unknown sender", "tx frame too long",
+        "rx receive errors"};
     /** Drop counters for each {@link Vxlan#check} result. */
     private static final int[] CHECK_DROPS = {-1, RX_TRUNCATED, RX_NO_I_FLAG, RX_WRONG_VNI, RX_FRAME_TOO_SHORT,
         RX_FRAME_TOO_LONG};
@@ -133,134 +111,69 @@ public final class VxlanPort implements L2Switch.Uplink, AutoCloseable, io.jvhos
         }
     }
 
-    /** A remote VTEP: its address and the datagrams in flight to it. */
-    private static final class Remote {
-        final InetSocketAddress address;
-        final MpmcAtomicArrayQueue<Datagram> free = new MpmcAtomicArrayQueue<>(POOL);
-
-        Remote(InetSocketAddress address) {
-            this.address = address;
-        }
-    }
-
-    /**
-     * A pooled datagram to one remote. Netty releases a message once written (or failed); for this
-     * one that puts it back in its remote's pool. Its buffer stays put.
-     */
-    private static final class Datagram extends DatagramPacket {
-        final MemorySegment memory;
-        final Remote remote;
-        int socket;
-
-        Datagram(Remote remote, MemorySegment memory) {
-            super(Unpooled.wrappedBuffer(memory.asByteBuffer()), remote.address);
-            this.memory = memory;
-            this.remote = remote;
-        }
-
-        @Override
-        public boolean release() {
-            remote.free.offer(this);
-            return false;
-        }
-
-        @Override
-        public boolean release(int decrement) {
-            return release();
-        }
-
-        @Override
-        public int refCnt() {
-            return 1;
-        }
-
-        @Override
-        public Datagram retain() {
-            return this;
-        }
-
-        @Override
-        public Datagram retain(int increment) {
-            return this;
-        }
-
-        @Override
-        public Datagram touch() {
-            return this;
-        }
-
-        @Override
-        public Datagram touch(Object hint) {
-            return this;
-        }
-    }
-
     private final Config config;
-    private final Remote[] remotes;
+    private final UdpSocket.Address[] remotes;
     private final MacTable fdb;
     private final LongSupplier clock;
     private final AtomicLongArray counters = new AtomicLongArray(COUNTER_NAMES.length);
     private final AtomicLongArray lastLogged = new AtomicLongArray(COUNTER_NAMES.length);
-    private final MpscAtomicArrayQueue<Datagram> outbound;
-    private final AtomicBoolean drainScheduled = new AtomicBoolean();
-    private final Runnable drain = this::drain;
-    /** The event loop's copy of a received datagram, so the switch reads native memory. */
-    private final MemorySegment rxScratch;
-    private final ByteBuffer rxScratchBuffer;
-    private final MultiThreadIoEventLoopGroup group;
-    private final IoEventLoop loop;
-    private final Channel listener;
-    private final Channel[] senders = new Channel[SOURCE_SOCKETS];
-    private final boolean[] written = new boolean[SOURCE_SOCKETS];
+    /** The 8 bytes in front of every frame sent: the I flag and the VNI. Read-only once written. */
+    private final MemorySegment header;
+    private final UdpSocket listener;
+    private final UdpSocket[] sources = new UdpSocket[SOURCE_SOCKETS];
+    /** Each sending thread's sendmmsg vectors, made the first time it sends. */
+    private final ThreadLocal<UdpSocket.Sender> senders;
+    private final UdpSocket.Receiver receiver;
+    private final Thread receiveThread;
+    private volatile boolean closed;
     private volatile L2Switch.SwitchPort switchPort;
 
     private VxlanPort(Config config, LongSupplier clock) {
         this.config = config;
         this.clock = clock;
         this.fdb = new MacTable(4096, 300_000, clock);
-        this.remotes = new Remote[config.remotes().size()];
-        long slot = Math.max(64, (Vxlan.HEADER_LENGTH + config.maxFrame() + 63) & ~63L);
+        this.remotes = new UdpSocket.Address[config.remotes().size()];
         for (int i = 0; i < remotes.length; i++) {
-            remotes[i] = new Remote(config.remotes().get(i));
-            MemorySegment slab = Arena.ofAuto().allocate(slot * POOL, 64);
-            for (int j = 0; j < POOL; j++) {
-                remotes[i].free.offer(new Datagram(remotes[i], slab.asSlice(j * slot, slot)));
-            }
+            remotes[i] = UdpSocket.Address.of(config.remotes().get(i));
         }
-        this.outbound = new MpscAtomicArrayQueue<>(Math.max(1024, POOL * Math.min(remotes.length, 8)));
-        this.rxScratch = Arena.ofAuto().allocate(Vxlan.HEADER_LENGTH + config.maxFrame() + 1, 64);
-        this.rxScratchBuffer = rxScratch.asByteBuffer();
-        ThreadFactory threads = r -> Thread.ofPlatform().name("jvhost-vxlan").daemon(true).unstarted(r);
-        this.group = new MultiThreadIoEventLoopGroup(1, threads, EpollIoHandler.newFactory());
-        this.loop = group.next();
+        this.header = Arena.ofAuto().allocate(Vxlan.HEADER_LENGTH, 8);
+        Vxlan.putHeader(header, 0, config.vni());
+        int perCall = Math.min(remotes.length, SEND_BATCH);
+        this.senders = ThreadLocal.withInitial(() -> new UdpSocket.Sender(perCall));
+        // One byte more than the largest valid datagram, so a longer one (cut to this size) still
+        // shows as too long.
+        this.receiver = new UdpSocket.Receiver(RECEIVE_BATCH, Vxlan.HEADER_LENGTH + config.maxFrame() + 1);
+        InetAddress bindAddress = config.local() != null ? config.local()
+                : InetAddress.ofLiteral(config.ipv6() ? "::" : "0.0.0.0");
         try {
-            SocketProtocolFamily family = config.ipv6() ? SocketProtocolFamily.INET6 : SocketProtocolFamily.INET;
-            InetAddress bindAddress = config.local() != null ? config.local()
-                    : InetAddress.getByName(config.ipv6() ? "::" : "0.0.0.0");
-            Receiver receiver = new Receiver();
-            // recvmmsg: Netty reads up to RECEIVE_BATCH datagrams per call when the payload size is set
-            // and the receive buffer holds that many. One byte more than the largest valid datagram, so
-            // a longer one (truncated to this size) is still seen as too long.
-            int payload = Vxlan.HEADER_LENGTH + config.maxFrame() + 1;
-            Bootstrap b = new Bootstrap().group(loop).channelFactory(() -> new EpollDatagramChannel(family))
-                    .option(EpollChannelOption.MAX_DATAGRAM_PAYLOAD_SIZE, payload)
-                    .option(ChannelOption.RCVBUF_ALLOCATOR, new FixedRecvByteBufAllocator(payload * RECEIVE_BATCH))
-                    .option(ChannelOption.SO_RCVBUF, 4 << 20)
-                    .option(ChannelOption.SO_SNDBUF, 4 << 20)
-                    .handler(receiver);
-            if (!config.udpChecksum()) {
-                b.option(config.ipv6() ? UDP_NO_CHECK6_TX : SO_NO_CHECK, 1);
-            }
-            this.listener = b.bind(new InetSocketAddress(bindAddress, config.port())).sync().channel();
-            for (int i = 0; i < SOURCE_SOCKETS; i++) {
-                senders[i] = b.bind(new InetSocketAddress(bindAddress, 0)).sync().channel();
-            }
-        } catch (Exception e) {
-            group.shutdownGracefully(0, 1, TimeUnit.SECONDS);
+            this.listener = UdpSocket.open(new InetSocketAddress(bindAddress, config.port()));
+        } catch (NativeException e) {
             throw new IllegalStateException("VXLAN: cannot bind UDP " + (config.local() != null
                     ? config.local().getHostAddress() : "*") + ":" + config.port() + ": " + e.getMessage(), e);
         }
-        LOG.info("VXLAN VNI {} listening on {} towards {}", config.vni(), listener.localAddress(), config.remotes());
+        try {
+            listener.setOption(UdpSocket.SOL_SOCKET, UdpSocket.SO_RCVBUF, SOCKET_BUFFER);
+            for (int i = 0; i < SOURCE_SOCKETS; i++) {
+                sources[i] = UdpSocket.open(new InetSocketAddress(bindAddress, 0));
+                sources[i].setOption(UdpSocket.SOL_SOCKET, UdpSocket.SO_SNDBUF, SOCKET_BUFFER);
+                sources[i].setOption(UdpSocket.SOL_SOCKET, UdpSocket.SO_RCVBUF, 0); // nothing is read there: the minimum
+                if (!config.udpChecksum()) {
+                    if (config.ipv6()) {
+                        sources[i].setOption(UdpSocket.SOL_UDP, UdpSocket.UDP_NO_CHECK6_TX, 1);
+                    } else {
+                        sources[i].setOption(UdpSocket.SOL_SOCKET, UdpSocket.SO_NO_CHECK, 1);
+                    }
+                }
+            }
+        } catch (NativeException e) {
+            closeSockets();
+            throw new IllegalStateException("VXLAN: cannot set up UDP sockets on " + (config.local() != null
+                    ? config.local().getHostAddress() : "*") + ": " + e.getMessage(), e);
+        }
+        this.receiveThread = Thread.ofPlatform().name("jvhost-vxlan").daemon(true).unstarted(this::receiveLoop);
+        receiveThread.start();
+        LOG.info("VXLAN VNI {} listening on {} towards {}", config.vni(), config.local() == null ? "*:" + listener.localPort()
+                : UdpSocket.Address.of(new InetSocketAddress(config.local(), listener.localPort())), List.of(remotes));
     }
 
     /**
@@ -284,14 +197,14 @@ public final class VxlanPort implements L2Switch.Uplink, AutoCloseable, io.jvhos
 
     /** The UDP port it listens on (the configured one, or the one the kernel chose for 0). */
     public int localPort() {
-        return ((InetSocketAddress) listener.localAddress()).getPort();
+        return listener.localPort();
     }
 
     /** The outer source ports frames leave from. */
     int[] sourcePorts() {
         int[] ports = new int[SOURCE_SOCKETS];
         for (int i = 0; i < SOURCE_SOCKETS; i++) {
-            ports[i] = ((InetSocketAddress) senders[i].localAddress()).getPort();
+            ports[i] = sources[i].localPort();
         }
         return ports;
     }
@@ -311,14 +224,19 @@ public final class VxlanPort implements L2Switch.Uplink, AutoCloseable, io.jvhos
         return switchPort;
     }
 
-    // ---- to the remotes: guest pollers, then the event loop -----------------------------------
+    // ---- to the remotes: the guest pollers ----------------------------------------------------
 
     /**
-     * Encapsulates a frame from the switch for the remote behind its destination MAC, or for every
-     * remote when that is unknown or a group address. Any poller thread; allocation-free.
+     * Encapsulates a frame from the switch and sends it to the remote behind its destination MAC,
+     * or to every remote when that is unknown or a group address, on the calling thread (a
+     * poller; several at once is fine). Never waits: a full socket buffer drops the frame, counted.
+     * {@code memory} is native (the switch's frames are). Allocation-free.
      */
     @Override
     public void send(long source, MemorySegment memory, long offset, long length) {
+        if (closed) {
+            return;
+        }
         if (length > config.maxFrame()) {
             if (drop(TX_FRAME_TOO_LONG)) {
                 LOG.warn("VXLAN VNI {}: dropped a {} B frame, longer than the tunnel's {} B ({} so far)", config.vni(),
@@ -326,113 +244,98 @@ public final class VxlanPort implements L2Switch.Uplink, AutoCloseable, io.jvhos
             }
             return;
         }
+        if (!memory.isNative()) { // a caller breaking the Uplink contract: the socket takes native memory only
+            if (drop(TX_ERRORS)) {
+                LOG.warn("VXLAN VNI {}: dropped a frame not in native memory ({} so far)", config.vni(), counters.get(TX_ERRORS));
+            }
+            return;
+        }
         counters.getAndIncrement(TX_FRAMES);
         long dst = Frames.destination(memory, offset);
         int remote = Frames.isGroup(dst) ? -1 : fdb.lookup(dst);
-        int socket = (Vxlan.flowHash(memory, offset, length) & 0x7FFF_FFFF) % SOURCE_SOCKETS;
-        if (remote >= 0) {
-            enqueue(remotes[remote], socket, memory, offset, length);
-        } else {
-            for (Remote r : remotes) {
-                enqueue(r, socket, memory, offset, length);
+        UdpSocket from = sources[(Vxlan.flowHash(memory, offset, length) & 0x7FFF_FFFF) % SOURCE_SOCKETS];
+        UdpSocket.Sender sender = senders.get();
+        int first = remote >= 0 ? remote : 0, end = remote >= 0 ? remote + 1 : remotes.length;
+        int sent = 0;
+        while (first < end) {
+            int r = sender.send(from, remotes, first, end - first, header, 0, Vxlan.HEADER_LENGTH, memory, offset, length);
+            if (r > 0) {
+                sent += r;
+                first += r;
+            } else {
+                sendFailed(r, first);
+                first++; // that remote misses this frame; the others still get it
             }
         }
-        if (!drainScheduled.get() && drainScheduled.compareAndSet(false, true)) {
-            loop.execute(drain); // one preallocated task per batch; Netty's task queue does not allocate per offer
+        if (sent > 0) {
+            counters.getAndAdd(TX_DATAGRAMS, sent);
         }
     }
 
-    private void enqueue(Remote r, int socket, MemorySegment memory, long offset, long length) {
-        Datagram d = r.free.poll();
-        if (d == null) {
-            noBuffer(r);
-            return;
-        }
-        Vxlan.putHeader(d.memory, 0, config.vni());
-        MemorySegment.copy(memory, offset, d.memory, Vxlan.HEADER_LENGTH, length);
-        d.content().setIndex(0, Vxlan.HEADER_LENGTH + (int) length);
-        d.socket = socket;
-        if (!outbound.offer(d)) {
-            r.free.offer(d);
-            noBuffer(r);
-        }
-    }
-
-    private void noBuffer(Remote r) {
-        if (drop(TX_NO_BUFFER)) {
-            LOG.warn("VXLAN VNI {}: dropped a frame towards {}: no datagram buffer free, the underlay is slower than"
-                    + " the guests ({} so far)", config.vni(), r.address, counters.get(TX_NO_BUFFER));
-        }
-    }
-
-    /** Event loop: writes what the pollers queued, then one flush per socket written (sendmmsg). */
-    private void drain() {
-        drainScheduled.set(false);
-        int n = 0;
-        for (Datagram d; n < DRAIN_LIMIT && (d = outbound.poll()) != null; n++) {
-            Channel c = senders[d.socket];
-            c.write(d, c.voidPromise()); // a failure reaches Receiver.exceptionCaught; either way d is released
-            written[d.socket] = true;
-        }
-        for (int i = 0; i < SOURCE_SOCKETS; i++) {
-            if (written[i]) {
-                written[i] = false;
-                senders[i].flush();
+    private void sendFailed(int result, int remote) {
+        if (result == -LibC.EAGAIN || result == -LibC.ENOBUFS) {
+            if (drop(TX_NO_BUFFER)) {
+                LOG.warn("VXLAN VNI {}: dropped a frame towards {}: the socket's send buffer is full, the underlay is"
+                        + " slower than the guests ({} so far)", config.vni(), remotes[remote], counters.get(TX_NO_BUFFER));
             }
-        }
-        counters.getAndAdd(TX_DATAGRAMS, n);
-        if (!outbound.isEmpty() && drainScheduled.compareAndSet(false, true)) {
-            loop.execute(drain); // more than one batch: let reads run in between
+        } else if (drop(TX_ERRORS)) { // e.g. no route to the remote, or longer than the underlay's MTU (EMSGSIZE)
+            LOG.warn("VXLAN VNI {}: sending to {} failed: {} ({} so far)", config.vni(), remotes[remote],
+                    Errno.name(-result) + " (" + -result + ")", counters.get(TX_ERRORS));
         }
     }
 
-    // ---- from the remotes: the event loop -----------------------------------------------------
+    // ---- from the remotes: the port's thread ----------------------------------------------------
 
-    @ChannelHandler.Sharable
-    private final class Receiver extends ChannelInboundHandlerAdapter {
-        @Override
-        public void channelRead(ChannelHandlerContext ctx, Object msg) {
-            DatagramPacket p = (DatagramPacket) msg;
-            try {
-                ByteBuf content = p.content();
-                int length = Math.min(content.readableBytes(), (int) rxScratch.byteSize());
-                rxScratchBuffer.clear().limit(length);
-                content.getBytes(content.readerIndex(), rxScratchBuffer);
-                receive(p.sender().getAddress(), rxScratch, 0, length);
-            } finally {
-                p.release();
+    /** The port's thread: waits for datagrams and decapsulates each batch into the switch, until closed. */
+    private void receiveLoop() {
+        UdpSocket.Receiver rx = receiver;
+        MemorySegment buffers = rx.buffers();
+        while (!closed) {
+            int n = rx.receive(listener);
+            if (closed) {
+                break; // woken by close(): what it got is not for us any more
             }
-        }
-
-        @Override
-        public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
-            if (drop(TX_ERRORS)) { // e.g. no route to a remote, or a remote's ICMP error
-                LOG.warn("VXLAN VNI {}: sending failed ({} so far): {}", config.vni(), counters.get(TX_ERRORS), cause.toString());
+            if (n < 0) {
+                if (n != -LibC.EINTR && n != -LibC.EAGAIN && drop(RX_ERRORS)) {
+                    LOG.warn("VXLAN VNI {}: receiving failed: {} ({} so far)", config.vni(),
+                            Errno.name(-n) + " (" + -n + ")", counters.get(RX_ERRORS));
+                }
+                continue;
+            }
+            for (int i = 0; i < n; i++) {
+                try {
+                    counters.getAndIncrement(RX_DATAGRAMS);
+                    int remote = rx.senderAmong(i, remotes);
+                    if (remote < 0) {
+                        if (drop(RX_UNKNOWN_SENDER)) {
+                            InetAddress sender = rx.sender(i);
+                            LOG.warn("VXLAN VNI {}: dropped a datagram from {}, which is no remote of this port ({} so far)",
+                                    config.vni(), sender != null ? sender.getHostAddress() : "?", counters.get(RX_UNKNOWN_SENDER));
+                        }
+                        continue;
+                    }
+                    receive(remote, buffers, rx.offset(i), rx.length(i));
+                } catch (RuntimeException e) { // a bug of ours on one datagram: count it, keep serving
+                    if (drop(RX_ERRORS)) {
+                        LOG.warn("VXLAN VNI {}: a received datagram failed ({} so far)", config.vni(), counters.get(RX_ERRORS), e);
+                    }
+                }
             }
         }
     }
 
     /**
-     * Decapsulates one UDP payload from {@code sender}: checks it, learns the inner source MAC as
-     * behind the sender and forwards the inner frame into the switch. Returns the {@link Vxlan#check}
-     * result, or -1 for an unknown sender. The event loop (tests: any one thread).
+     * Decapsulates one UDP payload from remote {@code remote}: checks it, learns the inner source
+     * MAC as behind that remote and forwards the inner frame into the switch. Returns the
+     * {@link Vxlan#check} result. The port's thread (tests: any one thread).
      */
-    int receive(InetAddress sender, MemorySegment packet, long offset, long length) {
-        counters.getAndIncrement(RX_DATAGRAMS);
-        int remote = remoteIndex(sender);
-        if (remote < 0) {
-            if (drop(RX_UNKNOWN_SENDER)) {
-                LOG.warn("VXLAN VNI {}: dropped a datagram from {}, which is no remote of this port ({} so far)",
-                        config.vni(), sender.getHostAddress(), counters.get(RX_UNKNOWN_SENDER));
-            }
-            return -1;
-        }
+    int receive(int remote, MemorySegment packet, long offset, long length) {
         int r = Vxlan.check(packet, offset, length, config.vni(), config.maxFrame());
         if (r != Vxlan.OK) {
             if (drop(CHECK_DROPS[r])) {
                 LOG.warn("VXLAN VNI {}: dropped {} B from {} ({}: {} so far; VNI in it {})", config.vni(), length,
-                        sender.getHostAddress(), COUNTER_NAMES[CHECK_DROPS[r]], counters.get(CHECK_DROPS[r]),
-                        length >= Vxlan.HEADER_LENGTH ? Vxlan.vni(packet, offset) : "none");
+                        remotes[remote].socketAddress().getAddress().getHostAddress(), COUNTER_NAMES[CHECK_DROPS[r]],
+                        counters.get(CHECK_DROPS[r]), length >= Vxlan.HEADER_LENGTH ? Vxlan.vni(packet, offset) : "none");
             }
             return r;
         }
@@ -440,7 +343,7 @@ public final class VxlanPort implements L2Switch.Uplink, AutoCloseable, io.jvhos
         int before = fdb.learn(Frames.source(packet, frame), remote);
         if (before >= 0 && before != remote) {
             LOG.info("MAC {} moved from remote {} to {}", Frames.macString(Frames.source(packet, frame)),
-                    remotes[before].address, remotes[remote].address);
+                    remotes[before], remotes[remote]);
         }
         counters.getAndIncrement(RX_FRAMES);
         counters.getAndAdd(RX_BYTES, frameLength);
@@ -449,15 +352,6 @@ public final class VxlanPort implements L2Switch.Uplink, AutoCloseable, io.jvhos
             sp.forwardFromUplink(packet, frame, frameLength);
         }
         return Vxlan.OK;
-    }
-
-    private int remoteIndex(InetAddress sender) {
-        for (int i = 0; i < remotes.length; i++) {
-            if (remotes[i].address.getAddress().equals(sender)) {
-                return i;
-            }
-        }
-        return -1;
     }
 
     /**
@@ -513,14 +407,35 @@ public final class VxlanPort implements L2Switch.Uplink, AutoCloseable, io.jvhos
         return s.toString();
     }
 
-    /** Closes the sockets and stops the event loop; frames still queued are dropped. */
+    /**
+     * Stops the port's thread and closes the sockets: the UDP port is free again when this
+     * returns. Call it once nothing forwards to the port any more (its NICs' queues stopped); a
+     * frame sent meanwhile is dropped.
+     */
     @Override
     public void close() {
-        // Sockets first, each waited for: the UDP port is free again when this returns.
-        listener.close().syncUninterruptibly();
-        for (Channel sender : senders) {
-            sender.close().syncUninterruptibly();
+        if (closed) {
+            return;
         }
-        group.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
+        closed = true;
+        listener.shutdownInput(); // wakes the thread from recvmmsg
+        try {
+            receiveThread.join(2_000);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        if (receiveThread.isAlive()) {
+            LOG.warn("VXLAN VNI {}: the receiving thread did not stop; closing its socket under it", config.vni());
+        }
+        closeSockets();
+    }
+
+    private void closeSockets() {
+        listener.close();
+        for (UdpSocket s : sources) {
+            if (s != null) {
+                s.close();
+            }
+        }
     }
 }

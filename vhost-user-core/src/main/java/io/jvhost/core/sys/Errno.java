@@ -20,11 +20,17 @@ public final class Errno {
             case 24 -> "EMFILE";
             case 30 -> "EROFS";
             case 32 -> "EPIPE";
+            case 90 -> "EMSGSIZE";
+            case 97 -> "EAFNOSUPPORT";
             case 98 -> "EADDRINUSE";
+            case 99 -> "EADDRNOTAVAIL";
+            case 101 -> "ENETUNREACH";
             case 104 -> "ECONNRESET";
+            case 105 -> "ENOBUFS";
             case 108 -> "ESHUTDOWN";
             case 110 -> "ETIMEDOUT";
             case 111 -> "ECONNREFUSED";
+            case 113 -> "EHOSTUNREACH";
             default -> "errno";
         };
     }

@@ -70,7 +70,7 @@ public final class FileCalls {
      * or 0 when {@code buf}'s memory is already unmapped. Unlike passing a segment to a downcall, the
      * address does not keep {@code buf}'s arena open during the call: the caller must.
      */
-    private static long addressOf(MemorySegment buf, long offset, long length) {
+    static long addressOf(MemorySegment buf, long offset, long length) {
         java.util.Objects.checkFromIndexSize(offset, length, buf.byteSize());
         if (!buf.isNative()) {
             throw new IllegalArgumentException("not native memory: " + buf);

@@ -17,8 +17,9 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 /**
- * The control-path calls behind socket access and service readiness: {@code getsockopt}
- * (SO_PEERCRED), {@code sendto} on a datagram socket (sd_notify) and {@code getpwnam}. Kept apart
+ * The control-path calls behind socket access, service readiness and UDP set-up: {@code getsockopt}
+ * (SO_PEERCRED), {@code sendto} on a datagram socket (sd_notify), {@code getpwnam}, and
+ * {@code setsockopt}, {@code getsockname} and {@code shutdown} for {@link UdpSocket}. Kept apart
  * from {@link LibC}, whose calls the data path makes. Each returns the result or {@code -errno};
  * each allocates (a confined arena per call), which is fine where they are used.
  */
@@ -33,6 +34,9 @@ final class SocketCalls {
     private static final MethodHandle GETSOCKOPT_MH = bind("getsockopt", JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, ADDRESS);
     private static final MethodHandle SENDTO_MH = bind("sendto", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT);
     private static final MethodHandle GETPWNAM_MH = bind("getpwnam", ADDRESS, ADDRESS);
+    private static final MethodHandle SETSOCKOPT_MH = bind("setsockopt", JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT);
+    private static final MethodHandle GETSOCKNAME_MH = bind("getsockname", JAVA_INT, JAVA_INT, ADDRESS, ADDRESS);
+    private static final MethodHandle SHUTDOWN_MH = bind("shutdown", JAVA_INT, JAVA_INT, JAVA_INT);
     /** {@code struct passwd}: char *pw_name, char *pw_passwd, uid_t pw_uid, gid_t pw_gid, ... (x86-64). */
     private static final long PW_UID_OFFSET = 16, PW_PREFIX_SIZE = 24;
 
@@ -49,6 +53,40 @@ final class SocketCalls {
             MemorySegment capture = a.allocate(CAPTURE_LAYOUT);
             MemorySegment length = a.allocateFrom(JAVA_INT, (int) ucred.byteSize());
             int r = (int) GETSOCKOPT_MH.invokeExact(capture, fd, LibC.SOL_SOCKET, SO_PEERCRED, ucred, length);
+            return r < 0 ? -(int) ERRNO_VH.get(capture, 0L) : r;
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** {@code setsockopt(fd, level, option)} to the int {@code value}. */
+    static int setIntOption(int fd, int level, int option, int value) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment capture = a.allocate(CAPTURE_LAYOUT);
+            int r = (int) SETSOCKOPT_MH.invokeExact(capture, fd, level, option, a.allocateFrom(JAVA_INT, value), 4);
+            return r < 0 ? -(int) ERRNO_VH.get(capture, 0L) : r;
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** The address {@code fd} is bound to, into {@code address}; its length, or {@code -errno}. */
+    static int localAddress(int fd, MemorySegment address) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment capture = a.allocate(CAPTURE_LAYOUT);
+            MemorySegment length = a.allocateFrom(JAVA_INT, (int) address.byteSize());
+            int r = (int) GETSOCKNAME_MH.invokeExact(capture, fd, address, length);
+            return r < 0 ? -(int) ERRNO_VH.get(capture, 0L) : length.get(JAVA_INT, 0);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** {@code shutdown(fd, how)}: 0 or {@code -errno}. */
+    static int shutdown(int fd, int how) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment capture = a.allocate(CAPTURE_LAYOUT);
+            int r = (int) SHUTDOWN_MH.invokeExact(capture, fd, how);
             return r < 0 ? -(int) ERRNO_VH.get(capture, 0L) : r;
         } catch (Throwable t) {
             throw rethrow(t);
