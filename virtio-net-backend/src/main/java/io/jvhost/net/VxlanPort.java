@@ -367,7 +367,7 @@ public final class VxlanPort implements L2Switch.Uplink, AutoCloseable, io.jvhos
     /** What each drop counter is called in the {@code reason} label of {@code jvhost_vxlan_drops_total}; null: not a drop. */
     private static final String[] DROP_REASONS = {null, null, "tx_no_buffer", "tx_send_error", null, null, null,
         "rx_truncated_header", "rx_no_i_flag", "rx_wrong_vni", "rx_inner_frame_too_short", "rx_inner_frame_too_long",
-        "rx_unknown_sender", "tx_frame_too_long"};
+        "rx_unknown_sender", "tx_frame_too_long", "rx_receive_error"};
 
     /**
      * The uplink's counters for a scrape, as device {@code vxlan<VNI>} of type {@code vxlan}:
