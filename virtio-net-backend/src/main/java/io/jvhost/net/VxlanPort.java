@@ -128,7 +128,7 @@ public final class VxlanPort implements L2Switch.Uplink, AutoCloseable, io.jvhos
     private volatile boolean closed;
     private volatile L2Switch.SwitchPort switchPort;
 
-    private VxlanPort(Config config, LongSupplier clock) {
+    private VxlanPort(Config config, LongSupplier clock, io.jvhost.core.sys.Fd inherited) {
         this.config = config;
         this.clock = clock;
         this.fdb = new MacTable(4096, 300_000, clock);
@@ -145,8 +145,9 @@ public final class VxlanPort implements L2Switch.Uplink, AutoCloseable, io.jvhos
         this.receiver = new UdpSocket.Receiver(RECEIVE_BATCH, Vxlan.HEADER_LENGTH + config.maxFrame() + 1);
         InetAddress bindAddress = config.local() != null ? config.local()
                 : InetAddress.ofLiteral(config.ipv6() ? "::" : "0.0.0.0");
-        try {
-            this.listener = UdpSocket.open(new InetSocketAddress(bindAddress, config.port()));
+        try { // a predecessor's socket (live upgrade) keeps the port bound throughout
+            this.listener = inherited != null ? UdpSocket.adopt(inherited, config.ipv6())
+                    : UdpSocket.open(new InetSocketAddress(bindAddress, config.port()));
         } catch (NativeException e) {
             throw new IllegalStateException("VXLAN: cannot bind UDP " + (config.local() != null
                     ? config.local().getHostAddress() : "*") + ":" + config.port() + ": " + e.getMessage(), e);
@@ -181,18 +182,35 @@ public final class VxlanPort implements L2Switch.Uplink, AutoCloseable, io.jvhos
      * when the UDP port cannot be bound (in use, or the local address is not this host's).
      */
     public static VxlanPort open(L2Switch sw, Config config) {
-        return open(sw, config, System::currentTimeMillis);
+        return open(sw, config, System::currentTimeMillis, null);
+    }
+
+    /**
+     * As {@link #open(L2Switch, Config)} on the listening socket {@code inherited} a predecessor
+     * process handed over (live upgrade: the port stays bound); its own source sockets are new.
+     */
+    public static VxlanPort open(L2Switch sw, Config config, io.jvhost.core.sys.Fd inherited) {
+        return open(sw, config, System::currentTimeMillis, inherited);
     }
 
     /** As {@link #open(L2Switch, Config)}, with the forwarding table's clock (ms) injected. */
     static VxlanPort open(L2Switch sw, Config config, LongSupplier clock) {
-        VxlanPort p = new VxlanPort(config, clock);
+        return open(sw, config, clock, null);
+    }
+
+    private static VxlanPort open(L2Switch sw, Config config, LongSupplier clock, io.jvhost.core.sys.Fd inherited) {
+        VxlanPort p = new VxlanPort(config, clock, inherited);
         p.switchPort = sw.newUplinkPort(p);
         return p;
     }
 
     public Config config() {
         return config;
+    }
+
+    /** A duplicate of the listening socket, for a successor process (live upgrade); the caller closes it. */
+    public io.jvhost.core.sys.Fd duplicateListenerFd() throws NativeException {
+        return listener.duplicateFd();
     }
 
     /** The UDP port it listens on (the configured one, or the one the kernel chose for 0). */

@@ -159,7 +159,10 @@ public final class NetCommand extends DeviceCommand {
         VxlanOptions.Plan vxlan = vxlanPlan();
         int nicMtu = vxlan != null ? vxlan.mtu() : mtu != null ? mtu : NetDevice.DEFAULT_MTU;
         L2Switch sw = vxlan != null || (mode != null && mode.switched) ? shared.l2Switch() : null;
-        VxlanPort uplink = vxlan == null ? null : VxlanOptions.open(sw, vxlan.config());
+        String vxlanKey = vxlan == null ? null : "vxlan:" + vxlan.config().port();
+        List<io.jvhost.core.sys.Fd> inheritedUdp = predecessor == null || vxlan == null ? List.of() : predecessor.deviceFds(vxlanKey);
+        VxlanPort uplink = vxlan == null ? null
+                : VxlanOptions.open(sw, vxlan.config(), inheritedUdp.isEmpty() ? null : inheritedUdp.get(0));
         if (uplink != null) {
             // QEMU 7.2 tells a vhost-user NIC's guest its MTU only from its own host_mtu property.
             System.out.printf("jvhost net: VXLAN VNI %d on UDP port %d to %d remote(s); guest MTU %d"
@@ -192,6 +195,9 @@ public final class NetCommand extends DeviceCommand {
                 if (d.port() instanceof TapPort t) {
                     fds.put("tap:" + t.name(), t.tap().duplicateFds());
                 }
+            }
+            if (uplink != null) { // the UDP port stays bound: a second bind would fail while this process lives
+                fds.put(vxlanKey, List.of(uplink.duplicateListenerFd()));
             }
             return fds;
         };

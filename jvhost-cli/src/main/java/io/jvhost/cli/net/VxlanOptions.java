@@ -71,9 +71,9 @@ final class VxlanOptions {
         return new Plan(new VxlanPort.Config(vni, remotes, local, port, checksum, mtu + 14 + 4), mtu);
     }
 
-    static VxlanPort open(L2Switch sw, VxlanPort.Config config) {
+    static VxlanPort open(L2Switch sw, VxlanPort.Config config, io.jvhost.core.sys.Fd inherited) {
         try {
-            return VxlanPort.open(sw, config);
+            return VxlanPort.open(sw, config, inherited);
         } catch (IllegalStateException e) {
             throw new Failure(e.getMessage(), e);
         }

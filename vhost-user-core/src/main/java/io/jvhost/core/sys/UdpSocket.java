@@ -89,6 +89,26 @@ public final class UdpSocket implements AutoCloseable {
         }
     }
 
+    /**
+     * The bound socket {@code fd} a predecessor process handed over (live upgrade), of the family
+     * {@code ipv6} says; takes ownership of {@code fd}.
+     */
+    public static UdpSocket adopt(Fd fd, boolean ipv6) throws NativeException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment name = arena.allocate(SOCKADDR_IN6_SIZE, 8);
+            LibC.check(SocketCalls.localAddress(fd.get(), name), "getsockname");
+            return new UdpSocket(fd, ipv6, Short.toUnsignedInt(name.get(BE_SHORT, 2)));
+        } catch (NativeException e) {
+            fd.close();
+            throw e;
+        }
+    }
+
+    /** A duplicate of the socket, for a successor process (live upgrade); the caller closes it. */
+    public Fd duplicateFd() throws NativeException {
+        return fd.dup();
+    }
+
     /** Sets an int option ({@link #SO_RCVBUF}, {@link #SO_NO_CHECK}, ...). */
     public void setOption(int level, int option, int value) throws NativeException {
         LibC.check(SocketCalls.setIntOption(fd.get(), level, option, value), "setsockopt " + level + "/" + option);
