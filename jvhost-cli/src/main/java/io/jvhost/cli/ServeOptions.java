@@ -419,21 +419,37 @@ public final class ServeOptions {
      */
     private HandoverOffer offer(Started started, ControlLoop loop, HandoverTakeover predecessor, Handover.DeviceFds deviceFds)
             throws java.io.IOException {
-        io.jvhost.core.sys.Fd listener = null;
-        if (predecessor != null) {
-            try {
-                listener = predecessor.complete(loop);
-            } catch (java.io.IOException e) {
-                throw new Failure("--handover " + handover + ": taking over from pid " + predecessor.pid() + " failed, it serves on: "
-                        + e.getMessage(), e);
-            }
-            System.out.printf("jvhost: took over from pid %d%n", predecessor.pid());
-        }
         java.util.List<VhostUserServer> servers = new java.util.ArrayList<>();
         for (Endpoint e : started.endpoints()) {
             servers.add((VhostUserServer) e);
         }
-        return Handover.offer(handover, listener, () -> servers, loop, deviceFds, () -> {
+        return offerHandover(handover, predecessor, loop, () -> servers, deviceFds);
+    }
+
+    /**
+     * Completes the takeover from {@code predecessor} (if any; systemd learns the new MAINPID just
+     * before the old process exits), then offers {@code servers} and {@code deviceFds} to a
+     * successor on {@code handover}; once one has taken over, this process exits 0 at once,
+     * touching nothing it handed over. A {@link Failure} if the takeover fails (the predecessor
+     * serves on). What {@code blk|net|rng} and {@code serve} share.
+     */
+    public static HandoverOffer offerHandover(Path handover, HandoverTakeover predecessor, ControlLoop loop,
+                                              java.util.function.Supplier<java.util.List<VhostUserServer>> servers,
+                                              Handover.DeviceFds deviceFds) throws java.io.IOException {
+        io.jvhost.core.sys.Fd listener = null;
+        if (predecessor != null) {
+            long predecessorPid = predecessor.pid();
+            predecessor.onCommit(() -> SystemdNotify.mainPid(ProcessHandle.current().pid()),
+                    () -> SystemdNotify.mainPid(predecessorPid)); // the old main process exits at once after TAKEN
+            try {
+                listener = predecessor.complete(loop);
+            } catch (java.io.IOException e) {
+                throw new Failure("--handover " + handover + ": taking over from pid " + predecessorPid + " failed, it serves on: "
+                        + e.getMessage(), e);
+            }
+            System.out.printf("jvhost: took over from pid %d%n", predecessorPid);
+        }
+        return Handover.offer(handover, listener, servers, loop, deviceFds, () -> {
             System.out.println("jvhost: handed over to a successor (--handover " + handover + "); exiting");
             System.out.flush();
             Runtime.getRuntime().halt(0); // no cleanup: everything open is the successor's now

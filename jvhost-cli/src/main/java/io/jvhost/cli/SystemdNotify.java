@@ -18,6 +18,14 @@ public final class SystemdNotify {
         send("READY=1\nSTATUS=" + status + "\nMAINPID=" + ProcessHandle.current().pid());
     }
 
+    /**
+     * Live upgrade: the service's main process is {@code pid} from now on (systemd needs
+     * {@code NotifyAccess=all} to take it from a process that is not the main one yet).
+     */
+    public static void mainPid(long pid) {
+        send("MAINPID=" + pid);
+    }
+
     public static void stopping() {
         send("STOPPING=1");
     }

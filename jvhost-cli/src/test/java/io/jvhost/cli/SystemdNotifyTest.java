@@ -73,4 +73,25 @@ class SystemdNotifyTest {
             assertEquals("STOPPING=1", awaitDatagram(receiver, p, Duration.ofSeconds(5)));
         }
     }
+
+    @Test
+    void shouldHaveTheSuccessorOfALiveUpgradeSayMainpidAndReadyWhileTheOldOneSaysNothingMore() throws Exception {
+        Path notify = dir.resolve("notify"), socket = dir.resolve("rng.sock");
+        String[] rng = {"rng", "--socket", socket.toString(), "--handover", dir.resolve("rng.handover").toString()};
+        try (Fd receiver = UnixSockets.bindDatagram(notify);
+             CliProcess old = CliProcess.start(dir, List.of(), Map.of("NOTIFY_SOCKET", notify.toString()), rng)) {
+            assertTrue(awaitDatagram(receiver, old, Duration.ofSeconds(30)).contains("READY=1"));
+            try (CliProcess next = CliProcess.start(dir, List.of(), Map.of("NOTIFY_SOCKET", notify.toString()), rng)) {
+                // Before TAKEN, after which the old main process exits: systemd must know the new one by then.
+                assertEquals("MAINPID=" + next.process.pid(), awaitDatagram(receiver, next, Duration.ofSeconds(60)));
+                String ready = awaitDatagram(receiver, next, Duration.ofSeconds(30));
+                assertTrue(ready.lines().anyMatch("READY=1"::equals) && ready.contains("MAINPID=" + next.process.pid()), ready);
+                assertTrue(old.process.waitFor(30, TimeUnit.SECONDS));
+                assertEquals(0, old.process.exitValue(), old.output());
+                assertEquals(null, UnixSockets.receive(receiver), "the old process sent no STOPPING=1: the service goes on");
+                assertEquals(0, next.terminate(), next.output());
+                assertEquals("STOPPING=1", awaitDatagram(receiver, next, Duration.ofSeconds(5)));
+            }
+        }
+    }
 }

@@ -3,7 +3,6 @@ package io.jvhost.cli.serve;
 import io.jvhost.cli.DeviceCommand;
 import io.jvhost.cli.DeviceSet;
 import io.jvhost.cli.Errors;
-import io.jvhost.cli.Failure;
 import io.jvhost.cli.ServeOptions;
 import io.jvhost.core.metrics.DeviceSnapshot;
 import io.jvhost.core.metrics.MetricSink;
@@ -217,18 +216,8 @@ final class DeviceHost implements AutoCloseable {
      * at the time a successor asks, with their TAP and RAM disk fds, on {@code path}; once one has
      * taken over, this process exits 0 at once, touching nothing it handed over.
      */
-    HandoverOffer offer(Path path, HandoverTakeover predecessor, Path config) throws IOException {
-        io.jvhost.core.sys.Fd listener = null;
-        if (predecessor != null) {
-            try {
-                listener = predecessor.complete(loop);
-            } catch (IOException e) {
-                throw new Failure("--handover " + path + ": taking over from pid " + predecessor.pid() + " failed, it serves on: "
-                        + e.getMessage(), e);
-            }
-            System.out.printf("jvhost: took over from pid %d%n", predecessor.pid());
-        }
-        return Handover.offer(path, listener, this::servers, loop, () -> {
+    HandoverOffer offer(Path path, HandoverTakeover predecessor) throws IOException {
+        return ServeOptions.offerHandover(path, predecessor, loop, this::servers, () -> {
             Map<String, List<io.jvhost.core.sys.Fd>> fds = new LinkedHashMap<>();
             for (Hosted h : list()) {
                 if (h.started != null) {
@@ -236,10 +225,6 @@ final class DeviceHost implements AutoCloseable {
                 }
             }
             return fds;
-        }, () -> {
-            System.out.println("jvhost: handed over to a successor (--handover " + path + "); exiting");
-            System.out.flush();
-            Runtime.getRuntime().halt(0); // no cleanup: everything open is the successor's now
         });
     }
 

@@ -110,7 +110,7 @@ public final class ServeCommand implements Callable<Integer> {
         }
         try {
             if (handoverPath != null) {
-                resources.add(0, host.offer(handoverPath, predecessor, config));
+                resources.add(0, host.offer(handoverPath, predecessor));
             }
             if (c.metrics != null) {
                 MetricsServer server = MetricsServer.start(c.metrics, host.registry());

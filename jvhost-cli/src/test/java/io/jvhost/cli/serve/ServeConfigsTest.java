@@ -101,7 +101,9 @@ class ServeConfigsTest {
     void shouldRunServeAsANotifyServiceThatChecksItsConfigFirst() throws Exception {
         String unit = Files.readString(configs().resolve("jvhost-serve.service"));
         assertEquals("notify", value(unit, "Type"));
-        assertEquals("main", value(unit, "NotifyAccess"));
+        assertEquals("all", value(unit, "NotifyAccess"), "a live upgrade's successor says MAINPID before it is the main process");
+        assertEquals("/usr/bin/setsid --fork /opt/jvhost/jvhost serve --config /etc/jvhost/serve.yaml", value(unit, "ExecReload"),
+                "reload runs the same serve again, detached: the live upgrade");
         assertEquals("/opt/jvhost/jvhost serve --check --config /etc/jvhost/serve.yaml", value(unit, "ExecStartPre"));
         assertEquals("/opt/jvhost/jvhost serve --config /etc/jvhost/serve.yaml", value(unit, "ExecStart"));
         assertEquals("jvhost", value(unit, "RuntimeDirectory"), "serve.yaml's sockets are under /run/jvhost");

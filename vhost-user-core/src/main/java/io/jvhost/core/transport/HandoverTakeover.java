@@ -31,6 +31,7 @@ public final class HandoverTakeover implements AutoCloseable {
     private final Map<String, List<String>> identities = new LinkedHashMap<>();
     private final Map<String, VhostUserServer> adopted = new LinkedHashMap<>();
     private Fd listener;
+    private Runnable beforeTaken = () -> { }, afterAbort = () -> { };
 
     HandoverTakeover(HandoverChannel ch) {
         this.ch = ch;
@@ -85,6 +86,16 @@ public final class HandoverTakeover implements AutoCloseable {
         return endpoints.containsKey(path.toAbsolutePath().toString());
     }
 
+    /**
+     * {@code beforeTaken} runs just before this process says TAKEN (after which the predecessor
+     * exits), {@code afterAbort} if the takeover fails after that: a service manager is told whose
+     * pid is the service's now (systemd's MAINPID), before the old main process goes.
+     */
+    public void onCommit(Runnable beforeTaken, Runnable afterAbort) {
+        this.beforeTaken = beforeTaken;
+        this.afterAbort = afterAbort;
+    }
+
     /** The device fds offered under {@code key} (the caller owns them now), or an empty list. */
     public List<Fd> deviceFds(String key) {
         List<Fd> fds = devices.remove(key);
@@ -124,6 +135,7 @@ public final class HandoverTakeover implements AutoCloseable {
      */
     public Fd complete(ControlLoop loop) throws IOException {
         List<Connection> connections = new ArrayList<>();
+        boolean committed = false;
         try {
             if (!endpoints.isEmpty()) {
                 throw new IOException("it serves " + String.join(", ", endpoints.keySet()) + ", which this command does not"
@@ -177,9 +189,14 @@ public final class HandoverTakeover implements AutoCloseable {
             if (Boolean.getBoolean("jvhost.handover.fail-after-replay")) { // fault injection: tests prove the predecessor resumes
                 throw new IOException("failing on purpose after the replay (-Djvhost.handover.fail-after-replay)");
             }
+            committed = true;
+            beforeTaken.run();
             ch.send(HandoverChannel.TAKEN, "");
             ch.expect(HandoverChannel.BYE, 30_000);
         } catch (IOException e) {
+            if (committed) {
+                afterAbort.run();
+            }
             try {
                 ch.send(HandoverChannel.ABORT, e.getMessage());
             } catch (IOException ignored) {
