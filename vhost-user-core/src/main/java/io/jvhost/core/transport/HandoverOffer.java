@@ -153,7 +153,7 @@ public final class HandoverOffer implements AutoCloseable {
                 }
             }
             ch.send(HandoverChannel.SESSIONS_END, "");
-            ch.expect(HandoverChannel.TAKEN, 60_000);
+            ch.expect(HandoverChannel.TAKEN, 15_000); // the guest waits meanwhile: a replay takes milliseconds
             ch.send(HandoverChannel.BYE, "");
         } catch (IOException e) {
             resumeAll(paused);
