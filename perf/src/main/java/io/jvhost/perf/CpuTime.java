@@ -4,7 +4,10 @@ import java.io.IOException;
 import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
+import java.util.Set;
 
 /**
  * The CPU time a backend spends, for the {@code cpu_ns/pkt} and {@code cpu_ns/req} columns: read
@@ -64,6 +67,79 @@ final class CpuTime {
                 return -1; // the process has gone, or the file is not what Linux writes
             }
         };
+    }
+
+    /**
+     * The user plus system time of this JVM's threads {@code tids} (from {@code /proc/self/task/TID/stat},
+     * in 10 ms ticks); -1 once one of them has ended. For native threads that a library started
+     * (librbd's messengers and workers), which {@link #threads} cannot see.
+     */
+    static Meter tasks(long[] tids) {
+        if (tids.length == 0) {
+            return () -> 0;
+        }
+        return () -> {
+            long ticks = 0;
+            for (long tid : tids) {
+                try {
+                    ticks += statTicks(Files.readString(Path.of("/proc/self/task", Long.toString(tid), "stat")));
+                } catch (IOException | IllegalArgumentException e) {
+                    return -1;
+                }
+            }
+            return ticksToNanos(ticks);
+        };
+    }
+
+    /** The sum of {@code meters}; -1 when one of them does not know. */
+    static Meter sum(Meter... meters) {
+        return () -> {
+            long total = 0;
+            for (Meter m : meters) {
+                long n = m.nanos();
+                if (n < 0) {
+                    return -1;
+                }
+                total += n;
+            }
+            return total;
+        };
+    }
+
+    /**
+     * The JVM's own threads, by the prefix of their (15-character) {@code comm}: the JIT, the
+     * collector, the VM thread, and Process's reaper (the bench's {@code taskset} runs start it).
+     */
+    private static final List<String> JVM_THREADS = List.of("C1 CompilerThre", "C2 CompilerThre", "GC Thread", "G1 ",
+            "VM ", "process reaper", "Common-Cleaner", "Attach Listener", "Notification Th", "Signal Dispatch");
+
+    /**
+     * Threads of this JVM that are not in {@code before}, are no Java thread (no live Java thread
+     * has their name) and are not the JVM's own: the native threads a store's library started since
+     * {@code before} was taken ({@link Procs#taskIds}).
+     */
+    static long[] nativeThreadsSince(Set<Long> before) throws IOException {
+        Set<String> javaNames = new java.util.HashSet<>();
+        for (Thread t : Thread.getAllStackTraces().keySet()) {
+            String n = t.getName();
+            javaNames.add(n.length() > 15 ? n.substring(0, 15) : n);
+        }
+        List<Long> found = new ArrayList<>();
+        for (long tid : Procs.taskIds()) {
+            if (before.contains(tid)) {
+                continue;
+            }
+            String comm;
+            try {
+                comm = Files.readString(Path.of("/proc/self/task", Long.toString(tid), "comm")).trim();
+            } catch (IOException e) {
+                continue; // ended meanwhile
+            }
+            if (!javaNames.contains(comm) && JVM_THREADS.stream().noneMatch(comm::startsWith)) {
+                found.add(tid);
+            }
+        }
+        return found.stream().mapToLong(Long::longValue).toArray();
     }
 
     /** Sum of per-thread times, or -1 if any is -1 (a thread that ended or cannot be measured). */

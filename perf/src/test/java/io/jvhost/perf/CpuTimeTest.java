@@ -127,6 +127,51 @@ class CpuTimeTest {
         }
     }
 
+    @Test
+    void shouldReadTheCpuTimeOfThreadsByTheirTaskIdsAndSayUnknownOnceOneHasEnded() throws Exception {
+        String name = Thread.currentThread().getName();
+        Thread.currentThread().setName("cpu-tasks-test");
+        try {
+            long[] me = Procs.threadIds("cpu-tasks-test").stream().mapToLong(Long::longValue).toArray();
+            assertEquals(1, me.length, "this thread's task id");
+            CpuTime.Meter tasks = CpuTime.tasks(me);
+            long before = tasks.nanos();
+            long spun = spinOnThisThread(300_000_000L);
+            long grown = tasks.nanos() - before;
+            // 10 ms ticks, sampled by the kernel: allow two either way.
+            assertTrue(grown >= spun - 20_000_000L && grown <= spun + 20_000_000L, "task CPU grew " + grown + " ns, spun " + spun);
+            assertEquals(-1, CpuTime.tasks(new long[] {me[0], Integer.MAX_VALUE}).nanos());
+            assertEquals(0, CpuTime.tasks(new long[0]).nanos(), "a store with no native threads costs nothing there");
+        } finally {
+            Thread.currentThread().setName(name);
+        }
+    }
+
+    @Test
+    void shouldNotTakeJavaThreadsOrTheJvmsOwnForAStoresNativeThreads() throws Exception {
+        var before = Procs.taskIds();
+        Thread java = Thread.ofPlatform().name("a-java-thread-of-the-test").start(() -> {
+            try {
+                Thread.sleep(10_000);
+            } catch (InterruptedException e) {
+                // done
+            }
+        });
+        try {
+            new ProcessBuilder("true").start().waitFor(); // starts the JVM's process reaper, if it was not there
+            long[] javaTid = Procs.threadIds("a-java-thread-o").stream().mapToLong(Long::longValue).toArray();
+            assertEquals(1, javaTid.length);
+            long[] natives = CpuTime.nativeThreadsSince(before);
+            for (long tid : natives) {
+                assertTrue(tid != javaTid[0], "a Java thread counted as native");
+            }
+            assertEquals("", Procs.comms(natives), "nothing native was started, only Java's and the JVM's own");
+        } finally {
+            java.interrupt();
+            java.join();
+        }
+    }
+
     /** Burns at least {@code nanos} of this thread's CPU time (however long that takes in wall time); returns how much. */
     private static long spinOnThisThread(long nanos) {
         ThreadMXBean threads = ManagementFactory.getThreadMXBean();

@@ -222,17 +222,19 @@ public final class BenchCommand implements Runnable {
     }
 
     @Command(name = "blk", mixinStandardHelpOptions = true,
-            description = {"A Java vhost-user frontend driving jvhost blk (--ram, --file, --null; in this JVM) and",
-                "qemu-storage-daemon (the same tmpfs image, null-co, null-co with read-zeroes), alternating runs, the two",
-                "sides pinned to different CPUs, with each backend's CPU time per request."})
+            description = {"A Java vhost-user frontend driving jvhost blk (--ram, --file, --null, --rbd, --nbd; in this JVM) and",
+                "qemu-storage-daemon (the same tmpfs image, null-co, null-co with read-zeroes, the same RBD image or NBD",
+                "export), alternating runs, the two sides pinned to different CPUs, with each backend's CPU time per request."})
     static final class Blk extends EndToEnd<BlkBench.Options> {
         @Option(names = "--workloads", split = ",", description = "randread-4k, randwrite-4k, seqread-128k, seqwrite-128k (default: all).") List<String> workloads;
         @Option(names = "--busy-poll", description = "Run jvhost's pollers in busy-poll mode (default: event mode).") boolean busyPoll;
         @Option(names = "--depths", split = ",", description = "Queue depths of the random workloads (default 1,8,32,128).") List<Integer> depths;
         @Option(names = "--targets", split = ",", description = {"jvhost-ram, jvhost-file (default I/O engine: io_uring), jvhost-file-threads,",
-            "jvhost-null, qsd, qsd-null, qsd-null-zeroes (default: all but jvhost-file-threads). Each jvhost target is",
-            "compared with its like: file with qsd, null with qsd-null (null-co), ram with qsd-null-zeroes",
-            "(null-co,read-zeroes=on)."}) List<String> targets;
+            "jvhost-null, qsd, qsd-uring, qsd-null, qsd-null-zeroes (default: these but jvhost-file-threads), and on request",
+            "jvhost-rbd, qsd-rbd (a dev Ceph cluster the run starts: scripts/dev-ceph.sh) and jvhost-nbd, qsd-nbd (a qemu-nbd",
+            "the run starts). Each jvhost target is compared with its like: file with qsd-uring (aio=io_uring),",
+            "file-threads with qsd (aio=threads), null with qsd-null (null-co), ram with qsd-null-zeroes",
+            "(null-co,read-zeroes=on), rbd with qsd-rbd, nbd with qsd-nbd."}) List<String> targets;
 
         @Override
         void given(BlkBench.Options o) {
