@@ -75,6 +75,12 @@ public final class BlkBench extends Bench<BlkBench.Options> {
         public List<String> targets = List.of("jvhost-ram", "jvhost-file", "jvhost-null", "qsd", "qsd-uring", "qsd-null",
                 "qsd-null-zeroes");
         public boolean busyPoll;
+        /**
+         * The frontend negotiates EVENT_IDX where offered, as SPDK's virtio-blk driver and Linux
+         * guests do; off, it relies on VRING_USED_F_NO_NOTIFY alone, which qemu-storage-daemon
+         * never sets (it then takes a kick for nearly every batch of requests; see RESULTS.md).
+         */
+        public boolean eventIdx = true;
         public long diskBytes = 256L << 20;
         public Path imageDir = Path.of("/dev/shm");
 
@@ -110,7 +116,7 @@ public final class BlkBench extends Bench<BlkBench.Options> {
 
     /** One run's outcome; {@code cpuPerRequest} in nanoseconds, NaN when not measured. */
     public record Run(double iops, Histogram latency, long requests, long errors, double allocPerRequest,
-                      double cpuPerRequest, String error) {}
+                      double cpuPerRequest, double kicksPerRequest, String error) {}
 
     private final Path image;
     /** The dev cluster and the NBD server, while a run that has RBD or NBD targets lasts. */
@@ -185,10 +191,10 @@ public final class BlkBench extends Bench<BlkBench.Options> {
         if (!missing.isEmpty()) {
             throw new IllegalStateException("bench blk needs: " + String.join(", ", missing));
         }
-        Report report = report("blk", "io.jvhost.perf.BlkLoad (Java vhost-user frontend, polling driver) on CPU "
-                + options.frontendCpu, "workload", "qd", "queues", "target", "IOPS", "MB/s", "min_IOPS", "max_IOPS",
+        Report report = report("blk", "io.jvhost.perf.BlkLoad (Java vhost-user frontend, polling driver"
+                + (options.eventIdx ? ", EVENT_IDX where offered" : ", no EVENT_IDX") + ") on CPU " + options.frontendCpu, "workload", "qd", "queues", "target", "IOPS", "MB/s", "min_IOPS", "max_IOPS",
                 "spread%", "p50_us", "p99_us", "p99.9_us", "runs", "ref", "IOPS_vs_ref", "p50_vs_ref", "p99_vs_ref",
-                "cpu_ns/req", "cpu_vs_ref", "alloc_B/req", "requests", "errors");
+                "cpu_ns/req", "cpu_vs_ref", "kicks/req", "alloc_B/req", "requests", "errors");
         report.meta("cpu_definition", "backend CPU ns in the window / requests completed in it;"
                 + " jvhost: its poller and I/O worker threads, qemu-storage-daemon: the whole process");
         report.meta("references", "jvhost-file: qsd-uring (file, aio=io_uring), jvhost-file-threads: qsd (file, aio=threads),"
@@ -196,6 +202,7 @@ public final class BlkBench extends Bench<BlkBench.Options> {
                 + " is not in the run; jvhost-rbd: qsd-rbd, jvhost-nbd: qsd-nbd (the same cluster, the same server)");
         report.meta("image", image + " (" + (options.diskBytes >> 20) + " MiB, tmpfs)");
         report.meta("jvhost_mode", options.busyPoll ? "busy-poll" : "event");
+        report.meta("frontend_event_idx", options.eventIdx ? "negotiated where offered" : "refused");
         try {
             createImage();
             if (options.targets.stream().anyMatch(t -> t.endsWith("-rbd"))) {
@@ -296,8 +303,8 @@ public final class BlkBench extends Bench<BlkBench.Options> {
             Run run = runOnce(loop, targets.get(t), w, queues, r);
             out.printf("  %-13s qd=%-2d q=%d %-11s run %d: %s%n", w.name(), w.depth(), queues, targets.get(t), r + 1,
                     run.error != null ? "FAILED " + run.error
-                            : String.format("%.0f IOPS, p99 %.1f us, %.0f cpu ns/req, %d errors%s", run.iops,
-                            run.latency.getValueAtPercentile(99) / 1e3, run.cpuPerRequest, run.errors,
+                            : String.format("%.0f IOPS, p99 %.1f us, %.0f cpu ns/req, %.3f kicks/req, %d errors%s", run.iops,
+                            run.latency.getValueAtPercentile(99) / 1e3, run.cpuPerRequest, run.kicksPerRequest, run.errors,
                             Double.isNaN(run.allocPerRequest) ? "" : String.format(", %.2f B/req on pollers and I/O workers", run.allocPerRequest)));
             return run;
         });
@@ -320,7 +327,8 @@ public final class BlkBench extends Bench<BlkBench.Options> {
             }
             report.add(w.name(), w.depth(), queues, targets.get(t), med, med * w.blockSize() / 1e6, min, max,
                     (max - min) / med * 100, p50, p99, p999, rs.size(), ref == null ? "-" : ref, iopsVs, p50Vs, p99Vs,
-                    Report.median(cpu), cpuVs, Report.median(rs.stream().mapToDouble(Run::allocPerRequest).toArray()),
+                    Report.median(cpu), cpuVs, Report.median(rs.stream().mapToDouble(Run::kicksPerRequest).toArray()),
+                    Report.median(rs.stream().mapToDouble(Run::allocPerRequest).toArray()),
                     rs.stream().mapToLong(Run::requests).sum(), rs.stream().mapToLong(Run::errors).sum()
                             + rs.stream().filter(x -> x.error != null).count());
         }
@@ -372,9 +380,10 @@ public final class BlkBench extends Bench<BlkBench.Options> {
                     return failed("qemu-storage-daemon did not listen: " + Procs.tail(log, 600).replace('\n', ' '));
                 }
                 procs.note("# run " + n + ": BlkLoad " + w + " on " + queues + " queue(s) of " + queueSize + " against " + socket);
-                try (BlkLoad load = BlkLoad.connect(socket, queues, queueSize, ram, options.diskBytes)) {
+                try (BlkLoad load = BlkLoad.connect(socket, queues, queueSize, ram, options.diskBytes, options.eventIdx)) {
                     BlkLoad.Result r = load.run(w, warmup, measure, 1000 + rep, CpuTime.process(qsd.pid()));
-                    return new Run(r.iops(), r.latencyNanos(), r.requests(), r.errors(), Double.NaN, r.cpuPerRequest(), null);
+                    return new Run(r.iops(), r.latencyNanos(), r.requests(), r.errors(), Double.NaN, r.cpuPerRequest(),
+                            r.kicksPerRequest(), null);
                 } catch (IOException e) {
                     return failed(e + " " + Procs.tail(log, 400).replace('\n', ' '));
                 }
@@ -423,11 +432,11 @@ public final class BlkBench extends Bench<BlkBench.Options> {
                     procs.note("# run " + n + ": the store's native threads, pinned and measured: " + Procs.comms(nativeThreads));
                 }
                 procs.note("# run " + n + ": BlkLoad " + w + " on " + queues + " queue(s) of " + queueSize + " against " + socket);
-                try (BlkLoad load = BlkLoad.connect(socket, queues, queueSize, ram, options.diskBytes)) {
+                try (BlkLoad load = BlkLoad.connect(socket, queues, queueSize, ram, options.diskBytes, options.eventIdx)) {
                     CpuTime.Meter cpu = CpuTime.sum(CpuTime.threads(name + "-poller-", storeThreads), CpuTime.tasks(nativeThreads));
                     BlkLoad.Result r = load.run(w, warmup, measure, 1000 + rep, cpu, name + "-poller-", storeThreads);
                     return new Run(r.iops(), r.latencyNanos(), r.requests(), r.errors(), r.allocPerRequest(),
-                            r.cpuPerRequest(), null);
+                            r.cpuPerRequest(), r.kicksPerRequest(), null);
                 } catch (IOException e) {
                     return failed(e.toString());
                 }
@@ -455,6 +464,6 @@ public final class BlkBench extends Bench<BlkBench.Options> {
     }
 
     private static Run failed(String why) {
-        return new Run(Double.NaN, null, 0, 0, Double.NaN, Double.NaN, why);
+        return new Run(Double.NaN, null, 0, 0, Double.NaN, Double.NaN, Double.NaN, why);
     }
 }

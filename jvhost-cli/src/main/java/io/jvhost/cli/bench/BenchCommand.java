@@ -236,10 +236,14 @@ public final class BenchCommand implements Runnable {
             "file-threads with qsd (aio=threads), null with qsd-null (null-co), ram with qsd-null-zeroes",
             "(null-co,read-zeroes=on), rbd with qsd-rbd, nbd with qsd-nbd."}) List<String> targets;
 
+        @Option(names = "--no-event-idx", description = {"The frontend refuses EVENT_IDX and relies on VRING_USED_F_NO_NOTIFY alone",
+            "(the bench's frontend before 2026-12-06; qemu-storage-daemon then takes a kick for nearly every batch)."}) boolean noEventIdx;
+
         @Override
         void given(BlkBench.Options o) {
             if (workloads != null) o.workloads = workloads;
             o.busyPoll = busyPoll;
+            o.eventIdx = !noEventIdx;
             if (depths != null) o.depths = depths;
             if (targets != null) o.targets = known("--targets", targets, BlkBench.TARGETS);
         }
