@@ -391,10 +391,9 @@ public final class BlkBench extends Bench<BlkBench.Options> {
                 Procs.stop(qsd, 10);
             }
         }
-        boolean remote = target.equals("jvhost-rbd") || target.equals("jvhost-nbd");
-        // A store's library may start native threads of its own (librbd does): those that appear
-        // from here on are the backend's, for pinning and CPU time.
-        Set<Long> threadsBefore = remote ? Procs.taskIds() : Set.of();
+        // Native threads that appear from here on are the backend's, for pinning and CPU time:
+        // librbd's, and the io_uring workers (iou-wrk-*) the kernel starts for the file store.
+        Set<Long> threadsBefore = Procs.taskIds();
         BlockStore store = switch (target) {
             case "jvhost-file" -> new FileStore(image, false, false, 2, FileStore.IoEngine.AUTO);
             case "jvhost-file-threads" -> new FileStore(image, false, false, 2, FileStore.IoEngine.THREADS);
@@ -426,14 +425,15 @@ public final class BlkBench extends Bench<BlkBench.Options> {
                 // librbd's native threads; as the whole of qemu-storage-daemon is pinned and measured.
                 String storeThreads = target.equals("jvhost-nbd") ? "jvhost-nbd" : "-io-";
                 procs.pinThreads(storeThreads, options.backendCpu);
-                long[] nativeThreads = remote ? CpuTime.nativeThreadsSince(threadsBefore) : new long[0];
+                long[] nativeThreads = CpuTime.nativeThreadsSince(threadsBefore);
                 procs.pinTasks(nativeThreads, options.backendCpu);
                 if (nativeThreads.length > 0) {
                     procs.note("# run " + n + ": the store's native threads, pinned and measured: " + Procs.comms(nativeThreads));
                 }
                 procs.note("# run " + n + ": BlkLoad " + w + " on " + queues + " queue(s) of " + queueSize + " against " + socket);
                 try (BlkLoad load = BlkLoad.connect(socket, queues, queueSize, ram, options.diskBytes, options.eventIdx)) {
-                    CpuTime.Meter cpu = CpuTime.sum(CpuTime.threads(name + "-poller-", storeThreads), CpuTime.tasks(nativeThreads));
+                    CpuTime.Meter cpu = CpuTime.sum(CpuTime.threads(name + "-poller-", storeThreads),
+                            CpuTime.nativeThreads(threadsBefore));
                     BlkLoad.Result r = load.run(w, warmup, measure, 1000 + rep, cpu, name + "-poller-", storeThreads);
                     return new Run(r.iops(), r.latencyNanos(), r.requests(), r.errors(), r.allocPerRequest(),
                             r.cpuPerRequest(), r.kicksPerRequest(), null);

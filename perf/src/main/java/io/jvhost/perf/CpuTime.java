@@ -6,7 +6,9 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 
 /**
@@ -69,26 +71,45 @@ final class CpuTime {
         };
     }
 
+    /** This JVM's threads a {@link #tasks} meter watches, found anew at every reading. */
+    @FunctionalInterface
+    interface TaskIds {
+        long[] now() throws IOException;
+    }
+
     /**
-     * The user plus system time of this JVM's threads {@code tids} (from {@code /proc/self/task/TID/stat},
-     * in 10 ms ticks); -1 once one of them has ended. For native threads that a library started
-     * (librbd's messengers and workers), which {@link #threads} cannot see.
+     * The user plus system time (from {@code /proc/self/task/TID/stat}, in 10 ms ticks) of the
+     * threads {@code ids} names at each reading; one that appears between two readings counts
+     * from its start, one that ends between them loses what it ran since the first. For native
+     * threads, which {@link #threads} cannot see and which come and go: librbd's messengers and
+     * workers, and io_uring's {@code iou-wrk-*} workers, which the kernel starts in the submitting
+     * process when a request cannot complete inline and stops once they idle. Not thread-safe.
      */
-    static Meter tasks(long[] tids) {
-        if (tids.length == 0) {
-            return () -> 0;
-        }
+    static Meter tasks(TaskIds ids) {
+        Map<Long, Long> seen = new HashMap<>();
+        long[] total = {0};
         return () -> {
-            long ticks = 0;
-            for (long tid : tids) {
-                try {
-                    ticks += statTicks(Files.readString(Path.of("/proc/self/task", Long.toString(tid), "stat")));
-                } catch (IOException | IllegalArgumentException e) {
-                    return -1;
+            try {
+                for (long tid : ids.now()) {
+                    long ticks;
+                    try {
+                        ticks = statTicks(Files.readString(Path.of("/proc/self/task", Long.toString(tid), "stat")));
+                    } catch (IOException | IllegalArgumentException e) {
+                        continue; // ended meanwhile
+                    }
+                    Long before = seen.put(tid, ticks);
+                    total[0] += ticks - (before == null ? 0 : before);
                 }
+                return ticksToNanos(total[0]);
+            } catch (IOException e) {
+                return -1;
             }
-            return ticksToNanos(ticks);
         };
+    }
+
+    /** {@link #tasks} over the native threads started since {@code before} ({@link #nativeThreadsSince}). */
+    static Meter nativeThreads(Set<Long> before) {
+        return tasks(() -> nativeThreadsSince(before));
     }
 
     /** The sum of {@code meters}; -1 when one of them does not know. */

@@ -128,20 +128,28 @@ class CpuTimeTest {
     }
 
     @Test
-    void shouldReadTheCpuTimeOfThreadsByTheirTaskIdsAndSayUnknownOnceOneHasEnded() throws Exception {
+    void shouldReadTheCpuTimeOfTheThreadsFoundAtEachReadingCountingNewcomersFromTheirStart() throws Exception {
         String name = Thread.currentThread().getName();
         Thread.currentThread().setName("cpu-tasks-test");
         try {
             long[] me = Procs.threadIds("cpu-tasks-test").stream().mapToLong(Long::longValue).toArray();
             assertEquals(1, me.length, "this thread's task id");
-            CpuTime.Meter tasks = CpuTime.tasks(me);
+            long[][] watched = {new long[0]};
+            CpuTime.Meter tasks = CpuTime.tasks(() -> watched[0]);
+            spinOnThisThread(100_000_000L);
             long before = tasks.nanos();
+            assertEquals(0, before, "no thread watched yet");
+            watched[0] = me; // this thread "appears": all of its time so far counts
             long spun = spinOnThisThread(300_000_000L);
             long grown = tasks.nanos() - before;
+            long all = CpuTime.ticksToNanos(CpuTime.statTicks(Files.readString(Path.of("/proc/self/task", Long.toString(me[0]), "stat"))));
+            assertTrue(grown >= spun && grown <= all + 20_000_000L, "task CPU grew " + grown + " ns, spun " + spun + ", in all " + all);
+            long now = tasks.nanos();
+            watched[0] = new long[] {me[0], Integer.MAX_VALUE}; // one that has ended (or never was) is left out
+            spun = spinOnThisThread(200_000_000L);
+            grown = tasks.nanos() - now;
             // 10 ms ticks, sampled by the kernel: allow two either way.
             assertTrue(grown >= spun - 20_000_000L && grown <= spun + 20_000_000L, "task CPU grew " + grown + " ns, spun " + spun);
-            assertEquals(-1, CpuTime.tasks(new long[] {me[0], Integer.MAX_VALUE}).nanos());
-            assertEquals(0, CpuTime.tasks(new long[0]).nanos(), "a store with no native threads costs nothing there");
         } finally {
             Thread.currentThread().setName(name);
         }
