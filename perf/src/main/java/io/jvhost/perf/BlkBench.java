@@ -200,7 +200,7 @@ public final class BlkBench extends Bench<BlkBench.Options> {
         report.meta("references", "jvhost-file: qsd-uring (file, aio=io_uring), jvhost-file-threads: qsd (file, aio=threads),"
                 + " jvhost-null: qsd-null (null-co), jvhost-ram: qsd-null-zeroes (null-co,read-zeroes=on); qsd when the like"
                 + " is not in the run; jvhost-rbd: qsd-rbd, jvhost-nbd: qsd-nbd (the same cluster, the same server)");
-        report.meta("image", image + " (" + (options.diskBytes >> 20) + " MiB, tmpfs)");
+        report.meta("image", image + " (" + (options.diskBytes >> 20) + " MiB, " + Files.getFileStore(image.getParent()).type() + ")");
         report.meta("jvhost_mode", options.busyPoll ? "busy-poll" : "event");
         report.meta("frontend_event_idx", options.eventIdx ? "negotiated where offered" : "refused");
         try {
@@ -285,7 +285,8 @@ public final class BlkBench extends Bench<BlkBench.Options> {
     }
 
     private void createImage() throws IOException {
-        procs.note("# image: " + options.diskBytes + " bytes of non-zero data in " + image + " (tmpfs)");
+        procs.note("# image: " + options.diskBytes + " bytes of non-zero data in " + image + " ("
+                + Files.getFileStore(image.getParent()).type() + ")");
         try (RandomAccessFile f = new RandomAccessFile(image.toFile(), "rw")) {
             byte[] chunk = new byte[1 << 20];
             for (int i = 0; i < chunk.length; i++) {

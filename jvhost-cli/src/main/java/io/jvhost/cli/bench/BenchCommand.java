@@ -236,6 +236,8 @@ public final class BenchCommand implements Runnable {
             "file-threads with qsd (aio=threads), null with qsd-null (null-co), ram with qsd-null-zeroes",
             "(null-co,read-zeroes=on), rbd with qsd-rbd, nbd with qsd-nbd."}) List<String> targets;
 
+        @Option(names = "--image-dir", description = {"Where the bench makes its image (default /dev/shm). tmpfs has no RWF_NOWAIT, so io_uring",
+            "hands every request on it to a kernel worker; on ext4 or xfs page-cache hits complete inline."}) Path imageDir;
         @Option(names = "--no-event-idx", description = {"The frontend refuses EVENT_IDX and relies on VRING_USED_F_NO_NOTIFY alone",
             "(the bench's frontend before 2026-12-06; qemu-storage-daemon then takes a kick for nearly every batch)."}) boolean noEventIdx;
 
@@ -244,6 +246,7 @@ public final class BenchCommand implements Runnable {
             if (workloads != null) o.workloads = workloads;
             o.busyPoll = busyPoll;
             o.eventIdx = !noEventIdx;
+            if (imageDir != null) o.imageDir = imageDir;
             if (depths != null) o.depths = depths;
             if (targets != null) o.targets = known("--targets", targets, BlkBench.TARGETS);
         }

@@ -67,9 +67,11 @@ class BenchCommandTest {
         BenchCommand.Blk blk = (BenchCommand.Blk) parse("blk", "--targets", "jvhost-null,qsd-null,jvhost-ram,qsd-null-zeroes");
         assertEquals(List.of("jvhost-null", "qsd-null", "jvhost-ram", "qsd-null-zeroes"), blk.options().targets);
         BenchCommand.Blk remote = (BenchCommand.Blk) parse("blk", "--targets", "jvhost-rbd,qsd-rbd,jvhost-nbd,qsd-nbd,qsd-uring",
-                "--no-event-idx");
+                "--no-event-idx", "--image-dir", "/var/tmp");
         assertEquals(List.of("jvhost-rbd", "qsd-rbd", "jvhost-nbd", "qsd-nbd", "qsd-uring"), remote.options().targets);
         assertFalse(remote.options().eventIdx);
+        assertEquals(Path.of("/var/tmp"), remote.options().imageDir);
+        assertEquals(Path.of("/dev/shm"), blk.options().imageDir, "tmpfs unless told");
         assertFalse(new BlkBench.Options().targets.contains("jvhost-rbd"), "a Ceph cluster only when asked for");
         BenchCommand.Net net = (BenchCommand.Net) parse("net", "--backends", "dpdk,dpdk-nohuge");
         assertEquals(List.of("dpdk", "dpdk-nohuge"), net.options().backends);
