@@ -395,6 +395,20 @@ public final class BlkBench extends Bench<BlkBench.Options> {
         // Native threads that appear from here on are the backend's, for pinning and CPU time:
         // librbd's, and the io_uring workers (iou-wrk-*) the kernel starts for the file store.
         Set<Long> threadsBefore = Procs.taskIds();
+        // Threads are born with their creator's CPUs: this thread moves to the backend CPU while it
+        // makes the store and the backend, so that all their threads start there (a kernel io_uring
+        // worker cannot be moved later), and back once they are pinned.
+        procs.pinThreads("blk-load", options.backendCpu);
+        try {
+            return runJvhost(loop, target, w, queues, rep, n, socket, ram, queueSize, warmup, measure, threadsBefore);
+        } finally {
+            procs.pinThreads("blk-load", options.frontendCpu);
+        }
+    }
+
+    private Run runJvhost(ControlLoop loop, String target, BlkLoad.Workload w, int queues, int rep, int n, Path socket,
+                          long ram, int queueSize, Duration warmup, Duration measure, Set<Long> threadsBefore)
+            throws Exception {
         BlockStore store = switch (target) {
             case "jvhost-file" -> new FileStore(image, false, false, 2, FileStore.IoEngine.AUTO);
             case "jvhost-file-threads" -> new FileStore(image, false, false, 2, FileStore.IoEngine.THREADS);
@@ -421,7 +435,10 @@ public final class BlkBench extends Bench<BlkBench.Options> {
         try (store; Backend backend = new Backend(name, new BlkDevice(store, queues), new BackendOptions(mode, oneSet), loop)) {
             backend.start();
             try (VhostUserServer server = VhostUserServer.listen(socket, backend, loop)) {
-                procs.pinThreads(name + "-poller-", options.backendCpu);
+                // The poller names itself once it runs: wait for that, or it would stay unpinned.
+                if (procs.awaitAndPinThreads(name + "-poller-", options.backendCpu, 5_000) == 0) {
+                    return failed("the poller thread " + name + "-poller-0 did not appear");
+                }
                 // The store's threads: the file store's I/O workers, the NBD store's event loop,
                 // librbd's native threads; as the whole of qemu-storage-daemon is pinned and measured.
                 String storeThreads = target.equals("jvhost-nbd") ? "jvhost-nbd" : "-io-";
@@ -431,6 +448,7 @@ public final class BlkBench extends Bench<BlkBench.Options> {
                 if (nativeThreads.length > 0) {
                     procs.note("# run " + n + ": the store's native threads, pinned and measured: " + Procs.comms(nativeThreads));
                 }
+                procs.pinThreads("blk-load", options.frontendCpu);
                 procs.note("# run " + n + ": BlkLoad " + w + " on " + queues + " queue(s) of " + queueSize + " against " + socket);
                 try (BlkLoad load = BlkLoad.connect(socket, queues, queueSize, ram, options.diskBytes, options.eventIdx)) {
                     CpuTime.Meter cpu = CpuTime.sum(CpuTime.threads(name + "-poller-", storeThreads),

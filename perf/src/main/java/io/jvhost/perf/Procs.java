@@ -68,6 +68,18 @@ final class Procs {
         return n;
     }
 
+    /**
+     * As {@link #pinThreads}, but first waits up to {@code timeoutMillis} for such a thread: a new
+     * Java thread sets its {@code comm} itself, a moment after {@code start()} returned.
+     */
+    int awaitAndPinThreads(String nameContains, int cpu, long timeoutMillis) throws IOException, InterruptedException {
+        long deadline = System.nanoTime() + timeoutMillis * 1_000_000;
+        while (threadIds(nameContains).isEmpty() && System.nanoTime() < deadline) {
+            Thread.sleep(1);
+        }
+        return pinThreads(nameContains, cpu);
+    }
+
     /** Pins this JVM's threads {@code tids} to {@code cpu}, as {@link #pinThreads} does by name. */
     void pinTasks(long[] tids, int cpu) throws IOException, InterruptedException {
         for (long tid : tids) {
