@@ -10,7 +10,7 @@
 #   jdk     a JDK >= 22 (from apt, when none is installed under JAVA_HOME or /usr/lib/jvm)
 #   guest   QEMU, a kernel and a static busybox: the QEMU guest tests (tag qemu) and ./jvhost demo
 #   dpdk    dpdk-testpmd, 1024 hugepages reserved and hugetlbfs on /dev/hugepages: the DPDK tests
-#   ceph    Ceph's monitor, OSD, tools and librbd: the RBD tests (tag ceph, scripts/dev-ceph.sh)
+#   ceph    Ceph's monitor, OSD, tools, librbd and QEMU's rbd driver: the RBD tests (tag ceph, scripts/dev-ceph.sh)
 #   nbd     qemu-nbd, nbdkit and openssl: the NBD store tests
 #   metrics promtool (Debian prometheus): the /metrics exposition tests
 #   net     iproute2, iperf3 and ethtool: the TAP, offload and VXLAN tests (iperf3 also goes into the test guest)
@@ -122,7 +122,9 @@ missing_of() {
       [[ -x /usr/bin/ceph-mon ]] || missing+=(ceph-mon)
       [[ -x /usr/bin/ceph-osd ]] || missing+=(ceph-osd)
       [[ -x /usr/bin/rbd && -x /usr/bin/ceph ]] || missing+=(ceph-common)
-      [[ -f /usr/include/rbd/librbd.h ]] || missing+=(librbd-dev) ;;
+      [[ -f /usr/include/rbd/librbd.h ]] || missing+=(librbd-dev)
+      # qemu-storage-daemon's driver=rbd (BenchSmokeTest's and ./jvhost bench blk's qsd-rbd).
+      have_package qemu-block-extra || missing+=(qemu-block-extra) ;;
     nbd)
       [[ -x /usr/bin/qemu-nbd ]] || missing+=(qemu-utils)
       [[ -x /usr/bin/nbdkit ]] || missing+=(nbdkit)
@@ -136,6 +138,7 @@ missing_of() {
     bench)
       [[ -x /usr/bin/dpdk-testpmd ]] || missing+=(dpdk dpdk-dev)
       [[ -x /usr/bin/qemu-storage-daemon ]] || missing+=(qemu-system-common)
+      have_package qemu-block-extra || missing+=(qemu-block-extra) # qsd's driver=rbd
       [[ -x /usr/bin/taskset ]] || missing+=(util-linux) ;;
   esac
   echo "${missing[*]}"

@@ -152,6 +152,16 @@ public final class NbdServer implements AutoCloseable {
         return socket;
     }
 
+    /** The server's process id while it runs (to pin it to a CPU, say); -1 when it does not. */
+    public synchronized long pid() {
+        return process != null && process.isAlive() ? process.pid() : -1;
+    }
+
+    /** The command line the server was started with. */
+    public List<String> command() {
+        return command;
+    }
+
     public int port() {
         return port;
     }

@@ -5,11 +5,16 @@ import io.jvhost.blk.BlockStore;
 import io.jvhost.blk.FileStore;
 import io.jvhost.blk.NullStore;
 import io.jvhost.blk.RamStore;
+import io.jvhost.blk.RbdStore;
+import io.jvhost.blk.nbd.NbdStore;
+import io.jvhost.blk.nbd.NbdUri;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
 import io.jvhost.core.runtime.IdleMode;
 import io.jvhost.core.transport.ControlLoop;
 import io.jvhost.core.transport.VhostUserServer;
+import io.jvhost.testkit.DevCeph;
+import io.jvhost.testkit.NbdServer;
 
 import java.io.IOException;
 import java.io.PrintStream;
@@ -20,6 +25,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.atomic.AtomicReference;
 
 import org.HdrHistogram.Histogram;
@@ -36,6 +42,13 @@ import org.HdrHistogram.Histogram;
  * ({@code ./jvhost blk --null}: no data touched) with {@code qsd-null} ({@code null-co}); and
  * {@code jvhost-ram} ({@code ./jvhost blk --ram}, which copies every block) with
  * {@code qsd-null-zeroes} ({@code null-co,read-zeroes=on}, which writes every read buffer). The
+ * io_uring file store's like is {@code qsd-uring} ({@code aio=io_uring}) when it runs. Stores past
+ * the machine, each against qemu-storage-daemon's client of the same server, both only when asked
+ * for: {@code jvhost-rbd} ({@code --rbd}) with {@code qsd-rbd} ({@code driver=rbd}) on one image of a
+ * dev cluster ({@code scripts/dev-ceph.sh}, one monitor and one memstore OSD) that the run starts,
+ * fills from the image and stops; {@code jvhost-nbd} ({@code --nbd}) with {@code qsd-nbd}
+ * ({@code driver=nbd}) on one {@code qemu-nbd} export of a copy of the image, on a Unix socket. The
+ * cluster and the NBD server run on the backend CPU too: both sides' clients share it with them. The
  * generator thread is pinned to the frontend CPU, jvhost's poller and I/O workers and the whole
  * qemu-storage-daemon to the backend CPU; jvhost serves all queues from one poller, as
  * qemu-storage-daemon serves them from its one iothread. Runs alternate between targets; IOPS is
@@ -49,6 +62,9 @@ import org.HdrHistogram.Histogram;
  */
 public final class BlkBench extends Bench<BlkBench.Options> {
     static final String QSD = "/usr/bin/qemu-storage-daemon";
+    /** qemu-storage-daemon's rbd driver, a module of Debian's qemu-block-extra. */
+    static final Path QEMU_BLOCK_RBD = Path.of("/usr/lib/x86_64-linux-gnu/qemu/block-rbd.so");
+    static final String RBD_IMAGE = "bench", NBD_EXPORT = "bench";
 
     /** What to run; fields as the CLI fills them. */
     public static final class Options extends BenchOptions {
@@ -56,8 +72,15 @@ public final class BlkBench extends Bench<BlkBench.Options> {
         public List<Integer> depths = List.of(1, 8, 32, 128);
         /** Queue depth of the sequential workloads. */
         public int sequentialDepth = 8;
-        public List<String> targets = List.of("jvhost-ram", "jvhost-file", "jvhost-null", "qsd", "qsd-null", "qsd-null-zeroes");
+        public List<String> targets = List.of("jvhost-ram", "jvhost-file", "jvhost-null", "qsd", "qsd-uring", "qsd-null",
+                "qsd-null-zeroes");
         public boolean busyPoll;
+        /**
+         * The frontend negotiates EVENT_IDX where offered, as SPDK's virtio-blk driver and Linux
+         * guests do; off, it relies on VRING_USED_F_NO_NOTIFY alone, which qemu-storage-daemon
+         * never sets (it then takes a kick for nearly every batch of requests; see RESULTS.md).
+         */
+        public boolean eventIdx = true;
         public long diskBytes = 256L << 20;
         public Path imageDir = Path.of("/dev/shm");
 
@@ -78,18 +101,28 @@ public final class BlkBench extends Bench<BlkBench.Options> {
     }
 
     /**
-     * Each jvhost target's like among qemu-storage-daemon's: the same image through the kernel,
-     * nothing touched, or every read buffer written. A target whose like is not in the run is
-     * compared with {@code qsd}, if that is; the {@code ref} column says which.
+     * Each jvhost target's likes among qemu-storage-daemon's, best first: the same image through
+     * the kernel (io_uring with io_uring, a thread pool with a thread pool), nothing touched, every
+     * read buffer written, the same cluster or NBD server. The first that is in the run is the
+     * {@code ref} column; the local targets fall back to {@code qsd}, the remote ones have no other.
      */
-    static final Map<String, String> REFERENCE = Map.of("jvhost-file", "qsd", "jvhost-file-threads", "qsd",
-            "jvhost-null", "qsd-null", "jvhost-ram", "qsd-null-zeroes");
+    static final Map<String, List<String>> REFERENCE = Map.of(
+            "jvhost-file", List.of("qsd-uring", "qsd"),
+            "jvhost-file-threads", List.of("qsd"),
+            "jvhost-null", List.of("qsd-null", "qsd"),
+            "jvhost-ram", List.of("qsd-null-zeroes", "qsd"),
+            "jvhost-rbd", List.of("qsd-rbd"),
+            "jvhost-nbd", List.of("qsd-nbd"));
 
     /** One run's outcome; {@code cpuPerRequest} in nanoseconds, NaN when not measured. */
     public record Run(double iops, Histogram latency, long requests, long errors, double allocPerRequest,
-                      double cpuPerRequest, String error) {}
+                      double cpuPerRequest, double kicksPerRequest, String error) {}
 
     private final Path image;
+    /** The dev cluster and the NBD server, while a run that has RBD or NBD targets lasts. */
+    private DevCeph ceph;
+    private NbdServer nbd;
+    private Path nbdImage;
 
     private BlkBench(Options options, PrintStream out) throws IOException {
         super("blk", options, out);
@@ -103,6 +136,21 @@ public final class BlkBench extends Bench<BlkBench.Options> {
         }
         if (!Files.isExecutable(Path.of("/usr/bin/taskset"))) {
             missing.add("taskset (apt-get install util-linux)");
+        }
+        return missing;
+    }
+
+    /** What {@code targets} need beyond {@link #missing()}: Ceph and QEMU's rbd driver, qemu-nbd. */
+    public static List<String> missing(List<String> targets) {
+        List<String> missing = new ArrayList<>();
+        if (targets.stream().anyMatch(t -> t.endsWith("-rbd"))) {
+            DevCeph.missingPackages().forEach(p -> missing.add(p + " (apt-get install " + p + ")"));
+            if (targets.contains("qsd-rbd") && !Files.exists(QEMU_BLOCK_RBD)) {
+                missing.add("QEMU's rbd driver (apt-get install qemu-block-extra)");
+            }
+        }
+        if (targets.stream().anyMatch(t -> t.endsWith("-nbd")) && !Files.isExecutable(Path.of("/usr/bin/qemu-nbd"))) {
+            missing.add("qemu-nbd (apt-get install qemu-utils)");
         }
         return missing;
     }
@@ -128,9 +176,9 @@ public final class BlkBench extends Bench<BlkBench.Options> {
         return (Report) result.get();
     }
 
-    /** Every target this benchmark knows; all but {@code jvhost-file-threads} run by default. */
+    /** Every target this benchmark knows; all but {@code jvhost-file-threads} and the RBD and NBD ones run by default. */
     public static final List<String> TARGETS = List.of("jvhost-ram", "jvhost-file", "jvhost-file-threads", "jvhost-null",
-            "qsd", "qsd-null", "qsd-null-zeroes");
+            "qsd", "qsd-uring", "qsd-null", "qsd-null-zeroes", "jvhost-rbd", "qsd-rbd", "jvhost-nbd", "qsd-nbd");
 
     private Report runAll() throws Exception {
         for (String t : options.targets) {
@@ -138,22 +186,31 @@ public final class BlkBench extends Bench<BlkBench.Options> {
                 throw new IllegalArgumentException("bench blk: no target " + t + "; the targets are " + String.join(", ", TARGETS));
             }
         }
-        List<String> missing = missing();
-        if (options.targets.stream().anyMatch(t -> t.startsWith("qsd")) && !missing.isEmpty()) {
+        List<String> missing = new ArrayList<>(options.targets.stream().anyMatch(t -> t.startsWith("qsd")) ? missing() : List.of());
+        missing.addAll(missing(options.targets));
+        if (!missing.isEmpty()) {
             throw new IllegalStateException("bench blk needs: " + String.join(", ", missing));
         }
-        Report report = report("blk", "io.jvhost.perf.BlkLoad (Java vhost-user frontend, polling driver) on CPU "
-                + options.frontendCpu, "workload", "qd", "queues", "target", "IOPS", "MB/s", "min_IOPS", "max_IOPS",
+        Report report = report("blk", "io.jvhost.perf.BlkLoad (Java vhost-user frontend, polling driver"
+                + (options.eventIdx ? ", EVENT_IDX where offered" : ", no EVENT_IDX") + ") on CPU " + options.frontendCpu, "workload", "qd", "queues", "target", "IOPS", "MB/s", "min_IOPS", "max_IOPS",
                 "spread%", "p50_us", "p99_us", "p99.9_us", "runs", "ref", "IOPS_vs_ref", "p50_vs_ref", "p99_vs_ref",
-                "cpu_ns/req", "cpu_vs_ref", "alloc_B/req", "requests", "errors");
+                "cpu_ns/req", "cpu_vs_ref", "kicks/req", "alloc_B/req", "requests", "errors");
         report.meta("cpu_definition", "backend CPU ns in the window / requests completed in it;"
                 + " jvhost: its poller and I/O worker threads, qemu-storage-daemon: the whole process");
-        report.meta("references", "jvhost-file: qsd (file), jvhost-null: qsd-null (null-co), jvhost-ram: qsd-null-zeroes"
-                + " (null-co,read-zeroes=on); qsd when the like is not in the run");
-        report.meta("image", image + " (" + (options.diskBytes >> 20) + " MiB, tmpfs)");
+        report.meta("references", "jvhost-file: qsd-uring (file, aio=io_uring), jvhost-file-threads: qsd (file, aio=threads),"
+                + " jvhost-null: qsd-null (null-co), jvhost-ram: qsd-null-zeroes (null-co,read-zeroes=on); qsd when the like"
+                + " is not in the run; jvhost-rbd: qsd-rbd, jvhost-nbd: qsd-nbd (the same cluster, the same server)");
+        report.meta("image", image + " (" + (options.diskBytes >> 20) + " MiB, " + Files.getFileStore(image.getParent()).type() + ")");
         report.meta("jvhost_mode", options.busyPoll ? "busy-poll" : "event");
+        report.meta("frontend_event_idx", options.eventIdx ? "negotiated where offered" : "refused");
         try {
             createImage();
+            if (options.targets.stream().anyMatch(t -> t.endsWith("-rbd"))) {
+                startCeph(report);
+            }
+            if (options.targets.stream().anyMatch(t -> t.endsWith("-nbd"))) {
+                startNbd(report);
+            }
             procs.pinThreads("blk-load", options.frontendCpu);
             try (ControlLoop loop = new ControlLoop()) {
                 for (String wl : options.workloads) {
@@ -167,10 +224,56 @@ public final class BlkBench extends Bench<BlkBench.Options> {
                 }
             }
         } finally {
+            stopServers();
             Files.deleteIfExists(image);
             Files.deleteIfExists(image.getParent());
         }
         return finish(report);
+    }
+
+    /**
+     * A dev cluster for this run, on the backend CPU (on one machine the OSD has to share a CPU
+     * with someone; the frontend's spins, the backends' clients wait for it), with the image
+     * imported as {@code rbd/bench}: reads find data, not holes the OSD answers without looking.
+     */
+    private void startCeph(Report report) throws IOException, InterruptedException {
+        ceph = DevCeph.start(BlkBench.class);
+        procs.note("scripts/dev-ceph.sh start " + ceph.dir() + "   # one monitor, one memstore OSD, auth none");
+        try (var pids = Files.list(ceph.dir().resolve("run"))) {
+            for (Path p : pids.filter(f -> f.toString().endsWith(".pid")).toList()) {
+                procs.pinProcess(Long.parseLong(Files.readString(p).trim()), options.backendCpu);
+            }
+        }
+        String name = DevCeph.POOL + "/" + RBD_IMAGE;
+        procs.note("rbd -c " + ceph.conf() + " import --no-progress " + image + " " + name);
+        ceph.rbd("import", "--no-progress", image.toString(), name);
+        report.meta("rbd", name + " on a dev cluster (one monitor, one memstore OSD) pinned to CPU " + options.backendCpu);
+    }
+
+    /** qemu-nbd on a copy of the image (qemu-storage-daemon's file targets lock the image itself), on the backend CPU. */
+    private void startNbd(Report report) throws IOException, InterruptedException {
+        nbdImage = image.resolveSibling("nbd.img");
+        Files.copy(image, nbdImage);
+        nbd = NbdServer.qemuNbdUnix(nbdImage, work.resolve("nbd.sock"), NBD_EXPORT);
+        procs.note(Procs.quote(nbd.command()) + "   # NbdServer, pinned below");
+        procs.pinProcess(nbd.pid(), options.backendCpu);
+        report.meta("nbd", Procs.quote(nbd.command()) + " pinned to CPU " + options.backendCpu);
+    }
+
+    private void stopServers() throws IOException, InterruptedException {
+        if (nbd != null) {
+            nbd.close();
+            nbd = null;
+            Files.deleteIfExists(nbdImage);
+        }
+        if (ceph != null) {
+            ceph.close(); // the OSD, then the monitor
+            ceph = null;
+        }
+    }
+
+    private NbdUri nbdUri() {
+        return NbdUri.parse("nbd+unix:///" + NBD_EXPORT + "?socket=" + nbd.socket());
     }
 
     static BlkLoad.Workload workload(String name, int depth) {
@@ -182,7 +285,8 @@ public final class BlkBench extends Bench<BlkBench.Options> {
     }
 
     private void createImage() throws IOException {
-        procs.note("# image: " + options.diskBytes + " bytes of non-zero data in " + image + " (tmpfs)");
+        procs.note("# image: " + options.diskBytes + " bytes of non-zero data in " + image + " ("
+                + Files.getFileStore(image.getParent()).type() + ")");
         try (RandomAccessFile f = new RandomAccessFile(image.toFile(), "rw")) {
             byte[] chunk = new byte[1 << 20];
             for (int i = 0; i < chunk.length; i++) {
@@ -200,8 +304,8 @@ public final class BlkBench extends Bench<BlkBench.Options> {
             Run run = runOnce(loop, targets.get(t), w, queues, r);
             out.printf("  %-13s qd=%-2d q=%d %-11s run %d: %s%n", w.name(), w.depth(), queues, targets.get(t), r + 1,
                     run.error != null ? "FAILED " + run.error
-                            : String.format("%.0f IOPS, p99 %.1f us, %.0f cpu ns/req, %d errors%s", run.iops,
-                            run.latency.getValueAtPercentile(99) / 1e3, run.cpuPerRequest, run.errors,
+                            : String.format("%.0f IOPS, p99 %.1f us, %.0f cpu ns/req, %.3f kicks/req, %d errors%s", run.iops,
+                            run.latency.getValueAtPercentile(99) / 1e3, run.cpuPerRequest, run.kicksPerRequest, run.errors,
                             Double.isNaN(run.allocPerRequest) ? "" : String.format(", %.2f B/req on pollers and I/O workers", run.allocPerRequest)));
             return run;
         });
@@ -224,26 +328,24 @@ public final class BlkBench extends Bench<BlkBench.Options> {
             }
             report.add(w.name(), w.depth(), queues, targets.get(t), med, med * w.blockSize() / 1e6, min, max,
                     (max - min) / med * 100, p50, p99, p999, rs.size(), ref == null ? "-" : ref, iopsVs, p50Vs, p99Vs,
-                    Report.median(cpu), cpuVs, Report.median(rs.stream().mapToDouble(Run::allocPerRequest).toArray()),
+                    Report.median(cpu), cpuVs, Report.median(rs.stream().mapToDouble(Run::kicksPerRequest).toArray()),
+                    Report.median(rs.stream().mapToDouble(Run::allocPerRequest).toArray()),
                     rs.stream().mapToLong(Run::requests).sum(), rs.stream().mapToLong(Run::errors).sum()
                             + rs.stream().filter(x -> x.error != null).count());
         }
     }
 
     /**
-     * The target {@code target} is compared with among {@code targets}: its like from
-     * {@link #REFERENCE} if that runs, else {@code qsd} if that runs; none for qemu-storage-daemon's
-     * own targets.
+     * The target {@code target} is compared with among {@code targets}: the first of its likes in
+     * {@link #REFERENCE} that runs; none for qemu-storage-daemon's own targets.
      */
     static String reference(String target, List<String> targets) {
-        if (target.startsWith("qsd")) {
-            return null;
+        for (String like : REFERENCE.getOrDefault(target, List.of())) {
+            if (targets.contains(like)) {
+                return like;
+            }
         }
-        String like = REFERENCE.get(target);
-        if (like != null && targets.contains(like)) {
-            return like;
-        }
-        return targets.contains("qsd") ? "qsd" : null;
+        return null;
     }
 
     private static double percentileMicros(Histogram h, double percentile) {
@@ -279,9 +381,10 @@ public final class BlkBench extends Bench<BlkBench.Options> {
                     return failed("qemu-storage-daemon did not listen: " + Procs.tail(log, 600).replace('\n', ' '));
                 }
                 procs.note("# run " + n + ": BlkLoad " + w + " on " + queues + " queue(s) of " + queueSize + " against " + socket);
-                try (BlkLoad load = BlkLoad.connect(socket, queues, queueSize, ram, options.diskBytes)) {
+                try (BlkLoad load = BlkLoad.connect(socket, queues, queueSize, ram, options.diskBytes, options.eventIdx)) {
                     BlkLoad.Result r = load.run(w, warmup, measure, 1000 + rep, CpuTime.process(qsd.pid()));
-                    return new Run(r.iops(), r.latencyNanos(), r.requests(), r.errors(), Double.NaN, r.cpuPerRequest(), null);
+                    return new Run(r.iops(), r.latencyNanos(), r.requests(), r.errors(), Double.NaN, r.cpuPerRequest(),
+                            r.kicksPerRequest(), null);
                 } catch (IOException e) {
                     return failed(e + " " + Procs.tail(log, 400).replace('\n', ' '));
                 }
@@ -289,12 +392,30 @@ public final class BlkBench extends Bench<BlkBench.Options> {
                 Procs.stop(qsd, 10);
             }
         }
-        boolean file = target.startsWith("jvhost-file");
+        // Native threads that appear from here on are the backend's, for pinning and CPU time:
+        // librbd's, and the io_uring workers (iou-wrk-*) the kernel starts for the file store.
+        Set<Long> threadsBefore = Procs.taskIds();
+        // Threads are born with their creator's CPUs: this thread moves to the backend CPU while it
+        // makes the store and the backend, so that all their threads start there (a kernel io_uring
+        // worker cannot be moved later), and back once they are pinned.
+        procs.pinThreads("blk-load", options.backendCpu);
+        try {
+            return runJvhost(loop, target, w, queues, rep, n, socket, ram, queueSize, warmup, measure, threadsBefore);
+        } finally {
+            procs.pinThreads("blk-load", options.frontendCpu);
+        }
+    }
+
+    private Run runJvhost(ControlLoop loop, String target, BlkLoad.Workload w, int queues, int rep, int n, Path socket,
+                          long ram, int queueSize, Duration warmup, Duration measure, Set<Long> threadsBefore)
+            throws Exception {
         BlockStore store = switch (target) {
             case "jvhost-file" -> new FileStore(image, false, false, 2, FileStore.IoEngine.AUTO);
             case "jvhost-file-threads" -> new FileStore(image, false, false, 2, FileStore.IoEngine.THREADS);
             case "jvhost-ram" -> new RamStore(options.diskBytes);
             case "jvhost-null" -> new NullStore(options.diskBytes);
+            case "jvhost-rbd" -> RbdStore.open(ceph.conf(), null, DevCeph.POOL, RBD_IMAGE, false, Duration.ofSeconds(30));
+            case "jvhost-nbd" -> NbdStore.open(NbdStore.Options.of(nbdUri(), null));
             default -> throw new IllegalArgumentException("target " + target);
         };
         String name = "bb" + n;
@@ -304,6 +425,8 @@ public final class BlkBench extends Bench<BlkBench.Options> {
                 + switch (target) {
                     case "jvhost-null" -> "--null " + options.diskBytes;
                     case "jvhost-ram" -> "--ram " + options.diskBytes;
+                    case "jvhost-rbd" -> "--rbd " + DevCeph.POOL + "/" + RBD_IMAGE + " --ceph-conf " + ceph.conf();
+                    case "jvhost-nbd" -> "--nbd '" + nbdUri() + "'";
                     default -> "--file " + image + " --io-engine "
                             + (((FileStore) store).engine() == FileStore.IoEngine.URING ? "uring" : "threads --io-workers 2");
                 } + " --socket " + socket
@@ -312,16 +435,27 @@ public final class BlkBench extends Bench<BlkBench.Options> {
         try (store; Backend backend = new Backend(name, new BlkDevice(store, queues), new BackendOptions(mode, oneSet), loop)) {
             backend.start();
             try (VhostUserServer server = VhostUserServer.listen(socket, backend, loop)) {
-                procs.pinThreads(name + "-poller-", options.backendCpu);
-                if (file) {
-                    procs.pinThreads("-io-", options.backendCpu);
+                // The poller names itself once it runs: wait for that, or it would stay unpinned.
+                if (procs.awaitAndPinThreads(name + "-poller-", options.backendCpu, 5_000) == 0) {
+                    return failed("the poller thread " + name + "-poller-0 did not appear");
                 }
+                // The store's threads: the file store's I/O workers, the NBD store's event loop,
+                // librbd's native threads; as the whole of qemu-storage-daemon is pinned and measured.
+                String storeThreads = target.equals("jvhost-nbd") ? "jvhost-nbd" : "-io-";
+                procs.pinThreads(storeThreads, options.backendCpu);
+                long[] nativeThreads = CpuTime.nativeThreadsSince(threadsBefore);
+                procs.pinTasks(nativeThreads, options.backendCpu);
+                if (nativeThreads.length > 0) {
+                    procs.note("# run " + n + ": the store's native threads, pinned and measured: " + Procs.comms(nativeThreads));
+                }
+                procs.pinThreads("blk-load", options.frontendCpu);
                 procs.note("# run " + n + ": BlkLoad " + w + " on " + queues + " queue(s) of " + queueSize + " against " + socket);
-                try (BlkLoad load = BlkLoad.connect(socket, queues, queueSize, ram, options.diskBytes)) {
-                    BlkLoad.Result r = load.run(w, warmup, measure, 1000 + rep, CpuTime.threads(name + "-poller-", "-io-"),
-                            name + "-poller-", "-io-");
+                try (BlkLoad load = BlkLoad.connect(socket, queues, queueSize, ram, options.diskBytes, options.eventIdx)) {
+                    CpuTime.Meter cpu = CpuTime.sum(CpuTime.threads(name + "-poller-", storeThreads),
+                            CpuTime.nativeThreads(threadsBefore));
+                    BlkLoad.Result r = load.run(w, warmup, measure, 1000 + rep, cpu, name + "-poller-", storeThreads);
                     return new Run(r.iops(), r.latencyNanos(), r.requests(), r.errors(), r.allocPerRequest(),
-                            r.cpuPerRequest(), null);
+                            r.cpuPerRequest(), r.kicksPerRequest(), null);
                 } catch (IOException e) {
                     return failed(e.toString());
                 }
@@ -330,13 +464,18 @@ public final class BlkBench extends Bench<BlkBench.Options> {
     }
 
     /**
-     * qemu-storage-daemon's block node for {@code target}: the image file through the page cache,
-     * or {@code null-co} of the disk's size (read-zeroes stated either way, as its default has
-     * changed between QEMU versions).
+     * qemu-storage-daemon's block node for {@code target}: the image file through the page cache
+     * (on its thread pool, or io_uring), {@code null-co} of the disk's size (read-zeroes stated
+     * either way, as its default has changed between QEMU versions), the run's RBD image or NBD
+     * export.
      */
     String qsdBlockdev(String target) {
         return switch (target) {
             case "qsd" -> "driver=file,filename=" + image + ",node-name=n0,cache.direct=off";
+            case "qsd-uring" -> "driver=file,filename=" + image + ",node-name=n0,cache.direct=off,aio=io_uring";
+            case "qsd-rbd" -> "driver=rbd,pool=" + DevCeph.POOL + ",image=" + RBD_IMAGE + ",conf=" + ceph.conf() + ",node-name=n0";
+            case "qsd-nbd" -> "driver=nbd,server.type=unix,server.path=" + nbd.socket() + ",export=" + NBD_EXPORT
+                    + ",node-name=n0";
             case "qsd-null" -> "driver=null-co,size=" + options.diskBytes + ",read-zeroes=off,node-name=n0";
             case "qsd-null-zeroes" -> "driver=null-co,size=" + options.diskBytes + ",read-zeroes=on,node-name=n0";
             default -> throw new IllegalArgumentException("target " + target);
@@ -344,6 +483,6 @@ public final class BlkBench extends Bench<BlkBench.Options> {
     }
 
     private static Run failed(String why) {
-        return new Run(Double.NaN, null, 0, 0, Double.NaN, Double.NaN, why);
+        return new Run(Double.NaN, null, 0, 0, Double.NaN, Double.NaN, Double.NaN, why);
     }
 }

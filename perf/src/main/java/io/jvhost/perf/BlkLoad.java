@@ -32,9 +32,12 @@ final class BlkLoad extends PollingDriver {
     /** What one run does: request type and size, random or sequential, requests in flight per queue. */
     record Workload(String name, boolean write, int blockSize, boolean random, int depth) {}
 
-    /** What one run measured; {@code cpuPerRequest} is the backend's CPU nanoseconds per request, NaN when not measured. */
+    /**
+     * What one run measured; {@code cpuPerRequest} is the backend's CPU nanoseconds per request, NaN
+     * when not measured; {@code kicksPerRequest} the kicks the driver sent per request.
+     */
     record Result(long requests, double seconds, Histogram latencyNanos, long errors, double allocPerRequest,
-                  double cpuPerRequest) {
+                  double cpuPerRequest, double kicksPerRequest) {
         double iops() {
             return requests / seconds;
         }
@@ -67,8 +70,18 @@ final class BlkLoad extends PollingDriver {
         return size;
     }
 
-    /** Connects to {@code socket} and starts {@code queueCount} queues of {@code queueSize} descriptors as QEMU 7.2 would. */
+    /** Connects to {@code socket} and starts {@code queueCount} queues of {@code queueSize} descriptors, with EVENT_IDX if offered. */
     static BlkLoad connect(Path socket, int queueCount, int queueSize, long ramBytes, long diskBytes) throws IOException {
+        return connect(socket, queueCount, queueSize, ramBytes, diskBytes, true);
+    }
+
+    /**
+     * Connects to {@code socket} and starts {@code queueCount} queues of {@code queueSize}
+     * descriptors as QEMU 7.2 would; with {@code eventIdx}, negotiates EVENT_IDX when the backend
+     * offers it, as SPDK's virtio-blk driver and Linux guests do.
+     */
+    static BlkLoad connect(Path socket, int queueCount, int queueSize, long ramBytes, long diskBytes, boolean eventIdx)
+            throws IOException {
         Frontend fe = Frontend.connect(socket, 10_000).replyTimeout(Duration.ofSeconds(10));
         GuestRam ram = null;
         DriverQueue[] qs = new DriverQueue[queueCount];
@@ -85,13 +98,18 @@ final class BlkLoad extends PollingDriver {
             }
             fe.setOwner();
             fe.getFeatures();
-            long features = offered & ~(bit(VirtioFeatures.RING_EVENT_IDX) | bit(VirtioFeatures.LOG_ALL)
+            long features = offered & ~(bit(VirtioFeatures.LOG_ALL)
                     | bit(VirtioFeatures.ACCESS_PLATFORM) | bit(VirtioFeatures.RING_PACKED)
-                    | bit(VirtioFeatures.NOTIFY_ON_EMPTY));
+                    | bit(VirtioFeatures.NOTIFY_ON_EMPTY) | (eventIdx ? 0 : bit(VirtioFeatures.RING_EVENT_IDX)));
+            boolean withEventIdx = (features & bit(VirtioFeatures.RING_EVENT_IDX)) != 0;
             ram = new GuestRam(ramBytes);
             for (int i = 0; i < queueCount; i++) {
                 qs[i] = new DriverQueue(ram, i, queueSize);
-                qs[i].setNoInterrupt(true);
+                if (withEventIdx) {
+                    qs[i].setUsedEvent((-queueSize - 1) & 0xFFFF); // no interrupts: see useEventIdx
+                } else {
+                    qs[i].setNoInterrupt(true);
+                }
             }
             check(fe.setFeatures(features | bit(VirtioFeatures.PROTOCOL_FEATURES)), "SET_FEATURES");
             check(fe.setMemTable(ram), "SET_MEM_TABLE");
@@ -108,7 +126,11 @@ final class BlkLoad extends PollingDriver {
             if ((pf & bit(ProtocolFeatures.STATUS)) != 0) {
                 check(fe.setStatus(0x0F), "SET_STATUS");
             }
-            return new BlkLoad(fe, ram, qs, diskBytes);
+            BlkLoad load = new BlkLoad(fe, ram, qs, diskBytes);
+            if (withEventIdx) {
+                load.useEventIdx();
+            }
+            return load;
         } catch (IOException | RuntimeException e) {
             close(fe, ram, qs);
             throw e;
@@ -165,7 +187,7 @@ final class BlkLoad extends PollingDriver {
         final long blocks;
         final Histogram hist = new Histogram(60_000_000_000L, 3);
         final Window window;
-        long warmed, requests, errors;
+        long warmed, requests, errors, kicksBefore = -1, kicksAfter = -1;
         int inFlight;
         boolean stopping;
 
@@ -258,7 +280,7 @@ final class BlkLoad extends PollingDriver {
             for (int s = 0; s < w.depth(); s++) {
                 p.submit(l, s, System.nanoTime());
             }
-            kickIfNeeded(l.q);
+            kickIfNeeded(l.q.index());
         }
         p.inFlight = p.lanes.length * w.depth();
         long drainDeadline = Long.MAX_VALUE;
@@ -266,9 +288,11 @@ final class BlkLoad extends PollingDriver {
             long now = System.nanoTime();
             if (!p.window.begun() && now >= warmupEnd && p.warmed >= warmupRequests) {
                 p.window.begin(now);
+                p.kicksBefore = kicks();
             }
             if (p.window.measuring() && now - p.window.begin() >= measure.toNanos() && p.requests >= measureRequests) {
                 p.window.end(now);
+                p.kicksAfter = kicks();
                 p.stopping = true;
                 drainDeadline = now + Duration.ofSeconds(10).toNanos();
             }
@@ -282,7 +306,8 @@ final class BlkLoad extends PollingDriver {
         }
         pass = null;
         return new Result(p.requests, p.window.seconds(measure.toNanos() / 1e9), p.hist, p.errors,
-                p.window.allocatedPer(p.requests), p.window.cpuPer(p.requests));
+                p.window.allocatedPer(p.requests), p.window.cpuPer(p.requests),
+                p.kicksAfter < 0 || p.requests == 0 ? Double.NaN : (double) (p.kicksAfter - p.kicksBefore) / p.requests);
     }
 
     @Override

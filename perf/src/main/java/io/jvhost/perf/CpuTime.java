@@ -4,7 +4,12 @@ import java.io.IOException;
 import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
 
 /**
  * The CPU time a backend spends, for the {@code cpu_ns/pkt} and {@code cpu_ns/req} columns: read
@@ -64,6 +69,98 @@ final class CpuTime {
                 return -1; // the process has gone, or the file is not what Linux writes
             }
         };
+    }
+
+    /** This JVM's threads a {@link #tasks} meter watches, found anew at every reading. */
+    @FunctionalInterface
+    interface TaskIds {
+        long[] now() throws IOException;
+    }
+
+    /**
+     * The user plus system time (from {@code /proc/self/task/TID/stat}, in 10 ms ticks) of the
+     * threads {@code ids} names at each reading; one that appears between two readings counts
+     * from its start, one that ends between them loses what it ran since the first. For native
+     * threads, which {@link #threads} cannot see and which come and go: librbd's messengers and
+     * workers, and io_uring's {@code iou-wrk-*} workers, which the kernel starts in the submitting
+     * process when a request cannot complete inline and stops once they idle. Not thread-safe.
+     */
+    static Meter tasks(TaskIds ids) {
+        Map<Long, Long> seen = new HashMap<>();
+        long[] total = {0};
+        return () -> {
+            try {
+                for (long tid : ids.now()) {
+                    long ticks;
+                    try {
+                        ticks = statTicks(Files.readString(Path.of("/proc/self/task", Long.toString(tid), "stat")));
+                    } catch (IOException | IllegalArgumentException e) {
+                        continue; // ended meanwhile
+                    }
+                    Long before = seen.put(tid, ticks);
+                    total[0] += ticks - (before == null ? 0 : before);
+                }
+                return ticksToNanos(total[0]);
+            } catch (IOException e) {
+                return -1;
+            }
+        };
+    }
+
+    /** {@link #tasks} over the native threads started since {@code before} ({@link #nativeThreadsSince}). */
+    static Meter nativeThreads(Set<Long> before) {
+        return tasks(() -> nativeThreadsSince(before));
+    }
+
+    /** The sum of {@code meters}; -1 when one of them does not know. */
+    static Meter sum(Meter... meters) {
+        return () -> {
+            long total = 0;
+            for (Meter m : meters) {
+                long n = m.nanos();
+                if (n < 0) {
+                    return -1;
+                }
+                total += n;
+            }
+            return total;
+        };
+    }
+
+    /**
+     * The JVM's own threads, by the prefix of their (15-character) {@code comm}: the JIT, the
+     * collector, the VM thread, and Process's reaper (the bench's {@code taskset} runs start it).
+     */
+    private static final List<String> JVM_THREADS = List.of("C1 CompilerThre", "C2 CompilerThre", "GC Thread", "G1 ",
+            "VM ", "process reaper", "Common-Cleaner", "Attach Listener", "Notification Th", "Signal Dispatch");
+
+    /**
+     * Threads of this JVM that are not in {@code before}, are no Java thread (no live Java thread
+     * has their name) and are not the JVM's own: the native threads a store's library started since
+     * {@code before} was taken ({@link Procs#taskIds}).
+     */
+    static long[] nativeThreadsSince(Set<Long> before) throws IOException {
+        Set<String> javaNames = new java.util.HashSet<>();
+        for (Thread t : Thread.getAllStackTraces().keySet()) {
+            String n = t.getName();
+            javaNames.add(n.length() > 15 ? n.substring(0, 15) : n);
+        }
+        List<Long> found = new ArrayList<>();
+        for (long tid : Procs.taskIds()) {
+            if (before.contains(tid)) {
+                continue;
+            }
+            String comm;
+            try {
+                comm = Files.readString(Path.of("/proc/self/task", Long.toString(tid), "comm")).trim();
+            } catch (IOException e) {
+                continue; // ended meanwhile
+            }
+            if (!javaNames.contains(comm) && JVM_THREADS.stream().noneMatch(comm::startsWith)) {
+                found.add(tid);
+            }
+        }
+        return found.stream().mapToLong(Long::longValue).toArray();
     }
 
     /** Sum of per-thread times, or -1 if any is -1 (a thread that ended or cannot be measured). */

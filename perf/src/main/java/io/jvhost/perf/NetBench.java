@@ -230,7 +230,10 @@ public final class NetBench extends Bench<NetBench.Options> {
         try (Backend backend = new Backend(name, device, new BackendOptions(mode, oneSet), loop)) {
             backend.start();
             try (VhostUserServer server = VhostUserServer.listen(socket, backend, loop)) {
-                procs.pinThreads(name + "-poller-", options.backendCpu);
+                // The poller names itself once it runs: wait for that, or it would stay unpinned.
+                if (procs.awaitAndPinThreads(name + "-poller-", options.backendCpu, 5_000) == 0) {
+                    throw new IOException("the poller thread " + name + "-poller-0 did not appear");
+                }
                 Process fe = procs.start(frontendCommand(socket, n, dir, size, mrg, qp), feLog);
                 long frontendPackets = 0;
                 Window w = Window.NONE;

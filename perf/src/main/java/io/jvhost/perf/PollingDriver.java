@@ -12,8 +12,13 @@ import java.nio.ByteOrder;
 /**
  * The guest driver that {@link NetLoad} and {@link BlkLoad} share: a {@link Frontend} over the
  * backend's socket, {@link GuestRam} and driver queues, polled from one thread. It asks for no
- * interrupts (VRING_AVAIL_F_NO_INTERRUPT: it polls the used rings, as fio's hipri does) and kicks
- * only when the device did not set VRING_USED_F_NO_NOTIFY; EVENT_IDX is not negotiated.
+ * interrupts (it polls the used rings, as fio's hipri and SPDK's virtio driver do) and kicks only
+ * when the device asks for it. Without EVENT_IDX: VRING_AVAIL_F_NO_INTERRUPT, and a kick unless
+ * the device set VRING_USED_F_NO_NOTIFY. With EVENT_IDX (as SPDK's virtio-blk and Linux guests
+ * negotiate it): used_event kept where the device never reaches it, and a kick only when the
+ * device's avail_event lies among the entries made available since the last check
+ * (vring_need_event). The two differ for a device that suppresses kicks only through avail_event,
+ * as qemu-storage-daemon (libvhost-user) does: it never sets NO_NOTIFY.
  *
  * <p>One thread: the one that polls.
  */
@@ -26,6 +31,10 @@ abstract class PollingDriver implements AutoCloseable {
     final DriverQueue[] queues;
     private final MemorySegment[] used;
     private final int[] lastUsed;
+    /** Each queue's avail index at its last kick check (EVENT_IDX's "old"). */
+    private final int[] checkedAvail;
+    private boolean eventIdx;
+    private long kicks;
 
     PollingDriver(Frontend frontend, GuestRam ram, DriverQueue... queues) {
         this.frontend = frontend;
@@ -33,6 +42,7 @@ abstract class PollingDriver implements AutoCloseable {
         this.queues = queues;
         this.used = new MemorySegment[queues.length];
         this.lastUsed = new int[queues.length];
+        this.checkedAvail = new int[queues.length];
         for (int i = 0; i < queues.length; i++) {
             used[i] = ram.at(queues[i].usedHva() - GuestRam.HVA_BASE, 6 + 8L * queues[i].size());
         }
@@ -64,16 +74,64 @@ abstract class PollingDriver implements AutoCloseable {
         }
         lastUsed[queue] = last;
         if (posted) {
-            kickIfNeeded(queues[queue]);
+            kickIfNeeded(queue);
         }
         return n;
     }
 
-    static void kickIfNeeded(DriverQueue q) {
+    /** Drive the queues with EVENT_IDX (negotiated by the subclass before the rings start). Driver thread. */
+    final void useEventIdx() {
+        eventIdx = true;
+        for (int q = 0; q < queues.length; q++) {
+            queues[q].setUsedEvent(neverUsedEvent(q));
+            checkedAvail[q] = queues[q].availIdx();
+        }
+    }
+
+    final boolean eventIdx() {
+        return eventIdx;
+    }
+
+    /** Kicks sent so far. */
+    final long kicks() {
+        return kicks;
+    }
+
+    /**
+     * A used_event the device cannot reach before the driver moves it again (SPDK's choice): the
+     * device publishes at most a ring's worth beyond what the driver consumed.
+     */
+    private int neverUsedEvent(int queue) {
+        return (lastUsed[queue] - queues[queue].size() - 1) & 0xFFFF;
+    }
+
+    /** Kicks queue {@code queue} (an index into {@link #queues}) if the device asks for it, after making chains available. */
+    final void kickIfNeeded(int queue) {
+        DriverQueue q = queues[queue];
+        if (!eventIdx) {
+            if (kickIfNeeded(q)) {
+                kicks++;
+            }
+            return;
+        }
+        q.setUsedEvent(neverUsedEvent(queue));
+        VarHandle.fullFence(); // our avail index store before reading the device's avail_event
+        int now = q.availIdx(), old = checkedAvail[queue], event = q.availEvent();
+        checkedAvail[queue] = now;
+        if (((now - event - 1) & 0xFFFF) < ((now - old) & 0xFFFF)) { // vring_need_event
+            q.kick();
+            kicks++;
+        }
+    }
+
+    /** Without EVENT_IDX: kicks unless the device set NO_NOTIFY; returns whether it kicked. */
+    static boolean kickIfNeeded(DriverQueue q) {
         VarHandle.fullFence(); // our avail index store before reading the device's flags
         if ((q.usedFlags() & 1) == 0) { // VRING_USED_F_NO_NOTIFY
             q.kick();
+            return true;
         }
+        return false;
     }
 
     /** Closes what a driver holds, or what a failed connect had opened so far (nulls skipped). */

@@ -68,6 +68,54 @@ final class Procs {
         return n;
     }
 
+    /**
+     * As {@link #pinThreads}, but first waits up to {@code timeoutMillis} for such a thread: a new
+     * Java thread sets its {@code comm} itself, a moment after {@code start()} returned.
+     */
+    int awaitAndPinThreads(String nameContains, int cpu, long timeoutMillis) throws IOException, InterruptedException {
+        long deadline = System.nanoTime() + timeoutMillis * 1_000_000;
+        while (threadIds(nameContains).isEmpty() && System.nanoTime() < deadline) {
+            Thread.sleep(1);
+        }
+        return pinThreads(nameContains, cpu);
+    }
+
+    /** Pins this JVM's threads {@code tids} to {@code cpu}, as {@link #pinThreads} does by name. */
+    void pinTasks(long[] tids, int cpu) throws IOException, InterruptedException {
+        for (long tid : tids) {
+            run(List.of("taskset", "-pc", Integer.toString(cpu), Long.toString(tid)));
+        }
+    }
+
+    /** Pins every thread of process {@code pid} (taskset -a) to {@code cpu}. */
+    void pinProcess(long pid, int cpu) throws IOException, InterruptedException {
+        run(List.of("taskset", "-a", "-pc", Integer.toString(cpu), Long.toString(pid)));
+    }
+
+    /** The names ({@code comm}) of this JVM's threads {@code tids}, space-separated. */
+    static String comms(long[] tids) {
+        StringBuilder b = new StringBuilder();
+        for (long tid : tids) {
+            try {
+                b.append(b.length() == 0 ? "" : " ").append(Files.readString(Path.of("/proc/self/task", Long.toString(tid), "comm")).trim());
+            } catch (IOException e) {
+                // ended meanwhile
+            }
+        }
+        return b.toString();
+    }
+
+    /** Native thread ids of every thread of this JVM now. */
+    static java.util.Set<Long> taskIds() throws IOException {
+        java.util.Set<Long> ids = new java.util.HashSet<>();
+        try (var tasks = Files.list(Path.of("/proc/self/task"))) {
+            for (Path t : (Iterable<Path>) tasks::iterator) {
+                ids.add(Long.parseLong(t.getFileName().toString()));
+            }
+        }
+        return ids;
+    }
+
     /** Native thread ids of this JVM's threads whose name contains {@code nameContains}. */
     static List<Long> threadIds(String nameContains) throws IOException {
         List<Long> ids = new ArrayList<>();

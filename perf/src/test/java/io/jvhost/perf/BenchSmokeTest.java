@@ -80,6 +80,41 @@ class BenchSmokeTest {
         }
     }
 
+    /** The quick blk benchmark on {@code targets} only: one 1-second run each after a 1-second warm-up. */
+    private static void quickBlk(String what, List<String> targets) throws Exception {
+        List<String> missing = new java.util.ArrayList<>(BlkBench.missing());
+        missing.addAll(BlkBench.missing(targets));
+        require(what, missing);
+        BlkBench.Options o = BlkBench.Options.quick();
+        o.out = OUT;
+        o.imageDir = Path.of(System.getProperty("java.io.tmpdir"));
+        o.targets = targets;
+        ByteArrayOutputStream printed = new ByteArrayOutputStream();
+        Report r = BlkBench.run(o, new PrintStream(printed, true, StandardCharsets.UTF_8));
+        System.out.print(printed.toString(StandardCharsets.UTF_8));
+        assertEquals(targets.size(), r.rows().size(), "one row per target");
+        for (List<Object> row : r.rows()) {
+            assertEquals(0L, row.get(col(r, "errors")), "failed requests or runs: " + row);
+            assertTrue((Long) row.get(col(r, "requests")) > 0, "requests completed: " + row);
+        }
+    }
+
+    @Test
+    @Tag("ceph")
+    @Tag("qemu")
+    @Timeout(value = 3, unit = TimeUnit.MINUTES)
+    void shouldCompleteRequestsOnJvhostAndQemuStorageDaemonOnOneRbdImageInTheQuickBlkBenchmark() throws Exception {
+        quickBlk("blk benchmark smoke test on RBD (a dev Ceph cluster, qemu-storage-daemon's rbd driver)",
+                List.of("jvhost-rbd", "qsd-rbd"));
+    }
+
+    @Test
+    @Tag("qemu")
+    @Timeout(value = 3, unit = TimeUnit.MINUTES)
+    void shouldCompleteRequestsOnJvhostAndQemuStorageDaemonOnOneNbdExportInTheQuickBlkBenchmark() throws Exception {
+        quickBlk("blk benchmark smoke test on NBD (qemu-nbd, qemu-storage-daemon's nbd driver)", List.of("jvhost-nbd", "qsd-nbd"));
+    }
+
     @Test
     @Tag("qemu")
     @Timeout(value = 4, unit = TimeUnit.MINUTES)

@@ -127,6 +127,59 @@ class CpuTimeTest {
         }
     }
 
+    @Test
+    void shouldReadTheCpuTimeOfTheThreadsFoundAtEachReadingCountingNewcomersFromTheirStart() throws Exception {
+        String name = Thread.currentThread().getName();
+        Thread.currentThread().setName("cpu-tasks-test");
+        try {
+            long[] me = Procs.threadIds("cpu-tasks-test").stream().mapToLong(Long::longValue).toArray();
+            assertEquals(1, me.length, "this thread's task id");
+            long[][] watched = {new long[0]};
+            CpuTime.Meter tasks = CpuTime.tasks(() -> watched[0]);
+            spinOnThisThread(100_000_000L);
+            long before = tasks.nanos();
+            assertEquals(0, before, "no thread watched yet");
+            watched[0] = me; // this thread "appears": all of its time so far counts
+            long spun = spinOnThisThread(300_000_000L);
+            long grown = tasks.nanos() - before;
+            long all = CpuTime.ticksToNanos(CpuTime.statTicks(Files.readString(Path.of("/proc/self/task", Long.toString(me[0]), "stat"))));
+            assertTrue(grown >= spun && grown <= all + 20_000_000L, "task CPU grew " + grown + " ns, spun " + spun + ", in all " + all);
+            long now = tasks.nanos();
+            watched[0] = new long[] {me[0], Integer.MAX_VALUE}; // one that has ended (or never was) is left out
+            spun = spinOnThisThread(200_000_000L);
+            grown = tasks.nanos() - now;
+            // 10 ms ticks, sampled by the kernel: allow two either way.
+            assertTrue(grown >= spun - 20_000_000L && grown <= spun + 20_000_000L, "task CPU grew " + grown + " ns, spun " + spun);
+        } finally {
+            Thread.currentThread().setName(name);
+        }
+    }
+
+    @Test
+    void shouldNotTakeJavaThreadsOrTheJvmsOwnForAStoresNativeThreads() throws Exception {
+        var before = Procs.taskIds();
+        Thread java = Thread.ofPlatform().name("a-java-thread-of-the-test").start(() -> {
+            try {
+                Thread.sleep(10_000);
+            } catch (InterruptedException e) {
+                // done
+            }
+        });
+        try {
+            new ProcessBuilder("true").start().waitFor(); // starts the JVM's process reaper, if it was not there
+            long[] javaTid = Procs.threadIds("a-java-thread-o").stream().mapToLong(Long::longValue).toArray();
+            assertEquals(1, javaTid.length);
+            long[] natives = CpuTime.nativeThreadsSince(before);
+            for (long tid : natives) {
+                assertTrue(tid != javaTid[0], "a Java thread counted as native");
+            }
+            assertEquals("", Procs.comms(natives), "nothing native was started, only Java's and the JVM's own");
+        } finally {
+            java.interrupt();
+            java.join();
+        }
+    }
+
     /** Burns at least {@code nanos} of this thread's CPU time (however long that takes in wall time); returns how much. */
     private static long spinOnThisThread(long nanos) {
         ThreadMXBean threads = ManagementFactory.getThreadMXBean();

@@ -222,22 +222,31 @@ public final class BenchCommand implements Runnable {
     }
 
     @Command(name = "blk", mixinStandardHelpOptions = true,
-            description = {"A Java vhost-user frontend driving jvhost blk (--ram, --file, --null; in this JVM) and",
-                "qemu-storage-daemon (the same tmpfs image, null-co, null-co with read-zeroes), alternating runs, the two",
-                "sides pinned to different CPUs, with each backend's CPU time per request."})
+            description = {"A Java vhost-user frontend driving jvhost blk (--ram, --file, --null, --rbd, --nbd; in this JVM) and",
+                "qemu-storage-daemon (the same tmpfs image, null-co, null-co with read-zeroes, the same RBD image or NBD",
+                "export), alternating runs, the two sides pinned to different CPUs, with each backend's CPU time per request."})
     static final class Blk extends EndToEnd<BlkBench.Options> {
         @Option(names = "--workloads", split = ",", description = "randread-4k, randwrite-4k, seqread-128k, seqwrite-128k (default: all).") List<String> workloads;
         @Option(names = "--busy-poll", description = "Run jvhost's pollers in busy-poll mode (default: event mode).") boolean busyPoll;
         @Option(names = "--depths", split = ",", description = "Queue depths of the random workloads (default 1,8,32,128).") List<Integer> depths;
         @Option(names = "--targets", split = ",", description = {"jvhost-ram, jvhost-file (default I/O engine: io_uring), jvhost-file-threads,",
-            "jvhost-null, qsd, qsd-null, qsd-null-zeroes (default: all but jvhost-file-threads). Each jvhost target is",
-            "compared with its like: file with qsd, null with qsd-null (null-co), ram with qsd-null-zeroes",
-            "(null-co,read-zeroes=on)."}) List<String> targets;
+            "jvhost-null, qsd, qsd-uring, qsd-null, qsd-null-zeroes (default: these but jvhost-file-threads), and on request",
+            "jvhost-rbd, qsd-rbd (a dev Ceph cluster the run starts: scripts/dev-ceph.sh) and jvhost-nbd, qsd-nbd (a qemu-nbd",
+            "the run starts). Each jvhost target is compared with its like: file with qsd-uring (aio=io_uring),",
+            "file-threads with qsd (aio=threads), null with qsd-null (null-co), ram with qsd-null-zeroes",
+            "(null-co,read-zeroes=on), rbd with qsd-rbd, nbd with qsd-nbd."}) List<String> targets;
+
+        @Option(names = "--image-dir", description = {"Where the bench makes its image (default /dev/shm). tmpfs has no RWF_NOWAIT, so io_uring",
+            "hands every request on it to a kernel worker; on ext4 or xfs page-cache hits complete inline."}) Path imageDir;
+        @Option(names = "--no-event-idx", description = {"The frontend refuses EVENT_IDX and relies on VRING_USED_F_NO_NOTIFY alone",
+            "(the bench's frontend before 2026-12-06; qemu-storage-daemon then takes a kick for nearly every batch)."}) boolean noEventIdx;
 
         @Override
         void given(BlkBench.Options o) {
             if (workloads != null) o.workloads = workloads;
             o.busyPoll = busyPoll;
+            o.eventIdx = !noEventIdx;
+            if (imageDir != null) o.imageDir = imageDir;
             if (depths != null) o.depths = depths;
             if (targets != null) o.targets = known("--targets", targets, BlkBench.TARGETS);
         }

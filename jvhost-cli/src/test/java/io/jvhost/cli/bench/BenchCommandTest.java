@@ -57,6 +57,7 @@ class BenchCommandTest {
         assertEquals(defaults.workloads, o.workloads);
         assertEquals(List.of("jvhost-ram"), o.targets);
         assertEquals(true, o.busyPoll);
+        assertEquals(true, o.eventIdx, "the frontend negotiates EVENT_IDX unless told not to");
         String home = System.getProperty("jvhost.home");
         assertEquals(home == null ? Path.of("perf", "results") : Path.of(home, "perf", "results"), o.out);
     }
@@ -65,6 +66,13 @@ class BenchCommandTest {
     void shouldTakeTheNewTargetsAndBackendsAndRefuseUnknownOnesWithTheKnownNames() {
         BenchCommand.Blk blk = (BenchCommand.Blk) parse("blk", "--targets", "jvhost-null,qsd-null,jvhost-ram,qsd-null-zeroes");
         assertEquals(List.of("jvhost-null", "qsd-null", "jvhost-ram", "qsd-null-zeroes"), blk.options().targets);
+        BenchCommand.Blk remote = (BenchCommand.Blk) parse("blk", "--targets", "jvhost-rbd,qsd-rbd,jvhost-nbd,qsd-nbd,qsd-uring",
+                "--no-event-idx", "--image-dir", "/var/tmp");
+        assertEquals(List.of("jvhost-rbd", "qsd-rbd", "jvhost-nbd", "qsd-nbd", "qsd-uring"), remote.options().targets);
+        assertFalse(remote.options().eventIdx);
+        assertEquals(Path.of("/var/tmp"), remote.options().imageDir);
+        assertEquals(Path.of("/dev/shm"), blk.options().imageDir, "tmpfs unless told");
+        assertFalse(new BlkBench.Options().targets.contains("jvhost-rbd"), "a Ceph cluster only when asked for");
         BenchCommand.Net net = (BenchCommand.Net) parse("net", "--backends", "dpdk,dpdk-nohuge");
         assertEquals(List.of("dpdk", "dpdk-nohuge"), net.options().backends);
         assertFalse(new NetBench.Options().backends.contains("dpdk-nohuge"), "DPDK without hugepages only when asked for");
@@ -72,7 +80,7 @@ class BenchCommandTest {
         BenchCommand.Blk typo = (BenchCommand.Blk) parse("blk", "--targets", "jvhost-nul");
         CommandLine.ParameterException e = assertThrows(CommandLine.ParameterException.class, typo::options);
         assertEquals("--targets: no jvhost-nul; give some of jvhost-ram, jvhost-file, jvhost-file-threads, jvhost-null, qsd,"
-                + " qsd-null, qsd-null-zeroes",
+                + " qsd-uring, qsd-null, qsd-null-zeroes, jvhost-rbd, qsd-rbd, jvhost-nbd, qsd-nbd",
                 e.getMessage());
         BenchCommand.Net unknown = (BenchCommand.Net) parse("net", "--backends", "spdk");
         assertThrows(CommandLine.ParameterException.class, unknown::options);
