@@ -4,13 +4,9 @@ import io.jvhost.testkit.QemuTests;
 import io.jvhost.testkit.guest.GuestImage;
 import io.jvhost.testkit.guest.QemuGuest;
 
-import java.io.InputStream;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.security.MessageDigest;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
@@ -76,7 +72,7 @@ class LiveUpgradeCrashGuestTest {
                 assertEquals("0\n" + MIB, done.strip(), "every write succeeded:\n" + done + exec(guest, "cat /tmp/dd.err"));
                 assertEquals(md5, exec(guest, "dd if=/dev/vda bs=1M count=" + MIB + " iflag=direct 2>/dev/null | md5sum")
                         .strip().split("\\s+")[0], "the guest reads back what it wrote");
-                assertEquals(md5, md5OfImage(image, (long) MIB << 20), "the image holds it");
+                assertEquals(md5, LiveUpgradeGuestTest.md5OfImage(image, (long) MIB << 20), "the image holds it");
                 assertTrue(third.output().contains("frontend connected"), "QEMU reconnected to the new process:\n" + third.output());
                 guest.quit(Duration.ofSeconds(60));
                 assertEquals(0, third.terminate(), third.output());
@@ -96,13 +92,5 @@ class LiveUpgradeCrashGuestTest {
         QemuGuest.Result r = guest.exec(command, Duration.ofMinutes(3));
         assertEquals(0, r.exitStatus(), r.output());
         return r.output();
-    }
-
-    private static String md5OfImage(Path image, long bytes) throws Exception {
-        MessageDigest md = MessageDigest.getInstance("MD5");
-        try (InputStream in = Files.newInputStream(image)) {
-            md.update(in.readNBytes((int) bytes));
-        }
-        return HexFormat.of().formatHex(md.digest());
     }
 }

@@ -170,7 +170,7 @@ class LiveUpgradeGuestTest {
         return inodes;
     }
 
-    private static String md5OfImage(Path image, long bytes) throws Exception {
+    static String md5OfImage(Path image, long bytes) throws Exception {
         MessageDigest md = MessageDigest.getInstance("MD5");
         try (InputStream in = Files.newInputStream(image)) {
             byte[] buf = new byte[1 << 20];
