@@ -229,10 +229,11 @@ public final class BenchCommand implements Runnable {
         @Option(names = "--workloads", split = ",", description = "randread-4k, randwrite-4k, seqread-128k, seqwrite-128k (default: all).") List<String> workloads;
         @Option(names = "--busy-poll", description = "Run jvhost's pollers in busy-poll mode (default: event mode).") boolean busyPoll;
         @Option(names = "--depths", split = ",", description = "Queue depths of the random workloads (default 1,8,32,128).") List<Integer> depths;
-        @Option(names = "--targets", split = ",", description = {"jvhost-ram, jvhost-file (default I/O engine: io_uring), jvhost-file-threads,",
-            "jvhost-null, qsd, qsd-uring, qsd-null, qsd-null-zeroes (default: these but jvhost-file-threads), and on request",
+        @Option(names = "--targets", split = ",", description = {"jvhost-ram, jvhost-file (default I/O engine: inline on tmpfs, else io_uring), jvhost-file-uring,",
+            "jvhost-file-threads, jvhost-null, qsd, qsd-uring, qsd-null, qsd-null-zeroes (default: these but jvhost-file-uring and",
+            "-threads), and on request",
             "jvhost-rbd, qsd-rbd (a dev Ceph cluster the run starts: scripts/dev-ceph.sh) and jvhost-nbd, qsd-nbd (a qemu-nbd",
-            "the run starts). Each jvhost target is compared with its like: file with qsd-uring (aio=io_uring),",
+            "the run starts). Each jvhost target is compared with its like: file and file-uring with qsd-uring (aio=io_uring),",
             "file-threads with qsd (aio=threads), null with qsd-null (null-co), ram with qsd-null-zeroes",
             "(null-co,read-zeroes=on), rbd with qsd-rbd, nbd with qsd-nbd."}) List<String> targets;
 
