@@ -76,6 +76,8 @@ public final class BlkBench extends Bench<BlkBench.Options> {
         public List<String> targets = List.of("jvhost-ram", "jvhost-file", "jvhost-null", "qsd", "qsd-uring", "qsd-null",
                 "qsd-null-zeroes");
         public boolean busyPoll;
+        /** jvhost's pollers spin a while after work before they sleep (the CLI's default idle mode), as qsd's iothread polls. */
+        public boolean adaptive;
         /**
          * The frontend negotiates EVENT_IDX where offered, as SPDK's virtio-blk driver and Linux
          * guests do; off, it relies on VRING_USED_F_NO_NOTIFY alone, which qemu-storage-daemon
@@ -203,7 +205,7 @@ public final class BlkBench extends Bench<BlkBench.Options> {
                 + " jvhost-null: qsd-null (null-co), jvhost-ram: qsd-null-zeroes (null-co,read-zeroes=on); qsd when the like"
                 + " is not in the run; jvhost-rbd: qsd-rbd, jvhost-nbd: qsd-nbd (the same cluster, the same server)");
         report.meta("image", image + " (" + (options.diskBytes >> 20) + " MiB, " + Files.getFileStore(image.getParent()).type() + ")");
-        report.meta("jvhost_mode", options.busyPoll ? "busy-poll" : "event");
+        report.meta("jvhost_mode", options.busyPoll ? "busy-poll" : options.adaptive ? "adaptive" : "event");
         report.meta("frontend_event_idx", options.eventIdx ? "negotiated where offered" : "refused");
         try {
             createImage();
@@ -422,7 +424,7 @@ public final class BlkBench extends Bench<BlkBench.Options> {
             default -> throw new IllegalArgumentException("target " + target);
         };
         String name = "bb" + n;
-        IdleMode mode = options.busyPoll ? IdleMode.BUSY : IdleMode.EVENT;
+        IdleMode mode = options.busyPoll ? IdleMode.BUSY : options.adaptive ? IdleMode.ADAPTIVE : IdleMode.EVENT;
         int[][] oneSet = onePoller(queues);
         procs.note("# run " + n + ", in this JVM, equivalent to: taskset -c " + options.backendCpu + " ./jvhost blk "
                 + switch (target) {
@@ -437,7 +439,7 @@ public final class BlkBench extends Bench<BlkBench.Options> {
                     };
                 } + " --socket " + socket
                 + " --queues " + queues + (queues > 1 ? " --queue-map " + queueMap(oneSet) : "")
-                + (options.busyPoll ? " --busy-poll" : ""));
+                + " --idle " + mode.name().toLowerCase(java.util.Locale.ROOT));
         try (store; Backend backend = new Backend(name, new BlkDevice(store, queues), new BackendOptions(mode, oneSet), loop)) {
             backend.start();
             try (VhostUserServer server = VhostUserServer.listen(socket, backend, loop)) {
