@@ -23,7 +23,7 @@ import org.slf4j.LoggerFactory;
  *     guest memory, completions come back on the poller through the ring's eventfd (see
  *     {@link UringQueue}). No thread of the store sits between the ring and the I/O.
  * <li>{@link IoEngine#INLINE inline}, for files in memory (tmpfs, ramfs) on kernels where those
- *     cannot read or write without blocking (RWF_NOWAIT fails EOPNOTSUPP, as on 6.1): io_uring
+ *     cannot read or write without blocking (RWF_NOWAIT fails EOPNOTSUPP, as on 6.18): io_uring
  *     would hand every request to a kernel worker thread, for what is a memory copy, so the
  *     queue's poller does the positional read or write itself and completes the request at once,
  *     as the RAM disk does. Forced on a real disk it blocks the poller on each I/O.
@@ -51,7 +51,7 @@ public final class FileStore implements BlockStore {
 
     /** How a file store does its I/O. */
     public enum IoEngine {
-        /** Inline for files in memory without non-blocking I/O (tmpfs on kernels like 6.1), else io_uring where available, else threads. */
+        /** Inline for files in memory without non-blocking I/O (tmpfs on kernels like 6.18), else io_uring where available, else threads. */
         AUTO,
         /** io_uring, one ring per device queue, completions on the queue's poller. */
         URING,
