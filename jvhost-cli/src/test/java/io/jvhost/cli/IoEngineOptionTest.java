@@ -15,7 +15,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-/** {@code jvhost blk --io-engine uring|threads|auto}: parsed before anything starts, a bad name refused in one line. */
+/** {@code jvhost blk --io-engine uring|inline|threads|auto}: parsed before anything starts, a bad name refused in one line. */
 class IoEngineOptionTest {
 
     private static CommandLine.ParseResult parseBlk(String... options) {
@@ -30,7 +30,7 @@ class IoEngineOptionTest {
     }
 
     @ParameterizedTest
-    @CsvSource({"uring, URING", "io_uring, URING", "threads, THREADS", "Auto, AUTO"})
+    @CsvSource({"uring, URING", "io_uring, URING", "threads, THREADS", "inline, INLINE", "Auto, AUTO"})
     void shouldTakeTheIoEngineByName(String given, IoEngine engine) {
         assertEquals(engine, parseBlk("--io-engine", given).<IoEngine>matchedOptionValue("--io-engine", null));
     }
@@ -50,6 +50,6 @@ class IoEngineOptionTest {
 
         assertEquals(2, code, err.toString());
         String first = err.toString().lines().findFirst().orElse("");
-        assertTrue(first.startsWith("Invalid value for option '--io-engine': unknown I/O engine 'aio': auto, uring or threads"), first);
+        assertTrue(first.startsWith("Invalid value for option '--io-engine': unknown I/O engine 'aio': auto, uring, inline or threads"), first);
     }
 }

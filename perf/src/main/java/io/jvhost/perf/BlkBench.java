@@ -36,8 +36,9 @@ import org.HdrHistogram.Histogram;
  *
  * <p>Targets, each compared with its like ({@link #REFERENCE}, the {@code ref} column):
  * {@code jvhost-file} ({@code ./jvhost blk --file} on the image in /dev/shm, on the default I/O
- * engine: io_uring where the kernel has it) and {@code jvhost-file-threads} (the same on
- * {@code --io-engine threads}; only when asked for) with {@code qsd} (qemu-storage-daemon with an
+ * engine: inline on a tmpfs without non-blocking I/O, else io_uring where the kernel has it),
+ * {@code jvhost-file-uring} (the same on {@code --io-engine uring}; only when asked for) and
+ * {@code jvhost-file-threads} (the same on {@code --io-engine threads}; only when asked for) with {@code qsd} (qemu-storage-daemon with an
  * iothread, on the same image); {@code jvhost-null}
  * ({@code ./jvhost blk --null}: no data touched) with {@code qsd-null} ({@code null-co}); and
  * {@code jvhost-ram} ({@code ./jvhost blk --ram}, which copies every block) with
@@ -75,6 +76,8 @@ public final class BlkBench extends Bench<BlkBench.Options> {
         public List<String> targets = List.of("jvhost-ram", "jvhost-file", "jvhost-null", "qsd", "qsd-uring", "qsd-null",
                 "qsd-null-zeroes");
         public boolean busyPoll;
+        /** jvhost's pollers spin a while after work before they sleep (the CLI's default idle mode), as qsd's iothread polls. */
+        public boolean adaptive;
         /**
          * The frontend negotiates EVENT_IDX where offered, as SPDK's virtio-blk driver and Linux
          * guests do; off, it relies on VRING_USED_F_NO_NOTIFY alone, which qemu-storage-daemon
@@ -108,6 +111,7 @@ public final class BlkBench extends Bench<BlkBench.Options> {
      */
     static final Map<String, List<String>> REFERENCE = Map.of(
             "jvhost-file", List.of("qsd-uring", "qsd"),
+            "jvhost-file-uring", List.of("qsd-uring", "qsd"),
             "jvhost-file-threads", List.of("qsd"),
             "jvhost-null", List.of("qsd-null", "qsd"),
             "jvhost-ram", List.of("qsd-null-zeroes", "qsd"),
@@ -176,8 +180,8 @@ public final class BlkBench extends Bench<BlkBench.Options> {
         return (Report) result.get();
     }
 
-    /** Every target this benchmark knows; all but {@code jvhost-file-threads} and the RBD and NBD ones run by default. */
-    public static final List<String> TARGETS = List.of("jvhost-ram", "jvhost-file", "jvhost-file-threads", "jvhost-null",
+    /** Every target this benchmark knows; all but {@code jvhost-file-uring}, {@code -threads} and the RBD and NBD ones run by default. */
+    public static final List<String> TARGETS = List.of("jvhost-ram", "jvhost-file", "jvhost-file-uring", "jvhost-file-threads", "jvhost-null",
             "qsd", "qsd-uring", "qsd-null", "qsd-null-zeroes", "jvhost-rbd", "qsd-rbd", "jvhost-nbd", "qsd-nbd");
 
     private Report runAll() throws Exception {
@@ -197,11 +201,11 @@ public final class BlkBench extends Bench<BlkBench.Options> {
                 "cpu_ns/req", "cpu_vs_ref", "kicks/req", "alloc_B/req", "requests", "errors");
         report.meta("cpu_definition", "backend CPU ns in the window / requests completed in it;"
                 + " jvhost: its poller and I/O worker threads, qemu-storage-daemon: the whole process");
-        report.meta("references", "jvhost-file: qsd-uring (file, aio=io_uring), jvhost-file-threads: qsd (file, aio=threads),"
+        report.meta("references", "jvhost-file, jvhost-file-uring: qsd-uring (file, aio=io_uring), jvhost-file-threads: qsd (file, aio=threads),"
                 + " jvhost-null: qsd-null (null-co), jvhost-ram: qsd-null-zeroes (null-co,read-zeroes=on); qsd when the like"
                 + " is not in the run; jvhost-rbd: qsd-rbd, jvhost-nbd: qsd-nbd (the same cluster, the same server)");
         report.meta("image", image + " (" + (options.diskBytes >> 20) + " MiB, " + Files.getFileStore(image.getParent()).type() + ")");
-        report.meta("jvhost_mode", options.busyPoll ? "busy-poll" : "event");
+        report.meta("jvhost_mode", options.busyPoll ? "busy-poll" : options.adaptive ? "adaptive" : "event");
         report.meta("frontend_event_idx", options.eventIdx ? "negotiated where offered" : "refused");
         try {
             createImage();
@@ -411,6 +415,7 @@ public final class BlkBench extends Bench<BlkBench.Options> {
             throws Exception {
         BlockStore store = switch (target) {
             case "jvhost-file" -> new FileStore(image, false, false, 2, FileStore.IoEngine.AUTO);
+            case "jvhost-file-uring" -> new FileStore(image, false, false, 2, FileStore.IoEngine.URING);
             case "jvhost-file-threads" -> new FileStore(image, false, false, 2, FileStore.IoEngine.THREADS);
             case "jvhost-ram" -> new RamStore(options.diskBytes);
             case "jvhost-null" -> new NullStore(options.diskBytes);
@@ -419,7 +424,7 @@ public final class BlkBench extends Bench<BlkBench.Options> {
             default -> throw new IllegalArgumentException("target " + target);
         };
         String name = "bb" + n;
-        IdleMode mode = options.busyPoll ? IdleMode.BUSY : IdleMode.EVENT;
+        IdleMode mode = options.busyPoll ? IdleMode.BUSY : options.adaptive ? IdleMode.ADAPTIVE : IdleMode.EVENT;
         int[][] oneSet = onePoller(queues);
         procs.note("# run " + n + ", in this JVM, equivalent to: taskset -c " + options.backendCpu + " ./jvhost blk "
                 + switch (target) {
@@ -427,11 +432,14 @@ public final class BlkBench extends Bench<BlkBench.Options> {
                     case "jvhost-ram" -> "--ram " + options.diskBytes;
                     case "jvhost-rbd" -> "--rbd " + DevCeph.POOL + "/" + RBD_IMAGE + " --ceph-conf " + ceph.conf();
                     case "jvhost-nbd" -> "--nbd '" + nbdUri() + "'";
-                    default -> "--file " + image + " --io-engine "
-                            + (((FileStore) store).engine() == FileStore.IoEngine.URING ? "uring" : "threads --io-workers 2");
+                    default -> "--file " + image + " --io-engine " + switch (((FileStore) store).engine()) {
+                        case URING -> "uring";
+                        case INLINE -> "inline";
+                        default -> "threads --io-workers 2";
+                    };
                 } + " --socket " + socket
                 + " --queues " + queues + (queues > 1 ? " --queue-map " + queueMap(oneSet) : "")
-                + (options.busyPoll ? " --busy-poll" : ""));
+                + " --idle " + mode.name().toLowerCase(java.util.Locale.ROOT));
         try (store; Backend backend = new Backend(name, new BlkDevice(store, queues), new BackendOptions(mode, oneSet), loop)) {
             backend.start();
             try (VhostUserServer server = VhostUserServer.listen(socket, backend, loop)) {

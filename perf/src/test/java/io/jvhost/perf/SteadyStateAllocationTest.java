@@ -86,6 +86,8 @@ class SteadyStateAllocationTest {
             "file, randread-4k, 32",
             "file, randwrite-4k, 1",
             "file, randwrite-4k, 32",
+            "file-inline, randread-4k, 1",
+            "file-inline, randwrite-4k, 32",
             "file-threads, randread-4k, 32",
             "file-threads, randwrite-4k, 32",
             "null, randread-4k, 128",
@@ -97,9 +99,13 @@ class SteadyStateAllocationTest {
             try (RandomAccessFile f = new RandomAccessFile(image.toFile(), "rw")) {
                 f.setLength(DISK);
             }
-            // "file": io_uring (the pollers reap their rings) where the kernel has it; "file-threads": I/O workers.
-            store = new FileStore(image, false, false, 2,
-                    target.equals("file") ? FileStore.IoEngine.AUTO : FileStore.IoEngine.THREADS);
+            // "file": io_uring (the pollers reap their rings) where the kernel has it (the temp dir is no
+            // tmpfs); "file-inline": the pollers' own calls, as on tmpfs; "file-threads": I/O workers.
+            store = new FileStore(image, false, false, 2, switch (target) {
+                case "file" -> FileStore.IoEngine.AUTO;
+                case "file-inline" -> FileStore.IoEngine.INLINE;
+                default -> FileStore.IoEngine.THREADS;
+            });
             System.out.println(target + ": " + ((FileStore) store).engine());
         } else {
             store = target.equals("null") ? new NullStore(DISK) : new RamStore(DISK);

@@ -16,20 +16,26 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * A raw image file or block device, on one of two I/O engines:
+ * A raw image file or block device, on one of three I/O engines:
  * <ul>
  * <li>{@link IoEngine#URING io_uring} (the default where the kernel allows it): one ring per device
  *     queue, its poller the only submitter; reads and writes go straight between the file and
  *     guest memory, completions come back on the poller through the ring's eventfd (see
  *     {@link UringQueue}). No thread of the store sits between the ring and the I/O.
+ * <li>{@link IoEngine#INLINE inline}, for files in memory (tmpfs, ramfs) on kernels where those
+ *     cannot read or write without blocking (RWF_NOWAIT fails EOPNOTSUPP, as on 6.18): io_uring
+ *     would hand every request to a kernel worker thread, for what is a memory copy, so the
+ *     queue's poller does the positional read or write itself and completes the request at once,
+ *     as the RAM disk does. Forced on a real disk it blocks the poller on each I/O.
  * <li>{@link IoEngine#THREADS threads}, the fallback: I/O workers do positional reads and writes
  *     and complete from their threads.
  * </ul>
  * Both do fdatasync for FLUSH (and for writes while the guest's write cache is off), fallocate
  * punch-hole for DISCARD and zero-range (or punch-hole with unmap) for WRITE_ZEROES, writing
- * zeros where the file system cannot. {@link IoEngine#AUTO} takes io_uring unless it is unavailable
- * (no such system call, forbidden by {@code kernel.io_uring_disabled} or seccomp, a kernel before
- * 5.6), and says which in the log, once. Requests given to {@link #submit} directly, without a
+ * zeros where the file system cannot (on the I/O workers). {@link IoEngine#AUTO} takes inline for a
+ * file in memory without non-blocking I/O, else io_uring unless it is unavailable (no such system
+ * call, forbidden by {@code kernel.io_uring_disabled} or seccomp, a kernel before 5.6), and says
+ * which in the log, once. Requests given to {@link #submit} directly, without a
  * queue from {@link #openQueue}, always go to the workers (started on first use under io_uring).
  */
 public final class FileStore implements BlockStore {
@@ -41,24 +47,27 @@ public final class FileStore implements BlockStore {
     static final int RING_ENTRIES = 256;
     static final int PUNCH_HOLE = FileCalls.FALLOC_FL_PUNCH_HOLE | FileCalls.FALLOC_FL_KEEP_SIZE;
     static final int ZERO_RANGE = FileCalls.FALLOC_FL_ZERO_RANGE | FileCalls.FALLOC_FL_KEEP_SIZE;
-    private static final AtomicBoolean ENGINE_LOGGED = new AtomicBoolean();
+    private static final AtomicBoolean ENGINE_LOGGED = new AtomicBoolean(), INLINE_LOGGED = new AtomicBoolean();
 
     /** How a file store does its I/O. */
     public enum IoEngine {
-        /** io_uring where available, else threads. */
+        /** Inline for files in memory without non-blocking I/O (tmpfs on kernels like 6.18), else io_uring where available, else threads. */
         AUTO,
         /** io_uring, one ring per device queue, completions on the queue's poller. */
         URING,
         /** A pool of I/O worker threads doing blocking calls. */
-        THREADS;
+        THREADS,
+        /** Blocking calls on the queue's poller itself, completing at once: for files in memory. */
+        INLINE;
 
-        /** Parses {@code auto}, {@code uring} or {@code threads} (any case). */
+        /** Parses {@code auto}, {@code uring}, {@code inline} or {@code threads} (any case). */
         public static IoEngine parse(String name) {
             return switch (name.trim().toLowerCase(Locale.ROOT)) {
                 case "auto" -> AUTO;
                 case "uring", "io_uring", "io-uring" -> URING;
                 case "threads" -> THREADS;
-                default -> throw new IllegalArgumentException("unknown I/O engine '" + name + "': auto, uring or threads");
+                case "inline" -> INLINE;
+                default -> throw new IllegalArgumentException("unknown I/O engine '" + name + "': auto, uring, inline or threads");
             };
         }
 
@@ -93,15 +102,20 @@ public final class FileStore implements BlockStore {
 
     /**
      * Opens {@code path} on {@code engine}; {@code ioWorkers} threads serve the threads engine (and,
-     * on io_uring, what the ring cannot do). Throws when {@link IoEngine#URING} is asked for and
-     * io_uring is unavailable.
+     * on io_uring or inline, what those cannot do: writing zeros). Throws when {@link IoEngine#URING}
+     * is asked for and io_uring is unavailable.
      */
     public FileStore(Path path, boolean readOnly, boolean direct, int ioWorkers, IoEngine engine) throws NativeException {
         if (ioWorkers < 1) {
             throw new IllegalArgumentException("ioWorkers must be at least 1: " + ioWorkers);
         }
-        this.engine = resolve(engine);
         this.file = BlockFile.open(path, readOnly, direct);
+        try {
+            this.engine = resolve(engine, file);
+        } catch (RuntimeException e) {
+            file.close();
+            throw e;
+        }
         this.size = BlkDevice.wholeSectors(file.size());
         this.holes = !file.isBlockDevice();
         this.ioWorkerCount = ioWorkers;
@@ -110,9 +124,16 @@ public final class FileStore implements BlockStore {
         }
     }
 
-    private static IoEngine resolve(IoEngine asked) {
-        if (asked == IoEngine.THREADS) {
-            return IoEngine.THREADS;
+    private static IoEngine resolve(IoEngine asked, BlockFile file) {
+        if (asked == IoEngine.THREADS || asked == IoEngine.INLINE) {
+            return asked;
+        }
+        if (asked == IoEngine.AUTO && file.inMemoryWithoutNoWait()) {
+            if (INLINE_LOGGED.compareAndSet(false, true)) {
+                LOG.info("file stores on tmpfs complete inline on the poller: no non-blocking I/O there "
+                        + "(io_uring would hand each request to a kernel worker); --io-engine uring or threads to change");
+            }
+            return IoEngine.INLINE;
         }
         String why = IoUring.unavailableReason();
         if (asked == IoEngine.URING) {
@@ -132,7 +153,7 @@ public final class FileStore implements BlockStore {
         return why == null ? IoEngine.URING : IoEngine.THREADS;
     }
 
-    /** The engine this store runs on: {@link IoEngine#URING} or {@link IoEngine#THREADS}. */
+    /** The engine this store runs on: {@link IoEngine#URING}, {@link IoEngine#INLINE} or {@link IoEngine#THREADS}. */
     public IoEngine engine() {
         return engine;
     }
@@ -184,10 +205,21 @@ public final class FileStore implements BlockStore {
 
     /**
      * On io_uring, a ring of its own for device queue {@code index}, completing on that queue's
-     * poller; on threads (or if the ring cannot be set up: logged) the workers. Control thread.
+     * poller; inline, the poller's own calls; on threads (or if the ring cannot be set up: logged)
+     * the workers. Control thread.
      */
     @Override
     public Queue openQueue(int index) {
+        if (engine == IoEngine.INLINE) {
+            return new Queue() {
+                @Override
+                public void submit(BlockRequest[] requests, int count) {
+                    for (int i = 0; i < count; i++) {
+                        executeInline(requests[i]);
+                    }
+                }
+            };
+        }
         if (engine == IoEngine.URING) {
             try {
                 UringQueue q = new UringQueue(this, index, ringEntries);
@@ -243,9 +275,18 @@ public final class FileStore implements BlockStore {
         return BlkDevice.serial(name);
     }
 
-    /** The requests go to the I/O workers, whatever the engine (a queue from {@link #openQueue} is the io_uring path). */
+    /**
+     * Inline, the requests are done here and now; else they go to the I/O workers, whatever the
+     * engine (a queue from {@link #openQueue} is the io_uring path).
+     */
     @Override
     public void submit(BlockRequest[] requests, int count) {
+        if (engine == IoEngine.INLINE) {
+            for (int i = 0; i < count; i++) {
+                executeInline(requests[i]);
+            }
+            return;
+        }
         IoWorkers<BlockRequest> w = workers();
         for (int i = 0; i < count; i++) {
             w.submit(requests[i]);
@@ -253,7 +294,38 @@ public final class FileStore implements BlockStore {
         w.signal();
     }
 
-    /** On an I/O worker. */
+    /**
+     * The inline engine, on the poller: everything but zeroing without zero-range (writing zeros
+     * could take long) is done here and completes at once. Allocation-free.
+     */
+    private void executeInline(BlockRequest r) {
+        if (r.type() != BlockRequest.Type.WRITE_ZEROES) {
+            execute(r);
+            return;
+        }
+        if (zeroesOnWorkers) {
+            runOnWorkers(r);
+            return;
+        }
+        int err = 0;
+        for (int g = 0; g < r.rangeCount() && err == 0; g++) {
+            long off = r.rangeOffset(g), len = r.rangeLength(g);
+            if (len != 0) { // a range of no sectors is valid; fallocate would fail it with EINVAL
+                err = holes && r.unmap() ? file.punchHole(off, len) : file.zeroRange(off, len);
+            }
+        }
+        if (err == -95) {
+            zeroRangeUnsupported();
+            runOnWorkers(r); // they zero by writing zeros; the ranges already zeroed stay zero
+            return;
+        }
+        if (err != 0) {
+            logFailure(r, -err);
+        }
+        r.complete(err == 0 ? BlockRequest.STATUS_OK : BlockRequest.STATUS_IOERR);
+    }
+
+    /** On an I/O worker (or, inline, on the poller). */
     private void execute(BlockRequest r) {
         int err = switch (r.type()) {
             case READ -> transfer(r, false);

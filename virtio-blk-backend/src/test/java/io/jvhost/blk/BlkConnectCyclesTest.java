@@ -118,7 +118,7 @@ class BlkConnectCyclesTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = TestDisk.Kind.class, names = {"FILE_URING", "FILE_THREADS"})
+    @EnumSource(value = TestDisk.Kind.class, names = {"FILE_URING", "FILE_THREADS", "FILE_INLINE"})
     void shouldHoldTheSameFdsMappingsAndThreadsAfterAHundredSessionsWithDiskIo(TestDisk.Kind kind) throws Exception {
         TestDisk.assumeAvailable(kind);
         Path dir = Files.createTempDirectory("jvhost-blk-cycles");

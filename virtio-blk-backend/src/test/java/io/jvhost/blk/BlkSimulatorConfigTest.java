@@ -169,7 +169,7 @@ class BlkSimulatorConfigTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = TestDisk.Kind.class, names = {"FILE_URING", "FILE_THREADS"})
+    @EnumSource(value = TestDisk.Kind.class, names = {"FILE_URING", "FILE_THREADS", "FILE_INLINE"})
     void shouldToggleWritebackThroughSetConfigWhenTheStoreCanFlush(TestDisk.Kind kind) throws Exception {
         rig = BlkRig.serve(fileStore(DISK_BYTES, 1, kind), 1).start();
         assertEquals(1, writebackByte(), "writeback after reset");
@@ -419,7 +419,7 @@ class BlkSimulatorConfigTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = TestDisk.Kind.class, names = {"FILE_URING", "FILE_THREADS"})
+    @EnumSource(value = TestDisk.Kind.class, names = {"FILE_URING", "FILE_THREADS", "FILE_INLINE"})
     void shouldAnnounceAGrownImageOnTheBackendChannelAndReportTheNewCapacity(TestDisk.Kind kind) throws Exception {
         TestDisk.assumeAvailable(kind);
         Path image = dir.resolve("grow.img");
@@ -457,7 +457,7 @@ class BlkSimulatorConfigTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = TestDisk.Kind.class, names = {"FILE_URING", "FILE_THREADS"})
+    @EnumSource(value = TestDisk.Kind.class, names = {"FILE_URING", "FILE_THREADS", "FILE_INLINE"})
     void shouldReportANewCapacityEvenWithoutABackendChannel(TestDisk.Kind kind) throws Exception {
         TestDisk.assumeAvailable(kind);
         Path image = dir.resolve("quiet.img");

@@ -65,7 +65,7 @@ class BlkSimulatorDirtyLogTest {
     static final int DISK_BYTES = 1 << 20;
     static final int QUEUE_SIZE = 64;
 
-    enum Store { RAM, FILE_URING, FILE_THREADS }
+    enum Store { RAM, FILE_URING, FILE_THREADS, FILE_INLINE }
 
     @TempDir
     Path dir;
@@ -94,7 +94,7 @@ class BlkSimulatorDirtyLogTest {
         } else {
             Path image = dir.resolve("disk.img");
             Files.write(image, disk);
-            TestDisk.Kind k = kind == Store.FILE_URING ? TestDisk.Kind.FILE_URING : TestDisk.Kind.FILE_THREADS;
+            TestDisk.Kind k = TestDisk.Kind.valueOf(kind.name());
             TestDisk.assumeAvailable(k);
             store = new FileStore(image, false, false, 2, k.engine());
         }

@@ -122,7 +122,7 @@ class BlkSimulatorMultiQueueTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = TestDisk.Kind.class, names = {"FILE_URING", "FILE_THREADS"})
+    @EnumSource(value = TestDisk.Kind.class, names = {"FILE_URING", "FILE_THREADS", "FILE_INLINE"})
     void shouldKeepAnImageFileByteForByteWithTwoQueuesOnEitherIoEngine(TestDisk.Kind kind) throws Exception {
         TestDisk.assumeAvailable(kind);
         int bytes = 4 << 20;

@@ -33,13 +33,13 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
- * What a file store does the same on both I/O engines (io_uring and threads), beyond the request
+ * What a file store does the same on every I/O engine (io_uring, inline and threads), beyond the request
  * types every store serves (BlkSimulatorTest): a file that shrank under the store, durable writes,
  * a file system without zero-range, a store wrapping the file store, and the chosen engine.
  */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
 @ParameterizedClass
-@EnumSource(value = TestDisk.Kind.class, names = {"FILE_URING", "FILE_THREADS"})
+@EnumSource(value = TestDisk.Kind.class, names = {"FILE_URING", "FILE_THREADS", "FILE_INLINE"})
 class FileStoreEngineTest {
     static final int DISK_BYTES = 1 << 20;
     static final int WRITEBACK = 32;
@@ -125,7 +125,7 @@ class FileStoreEngineTest {
                 Arrays.fill(expected, (int) (r[0] * SECTOR), (int) ((r[0] + r[1]) * SECTOR), (byte) 0);
             }
             assertArrayEquals(expected, Files.readAllBytes(image));
-            if (kind == TestDisk.Kind.FILE_URING) {
+            if (kind != TestDisk.Kind.FILE_THREADS) {
                 assertTrue(store.zeroesOnWorkers(), "zero-range found missing: WRITE_ZEROES goes to the workers");
             }
             rig.close();
@@ -207,7 +207,11 @@ class FileStoreEngineTest {
     void shouldTakeItsEngineFromTheSystemPropertyWhenMadeWithoutOne() throws Exception {
         TestDisk.assumeAvailable(kind);
         Path image = image(dir, new byte[4096]);
-        String name = kind == TestDisk.Kind.FILE_URING ? "uring" : "THREADS";
+        String name = switch (kind) {
+            case FILE_URING -> "uring";
+            case FILE_INLINE -> "Inline";
+            default -> "THREADS";
+        };
         String old = System.getProperty(FileStore.ENGINE_PROPERTY);
         System.setProperty(FileStore.ENGINE_PROPERTY, name);
         try (FileStore store = new FileStore(image, false, false, 1)) {

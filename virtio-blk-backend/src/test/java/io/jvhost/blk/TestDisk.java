@@ -20,12 +20,16 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  */
 record TestDisk(BlockStore store, MemorySegment contents, Path image, Arena arena) implements AutoCloseable {
 
-    /** What a test runs on: a RAM disk, or an image file on either I/O engine. */
+    /** What a test runs on: a RAM disk, or an image file on each I/O engine (inline forced, whatever the file system). */
     enum Kind {
-        RAM, FILE_URING, FILE_THREADS;
+        RAM, FILE_URING, FILE_THREADS, FILE_INLINE;
 
         IoEngine engine() {
-            return this == FILE_THREADS ? IoEngine.THREADS : IoEngine.URING;
+            return switch (this) {
+                case FILE_THREADS -> IoEngine.THREADS;
+                case FILE_INLINE -> IoEngine.INLINE;
+                default -> IoEngine.URING;
+            };
         }
     }
 

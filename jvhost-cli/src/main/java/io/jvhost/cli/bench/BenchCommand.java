@@ -228,11 +228,14 @@ public final class BenchCommand implements Runnable {
     static final class Blk extends EndToEnd<BlkBench.Options> {
         @Option(names = "--workloads", split = ",", description = "randread-4k, randwrite-4k, seqread-128k, seqwrite-128k (default: all).") List<String> workloads;
         @Option(names = "--busy-poll", description = "Run jvhost's pollers in busy-poll mode (default: event mode).") boolean busyPoll;
+        @Option(names = "--adaptive", description = {"Run jvhost's pollers in adaptive mode, the CLI's default (spin 20 us after work, then",
+            "sleep), as qemu-storage-daemon's iothread polls up to 32 us by default (default: event mode)."}) boolean adaptive;
         @Option(names = "--depths", split = ",", description = "Queue depths of the random workloads (default 1,8,32,128).") List<Integer> depths;
-        @Option(names = "--targets", split = ",", description = {"jvhost-ram, jvhost-file (default I/O engine: io_uring), jvhost-file-threads,",
-            "jvhost-null, qsd, qsd-uring, qsd-null, qsd-null-zeroes (default: these but jvhost-file-threads), and on request",
+        @Option(names = "--targets", split = ",", description = {"jvhost-ram, jvhost-file (default I/O engine: inline on tmpfs, else io_uring), jvhost-file-uring,",
+            "jvhost-file-threads, jvhost-null, qsd, qsd-uring, qsd-null, qsd-null-zeroes (default: these but jvhost-file-uring and",
+            "-threads), and on request",
             "jvhost-rbd, qsd-rbd (a dev Ceph cluster the run starts: scripts/dev-ceph.sh) and jvhost-nbd, qsd-nbd (a qemu-nbd",
-            "the run starts). Each jvhost target is compared with its like: file with qsd-uring (aio=io_uring),",
+            "the run starts). Each jvhost target is compared with its like: file and file-uring with qsd-uring (aio=io_uring),",
             "file-threads with qsd (aio=threads), null with qsd-null (null-co), ram with qsd-null-zeroes",
             "(null-co,read-zeroes=on), rbd with qsd-rbd, nbd with qsd-nbd."}) List<String> targets;
 
@@ -245,6 +248,7 @@ public final class BenchCommand implements Runnable {
         void given(BlkBench.Options o) {
             if (workloads != null) o.workloads = workloads;
             o.busyPoll = busyPoll;
+            o.adaptive = adaptive;
             o.eventIdx = !noEventIdx;
             if (imageDir != null) o.imageDir = imageDir;
             if (depths != null) o.depths = depths;

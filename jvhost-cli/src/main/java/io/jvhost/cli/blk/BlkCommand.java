@@ -75,8 +75,9 @@ public final class BlkCommand extends DeviceCommand {
     int ioWorkers;
 
     @Option(names = "--io-engine", paramLabel = "ENGINE", converter = IoEngineConverter.class,
-            description = {"File I/O: uring (io_uring, a ring per queue reaped by its poller), threads (--io-workers",
-                "threads), or auto (default: uring unless the kernel forbids it; also -Djvhost.io-engine)."})
+            description = {"File I/O: uring (io_uring, a ring per queue reaped by its poller), inline (each poller reads and",
+                "writes itself: for files in memory), threads (--io-workers threads), or auto (default: inline for a file",
+                "on tmpfs without non-blocking I/O, else uring unless the kernel forbids it; also -Djvhost.io-engine)."})
     FileStore.IoEngine ioEngine;
 
     /** Parses --io-engine. */

@@ -57,6 +57,8 @@ class BenchCommandTest {
         assertEquals(defaults.workloads, o.workloads);
         assertEquals(List.of("jvhost-ram"), o.targets);
         assertEquals(true, o.busyPoll);
+        assertFalse(o.adaptive, "event mode unless told");
+        assertTrue(((BenchCommand.Blk) parse("blk", "--adaptive")).options().adaptive, "--adaptive: the CLI's default idle mode");
         assertEquals(true, o.eventIdx, "the frontend negotiates EVENT_IDX unless told not to");
         String home = System.getProperty("jvhost.home");
         assertEquals(home == null ? Path.of("perf", "results") : Path.of(home, "perf", "results"), o.out);
@@ -73,13 +75,14 @@ class BenchCommandTest {
         assertEquals(Path.of("/var/tmp"), remote.options().imageDir);
         assertEquals(Path.of("/dev/shm"), blk.options().imageDir, "tmpfs unless told");
         assertFalse(new BlkBench.Options().targets.contains("jvhost-rbd"), "a Ceph cluster only when asked for");
+        assertFalse(new BlkBench.Options().targets.contains("jvhost-file-uring"), "the file store forced onto io_uring only when asked for");
         BenchCommand.Net net = (BenchCommand.Net) parse("net", "--backends", "dpdk,dpdk-nohuge");
         assertEquals(List.of("dpdk", "dpdk-nohuge"), net.options().backends);
         assertFalse(new NetBench.Options().backends.contains("dpdk-nohuge"), "DPDK without hugepages only when asked for");
 
         BenchCommand.Blk typo = (BenchCommand.Blk) parse("blk", "--targets", "jvhost-nul");
         CommandLine.ParameterException e = assertThrows(CommandLine.ParameterException.class, typo::options);
-        assertEquals("--targets: no jvhost-nul; give some of jvhost-ram, jvhost-file, jvhost-file-threads, jvhost-null, qsd,"
+        assertEquals("--targets: no jvhost-nul; give some of jvhost-ram, jvhost-file, jvhost-file-uring, jvhost-file-threads, jvhost-null, qsd,"
                 + " qsd-uring, qsd-null, qsd-null-zeroes, jvhost-rbd, qsd-rbd, jvhost-nbd, qsd-nbd",
                 e.getMessage());
         BenchCommand.Net unknown = (BenchCommand.Net) parse("net", "--backends", "spdk");

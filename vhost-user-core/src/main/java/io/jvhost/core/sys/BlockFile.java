@@ -55,6 +55,23 @@ public final class BlockFile implements AutoCloseable {
         return blockDevice;
     }
 
+    /**
+     * Whether the file lives in memory (tmpfs or ramfs) where reads and writes cannot be done without
+     * blocking: reads with RWF_NOWAIT fail EOPNOTSUPP (so io_uring hands each one to a kernel worker
+     * thread) though they are only memory copies. False on block devices, other file systems, or
+     * a tmpfs that can (newer kernels). Control path.
+     */
+    public boolean inMemoryWithoutNoWait() {
+        if (blockDevice) {
+            return false;
+        }
+        long type = FileCalls.fileSystemType(fd.get());
+        if (type != FileCalls.TMPFS_MAGIC && type != FileCalls.RAMFS_MAGIC) {
+            return false;
+        }
+        return FileCalls.readNoWait(fd.get(), 512, 0) == -LibC.EOPNOTSUPP;
+    }
+
     /** The current size in bytes (re-read each call, so a resize shows). */
     public long size() throws NativeException {
         return LibC.check(blockDevice ? FileCalls.blockDeviceSize(fd.get()) : FileCalls.fileSize(fd.get()), "size of " + path);

@@ -29,6 +29,10 @@ public final class FileCalls {
     public static final int O_RDONLY = 0, O_RDWR = 2, O_DIRECT = 0x4000, O_CLOEXEC = 0x80000;
     public static final int FALLOC_FL_KEEP_SIZE = 1, FALLOC_FL_PUNCH_HOLE = 2, FALLOC_FL_ZERO_RANGE = 0x10;
     public static final long BLKGETSIZE64 = 0x80081272L;
+    /** {@code statfs.f_type} of the file systems that keep files in memory (tmpfs, shmem; ramfs). */
+    public static final long TMPFS_MAGIC = 0x01021994L, RAMFS_MAGIC = 0x858458f6L;
+    /** preadv2's flag: fail with EAGAIN rather than block (EOPNOTSUPP where the file system cannot). */
+    public static final int RWF_NOWAIT = 8;
     /** x86-64 {@code struct stat}: only the fields jvhost reads. */
     public static final long ST_MODE_OFFSET = 24, ST_SIZE_OFFSET = 48, ST_BLKSIZE_OFFSET = 56;
 
@@ -53,6 +57,10 @@ public final class FileCalls {
             Linker.Option.captureCallState("errno"), Linker.Option.firstVariadicArg(2));
     private static final MethodHandle FTRUNCATE_MH = bind("ftruncate", JAVA_INT, JAVA_INT, JAVA_LONG);
     private static final MethodHandle FSTAT_MH = bind("fstat", JAVA_INT, JAVA_INT, ADDRESS);
+    private static final MethodHandle FSTATFS_MH = bind("fstatfs", JAVA_INT, JAVA_INT, ADDRESS);
+    private static final MethodHandle PREADV2_MH = bind("preadv2", JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT, JAVA_LONG, JAVA_INT);
+    /** x86-64 {@code struct statfs}: 120 bytes, {@code f_type} first. */
+    private static final long STATFS_SIZE = 120;
 
     private FileCalls() {}
 
@@ -258,6 +266,37 @@ public final class FileCalls {
         try {
             int r = ret(s, (int) FSTAT_MH.invokeExact(s.capture, fd, s.stat));
             return r < 0 ? r : s.stat.get(JAVA_LONG, ST_BLKSIZE_OFFSET);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** The {@code f_type} of the file system holding the fd's file (fstatfs), or {@code -errno}. Control path. */
+    public static long fileSystemType(int fd) {
+        Scratch s = SCRATCH.get();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment buf = a.allocate(STATFS_SIZE, 8);
+            int r = ret(s, (int) FSTATFS_MH.invokeExact(s.capture, fd, buf));
+            return r < 0 ? r : buf.get(JAVA_LONG, 0);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /**
+     * Reads {@code length} bytes at {@code offset} with preadv2(RWF_NOWAIT) into a buffer of its own:
+     * bytes, {@code -EAGAIN} (the data is not in memory), or {@code -EOPNOTSUPP} where the file
+     * system cannot read without blocking (io_uring then hands every read to a kernel worker).
+     * A probe for the control path: allocates.
+     */
+    public static long readNoWait(int fd, long length, long offset) {
+        Scratch s = SCRATCH.get();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment buf = a.allocate(length, 4096);
+            MemorySegment iov = a.allocate(16, 8);
+            iov.set(JAVA_LONG, 0, buf.address());
+            iov.set(JAVA_LONG, 8, length);
+            return ret(s, (long) PREADV2_MH.invokeExact(s.capture, fd, iov, 1, offset, RWF_NOWAIT));
         } catch (Throwable t) {
             throw rethrow(t);
         }
