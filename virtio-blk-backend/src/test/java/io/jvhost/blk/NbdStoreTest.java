@@ -196,9 +196,10 @@ class NbdStoreTest {
     }
 
     /**
-     * Steady state, after a warm-up that lets the JIT compile the data path: the pollers allocate
-     * nothing per request; the NBD loop only what Netty's own write path and MemorySegment views of
-     * its buffers cost (recycled objects Netty keeps one in eight of), bounded here so it cannot grow.
+     * After a short warm-up: the pollers allocate nothing per request, and the NBD loop next to
+     * nothing (what is left is the JIT's, before it has compiled all of the path; a pooled buffer
+     * per command cost 300-400 B). perf's SteadyStateAllocationTest runs long enough for the strict
+     * 0 B on both.
      */
     @Test
     @Timeout(value = 4, unit = TimeUnit.MINUTES)
@@ -237,7 +238,7 @@ class NbdStoreTest {
                     (double) loopBytes / requests, (double) pollerBytes / requests, requests);
             assertTrue(loop.threads() == 1 && pollers.threads() >= 1, "found the NBD loop and the poller");
             assertTrue(pollerBytes <= 2 * requests, pollerBytes + " bytes on the poller for " + requests + " requests");
-            assertTrue(loopBytes <= 1024 * requests, loopBytes + " bytes on the NBD loop for " + requests + " requests");
+            assertTrue(loopBytes <= 128 * requests, loopBytes + " bytes on the NBD loop for " + requests + " requests");
         }
     }
 

@@ -4,8 +4,10 @@ import io.jvhost.blk.BlockRequest;
 import io.jvhost.blk.BlockStore;
 
 import io.netty.bootstrap.Bootstrap;
+import io.netty.buffer.AbstractByteBufAllocator;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.PooledByteBufAllocator;
+import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFuture;
 import io.netty.channel.ChannelHandlerContext;
@@ -18,13 +20,20 @@ import io.netty.channel.epoll.EpollDomainSocketChannel;
 import io.netty.channel.epoll.EpollIoHandler;
 import io.netty.channel.epoll.EpollSocketChannel;
 import io.netty.channel.unix.DomainSocketAddress;
+import io.netty.channel.unix.UnixChannel;
 import io.netty.handler.ssl.SslContext;
+import io.netty.util.concurrent.Future;
+import io.netty.util.concurrent.GenericFutureListener;
 import io.netty.util.concurrent.Promise;
 
+import java.io.IOException;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.net.InetSocketAddress;
 import java.net.SocketAddress;
 import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Arrays;
@@ -48,8 +57,16 @@ import static io.jvhost.blk.nbd.Nbd.*;
  * only queues requests for it (a lock-free MPSC queue and, when the loop is not already on its
  * way, one wake-up); the loop turns each request into NBD commands, as many in flight as the
  * guest sends, matched to replies by cookie. Reads larger than the server's maximum payload are
- * split; durable writes carry FUA, or are followed by a FLUSH where the server has no FUA. Data
- * moves between guest memory and pooled direct buffers: nothing is allocated per request.
+ * split; durable writes carry FUA, or are followed by a FLUSH where the server has no FUA.
+ *
+ * <p>On a plain (TCP or Unix) connection nothing is allocated per request: the loop stages
+ * commands, and a write's data copied out of guest memory, in one preallocated buffer and writes
+ * it to the socket itself at each flush point, and the socket's reads land in one preallocated
+ * buffer lent to Netty ({@link ReceiveBuffer}), from which a read's data is copied straight into
+ * guest memory. Only what the socket does not take at once (a full socket buffer), and writes
+ * larger than the staging buffer, go through Netty's outbound buffer, as pooled buffers. With TLS,
+ * Netty's SslHandler needs buffers through the pipeline: each command is then a pooled buffer,
+ * which costs a few hundred bytes of wrappers per request.
  *
  * <p>When the connection drops, every request in flight is kept and the store reconnects with
  * backoff (100 ms, doubling to 2 s), redoes the handshake and sends them again: the guest only
@@ -65,6 +82,11 @@ public final class NbdStore implements BlockStore {
     /** Requests that can exist at once: 64 queues of 1024. */
     private static final int SUBMIT_CAPACITY = 1 << 16;
     private static final long CLOSE_FLUSH_SECONDS = 10;
+    /** Plain connections: bytes of commands staged between flushes; bytes one socket read takes. */
+    static final int OUT_CAPACITY = 256 << 10, IN_CAPACITY = 256 << 10;
+    private static final ValueLayout.OfInt BE_INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
+    private static final ValueLayout.OfShort BE_SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
+    private static final ValueLayout.OfLong BE_LONG = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
 
     /**
      * How to reach the export.
@@ -167,6 +189,14 @@ public final class NbdStore implements BlockStore {
     private long backoffMillis = FIRST_BACKOFF_MILLIS;
     private long ioErrors;
     private int chunk;
+    /** Plain connections (null with TLS): the staged commands, {@link #outLength} bytes of them. */
+    private final MemorySegment out;
+    private int outLength;
+    /** Plain connections: writes of this connection in Netty's outbound buffer; nothing is staged while any are. */
+    private int nettyWrites;
+    private final GenericFutureListener<Future<Void>> nettyWritten = this::nettyWritten;
+    /** Plain connections (null with TLS): the buffer every socket read lands in. */
+    private final ReceiveBuffer receive;
 
     private NbdStore(Options options, SslContext ssl) {
         this.options = options;
@@ -193,6 +223,9 @@ public final class NbdStore implements BlockStore {
         }
         growOps(256);
         growJobs(256);
+        // Memory the GC frees with the store: the loop may still touch it until it has stopped.
+        this.out = ssl == null ? Arena.ofAuto().allocate(OUT_CAPACITY, 64) : null;
+        this.receive = ssl == null ? new ReceiveBuffer(IN_CAPACITY) : null;
     }
 
     /**
@@ -478,6 +511,11 @@ public final class NbdStore implements BlockStore {
         }
         channel = ch;
         connectedNow = true;
+        outLength = 0;
+        nettyWrites = 0;
+        if (receive != null) {
+            ch.config().setAllocator(receive);
+        }
         backoffMillis = FIRST_BACKOFF_MILLIS;
         ch.pipeline().addLast("replies", new Replies(ch));
         ch.closeFuture().addListener(f -> disconnected(ch));
@@ -494,7 +532,7 @@ public final class NbdStore implements BlockStore {
                 }
             }
             resent += n;
-            ch.flush();
+            flushOut(ch);
             LOG.info("{}: reconnected after {} ms, {} commands sent again", target, down, n);
         }
         failing = false;
@@ -577,7 +615,7 @@ public final class NbdStore implements BlockStore {
         Job j = takeJob();
         j.internal = flushed;
         addOp(j, CMD_FLUSH, 0, 0, 0, 0);
-        ch.flush();
+        flushOut(ch);
     }
 
     private void finishClose(CompletableFuture<Void> gone) {
@@ -587,7 +625,8 @@ public final class NbdStore implements BlockStore {
             gone.complete(null);
             return;
         }
-        ByteBuf b = ch.alloc().directBuffer(REQUEST_HEADER);
+        flushOut(ch);
+        ByteBuf b = PooledByteBufAllocator.DEFAULT.directBuffer(REQUEST_HEADER);
         b.writeInt(REQUEST_MAGIC).writeShort(0).writeShort(CMD_DISC).writeLong(0).writeLong(0).writeInt(0);
         ch.writeAndFlush(b).addListener(f -> ch.close().addListener(g -> gone.complete(null)));
     }
@@ -601,7 +640,7 @@ public final class NbdStore implements BlockStore {
         }
         Channel ch = channel;
         if (ch != null) {
-            ch.flush();
+            flushOut(ch);
         }
     }
 
@@ -674,11 +713,73 @@ public final class NbdStore implements BlockStore {
         }
     }
 
-    /** Writes the command (and a WRITE's data, copied out of guest memory) to the channel, unflushed. */
+    /**
+     * Queues the command (and a WRITE's data, copied out of guest memory) for the connection, to
+     * go out at the next {@link #flushOut}: staged in {@link #out} on a plain connection, else
+     * written to the channel unflushed.
+     */
     private void send(Op op) {
         Channel ch = channel;
+        if (ch == null) {
+            return;
+        }
+        op.sent = true;
+        int need = REQUEST_HEADER + (op.command == CMD_WRITE ? op.length : 0);
+        if (out != null && need <= OUT_CAPACITY) {
+            if (need > OUT_CAPACITY - outLength) {
+                writeOut(ch);
+            }
+            if (nettyWrites == 0 && channel == ch) {
+                stage(op);
+                return;
+            }
+        }
+        if (out != null) {
+            writeOut(ch); // keeps the order: what is staged goes first
+            if (channel != ch) {
+                return;
+            }
+            nettyWrites++;
+            ch.write(commandBuffer(op)).addListener(nettyWritten);
+        } else {
+            ch.write(commandBuffer(op), ch.voidPromise());
+        }
+    }
+
+    private void stage(Op op) {
+        MemorySegment o = out;
+        long at = outLength;
+        o.set(BE_INT, at, REQUEST_MAGIC);
+        o.set(BE_SHORT, at + 4, (short) op.flags);
+        o.set(BE_SHORT, at + 6, (short) op.command);
+        o.set(BE_LONG, at + 8, op.cookie());
+        o.set(BE_LONG, at + 16, op.diskOffset);
+        o.set(BE_INT, at + 24, op.length);
+        at += REQUEST_HEADER;
+        if (op.command == CMD_WRITE) {
+            BlockRequest r = op.job.request;
+            long skip = op.dataOffset;
+            long left = op.length;
+            for (int s = 0; left > 0 && s < r.segmentCount(); s++) {
+                long n = r.segmentLength(s);
+                if (skip >= n) {
+                    skip -= n;
+                    continue;
+                }
+                long piece = Math.min(n - skip, left);
+                MemorySegment.copy(r.segmentMemory(s), r.segmentOffset(s) + skip, o, at, piece);
+                at += piece;
+                left -= piece;
+                skip = 0;
+            }
+        }
+        outLength = (int) at;
+    }
+
+    /** The command (and a WRITE's data) in a pooled buffer, for Netty's pipeline. */
+    private ByteBuf commandBuffer(Op op) {
         boolean write = op.command == CMD_WRITE;
-        ByteBuf b = ch.alloc().directBuffer(REQUEST_HEADER + (write ? op.length : 0));
+        ByteBuf b = PooledByteBufAllocator.DEFAULT.directBuffer(REQUEST_HEADER + (write ? op.length : 0));
         b.writeInt(REQUEST_MAGIC).writeShort(op.flags).writeShort(op.command).writeLong(op.cookie())
                 .writeLong(op.diskOffset).writeInt(op.length);
         if (write) {
@@ -700,8 +801,64 @@ public final class NbdStore implements BlockStore {
                 skip = 0;
             }
         }
-        op.sent = true;
-        ch.write(b, ch.voidPromise());
+        return b;
+    }
+
+    /** Sends what was queued for {@code ch}: the staged bytes, and whatever waits in Netty's outbound buffer. */
+    private void flushOut(Channel ch) {
+        if (out == null) {
+            ch.flush();
+            return;
+        }
+        if (outLength > 0) {
+            writeOut(ch);
+        }
+        if (nettyWrites > 0 && channel == ch) {
+            ch.flush();
+        }
+    }
+
+    /**
+     * Writes the staged bytes to {@code ch}'s socket (non-blocking); what it does not take goes, as
+     * a copy, into Netty's outbound buffer, which waits for the socket to drain and keeps the order.
+     * A failed write closes the connection (the commands are sent again on the next).
+     */
+    private void writeOut(Channel ch) {
+        int at = 0;
+        if (nettyWrites == 0) {
+            try {
+                var fd = ((UnixChannel) ch).fd();
+                while (at < outLength) {
+                    int n = fd.writeAddress(out.address(), at, outLength);
+                    if (n <= 0) {
+                        break; // EAGAIN
+                    }
+                    at += n;
+                }
+            } catch (IOException e) {
+                outLength = 0;
+                if (!closed) {
+                    LOG.warn("{}: connection error: {}", target, NbdHandshake.describe(e));
+                }
+                ch.close();
+                return;
+            }
+        }
+        if (at < outLength) {
+            int rest = outLength - at;
+            ByteBuf b = PooledByteBufAllocator.DEFAULT.directBuffer(rest);
+            MemorySegment.copy(out, at, MemorySegment.ofBuffer(b.internalNioBuffer(0, rest)), 0, rest);
+            b.writerIndex(rest);
+            nettyWrites++;
+            ch.write(b).addListener(nettyWritten);
+        }
+        outLength = 0;
+    }
+
+    private void nettyWritten(Future<Void> f) {
+        if (((ChannelFuture) f).channel() == channel) {
+            nettyWrites--;
+        }
     }
 
     private void opDone(Op op, int error) {
@@ -891,7 +1048,9 @@ public final class NbdStore implements BlockStore {
             long room = r.segmentLength(segment) - segmentSkip;
             int n = (int) Math.min(Math.min(room, payloadLeft), in.readableBytes());
             int at = in.readerIndex();
-            if (in.nioBufferCount() == 1) {
+            if (receive != null && in == receive.buf) { // plain connection: the one receive buffer
+                MemorySegment.copy(receive.memory, at, r.segmentMemory(segment), r.segmentOffset(segment) + segmentSkip, n);
+            } else if (in.nioBufferCount() == 1) {
                 MemorySegment.copy(MemorySegment.ofBuffer(in.internalNioBuffer(at, n)), 0,
                         r.segmentMemory(segment), r.segmentOffset(segment) + segmentSkip, n);
             } else {
@@ -916,6 +1075,14 @@ public final class NbdStore implements BlockStore {
             }
         }
 
+        /** Sends what replies queued (a FLUSH after writes, where the server has no FUA). */
+        @Override
+        public void channelReadComplete(ChannelHandlerContext ctx) {
+            if (ch == channel) {
+                flushOut(ch);
+            }
+        }
+
         private boolean violation(String what) {
             LOG.error("{}: the server sent {}; dropping the connection", target, what);
             ch.close();
@@ -928,6 +1095,43 @@ public final class NbdStore implements BlockStore {
                 LOG.warn("{}: connection error: {}", target, NbdHandshake.describe(cause));
             }
             ch.close();
+        }
+    }
+
+    /**
+     * Lends a plain connection's socket reads one preallocated buffer, in place of a pooled buffer
+     * (and its wrapper object) per read: {@link Replies} consumes each read before the loop makes
+     * the next, so one suffices, and a read's data is copied into guest memory from {@link #memory},
+     * a segment made once. Netty asks for read buffers as direct ones; any other request, or one
+     * while the buffer is out, is served from the pool.
+     */
+    private static final class ReceiveBuffer extends AbstractByteBufAllocator {
+        final MemorySegment memory;
+        final ByteBuf buf;
+
+        ReceiveBuffer(int capacity) {
+            super(true);
+            memory = Arena.ofAuto().allocate(capacity, 4096);
+            buf = Unpooled.wrappedBuffer(memory.asByteBuffer()); // held by us: reads retain and release it
+        }
+
+        @Override
+        protected ByteBuf newHeapBuffer(int initialCapacity, int maxCapacity) {
+            return PooledByteBufAllocator.DEFAULT.heapBuffer(initialCapacity, maxCapacity);
+        }
+
+        /** The receive buffer if it is free (only this allocator holds it) and large enough, else a pooled one. */
+        @Override
+        protected ByteBuf newDirectBuffer(int initialCapacity, int maxCapacity) {
+            if (buf.refCnt() == 1 && initialCapacity <= buf.capacity()) {
+                return buf.retain().clear();
+            }
+            return PooledByteBufAllocator.DEFAULT.directBuffer(initialCapacity, maxCapacity);
+        }
+
+        @Override
+        public boolean isDirectBufferPooled() {
+            return true;
         }
     }
 }
