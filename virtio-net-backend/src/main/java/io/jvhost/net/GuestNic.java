@@ -221,7 +221,7 @@ public final class GuestNic {
 
     private int deliverMerged(Pair p, VirtQueue q, NetHeader h, MemorySegment frame, long offset, long length) {
         int hdr = NetDevice.HEADER_V1;
-        long rejectedBefore = q.counters().chainsRejected();
+        long rejectedBefore = 0;
         int n = 0;
         long copied = 0;
         while (n == 0 || copied < length) {
@@ -229,9 +229,13 @@ public final class GuestNic {
             if (c == null) {
                 return giveBack(p, q, n, rejectedBefore);
             }
-            if (n == 0 && fitsOnePiece(p, c, hdr, length)) {
-                writeWhole(p, q, c, hdr, h, frame, offset, length); // the common case: num_buffers is 1
-                return DELIVERED;
+            if (n == 0) {
+                if (fitsOnePiece(p, c, hdr, length)) {
+                    writeWhole(p, q, c, hdr, h, frame, offset, length); // the common case: num_buffers is 1
+                    return DELIVERED;
+                }
+                // Malformed chains skipped before this one were completed already and need no giving back.
+                rejectedBefore = q.counters().chainsRejected();
             }
             if (n == MAX_MERGED) {
                 q.rewind(1); // the chain just taken stays for the next frame

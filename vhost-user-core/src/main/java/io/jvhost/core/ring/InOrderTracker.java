@@ -62,15 +62,25 @@ final class InOrderTracker {
     /**
      * Records the completion of chain {@code chainId} and hands every chain now complete at the
      * front, oldest first, to {@code ring}. Returns false when that chain is not waiting here.
+     * The oldest chain (a device that completes in order, as the receive path does) goes to the
+     * ring at once, without being noted.
      */
     boolean complete(int chainId, long writtenLength, Ring ring) {
         int slot = chainId >= 0 && chainId < slotOf.length ? slotOf[chainId] : -1;
         if (slot < 0) {
             return false;
         }
-        length[slot] = writtenLength;
-        done[slot] = true;
-        while (count > 0 && done[head]) {
+        if (slot != head) {
+            length[slot] = writtenLength;
+            done[slot] = true;
+            return true;
+        }
+        slotOf[chainId] = -1;
+        boolean q = quiet[slot];
+        head = slot + 1 == id.length ? 0 : slot + 1;
+        count--;
+        ring.complete(chainId, writtenLength, q);
+        while (count > 0 && done[head]) { // chains that overtook it
             int h = head;
             done[h] = false;
             slotOf[id[h]] = -1;

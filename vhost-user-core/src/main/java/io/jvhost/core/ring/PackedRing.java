@@ -8,9 +8,7 @@ import java.lang.foreign.MemorySegment;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
-import static io.jvhost.core.ring.LeLayouts.LE_INT;
 import static io.jvhost.core.ring.LeLayouts.LE_LONG;
-import static io.jvhost.core.ring.LeLayouts.LE_SHORT;
 import static io.jvhost.core.ring.LeLayouts.U16_VH;
 import static io.jvhost.core.ring.LeLayouts.U32_VH;
 import static io.jvhost.core.ring.PackedLayout.DESC_SIZE;
@@ -19,7 +17,6 @@ import static io.jvhost.core.ring.PackedLayout.EVENT_DISABLE;
 import static io.jvhost.core.ring.PackedLayout.EVENT_ENABLE;
 import static io.jvhost.core.ring.PackedLayout.F_NEXT;
 import static io.jvhost.core.ring.PackedLayout.FLAGS_OFFSET;
-import static io.jvhost.core.ring.PackedLayout.ID_OFFSET;
 import static io.jvhost.core.ring.PackedLayout.LEN_OFFSET;
 import static io.jvhost.core.ring.PackedLayout.MAX_SIZE;
 import static io.jvhost.core.ring.PackedLayout.isAvailable;
@@ -222,8 +219,9 @@ final class PackedRing extends Ring {
         int id;
         while (true) {
             long d = (long) pos * DESC_SIZE;
+            long tail = ring.get(LE_LONG, d + LEN_OFFSET); // len, id and flags at once; plain: after the acquire of the head
             if (slots > 0) {
-                flags = Short.toUnsignedInt(ring.get(LE_SHORT, d + FLAGS_OFFSET)); // plain: after the acquire of the head
+                flags = (int) (tail >>> 48);
                 if (!isAvailable(flags, wrap)) {
                     queue.latchBroken("descriptor " + slots + " of the chain at slot " + availPos
                             + " was not made available (slot " + pos + ", flags 0x" + Integer.toHexString(flags) + ")");
@@ -231,8 +229,8 @@ final class PackedRing extends Ring {
                 }
             }
             long addr = ring.get(LE_LONG, d);
-            int len = ring.get(LE_INT, d + LEN_OFFSET);
-            id = Short.toUnsignedInt(ring.get(LE_SHORT, d + ID_OFFSET));
+            int len = (int) tail;
+            id = (int) (tail >>> 32) & 0xFFFF;
             slots++;
             if (log != null) {
                 log.add(addr, len, id, flags);

@@ -6,6 +6,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.invoke.VarHandle;
 
 import static io.jvhost.core.ring.LeLayouts.LE_INT;
+import static io.jvhost.core.ring.LeLayouts.LE_LONG;
 import static io.jvhost.core.ring.LeLayouts.LE_SHORT;
 import static io.jvhost.core.ring.LeLayouts.U16_VH;
 import static io.jvhost.core.ring.PackedLayout.DESC_SIZE;
@@ -19,11 +20,14 @@ import static io.jvhost.core.ring.PackedLayout.ID_OFFSET;
 import static io.jvhost.core.ring.PackedLayout.LEN_OFFSET;
 
 /**
- * The device's side of a packed ring: used descriptors, written in batches (§2.8.21.1). Every one
- * but the batch's first is written with its flags as it is completed, and {@link #publish} then
- * writes the first one's flags with a release store, which hands the whole batch to the driver at
- * once. With IN_ORDER and no inflight log, a run of chains with nothing to write is completed by one
- * used descriptor for its last chain (§2.8.21.2). Whether the driver wants an interrupt for a batch
+ * The device's side of a packed ring: used descriptors, written in batches (§2.8.21.1). A
+ * completion only notes its descriptor (one long in {@link #batch}); {@link #publish} writes the
+ * batch in one burst, every descriptor but the first whole (len, id and flags in one 8-byte store),
+ * then the first one's flags with a release store, which hands the whole batch to the driver at
+ * once. In one burst because a polling driver reads the flags of the batch's first slot all along:
+ * stores into that cache line spread over the batch's work would each take the line back from the
+ * driver's core. With IN_ORDER and no inflight log, a run of chains with nothing to write is
+ * completed by one used descriptor for its last chain (§2.8.21.2). Whether the driver wants an interrupt for a batch
  * is read from its event suppression structure here too, since it depends only on where the batch
  * ran. Split from {@link PackedRing}, which takes chains, so that each side of the ring reads alone.
  * Poller thread once attached; allocation-free.
@@ -41,9 +45,14 @@ final class PackedUsed {
     PackedInflightLog inflight;
     /** Where the device writes the next used descriptor, and its wrap counter (0 or 1). */
     int pos, wrap;
-    /** The first used descriptor of the batch being written: its slot (-1: none yet) and flags. */
-    private int batchSlot = -1;
-    private int batchFlags;
+    /**
+     * The batch not published yet, in completion order: per used descriptor its length, buffer id
+     * and ring slots (len | id << 32 | slots << 48; slots at most 2^15), the first one at
+     * {@link #batchPos} in lap {@link #batchWrap}, each next one where the one before ends. At most
+     * one per buffer id in flight, so the queue size bounds it.
+     */
+    private long[] batch = new long[0];
+    private int batched, batchPos, batchWrap;
     /** Linear used positions (0 .. 2 * size - 1) at the last two publishes, for the event check. */
     private int publishedFrom, publishedTo;
     /** IN_ORDER: a run of quiet completions not written yet (count 0: none), its last id and length, and its slots. */
@@ -60,7 +69,10 @@ final class PackedUsed {
         this.inOrder = inOrder;
         this.log = log;
         this.ringGpa = ringGpa;
-        batchSlot = -1;
+        if (batch.length != size) {
+            batch = new long[size];
+        }
+        batched = 0;
         runCount = 0;
     }
 
@@ -92,22 +104,14 @@ final class PackedUsed {
         write(id, writtenLength, slots);
     }
 
-    /** Writes the used descriptor for {@code id} at the used position and moves past {@code slots}. */
+    /** Notes the used descriptor for {@code id} at the used position (written at publish) and moves past {@code slots}. */
     private void write(int id, long writtenLength, int slots) {
-        int slot = pos;
-        long d = (long) slot * DESC_SIZE;
-        ring.set(LE_INT, d + LEN_OFFSET, (int) writtenLength);
-        ring.set(LE_SHORT, d + ID_OFFSET, (short) id);
-        int flags = (wrap != 0 ? F_AVAIL | F_USED : 0) | (writtenLength != 0 ? F_WRITE : 0);
-        if (batchSlot < 0) {
-            batchSlot = slot; // its flags go out last, with the release store that publishes the batch
-            batchFlags = flags;
-        } else {
-            ring.set(LE_SHORT, d + FLAGS_OFFSET, (short) flags);
+        int n = batched++;
+        if (n == 0) {
+            batchPos = pos;
+            batchWrap = wrap;
         }
-        if (log != null) {
-            log.mark(ringGpa + d, DESC_SIZE);
-        }
+        batch[n] = (writtenLength & 0xFFFF_FFFFL) | (long) (id & 0xFFFF) << 32 | (long) slots << 48;
         pos += slots;
         if (pos >= size) {
             pos -= size;
@@ -123,22 +127,48 @@ final class PackedUsed {
             runSlots = 0;
             write(runId, runLength, slots);
         }
-        if (batchSlot < 0) {
+        int n = batched;
+        if (n == 0) {
             return 0;
+        }
+        long[] entries = batch;
+        int at = batchPos, lap = batchWrap;
+        long first = (long) at * DESC_SIZE;
+        int firstFlags = 0;
+        for (int i = 0; i < n; i++) {
+            long e = entries[i];
+            int len = (int) e;
+            int flags = (lap != 0 ? F_AVAIL | F_USED : 0) | (len != 0 ? F_WRITE : 0);
+            long d = (long) at * DESC_SIZE;
+            if (i == 0) {
+                ring.set(LE_INT, d + LEN_OFFSET, len);
+                ring.set(LE_SHORT, d + ID_OFFSET, (short) (e >>> 32));
+                firstFlags = flags;
+            } else {
+                ring.set(LE_LONG, d + LEN_OFFSET, (e & 0xFFFF_FFFF_FFFFL) | (long) flags << 48); // len, id, flags at once
+            }
+            if (log != null) {
+                log.mark(ringGpa + d, DESC_SIZE);
+            }
+            at += (int) (e >>> 48);
+            if (at >= size) {
+                at -= size;
+                lap ^= 1;
+            }
         }
         if (inflight != null) {
             inflight.publishing(pos, wrap);
         }
-        U16_VH.setRelease(ring, (long) batchSlot * DESC_SIZE + FLAGS_OFFSET, (short) batchFlags);
+        U16_VH.setRelease(ring, first + FLAGS_OFFSET, (short) firstFlags);
         if (inflight != null) {
             inflight.published(pos, wrap);
         }
         VarHandle.fullFence(); // the driver's event suppression written before our descriptors were seen
-        batchSlot = -1;
+        batched = 0;
         publishedFrom = publishedTo;
         publishedTo = PackedLayout.linear(size, pos, wrap);
-        int n = publishedTo - publishedFrom;
-        return n > 0 ? n : n + 2 * size;
+        int moved = publishedTo - publishedFrom;
+        return moved > 0 ? moved : moved + 2 * size;
     }
 
     /** After {@link #publish} returned more than 0: whether the driver's event suppression asks for an interrupt. */
