@@ -75,9 +75,6 @@ public final class ServeCommand implements Callable<Integer> {
         if (c.trace) {
             System.setProperty("org.slf4j.simpleLogger.log.io.jvhost.core.protocol", "debug");
         }
-        if (c.latency || c.metrics != null) {
-            System.setProperty("jvhost.latency", "true"); // read when the first queue is made
-        }
         DeviceHost host = new DeviceHost(c.latency, c.pollers.values());
         java.util.List<AutoCloseable> resources = new java.util.ArrayList<>();
         int started = 0;
