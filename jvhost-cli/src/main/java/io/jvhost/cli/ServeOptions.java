@@ -67,28 +67,12 @@ public final class ServeOptions {
             description = "Queues per poller thread, e.g. 0,1:2,3 (colon between pollers). Default: the device's choice.")
     QueueMap queueMap;
 
-    @Option(names = "--latency", description = "Record per-queue kick-to-publish latency and batch-size histograms (HdrHistogram) and print them every 10 s, a line per device and queue.")
-    void latency(boolean on) {
-        latency = on;
-        recordLatency(on);
-    }
-
+    @Option(names = "--latency", description = "Print per-queue kick-to-publish latency and batch-size histograms (always recorded) every 10 s, a line per device and queue.")
     boolean latency;
 
     @Option(names = "--metrics", paramLabel = "HOST:PORT", converter = MetricsAddress.class,
             description = "Serve Prometheus metrics per device and queue at http://HOST:PORT/metrics (port 0: any free port, printed at start).")
-    void metrics(java.net.InetSocketAddress address) {
-        metrics = address;
-        recordLatency(true); // the latency histogram is part of the metrics
-    }
-
     java.net.InetSocketAddress metrics;
-
-    private static void recordLatency(boolean on) {
-        if (on) {
-            System.setProperty("jvhost.latency", "true"); // read when the first queue is made, after parsing
-        }
-    }
 
     /** Picocli's view of {@link MetricsServer#parse}: a bad address is a usage error, in one line. */
     static final class MetricsAddress implements picocli.CommandLine.ITypeConverter<java.net.InetSocketAddress> {

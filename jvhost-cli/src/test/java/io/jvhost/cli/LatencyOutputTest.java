@@ -14,8 +14,8 @@ class LatencyOutputTest {
     @Test
     void shouldNameTheDeviceAndQueueInEachLatencyLine() {
         QueueLatency latency = new QueueLatency();
-        latency.workSeen();
-        latency.published(4);
+        latency.recorder().workSeen();
+        latency.recorder().published(4);
 
         String line = ServeOptions.latencyLine("blk0", 1, latency);
 

@@ -74,10 +74,14 @@ class SteadyStateAllocationTest {
     }
 
     /**
-     * Measured windows, each after its own warm-up: one of them must show 0 B. A late JIT
-     * deoptimization rebuilds the objects C2 had scalar-replaced, on the poller's own thread: a
-     * few hundred bytes once (seen here about once in 30 runs), never per request. Allocation in
-     * every window is.
+     * Measured windows, each after its own warm-up: one of them must show 0 B. The pollers' sleep
+     * and wake path (epoll_wait, draining the wakeup eventfd) runs only when a poller sleeps, so its
+     * code reaches C2 late, sometimes inside a window, and that costs the poller a few hundred bytes
+     * to 65 KiB once: a C2 compile request, made on the calling thread, interns the String
+     * constants of the method's class (the JDK's downcall SharedUtils, StoppingQueues), and a
+     * downcall handle invoked 127 times from code not yet compiled is customized (a class spun).
+     * Seen in 4 runs of 6 here (perf/RESULTS.md, "Why the poller allocated"); never per request.
+     * Allocation in every window is.
      */
     private static final int WINDOWS = 3;
     /** Bytes per request the NBD store may allocate over TLS: measured 5.9 k at randread-4k QD 32 (SslHandler, SSLEngine). */

@@ -80,9 +80,6 @@ public final class ServeCommand implements Callable<Integer> {
         if (c.trace) {
             System.setProperty("org.slf4j.simpleLogger.log.io.jvhost.core.protocol", "debug");
         }
-        if (c.latency || c.metrics != null) {
-            System.setProperty("jvhost.latency", "true"); // read when the first queue is made
-        }
         Path handoverPath = handover != null ? handover : c.handover;
         io.jvhost.core.transport.HandoverTakeover predecessor = handoverPath == null ? null
                 : ServeOptions.contactPredecessor(handoverPath, c.devices.stream().flatMap(d -> d.command().serveOptions().sockets().stream()).toList());

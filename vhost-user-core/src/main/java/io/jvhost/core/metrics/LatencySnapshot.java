@@ -6,10 +6,10 @@ import java.util.Arrays;
  * A queue's kick-to-used latency since the backend started, cumulative (every scrape sees at least
  * what the previous one saw), in fixed buckets: {@code counts[i]} latencies fell in
  * ({@code upperBoundsNanos[i-1]}, {@code upperBoundsNanos[i]}], the last bucket is unbounded
- * ({@code counts.length == upperBoundsNanos.length + 1}). Bucket edges are within HdrHistogram's
- * 1% resolution.
+ * ({@code counts.length == upperBoundsNanos.length + 1}). Bucket edges are within the recorder's
+ * resolution (under 0.8%, {@link LatencyRecorder}).
  *
- * @param sumNanos the sum of the recorded latencies (each at its HdrHistogram bucket's value)
+ * @param sumNanos the exact sum of the recorded latencies
  */
 public record LatencySnapshot(long count, long sumNanos, long[] upperBoundsNanos, long[] counts) {
     /** 1 us to 10 s, 1-2.5-5 steps: the range from a busy-polled RAM disk to a stalled network store. */

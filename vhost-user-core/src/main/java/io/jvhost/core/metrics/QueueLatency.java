@@ -1,21 +1,20 @@
 package io.jvhost.core.metrics;
 
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+
 import org.HdrHistogram.Histogram;
-import org.HdrHistogram.HistogramIterationValue;
-import org.HdrHistogram.SingleWriterRecorder;
 
 /**
- * Per-queue latency and batch-size histograms (HdrHistogram {@link SingleWriterRecorder}s:
- * wait-free, allocation-free recording by the queue's one poller, interval snapshots from any
- * thread).
+ * Per-queue latency and batch-size histograms, as readers see them. The queue's poller records into
+ * its {@link #recorder()} (plain stores, no allocation); the readers here take opaque reads of its
+ * counts, from any thread.
  *
  * <p>Latency is from the moment the poller saw work on the queue (woken by a kick, or found new
  * available buffers while busy-polling) to the used-index publish that answered it; batch size is
- * the number of used elements one publish made visible. Off unless the JVM runs with
- * {@code -Djvhost.latency=true} (the CLI's {@code --latency} and {@code --metrics} set it): then
- * every queue records, at two nanoTime reads and two recordings per published batch (~90 ns, not
- * per request). Not on by default because with it the allocation test saw a few hundred bytes
- * allocated once on a poller during measurement (see perf/RESULTS.md, "Latency inside jvhost").
+ * the number of used elements one publish made visible. Every queue records, always: two nanoTime
+ * reads and two array increments per published batch, not per request.
+ * {@code -Djvhost.latency=false} turns it off.
  *
  * <p>Readers: {@link #snapshot()} (metrics, cumulative since start) and {@link #describe()} (the
  * console line, since the previous line) each see every recorded value; one does not take values
@@ -23,64 +22,46 @@ import org.HdrHistogram.SingleWriterRecorder;
  */
 public final class QueueLatency {
     /** Read once: when false the JIT folds every recording call away. */
-    public static final boolean ENABLED = Boolean.getBoolean("jvhost.latency");
-    private static final long MAX_NANOS = 60_000_000_000L;
+    public static final boolean ENABLED = !"false".equals(System.getProperty("jvhost.latency"));
+    private static final VarHandle LONGS = MethodHandles.arrayElementVarHandle(long[].class);
+    private static final VarHandle SUM;
 
-    private final SingleWriterRecorder latency = new SingleWriterRecorder(1, MAX_NANOS, 2);
-    private final SingleWriterRecorder batch = new SingleWriterRecorder(1, 65536, 2);
-    private long workSeenNanos;
-
-    // Reader side, under this object's lock.
-    private Histogram latencyInterval;
-    private Histogram batchInterval;
-    private final Histogram latencyTotal = new Histogram(1, MAX_NANOS, 2);
-    private long latencySumNanos;
-    private final Histogram latencySinceLine = new Histogram(1, MAX_NANOS, 2);
-    private final Histogram batchSinceLine = new Histogram(1, 65536, 2);
-
-    /** The poller saw work for this queue (only the first call before a publish counts). Poller. */
-    public void workSeen() {
-        if (workSeenNanos == 0) {
-            workSeenNanos = System.nanoTime();
+    static {
+        try {
+            SUM = MethodHandles.lookup().findVarHandle(LatencyRecorder.class, "latencySumNanos", long.class);
+        } catch (ReflectiveOperationException e) {
+            throw new ExceptionInInitializerError(e);
         }
     }
 
-    /** A publish made {@code elements} used elements visible. Poller. */
-    public void published(int elements) {
-        if (workSeenNanos != 0) {
-            latency.recordValue(Math.min(MAX_NANOS, Math.max(1, System.nanoTime() - workSeenNanos)));
-            workSeenNanos = 0;
-        }
-        batch.recordValue(Math.min(65536, Math.max(1, elements)));
+    private final LatencyRecorder recorder = new LatencyRecorder();
+    // Reader side of the console line, under this object's lock: the counts at the previous line.
+    private final long[] latencyAtLine = new long[recorder.latencyCounts().length];
+    private final long[] batchAtLine = new long[recorder.batchCounts().length];
+
+    /** Where the queue's poller records. */
+    public LatencyRecorder recorder() {
+        return recorder;
     }
 
-    /** Moves what the poller recorded since the last call into the readers' histograms. */
-    private void drain() {
-        latencyInterval = latency.getIntervalHistogram(latencyInterval);
-        batchInterval = batch.getIntervalHistogram(batchInterval);
-        if (latencyInterval.getTotalCount() != 0) {
-            for (HistogramIterationValue v : latencyInterval.recordedValues()) {
-                latencySumNanos += v.getCountAtValueIteratedTo() * latencyInterval.medianEquivalentValue(v.getValueIteratedTo());
-            }
-            latencyTotal.add(latencyInterval);
-            latencySinceLine.add(latencyInterval);
-        }
-        batchSinceLine.add(batchInterval);
-    }
-
-    /** Every kick-to-publish latency since the queue was made, in {@code boundsNanos} buckets. Any thread. */
-    public synchronized LatencySnapshot snapshot(long[] boundsNanos) {
-        drain();
+    /** Every kick-to-publish latency since the queue was made, in {@code boundsNanos} (ascending) buckets. Any thread. */
+    public LatencySnapshot snapshot(long[] boundsNanos) {
+        long[] live = recorder.latencyCounts();
         long[] counts = new long[boundsNanos.length + 1];
-        long below = 0;
-        for (int i = 0; i < boundsNanos.length; i++) {
-            long upTo = latencyTotal.getCountBetweenValues(0, boundsNanos[i]);
-            counts[i] = upTo - below;
-            below = upTo;
+        long total = 0;
+        int bound = 0;
+        for (int i = 0; i < live.length; i++) {
+            long c = (long) LONGS.getOpaque(live, i);
+            if (c != 0) {
+                // As HdrHistogram counts up to a value: the bucket holding the bound is at or below it.
+                while (bound < boundsNanos.length && i > LatencyRecorder.index(boundsNanos[bound])) {
+                    bound++;
+                }
+                counts[bound] += c;
+                total += c;
+            }
         }
-        long total = latencyTotal.getTotalCount();
-        counts[boundsNanos.length] = total - below;
-        return new LatencySnapshot(total, latencySumNanos, boundsNanos.clone(), counts);
+        return new LatencySnapshot(total, (long) SUM.getOpaque(recorder), boundsNanos.clone(), counts);
     }
 
     /** As {@link #snapshot(long[])} with {@link LatencySnapshot#DEFAULT_BOUNDS_NANOS}. */
@@ -90,17 +71,24 @@ public final class QueueLatency {
 
     /** The kick-to-publish latencies (ns) since the previous call. Any one reader thread. */
     public synchronized Histogram latencySnapshot() {
-        drain();
-        Histogram h = latencySinceLine.copy();
-        latencySinceLine.reset();
-        return h;
+        return since(recorder.latencyCounts(), latencyAtLine);
     }
 
     /** The batch sizes since the previous call. Any one reader thread. */
     public synchronized Histogram batchSnapshot() {
-        drain();
-        Histogram h = batchSinceLine.copy();
-        batchSinceLine.reset();
+        return since(recorder.batchCounts(), batchAtLine);
+    }
+
+    /** What {@code live} counted since {@code before}, each bucket at its highest value; moves {@code before} up. */
+    private static Histogram since(long[] live, long[] before) {
+        Histogram h = new Histogram(1, LatencyRecorder.highestValue(live.length - 1), 2);
+        for (int i = 0; i < live.length; i++) {
+            long c = (long) LONGS.getOpaque(live, i);
+            if (c != before[i]) {
+                h.recordValueWithCount(LatencyRecorder.highestValue(i), c - before[i]);
+                before[i] = c;
+            }
+        }
         return h;
     }
 

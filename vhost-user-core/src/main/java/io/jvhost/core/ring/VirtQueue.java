@@ -2,6 +2,7 @@ package io.jvhost.core.ring;
 
 import io.jvhost.core.memory.DirtyLog;
 import io.jvhost.core.memory.GuestMemory;
+import io.jvhost.core.metrics.LatencyRecorder;
 import io.jvhost.core.metrics.QueueLatency;
 import io.jvhost.core.sys.LibC;
 
@@ -43,6 +44,7 @@ public final class VirtQueue {
     private final int index;
     private final QueueCounters counters = new QueueCounters();
     private final QueueLatency latency = QueueLatency.ENABLED ? new QueueLatency() : null;
+    private final LatencyRecorder latencyRecorder = latency == null ? null : latency.recorder();
     private final SplitRing split = new SplitRing(this);
     private final PackedRing packed = new PackedRing(this);
     private final Interrupts interrupts = new Interrupts(counters);
@@ -76,7 +78,7 @@ public final class VirtQueue {
         return counters;
     }
 
-    /** Latency and batch histograms, or null unless {@code -Djvhost.latency=true}. */
+    /** Latency and batch histograms, or null when {@code -Djvhost.latency=false}. */
     public QueueLatency latency() {
         return latency;
     }
@@ -90,7 +92,7 @@ public final class VirtQueue {
     /** New work was seen (a kick, or a ring that moved while busy-polling). Poller. */
     void workSeen() {
         if (QueueLatency.ENABLED) {
-            latency.workSeen();
+            latencyRecorder.workSeen();
         }
     }
 
@@ -357,7 +359,7 @@ public final class VirtQueue {
         }
         boolean notify = ring.interruptWanted();
         if (QueueLatency.ENABLED) {
-            latency.published(published);
+            latencyRecorder.published(published);
         }
         interrupts.published(published, notify);
     }
