@@ -113,8 +113,6 @@ class PackedRingTest {
             serveOne(i + 1);
         }
         for (int slot = 0; slot < 3; slot++) {
-            // The driver polls the batch's first slot: stores into its cache line as each chain
-            // completes would take the line back from the driver's core again and again.
             assertEquals(F_AVAIL, laps(slot), "slot " + slot + " untouched until the publish");
         }
         f.queue.publish();

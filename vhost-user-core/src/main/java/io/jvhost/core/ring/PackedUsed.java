@@ -24,11 +24,13 @@ import static io.jvhost.core.ring.PackedLayout.LEN_OFFSET;
  * completion only notes its descriptor (one long in {@link #batch}); {@link #publish} writes the
  * batch in one burst, every descriptor but the first whole (len, id and flags in one 8-byte store),
  * then the first one's flags with a release store, which hands the whole batch to the driver at
- * once. In one burst because a polling driver reads the flags of the batch's first slot all along:
- * stores into that cache line spread over the batch's work would each take the line back from the
- * driver's core. With IN_ORDER and no inflight log, a run of chains with nothing to write is
- * completed by one used descriptor for its last chain (§2.8.21.2). Whether the driver wants an interrupt for a batch
- * is read from its event suppression structure here too, since it depends only on where the batch
+ * once; until then the ring is not touched. (A polling driver reads the flags of the batch's first
+ * slot all along, so stores into that cache line spread over the batch's work could each take the
+ * line back from the driver's core; against DPDK's virtio-user this measured neither faster nor
+ * slower than writing each descriptor as its chain completed: perf/RESULTS.md, 2026-12-06.) With
+ * IN_ORDER and no inflight log, a run of chains with nothing to write is completed by one used
+ * descriptor for its last chain (§2.8.21.2). Whether the driver wants an interrupt for a batch is
+ * read from its event suppression structure here too, since it depends only on where the batch
  * ran. Split from {@link PackedRing}, which takes chains, so that each side of the ring reads alone.
  * Poller thread once attached; allocation-free.
  */
