@@ -62,8 +62,9 @@ final class SplitRing extends Ring {
     @Override
     void configure(int size, MemorySegment desc, MemorySegment avail, MemorySegment used, GuestMemory memory,
                    long base, boolean eventIdx, boolean indirect, boolean inOrder, MemorySegment inflightRegion) {
-        if (Integer.bitCount(size) != 1) {
-            throw new IllegalArgumentException("split queue size " + size + " is not a power of two");
+        if (size < 1 || size > VirtQueue.MAX_SIZE || Integer.bitCount(size) != 1) {
+            throw new IllegalArgumentException("split queue size " + size + " is not a power of two up to "
+                    + VirtQueue.MAX_SIZE);
         }
         if (desc.byteSize() < (long) DESC_SIZE * size || avail.byteSize() < 6 + 2L * size
                 || used.byteSize() < 6 + (long) USED_ELEM_SIZE * size) {
