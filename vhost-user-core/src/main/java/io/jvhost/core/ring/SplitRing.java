@@ -107,22 +107,19 @@ final class SplitRing extends Ring {
         if (resubmit.length < size) {
             resubmit = new int[size];
         }
-        resubmitCount = inflight.recover(used, usedIdx, resubmit);
+        int inFlight = inflight.recover(used, usedIdx, resubmit);
         // What was taken is what was completed plus what is still in flight. The frontend's base
         // can be older: after a dropped connection QEMU rewinds to the used index it read while the
         // old session was still finishing requests.
-        int taken = (usedIdx + resubmitCount) & 0xFFFF;
+        int taken = (usedIdx + inFlight) & 0xFFFF;
         if (taken != lastAvailIdx && lastAvailIdx != usedIdx) {
             LOG.warn("queue {}: frontend resumes at {} but {} requests were completed and {} are in flight;"
-                    + " resuming at {}", queue.index(), lastAvailIdx, usedIdx, resubmitCount, taken);
+                    + " resuming at {}", queue.index(), lastAvailIdx, usedIdx, inFlight, taken);
             baseCorrected = true;
         }
         lastAvailIdx = taken;
         availIdxCache = lastAvailIdx;
-        if (resubmitCount > 0) {
-            LOG.info("queue {}: resubmitting {} requests left in flight by a previous backend",
-                    queue.index(), resubmitCount);
-        }
+        resubmitting(inFlight);
     }
 
     @Override
