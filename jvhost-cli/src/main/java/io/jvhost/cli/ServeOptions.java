@@ -267,24 +267,26 @@ public final class ServeOptions {
         if (handover == null) {
             return null;
         }
-        HandoverTakeover t = contactPredecessor(handover, sockets);
-        if (t == null) { // this process will listen there itself
-            SocketAccessOptions.checkPaths(command, "--handover", java.util.List.of(handover), false);
-        }
-        return t;
+        return contactPredecessor(command, handover, sockets);
     }
 
-    /** As {@link #contactPredecessor()} for a whole process serving {@code sockets}: {@code serve --config}. */
-    public static HandoverTakeover contactPredecessor(Path handover, java.util.List<Path> sockets) {
+    /**
+     * As {@link #contactPredecessor()} for a whole process serving {@code sockets}: {@code serve
+     * --config}, whose {@code command} refuses a path no socket can have.
+     */
+    public static HandoverTakeover contactPredecessor(CommandSpec command, Path handover, java.util.List<Path> sockets) {
+        HandoverTakeover t;
         try {
-            HandoverTakeover t = Handover.contact(handover, sockets);
-            if (t != null) {
-                System.out.printf("jvhost: taking over from pid %d (--handover %s)%n", t.pid(), handover);
-            }
-            return t;
+            t = Handover.contact(handover, sockets);
         } catch (java.io.IOException e) {
             throw new Failure("--handover " + handover + ": " + e.getMessage(), e);
         }
+        if (t == null) { // this process will listen there itself
+            SocketAccessOptions.checkPaths(command, "--handover", java.util.List.of(handover), false);
+        } else {
+            System.out.printf("jvhost: taking over from pid %d (--handover %s)%n", t.pid(), handover);
+        }
+        return t;
     }
 
     /** Checks the access options and each socket path's length: what {@code serve --check} can check without the machine. */
