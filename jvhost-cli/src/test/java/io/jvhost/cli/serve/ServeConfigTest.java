@@ -104,6 +104,18 @@ class ServeConfigTest {
     }
 
     @Test
+    void shouldRefuseAHandoverOrControlWithNothingAfterTheColon() {
+        assertEquals(List.of("c.yaml:1:1: handover: the path of the live-upgrade socket",
+                        "c.yaml:2:1: control: the path of the control socket"),
+                problems("""
+                        handover:
+                        control: ""
+                        devices:
+                          - {type: rng, socket: /run/jvhost/r.sock}
+                        """));
+    }
+
+    @Test
     void shouldPointAtTheDeviceWhenARequiredOptionIsMissing() {
         assertEquals(List.of("c.yaml:3:5: devices[1] (blk0): Missing required argument (specify one of these):"
                         + " (--file=IMAGE | --ram=SIZE | --null=SIZE | --rbd=POOL/IMAGE | --nbd=URI)"),
