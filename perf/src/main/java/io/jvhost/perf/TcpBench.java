@@ -306,8 +306,9 @@ public final class TcpBench extends Bench<TcpBench.Options> {
                         .redirectErrorStream(true).redirectOutput(work.resolve("iperf3-server-" + n + ".log").toFile()).start();
                 guest.exec("ip link set eth0 up && ip addr add " + GUEST_IP + "/24 dev eth0 && ping -c 1 -W 5 " + HOST_IP,
                         Duration.ofMinutes(1));
-                procs.note("# run " + n + " guest features: "
-                        + guest.exec("cat /sys/bus/virtio/devices/*/features", Duration.ofSeconds(30)).output().strip());
+                procs.note("# run " + n + " guest features, virtio_net napi_tx: " + guest.exec(
+                        "cat /sys/bus/virtio/devices/*/features /sys/module/virtio_net/parameters/napi_tx | tr '\\n' ' '",
+                        Duration.ofSeconds(30)).output().strip());
                 String t = Integer.toString(options.seconds);
                 Probe p0 = Probe.take(guest, backend, poller);
                 QemuGuest.Result up = guest.exec("iperf3 -c " + HOST_IP + " -t " + t + " -f m", Duration.ofMinutes(2));
