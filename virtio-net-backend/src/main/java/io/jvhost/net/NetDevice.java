@@ -243,6 +243,12 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
             return port.wakeupFd(pair.index);
         }
 
+        /** The guest's receive buffers wait for frames: no work until one comes (the port's fd, an injection). */
+        @Override
+        public boolean takesBuffersOnDemand() {
+            return true;
+        }
+
         @Override
         public void metrics(MetricSink sink) {
             NetCounters.Snapshot c = pair.counters.snapshot();

@@ -224,6 +224,7 @@ public final class Poller implements Runnable, AutoCloseable {
         }
         active[i] = q;
         wakeups.watchKick(i, c.kickFd());
+        q.onDemand(handlers[i].takesBuffersOnDemand());
         q.disableNotifications();
         safeCall(i, () -> handlers[i].started(q));
         wakeups.watchWakeup(i, handlers[i].wakeupFd()); // the handler's own fd: a TAP device, a store's completion eventfd
