@@ -153,9 +153,10 @@ public final class TcpBench extends Bench<TcpBench.Options> {
     }
 
     /**
-     * CPU time so far of QEMU's TCG vCPU threads ({@code CPU n/TCG}) and of its main thread (the
-     * main loop: timers, bottom halves, the TAP and eventfd handlers), in nanoseconds; -1 each when
-     * unreadable.
+     * CPU time so far of QEMU's TCG vCPU threads ({@code CPU n/TCG}: QEMU names its threads only
+     * with {@code -name ...,debug-threads=on}, which every side of the bench gets) and of its main
+     * thread (the main loop: timers, bottom halves, the TAP and eventfd handlers), in nanoseconds;
+     * -1 each when unreadable.
      */
     static long[] qemuThreads(long pid) {
         long vcpu = 0, main = -1;
@@ -207,6 +208,7 @@ public final class TcpBench extends Bench<TcpBench.Options> {
                 "dir", "backend", "Mbit/s", "min", "max", "spread%", "runs", "vs_qemu_tap", "vs_no_offload", "errors",
                 "irqs/MB", "pkt_B", "vcpu%", "qemu_main%", "poller%", "calls/MB", "kicks/MB");
         report.meta("seconds_per_run", Integer.toString(options.seconds));
+        report.meta("qemu_extra", "-name jvbench,debug-threads=on on every side (names QEMU's threads, for the vcpu% column)");
         report.meta("jvhost_idle", options.idle.name().toLowerCase(java.util.Locale.ROOT));
         report.meta("jvhost_coalescing", options.coalesceFrames == 0 ? "off"
                 : options.coalesceFrames + " frames, " + options.coalesceUsecs + " us");
@@ -295,8 +297,10 @@ public final class TcpBench extends Bench<TcpBench.Options> {
                         "-device", "virtio-net-pci,netdev=t0,mac=" + MAC + (side.equals("qemu-tap-intx") ? ",vectors=0" : ""));
                 procs.note("# run " + n + ": qemu-system-x86_64 ... " + String.join(" ", nic));
             }
+            List<String> qemuArgs = new ArrayList<>(List.of("-name", "jvbench,debug-threads=on")); // names the vCPU thread "CPU 0/TCG"
+            qemuArgs.addAll(nic);
             try (QemuGuest guest = QemuGuest.builder().image(GuestImage.prepare()).memoryMib(512).cpus(1)
-                    .extraArgs(nic).logFile(work.resolve("tcp-" + n + "-" + side + ".log")).build()) {
+                    .extraArgs(qemuArgs).logFile(work.resolve("tcp-" + n + "-" + side + ".log")).build()) {
                 guest.start();
                 guest.awaitReady(Duration.ofMinutes(3));
                 HostCommands.run("ip", "link", "set", TAP, "netns", NS);
