@@ -100,7 +100,9 @@ class NbdStoreTest {
         Path image = image(dir, "disk.img", 16 * MIB);
         int perQueue = 64, length = 16 << 10;
         try (NbdServer server = NbdServer.qemuNbdUnix(image, dir.resolve("nbd.sock"), "disk");
-             BlkRig rig = BlkRig.serve(open("nbd+unix:///disk?socket=" + server.socket()), 2).start()) {
+             NbdStore store = open("nbd+unix:///disk?socket=" + server.socket());
+             BlkRig rig = BlkRig.serve(store, 2).start()) {
+            assertEquals(2, store.queueConnections(), "qemu-nbd --shared allows multi-conn: each queue has its own connection");
             List<BlkRig.Area> areas = new ArrayList<>();
             for (int q = 0; q < 2; q++) {
                 for (int i = 0; i < perQueue; i++) {

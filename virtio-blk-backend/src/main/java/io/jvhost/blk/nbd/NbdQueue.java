@@ -116,6 +116,8 @@ final class NbdQueue implements BlockStore.Queue {
     private volatile boolean up;
     private volatile boolean closed;
     volatile long reconnects, resent, failedOnTimeout, protocolErrors;
+    /** Sends the socket did not take whole, and replies that came in pieces (read again for the rest): plain counters. */
+    long partialSends, partialReplies;
 
     // ---- poller only ----
     private StreamSocket socket;
@@ -327,12 +329,16 @@ final class NbdQueue implements BlockStore.Queue {
             }
             long n = socket.writev(iov.address() + iovFirst * IOVEC_SIZE, iovCount - iovFirst);
             if (n == -LibC.EAGAIN || n == 0) {
+                partialSends++;
                 wantWritable(true);
                 return;
             }
             if (n < 0) {
                 lost("sending failed: errno " + -n);
                 return;
+            }
+            if (n < staged - sent) {
+                partialSends++;
             }
             sent += n;
             iovFirst = advance(iov, iovFirst, iovCount, n);
@@ -473,6 +479,7 @@ final class NbdQueue implements BlockStore.Queue {
                     }
                     continue;
                 }
+                partialReplies++;
                 long n = readPayloadDirect();
                 if (n == -LibC.EAGAIN) {
                     break;
@@ -495,6 +502,9 @@ final class NbdQueue implements BlockStore.Queue {
                     done++;
                 }
                 continue;
+            }
+            if (inEnd > inStart) {
+                partialReplies++; // a header in pieces
             }
             if (inStart > 0) { // keep the part of a header that came, at the top
                 MemorySegment.copy(in, inStart, in, 0, inEnd - inStart);

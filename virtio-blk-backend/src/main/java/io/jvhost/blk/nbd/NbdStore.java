@@ -390,6 +390,27 @@ public final class NbdStore implements BlockStore {
         return n;
     }
 
+    /**
+     * Diagnostics of the queues' connections: sends the socket did not take whole (the rest went
+     * when it had room), and replies that arrived in pieces. Read while the pollers run, roughly.
+     */
+    public long partialSends() {
+        long n = 0;
+        for (NbdQueue q : queues) {
+            n += q.partialSends;
+        }
+        return n;
+    }
+
+    /** See {@link #partialSends()}. */
+    public long partialReplies() {
+        long n = 0;
+        for (NbdQueue q : queues) {
+            n += q.partialReplies;
+        }
+        return n;
+    }
+
     /** How many device queues have a connection of their own, driven by their pollers. Any thread. */
     public int queueConnections() {
         return queues.size();
