@@ -155,6 +155,8 @@ final class NbdQueue implements BlockStore.Queue {
     private int segment;
     private long segmentSkip;
     private boolean everConnected;
+    /** The next reap comes right after a submission: no reply can be there yet, so it does not read. */
+    private boolean justSent;
     /** The store's loop: the delay before the next reconnect attempt. */
     long backoffMillis = NbdStore.FIRST_BACKOFF_MILLIS;
 
@@ -242,6 +244,7 @@ final class NbdQueue implements BlockStore.Queue {
         if (socket != null && fifoCount > 0) {
             flushOut();
         }
+        justSent = count > 0;
     }
 
     private void start(BlockRequest r) {
@@ -471,6 +474,11 @@ final class NbdQueue implements BlockStore.Queue {
             flushOut();
         }
         int done = 0;
+        // A receive that returns less than it had room for emptied the socket: more input wakes
+        // the poller (the socket's readiness reaches it through the epoll set), so no receive
+        // is made just to hear EAGAIN. Nor right after a submission (the replies take longer).
+        boolean drained = justSent;
+        justSent = false;
         while (socket != null && done < budget && liveOps > 0) {
             if (reading != null) {
                 if (inEnd > inStart) {
@@ -479,7 +487,11 @@ final class NbdQueue implements BlockStore.Queue {
                     }
                     continue;
                 }
+                if (drained) {
+                    break;
+                }
                 partialReplies++;
+                long want = payloadLeft + IN_CAPACITY;
                 long n = readPayloadDirect();
                 if (n == -LibC.EAGAIN) {
                     break;
@@ -488,6 +500,7 @@ final class NbdQueue implements BlockStore.Queue {
                     lost(n == 0 ? "the server closed the connection" : "receiving failed: errno " + -n);
                     break;
                 }
+                drained = n < want;
                 if (payloadLeft == 0) {
                     finishRead();
                     done++;
@@ -503,6 +516,9 @@ final class NbdQueue implements BlockStore.Queue {
                 }
                 continue;
             }
+            if (drained) {
+                break;
+            }
             if (inEnd > inStart) {
                 partialReplies++; // a header in pieces
             }
@@ -511,7 +527,8 @@ final class NbdQueue implements BlockStore.Queue {
                 inEnd -= inStart;
                 inStart = 0;
             }
-            long n = socket.recv(in.address() + inEnd, IN_CAPACITY - inEnd);
+            int room = IN_CAPACITY - inEnd;
+            long n = socket.recv(in.address() + inEnd, room);
             if (n == -LibC.EAGAIN) {
                 break;
             }
@@ -520,6 +537,7 @@ final class NbdQueue implements BlockStore.Queue {
                 break;
             }
             inEnd += (int) n;
+            drained = n < room;
         }
         if (socket != null && fifoCount > 0) {
             flushOut(); // FLUSHes that completed writes asked for
