@@ -57,6 +57,12 @@ import static io.jvhost.blk.nbd.Nbd.*;
  * A disk on an NBD server (qemu-nbd, nbdkit, a storage appliance), reached over TCP or a Unix
  * socket, optionally with TLS.
  *
+ * <p><b>Queues on their own connections.</b> On a plain connection to a server that allows several
+ * connections to the export (NBD_FLAG_CAN_MULTI_CONN), each device queue ({@link #openQueue}) gets
+ * a connection of its own, negotiated here and then driven by the queue's poller ({@link NbdQueue}):
+ * no thread between the ring and the socket. The rest of this describes the store's own connection,
+ * which serves TLS, servers without multi-conn, and requests given to {@link #submit} directly.
+ *
  * <p>One Netty epoll event loop thread of the store's own does all the talking. {@link #submit}
  * only queues requests for it (a lock-free MPSC queue and, when the loop is not already on its
  * way, one wake-up); the loop turns each request into NBD commands, as many in flight as the
