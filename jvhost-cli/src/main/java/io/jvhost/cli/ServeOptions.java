@@ -137,6 +137,11 @@ public final class ServeOptions {
 
     /** The idle mode --idle and --busy-poll ask for (adaptive by default); a usage error for anything else. */
     IdleMode idleMode() {
+        return idleMode(idle, busyPoll, command.commandLine());
+    }
+
+    /** {@code --idle MODE} and {@code --busy-poll} as one mode (adaptive when neither is given), for every command that has them. */
+    public static IdleMode idleMode(String idle, boolean busyPoll, picocli.CommandLine command) {
         if (idle == null) {
             return busyPoll ? IdleMode.BUSY : IdleMode.ADAPTIVE;
         }
@@ -144,10 +149,10 @@ public final class ServeOptions {
             case "adaptive" -> IdleMode.ADAPTIVE;
             case "event" -> IdleMode.EVENT;
             case "busy" -> IdleMode.BUSY;
-            default -> throw new ParameterException(command.commandLine(), "--idle " + idle + ": the modes are adaptive, event and busy");
+            default -> throw new ParameterException(command, "--idle " + idle + ": the modes are adaptive, event and busy");
         };
         if (busyPoll && m != IdleMode.BUSY) {
-            throw new ParameterException(command.commandLine(), "--busy-poll and --idle " + idle + " contradict each other: give one");
+            throw new ParameterException(command, "--busy-poll and --idle " + idle + " contradict each other: give one");
         }
         return m;
     }
@@ -267,24 +272,26 @@ public final class ServeOptions {
         if (handover == null) {
             return null;
         }
-        HandoverTakeover t = contactPredecessor(handover, sockets);
-        if (t == null) { // this process will listen there itself
-            SocketAccessOptions.checkPaths(command, "--handover", java.util.List.of(handover), false);
-        }
-        return t;
+        return contactPredecessor(command, handover, sockets);
     }
 
-    /** As {@link #contactPredecessor()} for a whole process serving {@code sockets}: {@code serve --config}. */
-    public static HandoverTakeover contactPredecessor(Path handover, java.util.List<Path> sockets) {
+    /**
+     * As {@link #contactPredecessor()} for a whole process serving {@code sockets}: {@code serve
+     * --config}, whose {@code command} refuses a path no socket can have.
+     */
+    public static HandoverTakeover contactPredecessor(CommandSpec command, Path handover, java.util.List<Path> sockets) {
+        HandoverTakeover t;
         try {
-            HandoverTakeover t = Handover.contact(handover, sockets);
-            if (t != null) {
-                System.out.printf("jvhost: taking over from pid %d (--handover %s)%n", t.pid(), handover);
-            }
-            return t;
+            t = Handover.contact(handover, sockets);
         } catch (java.io.IOException e) {
             throw new Failure("--handover " + handover + ": " + e.getMessage(), e);
         }
+        if (t == null) { // this process will listen there itself
+            SocketAccessOptions.checkPaths(command, "--handover", java.util.List.of(handover), false);
+        } else {
+            System.out.printf("jvhost: taking over from pid %d (--handover %s)%n", t.pid(), handover);
+        }
+        return t;
     }
 
     /** Checks the access options and each socket path's length: what {@code serve --check} can check without the machine. */

@@ -75,6 +75,7 @@ class CliErrorsTest {
             Arguments.of(USAGE, "jvhost rng", "rng", "Missing required option: '--socket=PATH'"),
             Arguments.of(USAGE, "jvhost bench net", "bench net --sizes big", "Invalid value for option '--sizes'"),
             Arguments.of(USAGE, "jvhost bench blk", "bench blk --targets qsd,jvhost-nul", "--targets: no jvhost-nul; give some of jvhost-ram,"),
+            Arguments.of(USAGE, "jvhost bench blk", "bench blk --idle fast", "--idle fast: the modes are adaptive, event and busy"),
             Arguments.of(USAGE, "jvhost", "blkk --socket {dir}/b.sock", "unknown command 'blkk'; did you mean blk?"),
             // the machine's problems
             Arguments.of(RUNTIME, "jvhost blk", "blk --socket {dir}/b.sock --file {dir}/missing.img", "--file {dir}/missing.img: no such file (create an image: truncate -s 10G"),

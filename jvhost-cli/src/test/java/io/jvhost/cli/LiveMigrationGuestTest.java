@@ -7,7 +7,7 @@ import io.jvhost.testkit.guest.GuestVirtio;
 import io.jvhost.testkit.guest.QemuGuest;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
-import io.jvhost.core.ring.VirtQueue;
+import io.jvhost.core.ring.GuestWriteObserver;
 import io.jvhost.testkit.DiskRounds;
 import io.jvhost.testkit.QemuTests;
 import io.jvhost.core.transport.ControlLoop;
@@ -86,7 +86,7 @@ class LiveMigrationGuestTest {
     @Test
     void shouldKeepPingingAndLoseNoBlockWhenTheGuestMigratesLive() throws Exception {
         List<Integer> lostPages = new ArrayList<>();
-        VirtQueue.observeGuestWrites((gpa, length) -> {
+        GuestWriteObserver.install((gpa, length) -> {
             for (long p = gpa / PAGE; length > 0 && p <= (gpa + length - 1) / PAGE; p++) {
                 writtenByBackends.add(p);
             }
@@ -102,7 +102,7 @@ class LiveMigrationGuestTest {
                 lostPages.add(lost);
             }
         } finally {
-            VirtQueue.observeGuestWrites(null);
+            GuestWriteObserver.install(null);
         }
         throw new AssertionError("no live migration in " + ATTEMPTS + " attempts left the destination's memory equal"
                 + " to the source's; pages differing per attempt (none written by jvhost): " + lostPages);

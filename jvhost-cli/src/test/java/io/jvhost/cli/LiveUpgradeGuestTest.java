@@ -66,12 +66,9 @@ class LiveUpgradeGuestTest {
                 "net", new String[] {"net", "--tap", TAP, "--socket", dir.resolve("net.sock").toString(),
                         "--handover", dir.resolve("net.handover").toString()});
         Map<String, CliProcess> serving = new java.util.HashMap<>();
-        List<CliProcess> all = new ArrayList<>();
-        try {
+        try (UpgradeRig cli = new UpgradeRig(dir, Duration.ofMinutes(1))) {
             for (String kind : List.of("blk", "rng", "net")) {
-                CliProcess p = CliProcess.start(dir, List.of(), Map.of(), commands.get(kind));
-                all.add(p);
-                serving.put(kind, p.await(CliProcess.READY, Duration.ofSeconds(30)));
+                serving.put(kind, cli.start(commands.get(kind)).await(CliProcess.READY, Duration.ofSeconds(30)));
             }
             HostCommands.run("ip", "netns", "add", NS);
             HostCommands.run("ip", "link", "set", TAP, "netns", NS);
@@ -103,9 +100,7 @@ class LiveUpgradeGuestTest {
                 for (int round = 1; round <= 2; round++) {
                     Map<String, CliProcess> next = new java.util.HashMap<>();
                     for (String kind : List.of("blk", "rng", "net")) { // all three at once: the guest uses each meanwhile
-                        CliProcess p = CliProcess.start(dir, List.of(), Map.of(), commands.get(kind));
-                        all.add(p);
-                        next.put(kind, p);
+                        next.put(kind, cli.start(commands.get(kind)));
                     }
                     for (String kind : List.of("blk", "rng", "net")) {
                         CliProcess old = serving.get(kind);
@@ -146,7 +141,6 @@ class LiveUpgradeGuestTest {
                 assertEquals(0, p.terminate(), p.output());
             }
         } finally {
-            all.forEach(CliProcess::close);
             new ProcessBuilder("ip", "netns", "delete", NS).start().waitFor(10, TimeUnit.SECONDS);
         }
     }

@@ -46,10 +46,9 @@ class LiveUpgradeRefusalsGuestTest {
                 + "  - {type: blk, name: disk2, ram: 32M, socket: " + diskSock + "}\n"
                 + "  - {type: rng, socket: " + rngSock + "}\n");
         String[] serve = {"serve", "--config", config.toString()};
-        List<CliProcess> all = new ArrayList<>();
-        try {
-            CliProcess oldBlk = start(all, Map.of(), blk).await(CliProcess.READY, Duration.ofSeconds(30));
-            CliProcess oldServe = start(all, Map.of(), serve).await(CliProcess.READY, Duration.ofSeconds(30));
+        try (UpgradeRig cli = new UpgradeRig(dir, Duration.ofMinutes(2))) {
+            CliProcess oldBlk = cli.start(blk).await(CliProcess.READY, Duration.ofSeconds(30));
+            CliProcess oldServe = cli.start(serve).await(CliProcess.READY, Duration.ofSeconds(30));
             List<String> args = new ArrayList<>(QemuConfigs.deviceArgs("blk-qemu.sh", blkSock.toString(), "1"));
             args.addAll(List.of("-chardev", "socket,id=disk2,path=" + diskSock, "-device", "vhost-user-blk-pci,chardev=disk2,num-queues=1"));
             args.addAll(QemuConfigs.deviceArgs("rng-qemu.sh", rngSock.toString()));
@@ -57,32 +56,32 @@ class LiveUpgradeRefusalsGuestTest {
                     .logFile(QemuTests.logFile(getClass())).build()) {
                 guest.start();
                 guest.awaitReady(Duration.ofMinutes(3));
-                exec(guest, "dd if=/dev/urandom of=/tmp/a bs=1M count=8 2>/dev/null && dd if=/dev/urandom of=/tmp/b bs=1M count=8 2>/dev/null"
+                cli.exec(guest, "dd if=/dev/urandom of=/tmp/a bs=1M count=8 2>/dev/null && dd if=/dev/urandom of=/tmp/b bs=1M count=8 2>/dev/null"
                         + " && dd if=/tmp/a of=/dev/vda bs=64k oflag=direct 2>/dev/null && dd if=/tmp/a of=/dev/vdb bs=64k oflag=direct 2>/dev/null");
                 String qemuSaid = guest.stderr();
                 java.util.Set<String> sockets = LiveUpgradeGuestTest.socketInodes(guest.pid());
 
-                CliProcess otherQueues = start(all, Map.of(), "blk", "--ram", "64M", "--queues", "2", "--socket", blkSock.toString(),
+                CliProcess otherQueues = cli.start("blk", "--ram", "64M", "--queues", "2", "--socket", blkSock.toString(),
                         "--handover", dir.resolve("blk.handover").toString());
                 assertEquals(1, exit(otherQueues), otherQueues.output());
                 // Two queues offer MQ: the first difference the refusal names is in the features.
                 assertTrue(otherQueues.output().contains(blkSock + ": the running device has features 0x")
                         && otherQueues.output().contains("(give the same device options)"), otherQueues.output());
-                CliProcess otherSocket = start(all, Map.of(), "blk", "--ram", "64M", "--socket", dir.resolve("other.sock").toString(),
+                CliProcess otherSocket = cli.start("blk", "--ram", "64M", "--socket", dir.resolve("other.sock").toString(),
                         "--handover", dir.resolve("blk.handover").toString());
                 assertEquals(1, exit(otherSocket), otherSocket.output());
                 assertTrue(otherSocket.output().contains(blkSock + ", which this command does not"), otherSocket.output());
-                CliProcess failing = start(all, Map.of("JAVA_TOOL_OPTIONS", "-Djvhost.handover.fail-after-replay=true"), blk);
+                CliProcess failing = cli.start(Map.of("JAVA_TOOL_OPTIONS", "-Djvhost.handover.fail-after-replay=true"), blk);
                 assertEquals(1, exit(failing), failing.output());
                 assertTrue(failing.output().contains("failing on purpose after the replay"), failing.output());
                 assertTrue(oldBlk.process.isAlive(), oldBlk.output());
                 assertTrue(oldBlk.output().contains("serving on"), "the old process says it serves on:\n" + oldBlk.output());
 
                 // The old process serves again: a write after the failed upgrade goes through it.
-                exec(guest, "dd if=/tmp/b of=/dev/vda bs=64k seek=128 oflag=direct 2>/dev/null");
+                cli.exec(guest, "dd if=/tmp/b of=/dev/vda bs=64k seek=128 oflag=direct 2>/dev/null");
 
-                CliProcess newBlk = start(all, Map.of(), blk).await("took over from pid " + oldBlk.process.pid(), Duration.ofSeconds(60));
-                CliProcess newServe = start(all, Map.of(), serve).await("took over from pid " + oldServe.process.pid(), Duration.ofSeconds(60));
+                CliProcess newBlk = cli.start(blk).await("took over from pid " + oldBlk.process.pid(), Duration.ofSeconds(60));
+                CliProcess newServe = cli.start(serve).await("took over from pid " + oldServe.process.pid(), Duration.ofSeconds(60));
                 for (CliProcess old : List.of(oldBlk, oldServe)) {
                     assertTrue(old.process.waitFor(30, TimeUnit.SECONDS), old.output());
                     assertEquals(0, old.process.exitValue(), old.output());
@@ -90,7 +89,7 @@ class LiveUpgradeRefusalsGuestTest {
                 newBlk.await(CliProcess.READY, Duration.ofSeconds(10));
                 newServe.await(CliProcess.READY, Duration.ofSeconds(10));
 
-                String sums = exec(guest, "cat /tmp/a /tmp/b | md5sum; dd if=/dev/vda bs=1M count=16 iflag=direct 2>/dev/null | md5sum;"
+                String sums = cli.exec(guest, "cat /tmp/a /tmp/b | md5sum; dd if=/dev/vda bs=1M count=16 iflag=direct 2>/dev/null | md5sum;"
                         + " md5sum < /tmp/a; dd if=/dev/vdb bs=1M count=8 iflag=direct 2>/dev/null | md5sum;"
                         + " dd if=/dev/hwrng of=/dev/null bs=64 count=4 2>/dev/null && echo rng-ok");
                 List<String> lines = sums.lines().map(l -> l.split("\\s+")[0]).toList();
@@ -101,25 +100,11 @@ class LiveUpgradeRefusalsGuestTest {
                 assertEquals(qemuSaid, guest.stderr(), "QEMU logged nothing");
                 guest.quit(Duration.ofSeconds(60));
             }
-        } finally {
-            all.forEach(CliProcess::close);
         }
-    }
-
-    private CliProcess start(List<CliProcess> all, Map<String, String> env, String... args) throws Exception {
-        CliProcess p = CliProcess.start(dir, List.of(), env, args);
-        all.add(p);
-        return p;
     }
 
     private static int exit(CliProcess p) throws Exception {
         assertTrue(p.process.waitFor(60, TimeUnit.SECONDS), "still running:\n" + p.output());
         return p.process.exitValue();
-    }
-
-    private static String exec(QemuGuest guest, String command) {
-        QemuGuest.Result r = guest.exec(command, Duration.ofMinutes(2));
-        assertEquals(0, r.exitStatus(), r.output());
-        return r.output();
     }
 }

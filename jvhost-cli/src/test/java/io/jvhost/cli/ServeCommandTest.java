@@ -75,6 +75,18 @@ class ServeCommandTest {
     }
 
     @Test
+    void shouldSayInOneLineThatTheHandoverSocketsDirectoryIsMissingBeforeServingAnything() throws Exception {
+        Path handover = dir.resolve("nodir").resolve("h.sock");
+        Path config = Files.writeString(dir.resolve("serve.yaml"), "handover: " + handover + "\ndevices:\n"
+                + "  - {type: rng, socket: " + dir.resolve("r.sock") + "}\n");
+        CliProcess.Outcome o = CliProcess.run(dir, "serve", "--config", config.toString());
+        assertEquals(1, o.exit(), o.stderr());
+        assertEquals("jvhost serve: --handover " + handover + ": directory " + handover.getParent()
+                + " does not exist (create it: mkdir -p " + handover.getParent() + ")", o.line("jvhost serve"));
+        assertFalse(Files.exists(dir.resolve("r.sock")), "no device started listening");
+    }
+
+    @Test
     void shouldSayInOneLineThatTheConfigIsMissing() throws Exception {
         CliProcess.Outcome o = CliProcess.run(dir, "serve", "--config", dir.resolve("none.yaml").toString());
         assertEquals(1, o.exit());

@@ -75,9 +75,11 @@ public final class BlkBench extends Bench<BlkBench.Options> {
         public int sequentialDepth = 8;
         public List<String> targets = List.of("jvhost-ram", "jvhost-file", "jvhost-null", "qsd", "qsd-uring", "qsd-null",
                 "qsd-null-zeroes");
-        public boolean busyPoll;
-        /** jvhost's pollers spin a while after work before they sleep (the CLI's default idle mode), as qsd's iothread polls. */
-        public boolean adaptive;
+        /**
+         * What jvhost's pollers do when idle: adaptive by default, the CLI's default and the like of
+         * qemu-storage-daemon's iothread, which polls up to 32 us before it sleeps (until 2026-12-06: event).
+         */
+        public IdleMode idle = IdleMode.ADAPTIVE;
         /**
          * The frontend negotiates EVENT_IDX where offered, as SPDK's virtio-blk driver and Linux
          * guests do; off, it relies on VRING_USED_F_NO_NOTIFY alone, which qemu-storage-daemon
@@ -205,7 +207,7 @@ public final class BlkBench extends Bench<BlkBench.Options> {
                 + " jvhost-null: qsd-null (null-co), jvhost-ram: qsd-null-zeroes (null-co,read-zeroes=on); qsd when the like"
                 + " is not in the run; jvhost-rbd: qsd-rbd, jvhost-nbd: qsd-nbd (the same cluster, the same server)");
         report.meta("image", image + " (" + (options.diskBytes >> 20) + " MiB, " + Files.getFileStore(image.getParent()).type() + ")");
-        report.meta("jvhost_mode", options.busyPoll ? "busy-poll" : options.adaptive ? "adaptive" : "event");
+        report.meta("jvhost_mode", options.idle.name().toLowerCase(java.util.Locale.ROOT));
         report.meta("frontend_event_idx", options.eventIdx ? "negotiated where offered" : "refused");
         try {
             createImage();
@@ -424,7 +426,7 @@ public final class BlkBench extends Bench<BlkBench.Options> {
             default -> throw new IllegalArgumentException("target " + target);
         };
         String name = "bb" + n;
-        IdleMode mode = options.busyPoll ? IdleMode.BUSY : options.adaptive ? IdleMode.ADAPTIVE : IdleMode.EVENT;
+        IdleMode mode = options.idle;
         int[][] oneSet = onePoller(queues);
         procs.note("# run " + n + ", in this JVM, equivalent to: taskset -c " + options.backendCpu + " ./jvhost blk "
                 + switch (target) {

@@ -18,6 +18,7 @@ import io.jvhost.net.NetDevice;
 import io.jvhost.net.NetPort;
 import io.jvhost.testkit.NbdServer;
 
+import java.io.IOException;
 import java.io.RandomAccessFile;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -106,10 +107,7 @@ class SteadyStateAllocationTest {
     void shouldAllocateNothingPerBlkRequestAfterWarmUp(String target, String workload, int depth) throws Exception {
         BlockStore store;
         if (target.startsWith("file")) {
-            Path image = dir.resolve("alloc.img");
-            try (RandomAccessFile f = new RandomAccessFile(image.toFile(), "rw")) {
-                f.setLength(DISK);
-            }
+            Path image = image("alloc");
             // "file": io_uring (the pollers reap their rings) where the kernel has it (the temp dir is no
             // tmpfs); "file-inline": the pollers' own calls, as on tmpfs; "file-threads": I/O workers.
             store = new FileStore(image, false, false, 2, switch (target) {
@@ -137,10 +135,7 @@ class SteadyStateAllocationTest {
     void shouldAllocateNothingPerNbdRequestAfterWarmUp(String workload, int depth, String path) throws Exception {
         NbdServer.require();
         String name = "alloc" + backends++;
-        Path image = dir.resolve(name + ".img");
-        try (RandomAccessFile f = new RandomAccessFile(image.toFile(), "rw")) {
-            f.setLength(DISK);
-        }
+        Path image = image(name);
         Path nbdSocket = dir.resolve(name + "-nbd.sock");
         try (NbdServer server = NbdServer.qemuNbdUnix(image, nbdSocket, "alloc")) {
             NbdStore store = NbdStore.open(NbdStore.Options.of(NbdUri.parse("nbd+unix:///alloc?socket=" + nbdSocket), null));
@@ -173,10 +168,7 @@ class SteadyStateAllocationTest {
     void shouldAllocateABoundedAmountPerNbdRequestOverTls(String workload, int depth) throws Exception {
         NbdServer.require();
         String name = "alloc" + backends++;
-        Path image = dir.resolve(name + ".img");
-        try (RandomAccessFile f = new RandomAccessFile(image.toFile(), "rw")) {
-            f.setLength(DISK);
-        }
+        Path image = image(name);
         Path creds = NbdServer.tlsCredentials(dir.resolve(name + "-creds"), false);
         Path nbdSocket = dir.resolve(name + "-nbd.sock");
         try (NbdServer server = NbdServer.qemuNbdUnix(image, nbdSocket, "alloc",
@@ -193,6 +185,15 @@ class SteadyStateAllocationTest {
             }
             Files.deleteIfExists(creds);
         }
+    }
+
+    /** A sparse image of {@link #DISK} bytes, {@code name}.img in the test's directory. */
+    private static Path image(String name) throws IOException {
+        Path image = dir.resolve(name + ".img");
+        try (RandomAccessFile f = new RandomAccessFile(image.toFile(), "rw")) {
+            f.setLength(DISK);
+        }
+        return image;
     }
 
     /**

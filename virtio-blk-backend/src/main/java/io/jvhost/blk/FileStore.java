@@ -38,7 +38,7 @@ import org.slf4j.LoggerFactory;
  * which in the log, once. Requests given to {@link #submit} directly, without a
  * queue from {@link #openQueue}, always go to the workers (started on first use under io_uring).
  */
-public final class FileStore implements BlockStore {
+public final class FileStore extends ResizableStore {
     private static final Logger LOG = LoggerFactory.getLogger(FileStore.class);
     private static final int EIO = 5, EFAULT = 14;
     /** The system property that picks the engine of stores made without one: auto, uring or threads. */
@@ -89,7 +89,6 @@ public final class FileStore implements BlockStore {
     int ringEntries = RING_ENTRIES;
     /** The file system has no zero-range: WRITE_ZEROES goes to the workers, which write zeros. */
     private volatile boolean zeroesOnWorkers;
-    private volatile long size;
     private boolean closed;
 
     /**
@@ -116,7 +115,7 @@ public final class FileStore implements BlockStore {
             file.close();
             throw e;
         }
-        this.size = BlkDevice.wholeSectors(file.size());
+        readSize();
         this.holes = !file.isBlockDevice();
         this.ioWorkerCount = ioWorkers;
         if (this.engine == IoEngine.THREADS) {
@@ -229,7 +228,7 @@ public final class FileStore implements BlockStore {
                 LOG.warn("{}: no io_uring for queue {} ({}); it uses I/O worker threads", file.path(), index, e.getMessage());
             }
         }
-        return BlockStore.super.openQueue(index);
+        return super.openQueue(index);
     }
 
     /** The rings opened so far (tests). */
@@ -238,20 +237,8 @@ public final class FileStore implements BlockStore {
     }
 
     @Override
-    public long size() {
-        return size;
-    }
-
-    @Override
-    public boolean refreshSize() {
-        try {
-            long now = BlkDevice.wholeSectors(file.size());
-            boolean changed = now != size;
-            size = now;
-            return changed;
-        } catch (NativeException e) {
-            return false;
-        }
+    long deviceBytes() throws NativeException {
+        return file.size();
     }
 
     @Override
@@ -265,14 +252,14 @@ public final class FileStore implements BlockStore {
     }
 
     @Override
-    public boolean canWriteZeroes() {
-        return true;
-    }
-
-    @Override
     public String id() {
         String name = file.path().getFileName().toString();
         return BlkDevice.serial(name);
+    }
+
+    @Override
+    public String toString() {
+        return "file " + file.path();
     }
 
     /**

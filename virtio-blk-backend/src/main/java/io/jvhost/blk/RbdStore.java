@@ -51,7 +51,7 @@ import org.slf4j.LoggerFactory;
  * <p>Resize: {@link #refreshSize()} re-reads {@code rbd_get_size} (librbd follows header updates
  * from other clients, e.g. {@code rbd resize}), and the device announces the new capacity.
  */
-public final class RbdStore implements BlockStore {
+public final class RbdStore extends ResizableStore {
     private static final Logger LOG = LoggerFactory.getLogger(RbdStore.class);
     /** Slots made at a time; the pool grows (rarely, kept for reuse) when every slot is in flight. */
     private static final int SLOT_BATCH = 256, MAX_SLOTS = 1 << 16;
@@ -77,7 +77,6 @@ public final class RbdStore implements BlockStore {
     /** Drains for requests submitted without a queue; started on the first such submission. */
     private volatile Thread completer;
     private int slotCount; // guarded by this
-    private volatile long size;
     private volatile boolean running = true;
     private volatile int lastLoggedErrno;
     private boolean closed;
@@ -108,7 +107,7 @@ public final class RbdStore implements BlockStore {
         this.rados = rados;
         this.image = image;
         this.imageName = imageName;
-        this.size = BlkDevice.wholeSectors(image.size());
+        readSize();
         this.polled = arena.allocate(RbdImage.COMPLETION_SIZE * POLL_BATCH, 8);
         this.eventFd = EventFd.create();
         Epoll e = null;
@@ -145,7 +144,7 @@ public final class RbdStore implements BlockStore {
         try {
             img = rados.openImage(pool, image, readOnly);
             RbdStore store = new RbdStore(rados, img, image);
-            LOG.info("rbd {}: {} bytes{}, as client.{} with {}", img.name(), store.size,
+            LOG.info("rbd {}: {} bytes{}, as client.{} with {}", img.name(), store.size(),
                     readOnly ? ", read-only" : "", id == null ? "admin" : id, conf);
             return store;
         } catch (NativeException | RuntimeException e) {
@@ -216,21 +215,8 @@ public final class RbdStore implements BlockStore {
     }
 
     @Override
-    public long size() {
-        return size;
-    }
-
-    @Override
-    public boolean refreshSize() {
-        try {
-            long now = BlkDevice.wholeSectors(image.size());
-            boolean changed = now != size;
-            size = now;
-            return changed;
-        } catch (NativeException e) {
-            LOG.warn("rbd {}: cannot read the size: {}", image.name(), e.getMessage());
-            return false;
-        }
+    long deviceBytes() throws NativeException {
+        return image.size();
     }
 
     @Override
@@ -240,11 +226,6 @@ public final class RbdStore implements BlockStore {
 
     @Override
     public boolean canDiscard() {
-        return true;
-    }
-
-    @Override
-    public boolean canWriteZeroes() {
         return true;
     }
 

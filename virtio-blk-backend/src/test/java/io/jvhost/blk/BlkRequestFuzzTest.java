@@ -118,7 +118,7 @@ class BlkRequestFuzzTest {
         driver.startAt(base);
         QUEUE.configure(SIZE, memory.translateHva(driver.descHva(), 16L * SIZE),
                 memory.translateHva(driver.availHva(), 6 + 2L * SIZE), memory.translateHva(driver.usedHva(), 6 + 8L * SIZE),
-                memory, base, false, true, -1);
+                memory, base, VirtQueue.INDIRECT, -1);
         QUEUE.callFd(-1);
         handler.started(QUEUE); // this thread is the queue's poller
         int count = data.consumeInt(1, MAX_REQUESTS);

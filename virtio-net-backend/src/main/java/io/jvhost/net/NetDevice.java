@@ -208,12 +208,24 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
         return index % 2 == 0 ? new RxHandler(pair) : new TxHandler(pair);
     }
 
-    /** Receive queue: frames injected from other threads, then whatever the port produces. */
-    private final class RxHandler implements QueueHandler {
-        private final GuestNic.Pair pair;
+    /** One queue of a queue pair; both report their traffic under the same metric names. */
+    private abstract static class PairHandler implements QueueHandler {
+        final GuestNic.Pair pair;
 
-        RxHandler(GuestNic.Pair pair) {
+        PairHandler(GuestNic.Pair pair) {
             this.pair = pair;
+        }
+
+        static void traffic(MetricSink sink, long frames, long bytes) {
+            sink.counter(PACKETS, PACKETS_HELP, frames);
+            sink.counter(PACKET_BYTES, PACKET_BYTES_HELP, bytes);
+        }
+    }
+
+    /** Receive queue: frames injected from other threads, then whatever the port produces. */
+    private final class RxHandler extends PairHandler {
+        RxHandler(GuestNic.Pair pair) {
+            super(pair);
         }
 
         @Override
@@ -234,8 +246,7 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
         @Override
         public void metrics(MetricSink sink) {
             NetCounters.Snapshot c = pair.counters.snapshot();
-            sink.counter(PACKETS, PACKETS_HELP, c.rxFrames());
-            sink.counter(PACKET_BYTES, PACKET_BYTES_HELP, c.rxBytes());
+            traffic(sink, c.rxFrames(), c.rxBytes());
             sink.drops("rx_no_buffer", c.rxDropped());
         }
 
@@ -250,8 +261,7 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
     }
 
     /** Transmit queue: each chain read once, its frame handed to the port, completed with 0. */
-    private final class TxHandler implements QueueHandler {
-        private final GuestNic.Pair pair;
+    private final class TxHandler extends PairHandler {
         private final MemorySegment scratch = java.lang.foreign.Arena.ofAuto().allocate(65536 + 64, 64);
         private final ChainCursor cursor = new ChainCursor();
         private final NetHeader header = new NetHeader();
@@ -261,7 +271,7 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
         private long frameOffset;
 
         TxHandler(GuestNic.Pair pair) {
-            this.pair = pair;
+            super(pair);
         }
 
         @Override
@@ -272,8 +282,7 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
         @Override
         public void metrics(MetricSink sink) {
             NetCounters.Snapshot c = pair.counters.snapshot();
-            sink.counter(PACKETS, PACKETS_HELP, c.txFrames());
-            sink.counter(PACKET_BYTES, PACKET_BYTES_HELP, c.txBytes());
+            traffic(sink, c.txFrames(), c.txBytes());
             sink.drops("tx_bad_length", c.txDropped());
             sink.drops("tx_bad_header", c.txBadHeader());
         }

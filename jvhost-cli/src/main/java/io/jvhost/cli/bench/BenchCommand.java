@@ -1,6 +1,7 @@
 package io.jvhost.cli.bench;
 
 import io.jvhost.cli.Failure;
+import io.jvhost.cli.ServeOptions;
 import io.jvhost.perf.BenchOptions;
 import io.jvhost.perf.BlkBench;
 import io.jvhost.perf.NetBench;
@@ -227,9 +228,12 @@ public final class BenchCommand implements Runnable {
                 "export), alternating runs, the two sides pinned to different CPUs, with each backend's CPU time per request."})
     static final class Blk extends EndToEnd<BlkBench.Options> {
         @Option(names = "--workloads", split = ",", description = "randread-4k, randwrite-4k, seqread-128k, seqwrite-128k (default: all).") List<String> workloads;
-        @Option(names = "--busy-poll", description = "Run jvhost's pollers in busy-poll mode (default: event mode).") boolean busyPoll;
-        @Option(names = "--adaptive", description = {"Run jvhost's pollers in adaptive mode, the CLI's default (spin 20 us after work, then",
-            "sleep), as qemu-storage-daemon's iothread polls up to 32 us by default (default: event mode)."}) boolean adaptive;
+        @Option(names = "--idle", paramLabel = "MODE", description = {"What jvhost's pollers do when idle: adaptive (default, as the CLI:",
+            "spin 20 us after work, then sleep; qemu-storage-daemon's iothread polls up to 32 us the same way), event or busy."})
+        String idle;
+        @Option(names = "--busy-poll", description = "The same as --idle busy.") boolean busyPoll;
+        @Option(names = "--adaptive", hidden = true, description = "The same as --idle adaptive (the default; earlier RESULTS commands give it).")
+        boolean adaptive;
         @Option(names = "--depths", split = ",", description = "Queue depths of the random workloads (default 1,8,32,128).") List<Integer> depths;
         @Option(names = "--targets", split = ",", description = {"jvhost-ram, jvhost-file (default I/O engine: inline on tmpfs, else io_uring), jvhost-file-uring,",
             "jvhost-file-threads, jvhost-null, qsd, qsd-uring, qsd-null, qsd-null-zeroes (default: these but jvhost-file-uring and",
@@ -247,8 +251,7 @@ public final class BenchCommand implements Runnable {
         @Override
         void given(BlkBench.Options o) {
             if (workloads != null) o.workloads = workloads;
-            o.busyPoll = busyPoll;
-            o.adaptive = adaptive;
+            o.idle = ServeOptions.idleMode(idle, busyPoll, spec.commandLine());
             o.eventIdx = !noEventIdx;
             if (imageDir != null) o.imageDir = imageDir;
             if (depths != null) o.depths = depths;

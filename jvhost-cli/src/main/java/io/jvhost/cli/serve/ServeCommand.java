@@ -82,7 +82,7 @@ public final class ServeCommand implements Callable<Integer> {
         }
         Path handoverPath = handover != null ? handover : c.handover;
         io.jvhost.core.transport.HandoverTakeover predecessor = handoverPath == null ? null
-                : ServeOptions.contactPredecessor(handoverPath, c.devices.stream().flatMap(d -> d.command().serveOptions().sockets().stream()).toList());
+                : ServeOptions.contactPredecessor(spec, handoverPath, c.devices.stream().flatMap(d -> d.command().serveOptions().sockets().stream()).toList());
         DeviceHost host = new DeviceHost(c.latency, c.pollers.values());
         if (handoverPath != null) {
             host.handsOver();

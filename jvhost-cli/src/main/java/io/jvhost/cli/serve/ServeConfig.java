@@ -118,12 +118,12 @@ final class ServeConfig {
             } else if (key.equals("pollers")) {
                 c.readPollers(v);
             } else if (key.equals("control")) {
-                c.control = v.isScalar() && v.value() != null ? Path.of(v.text()) : null;
+                c.control = onePath(v);
                 if (c.control == null) {
                     c.problems.add(new Problem(v.line(), v.column(), "control: the path of the control socket"));
                 }
             } else if (key.equals("handover")) {
-                c.handover = v.isScalar() && v.value() != null ? Path.of(v.text()) : null;
+                c.handover = onePath(v);
                 if (c.handover == null) {
                     c.problems.add(new Problem(v.line(), v.column(), "handover: the path of the live-upgrade socket"));
                 }
@@ -212,6 +212,11 @@ final class ServeConfig {
             }
             pollers.put(name, new PollerSpec(name, idle, cpu));
         }
+    }
+
+    /** A key's value as one path, or null when it is not one (a list, a map, or nothing after the colon). */
+    private static Path onePath(Node v) {
+        return v.isScalar() && v.value() != null && !v.text().isBlank() ? Path.of(v.text()) : null;
     }
 
     /**

@@ -1,5 +1,6 @@
 package io.jvhost.cli.bench;
 
+import io.jvhost.core.runtime.IdleMode;
 import io.jvhost.perf.BlkBench;
 import io.jvhost.perf.NetBench;
 
@@ -56,9 +57,9 @@ class BenchCommandTest {
         assertEquals(defaults.queues, o.queues);
         assertEquals(defaults.workloads, o.workloads);
         assertEquals(List.of("jvhost-ram"), o.targets);
-        assertEquals(true, o.busyPoll);
-        assertFalse(o.adaptive, "event mode unless told");
-        assertTrue(((BenchCommand.Blk) parse("blk", "--adaptive")).options().adaptive, "--adaptive: the CLI's default idle mode");
+        assertEquals(IdleMode.BUSY, o.idle, "--busy-poll is --idle busy");
+        assertEquals(IdleMode.ADAPTIVE, ((BenchCommand.Blk) parse("blk")).options().idle, "adaptive, the CLI's default, unless told");
+        assertEquals(IdleMode.EVENT, ((BenchCommand.Blk) parse("blk", "--idle", "event")).options().idle);
         assertEquals(true, o.eventIdx, "the frontend negotiates EVENT_IDX unless told not to");
         String home = System.getProperty("jvhost.home");
         assertEquals(home == null ? Path.of("perf", "results") : Path.of(home, "perf", "results"), o.out);

@@ -92,6 +92,30 @@ class ServeConfigTest {
     }
 
     @Test
+    void shouldRefuseAHandoverOrControlThatIsNotOnePath() {
+        assertEquals(List.of("c.yaml:1:1: handover: the path of the live-upgrade socket",
+                        "c.yaml:2:1: control: the path of the control socket"),
+                problems("""
+                        handover: [/run/jvhost/a.sock, /run/jvhost/b.sock]
+                        control: {path: /run/jvhost/c.sock}
+                        devices:
+                          - {type: rng, socket: /run/jvhost/r.sock}
+                        """));
+    }
+
+    @Test
+    void shouldRefuseAHandoverOrControlWithNothingAfterTheColon() {
+        assertEquals(List.of("c.yaml:1:1: handover: the path of the live-upgrade socket",
+                        "c.yaml:2:1: control: the path of the control socket"),
+                problems("""
+                        handover:
+                        control: ""
+                        devices:
+                          - {type: rng, socket: /run/jvhost/r.sock}
+                        """));
+    }
+
+    @Test
     void shouldPointAtTheDeviceWhenARequiredOptionIsMissing() {
         assertEquals(List.of("c.yaml:3:5: devices[1] (blk0): Missing required argument (specify one of these):"
                         + " (--file=IMAGE | --ram=SIZE | --null=SIZE | --rbd=POOL/IMAGE | --nbd=URI)"),

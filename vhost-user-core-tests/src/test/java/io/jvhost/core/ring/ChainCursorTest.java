@@ -213,7 +213,7 @@ class ChainCursorTest {
     void shouldCopyThroughTheCurrentPieceAndMarkItDirty() {
         MemorySegment bitmap = Arena.ofAuto().allocate(2 * MIB / 4096 / 8, 8);
         DirtyLog log = new DirtyLog(bitmap);
-        f.queue.dirtyLog(log, f.usedGpa);
+        f.queue.dirtyLog(log, -1, f.usedGpa);
         f.configure();
         long page = 0x80000; // far above what the fixture allocates
         f.driver.writeDescriptor(2, page + 100, 16, F_WRITE | F_NEXT, 3);

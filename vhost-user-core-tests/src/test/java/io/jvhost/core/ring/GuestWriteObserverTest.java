@@ -24,7 +24,7 @@ class GuestWriteObserverTest {
 
     @AfterEach
     void removeObserver() {
-        VirtQueue.observeGuestWrites(null);
+        GuestWriteObserver.install(null);
     }
 
     private static String range(long gpa, long length) {
@@ -33,7 +33,7 @@ class GuestWriteObserverTest {
 
     @Test
     void shouldTellTheObserverTheUsedRingAndEveryWritableBufferOnlyWhileADirtyLogIsInForce() throws Exception {
-        VirtQueue.observeGuestWrites((gpa, length) -> seen.add(range(gpa, length)));
+        GuestWriteObserver.install((gpa, length) -> seen.add(range(gpa, length)));
         try (RingFixture f = RingFixture.of(8); Arena arena = Arena.ofConfined()) {
             f.configure();
             long r = f.buffer(100), w = f.buffer(200);
@@ -41,7 +41,7 @@ class GuestWriteObserverTest {
             assertNotNull(f.queue.next());
             assertEquals(List.of(), seen, "no dirty log, nothing observed");
 
-            f.queue.dirtyLog(new DirtyLog(arena.allocate(4096)), f.usedGpa);
+            f.queue.dirtyLog(new DirtyLog(arena.allocate(4096)), -1, f.usedGpa);
             f.configure(f.queue.lastAvailIdx(), false, true);
             assertEquals(List.of(range(f.usedGpa, 6 + 8 * 8)), seen, "the used ring, once the log is in force");
 
@@ -54,7 +54,7 @@ class GuestWriteObserverTest {
             assertEquals(List.of(range(w1, 300), range(w2, 5000)), seen, "writable buffers only");
 
             seen.clear();
-            f.queue.dirtyLog(null, 0);
+            f.queue.dirtyLog(null, -1, 0);
             f.configure(f.queue.lastAvailIdx(), false, true);
             f.driver.post(Buffer.writable(w1, 300));
             assertNotNull(f.queue.next());

@@ -204,7 +204,7 @@ class RingCorruptionTest {
     void shouldNotWriteAnErrEventfdWhenNoneIsConfigured() {
         f.queue.configure(SIZE, f.memory.translateHva(f.driver.descHva(), 16L * SIZE),
                 f.memory.translateHva(f.driver.availHva(), 6 + 2L * SIZE),
-                f.memory.translateHva(f.driver.usedHva(), 6 + 8L * SIZE), f.memory, 0, false, false, -1);
+                f.memory.translateHva(f.driver.usedHva(), 6 + 8L * SIZE), f.memory, 0, 0, -1);
         f.driver.makeAvailable(SIZE);
         assertNull(f.queue.next());
         assertTrue(f.queue.isBroken());

@@ -118,7 +118,8 @@ final class RingFixture implements AutoCloseable {
         MemorySegment desc = memory.translateHva(driver.descHva(), 16L * size);
         MemorySegment avail = memory.translateHva(driver.availHva(), 6 + 2L * size);
         MemorySegment used = memory.translateHva(driver.usedHva(), 6 + 8L * size);
-        queue.configure(size, desc, avail, used, memory, lastAvail, eventIdx, indirect, err.get());
+        queue.configure(size, desc, avail, used, memory, lastAvail & 0xFFFF,
+                (eventIdx ? VirtQueue.EVENT_IDX : 0) | (indirect ? VirtQueue.INDIRECT : 0), err.get());
         queue.callFd(driver.callFd().get());
         return this;
     }

@@ -208,17 +208,17 @@ class VirtQueueTest {
         var avail = f.memory.translateHva(f.driver.availHva(), 6 + 2L * 8);
         var used = f.memory.translateHva(f.driver.usedHva(), 6 + 8L * 8);
         assertThrows(IllegalArgumentException.class,
-                () -> f.queue.configure(6, desc, avail, used, f.memory, 0, false, false, -1));
+                () -> f.queue.configure(6, desc, avail, used, f.memory, 0, 0, -1));
         assertThrows(IllegalArgumentException.class,
-                () -> f.queue.configure(0, desc, avail, used, f.memory, 0, false, false, -1));
+                () -> f.queue.configure(0, desc, avail, used, f.memory, 0, 0, -1));
         assertThrows(IllegalArgumentException.class,
-                () -> f.queue.configure(65536, desc, avail, used, f.memory, 0, false, false, -1));
+                () -> f.queue.configure(65536, desc, avail, used, f.memory, 0, 0, -1));
         assertThrows(IllegalArgumentException.class,
-                () -> f.queue.configure(16, desc, avail, used, f.memory, 0, false, false, -1));
+                () -> f.queue.configure(16, desc, avail, used, f.memory, 0, 0, -1));
         assertThrows(IllegalArgumentException.class,
-                () -> f.queue.configure(8, desc, avail.asSlice(0, 5 + 2L * 8), used, f.memory, 0, false, false, -1));
+                () -> f.queue.configure(8, desc, avail.asSlice(0, 5 + 2L * 8), used, f.memory, 0, 0, -1));
         assertThrows(IllegalArgumentException.class,
-                () -> f.queue.configure(8, desc, avail, used.asSlice(0, 5 + 8L * 8), f.memory, 0, false, false, -1));
+                () -> f.queue.configure(8, desc, avail, used.asSlice(0, 5 + 8L * 8), f.memory, 0, 0, -1));
     }
 
     // ---- interrupts without EVENT_IDX ----

@@ -6,10 +6,15 @@ package io.jvhost.core.ring;
  * (split: the used ring; packed: the descriptor ring and the device event area). Found from the
  * chains and ring addresses themselves, not from the dirty-log marking, so that a test can tell a
  * page the backend wrote from one it did not, and catch a lost dirty bit. Off unless installed
- * with {@link VirtQueue#observeGuestWrites}; costs nothing while no dirty log is in force. Called on
- * poller threads (and the control thread); must be thread-safe.
+ * with {@link #install}; costs nothing while no dirty log is in force. Called on poller threads (and
+ * the control thread); must be thread-safe.
  */
 @FunctionalInterface
 public interface GuestWriteObserver {
     void mayWrite(long gpa, long length);
+
+    /** Installs {@code observer} for every queue, or with null removes it. For tests only; any thread. */
+    static void install(GuestWriteObserver observer) {
+        GuestWrites.observer(observer);
+    }
 }

@@ -224,7 +224,17 @@ public final class PackedInflightLog {
     }
 
     /** What {@link #recover} found. */
-    record Recovery(boolean used, int usedPos, int usedWrap, int chains, int slots) {}
+    record Recovery(boolean used, int usedPos, int usedWrap, int chains, int slots) {
+        /** The vring base to resume at in a ring of {@code size}: avail is {@link #slots} past used. */
+        long base(int size) {
+            int pos = usedPos + slots, wrap = usedWrap;
+            if (pos >= size) {
+                pos -= size;
+                wrap ^= 1;
+            }
+            return PackedLayout.base(pos, wrap, usedPos, usedWrap);
+        }
+    }
 
     /**
      * After a restart: commits or rolls back a batch the previous backend was publishing when it

@@ -39,6 +39,23 @@ final class PackedLayout {
     }
 
     /**
+     * Refuses, with {@link IllegalArgumentException}, a packed queue of {@code size} whose areas are
+     * smaller than it or whose vring {@code base} cannot be ({@link #baseProblem}).
+     */
+    static void checkConfig(int size, MemorySegment desc, MemorySegment driverArea, MemorySegment deviceArea, long base) {
+        if (size < 1 || size > MAX_SIZE) {
+            throw new IllegalArgumentException("packed queue size " + size);
+        }
+        if (desc.byteSize() < (long) DESC_SIZE * size || driverArea.byteSize() < 4 || deviceArea.byteSize() < 4) {
+            throw new IllegalArgumentException("packed ring areas smaller than the queue");
+        }
+        String problem = baseProblem(size, base);
+        if (problem != null) {
+            throw new IllegalArgumentException(problem);
+        }
+    }
+
+    /**
      * Why {@code base} (a SET_VRING_BASE value for a packed ring) cannot be a position in a ring of
      * {@code size}, or null when it can: positions below the size, and used at most a ring behind avail.
      */

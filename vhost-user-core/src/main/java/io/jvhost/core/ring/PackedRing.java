@@ -4,6 +4,7 @@ import io.jvhost.core.memory.GuestMemory;
 import io.jvhost.core.metrics.QueueLatency;
 
 import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
 
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -18,7 +19,6 @@ import static io.jvhost.core.ring.PackedLayout.EVENT_ENABLE;
 import static io.jvhost.core.ring.PackedLayout.F_NEXT;
 import static io.jvhost.core.ring.PackedLayout.FLAGS_OFFSET;
 import static io.jvhost.core.ring.PackedLayout.LEN_OFFSET;
-import static io.jvhost.core.ring.PackedLayout.MAX_SIZE;
 import static io.jvhost.core.ring.PackedLayout.isAvailable;
 
 /**
@@ -76,16 +76,7 @@ final class PackedRing extends Ring {
     @Override
     void configure(int size, MemorySegment desc, MemorySegment driverArea, MemorySegment deviceArea, GuestMemory memory,
                    long base, boolean eventIdx, boolean indirect, boolean inOrder, MemorySegment inflightRegion) {
-        if (size < 1 || size > MAX_SIZE) {
-            throw new IllegalArgumentException("packed queue size " + size);
-        }
-        if (desc.byteSize() < (long) DESC_SIZE * size || driverArea.byteSize() < 4 || deviceArea.byteSize() < 4) {
-            throw new IllegalArgumentException("packed ring areas smaller than the queue");
-        }
-        String problem = PackedLayout.baseProblem(size, base);
-        if (problem != null) {
-            throw new IllegalArgumentException(problem);
-        }
+        PackedLayout.checkConfig(size, desc, driverArea, deviceArea, base);
         this.size = size;
         this.ring = desc;
         this.deviceEvent = deviceArea;
@@ -101,16 +92,10 @@ final class PackedRing extends Ring {
             takenId = new int[size];
             resubmit = new int[size];
         } else {
-            java.util.Arrays.fill(inUse, false);
+            Arrays.fill(inUse, false);
         }
-        availPos = (int) (base & 0x7FFF);
-        availWrap = (int) (base >>> 15) & 1;
         used.configure(desc, driverArea, size, eventIdx, inOrder, log, ringGpa);
-        if ((base >>> 16) == 0) { // no used half (DPDK's frontend): the device had caught up
-            used.resume(availPos, availWrap);
-        } else {
-            used.resume((int) (base >>> 16) & 0x7FFF, (int) (base >>> 31) & 1);
-        }
+        resume((base >>> 16) == 0 ? base | base << 16 : base); // no used half (DPDK's frontend): the device had caught up
         takenNext = 0;
         starvedAt = -1;
         availableSeen = false;
@@ -130,36 +115,32 @@ final class PackedRing extends Ring {
         used.inflight = inflight;
     }
 
+    /** Sets both positions from a vring base ({@link PackedLayout#base}), nothing published since. */
+    private void resume(long base) {
+        availPos = (int) (base & 0x7FFF);
+        availWrap = (int) (base >>> 15) & 1;
+        used.resume((int) (base >>> 16) & 0x7FFF, (int) (base >>> 31) & 1);
+    }
+
     private void recover() {
-        PackedInflightLog log = inflight;
-        int usedPos = used.pos, usedWrap = used.wrap;
-        PackedInflightLog.Recovery r = log.recover(ring, resubmit, usedPos, usedWrap);
-        if (log.failed()) {
+        PackedInflightLog.Recovery r = inflight.recover(ring, resubmit, used.pos, used.wrap);
+        if (inflight.failed()) {
             inflight = null;
             return;
         }
         if (!r.used()) {
             return; // a fresh region: the frontend's base is the truth
         }
-        int pos = r.usedPos() + r.slots(), wrap = r.usedWrap();
-        if (pos >= size) {
-            pos -= size;
-            wrap ^= 1;
-        }
-        if (pos != availPos || wrap != availWrap || r.usedPos() != usedPos || r.usedWrap() != usedWrap) {
+        long resumed = r.base(size); // avail: what is used plus what is still in flight
+        if (resumed != base()) {
             LOG.warn("queue {}: frontend resumes the packed ring at avail {}/{} used {}/{}, the inflight region at"
                     + " used {}/{} with {} chains ({} descriptors) in flight; resuming as the region says",
-                    queue.index(), availPos, availWrap, usedPos, usedWrap, r.usedPos(), r.usedWrap(), r.chains(), r.slots());
+                    queue.index(), availPos, availWrap, used.pos, used.wrap, r.usedPos(), r.usedWrap(), r.chains(), r.slots());
             baseCorrected = true;
         }
-        availPos = pos;
-        availWrap = wrap;
-        used.resume(r.usedPos(), r.usedWrap());
-        recoveredAvail = availPos | availWrap << 15;
-        resubmitCount = r.chains();
-        if (resubmitCount > 0) {
-            LOG.info("queue {}: resubmitting {} requests left in flight by a previous backend", queue.index(), resubmitCount);
-        }
+        resume(resumed);
+        recoveredAvail = availIdx();
+        resubmitting(r.chains());
     }
 
     @Override

@@ -1,12 +1,16 @@
 package io.jvhost.core.ring;
 
+import io.jvhost.core.sys.LibC;
+
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
  * A {@link VirtQueue}'s bad-input bookkeeping: every refused chain and every completion for a chain
  * not in flight is counted, and each kind is logged once per queue (the process must never drown
- * in its own log for what a guest sends). Logged under the queue's logger. Poller thread.
+ * in its own log for what a guest sends); ring corruption is counted, logged and signalled on the
+ * queue's err eventfd (the queue latches itself broken, so once per configure). Logged under the
+ * queue's logger. Poller thread; {@link #errFd} by the control thread while detached.
  */
 final class Refusals {
     private static final Logger LOG = LoggerFactory.getLogger(VirtQueue.class);
@@ -14,10 +18,25 @@ final class Refusals {
     private final QueueCounters counters;
     private final boolean[] logged = new boolean[ChainError.values().length];
     private boolean completionLogged;
+    private int errFd = -1;
 
     Refusals(int index, QueueCounters counters) {
         this.index = index;
         this.counters = counters;
+    }
+
+    /** The eventfd that tells the frontend a queue needs a reset; -1 for none. */
+    void errFd(int fd) {
+        this.errFd = fd;
+    }
+
+    /** The ring is corrupt and the queue has just latched itself broken: counted, logged, err eventfd written. */
+    void ringCorrupt(String why) {
+        counters.ringCorruptions++;
+        LOG.error("queue {}: ring corrupt, stopped until the driver resets it: {}", index, why);
+        if (errFd >= 0) {
+            LibC.eventfdSignal(errFd);
+        }
     }
 
     /** Counts a refused chain, well formed or not. */

@@ -5,6 +5,9 @@ import io.jvhost.core.memory.GuestMemory;
 
 import java.lang.foreign.MemorySegment;
 
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
 /**
  * A virtqueue's memory layout, the part of a queue that differs between the split ring (virtio 1.2
  * §2.7, {@link SplitRing}) and the packed ring (§2.8): where the driver offers chains, how a chain's
@@ -22,6 +25,7 @@ import java.lang.foreign.MemorySegment;
  * (class hierarchy analysis), with two it stays at most bimorphic.
  */
 abstract sealed class Ring permits SplitRing, PackedRing {
+    private static final Logger LOG = LoggerFactory.getLogger(Ring.class);
     final VirtQueue queue;
     // Configuration, set by the control thread while detached.
     int size;
@@ -101,6 +105,14 @@ abstract sealed class Ring permits SplitRing, PackedRing {
 
     /** The device's used index (packed: position | wrap << 15), published or not. */
     abstract int usedIdx();
+
+    /** At configure, after recovery: {@code chains} left in flight by a previous backend are taken again first. */
+    final void resubmitting(int chains) {
+        resubmitCount = chains;
+        if (chains > 0) {
+            LOG.info("queue {}: resubmitting {} requests left in flight by a previous backend", queue.index(), chains);
+        }
+    }
 
     /** Chains recovered from the in-flight log and not yet taken again. */
     final int resubmitPending() {

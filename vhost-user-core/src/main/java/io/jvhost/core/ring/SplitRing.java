@@ -62,8 +62,9 @@ final class SplitRing extends Ring {
     @Override
     void configure(int size, MemorySegment desc, MemorySegment avail, MemorySegment used, GuestMemory memory,
                    long base, boolean eventIdx, boolean indirect, boolean inOrder, MemorySegment inflightRegion) {
-        if (Integer.bitCount(size) != 1) {
-            throw new IllegalArgumentException("split queue size " + size + " is not a power of two");
+        if (size < 1 || size > VirtQueue.MAX_SIZE || Integer.bitCount(size) != 1) {
+            throw new IllegalArgumentException("split queue size " + size + " is not a power of two up to "
+                    + VirtQueue.MAX_SIZE);
         }
         if (desc.byteSize() < (long) DESC_SIZE * size || avail.byteSize() < 6 + 2L * size
                 || used.byteSize() < 6 + (long) USED_ELEM_SIZE * size) {
@@ -106,22 +107,19 @@ final class SplitRing extends Ring {
         if (resubmit.length < size) {
             resubmit = new int[size];
         }
-        resubmitCount = inflight.recover(used, usedIdx, resubmit);
+        int inFlight = inflight.recover(used, usedIdx, resubmit);
         // What was taken is what was completed plus what is still in flight. The frontend's base
         // can be older: after a dropped connection QEMU rewinds to the used index it read while the
         // old session was still finishing requests.
-        int taken = (usedIdx + resubmitCount) & 0xFFFF;
+        int taken = (usedIdx + inFlight) & 0xFFFF;
         if (taken != lastAvailIdx && lastAvailIdx != usedIdx) {
             LOG.warn("queue {}: frontend resumes at {} but {} requests were completed and {} are in flight;"
-                    + " resuming at {}", queue.index(), lastAvailIdx, usedIdx, resubmitCount, taken);
+                    + " resuming at {}", queue.index(), lastAvailIdx, usedIdx, inFlight, taken);
             baseCorrected = true;
         }
         lastAvailIdx = taken;
         availIdxCache = lastAvailIdx;
-        if (resubmitCount > 0) {
-            LOG.info("queue {}: resubmitting {} requests left in flight by a previous backend",
-                    queue.index(), resubmitCount);
-        }
+        resubmitting(inFlight);
     }
 
     @Override

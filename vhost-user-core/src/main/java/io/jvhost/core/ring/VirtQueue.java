@@ -9,9 +9,6 @@ import io.jvhost.core.sys.LibC;
 import java.lang.foreign.MemorySegment;
 import java.lang.invoke.VarHandle;
 
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
-
 /**
  * One virtqueue as the device sees it: {@link #next()} hands out parsed chains, {@link #complete}
  * and {@link #publish()} return them, and the queue keeps the counters, the broken latch, the
@@ -21,16 +18,16 @@ import org.slf4j.LoggerFactory;
  * <p>Beside the ring, its parts: with VIRTIO_F_IN_ORDER ({@link #IN_ORDER}) buffers are used in
  * the order they were made available, whatever order the device completes them in
  * ({@link InOrderTracker}); {@link Interrupts} decides which calls go out when (coalescing);
- * {@link Refusals} counts and logs bad input once; {@link GuestWrites} is the migration test hook.
+ * {@link Refusals} counts and logs bad input once and signals ring corruption; {@link GuestWrites}
+ * is the migration test hook.
  *
- * <p>The control thread builds and configures a queue while it is detached; once a
- * poller starts it, it belongs to that poller thread, which alone calls {@link #next()},
- * {@link #complete} and {@link #publish()} until the queue is handed back. Ring corruption latches
- * the queue {@link #isBroken() broken}: it is not touched again until reconfigured, and its err
- * eventfd is written once.
+ * <p>The control thread builds and configures a queue while it is detached; once a poller starts
+ * it, it belongs to that poller thread, which alone calls {@link #next()}, {@link #complete} and
+ * {@link #publish()} until the queue is handed back. Ring corruption latches the queue
+ * {@link #isBroken() broken}: it is not touched again until reconfigured, and its err eventfd is
+ * written once.
  */
 public final class VirtQueue {
-    private static final Logger LOG = LoggerFactory.getLogger(VirtQueue.class);
     public static final int MAX_SIZE = 32768;
     /** {@link #configure} options, from the negotiated features: VIRTIO_RING_F_EVENT_IDX. */
     public static final int EVENT_IDX = 1;
@@ -54,7 +51,6 @@ public final class VirtQueue {
     // Configuration, set by the control thread while detached.
     private Ring ring = split;
     private volatile int pollerWakeFd = -1;
-    private int errFd = -1;
     private DescriptorChain chain;
     private MemorySegment inflightRegion;
     private DirtyLog log;
@@ -114,10 +110,7 @@ public final class VirtQueue {
         return inOrder;
     }
 
-    /**
-     * Where the device takes the next chain: the avail index of a split ring, or the position in a
-     * packed ring with its wrap counter in bit 15.
-     */
+    /** Where the device takes the next chain: split the avail index, packed the position with its wrap counter in bit 15. */
     public int lastAvailIdx() {
         return ring.availIdx();
     }
@@ -146,17 +139,6 @@ public final class VirtQueue {
     }
 
     /**
-     * Points the queue at its split rings (already translated and bounds-checked by the caller) and
-     * resumes at {@code lastAvail}; the used index is taken from the ring itself, which the driver
-     * owns across device restarts. Control thread, while detached.
-     */
-    public void configure(int size, MemorySegment desc, MemorySegment avail, MemorySegment used, GuestMemory memory,
-                          int lastAvail, boolean eventIdx, boolean indirect, int errFd) {
-        configure(size, desc, avail, used, memory, lastAvail & 0xFFFF,
-                (eventIdx ? EVENT_IDX : 0) | (indirect ? INDIRECT : 0), errFd);
-    }
-
-    /**
      * Points the queue at its areas, as SET_VRING_ADDR names them (descriptor table or ring, driver
      * area, device area; already translated and bounds-checked by the caller), in the layout and
      * with the ring features {@code options} says ({@link #EVENT_IDX}, {@link #INDIRECT},
@@ -169,10 +151,7 @@ public final class VirtQueue {
     public void configure(int size, MemorySegment desc, MemorySegment driverArea, MemorySegment deviceArea,
                           GuestMemory memory, long base, int options, int errFd) {
         boolean isPacked = (options & PACKED) != 0;
-        if (size < 1 || size > MAX_SIZE || (!isPacked && Integer.bitCount(size) != 1)) {
-            throw new IllegalArgumentException("queue size " + size);
-        }
-        Ring r = isPacked ? packed : split;
+        Ring r = isPacked ? packed : split; // each checks the size and areas for its layout
         r.configure(size, desc, driverArea, deviceArea, memory, base, (options & EVENT_IDX) != 0,
                 (options & INDIRECT) != 0, (options & IN_ORDER) != 0, inflightRegion);
         ring = r;
@@ -184,17 +163,14 @@ public final class VirtQueue {
         if (inOrder) {
             order.reset(size);
         }
-        this.errFd = errFd;
+        refusals.errFd(errFd);
         this.broken = false;
         if (log != null) {
             GuestWrites.ringAreas(isPacked, desc, deviceArea, memory);
         }
     }
 
-    /**
-     * Whether {@link #configure} resumed somewhere other than the frontend's base: completions the
-     * driver may not have been interrupted for. Poller, after configure.
-     */
+    /** Whether {@link #configure} resumed elsewhere than the frontend's base (the driver may miss an interrupt). Poller. */
     public boolean baseCorrected() {
         return ring.baseCorrected();
     }
@@ -207,14 +183,6 @@ public final class VirtQueue {
      */
     public void inflight(MemorySegment region, int queueSize) {
         this.inflightRegion = region;
-    }
-
-    /**
-     * Logs every write into guest memory (used ring at {@code usedGpa}, device writes through the
-     * chains) to {@code log}, or stops with null. Control thread while detached, before configure.
-     */
-    public void dirtyLog(DirtyLog log, long usedGpa) {
-        dirtyLog(log, -1, usedGpa);
     }
 
     /**
@@ -287,14 +255,6 @@ public final class VirtQueue {
             complete(c.head(), 0);
         }
         return null;
-    }
-
-    /**
-     * Installs (or with null removes) the test hook that is told every guest range a queue may write
-     * while migrating. For tests only; any thread.
-     */
-    public static void observeGuestWrites(GuestWriteObserver observer) {
-        GuestWrites.observer(observer);
     }
 
     /**
@@ -407,11 +367,7 @@ public final class VirtQueue {
             return;
         }
         broken = true;
-        counters.ringCorruptions++;
-        LOG.error("queue {}: ring corrupt, stopped until the driver resets it: {}", index, why);
-        if (errFd >= 0) {
-            LibC.eventfdSignal(errFd);
-        }
+        refusals.ringCorrupt(why);
     }
 
     @Override

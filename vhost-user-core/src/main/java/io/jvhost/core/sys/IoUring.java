@@ -77,7 +77,6 @@ public final class IoUring implements AutoCloseable {
     private final MemorySegment capture = arena.allocate(IoUringSetup.CAPTURE_LAYOUT);
     /** Our copy of the SQ tail (entries prepared) and of the CQ head (entries consumed). */
     private int sqTail, cqHead;
-    private boolean closed;
 
     IoUring(Fd fd, MemorySegment params, Arena mappings, MemorySegment ring, MemorySegment sqes) {
         this.fd = fd;
@@ -288,13 +287,11 @@ public final class IoUring implements AutoCloseable {
     /** Unmaps the rings and closes the ring; the kernel cancels or finishes what is still in flight. Control path. */
     @Override
     public synchronized void close() {
-        if (closed) {
-            return;
+        if (arena.scope().isAlive()) { // closed once: the arena is the last thing closed
+            mappings.close();
+            fd.close();
+            arena.close();
         }
-        closed = true;
-        mappings.close();
-        fd.close();
-        arena.close();
     }
 
     @Override

@@ -78,20 +78,18 @@ public final class UdpSocket implements AutoCloseable {
         Address a = Address.of(local);
         Fd fd = Fd.adopt((int) LibC.check(LibC.socket(a.ipv6 ? AF_INET6 : AF_INET, SOCK_DGRAM | LibC.SOCK_CLOEXEC, 0),
                 "socket"));
-        try (Arena arena = Arena.ofConfined()) {
+        try {
             LibC.check(LibC.bind(fd.get(), a.sockaddr, a.length), "bind UDP " + a);
-            MemorySegment name = arena.allocate(SOCKADDR_IN6_SIZE, 8);
-            LibC.check(SocketCalls.localAddress(fd.get(), name), "getsockname");
-            return new UdpSocket(fd, a.ipv6, Short.toUnsignedInt(name.get(BE_SHORT, 2)));
         } catch (NativeException e) {
             fd.close();
             throw e;
         }
+        return adopt(fd, a.ipv6); // the port is the kernel's when local's is 0
     }
 
     /**
      * The bound socket {@code fd} a predecessor process handed over (live upgrade), of the family
-     * {@code ipv6} says; takes ownership of {@code fd}.
+     * {@code ipv6} says; takes ownership of {@code fd} (closes it when it fails).
      */
     public static UdpSocket adopt(Fd fd, boolean ipv6) throws NativeException {
         try (Arena arena = Arena.ofConfined()) {

@@ -170,6 +170,9 @@ public final class HandoverOffer implements AutoCloseable {
         return true;
     }
 
+    /** One try at pausing a server's connection: paused, or null (mid-message, or {@code noConnection}). */
+    private record PauseTry(Connection.Paused paused, boolean noConnection) {}
+
     /**
      * Stops accepting and pauses every server's connection at a message boundary (a connection
      * in the middle of one is tried again each millisecond); per server, its paused connection or
@@ -182,17 +185,17 @@ public final class HandoverOffer implements AutoCloseable {
             Connection.Paused p = null;
             boolean none = false;
             while (p == null && !none) {
-                Object[] r = Handover.onLoop(loop, f -> {
+                PauseTry t = Handover.onLoop(loop, f -> {
                     s.suspendAccepting();
                     Connection c = s.current;
                     if (c == null) {
-                        f.complete(new Object[] {null, true});
+                        f.complete(new PauseTry(null, true));
                     } else {
-                        c.pause(pausedOne -> f.complete(new Object[] {pausedOne, false}));
+                        c.pause(pausedOne -> f.complete(new PauseTry(pausedOne, false)));
                     }
                 });
-                p = (Connection.Paused) r[0];
-                none = (Boolean) r[1];
+                p = t.paused();
+                none = t.noConnection();
                 if (p == null && !none) {
                     if (System.currentTimeMillis() > deadline) {
                         paused.add(null);

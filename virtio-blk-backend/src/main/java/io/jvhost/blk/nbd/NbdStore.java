@@ -980,23 +980,32 @@ public final class NbdStore implements BlockStore {
         o.set(BE_INT, at + 24, op.length);
         at += REQUEST_HEADER;
         if (op.command == CMD_WRITE) {
-            BlockRequest r = op.job.request;
-            long skip = op.dataOffset;
-            long left = op.length;
-            for (int s = 0; left > 0 && s < r.segmentCount(); s++) {
-                long n = r.segmentLength(s);
-                if (skip >= n) {
-                    skip -= n;
-                    continue;
-                }
-                long piece = Math.min(n - skip, left);
-                MemorySegment.copy(r.segmentMemory(s), r.segmentOffset(s) + skip, o, at, piece);
-                at += piece;
-                left -= piece;
-                skip = 0;
-            }
+            at = copyWriteData(op, o, at);
         }
         outLength = (int) at;
+    }
+
+    /**
+     * Copies a WRITE's data, {@code op.length} bytes from {@code op.dataOffset} into its request's
+     * guest segments, to {@code dst} at {@code at}; returns where it ends.
+     */
+    private static long copyWriteData(Op op, MemorySegment dst, long at) {
+        BlockRequest r = op.job.request;
+        long skip = op.dataOffset;
+        long left = op.length;
+        for (int s = 0; left > 0 && s < r.segmentCount(); s++) {
+            long n = r.segmentLength(s);
+            if (skip >= n) {
+                skip -= n;
+                continue;
+            }
+            long piece = Math.min(n - skip, left);
+            MemorySegment.copy(r.segmentMemory(s), r.segmentOffset(s) + skip, dst, at, piece);
+            at += piece;
+            left -= piece;
+            skip = 0;
+        }
+        return at;
     }
 
     /** The command (and a WRITE's data) in a pooled buffer, for Netty's pipeline. */
@@ -1005,24 +1014,9 @@ public final class NbdStore implements BlockStore {
         ByteBuf b = PooledByteBufAllocator.DEFAULT.directBuffer(REQUEST_HEADER + (write ? op.length : 0));
         b.writeInt(REQUEST_MAGIC).writeShort(op.flags).writeShort(op.command).writeLong(op.cookie())
                 .writeLong(op.diskOffset).writeInt(op.length);
-        if (write) {
-            BlockRequest r = op.job.request;
-            long skip = op.dataOffset;
-            long left = op.length;
-            for (int s = 0; left > 0 && s < r.segmentCount(); s++) {
-                long n = r.segmentLength(s);
-                if (skip >= n) {
-                    skip -= n;
-                    continue;
-                }
-                int piece = (int) Math.min(n - skip, left);
-                int w = b.writerIndex();
-                ByteBuffer dst = b.internalNioBuffer(w, piece);
-                MemorySegment.copy(r.segmentMemory(s), r.segmentOffset(s) + skip, MemorySegment.ofBuffer(dst), 0, piece);
-                b.writerIndex(w + piece);
-                left -= piece;
-                skip = 0;
-            }
+        if (write) { // through one segment over the buffer's data area: no wrapper per guest segment
+            int w = b.writerIndex();
+            b.writerIndex(w + (int) copyWriteData(op, MemorySegment.ofBuffer(b.internalNioBuffer(w, op.length)), 0));
         }
         return b;
     }
