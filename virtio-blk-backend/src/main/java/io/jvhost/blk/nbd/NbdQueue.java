@@ -479,6 +479,10 @@ final class NbdQueue implements BlockStore.Queue {
         // is made just to hear EAGAIN. Nor right after a submission (the replies take longer).
         boolean drained = justSent;
         justSent = false;
+        // Before the first receive, whether anything came at all: a receive that fails with EAGAIN
+        // must be asked again for its errno, and that capture allocates (40 B) whenever escape
+        // analysis misses it; epoll_wait on the queue's own set answers without errno.
+        boolean checked = false;
         while (socket != null && done < budget && liveOps > 0) {
             if (reading != null) {
                 if (inEnd > inStart) {
@@ -487,7 +491,7 @@ final class NbdQueue implements BlockStore.Queue {
                     }
                     continue;
                 }
-                if (drained) {
+                if (drained || !checked && !(checked = socketReadable())) {
                     break;
                 }
                 partialReplies++;
@@ -516,7 +520,7 @@ final class NbdQueue implements BlockStore.Queue {
                 }
                 continue;
             }
-            if (drained) {
+            if (drained || !checked && !(checked = socketReadable())) {
                 break;
             }
             if (inEnd > inStart) {
@@ -543,6 +547,24 @@ final class NbdQueue implements BlockStore.Queue {
             flushOut(); // FLUSHes that completed writes asked for
         }
         return work + done + (done >= budget ? 1 : 0);
+    }
+
+    /**
+     * Whether the socket has input (or an end or error to report), by the queue's epoll set, which
+     * watches it level-triggered: no receive that only says EAGAIN. The eventfd, if it is what is
+     * ready, is for {@link #control}.
+     */
+    private boolean socketReadable() {
+        int n = events.await(0);
+        boolean readable = n < 0; // epoll_wait failed (EINTR): let the receive find out
+        for (int i = 0; i < n; i++) {
+            if (events.data(i) == SOCKET) {
+                readable |= (events.mask(i) & (LibC.EPOLLIN | LibC.EPOLLERR | LibC.EPOLLHUP)) != 0;
+            } else {
+                LibC.eventfdDrain(wake.get()); // a wake-up control() has seen (it reads the state every reap) or will
+            }
+        }
+        return readable;
     }
 
     /** Handles the reply header at inStart; false after a protocol violation (the connection is gone). */
