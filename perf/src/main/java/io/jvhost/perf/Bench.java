@@ -15,12 +15,15 @@ abstract class Bench<O extends BenchOptions> {
     final PrintStream out;
     final Procs procs = new Procs();
     final Path work;
+    /** Measured before each run and kept in the report: a slow run on a far placement is the machine's, not a backend's. */
+    final CpuRoundTrip placement;
     private int runCount;
 
     Bench(String name, O options, PrintStream out) throws IOException {
         this.options = options;
         this.out = out;
         this.work = Files.createTempDirectory("jvhost-bench-" + name);
+        this.placement = new CpuRoundTrip(options.frontendCpu, options.backendCpu);
     }
 
     /** The next run's number, for socket and log names. */
@@ -40,6 +43,7 @@ abstract class Bench<O extends BenchOptions> {
 
     /** Prints the table and writes the results under {@code options.out}; returns {@code report}. */
     Report finish(Report report) throws IOException {
+        report.meta("cpu_round_trip_ns", placement.summary());
         out.println();
         report.print(out);
         Path csv = report.write(options.out, procs.commands());

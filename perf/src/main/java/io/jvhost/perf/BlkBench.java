@@ -307,8 +307,9 @@ public final class BlkBench extends Bench<BlkBench.Options> {
     private void runConfig(ControlLoop loop, Report report, BlkLoad.Workload w, int queues) throws Exception {
         List<String> targets = options.targets;
         List<List<Run>> runs = Rounds.alternate(targets.size(), options.runs, (t, r) -> {
+            String placed = placement.sample();
             Run run = runOnce(loop, targets.get(t), w, queues, r);
-            out.printf("  %-13s qd=%-2d q=%d %-11s run %d: %s%n", w.name(), w.depth(), queues, targets.get(t), r + 1,
+            out.printf("  %-13s qd=%-2d q=%d %-11s run %d (%s): %s%n", w.name(), w.depth(), queues, targets.get(t), r + 1, placed,
                     run.error != null ? "FAILED " + run.error
                             : String.format("%.0f IOPS, p99 %.1f us, %.0f cpu ns/req, %.3f kicks/req, %d errors%s", run.iops,
                             run.latency.getValueAtPercentile(99) / 1e3, run.cpuPerRequest, run.kicksPerRequest, run.errors,

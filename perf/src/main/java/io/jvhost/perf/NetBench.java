@@ -170,9 +170,10 @@ public final class NetBench extends Bench<NetBench.Options> {
     private void runConfig(ControlLoop loop, Report report, String dir, int size, boolean mrg, int qp) throws Exception {
         List<String> backends = options.backends;
         List<List<Run>> runs = Rounds.alternate(backends.size(), options.runs, (b, r) -> {
+            String placed = placement.sample();
             Run run = runOnce(loop, backends.get(b), dir, size, mrg, qp);
-            out.printf("  %-4s %4d B mrg=%d %s qp=%d %-15s run %d: %s%n", dir, size, mrg ? 1 : 0, packed ? "packed" : "split",
-                    qp, backends.get(b), r + 1,
+            out.printf("  %-4s %4d B mrg=%d %s qp=%d %-15s run %d (%s): %s%n", dir, size, mrg ? 1 : 0, packed ? "packed" : "split",
+                    qp, backends.get(b), r + 1, placed,
                     run.error != null ? "FAILED " + run.error
                             : String.format("%.3f Mpps (frontend %d pkts, backend %d pkts, %.1f cpu ns/pkt%s)", run.mpps,
                             run.frontendPackets, run.backendPackets, run.cpuPerPacket,

@@ -44,7 +44,8 @@ import static org.junit.jupiter.api.Assertions.fail;
  * workers, must allocate 0 bytes over 100k requests or frames. Allocation is counted by
  * ThreadMXBean per thread: exact, not a timing, so the assertion is strict. The file store runs on
  * io_uring (its rings reaped by the pollers, so the pollers do everything) and on I/O workers; the
- * NBD store against a real qemu-nbd on a Unix socket, where its event loop does the talking.
+ * NBD store against a real qemu-nbd on a Unix socket, on the queue's own connection (the poller
+ * does the talking) and on the store's event loop (TLS, servers without multi-conn).
  *
  * <p>Each case runs in a fresh backend, but all share this JVM, so by the later cases the JIT has
  * seen several stores and ports: the megamorphic call sites a real process may have.
@@ -122,21 +123,34 @@ class SteadyStateAllocationTest {
         measure(target, store, name, workload, depth, true, name + "-poller-", "-io-");
     }
 
-    @ParameterizedTest(name = "nbd {0} {1}")
+    @ParameterizedTest(name = "nbd {0} {1} {2}")
     @CsvSource({
-            "randread-4k, 1",
-            "randread-4k, 32",
-            "randwrite-4k, 32",
+            "randread-4k, 1, poller",
+            "randread-4k, 32, poller",
+            "randwrite-4k, 1, poller",
+            "randwrite-4k, 32, poller",
+            "randread-4k, 32, loop",
+            "randwrite-4k, 32, loop",
     })
-    void shouldAllocateNothingPerNbdRequestAfterWarmUp(String workload, int depth) throws Exception {
+    void shouldAllocateNothingPerNbdRequestAfterWarmUp(String workload, int depth, String path) throws Exception {
         NbdServer.require();
         String name = "alloc" + backends++;
         Path image = image(name);
         Path nbdSocket = dir.resolve(name + "-nbd.sock");
         try (NbdServer server = NbdServer.qemuNbdUnix(image, nbdSocket, "alloc")) {
             NbdStore store = NbdStore.open(NbdStore.Options.of(NbdUri.parse("nbd+unix:///alloc?socket=" + nbdSocket), null));
-            // The poller and the store's event loop ("jvhost-nbd"), which does the talking.
-            measure("nbd", store, name, workload, depth, true, name + "-poller-", "jvhost-nbd");
+            // "poller": the queue's own connection (qemu-nbd --shared allows multi-conn); "loop": the
+            // store's event loop ("jvhost-nbd") does the talking, as with TLS or without multi-conn.
+            boolean loopPath = path.equals("loop");
+            if (loopPath) {
+                System.setProperty("jvhost.nbd.queue-connections", "false");
+            }
+            try {
+                measure("nbd", store, name, workload, depth, true, name + "-poller-", "jvhost-nbd");
+            } finally {
+                System.clearProperty("jvhost.nbd.queue-connections");
+            }
+            assertEquals(loopPath ? 0 : 1, store.queueConnections(), "the path measured");
         } finally {
             Files.deleteIfExists(image);
         }

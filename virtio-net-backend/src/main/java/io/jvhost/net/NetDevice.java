@@ -230,6 +230,7 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
 
         @Override
         public void started(VirtQueue q) {
+            q.completesInOrder(true); // each frame's chains, in the order taken (GuestNic)
             pair.rx = q;
         }
 
@@ -282,6 +283,7 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
 
         @Override
         public void started(VirtQueue q) {
+            q.completesInOrder(true); // each chain right after it is taken (process)
             pair.tx = q;
         }
 

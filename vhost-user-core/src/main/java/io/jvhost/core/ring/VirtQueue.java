@@ -56,6 +56,10 @@ public final class VirtQueue {
     private DirtyLog log;
     private boolean broken;
     private boolean inOrder;
+    /** The device completes chains in the order it takes them ({@link #completesInOrder}); kept across configure. */
+    private boolean deviceInOrder;
+    /** IN_ORDER for a device that may complete out of order: through {@link #order}, else quiet chains are told at complete. */
+    private boolean tracked;
     /** Buffers are taken on the device's demand ({@link #onDemand}); and whether it ran out of them. */
     private boolean onDemand;
     private boolean starved;
@@ -113,6 +117,18 @@ public final class VirtQueue {
         return inOrder;
     }
 
+    /**
+     * The device completes chains in the order it took them (rewinding only the last ones), as
+     * virtio-net does: under IN_ORDER they skip the reordering tracker. Before the queue takes chains.
+     */
+    public void completesInOrder(boolean inTakeOrder) {
+        deviceInOrder = inTakeOrder;
+        tracked = inOrder && !inTakeOrder;
+        if (tracked) {
+            order.reset(ring.size);
+        }
+    }
+
     /** Where the device takes the next chain: split the avail index, packed the position with its wrap counter in bit 15. */
     public int lastAvailIdx() {
         return ring.availIdx();
@@ -163,7 +179,8 @@ public final class VirtQueue {
         }
         chain.log = log;
         inOrder = (options & IN_ORDER) != 0;
-        if (inOrder) {
+        tracked = inOrder && !deviceInOrder;
+        if (tracked) {
             order.reset(size);
         }
         refusals.errFd(errFd);
@@ -251,7 +268,7 @@ public final class VirtQueue {
         DescriptorChain c = chain;
         starved = onDemand; // until a chain is found below
         while (!broken && ring.take(c)) {
-            if (inOrder && !order.taken(c)) {
+            if (tracked && !order.taken(c)) {
                 latchBroken("chain " + c.head() + " made available again before it was used");
                 return null;
             }
@@ -282,7 +299,7 @@ public final class VirtQueue {
         ring.rewind(count);
         starved = onDemand;
         counters.chains -= count;
-        if (inOrder) {
+        if (tracked) {
             order.rewind(count);
         }
     }
@@ -294,7 +311,7 @@ public final class VirtQueue {
 
     /** Writes a used element for {@code chain}; it becomes visible at {@link #publish()}. Poller. */
     public void complete(DescriptorChain chain, long writtenLength) {
-        complete(chain.head(), writtenLength);
+        complete(chain.head(), writtenLength, inOrder && !tracked && chain.error() == null && chain.writableCount() == 0);
     }
 
     /**
@@ -303,12 +320,16 @@ public final class VirtQueue {
      * is completed too. Poller.
      */
     public void complete(int head, long writtenLength) {
+        complete(head, writtenLength, false);
+    }
+
+    private void complete(int head, long writtenLength, boolean quiet) {
         if (broken) {
             return;
         }
         counters.bytesWritten += writtenLength;
-        if (!inOrder) {
-            ring.complete(head, writtenLength, false);
+        if (!tracked) {
+            ring.complete(head, writtenLength, quiet);
             return;
         }
         if (!order.complete(head, writtenLength, ring)) {

@@ -13,7 +13,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED;
 public final class Epoll implements AutoCloseable {
     /** x86-64 {@code struct epoll_event} is packed: u32 events then u64 data. */
     private static final long EVENT_SIZE = 12, DATA_OFFSET = 4;
-    private static final int EPOLLET = 1 << 31;
+    private static final int EPOLLET = LibC.EPOLLET;
 
     private final Arena arena = Arena.ofShared();
     private final Fd epfd;
@@ -37,6 +37,31 @@ public final class Epoll implements AutoCloseable {
         ctlEvent.set(JAVA_INT_UNALIGNED, 0, LibC.EPOLLIN | (edgeTriggered ? EPOLLET : 0));
         ctlEvent.set(JAVA_LONG_UNALIGNED, DATA_OFFSET, data);
         return LibC.epollCtl(epfd.get(), LibC.EPOLL_CTL_ADD, fd, ctlEvent);
+    }
+
+    /**
+     * Watches {@code fd} for {@code events} ({@link LibC#EPOLLIN}, {@link LibC#EPOLLOUT},
+     * {@link LibC#EPOLLET}, ...). Returns 0 or -errno.
+     */
+    public synchronized int add(int fd, long data, int events) {
+        ctlEvent.set(JAVA_INT_UNALIGNED, 0, events);
+        ctlEvent.set(JAVA_LONG_UNALIGNED, DATA_OFFSET, data);
+        return LibC.epollCtl(epfd.get(), LibC.EPOLL_CTL_ADD, fd, ctlEvent);
+    }
+
+    /** Changes what {@code fd} is watched for. Returns 0 or -errno. Allocation-free. */
+    public synchronized int modify(int fd, long data, int events) {
+        ctlEvent.set(JAVA_INT_UNALIGNED, 0, events);
+        ctlEvent.set(JAVA_LONG_UNALIGNED, DATA_OFFSET, data);
+        return LibC.epollCtl(epfd.get(), LibC.EPOLL_CTL_MOD, fd, ctlEvent);
+    }
+
+    /**
+     * The epoll fd itself: it is readable while any fd it watches is ready, so another epoll (a
+     * poller's) can watch this whole set as one fd.
+     */
+    public int fd() {
+        return epfd.get();
     }
 
     /** Stops watching {@code fd}. Returns 0 or -errno. */

@@ -26,7 +26,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  */
 public final class LibC {
     public static final int EPERM = 1, ENOENT = 2, EINTR = 4, EBADF = 9, EAGAIN = 11, ENOMEM = 12,
-            EFAULT = 14, EINVAL = 22, EPIPE = 32, EMSGSIZE = 90, ENOBUFS = 105, ECONNREFUSED = 111;
+            EFAULT = 14, EINVAL = 22, EPIPE = 32, EMSGSIZE = 90, ECONNRESET = 104, ENOBUFS = 105, ECONNREFUSED = 111;
 
     public static final int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_NONBLOCK = 0x800, SOCK_CLOEXEC = 0x80000;
     public static final int SOL_SOCKET = 1, SCM_RIGHTS = 1;
@@ -34,8 +34,9 @@ public final class LibC {
             MSG_CMSG_CLOEXEC = 0x40000000;
     public static final int PROT_READ = 1, PROT_WRITE = 2, MAP_SHARED = 1;
     public static final int EFD_NONBLOCK = 0x800, EFD_CLOEXEC = 0x80000;
-    public static final int EPOLL_CLOEXEC = 0x80000, EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2;
-    public static final int EPOLLIN = 0x1, EPOLLERR = 0x8, EPOLLHUP = 0x10;
+    public static final int EPOLL_CLOEXEC = 0x80000, EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2, EPOLL_CTL_MOD = 3;
+    public static final int EPOLLIN = 0x1, EPOLLOUT = 0x4, EPOLLERR = 0x8, EPOLLHUP = 0x10, EPOLLRDHUP = 0x2000,
+            EPOLLET = 1 << 31;
     public static final int MFD_CLOEXEC = 1;
     public static final int EOPNOTSUPP = 95;
     public static final int F_GETFL = 3, F_SETFL = 4, F_DUPFD_CLOEXEC = 1030, O_NONBLOCK = 0x800;

@@ -25,7 +25,8 @@ final class Nbd {
 
     // Transmission flags
     static final int FLAG_HAS_FLAGS = 1, FLAG_READ_ONLY = 1 << 1, FLAG_SEND_FLUSH = 1 << 2,
-            FLAG_SEND_FUA = 1 << 3, FLAG_SEND_TRIM = 1 << 5, FLAG_SEND_WRITE_ZEROES = 1 << 6;
+            FLAG_SEND_FUA = 1 << 3, FLAG_SEND_TRIM = 1 << 5, FLAG_SEND_WRITE_ZEROES = 1 << 6,
+            FLAG_CAN_MULTI_CONN = 1 << 8;
 
     // Transmission
     static final int REQUEST_MAGIC = 0x25609513, SIMPLE_REPLY_MAGIC = 0x67446698, STRUCTURED_REPLY_MAGIC = 0x668e33ef;

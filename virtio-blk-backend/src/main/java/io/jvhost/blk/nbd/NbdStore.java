@@ -2,6 +2,8 @@ package io.jvhost.blk.nbd;
 
 import io.jvhost.blk.BlockRequest;
 import io.jvhost.blk.BlockStore;
+import io.jvhost.core.sys.NativeException;
+import io.jvhost.core.sys.StreamSocket;
 
 import io.netty.bootstrap.Bootstrap;
 import io.netty.buffer.AbstractByteBufAllocator;
@@ -37,7 +39,9 @@ import java.nio.ByteOrder;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Arrays;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
@@ -52,6 +56,12 @@ import static io.jvhost.blk.nbd.Nbd.*;
 /**
  * A disk on an NBD server (qemu-nbd, nbdkit, a storage appliance), reached over TCP or a Unix
  * socket, optionally with TLS.
+ *
+ * <p><b>Queues on their own connections.</b> On a plain connection to a server that allows several
+ * connections to the export (NBD_FLAG_CAN_MULTI_CONN), each device queue ({@link #openQueue}) gets
+ * a connection of its own, negotiated here and then driven by the queue's poller ({@link NbdQueue}):
+ * no thread between the ring and the socket. The rest of this describes the store's own connection,
+ * which serves TLS, servers without multi-conn, and requests given to {@link #submit} directly.
  *
  * <p>One Netty epoll event loop thread of the store's own does all the talking. {@link #submit}
  * only queues requests for it (a lock-free MPSC queue and, when the loop is not already on its
@@ -173,6 +183,8 @@ public final class NbdStore implements BlockStore {
     private long reportedSize;
     private volatile boolean connectedNow;
     private volatile long reconnects, resent, failedOnTimeout;
+    /** The device queues that have a connection of their own (plain connections, multi-conn servers). */
+    private final List<NbdQueue> queues = new CopyOnWriteArrayList<>();
 
     // ---- event loop only ----
     private Channel channel;
@@ -337,22 +349,77 @@ public final class NbdStore implements BlockStore {
 
     /** Whether a connection is up and negotiated. Any thread. */
     public boolean connected() {
-        return connectedNow;
+        if (!connectedNow) {
+            return false;
+        }
+        for (NbdQueue q : queues) {
+            if (!q.connected()) {
+                return false;
+            }
+        }
+        return true;
     }
 
     /** Connections made after the first. Any thread. */
     public long reconnects() {
-        return reconnects;
+        long n = reconnects;
+        for (NbdQueue q : queues) {
+            n += q.reconnects;
+        }
+        return n;
     }
 
     /** Commands sent again on a new connection. Any thread. */
     public long resent() {
-        return resent;
+        long n = resent;
+        for (NbdQueue q : queues) {
+            n += q.resent;
+        }
+        return n;
     }
 
     /** Requests failed because the server stayed away past the timeout. Any thread. */
     public long failedOnTimeout() {
-        return failedOnTimeout;
+        long n = failedOnTimeout;
+        for (NbdQueue q : queues) {
+            n += q.failedOnTimeout;
+        }
+        return n;
+    }
+
+    /** Replies that broke the protocol (bad magic, unknown cookie) on the queues' connections. Any thread. */
+    public long protocolErrors() {
+        long n = 0;
+        for (NbdQueue q : queues) {
+            n += q.protocolErrors;
+        }
+        return n;
+    }
+
+    /**
+     * Diagnostics of the queues' connections: sends the socket did not take whole (the rest went
+     * when it had room), and replies that arrived in pieces. Read while the pollers run, roughly.
+     */
+    public long partialSends() {
+        long n = 0;
+        for (NbdQueue q : queues) {
+            n += q.partialSends;
+        }
+        return n;
+    }
+
+    /** See {@link #partialSends()}. */
+    public long partialReplies() {
+        long n = 0;
+        for (NbdQueue q : queues) {
+            n += q.partialReplies;
+        }
+        return n;
+    }
+
+    /** How many device queues have a connection of their own, driven by their pollers. Any thread. */
+    public int queueConnections() {
+        return queues.size();
     }
 
     public Options options() {
@@ -394,6 +461,9 @@ public final class NbdStore implements BlockStore {
             LOG.warn("{}: disconnect did not finish: {}", target, e.toString());
         }
         shutdownLoop();
+        for (NbdQueue q : queues) {
+            q.close();
+        }
         if (problem != null) {
             throw new IllegalStateException(problem);
         }
@@ -407,6 +477,159 @@ public final class NbdStore implements BlockStore {
 
     private void shutdownLoop() {
         group.shutdownGracefully(0, 2, TimeUnit.SECONDS).syncUninterruptibly();
+    }
+
+    /**
+     * Device queue {@code index}'s way in. On a plain connection to a server that allows several
+     * connections to the export (NBD_FLAG_CAN_MULTI_CONN), the queue gets a connection of its own
+     * that its poller drives ({@link NbdQueue}: no thread hop per request); it is negotiated here,
+     * blocking for at most the connect timeout. Otherwise, with TLS, with the system property
+     * {@code jvhost.nbd.queue-connections=false}, or if that connection cannot be made (logged),
+     * the queue's requests go to the store's loop ({@link #submit}). Without multi-conn the store
+     * keeps to its one connection: a FLUSH on one connection need not cover writes made on
+     * another, and such servers (qemu-nbd without --shared) often take only one client anyway.
+     * Control thread.
+     */
+    @Override
+    public Queue openQueue(int index) {
+        NbdHandshake.Export e = export;
+        if (ssl != null || closed || e == null || !e.has(FLAG_CAN_MULTI_CONN)
+                || !Boolean.parseBoolean(System.getProperty("jvhost.nbd.queue-connections", "true"))) {
+            if (ssl == null && e != null && !e.has(FLAG_CAN_MULTI_CONN) && index == 0) {
+                LOG.info("{}: the server does not allow several connections (no NBD_FLAG_CAN_MULTI_CONN): "
+                        + "every queue goes through the store's one connection", target);
+            }
+            return BlockStore.super.openQueue(index);
+        }
+        NbdQueue q;
+        try {
+            q = new NbdQueue(this, index, target);
+        } catch (NativeException ex) {
+            LOG.warn("{}: queue {} goes through the store's connection: {}", target, index, ex.getMessage());
+            return BlockStore.super.openQueue(index);
+        }
+        CompletableFuture<NbdQueue.Connection> first = new CompletableFuture<>();
+        loop.execute(() -> connectQueue(q, first));
+        try {
+            q.offer(first.get(3 * options.connectTimeout().toMillis() + 5000, TimeUnit.MILLISECONDS));
+        } catch (ExecutionException | TimeoutException | InterruptedException ex) {
+            if (ex instanceof InterruptedException) {
+                Thread.currentThread().interrupt();
+            }
+            Throwable why = ex instanceof ExecutionException ? ex.getCause() : ex;
+            LOG.warn("{}: no connection of its own for queue {} ({}); it goes through the store's connection",
+                    target, index, NbdHandshake.describe(why));
+            q.close();
+            return BlockStore.super.openQueue(index);
+        }
+        queues.add(q);
+        return q;
+    }
+
+    /**
+     * One connection attempt for queue {@code q}: the handshake on this loop, then the socket is
+     * duplicated out of Netty's channel, which is closed, and handed to the queue (nothing is
+     * lost: the server sends nothing until the queue's first command). {@code first}: the attempt
+     * at open time, null for a reconnect (which retries with backoff). Loop.
+     */
+    private void connectQueue(NbdQueue q, CompletableFuture<NbdQueue.Connection> first) {
+        NbdUri uri = options.uri();
+        SocketAddress address = uri.unix() ? new DomainSocketAddress(uri.socket().toString())
+                : InetSocketAddress.createUnresolved(uri.host(), uri.port());
+        Promise<NbdHandshake.Export> negotiated = loop.newPromise();
+        ChannelFuture cf;
+        try {
+            cf = bootstrap.clone().handler(new ChannelInitializer<Channel>() {
+                @Override
+                protected void initChannel(Channel ch) {
+                    ch.pipeline().addLast("handshake", new NbdHandshake(uri.export(), null, null, uri.port(),
+                            options.connectTimeout().toMillis(), negotiated));
+                }
+            }).connect(address);
+        } catch (RuntimeException e) {
+            queueAttemptFailed(q, first, "cannot connect: " + NbdHandshake.describe(e));
+            return;
+        }
+        cf.addListener(f -> {
+            if (!f.isSuccess()) {
+                negotiated.tryFailure(new NbdException("cannot connect: " + connectError(f.cause())));
+            }
+        });
+        negotiated.addListener(f -> {
+            Channel ch = cf.channel();
+            if (!f.isSuccess()) {
+                ch.close();
+                queueAttemptFailed(q, first, NbdHandshake.describe(f.cause()));
+                return;
+            }
+            NbdHandshake.Export e = negotiated.getNow();
+            StreamSocket s;
+            try {
+                ch.config().setAutoRead(false);
+                s = StreamSocket.duplicate(((UnixChannel) ch).fd().intValue());
+            } catch (NativeException | RuntimeException ex) {
+                ch.close();
+                queueAttemptFailed(q, first, "cannot take over the socket: " + ex.getMessage());
+                return;
+            }
+            ch.close(); // Netty's fd only: the connection lives on in s
+            if (closed && first == null) {
+                s.close();
+                return;
+            }
+            q.backoffMillis = FIRST_BACKOFF_MILLIS;
+            NbdQueue.Connection c = new NbdQueue.Connection(s, e);
+            if (first != null) {
+                first.complete(c);
+            } else {
+                q.offer(c);
+            }
+        });
+    }
+
+    private void queueAttemptFailed(NbdQueue q, CompletableFuture<NbdQueue.Connection> first, String why) {
+        if (first != null) {
+            first.completeExceptionally(new NbdException(target + ": " + why));
+            return;
+        }
+        if (closed) {
+            return;
+        }
+        if (q.backoffMillis == FIRST_BACKOFF_MILLIS || q.backoffMillis == MAX_BACKOFF_MILLIS) {
+            LOG.info("{}: reconnecting queue {} failed ({}); next try in {} ms", target, q.index(), why, q.backoffMillis);
+        }
+        scheduleQueueReconnect(q);
+    }
+
+    private void scheduleQueueReconnect(NbdQueue q) {
+        long delay = q.backoffMillis;
+        q.backoffMillis = Math.min(2 * q.backoffMillis, MAX_BACKOFF_MILLIS);
+        loop.schedule(() -> {
+            if (!closed) {
+                connectQueue(q, null);
+            }
+        }, delay, TimeUnit.MILLISECONDS);
+    }
+
+    /**
+     * Queue {@code q} lost its connection (outage number {@code which}): reconnect it with backoff,
+     * and tell it when the timeout has passed. Its poller thread.
+     */
+    void queueLost(NbdQueue q, int which) {
+        if (closed) {
+            return;
+        }
+        try {
+            loop.execute(() -> {
+                if (closed) {
+                    return;
+                }
+                loop.schedule(() -> q.timeoutExpired(which), options.timeout().toNanos(), TimeUnit.NANOSECONDS);
+                scheduleQueueReconnect(q);
+            });
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            // the store is closing
+        }
     }
 
     // ---- connecting (loop) --------------------------------------------------------------------
@@ -945,7 +1168,7 @@ public final class NbdStore implements BlockStore {
         return op.job != null && op.sent && op.generation == (int) (cookie >>> 32) ? op : null;
     }
 
-    private static String commandName(int command) {
+    static String commandName(int command) {
         return switch (command) {
             case CMD_READ -> "READ";
             case CMD_WRITE -> "WRITE";

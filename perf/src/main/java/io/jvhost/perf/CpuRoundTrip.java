@@ -1,0 +1,99 @@
+package io.jvhost.perf;
+
+import io.jvhost.core.sys.CpuAffinity;
+import io.jvhost.core.sys.NativeException;
+
+import java.util.ArrayList;
+import java.util.BitSet;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * How far apart the frontend's and the backend's CPUs are right now: the round trip of a cache
+ * line between two threads pinned to them. On a virtual machine the host may place the two vCPUs
+ * on sibling hyperthreads, on cores of one socket or farther; a ping-pong that takes ~80 ns at one
+ * moment can take ~430 ns at another, and a polling benchmark's rate falls to a third with it
+ * (perf/RESULTS.md, 2026-12-06). Measured before every run, so that a slow run can be told from a
+ * slow backend. Not thread-safe: one per benchmark.
+ */
+final class CpuRoundTrip {
+    private static final int TRIPS = 200_000;
+    private static final long GIVE_UP_NANOS = 1_000_000_000L;
+
+    private final int cpuA, cpuB;
+    private final List<Double> samples = new ArrayList<>();
+
+    CpuRoundTrip(int cpuA, int cpuB) {
+        this.cpuA = cpuA;
+        this.cpuB = cpuB;
+    }
+
+    /** Measures once, remembers it, and returns it for the run's line, e.g. "CPUs 0-1 round trip 81 ns". */
+    String sample() throws InterruptedException {
+        double ns = measure(cpuA, cpuB);
+        if (Double.isNaN(ns)) {
+            return "CPUs " + cpuA + "-" + cpuB + " round trip not measured";
+        }
+        samples.add(ns);
+        return String.format("CPUs %d-%d round trip %.0f ns", cpuA, cpuB, ns);
+    }
+
+    /** What the report's metadata keeps: each sample in run order. */
+    String summary() {
+        return samples.isEmpty() ? "not measured" : samples.stream().map(s -> String.format("%.0f", s)).toList()
+                + " ns, in run order (two threads pinned to the frontend's and the backend's CPU handing a cache line back and forth)";
+    }
+
+    /** Nanoseconds per round trip between threads on {@code a} and {@code b}; NaN when either cannot be pinned there or it takes over a second. */
+    static double measure(int a, int b) throws InterruptedException {
+        AtomicLong flag = new AtomicLong();
+        boolean[] pinned = new boolean[2];
+        Thread other = new Thread(() -> {
+            pinned[1] = pin(b);
+            for (long i = 0; i < TRIPS; i++) {
+                long f;
+                while ((f = flag.getAcquire()) != 2 * i + 1) {
+                    if (f < 0) {
+                        return;
+                    }
+                    Thread.onSpinWait();
+                }
+                flag.setRelease(2 * i + 2);
+            }
+        }, "jvhost-roundtrip");
+        long[] took = new long[1];
+        Thread self = new Thread(() -> {
+            pinned[0] = pin(a);
+            long start = System.nanoTime();
+            for (long i = 0; i < TRIPS; i++) {
+                flag.setRelease(2 * i + 1);
+                while (flag.getAcquire() != 2 * i + 2) {
+                    Thread.onSpinWait();
+                }
+                if ((i & 1023) == 0 && System.nanoTime() - start > GIVE_UP_NANOS) {
+                    flag.setRelease(-1); // sharing one CPU (pinning refused): each trip costs a time slice
+                    return;
+                }
+            }
+            took[0] = System.nanoTime() - start;
+        }, "jvhost-roundtrip");
+        other.setDaemon(true);
+        self.setDaemon(true);
+        other.start();
+        self.start();
+        self.join();
+        other.join();
+        return pinned[0] && pinned[1] && took[0] > 0 ? (double) took[0] / TRIPS : Double.NaN;
+    }
+
+    private static boolean pin(int cpu) {
+        BitSet one = new BitSet();
+        one.set(cpu);
+        try {
+            CpuAffinity.set(0, one);
+            return true;
+        } catch (NativeException e) {
+            return false; // not allowed there (cgroup cpuset): the result is not reported
+        }
+    }
+}

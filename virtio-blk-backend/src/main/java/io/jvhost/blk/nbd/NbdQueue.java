@@ -1,0 +1,951 @@
+package io.jvhost.blk.nbd;
+
+import io.jvhost.blk.BlockRequest;
+import io.jvhost.blk.BlockStore;
+import io.jvhost.core.sys.Epoll;
+import io.jvhost.core.sys.EventFd;
+import io.jvhost.core.sys.Fd;
+import io.jvhost.core.sys.LibC;
+import io.jvhost.core.sys.NativeException;
+import io.jvhost.core.sys.StreamSocket;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.util.Arrays;
+import java.util.concurrent.atomic.AtomicReference;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import static io.jvhost.blk.nbd.Nbd.*;
+import static io.jvhost.core.sys.StreamSocket.IOVEC_SIZE;
+import static io.jvhost.core.sys.StreamSocket.IOV_BASE_OFFSET;
+import static io.jvhost.core.sys.StreamSocket.IOV_LEN_OFFSET;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+/**
+ * One device queue of an {@link NbdStore} on an NBD connection of its own, which the queue's poller
+ * drives with no thread in between: {@link #submit} writes the commands to the socket (a WRITE's
+ * data straight from guest memory, gathered with iovecs), {@link #reap} reads the replies (a READ's
+ * data into guest memory) and completes the requests, all on the poller, without blocking. Only
+ * plain connections (TCP, Unix) of a server that allows several connections to one export
+ * (NBD_FLAG_CAN_MULTI_CONN: a FLUSH on any covers the writes of all) get one; TLS stays on the
+ * store's Netty loop.
+ *
+ * <p><b>Out.</b> Commands wait in order in a FIFO until the stage takes them: their 28-byte headers
+ * go into one preallocated buffer, and an iovec array lists the headers and each WRITE's guest
+ * segments in the order they go out. One {@code sendmsg} sends as much as the socket takes; a
+ * partial send moves the iovecs on, and {@code EAGAIN} asks the poller to wake when the socket is
+ * writable again. The stage is refilled once all of it has left.
+ *
+ * <p><b>In.</b> One {@code recvmsg} into a preallocated receive buffer takes as many replies as have
+ * arrived; a READ's data that came with its header is copied from there into guest memory, the
+ * rest of it is read straight into the guest's buffers (the receive buffer as the last iovec, for
+ * what follows). Only simple replies are accepted (the store does not ask for structured ones); a
+ * reply with a bad magic, or for a cookie not in flight on this connection, is a hostile or broken
+ * server: the connection is dropped, the requests in flight on it fail with an I/O error (counted,
+ * logged), and the queue reconnects for what comes next.
+ *
+ * <p><b>Outages.</b> When the server closes the connection or the socket fails, the requests stay,
+ * and the store's loop reconnects (backoff as the store's own connection) and hands the new
+ * socket over ({@link #offer}); the queue sends them all again. If the server stays away longer
+ * than the store's timeout, the store's loop says so ({@link #timeoutExpired}) and the waiting
+ * requests, and new ones until the server is back, fail with an I/O error.
+ *
+ * <p>The poller watches one fd ({@link #completionFd}): an epoll set of the socket and an eventfd
+ * through which the store's loop wakes the queue. Poller thread only, except where a method says
+ * otherwise. No allocation per request: commands, jobs, iovecs and buffers are kept for reuse.
+ */
+final class NbdQueue implements BlockStore.Queue {
+    private static final Logger LOG = LoggerFactory.getLogger(NbdQueue.class);
+    /** Headers the stage holds; bytes one receive takes at most. */
+    static final int STAGE_HEADERS = 1024, IN_CAPACITY = 256 << 10;
+    private static final int INITIAL_OPS = 256, INITIAL_IOVECS = 2 * STAGE_HEADERS, INITIAL_IN_IOVECS = 64;
+    private static final long SOCKET = 1, WAKE = 2;
+    private static final ValueLayout.OfInt BE_INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
+    private static final ValueLayout.OfShort BE_SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
+    private static final ValueLayout.OfLong BE_LONG = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
+    private static final int FREE = 0, WAITING = 1, SENT = 2;
+
+    /** A negotiated connection the store's loop hands to the queue. */
+    record Connection(StreamSocket socket, NbdHandshake.Export export) {}
+
+    /** One request of the guest in flight: the commands it became, and how they went. */
+    private static final class Job {
+        BlockRequest request;
+        int outstanding;
+        int status;
+        boolean flushAfter;
+    }
+
+    /** One NBD command; its index and generation make the cookie. */
+    private static final class Op {
+        final int index;
+        int generation;
+        int state;
+        Job job;
+        int command;
+        int flags;
+        long diskOffset;
+        int length;
+        /** READ/WRITE: where in the request's data this command's bytes start. */
+        long dataOffset;
+        /** Where the command's last byte is in the connection's outgoing stream. */
+        long wireEnd;
+
+        Op(int index) {
+            this.index = index;
+        }
+
+        long cookie() {
+            return (long) generation << 32 | index;
+        }
+    }
+
+    private final NbdStore store;
+    private final int index;
+    private final String name;
+    private final Arena arena = Arena.ofShared();
+    private final Epoll events;
+    private final Fd wake;
+    private final AtomicReference<Connection> offered = new AtomicReference<>();
+    /** The outage whose timeout expired (store's loop writes, poller reads). */
+    private volatile int expiredOutage = -1;
+    private volatile boolean up;
+    private volatile boolean closed;
+    volatile long reconnects, resent, failedOnTimeout, protocolErrors;
+    /** Sends the socket did not take whole, and replies that came in pieces (read again for the rest): plain counters. */
+    long partialSends, partialReplies;
+
+    // ---- poller only ----
+    private StreamSocket socket;
+    private int outage;
+    private boolean failing;
+    private int chunk;
+    private int flagsOfExport;
+    private long ioErrors;
+    private Op[] ops = new Op[0];
+    private int[] freeOps = new int[0];
+    private int freeOpCount;
+    private int liveOps;
+    private Job[] freeJobs = new Job[0];
+    private int freeJobCount;
+    /** Commands not yet in the stage, oldest first (a ring of op indices as long as {@link #ops}). */
+    private int[] fifo = new int[0];
+    private int fifoHead, fifoCount;
+    /** The stage: headers, and the iovecs of what goes out next ({@link #iovFirst} is the first not fully sent). */
+    private final MemorySegment headers;
+    private int headersLength;
+    private MemorySegment iov;
+    private int iovCapacity, iovFirst, iovCount;
+    private boolean lastIovIsHeader;
+    /** Bytes staged and bytes sent on this connection: an op is on the wire once its wireEnd is sent. */
+    private long staged, sent;
+    private boolean writableWanted;
+    /** Receive buffer: bytes [inStart, inEnd) are unread. */
+    private final MemorySegment in;
+    private int inStart, inEnd;
+    private MemorySegment inIov;
+    private int inIovCapacity;
+    /** The READ whose data is arriving, and where its next byte goes. */
+    private Op reading;
+    private long payloadLeft;
+    private int segment;
+    private long segmentSkip;
+    private boolean everConnected;
+    /** The next reap comes right after a submission: no reply can be there yet, so it does not read. */
+    private boolean justSent;
+    /** The store's loop: the delay before the next reconnect attempt. */
+    long backoffMillis = NbdStore.FIRST_BACKOFF_MILLIS;
+
+    NbdQueue(NbdStore store, int index, String target) throws NativeException {
+        this.store = store;
+        this.index = index;
+        this.name = target + " queue " + index;
+        Epoll e = new Epoll(4);
+        Fd w = null;
+        try {
+            w = EventFd.create();
+            int r = e.add(w.get(), WAKE, LibC.EPOLLIN);
+            if (r < 0) {
+                throw new NativeException("epoll_ctl", -r);
+            }
+        } catch (NativeException | RuntimeException ex) {
+            if (w != null) {
+                w.close();
+            }
+            e.close();
+            arena.close();
+            throw ex;
+        }
+        this.events = e;
+        this.wake = w;
+        this.headers = arena.allocate((long) STAGE_HEADERS * REQUEST_HEADER, 64);
+        this.iov = arena.allocate(INITIAL_IOVECS * IOVEC_SIZE, 8);
+        this.iovCapacity = INITIAL_IOVECS;
+        this.in = arena.allocate(IN_CAPACITY, 4096);
+        this.inIov = arena.allocate(INITIAL_IN_IOVECS * IOVEC_SIZE, 8);
+        this.inIovCapacity = INITIAL_IN_IOVECS;
+        growOps(INITIAL_OPS);
+        growJobs(INITIAL_OPS);
+    }
+
+    int index() {
+        return index;
+    }
+
+    /** Whether the queue has a connection now. Any thread. */
+    boolean connected() {
+        return up;
+    }
+
+    /** The epoll set of the socket and the wake-up eventfd. */
+    @Override
+    public int completionFd() {
+        return events.fd();
+    }
+
+    // ---- from the store's loop --------------------------------------------------------------
+
+    /** A new connection for the queue to use. Store's loop (or the control thread at open). */
+    void offer(Connection c) {
+        Connection old = offered.getAndSet(c);
+        if (old != null) {
+            old.socket().close(); // cannot happen: one reconnect at a time; never leak it
+        }
+        LibC.eventfdSignal(wake.get());
+    }
+
+    /** The server has been away for the timeout since outage {@code which} began. Store's loop. */
+    void timeoutExpired(int which) {
+        expiredOutage = which;
+        LibC.eventfdSignal(wake.get());
+    }
+
+    // ---- submission -------------------------------------------------------------------------
+
+    @Override
+    public void submit(BlockRequest[] requests, int count) {
+        for (int i = 0; i < count; i++) {
+            BlockRequest r = requests[i];
+            if (closed || failing) {
+                r.complete(BlockRequest.STATUS_IOERR);
+                continue;
+            }
+            try {
+                start(r);
+            } catch (RuntimeException e) {
+                LOG.error("{}: starting {} failed", name, r, e); // a bug: keep the poller alive
+                r.complete(BlockRequest.STATUS_IOERR);
+            }
+        }
+        if (socket != null && fifoCount > 0) {
+            flushOut();
+        }
+        justSent = count > 0;
+    }
+
+    private void start(BlockRequest r) {
+        Job j = takeJob();
+        j.request = r;
+        int f = flagsOfExport;
+        switch (r.type()) {
+            case READ, WRITE -> {
+                boolean write = r.type() == BlockRequest.Type.WRITE;
+                int flags = 0;
+                if (write && r.durable()) {
+                    if ((f & FLAG_SEND_FUA) != 0) {
+                        flags = CMD_FLAG_FUA;
+                    } else if ((f & FLAG_SEND_FLUSH) != 0) {
+                        j.flushAfter = true;
+                    }
+                }
+                long length = r.length();
+                for (long at = 0; at < length; at += chunk) {
+                    addOp(j, write ? CMD_WRITE : CMD_READ, flags, r.offset() + at, (int) Math.min(chunk, length - at), at);
+                }
+            }
+            case FLUSH -> {
+                if ((f & FLAG_SEND_FLUSH) != 0) {
+                    addOp(j, CMD_FLUSH, 0, 0, 0, 0);
+                }
+            }
+            case DISCARD, WRITE_ZEROES -> {
+                boolean zero = r.type() == BlockRequest.Type.WRITE_ZEROES;
+                if ((f & (zero ? FLAG_SEND_WRITE_ZEROES : FLAG_SEND_TRIM)) == 0) {
+                    j.status = zero ? BlockRequest.STATUS_UNSUPP : BlockRequest.STATUS_OK;
+                    break;
+                }
+                int flags = zero && !r.unmap() ? CMD_FLAG_NO_HOLE : 0;
+                for (int g = 0; g < r.rangeCount(); g++) {
+                    long off = r.rangeOffset(g), len = r.rangeLength(g);
+                    for (long at = 0; at < len; at += NbdStore.MAX_RANGE_COMMAND) {
+                        addOp(j, zero ? CMD_WRITE_ZEROES : CMD_TRIM, flags, off + at,
+                                (int) Math.min(NbdStore.MAX_RANGE_COMMAND, len - at), 0);
+                    }
+                }
+            }
+        }
+        if (j.outstanding == 0) {
+            finishJob(j);
+        }
+    }
+
+    private void addOp(Job j, int command, int flags, long diskOffset, int length, long dataOffset) {
+        if (freeOpCount == 0) {
+            growOps(ops.length);
+        }
+        Op op = ops[freeOps[--freeOpCount]];
+        op.job = j;
+        op.command = command;
+        op.flags = flags;
+        op.diskOffset = diskOffset;
+        op.length = length;
+        op.dataOffset = dataOffset;
+        j.outstanding++;
+        liveOps++;
+        enqueue(op);
+    }
+
+    private void enqueue(Op op) {
+        op.state = WAITING;
+        fifo[(fifoHead + fifoCount) % fifo.length] = op.index;
+        fifoCount++;
+    }
+
+    // ---- out --------------------------------------------------------------------------------
+
+    /**
+     * Stages what waits and sends the stage, until the FIFO is empty or the socket is full (then
+     * the poller is asked to wake when it is writable). A failed send drops the connection.
+     */
+    private void flushOut() {
+        while (socket != null) {
+            while (fifoCount > 0 && stage(ops[fifo[fifoHead]])) {
+                fifoHead = (fifoHead + 1) % fifo.length;
+                fifoCount--;
+            }
+            if (iovFirst == iovCount) {
+                break;
+            }
+            long n = socket.writev(iov.address() + iovFirst * IOVEC_SIZE, iovCount - iovFirst);
+            if (n == -LibC.EAGAIN || n == 0) {
+                partialSends++;
+                wantWritable(true);
+                return;
+            }
+            if (n < 0) {
+                lost("sending failed: errno " + -n);
+                return;
+            }
+            if (n < staged - sent) {
+                partialSends++;
+            }
+            sent += n;
+            iovFirst = advance(iov, iovFirst, iovCount, n);
+            if (iovFirst == iovCount) { // all of the stage left: start it again from the top
+                iovFirst = iovCount = 0;
+                headersLength = 0;
+                lastIovIsHeader = false;
+            }
+        }
+        if (writableWanted) {
+            wantWritable(false);
+        }
+    }
+
+    /** Puts {@code op} into the stage; false when it has no room now (it has once the stage is sent). */
+    private boolean stage(Op op) {
+        int need = 1;
+        BlockRequest r = op.job.request;
+        if (op.command == CMD_WRITE) {
+            need += r.segmentCount();
+        }
+        if (headersLength + REQUEST_HEADER > headers.byteSize() || iovCount + need > iovCapacity) {
+            if (iovCount > 0) {
+                return false;
+            }
+            growIovecs(need); // rare: one command with more segments than the array holds
+        }
+        long at = headersLength;
+        MemorySegment h = headers;
+        h.set(BE_INT, at, REQUEST_MAGIC);
+        h.set(BE_SHORT, at + 4, (short) op.flags);
+        h.set(BE_SHORT, at + 6, (short) op.command);
+        h.set(BE_LONG, at + 8, op.cookie());
+        h.set(BE_LONG, at + 16, op.diskOffset);
+        h.set(BE_INT, at + 24, op.length);
+        headersLength += REQUEST_HEADER;
+        long base = h.address() + at;
+        if (lastIovIsHeader && iovCount > iovFirst) { // right after the previous header: one iovec for both
+            long last = (iovCount - 1) * IOVEC_SIZE;
+            iov.set(JAVA_LONG, last + IOV_LEN_OFFSET, iov.get(JAVA_LONG, last + IOV_LEN_OFFSET) + REQUEST_HEADER);
+        } else {
+            putIov(base, REQUEST_HEADER);
+        }
+        lastIovIsHeader = true;
+        staged += REQUEST_HEADER;
+        if (op.command == CMD_WRITE) {
+            long skip = op.dataOffset;
+            long left = op.length;
+            for (int s = 0; left > 0 && s < r.segmentCount(); s++) {
+                long n = r.segmentLength(s);
+                if (skip >= n) {
+                    skip -= n;
+                    continue;
+                }
+                long piece = Math.min(n - skip, left);
+                putIov(r.segmentMemory(s).address() + r.segmentOffset(s) + skip, piece);
+                left -= piece;
+                skip = 0;
+            }
+            lastIovIsHeader = false;
+            staged += op.length;
+        }
+        op.wireEnd = staged;
+        op.state = SENT;
+        return true;
+    }
+
+    private void putIov(long address, long length) {
+        long at = iovCount * IOVEC_SIZE;
+        iov.set(JAVA_LONG, at + IOV_BASE_OFFSET, address);
+        iov.set(JAVA_LONG, at + IOV_LEN_OFFSET, length);
+        iovCount++;
+    }
+
+    private void growIovecs(int need) {
+        int capacity = Math.max(need, 2 * iovCapacity);
+        iov = arena.allocate(capacity * IOVEC_SIZE, 8);
+        iovCapacity = capacity;
+    }
+
+    /**
+     * Moves the iovecs {@code [first, count)} of {@code v} on by {@code done} bytes: skips those
+     * filled, shortens the one it stopped in. Returns the new first unfinished one.
+     */
+    static int advance(MemorySegment v, int first, int count, long done) {
+        long left = done;
+        int i = first;
+        while (left > 0 && i < count) {
+            long at = i * IOVEC_SIZE;
+            long len = v.get(JAVA_LONG, at + IOV_LEN_OFFSET);
+            if (left >= len) {
+                left -= len;
+                i++;
+            } else {
+                v.set(JAVA_LONG, at + IOV_BASE_OFFSET, v.get(JAVA_LONG, at + IOV_BASE_OFFSET) + left);
+                v.set(JAVA_LONG, at + IOV_LEN_OFFSET, len - left);
+                left = 0;
+            }
+        }
+        while (i < count && v.get(JAVA_LONG, i * IOVEC_SIZE + IOV_LEN_OFFSET) == 0) {
+            i++;
+        }
+        return i;
+    }
+
+    /** Watches the socket for room to write too (true), or for input only. */
+    private void wantWritable(boolean yes) {
+        if (writableWanted == yes || socket == null) {
+            return;
+        }
+        writableWanted = yes;
+        int r = events.modify(socket.fd(), SOCKET, LibC.EPOLLIN | (yes ? LibC.EPOLLOUT : 0));
+        if (r < 0) {
+            LOG.warn("{}: epoll_ctl: errno {}", name, -r);
+        }
+    }
+
+    // ---- in ---------------------------------------------------------------------------------
+
+    @Override
+    public int reap(int budget) {
+        if (closed) {
+            return 0;
+        }
+        int work = control();
+        if (socket == null) {
+            return work;
+        }
+        if (writableWanted || fifoCount > 0) {
+            flushOut();
+        }
+        int done = 0;
+        // A receive that returns less than it had room for emptied the socket: more input wakes
+        // the poller (the socket's readiness reaches it through the epoll set), so no receive
+        // is made just to hear EAGAIN. Nor right after a submission (the replies take longer).
+        boolean drained = justSent;
+        justSent = false;
+        // Before the first receive, whether anything came at all: a receive that fails with EAGAIN
+        // must be asked again for its errno, and that capture allocates (40 B) whenever escape
+        // analysis misses it; epoll_wait on the queue's own set answers without errno.
+        boolean checked = false;
+        while (socket != null && done < budget && liveOps > 0) {
+            if (reading != null) {
+                if (inEnd > inStart) {
+                    if (payloadFromBuffer()) {
+                        done++;
+                    }
+                    continue;
+                }
+                if (drained || !checked && !(checked = socketReadable())) {
+                    break;
+                }
+                partialReplies++;
+                long want = payloadLeft + IN_CAPACITY;
+                long n = readPayloadDirect();
+                if (n == -LibC.EAGAIN) {
+                    break;
+                }
+                if (n <= 0) {
+                    lost(n == 0 ? "the server closed the connection" : "receiving failed: errno " + -n);
+                    break;
+                }
+                drained = n < want;
+                if (payloadLeft == 0) {
+                    finishRead();
+                    done++;
+                }
+                continue;
+            }
+            if (inEnd - inStart >= REPLY_HEADER) {
+                if (!header()) {
+                    break;
+                }
+                if (reading == null) {
+                    done++;
+                }
+                continue;
+            }
+            if (drained || !checked && !(checked = socketReadable())) {
+                break;
+            }
+            if (inEnd > inStart) {
+                partialReplies++; // a header in pieces
+            }
+            if (inStart > 0) { // keep the part of a header that came, at the top
+                MemorySegment.copy(in, inStart, in, 0, inEnd - inStart);
+                inEnd -= inStart;
+                inStart = 0;
+            }
+            int room = IN_CAPACITY - inEnd;
+            long n = socket.recv(in.address() + inEnd, room);
+            if (n == -LibC.EAGAIN) {
+                break;
+            }
+            if (n <= 0) {
+                lost(n == 0 ? "the server closed the connection" : "receiving failed: errno " + -n);
+                break;
+            }
+            inEnd += (int) n;
+            drained = n < room;
+        }
+        if (socket != null && fifoCount > 0) {
+            flushOut(); // FLUSHes that completed writes asked for
+        }
+        return work + done + (done >= budget ? 1 : 0);
+    }
+
+    /**
+     * Whether the socket has input (or an end or error to report), by the queue's epoll set, which
+     * watches it level-triggered: no receive that only says EAGAIN. The eventfd, if it is what is
+     * ready, is for {@link #control}.
+     */
+    private boolean socketReadable() {
+        int n = events.await(0);
+        boolean readable = n < 0; // epoll_wait failed (EINTR): let the receive find out
+        for (int i = 0; i < n; i++) {
+            if (events.data(i) == SOCKET) {
+                readable |= (events.mask(i) & (LibC.EPOLLIN | LibC.EPOLLERR | LibC.EPOLLHUP)) != 0;
+            } else {
+                LibC.eventfdDrain(wake.get()); // a wake-up control() has seen (it reads the state every reap) or will
+            }
+        }
+        return readable;
+    }
+
+    /** Handles the reply header at inStart; false after a protocol violation (the connection is gone). */
+    private boolean header() {
+        int magic = in.get(BE_INT, inStart);
+        int error = in.get(BE_INT, inStart + 4);
+        long cookie = in.get(BE_LONG, inStart + 8);
+        inStart += REPLY_HEADER;
+        if (magic != SIMPLE_REPLY_MAGIC) {
+            violation(magic == STRUCTURED_REPLY_MAGIC ? "a structured reply, which was not negotiated"
+                    : "bad reply magic 0x" + Integer.toHexString(magic));
+            return false;
+        }
+        Op op = lookup(cookie);
+        if (op == null) {
+            violation("a reply for cookie 0x" + Long.toHexString(cookie) + ", which is not in flight");
+            return false;
+        }
+        if (op.command == CMD_READ && error == 0 && op.length > 0) {
+            reading = op;
+            payloadLeft = op.length;
+            BlockRequest r = op.job.request;
+            long skip = op.dataOffset;
+            int s = 0;
+            while (skip >= r.segmentLength(s)) {
+                skip -= r.segmentLength(s);
+                s++;
+            }
+            segment = s;
+            segmentSkip = skip;
+        } else {
+            opDone(op, error);
+        }
+        return true;
+    }
+
+    /** Copies what the receive buffer holds of the READ's data; true when the READ is complete. */
+    private boolean payloadFromBuffer() {
+        BlockRequest r = reading.job.request;
+        long room = r.segmentLength(segment) - segmentSkip;
+        int n = (int) Math.min(Math.min(room, payloadLeft), inEnd - inStart);
+        MemorySegment.copy(in, inStart, r.segmentMemory(segment), r.segmentOffset(segment) + segmentSkip, n);
+        inStart += n;
+        moved(n);
+        if (payloadLeft == 0) {
+            finishRead();
+            return true;
+        }
+        return false;
+    }
+
+    /**
+     * Reads the rest of the READ's data straight into guest memory, and whatever follows into the
+     * (empty) receive buffer. Returns the bytes read or -errno.
+     */
+    private long readPayloadDirect() {
+        BlockRequest r = reading.job.request;
+        int n = 0;
+        long left = payloadLeft;
+        for (int s = segment; left > 0 && s < r.segmentCount(); s++) {
+            if (n + 2 > inIovCapacity) {
+                int capacity = 2 * inIovCapacity;
+                MemorySegment bigger = arena.allocate(capacity * IOVEC_SIZE, 8);
+                MemorySegment.copy(inIov, 0, bigger, 0, n * IOVEC_SIZE);
+                inIov = bigger;
+                inIovCapacity = capacity;
+            }
+            long skip = s == segment ? segmentSkip : 0;
+            long piece = Math.min(r.segmentLength(s) - skip, left);
+            long at = n * IOVEC_SIZE;
+            inIov.set(JAVA_LONG, at + IOV_BASE_OFFSET, r.segmentMemory(s).address() + r.segmentOffset(s) + skip);
+            inIov.set(JAVA_LONG, at + IOV_LEN_OFFSET, piece);
+            left -= piece;
+            n++;
+        }
+        inStart = inEnd = 0;
+        long at = n * IOVEC_SIZE;
+        inIov.set(JAVA_LONG, at + IOV_BASE_OFFSET, in.address());
+        inIov.set(JAVA_LONG, at + IOV_LEN_OFFSET, IN_CAPACITY);
+        n++;
+        long got = socket.readv(inIov.address(), n);
+        if (got <= 0) {
+            return got;
+        }
+        long intoGuest = Math.min(got, payloadLeft);
+        long m = intoGuest;
+        while (m > 0) {
+            long room = r.segmentLength(segment) - segmentSkip;
+            long k = Math.min(room, m);
+            moved(k);
+            m -= k;
+        }
+        inEnd = (int) (got - intoGuest);
+        return got;
+    }
+
+    /** {@code n} more bytes of the READ's data arrived. */
+    private void moved(long n) {
+        payloadLeft -= n;
+        segmentSkip += n;
+        if (segmentSkip == reading.job.request.segmentLength(segment)) {
+            segment++;
+            segmentSkip = 0;
+        }
+    }
+
+    private void finishRead() {
+        Op op = reading;
+        reading = null;
+        opDone(op, 0);
+    }
+
+    /** The live command {@code cookie} names, if all of it went out on this connection; else null. */
+    private Op lookup(long cookie) {
+        int i = (int) cookie;
+        if (i < 0 || i >= ops.length) {
+            return null;
+        }
+        Op op = ops[i];
+        return op.state == SENT && op.generation == (int) (cookie >>> 32) && op.wireEnd <= sent ? op : null;
+    }
+
+    // ---- completion -------------------------------------------------------------------------
+
+    private void opDone(Op op, int error) {
+        Job j = op.job;
+        int command = op.command;
+        releaseOp(op);
+        if (error != 0) {
+            int status = command == CMD_WRITE_ZEROES && error == ENOTSUP ? BlockRequest.STATUS_UNSUPP
+                    : command == CMD_TRIM && error == ENOTSUP ? BlockRequest.STATUS_OK // advisory
+                    : BlockRequest.STATUS_IOERR;
+            if (status != BlockRequest.STATUS_OK && j.status == BlockRequest.STATUS_OK) {
+                j.status = status;
+            }
+            if (ioErrors++ < 10 || ioErrors % 1000 == 0) {
+                LOG.warn("{}: {} of {} bytes at {} failed: {} ({} errors so far)", name, NbdStore.commandName(command),
+                        op.length, op.diskOffset, errno(error), ioErrors);
+            }
+        }
+        if (--j.outstanding == 0) {
+            finishJob(j);
+        }
+    }
+
+    private void finishJob(Job j) {
+        if (j.flushAfter && j.status == BlockRequest.STATUS_OK && !failing && !closed) {
+            j.flushAfter = false;
+            addOp(j, CMD_FLUSH, 0, 0, 0, 0);
+            return;
+        }
+        BlockRequest r = j.request;
+        int status = j.status;
+        j.request = null;
+        j.status = BlockRequest.STATUS_OK;
+        j.flushAfter = false;
+        j.outstanding = 0;
+        freeJobs[freeJobCount++] = j;
+        r.complete(status);
+    }
+
+    private Job takeJob() {
+        if (freeJobCount == 0) {
+            growJobs(Math.max(16, freeJobs.length));
+        }
+        return freeJobs[--freeJobCount];
+    }
+
+    private void growJobs(int more) {
+        if (freeJobs.length < freeJobCount + more) {
+            freeJobs = Arrays.copyOf(freeJobs, freeJobs.length + more);
+        }
+        for (int i = 0; i < more; i++) {
+            freeJobs[freeJobCount++] = new Job();
+        }
+    }
+
+    private void growOps(int more) {
+        int from = ops.length;
+        ops = Arrays.copyOf(ops, from + more);
+        freeOps = Arrays.copyOf(freeOps, from + more);
+        int[] bigger = new int[from + more];
+        for (int i = 0; i < fifoCount; i++) {
+            bigger[i] = fifo[(fifoHead + i) % fifo.length];
+        }
+        fifo = bigger;
+        fifoHead = 0;
+        for (int i = from + more - 1; i >= from; i--) {
+            ops[i] = new Op(i);
+            freeOps[freeOpCount++] = i;
+        }
+    }
+
+    private void releaseOp(Op op) {
+        op.job = null;
+        op.state = FREE;
+        op.generation++;
+        freeOps[freeOpCount++] = op.index;
+        liveOps--;
+    }
+
+    // ---- connection -------------------------------------------------------------------------
+
+    /** Takes a connection the store's loop offered, and a timeout it reported; returns 1 if either happened. */
+    private int control() {
+        int work = 0;
+        if (offered.get() != null) {
+            Connection c = offered.getAndSet(null);
+            if (c != null) {
+                LibC.eventfdDrain(wake.get());
+                adopt(c);
+                work = 1;
+            }
+        }
+        if (socket == null && !failing && expiredOutage == outage && outage > 0) {
+            LibC.eventfdDrain(wake.get());
+            failing = true;
+            int failed = failAll();
+            failedOnTimeout += failed;
+            LOG.error("{}: unreachable for {} s: {} requests failed with an I/O error; still reconnecting", name,
+                    store.options().timeout().toSeconds(), failed);
+            work = 1;
+        }
+        return work;
+    }
+
+    private void adopt(Connection c) {
+        if (closed) {
+            c.socket().close();
+            return;
+        }
+        StreamSocket s = c.socket();
+        int r = events.add(s.fd(), SOCKET, LibC.EPOLLIN);
+        if (r < 0) {
+            LOG.error("{}: cannot watch the new connection: errno {}", name, -r);
+            s.close();
+            store.queueLost(this, outage);
+            return;
+        }
+        boolean first = !everConnected;
+        everConnected = true;
+        NbdHandshake.Export e = c.export();
+        flagsOfExport = e.flags();
+        long max = e.maxPayload() > 0 ? Math.min(e.maxPayload(), 1 << 30) : DEFAULT_MAX_PAYLOAD;
+        int align = Math.max(512, e.minBlock());
+        chunk = (int) Math.max(align, max / align * align);
+        socket = s;
+        writableWanted = false;
+        iovFirst = iovCount = headersLength = 0;
+        lastIovIsHeader = false;
+        staged = sent = 0;
+        inStart = inEnd = 0;
+        reading = null;
+        failing = false;
+        up = true;
+        // Everything still live goes out again, oldest command first.
+        fifoHead = fifoCount = 0;
+        int n = 0;
+        for (Op op : ops) {
+            if (op.state != FREE) {
+                enqueue(op);
+                n++;
+            }
+        }
+        if (!first) {
+            reconnects++;
+            resent += n;
+            LOG.info("{}: reconnected, {} commands sent again", name, n);
+        }
+        flushOut();
+    }
+
+    /** The connection is gone (closed, failed): keep the requests, let the store reconnect. */
+    private void lost(String why) {
+        if (!closed) {
+            LOG.warn("{}: {}; {} commands in flight, reconnecting (I/O fails after {} s away)", name, why, liveOps,
+                    store.options().timeout().toSeconds());
+        }
+        dropSocket();
+        if (!closed) {
+            store.queueLost(this, outage);
+        }
+    }
+
+    /** The server broke the protocol: fail what was in flight on the connection, then reconnect. */
+    private void violation(String what) {
+        protocolErrors++;
+        LOG.error("{}: the server sent {}; dropping the connection and failing {} commands with an I/O error "
+                + "({} protocol errors so far)", name, what, liveOps, protocolErrors);
+        dropSocket();
+        failAll();
+        if (!closed) {
+            store.queueLost(this, outage);
+        }
+    }
+
+    private void dropSocket() {
+        StreamSocket s = socket;
+        socket = null;
+        up = false;
+        outage++;
+        if (s != null) {
+            events.remove(s.fd());
+            s.close();
+        }
+        reading = null;
+        inStart = inEnd = 0;
+        iovFirst = iovCount = headersLength = 0;
+        writableWanted = false;
+        fifoHead = fifoCount = 0; // rebuilt from the live commands on the next connection
+        for (Op op : ops) {
+            if (op.state == SENT) {
+                op.state = WAITING;
+            }
+        }
+    }
+
+    /** Completes every live request with IOERR; returns how many requests. */
+    private int failAll() {
+        int requests = 0;
+        for (Op op : ops) {
+            Job j = op.job;
+            if (j != null) {
+                j.status = BlockRequest.STATUS_IOERR;
+                j.flushAfter = false;
+                releaseOp(op);
+                if (--j.outstanding == 0) {
+                    requests++;
+                    finishJob(j);
+                }
+            }
+        }
+        fifoHead = fifoCount = 0;
+        reading = null;
+        return requests;
+    }
+
+    /** Requests waiting in the queue (tests). Poller thread, or once it is idle. */
+    int liveCommands() {
+        return liveOps;
+    }
+
+    /**
+     * Says goodbye to the server (NBD_CMD_DISC, if the socket takes it at once) and closes
+     * everything. Control thread, once the poller no longer uses the queue.
+     */
+    void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        StreamSocket s = socket;
+        socket = null;
+        up = false;
+        if (s != null) {
+            if (iovFirst == iovCount) {
+                MemorySegment h = headers;
+                h.set(BE_INT, 0, REQUEST_MAGIC);
+                h.set(BE_SHORT, 4, (short) 0);
+                h.set(BE_SHORT, 6, (short) CMD_DISC);
+                h.set(BE_LONG, 8, 0L);
+                h.set(BE_LONG, 16, 0L);
+                h.set(BE_INT, 24, 0);
+                s.send(h.address(), REQUEST_HEADER);
+            }
+            s.close();
+        }
+        Connection c = offered.getAndSet(null);
+        if (c != null) {
+            c.socket().close();
+        }
+        if (liveOps > 0) {
+            LOG.warn("{}: closing with {} commands in flight", name, liveOps);
+        }
+        events.close();
+        wake.close();
+        arena.close();
+    }
+
+    @Override
+    public String toString() {
+        return "NbdQueue[" + name + "]";
+    }
+}
