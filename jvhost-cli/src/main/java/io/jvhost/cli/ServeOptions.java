@@ -48,7 +48,7 @@ public final class ServeOptions {
     boolean busyPoll;
 
     @Option(names = "--idle", paramLabel = "MODE", description = {"What a poller does when its rings are empty: adaptive (default: spin 20 us,"
-            + " yield until 100 us, then sleep on kicks), event (sleep on kicks at once: least CPU) or busy (spin: least latency)."})
+            + " yield until 100 us, then sleep on kicks; a window that keeps missing the traffic shrinks to nothing), event (sleep on kicks at once: least CPU) or busy (spin: least latency)."})
     String idle;
 
     @Option(names = "--coalesce-frames", paramLabel = "N", defaultValue = "0",

@@ -244,6 +244,12 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
             return port.wakeupFd(pair.index);
         }
 
+        /** The guest's receive buffers wait for frames: no work until one comes (the port's fd, an injection). */
+        @Override
+        public boolean takesBuffersOnDemand() {
+            return true;
+        }
+
         @Override
         public void metrics(MetricSink sink) {
             NetCounters.Snapshot c = pair.counters.snapshot();
@@ -311,8 +317,9 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
                 } else {
                     pair.counters.txFrames++;
                     pair.counters.txBytes += length;
-                    frame(c, hdr, length);
-                    port.onFrame(nic, pair.index, header, frameMemory, frameOffset, length);
+                    if (frame(c, hdr, length)) {
+                        port.onFrame(nic, pair.index, header, frameMemory, frameOffset, length);
+                    }
                 }
                 q.complete(c, 0);
             }
@@ -346,18 +353,24 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
 
         /**
          * Sets {@link #frameMemory} and {@link #frameOffset} to where the frame lies in one piece: in
-         * guest memory when it sits in one buffer, else in a copy in {@link #scratch}. No slices.
+         * guest memory when it sits in one buffer, else in a copy in {@link #scratch}; or, for a frame
+         * in several buffers, offers the port the pieces as they lie first and returns false when it
+         * took them ({@link NetPort#onFramePieces}: a TAP writes them with one writev). No slices.
          */
-        private void frame(DescriptorChain c, int hdr, long length) {
+        private boolean frame(DescriptorChain c, int hdr, long length) {
             ChainCursor b = cursor.readable(c, hdr);
             if (b.next(length) && b.length() == length) {
                 frameMemory = b.memory();
                 frameOffset = b.offset();
-                return;
+                return true;
+            }
+            if (port.onFramePieces(nic, pair.index, header, cursor.readable(c, hdr), length)) {
+                return false;
             }
             c.read(hdr, scratch, 0, length);
             frameMemory = scratch;
             frameOffset = 0;
+            return true;
         }
     }
 }

@@ -1,5 +1,7 @@
 package io.jvhost.net;
 
+import io.jvhost.core.ring.ChainCursor;
+
 import java.lang.foreign.MemorySegment;
 
 /**
@@ -64,6 +66,19 @@ public interface NetPort {
      */
     default void onFrame(GuestNic nic, int pair, NetHeader header, MemorySegment memory, long offset, long length) {
         onFrame(nic, pair, memory, offset, length);
+    }
+
+    /**
+     * A frame the guest scattered over several buffers, offered as it lies before it is copied
+     * together: {@code pieces} stands on its first byte, and each {@link ChainCursor#next(long)}
+     * (asked for at most the bytes left of {@code length}) gives the next piece of guest memory.
+     * Return true when the port took the frame (e.g. with one gathering write); false to get it as
+     * one piece, a copy, through {@link #onFrame(GuestNic, int, NetHeader, MemorySegment, long, long)}
+     * (the cursor may have moved by then). Same thread and lifetime rules; the pieces must not be
+     * written. Default: false.
+     */
+    default boolean onFramePieces(GuestNic nic, int pair, NetHeader header, ChainCursor pieces, long length) {
+        return false;
     }
 
     /**

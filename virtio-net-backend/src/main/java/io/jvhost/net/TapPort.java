@@ -1,6 +1,8 @@
 package io.jvhost.net;
 
 import io.jvhost.core.device.VirtioFeatures;
+import io.jvhost.core.ring.ChainCursor;
+import io.jvhost.core.sys.IoVector;
 import io.jvhost.core.sys.TapInterface;
 import io.jvhost.core.sys.NativeException;
 
@@ -18,17 +20,22 @@ import static io.jvhost.core.sys.TapInterface.VNET_HEADER_SIZE;
  * the TAP behind a virtio-net header (IFF_VNET_HDR), so checksum and TCP segmentation offloads go
  * through unchanged both ways: the guest's 64 KiB segments reach the kernel whole, and the kernel
  * hands over segments as large as the guest accepted (TUNSETOFFLOAD). Guest frames are written
- * straight from guest memory; frames from the TAP are read into a per-pair buffer and copied once
+ * straight from guest memory, also when they lie in several buffers (one writev of the pieces, as
+ * QEMU's tap backend does); frames from the TAP are read into a per-pair buffer and copied once
  * into the guest's receive buffers. The TAP fd wakes the pair's poller.
  */
 public final class TapPort implements NetPort, AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(TapPort.class);
+    /** Pieces of guest memory one frame may take in a writev (a Linux guest's 64 KiB segment: a few). */
+    static final int MAX_PIECES = 64;
 
     private final TapInterface tap;
     private final MemorySegment[] buffers;
     private final MemorySegment[] headerBytes;
     private final NetHeader[] headers;
     private final long[] pending;
+    /** Per pair: the header and the pieces of a frame the guest scattered, for one writev. */
+    private final IoVector[] vectors;
     /** Per queue pair of the NIC: each written by its pair's poller alone. */
     private long[] writeErrors = new long[0];
     private GuestNic nic;
@@ -47,10 +54,12 @@ public final class TapPort implements NetPort, AutoCloseable {
         this.headerBytes = new MemorySegment[pairs];
         this.headers = new NetHeader[pairs];
         this.pending = new long[pairs];
+        this.vectors = new IoVector[pairs];
         for (int i = 0; i < pairs; i++) {
             buffers[i] = Arena.ofAuto().allocate(VNET_HEADER_SIZE + NetHeader.MAX_GSO_FRAME, 64);
             headerBytes[i] = Arena.ofAuto().allocate(VNET_HEADER_SIZE, 8);
             headers[i] = new NetHeader();
+            vectors[i] = new IoVector(MAX_PIECES + 1);
         }
         offloadsAccepted(0);
     }
@@ -103,6 +112,31 @@ public final class TapPort implements NetPort, AutoCloseable {
     @Override
     public void onFrame(GuestNic nic, int pair, MemorySegment memory, long offset, long length) {
         onFrame(nic, pair, headers[pair].clear(), memory, offset, length);
+    }
+
+    /**
+     * On the pair's poller: the frame's pieces go to the TAP as they lie in guest memory, behind its
+     * header, with one writev; false (copied together, then {@link #onFrame}) past
+     * {@link #MAX_PIECES} pieces.
+     */
+    @Override
+    public boolean onFramePieces(GuestNic nic, int pair, NetHeader header, ChainCursor pieces, long length) {
+        MemorySegment h = headerBytes[pair];
+        header.write(h, 0);
+        IoVector v = vectors[pair].clear();
+        v.add(h, 0, VNET_HEADER_SIZE);
+        long left = length;
+        for (; left > 0 && pieces.next(left); left -= pieces.length()) {
+            if (!v.add(pieces.memory(), pieces.offset(), pieces.length())) {
+                v.clear();
+                return false;
+            }
+        }
+        if (tap.write(pair % tap.queueCount(), v) < 0) {
+            writeErrors[pair]++;
+        }
+        v.clear(); // drops the references to guest memory
+        return true;
     }
 
     /** On the pair's poller; {@code memory} is native, so the frame goes to the TAP as it lies, behind its header. */

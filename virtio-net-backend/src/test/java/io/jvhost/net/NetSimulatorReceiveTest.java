@@ -74,6 +74,34 @@ class NetSimulatorReceiveTest {
     // ---- one chain per frame --------------------------------------------------------------------
 
     @Test
+    void shouldLetThePollerSleepWhileReceiveBuffersWaitForFramesAndWakeItForTheNextFrame() throws Exception {
+        serve(MODERN | MRG_RXBUF);
+        rig.postRx(0, 64, 2048); // what a guest keeps posted: buffers for frames that have not come yet
+        Thread.sleep(100); // past the adaptive spin window
+        long before = pollerCpu();
+        Thread.sleep(500);
+        long idle = pollerCpu() - before;
+        assertTrue(idle < 100_000_000L, "an idle NIC's poller sleeps though the guest has buffers posted: "
+                + idle / 1_000_000 + " ms CPU in 500 ms");
+        byte[] f = frame(1000, 9);
+        port.produce(0, f); // the port's wakeup fd, as a TAP's readability
+        assertArrayEquals(f, rig.awaitFrame(0).frame(), "and a frame wakes it");
+    }
+
+    /** CPU time of the rig's poller threads so far, in nanoseconds (java.management by reflection: this module does not read it). */
+    private long pollerCpu() throws ReflectiveOperationException {
+        Object mx = Class.forName("java.lang.management.ManagementFactory").getMethod("getThreadMXBean").invoke(null);
+        java.lang.reflect.Method cpu = Class.forName("java.lang.management.ThreadMXBean").getMethod("getThreadCpuTime", long.class);
+        long total = 0;
+        for (Thread t : Thread.getAllStackTraces().keySet()) {
+            if (t.getName().startsWith(rig.backend.name() + "-poller-")) {
+                total += Math.max(0, (long) cpu.invoke(mx, t.threadId()));
+            }
+        }
+        return total;
+    }
+
+    @Test
     void shouldPutEachFrameInOneChainAfterAHeaderWithNumBuffersOneWithoutMergeableBuffers() throws Exception {
         serve(MODERN);
         int[] heads = rig.postRx(0, 3, 2048);

@@ -110,6 +110,47 @@ class NetSimulatorTransmitTest {
         assertPortGets(f);
     }
 
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("layouts")
+    void shouldOfferAPortThatTakesPiecesTheFrameAsItLiesInGuestMemory(String layout, int[] cuts) throws Exception {
+        serve(MODERN);
+        port.takePieces = true;
+        byte[] f = frame(1514, 3);
+
+        rig.transmit(0, f, cuts);
+
+        Seen s = port.awaitSeen();
+        assertArrayEquals(f, s.frame(), "the frame the port was handed");
+        assertEquals(piecesOfFrame(cuts, HEADER, HEADER + f.length), s.pieces(),
+                "one piece per buffer the frame touches; a frame in one buffer comes whole");
+        assertEquals(1, rig.counters(0).txFrames);
+    }
+
+    @Test
+    void shouldCopyTheFrameTogetherForAPortThatDoesNotTakeItsPieces() throws Exception {
+        serve(MODERN);
+        byte[] f = frame(1514, 4);
+
+        rig.transmit(0, f, new int[] {12, 13, 14, 20, 64, 65, 500, 1499, 1525});
+
+        Seen s = port.awaitSeen();
+        assertArrayEquals(f, s.frame());
+        assertEquals(1, s.pieces(), "handed in one piece");
+    }
+
+    /** How many of the buffers that {@code cuts} make of the chain hold some of the bytes {@code [from, to)}. */
+    private static int piecesOfFrame(int[] cuts, int from, int to) {
+        int n = 0, start = 0;
+        for (int i = 0; i <= cuts.length; i++) {
+            int end = i < cuts.length ? cuts[i] : Integer.MAX_VALUE;
+            if (Math.max(start, from) < Math.min(end, to)) {
+                n++;
+            }
+            start = end;
+        }
+        return n;
+    }
+
     @Test
     void shouldHandThePortEveryFrameOfRandomSizesAndLayoutsInOrder() throws Exception {
         serve(MODERN);

@@ -1,5 +1,6 @@
 package io.jvhost.net;
 
+import io.jvhost.core.ring.ChainCursor;
 import io.jvhost.core.sys.EventFd;
 import io.jvhost.core.sys.Fd;
 import io.jvhost.core.sys.LibC;
@@ -22,8 +23,15 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
  * outbox, as a TAP port would, woken through its wakeup eventfd.
  */
 final class ScriptedPort implements NetPort, AutoCloseable {
-    /** A frame the port was handed. */
-    record Seen(int pair, byte[] frame, Thread thread) {}
+    /** A frame the port was handed: in one piece (pieces 1) or as it lay in guest memory ({@link #takePieces}). */
+    record Seen(int pair, byte[] frame, Thread thread, int pieces) {
+        Seen(int pair, byte[] frame, Thread thread) {
+            this(pair, frame, thread, 1);
+        }
+    }
+
+    /** Whether the port takes a scattered frame's pieces as they lie ({@link #onFramePieces}); off by default. */
+    volatile boolean takePieces;
 
     final LinkedBlockingQueue<Seen> seen = new LinkedBlockingQueue<>();
     private final List<ConcurrentLinkedQueue<byte[]>> outbox = new ArrayList<>();
@@ -52,6 +60,20 @@ final class ScriptedPort implements NetPort, AutoCloseable {
     @Override
     public void onFrame(GuestNic nic, int pair, MemorySegment memory, long offset, long length) {
         seen.add(new Seen(pair, memory.asSlice(offset, length).toArray(ValueLayout.JAVA_BYTE), Thread.currentThread()));
+    }
+
+    @Override
+    public boolean onFramePieces(GuestNic nic, int pair, NetHeader header, ChainCursor pieces, long length) {
+        if (!takePieces) {
+            return false;
+        }
+        java.io.ByteArrayOutputStream frame = new java.io.ByteArrayOutputStream();
+        int n = 0;
+        for (long left = length; left > 0 && pieces.next(left); left -= pieces.length(), n++) {
+            frame.writeBytes(pieces.memory().asSlice(pieces.offset(), pieces.length()).toArray(ValueLayout.JAVA_BYTE));
+        }
+        seen.add(new Seen(pair, frame.toByteArray(), Thread.currentThread(), n));
+        return true;
     }
 
     /** Delivers the outbox of {@code pair} while the guest has buffers; a frame without room waits. */

@@ -183,7 +183,14 @@ public final class BenchCommand implements Runnable {
                 "--no-offload, and QEMU's own userspace virtio-net on a TAP (-netdev tap,vhost=off), alternating runs.",
                 "Each run boots a TCG guest; the TAP's host side lives in a network namespace of the bench's own."})
     static final class Tcp extends EndToEnd<TcpBench.Options> {
-        @Option(names = "--sides", split = ",", description = "jvhost, jvhost-no-offload, qemu-tap, qemu-tap-intx (default: the first three).") List<String> sides;
+        @Option(names = "--sides", split = ",", description = {"jvhost, jvhost-no-offload, qemu-tap, qemu-tap-intx, jvhost-event (default: the first",
+            "three; jvhost-event is jvhost with offloads in event idle mode, whatever --idle says)."}) List<String> sides;
+        @Option(names = "--idle", paramLabel = "MODE", description = "What jvhost's pollers do when idle: adaptive (default, as the CLI), event or busy.")
+        String idle;
+        @Option(names = "--coalesce-frames", paramLabel = "N", description = "Call coalescing on jvhost's queues, as on the net command (default: off).")
+        int coalesceFrames;
+        @Option(names = "--coalesce-usecs", paramLabel = "US", description = "With --coalesce-frames: hold a call at most this long (default 50).")
+        long coalesceUsecs = 50;
 
         Tcp() {
             super(TcpBench.Options::new, TcpBench.Options::quick, TcpBench::run);
@@ -200,7 +207,13 @@ public final class BenchCommand implements Runnable {
 
         @Override
         void given(TcpBench.Options o) {
-            if (sides != null) o.sides = sides;
+            if (sides != null) o.sides = known("--sides", sides, List.of("jvhost", "jvhost-no-offload", "qemu-tap", "qemu-tap-intx", "jvhost-event"));
+            o.idle = ServeOptions.idleMode(idle, false, spec.commandLine());
+            if (coalesceFrames < 0 || coalesceUsecs < 0) {
+                throw new ParameterException(spec.commandLine(), "--coalesce-frames and --coalesce-usecs must be >= 0");
+            }
+            o.coalesceFrames = coalesceFrames;
+            o.coalesceUsecs = coalesceUsecs;
         }
     }
 

@@ -3,6 +3,7 @@ package io.jvhost.cli.bench;
 import io.jvhost.core.runtime.IdleMode;
 import io.jvhost.perf.BlkBench;
 import io.jvhost.perf.NetBench;
+import io.jvhost.perf.TcpBench;
 
 import io.jvhost.cli.Failure;
 
@@ -88,6 +89,22 @@ class BenchCommandTest {
                 e.getMessage());
         BenchCommand.Net unknown = (BenchCommand.Net) parse("net", "--backends", "spdk");
         assertThrows(CommandLine.ParameterException.class, unknown::options);
+    }
+
+    @Test
+    void shouldRunTcpsJvhostAsTheCliRunsItUnlessToldAndRefuseUnknownSides() {
+        TcpBench.Options plain = ((BenchCommand.Tcp) parse("tcp")).options();
+        assertEquals(IdleMode.ADAPTIVE, plain.idle, "the CLI's default idle mode");
+        assertEquals(0, plain.coalesceFrames, "no call coalescing, as the CLI");
+        assertEquals(List.of("jvhost", "jvhost-no-offload", "qemu-tap"), plain.sides);
+        TcpBench.Options o = ((BenchCommand.Tcp) parse("tcp", "--idle", "event", "--coalesce-frames", "8", "--coalesce-usecs", "20",
+                "--sides", "jvhost,jvhost-event,qemu-tap-intx")).options();
+        assertEquals(IdleMode.EVENT, o.idle);
+        assertEquals(8, o.coalesceFrames);
+        assertEquals(20, o.coalesceUsecs);
+        assertEquals(List.of("jvhost", "jvhost-event", "qemu-tap-intx"), o.sides);
+        BenchCommand.Tcp typo = (BenchCommand.Tcp) parse("tcp", "--sides", "qemu-vhost");
+        assertThrows(CommandLine.ParameterException.class, typo::options);
     }
 
     @Test

@@ -449,4 +449,27 @@ class VirtQueueTest {
         assertTrue(f.queue.enableNotifications());
         assertEquals(1, f.driver.availEvent());
     }
+    @Test
+    void shouldAskForNoKickAndReportNoWorkForPostedBuffersOfAnOnDemandQueueUntilItRunsOut() throws Exception {
+        fixture(8, 100, true); // a NIC's receive queue: buffers wait for frames
+        f.queue.onDemand(true);
+        long buf = f.buffer(64);
+        f.driver.post(Buffer.writable(buf, 64));
+        f.queue.disableNotifications();
+        assertFalse(f.queue.enableNotifications(), "posted receive buffers are no work");
+        assertEquals(0, f.driver.availEvent(), "and no kick is asked for");
+
+        assertNotNull(f.queue.next(), "a frame came: the device takes the buffer");
+        assertNull(f.queue.next(), "the next frame finds none");
+        assertFalse(f.queue.enableNotifications());
+        assertEquals(101, f.driver.availEvent(), "run out: a kick is asked for when the driver adds one");
+        f.driver.post(Buffer.writable(buf, 64));
+        assertTrue(f.queue.enableNotifications(), "a buffer added meanwhile is work for a starved queue");
+        assertNotNull(f.queue.next());
+        f.driver.post(Buffer.writable(buf, 64));
+        assertFalse(f.queue.enableNotifications(), "fed again: posted buffers are no work");
+
+        f.queue.onDemand(false);
+        assertTrue(f.queue.enableNotifications(), "a request queue's posted buffers are work");
+    }
 }

@@ -220,7 +220,10 @@ class DataPathTest {
             }
             long calls = Math.max(0, io.jvhost.core.sys.LibC.eventfdDrain(q.callFd().get()));
             assertTrue(c.notificationsSent >= 8 && calls >= 8, "the burst's last interrupt went out: " + c + ", " + calls + " calls");
-            assertTrue(c.notificationsSent <= 60 / 8 + 3, "about one interrupt per 8 used entries: " + c);
+            // A poller that goes to sleep sends what it holds first: one more call each time a kick
+            // had to wake it (in adaptive mode, when the next request came after its spin window).
+            assertTrue(c.notificationsSent <= 60 / 8 + 3 + c.kicks, "about one interrupt per 8 used entries: " + c);
+            assertTrue(c.notificationsSent < 60 / 2, "most entries' interrupts coalesced: " + c);
             assertTrue(c.notificationsCoalesced > 0, c.toString());
         }
     }

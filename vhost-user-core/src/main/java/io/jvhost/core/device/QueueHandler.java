@@ -30,6 +30,19 @@ public interface QueueHandler {
         return -1;
     }
 
+    /**
+     * Whether the device takes this queue's buffers only when it has something to put in them, as a
+     * NIC's receive queue does: then buffers the driver made available are no work by themselves, so
+     * the poller sleeps with them posted, and the driver is asked to kick only once the device ran
+     * out of them (a {@link VirtQueue#next()} that found the ring empty, or a
+     * {@link VirtQueue#rewind}), as QEMU's own virtio-net asks for receive kicks. The handler's
+     * {@link #wakeupFd()} or an injection's wakeup brings the next frame. Default false: every
+     * available buffer is a request to serve. Asked when the queue starts.
+     */
+    default boolean takesBuffersOnDemand() {
+        return false;
+    }
+
     /** The queue starts running (first kick, enable, or after a memory table change). */
     default void started(VirtQueue queue) {}
 

@@ -60,6 +60,9 @@ public final class VirtQueue {
     private boolean deviceInOrder;
     /** IN_ORDER for a device that may complete out of order: through {@link #order}, else quiet chains are told at complete. */
     private boolean tracked;
+    /** Buffers are taken on the device's demand ({@link #onDemand}); and whether it ran out of them. */
+    private boolean onDemand;
+    private boolean starved;
 
     public VirtQueue(int index) {
         this.index = index;
@@ -220,6 +223,16 @@ public final class VirtQueue {
         return ring.resubmitPending();
     }
 
+    /**
+     * Buffers of this queue are taken on the device's demand (a receive queue): posted buffers are
+     * no work, and {@link #enableNotifications()} asks the driver for a kick only once the device
+     * ran out of them (a {@link #next()} that found none, or a {@link #rewind}). Poller, at attach.
+     */
+    public void onDemand(boolean onDemand) {
+        this.onDemand = onDemand;
+        this.starved = false;
+    }
+
     /** The eventfd that wakes the poller owning this queue; set by the poller. */
     public void pollerWakeFd(int fd) {
         this.pollerWakeFd = fd;
@@ -253,6 +266,7 @@ public final class VirtQueue {
      */
     public DescriptorChain next() {
         DescriptorChain c = chain;
+        starved = onDemand; // until a chain is found below
         while (!broken && ring.take(c)) {
             if (tracked && !order.taken(c)) {
                 latchBroken("chain " + c.head() + " made available again before it was used");
@@ -266,6 +280,7 @@ public final class VirtQueue {
                 counters.chains++;
                 counters.descriptors += c.count();
                 counters.bytesRead += c.readableLength();
+                starved = false;
                 return c;
             }
             refusals.malformed(c.head(), error);
@@ -282,6 +297,7 @@ public final class VirtQueue {
      */
     public void rewind(int count) {
         ring.rewind(count);
+        starved = onDemand;
         counters.chains -= count;
         if (tracked) {
             order.rewind(count);
@@ -371,10 +387,11 @@ public final class VirtQueue {
 
     /**
      * Asks the driver to kick for the next buffer, then re-checks the ring so a buffer made
-     * available in between is not missed. Returns true when there is work after all. Poller.
+     * available in between is not missed. Returns true when there is work after all. An
+     * {@link #onDemand} queue that has not run out of buffers asks for nothing and has no work. Poller.
      */
     public boolean enableNotifications() {
-        if (broken) {
+        if (broken || (onDemand && !starved)) {
             return false;
         }
         ring.enableNotifications();

@@ -2,36 +2,83 @@ package io.jvhost.core.runtime;
 
 import io.jvhost.core.ring.VirtQueue;
 
+import java.util.function.LongSupplier;
+
 /**
  * The part of a poller's idle strategy that does not sleep: {@link IdleMode#BUSY} spins for ever,
- * {@link IdleMode#ADAPTIVE} spins for {@link #SPIN_NANOS} after the last work, then yields until
- * {@link #YIELD_UNTIL_NANOS}, and only then lets the poller sleep as {@link IdleMode#EVENT} does at
- * once. While it spins or yields, interrupts that call coalescing held back go out once due
- * ({@link VirtQueue#flushCoalesced}); the poller flushes the rest before it sleeps. Kept apart from
- * {@link Poller} so the timing policy is one small piece to read and tune. Poller thread only;
- * allocation-free.
+ * {@link IdleMode#ADAPTIVE} spins for up to {@link #SPIN_NANOS} after the last work, then yields
+ * until its window ends (at most {@link #YIELD_UNTIL_NANOS}), and only then lets the poller sleep
+ * as {@link IdleMode#EVENT} does at once. While it spins or yields, interrupts that call
+ * coalescing held back go out once due ({@link VirtQueue#flushCoalesced}); the poller flushes the
+ * rest before it sleeps. Kept apart from {@link Poller} so the timing policy is one small piece to
+ * read and tune. Poller thread only; allocation-free.
+ *
+ * <p>The adaptive window follows the traffic, as KVM's halt polling does ({@code halt_poll_ns}):
+ * when the window passed and the poller slept, an idle spell that outlasted the longest window
+ * ({@link #YIELD_UNTIL_NANOS}) halves it (below {@link #GROW_START_NANOS}: no window, the poller
+ * sleeps at once), and one that ended sooner doubles it (from 0: {@link #GROW_START_NANOS}); work
+ * found while spinning leaves it as it is, however long the spell looked (the poller may have been
+ * preempted). Work that comes back within microseconds (a guest at queue depth 1) keeps the full
+ * window; work that comes every few hundred microseconds (a TCG guest's TCP segments) stops the
+ * spinning, which would only take a CPU the guest's vCPU, QEMU's main loop or the traffic's peer
+ * need. Only traffic ends an idle spell: the poller's commands do not ({@link #worked}).
  */
 final class AdaptiveIdle {
-    /** ADAPTIVE: spin this long after the last work, then yield until YIELD_UNTIL, then sleep. */
+    /** ADAPTIVE: spin at most this long after the last work, then yield until the window ends, then sleep. */
     static final long SPIN_NANOS = Long.getLong("jvhost.idle.spin-nanos", 20_000),
             YIELD_UNTIL_NANOS = Long.getLong("jvhost.idle.yield-until-nanos", 100_000);
+    /** The window a grown-from-nothing window starts at, and below which a shrunk one is closed. */
+    static final long GROW_START_NANOS = Math.min(10_000, YIELD_UNTIL_NANOS);
 
     private final IdleMode mode;
+    private final LongSupplier clock;
     /** When the poller last found nothing to do after work (0 while working). */
     private long idleSince;
+    /** Whether the poller went to sleep in the current idle spell (its window passed). */
+    private boolean slept;
+    /** How long the poller spins and yields before it sleeps: 0..YIELD_UNTIL_NANOS. */
+    private long window = YIELD_UNTIL_NANOS;
 
     AdaptiveIdle(IdleMode mode) {
-        this.mode = mode;
+        this(mode, System::nanoTime);
     }
 
-    /** The duty cycle did work: the next idle spell starts spinning again. */
+    /** With {@code clock} for the time (nanoseconds, as {@link System#nanoTime()}); tests give their own. */
+    AdaptiveIdle(IdleMode mode, LongSupplier clock) {
+        this.mode = mode;
+        this.clock = clock;
+    }
+
+    /** The spin-and-yield window now, in nanoseconds (ADAPTIVE; the other modes ignore it). */
+    long window() {
+        return window;
+    }
+
+    /**
+     * The duty cycle moved traffic (not only commands): the next idle spell starts spinning again,
+     * and the one that just ended (if any) tells the window how long to be.
+     */
     void worked() {
+        if (idleSince == 0) {
+            return;
+        }
+        long idle = clock.getAsLong() - idleSince;
         idleSince = 0;
+        boolean missed = slept;
+        slept = false;
+        if (mode != IdleMode.ADAPTIVE || !missed) {
+            return; // the window caught the work (or there is none to tune)
+        }
+        if (idle > YIELD_UNTIL_NANOS) {
+            window = window / 2 < GROW_START_NANOS ? 0 : window / 2; // spinning did not pay
+        } else {
+            window = window == 0 ? GROW_START_NANOS : Math.min(2 * window, YIELD_UNTIL_NANOS); // a longer one would have caught it
+        }
     }
 
     /**
      * Spins or yields once, flushing coalesced calls that are due, and returns true; or returns
-     * false when the poller should sleep now (EVENT always, ADAPTIVE after the yield period).
+     * false when the poller should sleep now (EVENT always, ADAPTIVE once its window has passed).
      */
     boolean spinOrYield(VirtQueue[] queues) {
         if (mode == IdleMode.BUSY) {
@@ -42,12 +89,13 @@ final class AdaptiveIdle {
         if (mode != IdleMode.ADAPTIVE) {
             return false;
         }
-        long now = System.nanoTime();
+        long now = clock.getAsLong();
         if (idleSince == 0) {
             idleSince = now;
         }
         long idleFor = now - idleSince;
-        if (idleFor >= YIELD_UNTIL_NANOS) {
+        if (idleFor >= window) {
+            slept = true;
             return false;
         }
         flushDue(queues);

@@ -10,7 +10,9 @@ public enum IdleMode {
      * The default, Agrona's idea: after work, spin on the rings for {@code SPIN} (notifications
      * still off, so the guest does not kick), then yield the CPU for a while, then sleep as
      * {@link #EVENT} does; back to spinning as soon as work arrives. Busy-poll latency for traffic
-     * that comes back quickly, event-mode CPU for a queue that goes quiet.
+     * that comes back quickly, event-mode CPU for a queue that goes quiet. The spin window
+     * follows the traffic as KVM's halt polling does: it shrinks to nothing while work keeps
+     * coming later than the longest window, and grows back when it comes sooner.
      */
     ADAPTIVE
 }

@@ -58,6 +58,8 @@ public final class Poller implements Runnable, AutoCloseable {
     private final boolean[] handlerFailureLogged;
     private final StoppingQueues stops;
     private int activeCount;
+    /** Chains and frames the queues' handlers moved in the last duty cycle (its commands not counted). */
+    private int traffic;
     private volatile boolean running = true;
     private Thread thread;
     /** Exceptions that escaped a handler, a command or a duty cycle: each one is a bug. */
@@ -222,6 +224,7 @@ public final class Poller implements Runnable, AutoCloseable {
         }
         active[i] = q;
         wakeups.watchKick(i, c.kickFd());
+        q.onDemand(handlers[i].takesBuffersOnDemand());
         q.disableNotifications();
         safeCall(i, () -> handlers[i].started(q));
         wakeups.watchWakeup(i, handlers[i].wakeupFd()); // the handler's own fd: a TAP device, a store's completion eventfd
@@ -281,8 +284,8 @@ public final class Poller implements Runnable, AutoCloseable {
             try {
                 if (doWork() == 0) {
                     idle();
-                } else {
-                    spinning.worked();
+                } else if (traffic > 0) {
+                    spinning.worked(); // a command alone does not end an idle spell: it is no traffic
                 }
             } catch (RuntimeException e) {
                 failures.incrementAndGet();
@@ -301,14 +304,16 @@ public final class Poller implements Runnable, AutoCloseable {
         if (stops.any()) {
             stops.finishAll();
         }
+        int moved = 0;
         VirtQueue[] queues = active;
         for (int i = 0; i < queues.length; i++) {
             VirtQueue q = queues[i];
             if (q != null && !q.isBroken()) {
-                work += process(i, q);
+                moved += process(i, q);
             }
         }
-        return work;
+        traffic = moved;
+        return work + moved;
     }
 
     private int process(int i, VirtQueue q) {

@@ -147,6 +147,28 @@ public final class FileCalls {
     }
 
     /**
+     * Writes the pieces of {@code v} as one ({@code writev}): bytes or {@code -errno}.
+     * Allocation-free; the caller keeps the pieces mapped until this returns.
+     */
+    public static long writev(int fd, IoVector v) {
+        MemorySegment iov = v.array();
+        long vector = addressOf(iov, 0, iov.byteSize());
+        try {
+            long r = (long) WRITEV_FAST_MH.invokeExact(fd, vector, v.count());
+            if (r >= 0) {
+                return r;
+            }
+            Scratch s = SCRATCH.get();
+            return ret(s, (long) WRITEV_MH.invokeExact(s.capture, fd, vector, v.count()));
+        } catch (Throwable t) {
+            throw rethrow(t);
+        } finally {
+            Reference.reachabilityFence(v.segments());
+            Reference.reachabilityFence(iov);
+        }
+    }
+
+    /**
      * Reads into {@code [bufOffset, bufOffset + length)} of the native {@code buf} (which may be guest
      * memory) at file {@code offset}: bytes or {@code -errno}. Allocation-free; the caller keeps
      * {@code buf} mapped until this returns ({@code -EFAULT} if it is unmapped already).

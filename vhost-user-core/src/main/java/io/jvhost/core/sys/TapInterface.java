@@ -143,6 +143,16 @@ public final class TapInterface implements AutoCloseable {
         return FileCalls.write2(queues[queue].get(), iovecs[queue], header, 0, VNET_HEADER_SIZE, buf, offset, length);
     }
 
+    /**
+     * Writes one frame made of the pieces of {@code v} (with a virtio-net header, it is the first
+     * {@link #VNET_HEADER_SIZE} bytes) with one writev: a frame that lies in several pieces of guest
+     * memory goes out without being copied together first. Bytes written or {@code -errno}.
+     * Allocation-free; queue {@code queue}'s writer thread only.
+     */
+    public long write(int queue, IoVector v) {
+        return FileCalls.writev(queues[queue].get(), v);
+    }
+
     @Override
     public void close() {
         Fd.closeAll(queues);
