@@ -12,7 +12,7 @@ import io.jvhost.core.sys.LibC;
  * by more than that. Kept apart from the queue so the ring side of publish reads alone. Poller
  * thread, but the call fd, which any thread may set; allocation-free.
  */
-final class Interrupts {
+public final class Interrupts {
     private final QueueCounters counters;
     private volatile int callFd = -1;
     /** Off when 0. */
@@ -33,7 +33,7 @@ final class Interrupts {
     }
 
     /** Sets the limits (0 frames: off) and forgets what was owed. Control thread while detached; or a test. */
-    void coalesce(int frames, long usecs) {
+    public void coalesce(int frames, long usecs) {
         if (frames < 0 || usecs < 0) {
             throw new IllegalArgumentException("coalescing needs frames and usecs >= 0: " + frames + ", " + usecs);
         }
@@ -76,7 +76,7 @@ final class Interrupts {
     }
 
     /** Sends a held-back call: always when {@code due} is false, else once its time has come. */
-    void flush(boolean due) {
+    public void flush(boolean due) {
         if (owed && (!due || System.nanoTime() - pendingSince >= nanos)) {
             call();
         }

@@ -361,21 +361,9 @@ public final class VirtQueue {
         interrupts.published(published, notify);
     }
 
-    /**
-     * Holds interrupts back until {@code frames} used entries have gathered or {@code usecs} passed
-     * since the first (0 frames: off), like {@code ethtool -C rx-frames/rx-usecs}; see
-     * {@link Interrupts}. Control thread, while the queue is detached; or a test.
-     */
-    public void coalesce(int frames, long usecs) {
-        interrupts.coalesce(frames, usecs);
-    }
-
-    /**
-     * Sends a held-back interrupt: always when {@code due} is false (the poller is about to sleep),
-     * else only once its time has come. Poller.
-     */
-    public void flushCoalesced(boolean due) {
-        interrupts.flush(due);
+    /** When the driver is interrupted: coalescing (control thread, detached) and held-back calls (poller). */
+    public Interrupts interrupts() {
+        return interrupts;
     }
 
     /** Asks the driver not to kick while the poller is busy with this queue. Poller. */

@@ -9,7 +9,7 @@ import java.util.function.LongSupplier;
  * {@link IdleMode#ADAPTIVE} spins for up to {@link #SPIN_NANOS} after the last work, then yields
  * until its window ends (at most {@link #YIELD_UNTIL_NANOS}), and only then lets the poller sleep
  * as {@link IdleMode#EVENT} does at once. While it spins or yields, interrupts that call
- * coalescing held back go out once due ({@link VirtQueue#flushCoalesced}); the poller flushes the
+ * coalescing held back go out once due ({@link io.jvhost.core.ring.Interrupts#flush}); the poller flushes the
  * rest before it sleeps. Kept apart from {@link Poller} so the timing policy is one small piece to
  * read and tune. Poller thread only; allocation-free.
  *
@@ -110,7 +110,7 @@ final class AdaptiveIdle {
     private static void flushDue(VirtQueue[] queues) {
         for (VirtQueue q : queues) {
             if (q != null) {
-                q.flushCoalesced(true);
+                q.interrupts().flush(true);
             }
         }
     }

@@ -49,7 +49,7 @@ public final class Backend implements AutoCloseable, DeviceContext, MetricsSourc
         this.shared = options.shared();
         for (int i = 0; i < n; i++) {
             queues[i] = new VirtQueue(i);
-            queues[i].coalesce(options.coalesceFrames(), options.coalesceUsecs());
+            queues[i].interrupts().coalesce(options.coalesceFrames(), options.coalesceUsecs());
             handlers[i] = device.handler(i);
             slotOf[i] = i;
         }

@@ -4,7 +4,7 @@ package io.jvhost.core.runtime;
  * How a backend runs its queues: the idle mode of its pollers, optionally which queues share a
  * poller (null: the device's {@code queueSets()}), and optionally the CPU each poller is pinned to
  * ({@code pollerCpus[i]} for poller i; null, or a poller past its end: not pinned), and call
- * coalescing for every queue ({@link io.jvhost.core.ring.VirtQueue#coalesce}; 0 frames: off). Or
+ * coalescing for every queue ({@link io.jvhost.core.ring.Interrupts#coalesce}; 0 frames: off). Or
  * every queue on a {@code shared} poller that serves other backends' queues too: then the idle mode,
  * queue sets and CPUs do not apply (the shared poller has its own).
  */

@@ -343,7 +343,7 @@ public final class Poller implements Runnable, AutoCloseable {
         boolean more = false;
         for (VirtQueue q : queues) {
             if (q != null) {
-                q.flushCoalesced(false); // about to sleep: nothing owed may wait for the next kick
+                q.interrupts().flush(false); // about to sleep: nothing owed may wait for the next kick
                 more |= q.enableNotifications();
             }
         }
