@@ -46,6 +46,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.ToLongFunction;
 
 import org.jctools.queues.atomic.MpscAtomicArrayQueue;
 import org.slf4j.Logger;
@@ -362,38 +363,22 @@ public final class NbdStore implements BlockStore {
 
     /** Connections made after the first. Any thread. */
     public long reconnects() {
-        long n = reconnects;
-        for (NbdQueue q : queues) {
-            n += q.reconnects;
-        }
-        return n;
+        return reconnects + sum(q -> q.reconnects);
     }
 
     /** Commands sent again on a new connection. Any thread. */
     public long resent() {
-        long n = resent;
-        for (NbdQueue q : queues) {
-            n += q.resent;
-        }
-        return n;
+        return resent + sum(q -> q.resent);
     }
 
     /** Requests failed because the server stayed away past the timeout. Any thread. */
     public long failedOnTimeout() {
-        long n = failedOnTimeout;
-        for (NbdQueue q : queues) {
-            n += q.failedOnTimeout;
-        }
-        return n;
+        return failedOnTimeout + sum(q -> q.failedOnTimeout);
     }
 
     /** Replies that broke the protocol (bad magic, unknown cookie) on the queues' connections. Any thread. */
     public long protocolErrors() {
-        long n = 0;
-        for (NbdQueue q : queues) {
-            n += q.protocolErrors;
-        }
-        return n;
+        return sum(q -> q.protocolErrors);
     }
 
     /**
@@ -401,18 +386,19 @@ public final class NbdStore implements BlockStore {
      * when it had room), and replies that arrived in pieces. Read while the pollers run, roughly.
      */
     public long partialSends() {
-        long n = 0;
-        for (NbdQueue q : queues) {
-            n += q.partialSends;
-        }
-        return n;
+        return sum(q -> q.partialSends);
     }
 
     /** See {@link #partialSends()}. */
     public long partialReplies() {
+        return sum(q -> q.partialReplies);
+    }
+
+    /** One counter summed over the queues' connections (diagnostics, read while they run). */
+    private long sum(ToLongFunction<NbdQueue> counter) {
         long n = 0;
         for (NbdQueue q : queues) {
-            n += q.partialReplies;
+            n += counter.applyAsLong(q);
         }
         return n;
     }
