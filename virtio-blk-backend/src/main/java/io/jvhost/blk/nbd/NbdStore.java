@@ -137,38 +137,6 @@ public final class NbdStore implements BlockStore {
         }
     }
 
-    /** One request of the guest in flight: the commands it became, and how they went. Loop only. */
-    private static final class Job {
-        BlockRequest request;
-        int outstanding;
-        int status;
-        boolean flushAfter;
-        /** For the store's own final flush, which has no request. */
-        CompletableFuture<Integer> internal;
-    }
-
-    /** One NBD command in flight; its index in {@link #ops} and generation make the cookie. Loop only. */
-    private static final class Op {
-        final int index;
-        int generation;
-        Job job;
-        int command;
-        int flags;
-        long diskOffset;
-        int length;
-        /** READ/WRITE: where in the request's data this command's bytes start. */
-        long dataOffset;
-        boolean sent;
-
-        Op(int index) {
-            this.index = index;
-        }
-
-        long cookie() {
-            return (long) generation << 32 | index;
-        }
-    }
-
     private final Options options;
     private final String target;
     private final SslContext ssl;
@@ -189,9 +157,9 @@ public final class NbdStore implements BlockStore {
 
     // ---- event loop only ----
     private Channel channel;
-    private Job[] freeJobs = new Job[0];
+    private NbdJob[] freeJobs = new NbdJob[0];
     private int freeJobCount;
-    private Op[] ops = new Op[0];
+    private NbdOp[] ops = new NbdOp[0];
     private int[] freeOps = new int[0];
     private int freeOpCount;
     private int liveOps;
@@ -520,8 +488,7 @@ public final class NbdStore implements BlockStore {
      */
     private void connectQueue(NbdQueue q, CompletableFuture<NbdQueue.Connection> first) {
         NbdUri uri = options.uri();
-        SocketAddress address = uri.unix() ? new DomainSocketAddress(uri.socket().toString())
-                : InetSocketAddress.createUnresolved(uri.host(), uri.port());
+        SocketAddress address = address(uri);
         Promise<NbdHandshake.Export> negotiated = loop.newPromise();
         ChannelFuture cf;
         try {
@@ -620,11 +587,16 @@ public final class NbdStore implements BlockStore {
 
     // ---- connecting (loop) --------------------------------------------------------------------
 
+    /** The server's address: its socket path, or its host (resolved at connect time) and port. */
+    private static SocketAddress address(NbdUri uri) {
+        return uri.unix() ? new DomainSocketAddress(uri.socket().toString())
+                : InetSocketAddress.createUnresolved(uri.host(), uri.port());
+    }
+
     /** One connection attempt; {@code first} is the initial one's outcome, null for reconnects. */
     private void connect(CompletableFuture<Void> first) {
         NbdUri uri = options.uri();
-        SocketAddress address = uri.unix() ? new DomainSocketAddress(uri.socket().toString())
-                : InetSocketAddress.createUnresolved(uri.host(), uri.port());
+        SocketAddress address = address(uri);
         Promise<NbdHandshake.Export> negotiated = loop.newPromise();
         ChannelFuture cf;
         try {
@@ -734,7 +706,7 @@ public final class NbdStore implements BlockStore {
             reconnects++;
             long down = (System.nanoTime() - downSince) / 1_000_000;
             int n = 0;
-            for (Op op : ops) {
+            for (NbdOp op : ops) {
                 if (op.job != null) {
                     send(op);
                     n++;
@@ -754,7 +726,7 @@ public final class NbdStore implements BlockStore {
         }
         channel = null;
         connectedNow = false;
-        for (Op op : ops) {
+        for (NbdOp op : ops) {
             op.sent = false;
         }
         if (closed) {
@@ -787,8 +759,8 @@ public final class NbdStore implements BlockStore {
     /** As {@link #failAll()}; {@code timeout} counts them in {@link #failedOnTimeout()} before completing each. */
     private int failAll(boolean timeout) {
         int requests = 0;
-        for (Op op : ops) {
-            Job j = op.job;
+        for (NbdOp op : ops) {
+            NbdJob j = op.job;
             if (j != null) {
                 j.status = BlockRequest.STATUS_IOERR;
                 releaseOp(op);
@@ -821,7 +793,7 @@ public final class NbdStore implements BlockStore {
             flushed.complete(BlockRequest.STATUS_OK);
             return;
         }
-        Job j = takeJob();
+        NbdJob j = takeJob();
         j.internal = flushed;
         addOp(j, CMD_FLUSH, 0, 0, 0, 0);
         flushOut(ch);
@@ -859,7 +831,7 @@ public final class NbdStore implements BlockStore {
             return;
         }
         NbdHandshake.Export e = export;
-        Job j = takeJob();
+        NbdJob j = takeJob();
         j.request = r;
         switch (r.type()) {
             case READ, WRITE -> {
@@ -903,11 +875,11 @@ public final class NbdStore implements BlockStore {
         }
     }
 
-    private void addOp(Job j, int command, int flags, long diskOffset, int length, long dataOffset) {
+    private void addOp(NbdJob j, int command, int flags, long diskOffset, int length, long dataOffset) {
         if (freeOpCount == 0) {
             growOps(ops.length);
         }
-        Op op = ops[freeOps[--freeOpCount]];
+        NbdOp op = ops[freeOps[--freeOpCount]];
         op.job = j;
         op.command = command;
         op.flags = flags;
@@ -927,7 +899,7 @@ public final class NbdStore implements BlockStore {
      * go out at the next {@link #flushOut}: staged in {@link #out} on a plain connection, else
      * written to the channel unflushed.
      */
-    private void send(Op op) {
+    private void send(NbdOp op) {
         Channel ch = channel;
         if (ch == null) {
             return;
@@ -955,7 +927,7 @@ public final class NbdStore implements BlockStore {
         }
     }
 
-    private void stage(Op op) {
+    private void stage(NbdOp op) {
         MemorySegment o = out;
         long at = outLength;
         o.set(BE_INT, at, REQUEST_MAGIC);
@@ -975,7 +947,7 @@ public final class NbdStore implements BlockStore {
      * Copies a WRITE's data, {@code op.length} bytes from {@code op.dataOffset} into its request's
      * guest segments, to {@code dst} at {@code at}; returns where it ends.
      */
-    private static long copyWriteData(Op op, MemorySegment dst, long at) {
+    private static long copyWriteData(NbdOp op, MemorySegment dst, long at) {
         BlockRequest r = op.job.request;
         long skip = op.dataOffset;
         long left = op.length;
@@ -995,7 +967,7 @@ public final class NbdStore implements BlockStore {
     }
 
     /** The command (and a WRITE's data) in a pooled buffer, for Netty's pipeline. */
-    private ByteBuf commandBuffer(Op op) {
+    private ByteBuf commandBuffer(NbdOp op) {
         boolean write = op.command == CMD_WRITE;
         ByteBuf b = PooledByteBufAllocator.DEFAULT.directBuffer(REQUEST_HEADER + (write ? op.length : 0));
         b.writeInt(REQUEST_MAGIC).writeShort(op.flags).writeShort(op.command).writeLong(op.cookie())
@@ -1064,17 +1036,12 @@ public final class NbdStore implements BlockStore {
         }
     }
 
-    private void opDone(Op op, int error) {
-        Job j = op.job;
+    private void opDone(NbdOp op, int error) {
+        NbdJob j = op.job;
         int command = op.command;
         releaseOp(op);
         if (error != 0) {
-            int status = command == CMD_WRITE_ZEROES && error == ENOTSUP ? BlockRequest.STATUS_UNSUPP
-                    : command == CMD_TRIM && error == ENOTSUP ? BlockRequest.STATUS_OK // advisory
-                    : BlockRequest.STATUS_IOERR;
-            if (status != BlockRequest.STATUS_OK && j.status == BlockRequest.STATUS_OK) {
-                j.status = status;
-            }
+            j.failed(command, error);
             if (ioErrors++ < 10 || ioErrors % 1000 == 0) {
                 LOG.warn("{}: {} of {} bytes at {} failed: {} ({} errors so far)", target, commandName(command),
                         op.length, op.diskOffset, errno(error), ioErrors);
@@ -1085,7 +1052,7 @@ public final class NbdStore implements BlockStore {
         }
     }
 
-    private void finishJob(Job j) {
+    private void finishJob(NbdJob j) {
         if (j.flushAfter && j.status == BlockRequest.STATUS_OK && !failing && !closed) {
             j.flushAfter = false;
             addOp(j, CMD_FLUSH, 0, 0, 0, 0);
@@ -1094,11 +1061,7 @@ public final class NbdStore implements BlockStore {
         BlockRequest r = j.request;
         CompletableFuture<Integer> internal = j.internal;
         int status = j.status;
-        j.request = null;
-        j.internal = null;
-        j.status = BlockRequest.STATUS_OK;
-        j.flushAfter = false;
-        j.outstanding = 0;
+        j.clear();
         if (freeJobCount == freeJobs.length) {
             freeJobs = Arrays.copyOf(freeJobs, 2 * freeJobs.length);
         }
@@ -1110,7 +1073,7 @@ public final class NbdStore implements BlockStore {
         }
     }
 
-    private Job takeJob() {
+    private NbdJob takeJob() {
         if (freeJobCount == 0) {
             growJobs(Math.max(16, freeJobs.length));
         }
@@ -1122,7 +1085,7 @@ public final class NbdStore implements BlockStore {
             freeJobs = Arrays.copyOf(freeJobs, freeJobCount + more);
         }
         for (int i = 0; i < more; i++) {
-            freeJobs[freeJobCount++] = new Job();
+            freeJobs[freeJobCount++] = new NbdJob();
         }
     }
 
@@ -1131,12 +1094,12 @@ public final class NbdStore implements BlockStore {
         ops = Arrays.copyOf(ops, from + more);
         freeOps = Arrays.copyOf(freeOps, from + more);
         for (int i = from + more - 1; i >= from; i--) {
-            ops[i] = new Op(i);
+            ops[i] = new NbdOp(i);
             freeOps[freeOpCount++] = i;
         }
     }
 
-    private void releaseOp(Op op) {
+    private void releaseOp(NbdOp op) {
         op.job = null;
         op.sent = false;
         op.generation++;
@@ -1145,24 +1108,13 @@ public final class NbdStore implements BlockStore {
     }
 
     /** The live command {@code cookie} names, or null. */
-    private Op lookup(long cookie) {
+    private NbdOp lookup(long cookie) {
         int index = (int) cookie;
         if (index < 0 || index >= ops.length) {
             return null;
         }
-        Op op = ops[index];
+        NbdOp op = ops[index];
         return op.job != null && op.sent && op.generation == (int) (cookie >>> 32) ? op : null;
-    }
-
-    static String commandName(int command) {
-        return switch (command) {
-            case CMD_READ -> "READ";
-            case CMD_WRITE -> "WRITE";
-            case CMD_FLUSH -> "FLUSH";
-            case CMD_TRIM -> "TRIM";
-            case CMD_WRITE_ZEROES -> "WRITE_ZEROES";
-            default -> "command " + command;
-        };
     }
 
     /**
@@ -1175,7 +1127,7 @@ public final class NbdStore implements BlockStore {
         private final ByteBuffer headerView = ByteBuffer.wrap(header);
         private int headerHave;
         /** The READ whose data is arriving, and where the next byte goes. */
-        private Op reading;
+        private NbdOp reading;
         private long payloadLeft;
         private int segment;
         private long segmentSkip;
@@ -1224,7 +1176,7 @@ public final class NbdStore implements BlockStore {
                 return violation(magic == STRUCTURED_REPLY_MAGIC ? "a structured reply, which was not negotiated"
                         : "bad reply magic 0x" + Integer.toHexString(magic));
             }
-            Op op = lookup(cookie);
+            NbdOp op = lookup(cookie);
             if (op == null) {
                 return violation("a reply for cookie 0x" + Long.toHexString(cookie) + ", which is not in flight");
             }
@@ -1272,7 +1224,7 @@ public final class NbdStore implements BlockStore {
                 segmentSkip = 0;
             }
             if (payloadLeft == 0) {
-                Op op = reading;
+                NbdOp op = reading;
                 reading = null;
                 opDone(op, 0);
             }
