@@ -1,5 +1,9 @@
 package io.jvhost.blk.nbd;
 
+import org.slf4j.Logger;
+
+import static io.jvhost.blk.nbd.Nbd.*;
+
 /**
  * One NBD command in flight; its index in the owner's pool and its generation make the cookie.
  * Shared by the store's Netty path ({@link NbdStore}, loop only) and the queues' poller path
@@ -28,5 +32,17 @@ final class NbdOp {
 
     long cookie() {
         return (long) generation << 32 | index;
+    }
+
+    /**
+     * Logs that this command failed with NBD error {@code error}: the first ten failures and then
+     * every thousandth; {@code errors} is the owner's count, this one included. Still valid after
+     * the command went back to the pool (its fields stay until it is reused).
+     */
+    void logFailed(Logger log, String who, int error, long errors) {
+        if (errors <= 10 || errors % 1000 == 0) {
+            log.warn("{}: {} of {} bytes at {} failed: {} ({} errors so far)", who, commandName(command), length,
+                    diskOffset, errno(error), errors);
+        }
     }
 }

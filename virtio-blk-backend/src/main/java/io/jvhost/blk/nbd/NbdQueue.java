@@ -663,10 +663,7 @@ final class NbdQueue implements BlockStore.Queue {
         releaseOp(op);
         if (error != 0) {
             j.failed(command, error);
-            if (ioErrors++ < 10 || ioErrors % 1000 == 0) {
-                LOG.warn("{}: {} of {} bytes at {} failed: {} ({} errors so far)", name, commandName(command),
-                        op.length, op.diskOffset, errno(error), ioErrors);
-            }
+            op.logFailed(LOG, name, error, ++ioErrors);
         }
         if (--j.outstanding == 0) {
             finishJob(j);

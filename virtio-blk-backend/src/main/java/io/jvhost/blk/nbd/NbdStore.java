@@ -1042,10 +1042,7 @@ public final class NbdStore implements BlockStore {
         releaseOp(op);
         if (error != 0) {
             j.failed(command, error);
-            if (ioErrors++ < 10 || ioErrors % 1000 == 0) {
-                LOG.warn("{}: {} of {} bytes at {} failed: {} ({} errors so far)", target, commandName(command),
-                        op.length, op.diskOffset, errno(error), ioErrors);
-            }
+            op.logFailed(LOG, target, error, ++ioErrors);
         }
         if (--j.outstanding == 0) {
             finishJob(j);
