@@ -53,6 +53,17 @@ final class Nbd {
         };
     }
 
+    static String commandName(int command) {
+        return switch (command) {
+            case CMD_READ -> "READ";
+            case CMD_WRITE -> "WRITE";
+            case CMD_FLUSH -> "FLUSH";
+            case CMD_TRIM -> "TRIM";
+            case CMD_WRITE_ZEROES -> "WRITE_ZEROES";
+            default -> "command " + command;
+        };
+    }
+
     static String errno(int e) {
         return switch (e) {
             case EPERM -> "EPERM";

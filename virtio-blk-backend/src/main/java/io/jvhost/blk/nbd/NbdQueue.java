@@ -72,38 +72,6 @@ final class NbdQueue implements BlockStore.Queue {
     /** A negotiated connection the store's loop hands to the queue. */
     record Connection(StreamSocket socket, NbdHandshake.Export export) {}
 
-    /** One request of the guest in flight: the commands it became, and how they went. */
-    private static final class Job {
-        BlockRequest request;
-        int outstanding;
-        int status;
-        boolean flushAfter;
-    }
-
-    /** One NBD command; its index and generation make the cookie. */
-    private static final class Op {
-        final int index;
-        int generation;
-        int state;
-        Job job;
-        int command;
-        int flags;
-        long diskOffset;
-        int length;
-        /** READ/WRITE: where in the request's data this command's bytes start. */
-        long dataOffset;
-        /** Where the command's last byte is in the connection's outgoing stream. */
-        long wireEnd;
-
-        Op(int index) {
-            this.index = index;
-        }
-
-        long cookie() {
-            return (long) generation << 32 | index;
-        }
-    }
-
     private final NbdStore store;
     private final int index;
     private final String name;
@@ -126,11 +94,11 @@ final class NbdQueue implements BlockStore.Queue {
     private int chunk;
     private int flagsOfExport;
     private long ioErrors;
-    private Op[] ops = new Op[0];
+    private NbdOp[] ops = new NbdOp[0];
     private int[] freeOps = new int[0];
     private int freeOpCount;
     private int liveOps;
-    private Job[] freeJobs = new Job[0];
+    private NbdJob[] freeJobs = new NbdJob[0];
     private int freeJobCount;
     /** Commands not yet in the stage, oldest first (a ring of op indices as long as {@link #ops}). */
     private int[] fifo = new int[0];
@@ -150,7 +118,7 @@ final class NbdQueue implements BlockStore.Queue {
     private MemorySegment inIov;
     private int inIovCapacity;
     /** The READ whose data is arriving, and where its next byte goes. */
-    private Op reading;
+    private NbdOp reading;
     private long payloadLeft;
     private int segment;
     private long segmentSkip;
@@ -248,7 +216,7 @@ final class NbdQueue implements BlockStore.Queue {
     }
 
     private void start(BlockRequest r) {
-        Job j = takeJob();
+        NbdJob j = takeJob();
         j.request = r;
         int f = flagsOfExport;
         switch (r.type()) {
@@ -293,11 +261,11 @@ final class NbdQueue implements BlockStore.Queue {
         }
     }
 
-    private void addOp(Job j, int command, int flags, long diskOffset, int length, long dataOffset) {
+    private void addOp(NbdJob j, int command, int flags, long diskOffset, int length, long dataOffset) {
         if (freeOpCount == 0) {
             growOps(ops.length);
         }
-        Op op = ops[freeOps[--freeOpCount]];
+        NbdOp op = ops[freeOps[--freeOpCount]];
         op.job = j;
         op.command = command;
         op.flags = flags;
@@ -309,7 +277,7 @@ final class NbdQueue implements BlockStore.Queue {
         enqueue(op);
     }
 
-    private void enqueue(Op op) {
+    private void enqueue(NbdOp op) {
         op.state = WAITING;
         fifo[(fifoHead + fifoCount) % fifo.length] = op.index;
         fifoCount++;
@@ -357,7 +325,7 @@ final class NbdQueue implements BlockStore.Queue {
     }
 
     /** Puts {@code op} into the stage; false when it has no room now (it has once the stage is sent). */
-    private boolean stage(Op op) {
+    private boolean stage(NbdOp op) {
         int need = 1;
         BlockRequest r = op.job.request;
         if (op.command == CMD_WRITE) {
@@ -578,7 +546,7 @@ final class NbdQueue implements BlockStore.Queue {
                     : "bad reply magic 0x" + Integer.toHexString(magic));
             return false;
         }
-        Op op = lookup(cookie);
+        NbdOp op = lookup(cookie);
         if (op == null) {
             violation("a reply for cookie 0x" + Long.toHexString(cookie) + ", which is not in flight");
             return false;
@@ -672,45 +640,37 @@ final class NbdQueue implements BlockStore.Queue {
     }
 
     private void finishRead() {
-        Op op = reading;
+        NbdOp op = reading;
         reading = null;
         opDone(op, 0);
     }
 
     /** The live command {@code cookie} names, if all of it went out on this connection; else null. */
-    private Op lookup(long cookie) {
+    private NbdOp lookup(long cookie) {
         int i = (int) cookie;
         if (i < 0 || i >= ops.length) {
             return null;
         }
-        Op op = ops[i];
+        NbdOp op = ops[i];
         return op.state == SENT && op.generation == (int) (cookie >>> 32) && op.wireEnd <= sent ? op : null;
     }
 
     // ---- completion -------------------------------------------------------------------------
 
-    private void opDone(Op op, int error) {
-        Job j = op.job;
+    private void opDone(NbdOp op, int error) {
+        NbdJob j = op.job;
         int command = op.command;
         releaseOp(op);
         if (error != 0) {
-            int status = command == CMD_WRITE_ZEROES && error == ENOTSUP ? BlockRequest.STATUS_UNSUPP
-                    : command == CMD_TRIM && error == ENOTSUP ? BlockRequest.STATUS_OK // advisory
-                    : BlockRequest.STATUS_IOERR;
-            if (status != BlockRequest.STATUS_OK && j.status == BlockRequest.STATUS_OK) {
-                j.status = status;
-            }
-            if (ioErrors++ < 10 || ioErrors % 1000 == 0) {
-                LOG.warn("{}: {} of {} bytes at {} failed: {} ({} errors so far)", name, NbdStore.commandName(command),
-                        op.length, op.diskOffset, errno(error), ioErrors);
-            }
+            j.failed(command, error);
+            op.logFailed(LOG, name, error, ++ioErrors);
         }
         if (--j.outstanding == 0) {
             finishJob(j);
         }
     }
 
-    private void finishJob(Job j) {
+    private void finishJob(NbdJob j) {
         if (j.flushAfter && j.status == BlockRequest.STATUS_OK && !failing && !closed) {
             j.flushAfter = false;
             addOp(j, CMD_FLUSH, 0, 0, 0, 0);
@@ -718,15 +678,12 @@ final class NbdQueue implements BlockStore.Queue {
         }
         BlockRequest r = j.request;
         int status = j.status;
-        j.request = null;
-        j.status = BlockRequest.STATUS_OK;
-        j.flushAfter = false;
-        j.outstanding = 0;
+        j.clear();
         freeJobs[freeJobCount++] = j;
         r.complete(status);
     }
 
-    private Job takeJob() {
+    private NbdJob takeJob() {
         if (freeJobCount == 0) {
             growJobs(Math.max(16, freeJobs.length));
         }
@@ -738,7 +695,7 @@ final class NbdQueue implements BlockStore.Queue {
             freeJobs = Arrays.copyOf(freeJobs, freeJobs.length + more);
         }
         for (int i = 0; i < more; i++) {
-            freeJobs[freeJobCount++] = new Job();
+            freeJobs[freeJobCount++] = new NbdJob();
         }
     }
 
@@ -753,12 +710,12 @@ final class NbdQueue implements BlockStore.Queue {
         fifo = bigger;
         fifoHead = 0;
         for (int i = from + more - 1; i >= from; i--) {
-            ops[i] = new Op(i);
+            ops[i] = new NbdOp(i);
             freeOps[freeOpCount++] = i;
         }
     }
 
-    private void releaseOp(Op op) {
+    private void releaseOp(NbdOp op) {
         op.job = null;
         op.state = FREE;
         op.generation++;
@@ -823,7 +780,7 @@ final class NbdQueue implements BlockStore.Queue {
         // Everything still live goes out again, oldest command first.
         fifoHead = fifoCount = 0;
         int n = 0;
-        for (Op op : ops) {
+        for (NbdOp op : ops) {
             if (op.state != FREE) {
                 enqueue(op);
                 n++;
@@ -875,7 +832,7 @@ final class NbdQueue implements BlockStore.Queue {
         iovFirst = iovCount = headersLength = 0;
         writableWanted = false;
         fifoHead = fifoCount = 0; // rebuilt from the live commands on the next connection
-        for (Op op : ops) {
+        for (NbdOp op : ops) {
             if (op.state == SENT) {
                 op.state = WAITING;
             }
@@ -885,8 +842,8 @@ final class NbdQueue implements BlockStore.Queue {
     /** Completes every live request with IOERR; returns how many requests. */
     private int failAll() {
         int requests = 0;
-        for (Op op : ops) {
-            Job j = op.job;
+        for (NbdOp op : ops) {
+            NbdJob j = op.job;
             if (j != null) {
                 j.status = BlockRequest.STATUS_IOERR;
                 j.flushAfter = false;

@@ -46,6 +46,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.ToLongFunction;
 
 import org.jctools.queues.atomic.MpscAtomicArrayQueue;
 import org.slf4j.Logger;
@@ -136,38 +137,6 @@ public final class NbdStore implements BlockStore {
         }
     }
 
-    /** One request of the guest in flight: the commands it became, and how they went. Loop only. */
-    private static final class Job {
-        BlockRequest request;
-        int outstanding;
-        int status;
-        boolean flushAfter;
-        /** For the store's own final flush, which has no request. */
-        CompletableFuture<Integer> internal;
-    }
-
-    /** One NBD command in flight; its index in {@link #ops} and generation make the cookie. Loop only. */
-    private static final class Op {
-        final int index;
-        int generation;
-        Job job;
-        int command;
-        int flags;
-        long diskOffset;
-        int length;
-        /** READ/WRITE: where in the request's data this command's bytes start. */
-        long dataOffset;
-        boolean sent;
-
-        Op(int index) {
-            this.index = index;
-        }
-
-        long cookie() {
-            return (long) generation << 32 | index;
-        }
-    }
-
     private final Options options;
     private final String target;
     private final SslContext ssl;
@@ -188,9 +157,9 @@ public final class NbdStore implements BlockStore {
 
     // ---- event loop only ----
     private Channel channel;
-    private Job[] freeJobs = new Job[0];
+    private NbdJob[] freeJobs = new NbdJob[0];
     private int freeJobCount;
-    private Op[] ops = new Op[0];
+    private NbdOp[] ops = new NbdOp[0];
     private int[] freeOps = new int[0];
     private int freeOpCount;
     private int liveOps;
@@ -362,38 +331,22 @@ public final class NbdStore implements BlockStore {
 
     /** Connections made after the first. Any thread. */
     public long reconnects() {
-        long n = reconnects;
-        for (NbdQueue q : queues) {
-            n += q.reconnects;
-        }
-        return n;
+        return reconnects + sum(q -> q.reconnects);
     }
 
     /** Commands sent again on a new connection. Any thread. */
     public long resent() {
-        long n = resent;
-        for (NbdQueue q : queues) {
-            n += q.resent;
-        }
-        return n;
+        return resent + sum(q -> q.resent);
     }
 
     /** Requests failed because the server stayed away past the timeout. Any thread. */
     public long failedOnTimeout() {
-        long n = failedOnTimeout;
-        for (NbdQueue q : queues) {
-            n += q.failedOnTimeout;
-        }
-        return n;
+        return failedOnTimeout + sum(q -> q.failedOnTimeout);
     }
 
     /** Replies that broke the protocol (bad magic, unknown cookie) on the queues' connections. Any thread. */
     public long protocolErrors() {
-        long n = 0;
-        for (NbdQueue q : queues) {
-            n += q.protocolErrors;
-        }
-        return n;
+        return sum(q -> q.protocolErrors);
     }
 
     /**
@@ -401,18 +354,19 @@ public final class NbdStore implements BlockStore {
      * when it had room), and replies that arrived in pieces. Read while the pollers run, roughly.
      */
     public long partialSends() {
-        long n = 0;
-        for (NbdQueue q : queues) {
-            n += q.partialSends;
-        }
-        return n;
+        return sum(q -> q.partialSends);
     }
 
     /** See {@link #partialSends()}. */
     public long partialReplies() {
+        return sum(q -> q.partialReplies);
+    }
+
+    /** One counter summed over the queues' connections (diagnostics, read while they run). */
+    private long sum(ToLongFunction<NbdQueue> counter) {
         long n = 0;
         for (NbdQueue q : queues) {
-            n += q.partialReplies;
+            n += counter.applyAsLong(q);
         }
         return n;
     }
@@ -534,8 +488,7 @@ public final class NbdStore implements BlockStore {
      */
     private void connectQueue(NbdQueue q, CompletableFuture<NbdQueue.Connection> first) {
         NbdUri uri = options.uri();
-        SocketAddress address = uri.unix() ? new DomainSocketAddress(uri.socket().toString())
-                : InetSocketAddress.createUnresolved(uri.host(), uri.port());
+        SocketAddress address = address(uri);
         Promise<NbdHandshake.Export> negotiated = loop.newPromise();
         ChannelFuture cf;
         try {
@@ -634,11 +587,16 @@ public final class NbdStore implements BlockStore {
 
     // ---- connecting (loop) --------------------------------------------------------------------
 
+    /** The server's address: its socket path, or its host (resolved at connect time) and port. */
+    private static SocketAddress address(NbdUri uri) {
+        return uri.unix() ? new DomainSocketAddress(uri.socket().toString())
+                : InetSocketAddress.createUnresolved(uri.host(), uri.port());
+    }
+
     /** One connection attempt; {@code first} is the initial one's outcome, null for reconnects. */
     private void connect(CompletableFuture<Void> first) {
         NbdUri uri = options.uri();
-        SocketAddress address = uri.unix() ? new DomainSocketAddress(uri.socket().toString())
-                : InetSocketAddress.createUnresolved(uri.host(), uri.port());
+        SocketAddress address = address(uri);
         Promise<NbdHandshake.Export> negotiated = loop.newPromise();
         ChannelFuture cf;
         try {
@@ -748,7 +706,7 @@ public final class NbdStore implements BlockStore {
             reconnects++;
             long down = (System.nanoTime() - downSince) / 1_000_000;
             int n = 0;
-            for (Op op : ops) {
+            for (NbdOp op : ops) {
                 if (op.job != null) {
                     send(op);
                     n++;
@@ -768,7 +726,7 @@ public final class NbdStore implements BlockStore {
         }
         channel = null;
         connectedNow = false;
-        for (Op op : ops) {
+        for (NbdOp op : ops) {
             op.sent = false;
         }
         if (closed) {
@@ -801,8 +759,8 @@ public final class NbdStore implements BlockStore {
     /** As {@link #failAll()}; {@code timeout} counts them in {@link #failedOnTimeout()} before completing each. */
     private int failAll(boolean timeout) {
         int requests = 0;
-        for (Op op : ops) {
-            Job j = op.job;
+        for (NbdOp op : ops) {
+            NbdJob j = op.job;
             if (j != null) {
                 j.status = BlockRequest.STATUS_IOERR;
                 releaseOp(op);
@@ -835,7 +793,7 @@ public final class NbdStore implements BlockStore {
             flushed.complete(BlockRequest.STATUS_OK);
             return;
         }
-        Job j = takeJob();
+        NbdJob j = takeJob();
         j.internal = flushed;
         addOp(j, CMD_FLUSH, 0, 0, 0, 0);
         flushOut(ch);
@@ -873,7 +831,7 @@ public final class NbdStore implements BlockStore {
             return;
         }
         NbdHandshake.Export e = export;
-        Job j = takeJob();
+        NbdJob j = takeJob();
         j.request = r;
         switch (r.type()) {
             case READ, WRITE -> {
@@ -917,11 +875,11 @@ public final class NbdStore implements BlockStore {
         }
     }
 
-    private void addOp(Job j, int command, int flags, long diskOffset, int length, long dataOffset) {
+    private void addOp(NbdJob j, int command, int flags, long diskOffset, int length, long dataOffset) {
         if (freeOpCount == 0) {
             growOps(ops.length);
         }
-        Op op = ops[freeOps[--freeOpCount]];
+        NbdOp op = ops[freeOps[--freeOpCount]];
         op.job = j;
         op.command = command;
         op.flags = flags;
@@ -941,7 +899,7 @@ public final class NbdStore implements BlockStore {
      * go out at the next {@link #flushOut}: staged in {@link #out} on a plain connection, else
      * written to the channel unflushed.
      */
-    private void send(Op op) {
+    private void send(NbdOp op) {
         Channel ch = channel;
         if (ch == null) {
             return;
@@ -969,7 +927,7 @@ public final class NbdStore implements BlockStore {
         }
     }
 
-    private void stage(Op op) {
+    private void stage(NbdOp op) {
         MemorySegment o = out;
         long at = outLength;
         o.set(BE_INT, at, REQUEST_MAGIC);
@@ -989,7 +947,7 @@ public final class NbdStore implements BlockStore {
      * Copies a WRITE's data, {@code op.length} bytes from {@code op.dataOffset} into its request's
      * guest segments, to {@code dst} at {@code at}; returns where it ends.
      */
-    private static long copyWriteData(Op op, MemorySegment dst, long at) {
+    private static long copyWriteData(NbdOp op, MemorySegment dst, long at) {
         BlockRequest r = op.job.request;
         long skip = op.dataOffset;
         long left = op.length;
@@ -1009,7 +967,7 @@ public final class NbdStore implements BlockStore {
     }
 
     /** The command (and a WRITE's data) in a pooled buffer, for Netty's pipeline. */
-    private ByteBuf commandBuffer(Op op) {
+    private ByteBuf commandBuffer(NbdOp op) {
         boolean write = op.command == CMD_WRITE;
         ByteBuf b = PooledByteBufAllocator.DEFAULT.directBuffer(REQUEST_HEADER + (write ? op.length : 0));
         b.writeInt(REQUEST_MAGIC).writeShort(op.flags).writeShort(op.command).writeLong(op.cookie())
@@ -1078,28 +1036,20 @@ public final class NbdStore implements BlockStore {
         }
     }
 
-    private void opDone(Op op, int error) {
-        Job j = op.job;
+    private void opDone(NbdOp op, int error) {
+        NbdJob j = op.job;
         int command = op.command;
         releaseOp(op);
         if (error != 0) {
-            int status = command == CMD_WRITE_ZEROES && error == ENOTSUP ? BlockRequest.STATUS_UNSUPP
-                    : command == CMD_TRIM && error == ENOTSUP ? BlockRequest.STATUS_OK // advisory
-                    : BlockRequest.STATUS_IOERR;
-            if (status != BlockRequest.STATUS_OK && j.status == BlockRequest.STATUS_OK) {
-                j.status = status;
-            }
-            if (ioErrors++ < 10 || ioErrors % 1000 == 0) {
-                LOG.warn("{}: {} of {} bytes at {} failed: {} ({} errors so far)", target, commandName(command),
-                        op.length, op.diskOffset, errno(error), ioErrors);
-            }
+            j.failed(command, error);
+            op.logFailed(LOG, target, error, ++ioErrors);
         }
         if (--j.outstanding == 0) {
             finishJob(j);
         }
     }
 
-    private void finishJob(Job j) {
+    private void finishJob(NbdJob j) {
         if (j.flushAfter && j.status == BlockRequest.STATUS_OK && !failing && !closed) {
             j.flushAfter = false;
             addOp(j, CMD_FLUSH, 0, 0, 0, 0);
@@ -1108,11 +1058,7 @@ public final class NbdStore implements BlockStore {
         BlockRequest r = j.request;
         CompletableFuture<Integer> internal = j.internal;
         int status = j.status;
-        j.request = null;
-        j.internal = null;
-        j.status = BlockRequest.STATUS_OK;
-        j.flushAfter = false;
-        j.outstanding = 0;
+        j.clear();
         if (freeJobCount == freeJobs.length) {
             freeJobs = Arrays.copyOf(freeJobs, 2 * freeJobs.length);
         }
@@ -1124,7 +1070,7 @@ public final class NbdStore implements BlockStore {
         }
     }
 
-    private Job takeJob() {
+    private NbdJob takeJob() {
         if (freeJobCount == 0) {
             growJobs(Math.max(16, freeJobs.length));
         }
@@ -1136,7 +1082,7 @@ public final class NbdStore implements BlockStore {
             freeJobs = Arrays.copyOf(freeJobs, freeJobCount + more);
         }
         for (int i = 0; i < more; i++) {
-            freeJobs[freeJobCount++] = new Job();
+            freeJobs[freeJobCount++] = new NbdJob();
         }
     }
 
@@ -1145,12 +1091,12 @@ public final class NbdStore implements BlockStore {
         ops = Arrays.copyOf(ops, from + more);
         freeOps = Arrays.copyOf(freeOps, from + more);
         for (int i = from + more - 1; i >= from; i--) {
-            ops[i] = new Op(i);
+            ops[i] = new NbdOp(i);
             freeOps[freeOpCount++] = i;
         }
     }
 
-    private void releaseOp(Op op) {
+    private void releaseOp(NbdOp op) {
         op.job = null;
         op.sent = false;
         op.generation++;
@@ -1159,24 +1105,13 @@ public final class NbdStore implements BlockStore {
     }
 
     /** The live command {@code cookie} names, or null. */
-    private Op lookup(long cookie) {
+    private NbdOp lookup(long cookie) {
         int index = (int) cookie;
         if (index < 0 || index >= ops.length) {
             return null;
         }
-        Op op = ops[index];
+        NbdOp op = ops[index];
         return op.job != null && op.sent && op.generation == (int) (cookie >>> 32) ? op : null;
-    }
-
-    static String commandName(int command) {
-        return switch (command) {
-            case CMD_READ -> "READ";
-            case CMD_WRITE -> "WRITE";
-            case CMD_FLUSH -> "FLUSH";
-            case CMD_TRIM -> "TRIM";
-            case CMD_WRITE_ZEROES -> "WRITE_ZEROES";
-            default -> "command " + command;
-        };
     }
 
     /**
@@ -1189,7 +1124,7 @@ public final class NbdStore implements BlockStore {
         private final ByteBuffer headerView = ByteBuffer.wrap(header);
         private int headerHave;
         /** The READ whose data is arriving, and where the next byte goes. */
-        private Op reading;
+        private NbdOp reading;
         private long payloadLeft;
         private int segment;
         private long segmentSkip;
@@ -1238,7 +1173,7 @@ public final class NbdStore implements BlockStore {
                 return violation(magic == STRUCTURED_REPLY_MAGIC ? "a structured reply, which was not negotiated"
                         : "bad reply magic 0x" + Integer.toHexString(magic));
             }
-            Op op = lookup(cookie);
+            NbdOp op = lookup(cookie);
             if (op == null) {
                 return violation("a reply for cookie 0x" + Long.toHexString(cookie) + ", which is not in flight");
             }
@@ -1286,7 +1221,7 @@ public final class NbdStore implements BlockStore {
                 segmentSkip = 0;
             }
             if (payloadLeft == 0) {
-                Op op = reading;
+                NbdOp op = reading;
                 reading = null;
                 opDone(op, 0);
             }

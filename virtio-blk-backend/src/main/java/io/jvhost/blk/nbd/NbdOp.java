@@ -1,0 +1,48 @@
+package io.jvhost.blk.nbd;
+
+import org.slf4j.Logger;
+
+import static io.jvhost.blk.nbd.Nbd.*;
+
+/**
+ * One NBD command in flight; its index in the owner's pool and its generation make the cookie.
+ * Shared by the store's Netty path ({@link NbdStore}, loop only) and the queues' poller path
+ * ({@link NbdQueue}, poller only); pooled and reused, never shared between threads.
+ */
+final class NbdOp {
+    final int index;
+    int generation;
+    NbdJob job;
+    int command;
+    int flags;
+    long diskOffset;
+    int length;
+    /** READ/WRITE: where in the request's data this command's bytes start. */
+    long dataOffset;
+    /** Netty path only: written to the channel (else it waits for a connection). */
+    boolean sent;
+    /** Poller path only: free, waiting to be staged, or sent ({@link NbdQueue}'s FREE/WAITING/SENT). */
+    int state;
+    /** Poller path only: where the command's last byte is in the connection's outgoing stream. */
+    long wireEnd;
+
+    NbdOp(int index) {
+        this.index = index;
+    }
+
+    long cookie() {
+        return (long) generation << 32 | index;
+    }
+
+    /**
+     * Logs that this command failed with NBD error {@code error}: the first ten failures and then
+     * every thousandth; {@code errors} is the owner's count, this one included. Still valid after
+     * the command went back to the pool (its fields stay until it is reused).
+     */
+    void logFailed(Logger log, String who, int error, long errors) {
+        if (errors <= 10 || errors % 1000 == 0) {
+            log.warn("{}: {} of {} bytes at {} failed: {} ({} errors so far)", who, commandName(command), length,
+                    diskOffset, errno(error), errors);
+        }
+    }
+}
