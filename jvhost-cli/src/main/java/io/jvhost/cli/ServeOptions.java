@@ -137,11 +137,11 @@ public final class ServeOptions {
 
     /** The idle mode --idle and --busy-poll ask for (adaptive by default); a usage error for anything else. */
     IdleMode idleMode() {
-        return idleMode(idle, busyPoll, command.commandLine());
+        return idleMode(idle, busyPoll, () -> command.commandLine()); // no command spec when built in code (tests' backends)
     }
 
     /** {@code --idle MODE} and {@code --busy-poll} as one mode (adaptive when neither is given), for every command that has them. */
-    public static IdleMode idleMode(String idle, boolean busyPoll, picocli.CommandLine command) {
+    public static IdleMode idleMode(String idle, boolean busyPoll, java.util.function.Supplier<picocli.CommandLine> command) {
         if (idle == null) {
             return busyPoll ? IdleMode.BUSY : IdleMode.ADAPTIVE;
         }
@@ -149,10 +149,10 @@ public final class ServeOptions {
             case "adaptive" -> IdleMode.ADAPTIVE;
             case "event" -> IdleMode.EVENT;
             case "busy" -> IdleMode.BUSY;
-            default -> throw new ParameterException(command, "--idle " + idle + ": the modes are adaptive, event and busy");
+            default -> throw new ParameterException(command.get(), "--idle " + idle + ": the modes are adaptive, event and busy");
         };
         if (busyPoll && m != IdleMode.BUSY) {
-            throw new ParameterException(command, "--busy-poll and --idle " + idle + " contradict each other: give one");
+            throw new ParameterException(command.get(), "--busy-poll and --idle " + idle + " contradict each other: give one");
         }
         return m;
     }

@@ -208,7 +208,7 @@ public final class BenchCommand implements Runnable {
         @Override
         void given(TcpBench.Options o) {
             if (sides != null) o.sides = known("--sides", sides, List.of("jvhost", "jvhost-no-offload", "qemu-tap", "qemu-tap-intx", "jvhost-event"));
-            o.idle = ServeOptions.idleMode(idle, false, spec.commandLine());
+            o.idle = ServeOptions.idleMode(idle, false, spec::commandLine);
             if (coalesceFrames < 0 || coalesceUsecs < 0) {
                 throw new ParameterException(spec.commandLine(), "--coalesce-frames and --coalesce-usecs must be >= 0");
             }
@@ -264,7 +264,7 @@ public final class BenchCommand implements Runnable {
         @Override
         void given(BlkBench.Options o) {
             if (workloads != null) o.workloads = workloads;
-            o.idle = ServeOptions.idleMode(idle, busyPoll, spec.commandLine());
+            o.idle = ServeOptions.idleMode(idle, busyPoll, spec::commandLine);
             o.eventIdx = !noEventIdx;
             if (imageDir != null) o.imageDir = imageDir;
             if (depths != null) o.depths = depths;
