@@ -76,6 +76,8 @@ class CliErrorsTest {
             Arguments.of(USAGE, "jvhost bench net", "bench net --sizes big", "Invalid value for option '--sizes'"),
             Arguments.of(USAGE, "jvhost bench blk", "bench blk --targets qsd,jvhost-nul", "--targets: no jvhost-nul; give some of jvhost-ram,"),
             Arguments.of(USAGE, "jvhost bench blk", "bench blk --idle fast", "--idle fast: the modes are adaptive, event and busy"),
+            Arguments.of(USAGE, "jvhost bench tcp", "bench tcp --idle spin", "--idle spin: the modes are adaptive, event and busy"),
+            Arguments.of(USAGE, "jvhost bench net", "bench net --backends jvhost,dpdk", "--backends: no jvhost; give some of jvhost-adaptive, jvhost-busy, jvhost-event, dpdk, dpdk-nohuge"),
             Arguments.of(USAGE, "jvhost", "blkk --socket {dir}/b.sock", "unknown command 'blkk'; did you mean blk?"),
             // the machine's problems
             Arguments.of(RUNTIME, "jvhost blk", "blk --socket {dir}/b.sock --file {dir}/missing.img", "--file {dir}/missing.img: no such file (create an image: truncate -s 10G"),
