@@ -30,8 +30,8 @@ import org.slf4j.LoggerFactory;
  * Commands for a queue that is stopping wait until it has stopped ({@link StoppingQueues}).
  *
  * <p>The poller itself is the duty cycle and the slots; what it does when idle is
- * {@link AdaptiveIdle} (spin, yield) and {@link PollerWakeups} (the epoll set of kick and wakeup
- * fds it sleeps on), and CPU pinning is {@link PollerPinning}.
+ * {@link AdaptiveIdle} (spin, yield) and {@link PollerWakeups} (going to sleep, on the epoll set of
+ * kick and wakeup fds), and CPU pinning is {@link PollerPinning}.
  *
  * <p>A poller's queues sit in slots. A backend's own poller has a slot per queue of that backend
  * (slot = queue index); a shared poller ({@link #Poller(String, IdleMode, int)}) serves
@@ -329,33 +329,18 @@ public final class Poller implements Runnable, AutoCloseable {
             q.publish();
             return 0;
         }
-    }
-
-    /**
-     * Nothing to do: spins or yields ({@link AdaptiveIdle}), or sends every call still owed,
-     * re-enables notifications and, unless that found work, sleeps on the wakeup fds.
+     /**
+     * Nothing to do: spins or yields ({@link AdaptiveIdle}), or goes to sleep until a kick, a
+     * handler's wakeup fd or a command ends it ({@link PollerWakeups#sleep}).
      */
     private void idle() {
         VirtQueue[] queues = active;
-        if (spinning.spinOrYield(queues)) {
-            return;
-        }
-        boolean more = false;
-        for (VirtQueue q : queues) {
-            if (q != null) {
-                q.interrupts().flush(false); // about to sleep: nothing owed may wait for the next kick
-                more |= q.enableNotifications();
-            }
-        }
-        if (!more && commands.isEmpty()) {
-            wakeups.await(stops.any(), queues);
-        }
-        for (VirtQueue q : queues) {
-            if (q != null) {
-                q.disableNotifications();
-            }
+        if (!spinning.spinOrYield(queues)) {
+            wakeups.sleep(queues, commands, stops.any());
         }
     }
+
+   }
 
     /**
      * Stops the thread after its current cycle, runs the commands it had not taken yet, and
