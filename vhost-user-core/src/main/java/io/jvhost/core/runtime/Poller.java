@@ -8,7 +8,6 @@ import io.jvhost.core.ring.VirtQueue;
 import java.util.concurrent.Executor;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicLongArray;
-import java.util.concurrent.locks.LockSupport;
 import java.util.function.LongConsumer;
 
 import org.jctools.queues.atomic.MpscAtomicArrayQueue;
@@ -266,6 +265,11 @@ public final class Poller implements Runnable, AutoCloseable {
         slotFailures.incrementAndGet(slot);
     }
 
+    /** Counts an exception that escaped no handler but a command or the poller's own work. */
+    void countFailure() {
+        failures.incrementAndGet();
+    }
+
     private void safeCall(int queue, Runnable r) {
         try {
             r.run();
@@ -369,18 +373,7 @@ public final class Poller implements Runnable, AutoCloseable {
                     LOG.error("{}: command failed while closing", name, e);
                 }
             }
-            // Queues still stopping wait here for what they have in flight, up to their deadline.
-            while (stops.any()) {
-                try {
-                    stops.finishAll();
-                } catch (RuntimeException e) {
-                    failures.incrementAndGet();
-                    LOG.error("{}: stopping a queue failed while closing", name, e);
-                }
-                if (stops.any()) {
-                    LockSupport.parkNanos(100_000);
-                }
-            }
+            stops.awaitAll(); // queues still stopping wait here for what they have in flight, up to their deadline
         }
         wakeups.close();
     }

@@ -4,6 +4,7 @@ import io.jvhost.core.ring.VirtQueue;
 
 import java.util.ArrayDeque;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.LockSupport;
 import java.util.function.LongConsumer;
 
 import org.slf4j.Logger;
@@ -73,6 +74,24 @@ final class StoppingQueues {
         for (int i = 0; i < queues.length; i++) {
             if (queues[i] != null) {
                 finish(i);
+            }
+        }
+    }
+
+    /**
+     * Drains and acks every stopping queue until none is left, each waiting for its requests in
+     * flight up to its deadline. For {@link Poller#close} once the poller's thread has ended.
+     */
+    void awaitAll() {
+        while (count > 0) {
+            try {
+                finishAll();
+            } catch (RuntimeException e) {
+                poller.countFailure();
+                LOG.error("{}: stopping a queue failed while closing", poller.name(), e);
+            }
+            if (count > 0) {
+                LockSupport.parkNanos(100_000);
             }
         }
     }
