@@ -195,9 +195,9 @@ public final class Poller implements Runnable, AutoCloseable {
 
     /**
      * Stops processing the queue in {@code slot}; once its handler has nothing left in flight (or
-     * {@link StoppingQueues#STOP_TIMEOUT_NANOS} passed), {@code ack} gets its base ({@link VirtQueue#base()}, what
-     * GET_VRING_BASE answers) on the control thread, -1 if it was not running. The poller serves its
-     * other queues meanwhile.
+     * {@link StoppingQueues#STOP_TIMEOUT_NANOS} passed), {@code ack} gets its base
+     * ({@link io.jvhost.core.ring.QueuePosition#base()}, what GET_VRING_BASE answers) on the control
+     * thread, -1 if it was not running. The poller serves its other queues meanwhile.
      */
     public void detach(int slot, LongConsumer ack) {
         post(p -> p.stops.whenStopped(slot, () -> p.beginDetach(slot, ack)));
@@ -214,7 +214,7 @@ public final class Poller implements Runnable, AutoCloseable {
     private void doAttach(int i, VirtQueue q, QueueConfig c) {
         c.configure(q);
         q.callFd(c.callFd());
-        if (q.baseCorrected() && c.callFd() >= 0) {
+        if (q.position().baseCorrected() && c.callFd() >= 0) {
             LibC.eventfdSignal(c.callFd()); // the interrupt for those completions may have gone to a dead connection
         }
         q.pollerWakeFd(wakeups.wakeFd());
@@ -333,7 +333,9 @@ public final class Poller implements Runnable, AutoCloseable {
             q.publish();
             return 0;
         }
-     /**
+    }
+
+    /**
      * Nothing to do: spins or yields ({@link AdaptiveIdle}), or goes to sleep until a kick, a
      * handler's wakeup fd or a command ends it ({@link PollerWakeups#sleep}).
      */
@@ -343,8 +345,6 @@ public final class Poller implements Runnable, AutoCloseable {
             wakeups.sleep(queues, commands, stops.any());
         }
     }
-
-   }
 
     /**
      * Stops the thread after its current cycle, runs the commands it had not taken yet, and

@@ -120,7 +120,7 @@ final class StoppingQueues {
         acks[i] = null;
         count--;
         LOG.debug("{}: detached {}", poller.name(), q);
-        long base = q.base();
+        long base = q.position().base();
         poller.controlOf(i).execute(() -> ack.accept(base));
         ArrayDeque<Runnable> waiting = afterStop[i];
         while (waiting != null && queues[i] == null && !waiting.isEmpty()) {
