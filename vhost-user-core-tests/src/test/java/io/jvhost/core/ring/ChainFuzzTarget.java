@@ -57,7 +57,7 @@ public final class ChainFuzzTarget implements FuzzTarget {
             for (int round = 0; round < rounds && !f.queue.isBroken(); round++) {
                 runRound(f, in, size, features);
             }
-            if (((f.queue.lastAvailIdx() - base) & 0xFFFF) != 0 && f.queue.lastAvailIdx() < base) {
+            if (((f.queue.position().lastAvailIdx() - base) & 0xFFFF) != 0 && f.queue.position().lastAvailIdx() < base) {
                 features.hit("index-wrapped");
             }
             for (Map.Entry<ChainError, Long> e : f.queue.counters().rejectedByError().entrySet()) {
@@ -94,8 +94,8 @@ public final class ChainFuzzTarget implements FuzzTarget {
         if (jump) {
             f.driver.setAvailIdx(in.u16());
         }
-        int usedBefore = f.queue.usedIdx();
-        int availBefore = f.queue.lastAvailIdx();
+        int usedBefore = f.queue.position().usedIdx();
+        int availBefore = f.queue.position().lastAvailIdx();
         long rejectedBefore = f.queue.counters().chainsRejected();
         int guard = 0;
         for (DescriptorChain c; (c = f.queue.next()) != null; ) {
@@ -111,14 +111,14 @@ public final class ChainFuzzTarget implements FuzzTarget {
             // so the device's own writes can move it (hostile, but the device must cope).
             int availIdx = Short.toUnsignedInt(f.ram.at(f.availGpa + 2, 2).get(RingFixture.U16, 0));
             int offered = (availIdx - availBefore) & 0xFFFF;
-            int taken = (f.queue.lastAvailIdx() - availBefore) & 0xFFFF;
-            int completed = (f.queue.usedIdx() - usedBefore) & 0xFFFF;
+            int taken = (f.queue.position().lastAvailIdx() - availBefore) & 0xFFFF;
+            int completed = (f.queue.position().usedIdx() - usedBefore) & 0xFFFF;
             if (taken != offered || completed != taken) {
                 throw new AssertionError("made available " + offered + ", taken " + taken + ", completed " + completed
                         + " (rejected " + (f.queue.counters().chainsRejected() - rejectedBefore) + "; size " + size + ")");
             }
-            if (f.driver.usedIdx() != f.queue.usedIdx()) {
-                throw new AssertionError("used index published " + f.driver.usedIdx() + ", device at " + f.queue.usedIdx());
+            if (f.driver.usedIdx() != f.queue.position().usedIdx()) {
+                throw new AssertionError("used index published " + f.driver.usedIdx() + ", device at " + f.queue.position().usedIdx());
             }
         }
     }

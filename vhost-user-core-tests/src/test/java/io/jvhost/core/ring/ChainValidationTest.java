@@ -51,7 +51,7 @@ class ChainValidationTest {
 
     /** Makes {@code badHead} available, then a good chain, and checks the outcome described above. */
     private void assertRejected(int badHead, ChainError expected) {
-        int usedBefore = f.queue.usedIdx();
+        int usedBefore = f.queue.position().usedIdx();
         f.driver.makeAvailable(badHead);
         long good = f.buffer(64, 7);
         int goodHead = f.driver.post(Buffer.readable(good, 64));

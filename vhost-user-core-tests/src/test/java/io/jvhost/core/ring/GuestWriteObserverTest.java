@@ -42,7 +42,7 @@ class GuestWriteObserverTest {
             assertEquals(List.of(), seen, "no dirty log, nothing observed");
 
             f.queue.dirtyLog(new DirtyLog(arena.allocate(4096)), -1, f.usedGpa);
-            f.configure(f.queue.lastAvailIdx(), false, true);
+            f.configure(f.queue.position().lastAvailIdx(), false, true);
             assertEquals(List.of(range(f.usedGpa, 6 + 8 * 8)), seen, "the used ring, once the log is in force");
 
             seen.clear();
@@ -55,7 +55,7 @@ class GuestWriteObserverTest {
 
             seen.clear();
             f.queue.dirtyLog(null, -1, 0);
-            f.configure(f.queue.lastAvailIdx(), false, true);
+            f.configure(f.queue.position().lastAvailIdx(), false, true);
             f.driver.post(Buffer.writable(w1, 300));
             assertNotNull(f.queue.next());
             assertEquals(List.of(), seen, "nothing once the log is gone");

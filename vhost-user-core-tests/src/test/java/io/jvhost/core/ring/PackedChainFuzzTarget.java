@@ -58,7 +58,7 @@ public final class PackedChainFuzzTarget implements FuzzTarget {
             for (int round = 0; round < rounds && !f.queue.isBroken(); round++) {
                 runRound(f, in, size, cursor, features);
             }
-            if ((f.queue.lastAvailIdx() >>> 15) != wrap) {
+            if ((f.queue.position().lastAvailIdx() >>> 15) != wrap) {
                 features.hit("lap-changed");
             }
             for (Map.Entry<ChainError, Long> e : f.queue.counters().rejectedByError().entrySet()) {
@@ -145,9 +145,9 @@ public final class PackedChainFuzzTarget implements FuzzTarget {
             f.queue.complete(taken.remove(in.below(taken.size())), 0);
         }
         f.queue.publish();
-        if (!f.queue.isBroken() && f.queue.usedIdx() != f.queue.lastAvailIdx()) {
+        if (!f.queue.isBroken() && f.queue.position().usedIdx() != f.queue.position().lastAvailIdx()) {
             throw new AssertionError("everything taken was completed, but used stands at 0x"
-                    + Integer.toHexString(f.queue.usedIdx()) + " and avail at 0x" + Integer.toHexString(f.queue.lastAvailIdx()));
+                    + Integer.toHexString(f.queue.position().usedIdx()) + " and avail at 0x" + Integer.toHexString(f.queue.position().lastAvailIdx()));
         }
     }
 

@@ -75,8 +75,8 @@ class PackedInflightTest {
         assertEquals(new Used(b, 32), f.driver.awaitUsed(NOW));
 
         VirtQueue next = f.restart(region, STALE_BASE, 0);
-        assertTrue(next.baseCorrected(), "the frontend's base was stale");
-        assertEquals(2, next.resubmitPending());
+        assertTrue(next.position().baseCorrected(), "the frontend's base was stale");
+        assertEquals(2, next.position().resubmitPending());
         DescriptorChain ra = next.next();
         assertEquals(a, ra.head());
         assertEquals(2, ra.count());
@@ -95,7 +95,7 @@ class PackedInflightTest {
         assertEquals(new Used(a, 16), f.driver.awaitUsed(NOW));
         assertEquals(new Used(c, 1), f.driver.awaitUsed(NOW));
         assertEquals(new Used(d, 8), f.driver.awaitUsed(NOW));
-        assertEquals(f.driver.availIdx(), next.usedIdx());
+        assertEquals(f.driver.availIdx(), next.position().usedIdx());
         assertFalse(next.isBroken());
     }
 
@@ -108,7 +108,7 @@ class PackedInflightTest {
         f.queue.complete(take(), 8); // B, taken after A's completion: must not take A's record
 
         VirtQueue next = f.restart(region, STALE_BASE, 0);
-        assertEquals(2, next.resubmitPending());
+        assertEquals(2, next.position().resubmitPending());
         assertEquals(a, next.next().head());
         assertEquals(b, next.next().head());
     }
@@ -143,9 +143,9 @@ class PackedInflightTest {
     void shouldCommitABatchWhoseFirstUsedDescriptorReachedTheRing() {
         crashMidPublish(publishTwoRememberingTheRegionBefore());
         VirtQueue next = f.restart(region, STALE_BASE, 0);
-        assertEquals(0, next.resubmitPending(), "the driver has both: nothing to resubmit");
-        assertEquals(2 | 1 << 15, next.usedIdx());
-        assertEquals(2 | 1 << 15, next.lastAvailIdx());
+        assertEquals(0, next.position().resubmitPending(), "the driver has both: nothing to resubmit");
+        assertEquals(2 | 1 << 15, next.position().usedIdx());
+        assertEquals(2 | 1 << 15, next.position().lastAvailIdx());
     }
 
     @Test
@@ -153,17 +153,17 @@ class PackedInflightTest {
         crashMidPublish(publishTwoRememberingTheRegionBefore());
         f.driver.writePackedDescriptor(0, 0, 0, 0, io.jvhost.testkit.frontend.DriverQueue.F_AVAIL); // flags as made available
         VirtQueue next = f.restart(region, STALE_BASE, 0);
-        assertEquals(2, next.resubmitPending(), "the driver saw neither: both again");
-        assertEquals(0 | 1 << 15, next.usedIdx());
-        assertEquals(2 | 1 << 15, next.lastAvailIdx());
+        assertEquals(2, next.position().resubmitPending(), "the driver saw neither: both again");
+        assertEquals(0 | 1 << 15, next.position().usedIdx());
+        assertEquals(2 | 1 << 15, next.position().lastAvailIdx());
     }
 
     @Test
     void shouldGiveTheFrontendsBaseTheLastWordOnARegionNeverUsed() {
         f.driver.startAt(5); // slot 5 of the second lap: a migrated guest, say
         VirtQueue next = f.restart(region, 5 | 5L << 16, 0);
-        assertFalse(next.baseCorrected());
-        assertEquals(5, next.lastAvailIdx());
+        assertFalse(next.position().baseCorrected());
+        assertEquals(5, next.position().lastAvailIdx());
         int id = f.driver.post(Buffer.writable(f.buffer(8), 8));
         DescriptorChain c = next.next();
         assertEquals(id, c.head());
@@ -185,8 +185,8 @@ class PackedInflightTest {
         f.queue.rewind(2);
 
         VirtQueue next = f.restart(region, STALE_BASE, 0);
-        assertEquals(0, next.resubmitPending(), "given back: not in flight");
-        assertEquals(0 | 1 << 15, next.lastAvailIdx());
+        assertEquals(0, next.position().resubmitPending(), "given back: not in flight");
+        assertEquals(0 | 1 << 15, next.position().lastAvailIdx());
         assertTrue(region.get(U16, FREE_HEAD) < SIZE);
     }
 }

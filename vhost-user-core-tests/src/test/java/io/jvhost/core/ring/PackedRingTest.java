@@ -85,7 +85,7 @@ class PackedRingTest {
         assertEquals(F_AVAIL | F_USED, laps(0), "used in the first lap: both bits set");
         assertEquals(new Used(id, 20), f.driver.awaitUsed(NOW));
         assertTrue((f.driver.slotFlags(0) & F_WRITE) != 0, "WRITE set on a used descriptor with bytes written");
-        assertEquals(0x0002_0002L | 0x8000_8000L, f.queue.base(), "avail and used at slot 2 in lap 1");
+        assertEquals(0x0002_0002L | 0x8000_8000L, f.queue.position().base(), "avail and used at slot 2 in lap 1");
     }
 
     @Test
@@ -99,7 +99,7 @@ class PackedRingTest {
         f.queue.publish();
         assertEquals(new Used(a, 3), f.driver.awaitUsed(NOW));
         assertEquals(new Used(b, 64), f.driver.awaitUsed(NOW), "found three slots on, at slot 3");
-        assertEquals(4 | 1 << 15, f.queue.usedIdx());
+        assertEquals(4 | 1 << 15, f.queue.position().usedIdx());
     }
 
     @Test
@@ -203,8 +203,8 @@ class PackedRingTest {
         }
         assertFalse(f.queue.isBroken());
         assertEquals(served, f.queue.counters().chains);
-        assertEquals(f.driver.availIdx(), f.queue.lastAvailIdx(), "device and driver in the same slot and lap");
-        assertEquals(f.driver.availIdx(), f.queue.usedIdx());
+        assertEquals(f.driver.availIdx(), f.queue.position().lastAvailIdx(), "device and driver in the same slot and lap");
+        assertEquals(f.driver.availIdx(), f.queue.position().usedIdx());
     }
 
     @Test
@@ -212,8 +212,8 @@ class PackedRingTest {
         f = RingFixture.packed(8);
         f.driver.startAt(5); // slot 5, wrap counter 0: the second lap
         f.configure(5 | 5 << 16, VirtQueue.INDIRECT);
-        assertEquals(5, f.queue.lastAvailIdx());
-        assertEquals(5 | 5L << 16, f.queue.base());
+        assertEquals(5, f.queue.position().lastAvailIdx());
+        assertEquals(5 | 5L << 16, f.queue.position().base());
         long buf = f.buffer(16);
         List<Integer> ids = new ArrayList<>();
         for (int i = 0; i < 5; i++) { // slots 5, 6, 7, then 0 and 1 of the third lap
@@ -226,7 +226,7 @@ class PackedRingTest {
         }
         assertEquals(F_AVAIL | F_USED, laps(0), "used in a lap with wrap counter 1");
         assertEquals(0, laps(7), "used in a lap with wrap counter 0: both bits clear");
-        assertEquals(2 | 1 << 15 | (2L | 1 << 15) << 16, f.queue.base());
+        assertEquals(2 | 1 << 15 | (2L | 1 << 15) << 16, f.queue.position().base());
     }
 
     @Test
@@ -234,9 +234,9 @@ class PackedRingTest {
         f = RingFixture.packed(8);
         f.driver.startAt(3 | 1 << 15);
         f.configure(3 | 1 << 15 | (3L | 1 << 15) << 16, 0);
-        assertEquals(3 | 1 << 15, f.queue.usedIdx());
+        assertEquals(3 | 1 << 15, f.queue.position().usedIdx());
         f.configure(3 | 1 << 15, 0); // no used half (DPDK's frontend): used where avail is
-        assertEquals(3 | 1 << 15, f.queue.usedIdx());
+        assertEquals(3 | 1 << 15, f.queue.position().usedIdx());
     }
 
     @Test
@@ -248,7 +248,7 @@ class PackedRingTest {
         assertThrows(IllegalArgumentException.class, () -> f.configure(7 | (1L | 1 << 15) << 16, 0),
                 "used more than a lap behind");
         assertEquals("packed vring base: avail position 8 not below the queue size 8",
-                VirtQueue.baseProblem(8, 8 | 1 << 15, true));
+                QueuePosition.baseProblem(8, 8 | 1 << 15, true));
     }
 
     @Test
@@ -288,7 +288,7 @@ class PackedRingTest {
         f.queue.publish();
         assertEquals(new Used(id, 48), f.driver.awaitUsed(NOW));
         assertArrayEquals(data, f.ram.at(out, 48).toArray(ValueLayout.JAVA_BYTE));
-        assertEquals(1 | 1 << 15, f.queue.usedIdx(), "an indirect chain takes one slot");
+        assertEquals(1 | 1 << 15, f.queue.position().usedIdx(), "an indirect chain takes one slot");
     }
 
     @Test
@@ -314,7 +314,7 @@ class PackedRingTest {
         f.driver.writePackedDescriptor(0, table, 16, 4, F_INDIRECT | F_NEXT | F_AVAIL);
         assertNull(f.queue.next());
         assertEquals(1, f.queue.counters().chainsRejected(ChainError.INDIRECT_WITH_NEXT));
-        assertEquals(2 | 1 << 15, f.queue.lastAvailIdx(), "both slots of the chain taken");
+        assertEquals(2 | 1 << 15, f.queue.position().lastAvailIdx(), "both slots of the chain taken");
         f.queue.publish();
         assertEquals(new Used(4, 0), readUsedAt(0));
     }
@@ -442,7 +442,7 @@ class PackedRingTest {
         assertEquals(new Used(ids[2], 0), readUsedAt(0), "one used descriptor naming the last chain");
         assertEquals(F_AVAIL, laps(2), "the other slots untouched");
         assertEquals(F_AVAIL, laps(4));
-        assertEquals(6 | 1 << 15, f.queue.usedIdx(), "all six slots used");
+        assertEquals(6 | 1 << 15, f.queue.position().usedIdx(), "all six slots used");
         for (int id : ids) {
             assertEquals(new Used(id, 0), f.driver.awaitUsed(NOW));
         }
@@ -499,7 +499,7 @@ class PackedRingTest {
         f.queue.next();
         f.queue.next();
         f.queue.rewind(2);
-        assertEquals(0 | 1 << 15, f.queue.lastAvailIdx());
+        assertEquals(0 | 1 << 15, f.queue.position().lastAvailIdx());
         assertFalse(f.queue.hasAvailable(), "starved: only new buffers count");
         int c = f.driver.post(Buffer.writable(buf, 16));
         assertTrue(f.queue.hasAvailable());

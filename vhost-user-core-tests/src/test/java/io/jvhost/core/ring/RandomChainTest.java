@@ -152,7 +152,7 @@ class RandomChainTest {
         assertEquals(expectedServed, served);
         assertEquals(expectedRejected, f.queue.counters().chainsRejected() - rejected0);
         assertEquals(served.size(), f.queue.counters().chains - chains0);
-        assertEquals((s.base() + reachable) & 0xFFFF, f.queue.lastAvailIdx());
+        assertEquals((s.base() + reachable) & 0xFFFF, f.queue.position().lastAvailIdx());
         if (expectBroken) {
             assertEquals(s.base(), f.driver.usedIdx(), "nothing published once broken");
             assertNull(f.queue.next());

@@ -40,7 +40,7 @@ class RingCorruptionTest {
         assertTrue(f.queue.isBroken());
         assertEquals(1, f.queue.counters().ringCorruptions);
         byte[] usedBefore = f.usedRingBytes();
-        int lastAvail = f.queue.lastAvailIdx();
+        int lastAvail = f.queue.position().lastAvailIdx();
         f.driver.takeInterrupts();
 
         assertNull(f.queue.next());
@@ -55,7 +55,7 @@ class RingCorruptionTest {
         f.queue.publish();
 
         assertArrayEquals(usedBefore, f.usedRingBytes(), "used ring untouched once broken");
-        assertEquals(lastAvail, f.queue.lastAvailIdx());
+        assertEquals(lastAvail, f.queue.position().lastAvailIdx());
         assertEquals(1, f.errSignals(), "err eventfd written exactly once");
         assertEquals(0, f.driver.takeInterrupts(), "no interrupt after the latch");
         assertEquals(1, f.queue.counters().ringCorruptions);
@@ -84,7 +84,7 @@ class RingCorruptionTest {
     void shouldLatchBrokenWhenAvailIdxJumpsByMoreThanTheQueueSize(int availIdx) {
         f.driver.setAvailIdx(availIdx);
         assertNull(f.queue.next());
-        assertEquals(0, f.queue.lastAvailIdx());
+        assertEquals(0, f.queue.position().lastAvailIdx());
         assertEquals(0, f.driver.usedIdx());
         assertLatchedAndInert();
     }
@@ -152,7 +152,7 @@ class RingCorruptionTest {
         assertEquals(1, f.driver.takeInterrupts());
 
         assertNull(f.queue.next(), "the chain after the corrupt head is not served");
-        assertEquals(1, f.queue.lastAvailIdx(), "the corrupt head is not consumed");
+        assertEquals(1, f.queue.position().lastAvailIdx(), "the corrupt head is not consumed");
         assertEquals(1, f.driver.usedIdx());
         assertEquals(0, f.queue.counters().chainsRejected());
         assertLatchedAndInert();

@@ -147,7 +147,7 @@ class VirtQueueTest {
         assertEquals(b, serveOne(17));
         assertNull(f.queue.next());
         assertEquals(0, f.driver.usedIdx(), "nothing visible before publish");
-        assertEquals(2, f.queue.usedIdx());
+        assertEquals(2, f.queue.position().usedIdx());
         f.queue.publish();
         assertEquals(2, f.driver.usedIdx());
         assertEquals(a, f.usedId(0));
@@ -155,7 +155,7 @@ class VirtQueueTest {
         assertEquals(b, f.usedId(1));
         assertEquals(17, f.usedLength(1));
         assertEquals(81, f.queue.counters().bytesWritten);
-        assertEquals(2, f.queue.lastAvailIdx());
+        assertEquals(2, f.queue.position().lastAvailIdx());
     }
 
     @Test
@@ -184,8 +184,8 @@ class VirtQueueTest {
         f.setUsedIdxInRing(1234);
         f.driver.setAvailIdx(1234);
         f.configure(1234, false, true);
-        assertEquals(1234, f.queue.usedIdx());
-        assertEquals(1234, f.queue.lastAvailIdx());
+        assertEquals(1234, f.queue.position().usedIdx());
+        assertEquals(1234, f.queue.position().lastAvailIdx());
         f.driver.post(Buffer.writable(f.buffer(16), 16));
         serveOne(5);
         f.queue.publish();
@@ -215,7 +215,7 @@ class VirtQueueTest {
             int usedBefore = (65530 + served) & 0xFFFF;
             served += batch;
             assertEquals((65530 + served) & 0xFFFF, f.driver.usedIdx());
-            assertEquals((65530 + served) & 0xFFFF, f.queue.lastAvailIdx());
+            assertEquals((65530 + served) & 0xFFFF, f.queue.position().lastAvailIdx());
             for (int i = 0; i < batch; i++) {
                 assertEquals(heads[i], f.usedId(usedBefore + i));
                 assertEquals(served - batch + i, f.usedLength(usedBefore + i));
@@ -235,7 +235,7 @@ class VirtQueueTest {
         assertTrue(f.queue.hasAvailable());
         assertEquals(head, serveOne(0));
         assertFalse(f.queue.hasAvailable());
-        assertEquals(0, f.queue.lastAvailIdx());
+        assertEquals(0, f.queue.position().lastAvailIdx());
     }
 
     @Test

@@ -19,7 +19,8 @@ import java.lang.invoke.VarHandle;
  * the order they were made available, whatever order the device completes them in
  * ({@link InOrderTracker}); {@link Interrupts} decides which calls go out when (coalescing);
  * {@link Refusals} counts and logs bad input once and signals ring corruption; {@link GuestWrites}
- * is the migration test hook.
+ * is the migration test hook; {@link QueuePosition} tells the control path where the queue stands
+ * and resumes (the vring base).
  *
  * <p>The control thread builds and configures a queue while it is detached; once a poller starts
  * it, it belongs to that poller thread, which alone calls {@link #next()}, {@link #complete} and
@@ -47,6 +48,7 @@ public final class VirtQueue {
     private final Interrupts interrupts = new Interrupts(counters);
     private final InOrderTracker order = new InOrderTracker();
     private final Refusals refusals;
+    private final QueuePosition position = new QueuePosition(this);
 
     // Configuration, set by the control thread while detached.
     private Ring ring = split;
@@ -129,32 +131,14 @@ public final class VirtQueue {
         }
     }
 
-    /** Where the device takes the next chain: split the avail index, packed the position with its wrap counter in bit 15. */
-    public int lastAvailIdx() {
-        return ring.availIdx();
+    /** Where the queue stands in its ring and where it resumes: positions, the vring base. */
+    public QueuePosition position() {
+        return position;
     }
 
-    /**
-     * What GET_VRING_BASE answers (and SET_VRING_BASE sets): the avail index of a split ring; for a
-     * packed ring the avail position and wrap counter (bit 15) in the low 16 bits and the used
-     * position and wrap counter in the high 16 bits, as QEMU lays it out.
-     */
-    public long base() {
-        return ring.base();
-    }
-
-    /** The device's used index (packed: the used position with its wrap counter in bit 15), published or not. */
-    public int usedIdx() {
-        return ring.usedIdx();
-    }
-
-    /**
-     * Why {@code base} cannot be where a queue of {@code size} resumes, or null when it can: split
-     * bases are 16 bits; a packed base's positions must be in the ring, used at most a ring behind
-     * avail. For the control thread's check before {@link #configure}.
-     */
-    public static String baseProblem(int size, long base, boolean packed) {
-        return packed ? PackedLayout.baseProblem(size, base) : SplitRing.baseProblem(base);
+    /** The ring in the layout the driver chose, for {@link QueuePosition}. */
+    Ring ring() {
+        return ring;
     }
 
     /**
@@ -162,9 +146,9 @@ public final class VirtQueue {
      * area, device area; already translated and bounds-checked by the caller), in the layout and
      * with the ring features {@code options} says ({@link #EVENT_IDX}, {@link #INDIRECT},
      * {@link #PACKED}, {@link #IN_ORDER}), and resumes at {@code base} as SET_VRING_BASE gave it
-     * (see {@link #base()}). A split ring's used index comes from the ring itself, which the driver
-     * owns across device restarts; a packed ring's from the base, or from the inflight region when
-     * it tracked requests before. Refuses a size or base that cannot be with
+     * (see {@link QueuePosition#base()}). A split ring's used index comes from the ring itself,
+     * which the driver owns across device restarts; a packed ring's from the base, or from the
+     * inflight region when it tracked requests before. Refuses a size or base that cannot be with
      * {@link IllegalArgumentException}, before anything changes. Control thread, while detached.
      */
     public void configure(int size, MemorySegment desc, MemorySegment driverArea, MemorySegment deviceArea,
@@ -190,11 +174,6 @@ public final class VirtQueue {
         }
     }
 
-    /** Whether {@link #configure} resumed elsewhere than the frontend's base (the driver may miss an interrupt). Poller. */
-    public boolean baseCorrected() {
-        return ring.baseCorrected();
-    }
-
     /**
      * Tracks in-flight chains in {@code region} (one queue's slice of INFLIGHT_SHMFD, laid out as
      * the ring's layout wants: {@link InflightLog} or {@link PackedInflightLog}), or stops tracking
@@ -216,11 +195,6 @@ public final class VirtQueue {
         split.dirtyLog(log, deviceAreaGpa);
         packed.dirtyLog(log, deviceAreaGpa);
         packed.ringGpa(ringGpa);
-    }
-
-    /** Chains still to be resubmitted after a restart. */
-    public int resubmitPending() {
-        return ring.resubmitPending();
     }
 
     /**

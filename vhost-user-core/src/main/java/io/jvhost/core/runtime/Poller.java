@@ -8,7 +8,6 @@ import io.jvhost.core.ring.VirtQueue;
 import java.util.concurrent.Executor;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicLongArray;
-import java.util.concurrent.locks.LockSupport;
 import java.util.function.LongConsumer;
 
 import org.jctools.queues.atomic.MpscAtomicArrayQueue;
@@ -30,8 +29,8 @@ import org.slf4j.LoggerFactory;
  * Commands for a queue that is stopping wait until it has stopped ({@link StoppingQueues}).
  *
  * <p>The poller itself is the duty cycle and the slots; what it does when idle is
- * {@link AdaptiveIdle} (spin, yield) and {@link PollerWakeups} (the epoll set of kick and wakeup
- * fds it sleeps on), and CPU pinning is {@link PollerPinning}.
+ * {@link AdaptiveIdle} (spin, yield) and {@link PollerWakeups} (going to sleep, on the epoll set of
+ * kick and wakeup fds), and CPU pinning is {@link PollerPinning}.
  *
  * <p>A poller's queues sit in slots. A backend's own poller has a slot per queue of that backend
  * (slot = queue index); a shared poller ({@link #Poller(String, IdleMode, int)}) serves
@@ -196,9 +195,9 @@ public final class Poller implements Runnable, AutoCloseable {
 
     /**
      * Stops processing the queue in {@code slot}; once its handler has nothing left in flight (or
-     * {@link StoppingQueues#STOP_TIMEOUT_NANOS} passed), {@code ack} gets its base ({@link VirtQueue#base()}, what
-     * GET_VRING_BASE answers) on the control thread, -1 if it was not running. The poller serves its
-     * other queues meanwhile.
+     * {@link StoppingQueues#STOP_TIMEOUT_NANOS} passed), {@code ack} gets its base
+     * ({@link io.jvhost.core.ring.QueuePosition#base()}, what GET_VRING_BASE answers) on the control
+     * thread, -1 if it was not running. The poller serves its other queues meanwhile.
      */
     public void detach(int slot, LongConsumer ack) {
         post(p -> p.stops.whenStopped(slot, () -> p.beginDetach(slot, ack)));
@@ -215,7 +214,7 @@ public final class Poller implements Runnable, AutoCloseable {
     private void doAttach(int i, VirtQueue q, QueueConfig c) {
         c.configure(q);
         q.callFd(c.callFd());
-        if (q.baseCorrected() && c.callFd() >= 0) {
+        if (q.position().baseCorrected() && c.callFd() >= 0) {
             LibC.eventfdSignal(c.callFd()); // the interrupt for those completions may have gone to a dead connection
         }
         q.pollerWakeFd(wakeups.wakeFd());
@@ -264,6 +263,11 @@ public final class Poller implements Runnable, AutoCloseable {
     void countFailure(int slot) {
         failures.incrementAndGet();
         slotFailures.incrementAndGet(slot);
+    }
+
+    /** Counts an exception that escaped no handler but a command or the poller's own work. */
+    void countFailure() {
+        failures.incrementAndGet();
     }
 
     private void safeCall(int queue, Runnable r) {
@@ -332,28 +336,13 @@ public final class Poller implements Runnable, AutoCloseable {
     }
 
     /**
-     * Nothing to do: spins or yields ({@link AdaptiveIdle}), or sends every call still owed,
-     * re-enables notifications and, unless that found work, sleeps on the wakeup fds.
+     * Nothing to do: spins or yields ({@link AdaptiveIdle}), or goes to sleep until a kick, a
+     * handler's wakeup fd or a command ends it ({@link PollerWakeups#sleep}).
      */
     private void idle() {
         VirtQueue[] queues = active;
-        if (spinning.spinOrYield(queues)) {
-            return;
-        }
-        boolean more = false;
-        for (VirtQueue q : queues) {
-            if (q != null) {
-                q.interrupts().flush(false); // about to sleep: nothing owed may wait for the next kick
-                more |= q.enableNotifications();
-            }
-        }
-        if (!more && commands.isEmpty()) {
-            wakeups.await(stops.any(), queues);
-        }
-        for (VirtQueue q : queues) {
-            if (q != null) {
-                q.disableNotifications();
-            }
+        if (!spinning.spinOrYield(queues)) {
+            wakeups.sleep(queues, commands, stops.any());
         }
     }
 
@@ -384,18 +373,7 @@ public final class Poller implements Runnable, AutoCloseable {
                     LOG.error("{}: command failed while closing", name, e);
                 }
             }
-            // Queues still stopping wait here for what they have in flight, up to their deadline.
-            while (stops.any()) {
-                try {
-                    stops.finishAll();
-                } catch (RuntimeException e) {
-                    failures.incrementAndGet();
-                    LOG.error("{}: stopping a queue failed while closing", name, e);
-                }
-                if (stops.any()) {
-                    LockSupport.parkNanos(100_000);
-                }
-            }
+            stops.awaitAll(); // queues still stopping wait here for what they have in flight, up to their deadline
         }
         wakeups.close();
     }

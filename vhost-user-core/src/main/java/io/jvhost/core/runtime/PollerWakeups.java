@@ -7,16 +7,19 @@ import io.jvhost.core.sys.Fd;
 import io.jvhost.core.sys.LibC;
 import io.jvhost.core.sys.NativeException;
 
+import org.jctools.queues.atomic.MpscAtomicArrayQueue;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * What wakes a sleeping {@link Poller}, per slot: its own wake eventfd (commands, completions from
- * other threads), each queue's kick eventfd and each handler's wakeup fd (a TAP device, a store's
- * completion eventfd), all in one epoll set. A fd that cannot be watched (a queue without a kick fd,
- * NOFD, or an epoll failure) is polled instead: while any is, the poller sleeps at most
- * {@link #NO_KICK_POLL_MILLIS}. Kept apart from the poller so the fd bookkeeping of attach and
- * detach is in one place. Constructed on the control thread; poller thread afterwards.
+ * How a {@link Poller} with nothing to do goes to sleep ({@link #sleep}: owed calls sent, the
+ * drivers asked to kick, the rings checked once more) and what wakes it, per slot: its own wake
+ * eventfd (commands, completions from other threads), each queue's kick eventfd and each handler's
+ * wakeup fd (a TAP device, a store's completion eventfd), all in one epoll set. A fd that cannot be
+ * watched (a queue without a kick fd, NOFD, or an epoll failure) is polled instead: while any is,
+ * the poller sleeps at most {@link #NO_KICK_POLL_MILLIS}. Kept apart from the poller so the fd
+ * bookkeeping of attach and detach, and the order of going to sleep, are each in one place.
+ * Constructed on the control thread; poller thread afterwards.
  */
 final class PollerWakeups implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(PollerWakeups.class);
@@ -112,11 +115,35 @@ final class PollerWakeups implements AutoCloseable {
     }
 
     /**
+     * The poller found nothing to do and is done spinning: sends every call still owed, asks the
+     * drivers of {@code active} to kick again and, unless that found work or a command is waiting in
+     * {@code commands}, sleeps ({@link #await}; {@code pollAnyway} while a queue is stopping); then
+     * asks the drivers not to kick again. Allocation-free.
+     */
+    void sleep(VirtQueue[] active, MpscAtomicArrayQueue<?> commands, boolean pollAnyway) {
+        boolean more = false;
+        for (VirtQueue q : active) {
+            if (q != null) {
+                q.interrupts().flush(false); // about to sleep: nothing owed may wait for the next kick
+                more |= q.enableNotifications();
+            }
+        }
+        if (!more && commands.isEmpty()) {
+            await(pollAnyway, active);
+        }
+        for (VirtQueue q : active) {
+            if (q != null) {
+                q.disableNotifications();
+            }
+        }
+    }
+
+    /**
      * Sleeps until a watched fd fires, at most {@link #NO_KICK_POLL_MILLIS} when something must be
      * polled (or {@code pollAnyway}), else a second; drains what fired and tells each kicked queue of
      * {@code active}. Allocation-free.
      */
-    void await(boolean pollAnyway, VirtQueue[] active) {
+    private void await(boolean pollAnyway, VirtQueue[] active) {
         int n = epoll.await(polled > 0 || pollAnyway ? NO_KICK_POLL_MILLIS : 1000);
         for (int e = 0; e < n; e++) {
             long data = epoll.data(e);

@@ -4,6 +4,7 @@ import io.jvhost.core.ring.VirtQueue;
 
 import java.util.ArrayDeque;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.LockSupport;
 import java.util.function.LongConsumer;
 
 import org.slf4j.Logger;
@@ -77,6 +78,24 @@ final class StoppingQueues {
         }
     }
 
+    /**
+     * Drains and acks every stopping queue until none is left, each waiting for its requests in
+     * flight up to its deadline. For {@link Poller#close} once the poller's thread has ended.
+     */
+    void awaitAll() {
+        while (count > 0) {
+            try {
+                finishAll();
+            } catch (RuntimeException e) {
+                poller.countFailure();
+                LOG.error("{}: stopping a queue failed while closing", poller.name(), e);
+            }
+            if (count > 0) {
+                LockSupport.parkNanos(100_000);
+            }
+        }
+    }
+
     /** Lets the handler of stopping queue {@code i} finish what it can; acks the stop when nothing is left. */
     private void finish(int i) {
         VirtQueue q = queues[i];
@@ -101,7 +120,7 @@ final class StoppingQueues {
         acks[i] = null;
         count--;
         LOG.debug("{}: detached {}", poller.name(), q);
-        long base = q.base();
+        long base = q.position().base();
         poller.controlOf(i).execute(() -> ack.accept(base));
         ArrayDeque<Runnable> waiting = afterStop[i];
         while (waiting != null && queues[i] == null && !waiting.isEmpty()) {

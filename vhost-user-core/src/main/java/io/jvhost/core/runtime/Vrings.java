@@ -9,6 +9,7 @@ import io.jvhost.core.protocol.ProtocolException;
 import io.jvhost.core.protocol.VringAddress;
 import io.jvhost.core.protocol.VringFd;
 import io.jvhost.core.protocol.VringState;
+import io.jvhost.core.ring.QueuePosition;
 import io.jvhost.core.ring.VirtQueue;
 import io.jvhost.core.sys.Fd;
 import io.jvhost.core.sys.LibC;
@@ -35,7 +36,7 @@ final class Vrings {
     private static final class Vring {
         int num;
         VringAddress address;
-        /** What SET_VRING_BASE set, or the queue's base when it last stopped (see {@link VirtQueue#base()}). */
+        /** What SET_VRING_BASE set, or the queue's base when it last stopped (see {@link QueuePosition#base()}). */
         long base;
         boolean baseSet = true;
         Fd kick, call, err;
@@ -244,7 +245,7 @@ final class Vrings {
         }
         long base = v.baseSet ? v.base : QueueConfig.KEEP_BASE;
         if (base != QueueConfig.KEEP_BASE) {
-            String problem = VirtQueue.baseProblem(v.num, base, packed);
+            String problem = QueuePosition.baseProblem(v.num, base, packed);
             if (problem != null) {
                 return refuse(i, v, problem);
             }
