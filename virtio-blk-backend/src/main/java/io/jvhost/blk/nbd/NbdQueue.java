@@ -109,8 +109,8 @@ final class NbdQueue implements BlockStore.Queue {
     private boolean everConnected;
     /** The next reap comes right after a submission: no reply can be there yet, so it does not read. */
     private boolean justSent;
-    /** The store's loop: the delay before the next reconnect attempt. */
-    long backoffMillis = NbdStore.FIRST_BACKOFF_MILLIS;
+    /** The store's loop: this connection's reconnect attempts (set by the store as it opens the queue). */
+    NbdStore.Reconnect reconnect;
 
     NbdQueue(NbdStore store, int index, String target) throws NativeException {
         this.store = store;

@@ -43,6 +43,8 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.BiConsumer;
+import java.util.function.Consumer;
 import java.util.function.ToLongFunction;
 
 import org.jctools.queues.atomic.MpscAtomicArrayQueue;
@@ -155,7 +157,11 @@ public final class NbdStore implements BlockStore {
     private long downSince;
     private long outage;
     private boolean failing;
-    private long backoffMillis = FIRST_BACKOFF_MILLIS;
+    private final Reconnect reconnect = new Reconnect("reconnect", () -> {
+        if (channel == null) {
+            connect(null);
+        }
+    });
     private int chunk;
     /** Plain connections (null with TLS): the staged commands, {@link #outLength} bytes of them. */
     private final MemorySegment out;
@@ -450,6 +456,7 @@ public final class NbdStore implements BlockStore {
             LOG.warn("{}: queue {} goes through the store's connection: {}", target, index, ex.getMessage());
             return BlockStore.super.openQueue(index);
         }
+        q.reconnect = new Reconnect("reconnecting queue " + index, () -> connectQueue(q, null));
         CompletableFuture<NbdQueue.Connection> first = new CompletableFuture<>();
         loop.execute(() -> connectQueue(q, first));
         try {
@@ -475,81 +482,31 @@ public final class NbdStore implements BlockStore {
      * at open time, null for a reconnect (which retries with backoff). Loop.
      */
     private void connectQueue(NbdQueue q, CompletableFuture<NbdQueue.Connection> first) {
-        NbdUri uri = options.uri();
-        SocketAddress address = address(uri);
-        Promise<NbdHandshake.Export> negotiated = loop.newPromise();
-        ChannelFuture cf;
+        bootstrap(null, (ch, e) -> handOver(q, ch, e, first), why -> q.reconnect.failed(first, why));
+    }
+
+    private void handOver(NbdQueue q, Channel ch, NbdHandshake.Export e, CompletableFuture<NbdQueue.Connection> first) {
+        StreamSocket s;
         try {
-            cf = bootstrap.clone().handler(new ChannelInitializer<Channel>() {
-                @Override
-                protected void initChannel(Channel ch) {
-                    ch.pipeline().addLast("handshake", new NbdHandshake(uri.export(), null, null, uri.port(),
-                            options.connectTimeout().toMillis(), negotiated));
-                }
-            }).connect(address);
-        } catch (RuntimeException e) {
-            queueAttemptFailed(q, first, "cannot connect: " + NbdHandshake.describe(e));
+            ch.config().setAutoRead(false);
+            s = StreamSocket.duplicate(((UnixChannel) ch).fd().intValue());
+        } catch (NativeException | RuntimeException ex) {
+            ch.close();
+            q.reconnect.failed(first, "cannot take over the socket: " + ex.getMessage());
             return;
         }
-        cf.addListener(f -> {
-            if (!f.isSuccess()) {
-                negotiated.tryFailure(new NbdException("cannot connect: " + connectError(f.cause())));
-            }
-        });
-        negotiated.addListener(f -> {
-            Channel ch = cf.channel();
-            if (!f.isSuccess()) {
-                ch.close();
-                queueAttemptFailed(q, first, NbdHandshake.describe(f.cause()));
-                return;
-            }
-            NbdHandshake.Export e = negotiated.getNow();
-            StreamSocket s;
-            try {
-                ch.config().setAutoRead(false);
-                s = StreamSocket.duplicate(((UnixChannel) ch).fd().intValue());
-            } catch (NativeException | RuntimeException ex) {
-                ch.close();
-                queueAttemptFailed(q, first, "cannot take over the socket: " + ex.getMessage());
-                return;
-            }
-            ch.close(); // Netty's fd only: the connection lives on in s
-            if (closed && first == null) {
-                s.close();
-                return;
-            }
-            q.backoffMillis = FIRST_BACKOFF_MILLIS;
-            NbdQueue.Connection c = new NbdQueue.Connection(s, e);
-            if (first != null) {
-                first.complete(c);
-            } else {
-                q.offer(c);
-            }
-        });
-    }
-
-    private void queueAttemptFailed(NbdQueue q, CompletableFuture<NbdQueue.Connection> first, String why) {
+        ch.close(); // Netty's fd only: the connection lives on in s
+        if (closed && first == null) {
+            s.close();
+            return;
+        }
+        q.reconnect.succeeded();
+        NbdQueue.Connection c = new NbdQueue.Connection(s, e);
         if (first != null) {
-            first.completeExceptionally(new NbdException(target + ": " + why));
-            return;
+            first.complete(c);
+        } else {
+            q.offer(c);
         }
-        if (closed) {
-            return;
-        }
-        if (q.backoffMillis == FIRST_BACKOFF_MILLIS || q.backoffMillis == MAX_BACKOFF_MILLIS) {
-            LOG.info("{}: reconnecting queue {} failed ({}); next try in {} ms", target, q.index(), why, q.backoffMillis);
-        }
-        scheduleQueueReconnect(q);
-    }
-
-    private void scheduleQueueReconnect(NbdQueue q) {
-        long delay = q.backoffMillis;
-        q.backoffMillis = Math.min(2 * q.backoffMillis, MAX_BACKOFF_MILLIS);
-        loop.schedule(() -> {
-            if (!closed) {
-                connectQueue(q, null);
-            }
-        }, delay, TimeUnit.MILLISECONDS);
     }
 
     /**
@@ -566,7 +523,7 @@ public final class NbdStore implements BlockStore {
                     return;
                 }
                 loop.schedule(() -> q.timeoutExpired(which), options.timeout().toNanos(), TimeUnit.NANOSECONDS);
-                scheduleQueueReconnect(q);
+                q.reconnect.schedule();
             });
         } catch (java.util.concurrent.RejectedExecutionException e) {
             // the store is closing
@@ -583,20 +540,29 @@ public final class NbdStore implements BlockStore {
 
     /** One connection attempt; {@code first} is the initial one's outcome, null for reconnects. */
     private void connect(CompletableFuture<Void> first) {
+        bootstrap(ssl, (ch, e) -> connected(ch, e, first), why -> reconnect.failed(first, why));
+    }
+
+    /**
+     * Connects to the server and runs the handshake (with TLS if {@code tls} is given), for the
+     * store's connection and the queues' alike: {@code ok} then gets the channel and the export,
+     * or {@code failed} one line saying why (the channel is closed). Loop.
+     */
+    private void bootstrap(SslContext tls, BiConsumer<Channel, NbdHandshake.Export> ok, Consumer<String> failed) {
         NbdUri uri = options.uri();
-        SocketAddress address = address(uri);
         Promise<NbdHandshake.Export> negotiated = loop.newPromise();
         ChannelFuture cf;
         try {
             cf = bootstrap.clone().handler(new ChannelInitializer<Channel>() {
                 @Override
                 protected void initChannel(Channel ch) {
-                    ch.pipeline().addLast("handshake", new NbdHandshake(uri.export(), ssl,
-                            uri.unix() ? null : uri.host(), uri.port(), options.connectTimeout().toMillis(), negotiated));
+                    String tlsHost = tls == null || uri.unix() ? null : uri.host();
+                    ch.pipeline().addLast("handshake", new NbdHandshake(uri.export(), tls, tlsHost, uri.port(),
+                            options.connectTimeout().toMillis(), negotiated));
                 }
-            }).connect(address);
+            }).connect(address(uri));
         } catch (RuntimeException e) {
-            attemptFailed(first, "cannot connect: " + NbdHandshake.describe(e));
+            failed.accept("cannot connect: " + NbdHandshake.describe(e));
             return;
         }
         cf.addListener(f -> {
@@ -606,10 +572,10 @@ public final class NbdStore implements BlockStore {
         });
         negotiated.addListener(f -> {
             if (f.isSuccess()) {
-                connected(cf.channel(), negotiated.getNow(), first);
+                ok.accept(cf.channel(), negotiated.getNow());
             } else {
                 cf.channel().close();
-                attemptFailed(first, NbdHandshake.describe(f.cause()));
+                failed.accept(NbdHandshake.describe(f.cause()));
             }
         });
     }
@@ -627,28 +593,54 @@ public final class NbdStore implements BlockStore {
         return m;
     }
 
-    private void attemptFailed(CompletableFuture<Void> first, String why) {
-        if (first != null) {
-            first.completeExceptionally(new NbdException(target + ": " + why));
-            return;
-        }
-        if (closed) {
-            return;
-        }
-        if (backoffMillis == FIRST_BACKOFF_MILLIS || backoffMillis == MAX_BACKOFF_MILLIS) {
-            LOG.info("{}: reconnect failed ({}); next try in {} ms", target, why, backoffMillis);
-        }
-        scheduleReconnect();
-    }
+    /**
+     * The reconnect attempts of one connection (the store's own, or a queue's): a failed one is
+     * tried again after 100 ms, doubling to 2 s, and from 100 ms again once connected. Loop only.
+     */
+    final class Reconnect {
+        private final String what;
+        private final Runnable attempt;
+        private long delayMillis = FIRST_BACKOFF_MILLIS;
 
-    private void scheduleReconnect() {
-        long delay = backoffMillis;
-        backoffMillis = Math.min(2 * backoffMillis, MAX_BACKOFF_MILLIS);
-        loop.schedule(() -> {
-            if (!closed && channel == null) {
-                connect(null);
+        /** {@code what} names the attempts in the log; {@code attempt} makes one. */
+        Reconnect(String what, Runnable attempt) {
+            this.what = what;
+            this.attempt = attempt;
+        }
+
+        void succeeded() {
+            delayMillis = FIRST_BACKOFF_MILLIS;
+        }
+
+        /** Makes an attempt after the delay (unless the store is closed by then); the next waits twice as long. */
+        void schedule() {
+            long delay = delayMillis;
+            delayMillis = Math.min(2 * delayMillis, MAX_BACKOFF_MILLIS);
+            loop.schedule(() -> {
+                if (!closed) {
+                    attempt.run();
+                }
+            }, delay, TimeUnit.MILLISECONDS);
+        }
+
+        /**
+         * An attempt failed with {@code why}: the first one ({@code first}, from open) fails with
+         * it; a reconnect is logged (at the first delay and the longest, not at each doubling) and
+         * tried again.
+         */
+        void failed(CompletableFuture<?> first, String why) {
+            if (first != null) {
+                first.completeExceptionally(new NbdException(target + ": " + why));
+                return;
             }
-        }, delay, TimeUnit.MILLISECONDS);
+            if (closed) {
+                return;
+            }
+            if (delayMillis == FIRST_BACKOFF_MILLIS || delayMillis == MAX_BACKOFF_MILLIS) {
+                LOG.info("{}: {} failed ({}); next try in {} ms", target, what, why, delayMillis);
+            }
+            schedule();
+        }
     }
 
     private void connected(Channel ch, NbdHandshake.Export e, CompletableFuture<Void> first) {
@@ -659,7 +651,7 @@ public final class NbdStore implements BlockStore {
         NbdHandshake.Export before = export;
         if (e.size() < 512) {
             ch.close();
-            attemptFailed(first, "the export has " + e.size() + " bytes, less than one sector");
+            reconnect.failed(first, "the export has " + e.size() + " bytes, less than one sector");
             return;
         }
         if (before != null && (before.flags() & ~e.flags() & (FLAG_SEND_FLUSH | FLAG_SEND_TRIM | FLAG_SEND_WRITE_ZEROES)) != 0) {
@@ -683,7 +675,7 @@ public final class NbdStore implements BlockStore {
         if (receive != null) {
             ch.config().setAllocator(receive);
         }
-        backoffMillis = FIRST_BACKOFF_MILLIS;
+        reconnect.succeeded();
         ch.pipeline().addLast("replies", new Replies(ch));
         ch.closeFuture().addListener(f -> disconnected(ch));
         if (first != null) {
@@ -716,7 +708,7 @@ public final class NbdStore implements BlockStore {
         LOG.warn("{}: connection lost with {} commands in flight; reconnecting (I/O fails after {} s away)",
                 target, ops.live(), options.timeout().toSeconds());
         loop.schedule(() -> timeoutExpired(thisOutage), options.timeout().toNanos(), TimeUnit.NANOSECONDS);
-        scheduleReconnect();
+        reconnect.schedule();
     }
 
     /** The server has been away for the whole timeout: fail what waits, and new requests until it is back. */
