@@ -1,8 +1,16 @@
 package io.jvhost.blk.nbd;
 
-/** Numbers of the NBD protocol (NetworkBlockDevice/nbd doc/proto.md), written out once. */
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+
+/** Numbers of the NBD protocol (NetworkBlockDevice/nbd doc/proto.md), and its request header, written out once. */
 final class Nbd {
     private Nbd() {}
+
+    static final ValueLayout.OfInt BE_INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
+    static final ValueLayout.OfShort BE_SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
+    static final ValueLayout.OfLong BE_LONG = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
 
     // Handshake
     static final long NBDMAGIC = 0x4e42444d41474943L;
@@ -37,6 +45,16 @@ final class Nbd {
             ESHUTDOWN = 108;
     /** Largest payload when the server states none (proto.md: servers SHOULD take 32 MiB). */
     static final int DEFAULT_MAX_PAYLOAD = 32 << 20;
+
+    /** Writes a request header ({@link #REQUEST_HEADER} bytes, big-endian) to {@code m} at {@code at}. */
+    static void writeRequest(MemorySegment m, long at, int flags, int command, long cookie, long offset, int length) {
+        m.set(BE_INT, at, REQUEST_MAGIC);
+        m.set(BE_SHORT, at + 4, (short) flags);
+        m.set(BE_SHORT, at + 6, (short) command);
+        m.set(BE_LONG, at + 8, cookie);
+        m.set(BE_LONG, at + 16, offset);
+        m.set(BE_INT, at + 24, length);
+    }
 
     static String optionError(int type) {
         return switch (type) {

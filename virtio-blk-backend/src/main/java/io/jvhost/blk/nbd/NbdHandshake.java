@@ -27,6 +27,16 @@ final class NbdHandshake extends ChannelInboundHandlerAdapter {
         boolean has(int flag) {
             return (flags & flag) != 0;
         }
+
+        /**
+         * Longest READ or WRITE command: the server's maximum payload (32 MiB where it states none,
+         * at most 1 GiB), in whole blocks of its minimum size (at least 512).
+         */
+        int chunk() {
+            long max = maxPayload > 0 ? Math.min(maxPayload, 1 << 30) : DEFAULT_MAX_PAYLOAD;
+            int align = Math.max(512, minBlock);
+            return (int) Math.max(align, max / align * align);
+        }
     }
 
     private enum Step { GREETING, STARTTLS, TLS, GO, EXPORT_NAME, DONE }

@@ -10,6 +10,9 @@ import static io.jvhost.blk.nbd.Nbd.*;
  * ({@link NbdQueue}, poller only); pooled and reused, never shared between threads.
  */
 final class NbdOp {
+    /** {@link #state}: in the pool; waiting to go out (or for a connection); written to the connection. */
+    static final int FREE = 0, WAITING = 1, SENT = 2;
+
     final int index;
     int generation;
     NbdJob job;
@@ -19,11 +22,9 @@ final class NbdOp {
     int length;
     /** READ/WRITE: where in the request's data this command's bytes start. */
     long dataOffset;
-    /** Netty path only: written to the channel (else it waits for a connection). */
-    boolean sent;
-    /** Poller path only: free, waiting to be staged, or sent ({@link NbdQueue}'s FREE/WAITING/SENT). */
+    /** FREE, WAITING or SENT; kept by {@link NbdOps}, but for SENT, which the owner sets as it sends. */
     int state;
-    /** Poller path only: where the command's last byte is in the connection's outgoing stream. */
+    /** Poller path: where the command's last byte is in the connection's outgoing stream (Netty path: 0). */
     long wireEnd;
 
     NbdOp(int index) {

@@ -11,9 +11,6 @@ import io.jvhost.core.sys.StreamSocket;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
-import java.nio.ByteOrder;
-import java.util.Arrays;
 import java.util.concurrent.atomic.AtomicReference;
 
 import org.slf4j.Logger;
@@ -64,10 +61,6 @@ final class NbdQueue implements BlockStore.Queue {
     static final int STAGE_HEADERS = 1024, IN_CAPACITY = 256 << 10;
     private static final int INITIAL_OPS = 256, INITIAL_IOVECS = 2 * STAGE_HEADERS, INITIAL_IN_IOVECS = 64;
     private static final long SOCKET = 1, WAKE = 2;
-    private static final ValueLayout.OfInt BE_INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
-    private static final ValueLayout.OfShort BE_SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
-    private static final ValueLayout.OfLong BE_LONG = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
-    private static final int FREE = 0, WAITING = 1, SENT = 2;
 
     /** A negotiated connection the store's loop hands to the queue. */
     record Connection(StreamSocket socket, NbdHandshake.Export export) {}
@@ -83,7 +76,7 @@ final class NbdQueue implements BlockStore.Queue {
     private volatile int expiredOutage = -1;
     private volatile boolean up;
     private volatile boolean closed;
-    volatile long reconnects, resent, failedOnTimeout, protocolErrors;
+    volatile long reconnects, resent, protocolErrors;
     /** Sends the socket did not take whole, and replies that came in pieces (read again for the rest): plain counters. */
     long partialSends, partialReplies;
 
@@ -93,16 +86,8 @@ final class NbdQueue implements BlockStore.Queue {
     private boolean failing;
     private int chunk;
     private int flagsOfExport;
-    private long ioErrors;
-    private NbdOp[] ops = new NbdOp[0];
-    private int[] freeOps = new int[0];
-    private int freeOpCount;
-    private int liveOps;
-    private NbdJob[] freeJobs = new NbdJob[0];
-    private int freeJobCount;
-    /** Commands not yet in the stage, oldest first (a ring of op indices as long as {@link #ops}). */
-    private int[] fifo = new int[0];
-    private int fifoHead, fifoCount;
+    /** The commands: those not yet in the stage wait in its FIFO. */
+    private final NbdOps ops;
     /** The stage: headers, and the iovecs of what goes out next ({@link #iovFirst} is the first not fully sent). */
     private final MemorySegment headers;
     private int headersLength;
@@ -117,16 +102,15 @@ final class NbdQueue implements BlockStore.Queue {
     private int inStart, inEnd;
     private MemorySegment inIov;
     private int inIovCapacity;
-    /** The READ whose data is arriving, and where its next byte goes. */
-    private NbdOp reading;
-    private long payloadLeft;
-    private int segment;
-    private long segmentSkip;
+    /** The replies, and the READ whose data is arriving. */
+    private final NbdReplies replies;
+    /** Walks a WRITE's data as it is staged, and the rest of a READ's as its iovecs are set. */
+    private final NbdCursor walk = new NbdCursor();
     private boolean everConnected;
     /** The next reap comes right after a submission: no reply can be there yet, so it does not read. */
     private boolean justSent;
-    /** The store's loop: the delay before the next reconnect attempt. */
-    long backoffMillis = NbdStore.FIRST_BACKOFF_MILLIS;
+    /** The store's loop: this connection's reconnect attempts (set by the store as it opens the queue). */
+    NbdStore.Reconnect reconnect;
 
     NbdQueue(NbdStore store, int index, String target) throws NativeException {
         this.store = store;
@@ -156,12 +140,17 @@ final class NbdQueue implements BlockStore.Queue {
         this.in = arena.allocate(IN_CAPACITY, 4096);
         this.inIov = arena.allocate(INITIAL_IN_IOVECS * IOVEC_SIZE, 8);
         this.inIovCapacity = INITIAL_IN_IOVECS;
-        growOps(INITIAL_OPS);
-        growJobs(INITIAL_OPS);
+        this.ops = new NbdOps(LOG, name, INITIAL_OPS);
+        this.replies = new NbdReplies(ops);
     }
 
     int index() {
         return index;
+    }
+
+    /** Requests failed because the server stayed away past the timeout. Any thread. */
+    long failedOnTimeout() {
+        return ops.failedOnTimeout;
     }
 
     /** Whether the queue has a connection now. Any thread. */
@@ -203,84 +192,16 @@ final class NbdQueue implements BlockStore.Queue {
                 continue;
             }
             try {
-                start(r);
+                ops.start(r, flagsOfExport, chunk);
             } catch (RuntimeException e) {
                 LOG.error("{}: starting {} failed", name, r, e); // a bug: keep the poller alive
                 r.complete(BlockRequest.STATUS_IOERR);
             }
         }
-        if (socket != null && fifoCount > 0) {
+        if (socket != null && ops.hasWaiting()) {
             flushOut();
         }
         justSent = count > 0;
-    }
-
-    private void start(BlockRequest r) {
-        NbdJob j = takeJob();
-        j.request = r;
-        int f = flagsOfExport;
-        switch (r.type()) {
-            case READ, WRITE -> {
-                boolean write = r.type() == BlockRequest.Type.WRITE;
-                int flags = 0;
-                if (write && r.durable()) {
-                    if ((f & FLAG_SEND_FUA) != 0) {
-                        flags = CMD_FLAG_FUA;
-                    } else if ((f & FLAG_SEND_FLUSH) != 0) {
-                        j.flushAfter = true;
-                    }
-                }
-                long length = r.length();
-                for (long at = 0; at < length; at += chunk) {
-                    addOp(j, write ? CMD_WRITE : CMD_READ, flags, r.offset() + at, (int) Math.min(chunk, length - at), at);
-                }
-            }
-            case FLUSH -> {
-                if ((f & FLAG_SEND_FLUSH) != 0) {
-                    addOp(j, CMD_FLUSH, 0, 0, 0, 0);
-                }
-            }
-            case DISCARD, WRITE_ZEROES -> {
-                boolean zero = r.type() == BlockRequest.Type.WRITE_ZEROES;
-                if ((f & (zero ? FLAG_SEND_WRITE_ZEROES : FLAG_SEND_TRIM)) == 0) {
-                    j.status = zero ? BlockRequest.STATUS_UNSUPP : BlockRequest.STATUS_OK;
-                    break;
-                }
-                int flags = zero && !r.unmap() ? CMD_FLAG_NO_HOLE : 0;
-                for (int g = 0; g < r.rangeCount(); g++) {
-                    long off = r.rangeOffset(g), len = r.rangeLength(g);
-                    for (long at = 0; at < len; at += NbdStore.MAX_RANGE_COMMAND) {
-                        addOp(j, zero ? CMD_WRITE_ZEROES : CMD_TRIM, flags, off + at,
-                                (int) Math.min(NbdStore.MAX_RANGE_COMMAND, len - at), 0);
-                    }
-                }
-            }
-        }
-        if (j.outstanding == 0) {
-            finishJob(j);
-        }
-    }
-
-    private void addOp(NbdJob j, int command, int flags, long diskOffset, int length, long dataOffset) {
-        if (freeOpCount == 0) {
-            growOps(ops.length);
-        }
-        NbdOp op = ops[freeOps[--freeOpCount]];
-        op.job = j;
-        op.command = command;
-        op.flags = flags;
-        op.diskOffset = diskOffset;
-        op.length = length;
-        op.dataOffset = dataOffset;
-        j.outstanding++;
-        liveOps++;
-        enqueue(op);
-    }
-
-    private void enqueue(NbdOp op) {
-        op.state = WAITING;
-        fifo[(fifoHead + fifoCount) % fifo.length] = op.index;
-        fifoCount++;
     }
 
     // ---- out --------------------------------------------------------------------------------
@@ -291,9 +212,8 @@ final class NbdQueue implements BlockStore.Queue {
      */
     private void flushOut() {
         while (socket != null) {
-            while (fifoCount > 0 && stage(ops[fifo[fifoHead]])) {
-                fifoHead = (fifoHead + 1) % fifo.length;
-                fifoCount--;
+            for (NbdOp op; (op = ops.nextWaiting()) != null && stage(op); ) {
+                ops.dequeue();
             }
             if (iovFirst == iovCount) {
                 break;
@@ -338,15 +258,9 @@ final class NbdQueue implements BlockStore.Queue {
             growIovecs(need); // rare: one command with more segments than the array holds
         }
         long at = headersLength;
-        MemorySegment h = headers;
-        h.set(BE_INT, at, REQUEST_MAGIC);
-        h.set(BE_SHORT, at + 4, (short) op.flags);
-        h.set(BE_SHORT, at + 6, (short) op.command);
-        h.set(BE_LONG, at + 8, op.cookie());
-        h.set(BE_LONG, at + 16, op.diskOffset);
-        h.set(BE_INT, at + 24, op.length);
+        writeRequest(headers, at, op.flags, op.command, op.cookie(), op.diskOffset, op.length);
         headersLength += REQUEST_HEADER;
-        long base = h.address() + at;
+        long base = headers.address() + at;
         if (lastIovIsHeader && iovCount > iovFirst) { // right after the previous header: one iovec for both
             long last = (iovCount - 1) * IOVEC_SIZE;
             iov.set(JAVA_LONG, last + IOV_LEN_OFFSET, iov.get(JAVA_LONG, last + IOV_LEN_OFFSET) + REQUEST_HEADER);
@@ -356,24 +270,17 @@ final class NbdQueue implements BlockStore.Queue {
         lastIovIsHeader = true;
         staged += REQUEST_HEADER;
         if (op.command == CMD_WRITE) {
-            long skip = op.dataOffset;
-            long left = op.length;
-            for (int s = 0; left > 0 && s < r.segmentCount(); s++) {
-                long n = r.segmentLength(s);
-                if (skip >= n) {
-                    skip -= n;
-                    continue;
-                }
-                long piece = Math.min(n - skip, left);
-                putIov(r.segmentMemory(s).address() + r.segmentOffset(s) + skip, piece);
-                left -= piece;
-                skip = 0;
+            NbdCursor c = walk;
+            for (c.start(op); c.more(); ) {
+                long piece = c.room();
+                putIov(c.memory().address() + c.offset(), piece);
+                c.moved(piece);
             }
             lastIovIsHeader = false;
             staged += op.length;
         }
         op.wireEnd = staged;
-        op.state = SENT;
+        op.state = NbdOp.SENT;
         return true;
     }
 
@@ -438,7 +345,7 @@ final class NbdQueue implements BlockStore.Queue {
         if (socket == null) {
             return work;
         }
-        if (writableWanted || fifoCount > 0) {
+        if (writableWanted || ops.hasWaiting()) {
             flushOut();
         }
         int done = 0;
@@ -451,8 +358,8 @@ final class NbdQueue implements BlockStore.Queue {
         // must be asked again for its errno, and that capture allocates (40 B) whenever escape
         // analysis misses it; epoll_wait on the queue's own set answers without errno.
         boolean checked = false;
-        while (socket != null && done < budget && liveOps > 0) {
-            if (reading != null) {
+        while (socket != null && done < budget && ops.live() > 0) {
+            if (replies.reading != null) {
                 if (inEnd > inStart) {
                     if (payloadFromBuffer()) {
                         done++;
@@ -463,7 +370,7 @@ final class NbdQueue implements BlockStore.Queue {
                     break;
                 }
                 partialReplies++;
-                long want = payloadLeft + IN_CAPACITY;
+                long want = replies.data.left + IN_CAPACITY;
                 long n = readPayloadDirect();
                 if (n == -LibC.EAGAIN) {
                     break;
@@ -473,8 +380,8 @@ final class NbdQueue implements BlockStore.Queue {
                     break;
                 }
                 drained = n < want;
-                if (payloadLeft == 0) {
-                    finishRead();
+                if (replies.complete()) {
+                    replies.finishRead(mayFlush());
                     done++;
                 }
                 continue;
@@ -483,7 +390,7 @@ final class NbdQueue implements BlockStore.Queue {
                 if (!header()) {
                     break;
                 }
-                if (reading == null) {
+                if (replies.reading == null) {
                     done++;
                 }
                 continue;
@@ -511,7 +418,7 @@ final class NbdQueue implements BlockStore.Queue {
             inEnd += (int) n;
             drained = n < room;
         }
-        if (socket != null && fifoCount > 0) {
+        if (socket != null && ops.hasWaiting()) {
             flushOut(); // FLUSHes that completed writes asked for
         }
         return work + done + (done >= budget ? 1 : 0);
@@ -537,48 +444,21 @@ final class NbdQueue implements BlockStore.Queue {
 
     /** Handles the reply header at inStart; false after a protocol violation (the connection is gone). */
     private boolean header() {
-        int magic = in.get(BE_INT, inStart);
-        int error = in.get(BE_INT, inStart + 4);
-        long cookie = in.get(BE_LONG, inStart + 8);
+        String bad = replies.header(in.get(BE_INT, inStart), in.get(BE_INT, inStart + 4), in.get(BE_LONG, inStart + 8),
+                sent, mayFlush());
         inStart += REPLY_HEADER;
-        if (magic != SIMPLE_REPLY_MAGIC) {
-            violation(magic == STRUCTURED_REPLY_MAGIC ? "a structured reply, which was not negotiated"
-                    : "bad reply magic 0x" + Integer.toHexString(magic));
+        if (bad != null) {
+            violation(bad);
             return false;
-        }
-        NbdOp op = lookup(cookie);
-        if (op == null) {
-            violation("a reply for cookie 0x" + Long.toHexString(cookie) + ", which is not in flight");
-            return false;
-        }
-        if (op.command == CMD_READ && error == 0 && op.length > 0) {
-            reading = op;
-            payloadLeft = op.length;
-            BlockRequest r = op.job.request;
-            long skip = op.dataOffset;
-            int s = 0;
-            while (skip >= r.segmentLength(s)) {
-                skip -= r.segmentLength(s);
-                s++;
-            }
-            segment = s;
-            segmentSkip = skip;
-        } else {
-            opDone(op, error);
         }
         return true;
     }
 
     /** Copies what the receive buffer holds of the READ's data; true when the READ is complete. */
     private boolean payloadFromBuffer() {
-        BlockRequest r = reading.job.request;
-        long room = r.segmentLength(segment) - segmentSkip;
-        int n = (int) Math.min(Math.min(room, payloadLeft), inEnd - inStart);
-        MemorySegment.copy(in, inStart, r.segmentMemory(segment), r.segmentOffset(segment) + segmentSkip, n);
-        inStart += n;
-        moved(n);
-        if (payloadLeft == 0) {
-            finishRead();
+        inStart += replies.copyIn(in, inStart, inEnd - inStart);
+        if (replies.complete()) {
+            replies.finishRead(mayFlush());
             return true;
         }
         return false;
@@ -589,10 +469,10 @@ final class NbdQueue implements BlockStore.Queue {
      * (empty) receive buffer. Returns the bytes read or -errno.
      */
     private long readPayloadDirect() {
-        BlockRequest r = reading.job.request;
+        NbdCursor p = replies.data;
+        NbdCursor c = walk;
         int n = 0;
-        long left = payloadLeft;
-        for (int s = segment; left > 0 && s < r.segmentCount(); s++) {
+        for (c.copyOf(p); c.more(); n++) {
             if (n + 2 > inIovCapacity) {
                 int capacity = 2 * inIovCapacity;
                 MemorySegment bigger = arena.allocate(capacity * IOVEC_SIZE, 8);
@@ -600,13 +480,11 @@ final class NbdQueue implements BlockStore.Queue {
                 inIov = bigger;
                 inIovCapacity = capacity;
             }
-            long skip = s == segment ? segmentSkip : 0;
-            long piece = Math.min(r.segmentLength(s) - skip, left);
+            long piece = c.room();
             long at = n * IOVEC_SIZE;
-            inIov.set(JAVA_LONG, at + IOV_BASE_OFFSET, r.segmentMemory(s).address() + r.segmentOffset(s) + skip);
+            inIov.set(JAVA_LONG, at + IOV_BASE_OFFSET, c.memory().address() + c.offset());
             inIov.set(JAVA_LONG, at + IOV_LEN_OFFSET, piece);
-            left -= piece;
-            n++;
+            c.moved(piece);
         }
         inStart = inEnd = 0;
         long at = n * IOVEC_SIZE;
@@ -617,110 +495,19 @@ final class NbdQueue implements BlockStore.Queue {
         if (got <= 0) {
             return got;
         }
-        long intoGuest = Math.min(got, payloadLeft);
-        long m = intoGuest;
-        while (m > 0) {
-            long room = r.segmentLength(segment) - segmentSkip;
-            long k = Math.min(room, m);
-            moved(k);
+        long intoGuest = Math.min(got, p.left);
+        for (long m = intoGuest; m > 0; ) {
+            long k = Math.min(p.room(), m);
+            p.moved(k);
             m -= k;
         }
         inEnd = (int) (got - intoGuest);
         return got;
     }
 
-    /** {@code n} more bytes of the READ's data arrived. */
-    private void moved(long n) {
-        payloadLeft -= n;
-        segmentSkip += n;
-        if (segmentSkip == reading.job.request.segmentLength(segment)) {
-            segment++;
-            segmentSkip = 0;
-        }
-    }
-
-    private void finishRead() {
-        NbdOp op = reading;
-        reading = null;
-        opDone(op, 0);
-    }
-
-    /** The live command {@code cookie} names, if all of it went out on this connection; else null. */
-    private NbdOp lookup(long cookie) {
-        int i = (int) cookie;
-        if (i < 0 || i >= ops.length) {
-            return null;
-        }
-        NbdOp op = ops[i];
-        return op.state == SENT && op.generation == (int) (cookie >>> 32) && op.wireEnd <= sent ? op : null;
-    }
-
-    // ---- completion -------------------------------------------------------------------------
-
-    private void opDone(NbdOp op, int error) {
-        NbdJob j = op.job;
-        int command = op.command;
-        releaseOp(op);
-        if (error != 0) {
-            j.failed(command, error);
-            op.logFailed(LOG, name, error, ++ioErrors);
-        }
-        if (--j.outstanding == 0) {
-            finishJob(j);
-        }
-    }
-
-    private void finishJob(NbdJob j) {
-        if (j.flushAfter && j.status == BlockRequest.STATUS_OK && !failing && !closed) {
-            j.flushAfter = false;
-            addOp(j, CMD_FLUSH, 0, 0, 0, 0);
-            return;
-        }
-        BlockRequest r = j.request;
-        int status = j.status;
-        j.clear();
-        freeJobs[freeJobCount++] = j;
-        r.complete(status);
-    }
-
-    private NbdJob takeJob() {
-        if (freeJobCount == 0) {
-            growJobs(Math.max(16, freeJobs.length));
-        }
-        return freeJobs[--freeJobCount];
-    }
-
-    private void growJobs(int more) {
-        if (freeJobs.length < freeJobCount + more) {
-            freeJobs = Arrays.copyOf(freeJobs, freeJobs.length + more);
-        }
-        for (int i = 0; i < more; i++) {
-            freeJobs[freeJobCount++] = new NbdJob();
-        }
-    }
-
-    private void growOps(int more) {
-        int from = ops.length;
-        ops = Arrays.copyOf(ops, from + more);
-        freeOps = Arrays.copyOf(freeOps, from + more);
-        int[] bigger = new int[from + more];
-        for (int i = 0; i < fifoCount; i++) {
-            bigger[i] = fifo[(fifoHead + i) % fifo.length];
-        }
-        fifo = bigger;
-        fifoHead = 0;
-        for (int i = from + more - 1; i >= from; i--) {
-            ops[i] = new NbdOp(i);
-            freeOps[freeOpCount++] = i;
-        }
-    }
-
-    private void releaseOp(NbdOp op) {
-        op.job = null;
-        op.state = FREE;
-        op.generation++;
-        freeOps[freeOpCount++] = op.index;
-        liveOps--;
+    /** Whether a write's FLUSH may still go out (see {@link NbdOps#done}). */
+    private boolean mayFlush() {
+        return !failing && !closed;
     }
 
     // ---- connection -------------------------------------------------------------------------
@@ -739,8 +526,8 @@ final class NbdQueue implements BlockStore.Queue {
         if (socket == null && !failing && expiredOutage == outage && outage > 0) {
             LibC.eventfdDrain(wake.get());
             failing = true;
-            int failed = failAll();
-            failedOnTimeout += failed;
+            int failed = ops.failAll(true);
+            replies.reading = null;
             LOG.error("{}: unreachable for {} s: {} requests failed with an I/O error; still reconnecting", name,
                     store.options().timeout().toSeconds(), failed);
             work = 1;
@@ -763,29 +550,18 @@ final class NbdQueue implements BlockStore.Queue {
         }
         boolean first = !everConnected;
         everConnected = true;
-        NbdHandshake.Export e = c.export();
-        flagsOfExport = e.flags();
-        long max = e.maxPayload() > 0 ? Math.min(e.maxPayload(), 1 << 30) : DEFAULT_MAX_PAYLOAD;
-        int align = Math.max(512, e.minBlock());
-        chunk = (int) Math.max(align, max / align * align);
+        flagsOfExport = c.export().flags();
+        chunk = c.export().chunk();
         socket = s;
         writableWanted = false;
         iovFirst = iovCount = headersLength = 0;
         lastIovIsHeader = false;
         staged = sent = 0;
         inStart = inEnd = 0;
-        reading = null;
+        replies.reading = null;
         failing = false;
         up = true;
-        // Everything still live goes out again, oldest command first.
-        fifoHead = fifoCount = 0;
-        int n = 0;
-        for (NbdOp op : ops) {
-            if (op.state != FREE) {
-                enqueue(op);
-                n++;
-            }
-        }
+        int n = ops.requeue(); // everything still live goes out again
         if (!first) {
             reconnects++;
             resent += n;
@@ -797,7 +573,7 @@ final class NbdQueue implements BlockStore.Queue {
     /** The connection is gone (closed, failed): keep the requests, let the store reconnect. */
     private void lost(String why) {
         if (!closed) {
-            LOG.warn("{}: {}; {} commands in flight, reconnecting (I/O fails after {} s away)", name, why, liveOps,
+            LOG.warn("{}: {}; {} commands in flight, reconnecting (I/O fails after {} s away)", name, why, ops.live(),
                     store.options().timeout().toSeconds());
         }
         dropSocket();
@@ -810,9 +586,9 @@ final class NbdQueue implements BlockStore.Queue {
     private void violation(String what) {
         protocolErrors++;
         LOG.error("{}: the server sent {}; dropping the connection and failing {} commands with an I/O error "
-                + "({} protocol errors so far)", name, what, liveOps, protocolErrors);
+                + "({} protocol errors so far)", name, what, ops.live(), protocolErrors);
         dropSocket();
-        failAll();
+        ops.failAll(false);
         if (!closed) {
             store.queueLost(this, outage);
         }
@@ -827,41 +603,16 @@ final class NbdQueue implements BlockStore.Queue {
             events.remove(s.fd());
             s.close();
         }
-        reading = null;
+        replies.reading = null;
         inStart = inEnd = 0;
         iovFirst = iovCount = headersLength = 0;
         writableWanted = false;
-        fifoHead = fifoCount = 0; // rebuilt from the live commands on the next connection
-        for (NbdOp op : ops) {
-            if (op.state == SENT) {
-                op.state = WAITING;
-            }
-        }
-    }
-
-    /** Completes every live request with IOERR; returns how many requests. */
-    private int failAll() {
-        int requests = 0;
-        for (NbdOp op : ops) {
-            NbdJob j = op.job;
-            if (j != null) {
-                j.status = BlockRequest.STATUS_IOERR;
-                j.flushAfter = false;
-                releaseOp(op);
-                if (--j.outstanding == 0) {
-                    requests++;
-                    finishJob(j);
-                }
-            }
-        }
-        fifoHead = fifoCount = 0;
-        reading = null;
-        return requests;
+        ops.unsend();
     }
 
     /** Requests waiting in the queue (tests). Poller thread, or once it is idle. */
     int liveCommands() {
-        return liveOps;
+        return ops.live();
     }
 
     /**
@@ -878,14 +629,8 @@ final class NbdQueue implements BlockStore.Queue {
         up = false;
         if (s != null) {
             if (iovFirst == iovCount) {
-                MemorySegment h = headers;
-                h.set(BE_INT, 0, REQUEST_MAGIC);
-                h.set(BE_SHORT, 4, (short) 0);
-                h.set(BE_SHORT, 6, (short) CMD_DISC);
-                h.set(BE_LONG, 8, 0L);
-                h.set(BE_LONG, 16, 0L);
-                h.set(BE_INT, 24, 0);
-                s.send(h.address(), REQUEST_HEADER);
+                writeRequest(headers, 0, 0, CMD_DISC, 0, 0, 0);
+                s.send(headers.address(), REQUEST_HEADER);
             }
             s.close();
         }
@@ -893,8 +638,8 @@ final class NbdQueue implements BlockStore.Queue {
         if (c != null) {
             c.socket().close();
         }
-        if (liveOps > 0) {
-            LOG.warn("{}: closing with {} commands in flight", name, liveOps);
+        if (ops.live() > 0) {
+            LOG.warn("{}: closing with {} commands in flight", name, ops.live());
         }
         events.close();
         wake.close();

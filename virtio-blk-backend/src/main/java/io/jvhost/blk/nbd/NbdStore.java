@@ -31,14 +31,11 @@ import io.netty.util.concurrent.Promise;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.net.InetSocketAddress;
 import java.net.SocketAddress;
 import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
@@ -46,6 +43,8 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.BiConsumer;
+import java.util.function.Consumer;
 import java.util.function.ToLongFunction;
 
 import org.jctools.queues.atomic.MpscAtomicArrayQueue;
@@ -88,16 +87,11 @@ import static io.jvhost.blk.nbd.Nbd.*;
 public final class NbdStore implements BlockStore {
     private static final Logger LOG = LoggerFactory.getLogger(NbdStore.class);
     static final long FIRST_BACKOFF_MILLIS = 100, MAX_BACKOFF_MILLIS = 2000;
-    /** Longest TRIM / WRITE_ZEROES command (the length field has 32 bits; devices send at most 1 GiB). */
-    static final long MAX_RANGE_COMMAND = 1L << 30;
     /** Requests that can exist at once: 64 queues of 1024. */
     private static final int SUBMIT_CAPACITY = 1 << 16;
     private static final long CLOSE_FLUSH_SECONDS = 10;
     /** Plain connections: bytes of commands staged between flushes; bytes one socket read takes. */
     static final int OUT_CAPACITY = 256 << 10, IN_CAPACITY = 256 << 10;
-    private static final ValueLayout.OfInt BE_INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
-    private static final ValueLayout.OfShort BE_SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
-    private static final ValueLayout.OfLong BE_LONG = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
 
     /**
      * How to reach the export.
@@ -151,24 +145,23 @@ public final class NbdStore implements BlockStore {
     private volatile long size;
     private long reportedSize;
     private volatile boolean connectedNow;
-    private volatile long reconnects, resent, failedOnTimeout;
+    private volatile long reconnects, resent;
     /** The device queues that have a connection of their own (plain connections, multi-conn servers). */
     private final List<NbdQueue> queues = new CopyOnWriteArrayList<>();
 
     // ---- event loop only ----
     private Channel channel;
-    private NbdJob[] freeJobs = new NbdJob[0];
-    private int freeJobCount;
-    private NbdOp[] ops = new NbdOp[0];
-    private int[] freeOps = new int[0];
-    private int freeOpCount;
-    private int liveOps;
+    /** The commands: those the connection has not taken yet wait in its FIFO. */
+    private final NbdOps ops;
     /** System.nanoTime() when the connection went away; meaningful while {@link #channel} is null. */
     private long downSince;
     private long outage;
     private boolean failing;
-    private long backoffMillis = FIRST_BACKOFF_MILLIS;
-    private long ioErrors;
+    private final Reconnect reconnect = new Reconnect("reconnect", () -> {
+        if (channel == null) {
+            connect(null);
+        }
+    });
     private int chunk;
     /** Plain connections (null with TLS): the staged commands, {@link #outLength} bytes of them. */
     private final MemorySegment out;
@@ -176,6 +169,8 @@ public final class NbdStore implements BlockStore {
     /** Plain connections: writes of this connection in Netty's outbound buffer; nothing is staged while any are. */
     private int nettyWrites;
     private final GenericFutureListener<Future<Void>> nettyWritten = this::nettyWritten;
+    /** Walks a WRITE's data as it is copied out. */
+    private final NbdCursor writeData = new NbdCursor();
     /** Plain connections (null with TLS): the buffer every socket read lands in. */
     private final ReceiveBuffer receive;
 
@@ -202,8 +197,7 @@ public final class NbdStore implements BlockStore {
         if (!uri.unix()) {
             bootstrap.option(ChannelOption.TCP_NODELAY, true);
         }
-        growOps(256);
-        growJobs(256);
+        this.ops = new NbdOps(LOG, target, 256);
         // Memory the GC frees with the store: the loop may still touch it until it has stopped.
         this.out = ssl == null ? Arena.ofAuto().allocate(OUT_CAPACITY, 64) : null;
         this.receive = ssl == null ? new ReceiveBuffer(IN_CAPACITY) : null;
@@ -341,7 +335,7 @@ public final class NbdStore implements BlockStore {
 
     /** Requests failed because the server stayed away past the timeout. Any thread. */
     public long failedOnTimeout() {
-        return failedOnTimeout + sum(q -> q.failedOnTimeout);
+        return ops.failedOnTimeout + sum(NbdQueue::failedOnTimeout);
     }
 
     /** Replies that broke the protocol (bad magic, unknown cookie) on the queues' connections. Any thread. */
@@ -462,6 +456,7 @@ public final class NbdStore implements BlockStore {
             LOG.warn("{}: queue {} goes through the store's connection: {}", target, index, ex.getMessage());
             return BlockStore.super.openQueue(index);
         }
+        q.reconnect = new Reconnect("reconnecting queue " + index, () -> connectQueue(q, null));
         CompletableFuture<NbdQueue.Connection> first = new CompletableFuture<>();
         loop.execute(() -> connectQueue(q, first));
         try {
@@ -487,81 +482,31 @@ public final class NbdStore implements BlockStore {
      * at open time, null for a reconnect (which retries with backoff). Loop.
      */
     private void connectQueue(NbdQueue q, CompletableFuture<NbdQueue.Connection> first) {
-        NbdUri uri = options.uri();
-        SocketAddress address = address(uri);
-        Promise<NbdHandshake.Export> negotiated = loop.newPromise();
-        ChannelFuture cf;
+        bootstrap(null, (ch, e) -> handOver(q, ch, e, first), why -> q.reconnect.failed(first, why));
+    }
+
+    private void handOver(NbdQueue q, Channel ch, NbdHandshake.Export e, CompletableFuture<NbdQueue.Connection> first) {
+        StreamSocket s;
         try {
-            cf = bootstrap.clone().handler(new ChannelInitializer<Channel>() {
-                @Override
-                protected void initChannel(Channel ch) {
-                    ch.pipeline().addLast("handshake", new NbdHandshake(uri.export(), null, null, uri.port(),
-                            options.connectTimeout().toMillis(), negotiated));
-                }
-            }).connect(address);
-        } catch (RuntimeException e) {
-            queueAttemptFailed(q, first, "cannot connect: " + NbdHandshake.describe(e));
+            ch.config().setAutoRead(false);
+            s = StreamSocket.duplicate(((UnixChannel) ch).fd().intValue());
+        } catch (NativeException | RuntimeException ex) {
+            ch.close();
+            q.reconnect.failed(first, "cannot take over the socket: " + ex.getMessage());
             return;
         }
-        cf.addListener(f -> {
-            if (!f.isSuccess()) {
-                negotiated.tryFailure(new NbdException("cannot connect: " + connectError(f.cause())));
-            }
-        });
-        negotiated.addListener(f -> {
-            Channel ch = cf.channel();
-            if (!f.isSuccess()) {
-                ch.close();
-                queueAttemptFailed(q, first, NbdHandshake.describe(f.cause()));
-                return;
-            }
-            NbdHandshake.Export e = negotiated.getNow();
-            StreamSocket s;
-            try {
-                ch.config().setAutoRead(false);
-                s = StreamSocket.duplicate(((UnixChannel) ch).fd().intValue());
-            } catch (NativeException | RuntimeException ex) {
-                ch.close();
-                queueAttemptFailed(q, first, "cannot take over the socket: " + ex.getMessage());
-                return;
-            }
-            ch.close(); // Netty's fd only: the connection lives on in s
-            if (closed && first == null) {
-                s.close();
-                return;
-            }
-            q.backoffMillis = FIRST_BACKOFF_MILLIS;
-            NbdQueue.Connection c = new NbdQueue.Connection(s, e);
-            if (first != null) {
-                first.complete(c);
-            } else {
-                q.offer(c);
-            }
-        });
-    }
-
-    private void queueAttemptFailed(NbdQueue q, CompletableFuture<NbdQueue.Connection> first, String why) {
+        ch.close(); // Netty's fd only: the connection lives on in s
+        if (closed && first == null) {
+            s.close();
+            return;
+        }
+        q.reconnect.succeeded();
+        NbdQueue.Connection c = new NbdQueue.Connection(s, e);
         if (first != null) {
-            first.completeExceptionally(new NbdException(target + ": " + why));
-            return;
+            first.complete(c);
+        } else {
+            q.offer(c);
         }
-        if (closed) {
-            return;
-        }
-        if (q.backoffMillis == FIRST_BACKOFF_MILLIS || q.backoffMillis == MAX_BACKOFF_MILLIS) {
-            LOG.info("{}: reconnecting queue {} failed ({}); next try in {} ms", target, q.index(), why, q.backoffMillis);
-        }
-        scheduleQueueReconnect(q);
-    }
-
-    private void scheduleQueueReconnect(NbdQueue q) {
-        long delay = q.backoffMillis;
-        q.backoffMillis = Math.min(2 * q.backoffMillis, MAX_BACKOFF_MILLIS);
-        loop.schedule(() -> {
-            if (!closed) {
-                connectQueue(q, null);
-            }
-        }, delay, TimeUnit.MILLISECONDS);
     }
 
     /**
@@ -578,7 +523,7 @@ public final class NbdStore implements BlockStore {
                     return;
                 }
                 loop.schedule(() -> q.timeoutExpired(which), options.timeout().toNanos(), TimeUnit.NANOSECONDS);
-                scheduleQueueReconnect(q);
+                q.reconnect.schedule();
             });
         } catch (java.util.concurrent.RejectedExecutionException e) {
             // the store is closing
@@ -595,20 +540,29 @@ public final class NbdStore implements BlockStore {
 
     /** One connection attempt; {@code first} is the initial one's outcome, null for reconnects. */
     private void connect(CompletableFuture<Void> first) {
+        bootstrap(ssl, (ch, e) -> connected(ch, e, first), why -> reconnect.failed(first, why));
+    }
+
+    /**
+     * Connects to the server and runs the handshake (with TLS if {@code tls} is given), for the
+     * store's connection and the queues' alike: {@code ok} then gets the channel and the export,
+     * or {@code failed} one line saying why (the channel is closed). Loop.
+     */
+    private void bootstrap(SslContext tls, BiConsumer<Channel, NbdHandshake.Export> ok, Consumer<String> failed) {
         NbdUri uri = options.uri();
-        SocketAddress address = address(uri);
         Promise<NbdHandshake.Export> negotiated = loop.newPromise();
         ChannelFuture cf;
         try {
             cf = bootstrap.clone().handler(new ChannelInitializer<Channel>() {
                 @Override
                 protected void initChannel(Channel ch) {
-                    ch.pipeline().addLast("handshake", new NbdHandshake(uri.export(), ssl,
-                            uri.unix() ? null : uri.host(), uri.port(), options.connectTimeout().toMillis(), negotiated));
+                    String tlsHost = tls == null || uri.unix() ? null : uri.host();
+                    ch.pipeline().addLast("handshake", new NbdHandshake(uri.export(), tls, tlsHost, uri.port(),
+                            options.connectTimeout().toMillis(), negotiated));
                 }
-            }).connect(address);
+            }).connect(address(uri));
         } catch (RuntimeException e) {
-            attemptFailed(first, "cannot connect: " + NbdHandshake.describe(e));
+            failed.accept("cannot connect: " + NbdHandshake.describe(e));
             return;
         }
         cf.addListener(f -> {
@@ -618,10 +572,10 @@ public final class NbdStore implements BlockStore {
         });
         negotiated.addListener(f -> {
             if (f.isSuccess()) {
-                connected(cf.channel(), negotiated.getNow(), first);
+                ok.accept(cf.channel(), negotiated.getNow());
             } else {
                 cf.channel().close();
-                attemptFailed(first, NbdHandshake.describe(f.cause()));
+                failed.accept(NbdHandshake.describe(f.cause()));
             }
         });
     }
@@ -639,28 +593,54 @@ public final class NbdStore implements BlockStore {
         return m;
     }
 
-    private void attemptFailed(CompletableFuture<Void> first, String why) {
-        if (first != null) {
-            first.completeExceptionally(new NbdException(target + ": " + why));
-            return;
-        }
-        if (closed) {
-            return;
-        }
-        if (backoffMillis == FIRST_BACKOFF_MILLIS || backoffMillis == MAX_BACKOFF_MILLIS) {
-            LOG.info("{}: reconnect failed ({}); next try in {} ms", target, why, backoffMillis);
-        }
-        scheduleReconnect();
-    }
+    /**
+     * The reconnect attempts of one connection (the store's own, or a queue's): a failed one is
+     * tried again after 100 ms, doubling to 2 s, and from 100 ms again once connected. Loop only.
+     */
+    final class Reconnect {
+        private final String what;
+        private final Runnable attempt;
+        private long delayMillis = FIRST_BACKOFF_MILLIS;
 
-    private void scheduleReconnect() {
-        long delay = backoffMillis;
-        backoffMillis = Math.min(2 * backoffMillis, MAX_BACKOFF_MILLIS);
-        loop.schedule(() -> {
-            if (!closed && channel == null) {
-                connect(null);
+        /** {@code what} names the attempts in the log; {@code attempt} makes one. */
+        Reconnect(String what, Runnable attempt) {
+            this.what = what;
+            this.attempt = attempt;
+        }
+
+        void succeeded() {
+            delayMillis = FIRST_BACKOFF_MILLIS;
+        }
+
+        /** Makes an attempt after the delay (unless the store is closed by then); the next waits twice as long. */
+        void schedule() {
+            long delay = delayMillis;
+            delayMillis = Math.min(2 * delayMillis, MAX_BACKOFF_MILLIS);
+            loop.schedule(() -> {
+                if (!closed) {
+                    attempt.run();
+                }
+            }, delay, TimeUnit.MILLISECONDS);
+        }
+
+        /**
+         * An attempt failed with {@code why}: the first one ({@code first}, from open) fails with
+         * it; a reconnect is logged (at the first delay and the longest, not at each doubling) and
+         * tried again.
+         */
+        void failed(CompletableFuture<?> first, String why) {
+            if (first != null) {
+                first.completeExceptionally(new NbdException(target + ": " + why));
+                return;
             }
-        }, delay, TimeUnit.MILLISECONDS);
+            if (closed) {
+                return;
+            }
+            if (delayMillis == FIRST_BACKOFF_MILLIS || delayMillis == MAX_BACKOFF_MILLIS) {
+                LOG.info("{}: {} failed ({}); next try in {} ms", target, what, why, delayMillis);
+            }
+            schedule();
+        }
     }
 
     private void connected(Channel ch, NbdHandshake.Export e, CompletableFuture<Void> first) {
@@ -671,7 +651,7 @@ public final class NbdStore implements BlockStore {
         NbdHandshake.Export before = export;
         if (e.size() < 512) {
             ch.close();
-            attemptFailed(first, "the export has " + e.size() + " bytes, less than one sector");
+            reconnect.failed(first, "the export has " + e.size() + " bytes, less than one sector");
             return;
         }
         if (before != null && (before.flags() & ~e.flags() & (FLAG_SEND_FLUSH | FLAG_SEND_TRIM | FLAG_SEND_WRITE_ZEROES)) != 0) {
@@ -679,9 +659,7 @@ public final class NbdStore implements BlockStore {
                     target, Integer.toHexString(e.flags()), Integer.toHexString(before.flags()));
         }
         export = e;
-        long max = e.maxPayload() > 0 ? Math.min(e.maxPayload(), 1 << 30) : DEFAULT_MAX_PAYLOAD;
-        int align = Math.max(512, e.minBlock());
-        chunk = (int) Math.max(align, max / align * align);
+        chunk = e.chunk();
         long newSize = e.size() & ~511L;
         if (before != null && newSize != size) {
             LOG.warn("{}: the export is now {} bytes (was {})", target, newSize, size);
@@ -697,7 +675,7 @@ public final class NbdStore implements BlockStore {
         if (receive != null) {
             ch.config().setAllocator(receive);
         }
-        backoffMillis = FIRST_BACKOFF_MILLIS;
+        reconnect.succeeded();
         ch.pipeline().addLast("replies", new Replies(ch));
         ch.closeFuture().addListener(f -> disconnected(ch));
         if (first != null) {
@@ -705,13 +683,8 @@ public final class NbdStore implements BlockStore {
         } else {
             reconnects++;
             long down = (System.nanoTime() - downSince) / 1_000_000;
-            int n = 0;
-            for (NbdOp op : ops) {
-                if (op.job != null) {
-                    send(op);
-                    n++;
-                }
-            }
+            int n = ops.requeue();
+            sendWaiting();
             resent += n;
             flushOut(ch);
             LOG.info("{}: reconnected after {} ms, {} commands sent again", target, down, n);
@@ -726,18 +699,16 @@ public final class NbdStore implements BlockStore {
         }
         channel = null;
         connectedNow = false;
-        for (NbdOp op : ops) {
-            op.sent = false;
-        }
+        ops.unsend();
         if (closed) {
             return;
         }
         downSince = System.nanoTime();
         long thisOutage = ++outage;
         LOG.warn("{}: connection lost with {} commands in flight; reconnecting (I/O fails after {} s away)",
-                target, liveOps, options.timeout().toSeconds());
+                target, ops.live(), options.timeout().toSeconds());
         loop.schedule(() -> timeoutExpired(thisOutage), options.timeout().toNanos(), TimeUnit.NANOSECONDS);
-        scheduleReconnect();
+        reconnect.schedule();
     }
 
     /** The server has been away for the whole timeout: fail what waits, and new requests until it is back. */
@@ -746,41 +717,16 @@ public final class NbdStore implements BlockStore {
             return;
         }
         failing = true;
-        int failed = failAll(true);
+        int failed = ops.failAll(true);
         LOG.error("{}: unreachable for {} s: {} requests failed with an I/O error; still reconnecting",
                 target, options.timeout().toSeconds(), failed);
-    }
-
-    /** Completes every request in flight with IOERR; returns how many. */
-    private int failAll() {
-        return failAll(false);
-    }
-
-    /** As {@link #failAll()}; {@code timeout} counts them in {@link #failedOnTimeout()} before completing each. */
-    private int failAll(boolean timeout) {
-        int requests = 0;
-        for (NbdOp op : ops) {
-            NbdJob j = op.job;
-            if (j != null) {
-                j.status = BlockRequest.STATUS_IOERR;
-                releaseOp(op);
-                if (--j.outstanding == 0) {
-                    requests++;
-                    if (timeout) {
-                        failedOnTimeout++; // loop thread only writes it
-                    }
-                    finishJob(j);
-                }
-            }
-        }
-        return requests;
     }
 
     private void beginClose(CompletableFuture<Integer> flushed) {
         drain(); // fails whatever was queued (closed is set)
         Channel ch = channel;
         if (ch == null) {
-            int failed = failAll();
+            int failed = ops.failAll(false);
             boolean writable = export != null && !readOnly() && canFlush();
             if (failed > 0 || writable) {
                 flushed.completeExceptionally(new NbdException("the server is away; writes since its last flush may be lost"));
@@ -793,14 +739,15 @@ public final class NbdStore implements BlockStore {
             flushed.complete(BlockRequest.STATUS_OK);
             return;
         }
-        NbdJob j = takeJob();
+        NbdJob j = ops.takeJob();
         j.internal = flushed;
-        addOp(j, CMD_FLUSH, 0, 0, 0, 0);
+        ops.add(j, CMD_FLUSH, 0, 0, 0, 0);
+        sendWaiting();
         flushOut(ch);
     }
 
     private void finishClose(CompletableFuture<Void> gone) {
-        failAll();
+        ops.failAll(false);
         Channel ch = channel;
         if (ch == null) {
             gone.complete(null);
@@ -821,6 +768,7 @@ public final class NbdStore implements BlockStore {
         }
         Channel ch = channel;
         if (ch != null) {
+            sendWaiting();
             flushOut(ch);
         }
     }
@@ -830,68 +778,20 @@ public final class NbdStore implements BlockStore {
             r.complete(BlockRequest.STATUS_IOERR);
             return;
         }
-        NbdHandshake.Export e = export;
-        NbdJob j = takeJob();
-        j.request = r;
-        switch (r.type()) {
-            case READ, WRITE -> {
-                boolean write = r.type() == BlockRequest.Type.WRITE;
-                int flags = 0;
-                if (write && r.durable()) {
-                    if (e.has(FLAG_SEND_FUA)) {
-                        flags = CMD_FLAG_FUA;
-                    } else if (e.has(FLAG_SEND_FLUSH)) {
-                        j.flushAfter = true;
-                    }
-                }
-                long length = r.length();
-                for (long at = 0; at < length; at += chunk) {
-                    addOp(j, write ? CMD_WRITE : CMD_READ, flags, r.offset() + at, (int) Math.min(chunk, length - at), at);
-                }
-            }
-            case FLUSH -> {
-                if (e.has(FLAG_SEND_FLUSH)) {
-                    addOp(j, CMD_FLUSH, 0, 0, 0, 0);
-                }
-            }
-            case DISCARD, WRITE_ZEROES -> {
-                boolean zero = r.type() == BlockRequest.Type.WRITE_ZEROES;
-                if (!e.has(zero ? FLAG_SEND_WRITE_ZEROES : FLAG_SEND_TRIM)) {
-                    // Discard is advisory; write-zeroes the device offered only while the server could.
-                    j.status = zero ? BlockRequest.STATUS_UNSUPP : BlockRequest.STATUS_OK;
-                    break;
-                }
-                int flags = zero && !r.unmap() ? CMD_FLAG_NO_HOLE : 0;
-                for (int g = 0; g < r.rangeCount(); g++) {
-                    long off = r.rangeOffset(g), len = r.rangeLength(g);
-                    for (long at = 0; at < len; at += MAX_RANGE_COMMAND) {
-                        addOp(j, zero ? CMD_WRITE_ZEROES : CMD_TRIM, flags, off + at, (int) Math.min(MAX_RANGE_COMMAND, len - at), 0);
-                    }
-                }
-            }
-        }
-        if (j.outstanding == 0) {
-            finishJob(j);
+        ops.start(r, export.flags(), chunk);
+    }
+
+    /** Hands the commands in the FIFO to the connection, oldest first; without one they wait for the next. */
+    private void sendWaiting() {
+        for (NbdOp op; channel != null && (op = ops.nextWaiting()) != null; ) {
+            ops.dequeue();
+            send(op);
         }
     }
 
-    private void addOp(NbdJob j, int command, int flags, long diskOffset, int length, long dataOffset) {
-        if (freeOpCount == 0) {
-            growOps(ops.length);
-        }
-        NbdOp op = ops[freeOps[--freeOpCount]];
-        op.job = j;
-        op.command = command;
-        op.flags = flags;
-        op.diskOffset = diskOffset;
-        op.length = length;
-        op.dataOffset = dataOffset;
-        op.sent = false;
-        j.outstanding++;
-        liveOps++;
-        if (channel != null) {
-            send(op);
-        }
+    /** Whether a write's FLUSH may still go out (see {@link NbdOps#done}). */
+    private boolean mayFlush() {
+        return !failing && !closed;
     }
 
     /**
@@ -904,7 +804,7 @@ public final class NbdStore implements BlockStore {
         if (ch == null) {
             return;
         }
-        op.sent = true;
+        op.state = NbdOp.SENT;
         int need = REQUEST_HEADER + (op.command == CMD_WRITE ? op.length : 0);
         if (out != null && need <= OUT_CAPACITY) {
             if (need > OUT_CAPACITY - outLength) {
@@ -928,40 +828,23 @@ public final class NbdStore implements BlockStore {
     }
 
     private void stage(NbdOp op) {
-        MemorySegment o = out;
         long at = outLength;
-        o.set(BE_INT, at, REQUEST_MAGIC);
-        o.set(BE_SHORT, at + 4, (short) op.flags);
-        o.set(BE_SHORT, at + 6, (short) op.command);
-        o.set(BE_LONG, at + 8, op.cookie());
-        o.set(BE_LONG, at + 16, op.diskOffset);
-        o.set(BE_INT, at + 24, op.length);
+        writeRequest(out, at, op.flags, op.command, op.cookie(), op.diskOffset, op.length);
         at += REQUEST_HEADER;
         if (op.command == CMD_WRITE) {
-            at = copyWriteData(op, o, at);
+            at = copyWriteData(op, out, at);
         }
         outLength = (int) at;
     }
 
-    /**
-     * Copies a WRITE's data, {@code op.length} bytes from {@code op.dataOffset} into its request's
-     * guest segments, to {@code dst} at {@code at}; returns where it ends.
-     */
-    private static long copyWriteData(NbdOp op, MemorySegment dst, long at) {
-        BlockRequest r = op.job.request;
-        long skip = op.dataOffset;
-        long left = op.length;
-        for (int s = 0; left > 0 && s < r.segmentCount(); s++) {
-            long n = r.segmentLength(s);
-            if (skip >= n) {
-                skip -= n;
-                continue;
-            }
-            long piece = Math.min(n - skip, left);
-            MemorySegment.copy(r.segmentMemory(s), r.segmentOffset(s) + skip, dst, at, piece);
+    /** Copies a WRITE's data out of guest memory to {@code dst} at {@code at}; returns where it ends. */
+    private long copyWriteData(NbdOp op, MemorySegment dst, long at) {
+        NbdCursor c = writeData;
+        for (c.start(op); c.more(); ) {
+            long piece = c.room();
+            MemorySegment.copy(c.memory(), c.offset(), dst, at, piece);
             at += piece;
-            left -= piece;
-            skip = 0;
+            c.moved(piece);
         }
         return at;
     }
@@ -1036,84 +919,6 @@ public final class NbdStore implements BlockStore {
         }
     }
 
-    private void opDone(NbdOp op, int error) {
-        NbdJob j = op.job;
-        int command = op.command;
-        releaseOp(op);
-        if (error != 0) {
-            j.failed(command, error);
-            op.logFailed(LOG, target, error, ++ioErrors);
-        }
-        if (--j.outstanding == 0) {
-            finishJob(j);
-        }
-    }
-
-    private void finishJob(NbdJob j) {
-        if (j.flushAfter && j.status == BlockRequest.STATUS_OK && !failing && !closed) {
-            j.flushAfter = false;
-            addOp(j, CMD_FLUSH, 0, 0, 0, 0);
-            return;
-        }
-        BlockRequest r = j.request;
-        CompletableFuture<Integer> internal = j.internal;
-        int status = j.status;
-        j.clear();
-        if (freeJobCount == freeJobs.length) {
-            freeJobs = Arrays.copyOf(freeJobs, 2 * freeJobs.length);
-        }
-        freeJobs[freeJobCount++] = j;
-        if (r != null) {
-            r.complete(status);
-        } else if (internal != null) {
-            internal.complete(status);
-        }
-    }
-
-    private NbdJob takeJob() {
-        if (freeJobCount == 0) {
-            growJobs(Math.max(16, freeJobs.length));
-        }
-        return freeJobs[--freeJobCount];
-    }
-
-    private void growJobs(int more) {
-        if (freeJobs.length < freeJobCount + more) {
-            freeJobs = Arrays.copyOf(freeJobs, freeJobCount + more);
-        }
-        for (int i = 0; i < more; i++) {
-            freeJobs[freeJobCount++] = new NbdJob();
-        }
-    }
-
-    private void growOps(int more) {
-        int from = ops.length;
-        ops = Arrays.copyOf(ops, from + more);
-        freeOps = Arrays.copyOf(freeOps, from + more);
-        for (int i = from + more - 1; i >= from; i--) {
-            ops[i] = new NbdOp(i);
-            freeOps[freeOpCount++] = i;
-        }
-    }
-
-    private void releaseOp(NbdOp op) {
-        op.job = null;
-        op.sent = false;
-        op.generation++;
-        freeOps[freeOpCount++] = op.index;
-        liveOps--;
-    }
-
-    /** The live command {@code cookie} names, or null. */
-    private NbdOp lookup(long cookie) {
-        int index = (int) cookie;
-        if (index < 0 || index >= ops.length) {
-            return null;
-        }
-        NbdOp op = ops[index];
-        return op.job != null && op.sent && op.generation == (int) (cookie >>> 32) ? op : null;
-    }
-
     /**
      * Simple replies on one connection: a 16-byte header, and for a successful READ its data,
      * copied into guest memory as it arrives (no reassembly buffer). Loop only.
@@ -1123,11 +928,7 @@ public final class NbdStore implements BlockStore {
         private final byte[] header = new byte[REPLY_HEADER];
         private final ByteBuffer headerView = ByteBuffer.wrap(header);
         private int headerHave;
-        /** The READ whose data is arriving, and where the next byte goes. */
-        private NbdOp reading;
-        private long payloadLeft;
-        private int segment;
-        private long segmentSkip;
+        private final NbdReplies replies = new NbdReplies(ops);
 
         Replies(Channel ch) {
             this.ch = ch;
@@ -1138,7 +939,7 @@ public final class NbdStore implements BlockStore {
             ByteBuf in = (ByteBuf) msg;
             try {
                 while (in.isReadable() && ch == channel) {
-                    if (reading != null) {
+                    if (replies.reading != null) {
                         payload(in);
                         continue;
                     }
@@ -1166,64 +967,27 @@ public final class NbdStore implements BlockStore {
 
         /** Handles a complete header; false after a protocol violation (the connection is then dropped). */
         private boolean reply() {
-            int magic = headerView.getInt(0);
-            int error = headerView.getInt(4);
-            long cookie = headerView.getLong(8);
-            if (magic != SIMPLE_REPLY_MAGIC) {
-                return violation(magic == STRUCTURED_REPLY_MAGIC ? "a structured reply, which was not negotiated"
-                        : "bad reply magic 0x" + Integer.toHexString(magic));
-            }
-            NbdOp op = lookup(cookie);
-            if (op == null) {
-                return violation("a reply for cookie 0x" + Long.toHexString(cookie) + ", which is not in flight");
-            }
-            if (op.command == CMD_READ && error == 0) {
-                reading = op;
-                payloadLeft = op.length;
-                BlockRequest r = op.job.request;
-                long skip = op.dataOffset;
-                int s = 0;
-                while (skip >= r.segmentLength(s)) {
-                    skip -= r.segmentLength(s);
-                    s++;
-                }
-                segment = s;
-                segmentSkip = skip;
-            } else {
-                opDone(op, error);
-            }
-            return true;
+            // The Netty path does not count the bytes sent: a sent command's reply may come at any time.
+            String bad = replies.header(headerView.getInt(0), headerView.getInt(4), headerView.getLong(8), Long.MAX_VALUE,
+                    mayFlush());
+            return bad == null || violation(bad);
         }
 
         private void payload(ByteBuf in) {
-            BlockRequest r = reading.job.request;
-            long room = r.segmentLength(segment) - segmentSkip;
-            int n = (int) Math.min(Math.min(room, payloadLeft), in.readableBytes());
+            int n = (int) Math.min(replies.data.room(), in.readableBytes());
             int at = in.readerIndex();
             if (receive != null && in == receive.buf) { // plain connection: the one receive buffer
-                MemorySegment.copy(receive.memory, at, r.segmentMemory(segment), r.segmentOffset(segment) + segmentSkip, n);
+                replies.copyIn(receive.memory, at, n);
             } else if (in.nioBufferCount() == 1) {
-                MemorySegment.copy(MemorySegment.ofBuffer(in.internalNioBuffer(at, n)), 0,
-                        r.segmentMemory(segment), r.segmentOffset(segment) + segmentSkip, n);
+                replies.copyIn(MemorySegment.ofBuffer(in.internalNioBuffer(at, n)), 0, n);
             } else {
-                long to = r.segmentOffset(segment) + segmentSkip;
                 for (ByteBuffer part : in.nioBuffers(at, n)) {
-                    int k = part.remaining();
-                    MemorySegment.copy(MemorySegment.ofBuffer(part), 0, r.segmentMemory(segment), to, k);
-                    to += k;
+                    replies.copyIn(MemorySegment.ofBuffer(part), 0, part.remaining());
                 }
             }
             in.skipBytes(n);
-            payloadLeft -= n;
-            segmentSkip += n;
-            if (segmentSkip == r.segmentLength(segment)) {
-                segment++;
-                segmentSkip = 0;
-            }
-            if (payloadLeft == 0) {
-                NbdOp op = reading;
-                reading = null;
-                opDone(op, 0);
+            if (replies.complete()) {
+                replies.finishRead(mayFlush());
             }
         }
 
@@ -1231,6 +995,7 @@ public final class NbdStore implements BlockStore {
         @Override
         public void channelReadComplete(ChannelHandlerContext ctx) {
             if (ch == channel) {
+                sendWaiting();
                 flushOut(ch);
             }
         }
