@@ -294,10 +294,17 @@ public final class GuestNic {
         long at = b.offset();
         if (h.isPlain()) {
             // flags, gso_type, hdr_len, gso_size, csum_start = 0; then csum_offset = 0 and num_buffers = 1.
-            seg.set(LE_LONG, at, 0L);
+            // Stored only where the buffer holds something else, as DPDK does: the driver reads every
+            // frame's header, and a line left unchanged stays shared by both CPUs instead of moving
+            // to ours and back for each frame (two cross-CPU transfers when they are far apart).
+            if (seg.get(LE_LONG, at) != 0L) {
+                seg.set(LE_LONG, at, 0L);
+            }
             if (hdr == NetDevice.HEADER_V1) {
-                seg.set(LE_INT, at + 8, 1 << 16);
-            } else {
+                if (seg.get(LE_INT, at + 8) != 1 << 16) {
+                    seg.set(LE_INT, at + 8, 1 << 16);
+                }
+            } else if (seg.get(LE_SHORT, at + 8) != 0) {
                 seg.set(LE_SHORT, at + 8, (short) 0);
             }
         } else {
