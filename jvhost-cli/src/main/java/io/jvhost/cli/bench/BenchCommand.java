@@ -107,8 +107,14 @@ public final class BenchCommand implements Runnable {
             if (System.getProperty("org.slf4j.simpleLogger.log.io.jvhost.core") == null) {
                 System.setProperty("org.slf4j.simpleLogger.log.io.jvhost.core", "warn");
             }
-            runner.run(options(), System.out);
+            O o = options(); // a usage mistake is told first, whatever the machine lacks
+            checkMachine();
+            runner.run(o, System.out);
             return 0;
+        }
+
+        /** Says in one {@link Failure} what this machine lacks for the benchmark; nothing by default. */
+        void checkMachine() throws IOException {
         }
     }
 
@@ -143,9 +149,8 @@ public final class BenchCommand implements Runnable {
         }
 
         @Override
-        public Integer call() throws Exception {
+        void checkMachine() throws IOException {
             checkHugepages(NetBench.missing(), Path.of("/proc/mounts"), Path.of("/dev/hugepages"));
-            return super.call();
         }
 
         /**
@@ -197,12 +202,11 @@ public final class BenchCommand implements Runnable {
         }
 
         @Override
-        public Integer call() throws Exception {
+        void checkMachine() {
             List<String> missing = TcpBench.missing();
             if (!missing.isEmpty()) {
                 throw new Failure("needs apt-get install " + String.join(" ", missing) + " (as root, ./jvhost bench installs them)");
             }
-            return super.call();
         }
 
         @Override
