@@ -74,6 +74,10 @@ final class NbdOps {
         j.request = r;
         switch (r.type()) {
             case READ, WRITE -> {
+                if (chunk <= 0) { // no export adopted yet: a request must never split into endless nothing
+                    j.status = BlockRequest.STATUS_IOERR;
+                    break;
+                }
                 boolean write = r.type() == BlockRequest.Type.WRITE;
                 int flags = 0;
                 if (write && r.durable()) {

@@ -747,8 +747,12 @@ public final class NbdStore implements BlockStore {
     }
 
     private void finishClose(CompletableFuture<Void> gone) {
-        ops.failAll(false);
         Channel ch = channel;
+        // Detached first: a reply still arriving (a READ's data) is then dropped by the ch == channel
+        // guard instead of being copied into a request that failAll has just completed.
+        channel = null;
+        connectedNow = false;
+        ops.failAll(false);
         if (ch == null) {
             gone.complete(null);
             return;
