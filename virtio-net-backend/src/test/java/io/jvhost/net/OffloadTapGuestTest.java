@@ -87,8 +87,10 @@ class OffloadTapGuestTest {
         Process httpd = new ProcessBuilder("ip", "netns", "exec", NS, "busybox", "httpd", "-f", "-p", HOST_IP + ":8080",
                 "-h", www.toString()).redirectErrorStream(true).redirectOutput(dir.resolve("httpd.log").toFile()).start();
         try {
-            QemuGuest.Result got = guest.exec("wget -q -O /tmp/blob http://" + HOST_IP + ":8080/blob && sha256sum /tmp/blob",
-                    Duration.ofMinutes(2));
+            // A few tries: the host's httpd may not listen yet when the guest first asks. (Bounded by
+            // timeout, not wget -T: Debian 12's busybox wget crashes on -T.)
+            QemuGuest.Result got = guest.exec("for i in 1 2 3 4 5; do timeout 60 wget -q -O /tmp/blob http://" + HOST_IP
+                    + ":8080/blob && break; sleep 1; done; sha256sum /tmp/blob", Duration.ofMinutes(3));
             assertEquals(0, got.exitStatus(), got.output());
             assertTrue(got.output().contains(sha256(toGuest) + "  /tmp/blob"), "host->guest: " + got.output());
         } finally {
@@ -102,7 +104,7 @@ class OffloadTapGuestTest {
         Matcher digest = Pattern.compile("([0-9a-f]{64})  /tmp/www/out").matcher(made.output());
         assertTrue(digest.find(), made.output());
         Path fetched = dir.resolve("out");
-        HostCommands.run("ip", "netns", "exec", NS, "busybox", "wget", "-q", "-O", fetched.toString(),
+        HostCommands.run("ip", "netns", "exec", NS, "busybox", "timeout", "60", "busybox", "wget", "-q", "-O", fetched.toString(),
                 "http://" + GUEST_IP + ":8080/out");
         assertEquals(digest.group(1), sha256(Files.readAllBytes(fetched)), "guest->host");
     }
@@ -116,6 +118,7 @@ class OffloadTapGuestTest {
     void shouldCarryTcpBothWaysBetweenAGuestAndTheHostSideOfItsTap(boolean offloads, int pairs) throws Exception {
         QemuTests.requireQemu();
         QemuTests.requireCommand("iperf3", "iperf3");
+        QemuTests.requireCommand("busybox", "busybox-static"); // httpd and wget on the TAP's host side
         Path dir = Files.createTempDirectory("jvhost-offload");
         new ProcessBuilder("ip", "netns", "delete", NS).start().waitFor(10, TimeUnit.SECONDS); // a leftover run
         TapPort port = new TapPort(TAP, pairs); // a multi-queue TAP with 2 pairs: one TAP queue each
