@@ -6,8 +6,8 @@ package io.jvhost.core.ring;
  * SET_VRING_BASE sets (and whether a base can be resumed at), and what the last
  * {@link VirtQueue#configure} found when it resumed (a corrected base, chains to resubmit). A view
  * of the queue's current {@link Ring}, whichever layout it is: it keeps no state of its own, so
- * the queue's data path does not go through it. The queue's thread: the poller while attached, the
- * control thread while detached.
+ * the queue's data path does not go through it. Its methods on the queue's thread (the poller while
+ * attached, the control thread while detached); the static {@link #baseProblem} on any.
  */
 public final class QueuePosition {
     private final VirtQueue queue;

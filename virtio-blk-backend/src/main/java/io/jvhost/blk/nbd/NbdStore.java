@@ -482,7 +482,7 @@ public final class NbdStore implements BlockStore {
      * at open time, null for a reconnect (which retries with backoff). Loop.
      */
     private void connectQueue(NbdQueue q, CompletableFuture<NbdQueue.Connection> first) {
-        bootstrap(null, (ch, e) -> handOver(q, ch, e, first), why -> q.reconnect.failed(first, why));
+        connectAndNegotiate(null, (ch, e) -> handOver(q, ch, e, first), why -> q.reconnect.failed(first, why));
     }
 
     private void handOver(NbdQueue q, Channel ch, NbdHandshake.Export e, CompletableFuture<NbdQueue.Connection> first) {
@@ -540,7 +540,7 @@ public final class NbdStore implements BlockStore {
 
     /** One connection attempt; {@code first} is the initial one's outcome, null for reconnects. */
     private void connect(CompletableFuture<Void> first) {
-        bootstrap(ssl, (ch, e) -> connected(ch, e, first), why -> reconnect.failed(first, why));
+        connectAndNegotiate(ssl, (ch, e) -> connected(ch, e, first), why -> reconnect.failed(first, why));
     }
 
     /**
@@ -548,7 +548,7 @@ public final class NbdStore implements BlockStore {
      * store's connection and the queues' alike: {@code ok} then gets the channel and the export,
      * or {@code failed} one line saying why (the channel is closed). Loop.
      */
-    private void bootstrap(SslContext tls, BiConsumer<Channel, NbdHandshake.Export> ok, Consumer<String> failed) {
+    private void connectAndNegotiate(SslContext tls, BiConsumer<Channel, NbdHandshake.Export> ok, Consumer<String> failed) {
         NbdUri uri = options.uri();
         Promise<NbdHandshake.Export> negotiated = loop.newPromise();
         ChannelFuture cf;
