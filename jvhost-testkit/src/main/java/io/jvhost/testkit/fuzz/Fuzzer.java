@@ -8,6 +8,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Base64;
 import java.util.HashSet;
 import java.util.Iterator;
 import java.util.List;
@@ -34,14 +35,18 @@ import net.jqwik.api.Arbitrary;
  * behaviour (matching REGEX) into the corpus (how the corpus was seeded). Test thread only.
  */
 public final class Fuzzer {
-    /** What a run did: the figures the docs quote. */
+    /**
+     * What a run did: the figures the docs quote. {@code failure} is empty without a crash; else
+     * the failure, where it was thrown and the minimized input in base64, so that a CI log alone
+     * (whose machine, and the crash file saved there, are gone) is enough to reproduce it.
+     */
     public record Report(String target, long inputs, int corpusInputs, int crashes, long millis,
-                         Set<String> behaviours, long seed, List<Path> saved) {
+                         Set<String> behaviours, long seed, List<Path> saved, String failure) {
         @Override
         public String toString() {
-            return String.format(Locale.ROOT, "fuzz %s: %d inputs (%d from the corpus) in %.1f s, %d behaviours, crashes: %d%s",
+            return String.format(Locale.ROOT, "fuzz %s: %d inputs (%d from the corpus) in %.1f s, %d behaviours, crashes: %d%s%s",
                     target, inputs, corpusInputs, millis / 1000.0, behaviours.size(), crashes,
-                    saved.isEmpty() ? "" : ", saved " + saved);
+                    saved.isEmpty() ? "" : ", saved " + saved, failure.isEmpty() ? "" : "; " + failure);
         }
     }
 
@@ -146,6 +151,7 @@ public final class Fuzzer {
         long inputs = 0;
         int corpusInputs = 0;
         int crashes = 0;
+        String failed = "";
         System.out.printf("fuzz %s: seed %d, %s%n", target.name(), seed,
                 budget == null ? "until stopped" : budget.toSeconds() + " s");
         List<byte[]> queue = new ArrayList<>();
@@ -163,7 +169,7 @@ public final class Fuzzer {
             inputs++;
             if (failure != null) {
                 crashes++;
-                report(input, failure);
+                failed = report(input, failure);
                 break;
             }
             boolean added = false;
@@ -184,7 +190,7 @@ public final class Fuzzer {
             }
         }
         Report r = new Report(target.name(), inputs, corpusInputs, crashes, (System.nanoTime() - start) / 1_000_000,
-                new TreeSet<>(seen), seed, List.copyOf(saved));
+                new TreeSet<>(seen), seed, List.copyOf(saved), failed);
         System.out.println(r);
         write(r);
         return r;
@@ -205,7 +211,8 @@ public final class Fuzzer {
         }
     }
 
-    private void report(byte[] input, Throwable failure) throws Exception {
+    /** Minimizes, keeps and prints the failing input; returns the failure in one line for the report. */
+    private String report(byte[] input, Throwable failure) throws Exception {
         byte[] small = minimize(input, in -> attempt(in, new Features()) != null);
         Path p = save("crash-" + hash(small), small);
         StringWriter trace = new StringWriter();
@@ -213,6 +220,14 @@ public final class Fuzzer {
         System.out.printf("fuzz %s: FAILURE on an input of %d bytes (minimized to %d): %s%n  kept as %s%n"
                         + "  commit it: the corpus replay test runs it from now on%n%s",
                 target.name(), input.length, small.length, failure, p, trace);
+        StringBuilder where = new StringBuilder();
+        StackTraceElement[] frames = failure.getStackTrace();
+        for (int i = 0; i < Math.min(4, frames.length); i++) {
+            where.append(i == 0 ? " at " : " < ").append(frames[i]);
+        }
+        Base64.Encoder b64 = Base64.getEncoder();
+        return failure.toString() + where + "; input (base64) " + b64.encodeToString(input)
+                + (small.length == input.length ? "" : ", minimized " + b64.encodeToString(small));
     }
 
     private void keep(String behaviour, byte[] input) throws Exception {

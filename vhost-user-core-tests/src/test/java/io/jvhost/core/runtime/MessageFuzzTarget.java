@@ -81,7 +81,6 @@ public final class MessageFuzzTarget implements FuzzTarget {
         int start = in.below(4);
         boolean running = false;
         try (Frontend f = fx.connect()) {
-            f.replyTimeout(REPLY_WAIT);
             if (start <= 1) {
                 q.startAt(0);
                 f.startLikeQemu(f.handshakeLikeQemu(2), ram, q);
@@ -89,6 +88,8 @@ public final class MessageFuzzTarget implements FuzzTarget {
             } else if (start == 2) {
                 f.handshakeLikeQemu(2);
             }
+            // Only now the short wait: the start is answered, however long a loaded machine takes.
+            f.replyTimeout(REPLY_WAIT);
             int messages = 1 + in.below(16);
             for (int m = 0; m < messages; m++) {
                 int request = in.below(16) == 15 ? in.u32() : in.pick(REQUESTS);
