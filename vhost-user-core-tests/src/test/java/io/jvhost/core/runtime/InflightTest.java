@@ -278,6 +278,7 @@ class InflightTest {
                 new BadSet("an offset that leaves too little", need, inflightPayload(need, 4096, 1, 64), 1),
                 new BadSet("mmap_size smaller than the queues need", 4 * need, inflightPayload(need - 64, 0, 2, 64), 1),
                 new BadSet("negative mmap_offset", need, inflightPayload(need, -4096, 1, 64), 1),
+                new BadSet("mmap_offset not a multiple of 8", need + 4096, inflightPayload(need, 4, 1, 64), 1),
                 new BadSet("mmap_offset + mmap_size past 2^63", need, inflightPayload(need, Long.MAX_VALUE - 64, 1, 64), 1),
                 new BadSet("no fd", need, inflightPayload(need, 0, 1, 64), 0),
                 new BadSet("two fds", need, inflightPayload(need, 0, 1, 64), 2),

@@ -208,9 +208,9 @@ public final class MessageFuzzTarget implements FuzzTarget {
                         in.bytes(Math.min(size & 0x1FF, 300)));
             }
             case SET_LOG_BASE -> Payloads.logBase(in.choose(4096, 0, 8, RAM, -1L, RAM + 4096),
-                    in.choose(0, 4096, RAM, -4096L));
+                    in.choose(0, 4096, RAM, -4096L, 7));
             case SET_INFLIGHT_FD, GET_INFLIGHT_FD -> ByteBuffer.allocate(24).order(ByteOrder.LITTLE_ENDIAN)
-                    .putLong(in.choose(4096, 0, RAM, -1L, 8192)).putLong(in.choose(0, 4096, RAM, -4096L))
+                    .putLong(in.choose(4096, 0, RAM, -1L, 8192)).putLong(in.choose(0, 4096, RAM, -4096L, 4))
                     .putShort((short) in.choose(2, 1, 0, 3, 0xFFFF)).putShort((short) in.choose(64, 0, 256, 0xFFFF, 1))
                     .array();
             default -> Payloads.NONE;

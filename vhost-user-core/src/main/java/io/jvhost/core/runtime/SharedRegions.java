@@ -201,6 +201,9 @@ final class SharedRegions implements AutoCloseable {
             if (r.mmapSize() < need || r.mmapOffset() < 0 || r.mmapOffset() + r.mmapSize() < 0) {
                 throw new ProtocolException("inflight region of " + r.mmapSize() + " bytes, need " + need);
             }
+            if ((r.mmapOffset() & 7) != 0) { // its counters and indexes are read with aligned accesses
+                throw new ProtocolException("inflight region at offset " + r.mmapOffset() + ": not a multiple of 8");
+            }
             long fileSize = FileCalls.fileSize(fd.get());
             if (fileSize < r.mmapOffset() + need) {
                 throw new ProtocolException("inflight fd holds " + fileSize + " bytes, need " + (r.mmapOffset() + need));
