@@ -495,6 +495,34 @@ class MessageValidationTest {
         }
     }
 
+    /**
+     * A region whose frontend address and mmap offset disagree modulo 16 shifts every ring in it
+     * off the alignment the frontend gave it (checked on SET_VRING_ADDR) in the backend's own
+     * mapping, where the ring is read with aligned atomic accesses: the queue must not start.
+     */
+    @ParameterizedTest(name = "region address off by {0}")
+    @ValueSource(longs = {1, 2, 4, 8})
+    void shouldNotStartAQueueWhoseRingsAreMisalignedInTheBackendsMappingOfARegion(long skew) throws IOException {
+        try (GuestRam ram = new GuestRam(1 << 20); DriverQueue q = new DriverQueue(ram, 0, 64);
+             Fd err = EventFd.create(); Frontend f = fx.connectWithAcks()) {
+            long features = f.handshakeLikeQemu(QUEUES);
+            assertEquals(0, f.setFeatures(features));
+            Region skewed = new Region(0, ram.size(), GuestRam.HVA_BASE + skew, 0);
+            assertEquals(0, f.requestWithAck(SET_MEM_TABLE, memTable(skewed), ram.fd()), "a region may be anywhere");
+            assertEquals(0, f.setVringErr(0, err));
+            assertEquals(0, f.setVringNum(0, 64));
+            assertEquals(0, f.setVringAddr(q), "the addresses themselves are aligned");
+            assertEquals(0, f.setVringCall(0, q.callFd()));
+            assertEquals(0, f.setVringEnable(0, true));
+            assertEquals(0, f.setVringKick(0, q.kickFd()));
+
+            assertEquals(0, device.started(0), "queue not started");
+            assertTrue(LibC.eventfdDrain(err.get()) > 0, "err eventfd signalled");
+            assertServing(f);
+            assertEquals(0, fx.backend().pollerFailures(), "no exception on a poller");
+        }
+    }
+
     // ---- status and config ranges --------------------------------------------------------------
 
     @ParameterizedTest

@@ -240,8 +240,12 @@ final class Vrings {
             return refuse(i, v, String.format("rings are not in guest memory (desc 0x%x avail 0x%x used 0x%x)",
                     a.descHva(), a.availHva(), a.usedHva()));
         }
-        if (packed && (a.availHva() & 3) != 0) {
-            return refuse(i, v, String.format("driver event area 0x%x is not 4-aligned", a.availHva()));
+        // Where they land in our mapping, which the ring reads with aligned (atomic) accesses: a
+        // region whose address and mmap offset disagree modulo 16 misaligns rings whose addresses
+        // the frontend aligned (QEMU's never do).
+        if ((desc.address() & 15) != 0 || (avail.address() & (packed ? 3 : 1)) != 0 || (used.address() & 3) != 0) {
+            return refuse(i, v, String.format("rings not aligned in guest memory as mapped (desc 0x%x avail 0x%x used 0x%x:"
+                    + " 16, %d and 4 bytes needed)", a.descHva(), a.availHva(), a.usedHva(), packed ? 4 : 2));
         }
         long base = v.baseSet ? v.base : QueueConfig.KEEP_BASE;
         if (base != QueueConfig.KEEP_BASE) {
