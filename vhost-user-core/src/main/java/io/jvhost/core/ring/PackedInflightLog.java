@@ -1,5 +1,7 @@
 package io.jvhost.core.ring;
 
+import io.jvhost.core.memory.GuestMemory;
+
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 
@@ -336,30 +338,31 @@ public final class PackedInflightLog {
         return new Recovery(true, oldUsed, oldWrap, n, slots);
     }
 
-    /** Descriptors of the in-flight chain at {@code entry}: at most the queue size, each index checked. */
+    /**
+     * Reads the in-flight chain at {@code entry} (its descriptors as they were made available, at
+     * most the queue size, each link checked) into {@code chain}; returns its buffer id, or -1 when a
+     * link points outside the region.
+     */
+    int readChain(int entry, DescriptorChain chain, GuestMemory memory, boolean indirect) {
+        int num = u16(entry(entry) + E_NUM);
+        chain.begin(0, memory);
+        int e = entry, id = 0;
+        for (int i = 0; i < num; i++) {
+            if (i > 0 && (e = u16(entry(e) + E_NEXT)) >= size) {
+                return -1;
+            }
+            long at = entry(e);
+            id = u16(at + E_ID);
+            if (chain.error() == null) {
+                PackedLayout.addBuffer(chain, memory, indirect, region.get(LE_LONG, at + E_ADDR),
+                        region.get(LE_INT, at + E_LEN), u16(at + E_FLAGS));
+            }
+        }
+        return id;
+    }
+
+    /** Descriptors of the in-flight chain at {@code entry}. */
     int chainLength(int entry) {
         return u16(entry(entry) + E_NUM);
-    }
-
-    /** The entry after {@code e} in a chain, or -1 when it is out of range. */
-    int nextEntry(int e) {
-        int n = u16(entry(e) + E_NEXT);
-        return n < size ? n : -1;
-    }
-
-    long addr(int e) {
-        return region.get(LE_LONG, entry(e) + E_ADDR);
-    }
-
-    int len(int e) {
-        return region.get(LE_INT, entry(e) + E_LEN);
-    }
-
-    int id(int e) {
-        return u16(entry(e) + E_ID);
-    }
-
-    int flags(int e) {
-        return u16(entry(e) + E_FLAGS);
     }
 }

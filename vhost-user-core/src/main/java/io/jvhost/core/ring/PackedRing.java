@@ -239,53 +239,72 @@ final class PackedRing extends Ring {
             queue.latchBroken("buffer id " + id + " made available again before it was used (chain at slot " + availPos + ")");
             return false;
         }
-        int entry = log == null ? -1 : log.end();
-        takenFrom[takenNext] = availPos | availWrap << 15;
-        takenId[takenNext] = id;
-        if (++takenNext == size) {
-            takenNext = 0;
-        }
+        taken(id, slots, log == null ? -1 : log.end(), availPos | availWrap << 15);
         availPos = pos;
         availWrap = wrap;
         availableSeen = false;
-        inUse[id] = true;
-        slotsOf[id] = slots;
-        entryOf[id] = entry;
         chain.head(id);
         return true;
     }
 
-    /** A chain left in flight by a previous backend, from the inflight log's copy of its descriptors. */
-    private boolean takeResubmitted(DescriptorChain chain) {
-        PackedInflightLog log = inflight;
-        int entry = resubmit[resubmitNext++];
-        int num = log.chainLength(entry);
-        chain.begin(0, memory);
-        int e = entry;
-        int id = 0;
-        for (int i = 0; i < num; i++) {
-            if (i > 0 && (e = log.nextEntry(e)) < 0) {
-                queue.latchBroken("inflight entry " + entry + " links outside the region");
-                return false;
-            }
-            int flags = log.flags(e);
-            id = log.id(e);
-            if (chain.error() == null) {
-                PackedLayout.addBuffer(chain, memory, indirect, log.addr(e), log.len(e), flags);
-            }
-        }
-        if (id >= size || inUse[id]) {
-            queue.latchBroken("inflight entry " + entry + " names buffer id " + id + ", out of range or in flight twice");
-            return false;
-        }
-        takenFrom[takenNext] = -1 - (resubmitNext - 1);
+    /** Notes chain {@code id} in flight: its ring slots, inflight entry and where it was taken from (for rewind). */
+    private void taken(int id, int slots, int entry, int from) {
+        takenFrom[takenNext] = from;
         takenId[takenNext] = id;
         if (++takenNext == size) {
             takenNext = 0;
         }
         inUse[id] = true;
-        slotsOf[id] = num;
+        slotsOf[id] = slots;
         entryOf[id] = entry;
+    }
+
+    @Override
+    int takeBurst(ReceiveBurst b, int max, long minLength) {
+        if (resubmitNext < resubmitCount || inflight != null) {
+            return 0;
+        }
+        int pos = availPos, wrap = availWrap, k = 0;
+        for (; k < max; k++) {
+            int flags = flagsAcquire(pos);
+            if (!isAvailable(flags, wrap)
+                    || (flags & (F_NEXT | PackedLayout.F_WRITE | PackedLayout.F_INDIRECT)) != PackedLayout.F_WRITE) {
+                break;
+            }
+            long d = (long) pos * DESC_SIZE;
+            long tail = ring.get(LE_LONG, d + LEN_OFFSET); // len and id; plain: after the acquire of the flags
+            int len = (int) tail, id = (int) (tail >>> 32) & 0xFFFF;
+            long addr = ring.get(LE_LONG, d);
+            int r = len < minLength || id >= size || inUse[id] ? -1 : memory.regionOf(addr, len);
+            if (r < 0) {
+                break;
+            }
+            b.ids[k] = id;
+            b.regions[k] = r;
+            b.offsets[k] = addr - memory.gpaBase(r);
+            b.lengths[k] = len;
+            taken(id, 1, -1, pos | wrap << 15);
+            if (++pos == size) {
+                pos = 0;
+                wrap ^= 1;
+            }
+        }
+        availPos = pos;
+        availWrap = wrap;
+        availableSeen &= k == 0;
+        return k;
+    }
+
+    /** A chain left in flight by a previous backend, from the inflight log's copy of its descriptors. */
+    private boolean takeResubmitted(DescriptorChain chain) {
+        int entry = resubmit[resubmitNext++];
+        int id = inflight.readChain(entry, chain, memory, indirect);
+        if (id < 0 || id >= size || inUse[id]) {
+            queue.latchBroken("inflight entry " + entry + (id < 0 ? " links outside the region"
+                    : " names buffer id " + id + ", out of range or in flight twice"));
+            return false;
+        }
+        taken(id, inflight.chainLength(entry), entry, -1 - (resubmitNext - 1));
         chain.head(id);
         return true;
     }

@@ -69,6 +69,14 @@ abstract sealed class Ring permits SplitRing, PackedRing {
      */
     abstract boolean take(DescriptorChain chain);
 
+    /**
+     * Takes up to {@code max} chains that are each one writable buffer of at least
+     * {@code minLength} bytes into {@code burst} (ids and translated buffers), stopping before the
+     * first that is not, and returns how many; never latches the queue broken ({@link #take} judges
+     * what stopped the burst). Only without an inflight log and with nothing to resubmit.
+     */
+    abstract int takeBurst(ReceiveBurst burst, int max, long minLength);
+
     /** Whether {@link #take} would find a chain; may latch the queue broken. */
     abstract boolean hasAvailable();
 

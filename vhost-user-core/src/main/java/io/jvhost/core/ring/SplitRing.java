@@ -199,6 +199,36 @@ final class SplitRing extends Ring {
     }
 
     @Override
+    int takeBurst(ReceiveBurst b, int max, long minLength) {
+        if (resubmitNext < resubmitCount || inflight != null
+                || (availIdxCache == lastAvailIdx && (!refreshAvailIdx() || availIdxCache == lastAvailIdx))) {
+            return 0;
+        }
+        int n = Math.min(max, (availIdxCache - lastAvailIdx) & 0xFFFF);
+        int at = lastAvailIdx, mask = size - 1, k = 0;
+        for (; k < n; k++) { // plain reads: after the acquire of the avail index
+            int head = Short.toUnsignedInt(avail.get(LE_SHORT, RING_OFFSET + 2L * ((at + k) & mask)));
+            long d = (long) head * DESC_SIZE;
+            int flags = head < size ? desc.get(DESC_U16, d + 12) : 0;
+            int len = head < size ? desc.get(DESC_LEN, d + 8) : 0;
+            if ((flags & (F_NEXT | F_WRITE | F_INDIRECT)) != F_WRITE || len < minLength) {
+                break;
+            }
+            long addr = desc.get(DESC_ADDR, d);
+            int r = memory.regionOf(addr, len);
+            if (r < 0) {
+                break;
+            }
+            b.ids[k] = head;
+            b.regions[k] = r;
+            b.offsets[k] = addr - memory.gpaBase(r);
+            b.lengths[k] = len;
+        }
+        lastAvailIdx = (at + k) & 0xFFFF;
+        return k;
+    }
+
+    @Override
     void rewind(int chains) {
         lastAvailIdx = (lastAvailIdx - chains) & 0xFFFF;
         // What is available is not enough: only new buffers count as work, so the poller may sleep.

@@ -278,6 +278,20 @@ public final class VirtQueue {
         }
     }
 
+    /** Whether a {@link ReceiveBurst} may take chains: the plain case, nothing logged, tracked or resubmitted. */
+    boolean burstable() {
+        return !broken && log == null && !tracked && ring.resubmitPending() == 0;
+    }
+
+    /** A {@link ReceiveBurst} took {@code n} chains of one writable buffer each (0: the caller goes on with {@link #next()}). */
+    void tookBurst(int n) {
+        if (n > 0) {
+            counters.chains += n;
+            counters.descriptors += n;
+            starved = false;
+        }
+    }
+
     /** Counts a device-level refusal of a well-formed chain the same way as a malformed one. Poller. */
     public void countRejected(ChainError error) {
         refusals.count(error);

@@ -188,8 +188,14 @@ public final class Poller implements Runnable, AutoCloseable {
      */
     public void attach(int slot, VirtQueue queue, QueueConfig config, Runnable ack) {
         post(p -> p.stops.whenStopped(slot, () -> {
-            p.doAttach(slot, queue, config);
-            controlOf[slot].execute(ack);
+            try {
+                p.doAttach(slot, queue, config);
+            } catch (RuntimeException e) { // a check the control side missed: the queue stays inert, and still answered
+                queue.latchBroken("could not start: " + e);
+                throw e; // counted and logged as a poller failure
+            } finally {
+                controlOf[slot].execute(ack);
+            }
         }));
     }
 

@@ -1,0 +1,163 @@
+package io.jvhost.core.ring;
+
+import static java.lang.foreign.ValueLayout.JAVA_BYTE;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.jvhost.core.memory.DirtyLog;
+import io.jvhost.testkit.frontend.DriverQueue;
+import io.jvhost.testkit.frontend.DriverQueue.Buffer;
+import io.jvhost.testkit.frontend.DriverQueue.Used;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.time.Duration;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+/**
+ * A receive burst takes the chains that are one writable buffer each, all at once, and completes
+ * them in one pass; whatever else the driver posted ends the burst, and the ordinary
+ * {@link VirtQueue#next()} takes and judges it. Split and packed rings alike.
+ */
+class ReceiveBurstTest {
+    private static final Duration WAIT = Duration.ofSeconds(1);
+
+    private static void writeInto(ReceiveBurst b, int i, int length, int seed) {
+        MemorySegment m = b.memory(i);
+        for (int k = 0; k < length; k++) {
+            m.set(JAVA_BYTE, b.offset(i) + k, (byte) (seed + k));
+        }
+        b.written(i, length);
+    }
+
+    @ParameterizedTest
+    @EnumSource(DriverQueue.Layout.class)
+    void shouldFillEveryOneBufferChainOfABurstAndUseThemInOrderWithTheirLengths(DriverQueue.Layout layout) throws Exception {
+        try (RingFixture f = RingFixture.of(layout, 16)) {
+            f.configure(f.freshBase(), VirtQueue.INDIRECT);
+            long[] gpas = new long[5];
+            int[] ids = new int[5];
+            for (int i = 0; i < 5; i++) {
+                gpas[i] = f.buffer(128);
+                ids[i] = f.driver.post(Buffer.writable(gpas[i], 128));
+            }
+            ReceiveBurst b = new ReceiveBurst();
+            assertEquals(5, b.take(f.queue, 64, 100));
+            for (int i = 0; i < 5; i++) {
+                assertEquals(128, b.length(i));
+                writeInto(b, i, 60 + i, 10 * i);
+            }
+            b.complete(5);
+            f.queue.publish();
+            for (int i = 0; i < 5; i++) {
+                Used u = f.driver.awaitUsed(WAIT);
+                assertNotNull(u, "used element " + i);
+                assertEquals(ids[i], u.id());
+                assertEquals(60 + i, u.length());
+                assertEquals((byte) (10 * i + 59 + i), f.ram.at(gpas[i], 128).get(JAVA_BYTE, 59 + i), "the bytes landed in buffer " + i);
+            }
+            assertEquals(5, f.queue.counters().chains);
+            assertEquals(60 + 61 + 62 + 63 + 64, f.queue.counters().bytesWritten);
+            assertNull(f.queue.next(), "nothing left");
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(DriverQueue.Layout.class)
+    void shouldEndTheBurstBeforeAChainedOrShortOrReadableBufferAndLeaveItToNext(DriverQueue.Layout layout) throws Exception {
+        try (RingFixture f = RingFixture.of(layout, 16)) {
+            f.configure(f.freshBase(), VirtQueue.INDIRECT);
+            int first = f.driver.post(Buffer.writable(f.buffer(128), 128));
+            int chained = f.driver.post(Buffer.writable(f.buffer(8), 8), Buffer.writable(f.buffer(120), 120));
+            int shortOne = f.driver.post(Buffer.writable(f.buffer(64), 64));
+            int readable = f.driver.post(Buffer.readable(f.buffer(128), 128));
+            int last = f.driver.post(Buffer.writable(f.buffer(128), 128));
+            ReceiveBurst b = new ReceiveBurst();
+
+            assertEquals(1, b.take(f.queue, 64, 100));
+            assertEquals(first, b.ids[0]);
+            b.complete(1);
+            assertEquals(0, b.take(f.queue, 64, 100), "a chain of two buffers is next");
+            DescriptorChain c = f.queue.next();
+            assertEquals(chained, c.head());
+            f.queue.complete(c, 100);
+            assertEquals(0, b.take(f.queue, 64, 100), "a buffer shorter than asked is next");
+            assertEquals(1, b.take(f.queue, 64, 64), "which a burst for shorter frames takes");
+            assertEquals(shortOne, b.ids[0]);
+            b.complete(1);
+            assertEquals(0, b.take(f.queue, 64, 1), "a readable buffer is next");
+            c = f.queue.next();
+            assertEquals(readable, c.head());
+            f.queue.complete(c, 0);
+            assertEquals(1, b.take(f.queue, 64, 100));
+            assertEquals(last, b.ids[0]);
+            b.complete(1);
+            f.queue.publish();
+            int[] expected = {first, chained, shortOne, readable, last};
+            for (int id : expected) {
+                assertEquals(id, f.driver.awaitUsed(WAIT).id());
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(DriverQueue.Layout.class)
+    void shouldGiveBackTheChainsABurstDidNotUseSoTheyAreTakenAgain(DriverQueue.Layout layout) throws Exception {
+        try (RingFixture f = RingFixture.of(layout, 8)) {
+            f.configure(f.freshBase(), 0);
+            int[] ids = new int[4];
+            for (int i = 0; i < 4; i++) {
+                ids[i] = f.driver.post(Buffer.writable(f.buffer(64), 64));
+            }
+            ReceiveBurst b = new ReceiveBurst();
+            assertEquals(4, b.take(f.queue, 64, 64));
+            writeInto(b, 0, 64, 1);
+            b.complete(1);
+            assertEquals(1, f.queue.counters().chains, "three given back");
+            assertFalse(f.queue.hasAvailable(), "given back for lack of frames: not new work until the driver adds some");
+            assertEquals(3, b.take(f.queue, 64, 64), "but the next burst takes them again");
+            assertEquals(ids[1], b.ids[0]);
+            assertEquals(ids[3], b.ids[2]);
+            b.complete(3);
+            f.queue.publish();
+            for (int id : ids) {
+                assertEquals(id, f.driver.awaitUsed(WAIT).id());
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(DriverQueue.Layout.class)
+    void shouldTakeNoBurstWhileMigratingSoEveryWriteIsLogged(DriverQueue.Layout layout) throws Exception {
+        try (RingFixture f = RingFixture.of(layout, 8); Arena arena = Arena.ofConfined()) {
+            f.queue.dirtyLog(new DirtyLog(arena.allocate(4096, 8)), f.descGpa, f.usedGpa);
+            f.configure(f.freshBase(), 0);
+            f.driver.post(Buffer.writable(f.buffer(64), 64));
+            ReceiveBurst b = new ReceiveBurst();
+            assertEquals(0, b.take(f.queue, 64, 64));
+            assertTrue(f.queue.hasAvailable(), "left for next(), which logs what it writes");
+            assertNotNull(f.queue.next());
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(DriverQueue.Layout.class)
+    void shouldNotTakeABufferOutsideGuestMemoryAndLeaveItToNextWhichRefusesIt(DriverQueue.Layout layout) throws Exception {
+        try (RingFixture f = RingFixture.of(layout, 8)) {
+            f.configure(f.freshBase(), 0);
+            int bad = f.driver.post(Buffer.writable((1 << 20) - 32, 64)); // runs past the end of guest RAM
+            ReceiveBurst b = new ReceiveBurst();
+            assertEquals(0, b.take(f.queue, 64, 64));
+            assertNull(f.queue.next(), "the parser refuses it and completes it empty");
+            f.queue.publish();
+            Used u = f.driver.awaitUsed(WAIT);
+            assertEquals(bad, u.id());
+            assertEquals(0, u.length());
+            assertEquals(1, f.queue.counters().chainsRejected());
+        }
+    }
+}
