@@ -27,32 +27,68 @@ public final class BenchPorts {
         }
     }
 
-    /** Sends each guest frame back to the same guest with source and destination MACs swapped. */
+    /**
+     * Sends each guest frame back to the same guest with source and destination MACs swapped: the
+     * frames of one transmit batch are copied aside and delivered together at its end
+     * ({@link #flush}), as a burst.
+     */
     public static final class Reflect implements NetPort {
-        private MemorySegment[] scratch; // one per queue pair: the pairs' pollers reflect at the same time
+        private static final int BURST = 64, SLOT = 2048;
+        private Staging[] staging; // one per queue pair: the pairs' pollers reflect at the same time
         private GuestNic nic;
+
+        /** Frames waiting for the end of the batch, each in a slot of {@link #memory} (a bigger one alone in {@link #big}). */
+        private static final class Staging {
+            final MemorySegment memory = Arena.ofAuto().allocate((long) BURST * SLOT, 64);
+            final MemorySegment big = Arena.ofAuto().allocate(65536, 64);
+            final MemorySegment[] frames = new MemorySegment[BURST];
+            final long[] offsets = new long[BURST];
+            final long[] lengths = new long[BURST];
+            int count;
+        }
 
         @Override
         public void attach(GuestNic nic) {
             this.nic = nic;
-            scratch = new MemorySegment[nic.pairs()];
-            for (int i = 0; i < scratch.length; i++) {
-                scratch[i] = Arena.ofAuto().allocate(65536, 64);
+            staging = new Staging[nic.pairs()];
+            for (int i = 0; i < staging.length; i++) {
+                staging[i] = new Staging();
             }
         }
 
-        /** On the pair's poller, as every frame (the RARP announcement too): its scratch and receive queue are ours. */
+        /** On the pair's poller, as every frame (the RARP announcement too): its staging and receive queue are ours. */
         @Override
         public void onFrame(GuestNic nic, int pair, MemorySegment memory, long offset, long n) {
-            MemorySegment out = scratch[pair];
-            MemorySegment.copy(memory, offset, out, 0, n);
-            long dst = Frames.destination(memory, offset);
-            Frames.putMac(out, 0, Frames.source(memory, offset));
-            Frames.putMac(out, 6, dst);
-            int r = nic.deliver(pair, out, 0, n);
-            if (r == GuestNic.NO_BUFFERS || r == GuestNic.NOT_RUNNING) {
-                nic.counters(pair).addRxDropped(1); // nowhere to keep it: a guest without buffers loses it
+            Staging s = staging[pair];
+            if (s.count == BURST || n > SLOT) {
+                flush(nic, pair);
             }
+            int k = s.count++;
+            MemorySegment out = n > SLOT ? s.big : s.memory;
+            long at = n > SLOT ? 0 : (long) k * SLOT;
+            MemorySegment.copy(memory, offset, out, at, n);
+            long dst = Frames.destination(memory, offset);
+            Frames.putMac(out, at, Frames.source(memory, offset));
+            Frames.putMac(out, at + 6, dst);
+            s.frames[k] = out;
+            s.offsets[k] = at;
+            s.lengths[k] = n;
+            if (n > SLOT) {
+                flush(nic, pair); // the big slot holds one frame
+            }
+        }
+
+        @Override
+        public void flush(GuestNic nic, int pair) {
+            Staging s = staging[pair];
+            if (s.count == 0) {
+                return;
+            }
+            int taken = nic.deliver(pair, s.frames, s.offsets, s.lengths, s.count);
+            if (taken < s.count) {
+                nic.counters(pair).addRxDropped(s.count - taken); // nowhere to keep them: a guest without buffers loses them
+            }
+            s.count = 0;
         }
 
         @Override

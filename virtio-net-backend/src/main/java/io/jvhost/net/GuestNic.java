@@ -497,6 +497,9 @@ public final class GuestNic {
                 pool.offer(packet);
             }
         }
+        if (n > 0) {
+            port.flush(this, p.index);
+        }
         return n;
     }
 

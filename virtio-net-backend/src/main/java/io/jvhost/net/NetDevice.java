@@ -323,6 +323,7 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
                 }
                 q.complete(c, 0);
             }
+            port.flush(nic, pair.index);
             q.publish();
             VirtQueue rx = pair.rx;
             if (rx != null) {

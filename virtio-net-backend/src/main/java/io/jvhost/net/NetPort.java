@@ -82,6 +82,14 @@ public interface NetPort {
     }
 
     /**
+     * The frames of one batch the guest sent on {@code pair} (or that the device sent for it) have
+     * all been given to {@link #onFrame}: a port that holds frames back, to hand them on together
+     * (e.g. into the guest with the burst {@link GuestNic#deliver(int, MemorySegment[], long[], long[], int)}),
+     * sends them now, before the receive queue is published. Pair's poller thread. Default: nothing.
+     */
+    default void flush(GuestNic nic, int pair) {}
+
+    /**
      * Called on every duty cycle of the pair's poller (that thread only): produce frames for the
      * guest here with {@link GuestNic#deliver}. Returns the work done (0 lets the poller sleep).
      */

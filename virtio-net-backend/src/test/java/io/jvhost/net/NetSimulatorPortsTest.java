@@ -5,6 +5,7 @@ import io.jvhost.net.NetRig.RxFrame;
 
 import io.jvhost.core.protocol.MessageType;
 
+import io.jvhost.testkit.frontend.DriverQueue;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
@@ -66,6 +67,39 @@ class NetSimulatorPortsTest {
         NetCounters c = rig.counters(0);
         assertEquals(3, c.txFrames);
         assertEquals(3, c.rxFrames);
+        assertEquals(c.txBytes, c.rxBytes);
+        assertEquals(0, c.rxDropped);
+    }
+
+    /**
+     * The frames of one transmit batch go back together, as a burst into buffers of one per frame;
+     * a frame that needs several buffers goes the frame-by-frame way between them, in its place.
+     */
+    @ParameterizedTest(name = "mergeable={0}, buffers of {1}")
+    @CsvSource({"false, 2048", "true, 2048", "true, 512"})
+    void shouldReflectABatchOfFramesInOrderWhateverBuffersTheyNeed(boolean mergeable, int buffer) throws Exception {
+        rig = NetRig.serve(new BenchPorts.Reflect(), 1).start(MODERN | (mergeable ? MRG_RXBUF : 0));
+        int n = 40;
+        rig.postRx(0, mergeable && buffer < 2048 ? 4 * n : n, buffer);
+        DriverQueue tx = rig.tx(0);
+        byte[][] frames = new byte[n][];
+        int[] heads = new int[n];
+        for (int i = 0; i < n; i++) {
+            frames[i] = frame(PEER_MAC, GUEST_MAC, i % 3 == 0 ? 1514 : 60 + i, 10 + i);
+            heads[i] = tx.chain(rig.readable(rig.packet(frames[i])));
+            rig.outstanding(1, heads[i]);
+        }
+        for (int head : heads) {
+            tx.makeAvailable(head);
+        }
+        tx.kick();
+
+        for (int i = 0; i < n; i++) {
+            assertArrayEquals(swapped(frames[i]), rig.awaitFrame(0).frame(), "frame " + i);
+        }
+        NetCounters c = rig.counters(0);
+        assertEquals(n, c.txFrames);
+        assertEquals(n, c.rxFrames);
         assertEquals(c.txBytes, c.rxBytes);
         assertEquals(0, c.rxDropped);
     }
