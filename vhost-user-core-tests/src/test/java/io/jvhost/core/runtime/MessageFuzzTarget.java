@@ -174,7 +174,11 @@ public final class MessageFuzzTarget implements FuzzTarget {
     private Region region(FuzzInput in) {
         long gpa = in.choose(0, RAM / 2, RAM, 4096, -4096L, 1L << 62, RAM / 2 + 4096);
         long size = in.choose(RAM / 2, RAM, 4096, 0, RAM / 2 + 4096, -1L, 1L << 40, 8192);
-        long hvaBase = in.below(4) == 3 ? hva(in) : GuestRam.hva(gpa);
+        long hvaBase = switch (in.below(8)) {
+            case 6 -> hva(in);
+            case 7 -> GuestRam.hva(gpa) + in.pick(1, 2, 4, 8); // address and mmap offset disagree: rings land misaligned
+            default -> GuestRam.hva(gpa);
+        };
         long offset = in.choose(gpa, 0, RAM / 2, RAM, -4096L, RAM - 4096);
         return new Region(gpa, size, hvaBase, offset);
     }
