@@ -163,14 +163,9 @@ public final class GuestNic {
             if (q == null) {
                 return done;
             }
-            int want = Math.min(count - done, ReceiveBurst.MAX);
-            long longest = 0;
-            for (int i = done; i < done + want; i++) {
-                longest = Math.max(longest, lengths[i]);
-            }
             int hdr = device.headerLength();
             ReceiveBurst b = p.burst;
-            int n = b.take(q, want, hdr + longest);
+            int n = b.take(q, count - done, hdr, lengths, done); // each chain big enough for its own frame
             if (n == 0) {
                 int r = deliverPlain(p, frames[done], offsets[done], lengths[done]);
                 if (r == NO_BUFFERS || r == NOT_RUNNING) {

@@ -26,6 +26,13 @@ import org.junit.jupiter.params.provider.EnumSource;
 class ReceiveBurstTest {
     private static final Duration WAIT = Duration.ofSeconds(1);
 
+    /** A burst for frames that each need {@code need} bytes. */
+    private static int take(ReceiveBurst b, VirtQueue q, long need) {
+        long[] lengths = new long[ReceiveBurst.MAX];
+        java.util.Arrays.fill(lengths, need);
+        return b.take(q, ReceiveBurst.MAX, 0, lengths, 0);
+    }
+
     private static void writeInto(ReceiveBurst b, int i, int length, int seed) {
         MemorySegment m = b.memory(i);
         for (int k = 0; k < length; k++) {
@@ -46,7 +53,7 @@ class ReceiveBurstTest {
                 ids[i] = f.driver.post(Buffer.writable(gpas[i], 128));
             }
             ReceiveBurst b = new ReceiveBurst();
-            assertEquals(5, b.take(f.queue, 64, 100));
+            assertEquals(5, take(b, f.queue, 100));
             for (int i = 0; i < 5; i++) {
                 assertEquals(128, b.length(i));
                 writeInto(b, i, 60 + i, 10 * i);
@@ -78,22 +85,22 @@ class ReceiveBurstTest {
             int last = f.driver.post(Buffer.writable(f.buffer(128), 128));
             ReceiveBurst b = new ReceiveBurst();
 
-            assertEquals(1, b.take(f.queue, 64, 100));
+            assertEquals(1, take(b, f.queue, 100));
             assertEquals(first, b.ids[0]);
             b.complete(1);
-            assertEquals(0, b.take(f.queue, 64, 100), "a chain of two buffers is next");
+            assertEquals(0, take(b, f.queue, 100), "a chain of two buffers is next");
             DescriptorChain c = f.queue.next();
             assertEquals(chained, c.head());
             f.queue.complete(c, 100);
-            assertEquals(0, b.take(f.queue, 64, 100), "a buffer shorter than asked is next");
-            assertEquals(1, b.take(f.queue, 64, 64), "which a burst for shorter frames takes");
+            assertEquals(0, take(b, f.queue, 100), "a buffer shorter than asked is next");
+            assertEquals(1, take(b, f.queue, 64), "which a burst for shorter frames takes");
             assertEquals(shortOne, b.ids[0]);
             b.complete(1);
-            assertEquals(0, b.take(f.queue, 64, 1), "a readable buffer is next");
+            assertEquals(0, take(b, f.queue, 1), "a readable buffer is next");
             c = f.queue.next();
             assertEquals(readable, c.head());
             f.queue.complete(c, 0);
-            assertEquals(1, b.take(f.queue, 64, 100));
+            assertEquals(1, take(b, f.queue, 100));
             assertEquals(last, b.ids[0]);
             b.complete(1);
             f.queue.publish();
@@ -114,12 +121,12 @@ class ReceiveBurstTest {
                 ids[i] = f.driver.post(Buffer.writable(f.buffer(64), 64));
             }
             ReceiveBurst b = new ReceiveBurst();
-            assertEquals(4, b.take(f.queue, 64, 64));
+            assertEquals(4, take(b, f.queue, 64));
             writeInto(b, 0, 64, 1);
             b.complete(1);
             assertEquals(1, f.queue.counters().chains, "three given back");
             assertFalse(f.queue.hasAvailable(), "given back for lack of frames: not new work until the driver adds some");
-            assertEquals(3, b.take(f.queue, 64, 64), "but the next burst takes them again");
+            assertEquals(3, take(b, f.queue, 64), "but the next burst takes them again");
             assertEquals(ids[1], b.ids[0]);
             assertEquals(ids[3], b.ids[2]);
             b.complete(3);
@@ -138,7 +145,7 @@ class ReceiveBurstTest {
             f.configure(f.freshBase(), 0);
             f.driver.post(Buffer.writable(f.buffer(64), 64));
             ReceiveBurst b = new ReceiveBurst();
-            assertEquals(0, b.take(f.queue, 64, 64));
+            assertEquals(0, take(b, f.queue, 64));
             assertTrue(f.queue.hasAvailable(), "left for next(), which logs what it writes");
             assertNotNull(f.queue.next());
         }
@@ -151,13 +158,66 @@ class ReceiveBurstTest {
             f.configure(f.freshBase(), 0);
             int bad = f.driver.post(Buffer.writable((1 << 20) - 32, 64)); // runs past the end of guest RAM
             ReceiveBurst b = new ReceiveBurst();
-            assertEquals(0, b.take(f.queue, 64, 64));
+            assertEquals(0, take(b, f.queue, 64));
             assertNull(f.queue.next(), "the parser refuses it and completes it empty");
             f.queue.publish();
             Used u = f.driver.awaitUsed(WAIT);
             assertEquals(bad, u.id());
             assertEquals(0, u.length());
             assertEquals(1, f.queue.counters().chainsRejected());
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(DriverQueue.Layout.class)
+    void shouldTakeEachChainForItsOwnFrameSoALongFrameEndsTheBurstOnlyWhereItIs(DriverQueue.Layout layout) throws Exception {
+        try (RingFixture f = RingFixture.of(layout, 16)) {
+            f.configure(f.freshBase(), 0);
+            for (int i = 0; i < 6; i++) {
+                f.driver.post(Buffer.writable(f.buffer(512), 512));
+            }
+            long[] frames = {60, 500, 60, 1514, 60, 60};
+            ReceiveBurst b = new ReceiveBurst();
+            assertEquals(3, b.take(f.queue, 64, 12, frames, 0), "header + 500 fits 512; header + 1514 does not");
+            b.complete(3);
+            assertEquals(0, b.take(f.queue, 64, 12, frames, 3), "the long frame is next: no burst");
+            assertEquals(2, b.take(f.queue, 64, 12, frames, 4), "after it, the rest go together");
+            b.complete(2);
+            assertEquals(1, b.take(f.queue, 1, 0, new long[] {1}, 0), "max 1 takes one");
+            b.complete(1);
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(DriverQueue.Layout.class)
+    void shouldRefuseToTakeABurstBeforeTheLastIsCompletedOrToCompleteMoreThanItTook(DriverQueue.Layout layout)
+            throws Exception {
+        try (RingFixture f = RingFixture.of(layout, 8)) {
+            f.configure(f.freshBase(), 0);
+            f.driver.post(Buffer.writable(f.buffer(64), 64));
+            f.driver.post(Buffer.writable(f.buffer(64), 64));
+            ReceiveBurst b = new ReceiveBurst();
+            org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> b.complete(1),
+                    "nothing taken yet");
+            assertEquals(2, take(b, f.queue, 64));
+            org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class, () -> take(b, f.queue, 64));
+            org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> b.complete(3));
+            b.complete(2);
+            b.complete(0);
+        }
+    }
+
+    @org.junit.jupiter.api.Test
+    void shouldStopAPackedBurstAtAnIdAlreadyInFlightAndLeaveItToNextWhichBreaksTheQueue() throws Exception {
+        try (RingFixture f = RingFixture.packed(8)) {
+            f.configure(f.freshBase(), 0);
+            long buf = f.buffer(64);
+            f.driver.writePackedDescriptor(0, buf, 64, 3, DriverQueue.F_WRITE | DriverQueue.availableFlags(1));
+            f.driver.writePackedDescriptor(1, buf, 64, 3, DriverQueue.F_WRITE | DriverQueue.availableFlags(1));
+            ReceiveBurst b = new ReceiveBurst();
+            assertEquals(1, take(b, f.queue, 64), "the second descriptor names id 3 again");
+            assertNull(f.queue.next(), "next() judges it");
+            assertTrue(f.queue.isBroken(), "an id in flight twice breaks the ring");
         }
     }
 }

@@ -383,7 +383,7 @@ class DirtyLogTest {
                 new BadLogBase("size 0", true, Payloads.logBase(0, 0), 1),
                 new BadLogBase("log longer than its file", true, Payloads.logBase(LOG_SIZE + 1, 0), 1),
                 new BadLogBase("log at an offset past its file", true, Payloads.logBase(8, LOG_SIZE), 1),
-                new BadLogBase("offset not a multiple of 8 (words are marked atomically)", true, Payloads.logBase(8, 4095), 1),
+                new BadLogBase("offset not a multiple of 8 (words are marked atomically)", true, Payloads.logBase(8, 4), 1),
                 new BadLogBase("size at 2^64 - 4096", true, Payloads.logBase(-PAGE, 0), 1),
                 new BadLogBase("offset at 2^63", true, Payloads.logBase(8, Long.MIN_VALUE), 1),
                 new BadLogBase("offset + size past 2^63", true, Payloads.logBase(PAGE, Long.MAX_VALUE - 100), 1),

@@ -243,6 +243,7 @@ final class PackedRing extends Ring {
         availPos = pos;
         availWrap = wrap;
         availableSeen = false;
+        starvedAt = -1; // taken again after a rewind: the device event must not name the old position
         chain.head(id);
         return true;
     }
@@ -251,16 +252,14 @@ final class PackedRing extends Ring {
     private void taken(int id, int slots, int entry, int from) {
         takenFrom[takenNext] = from;
         takenId[takenNext] = id;
-        if (++takenNext == size) {
-            takenNext = 0;
-        }
+        takenNext = takenNext + 1 == size ? 0 : takenNext + 1;
         inUse[id] = true;
         slotsOf[id] = slots;
         entryOf[id] = entry;
     }
 
     @Override
-    int takeBurst(ReceiveBurst b, int max, long minLength) {
+    int takeBurst(ReceiveBurst b, int max, long headroom, long[] lengths, int from) {
         if (resubmitNext < resubmitCount || inflight != null) {
             return 0;
         }
@@ -275,7 +274,7 @@ final class PackedRing extends Ring {
             long tail = ring.get(LE_LONG, d + LEN_OFFSET); // len and id; plain: after the acquire of the flags
             int len = (int) tail, id = (int) (tail >>> 32) & 0xFFFF;
             long addr = ring.get(LE_LONG, d);
-            int r = len < minLength || id >= size || inUse[id] ? -1 : memory.regionOf(addr, len);
+            int r = len < headroom + lengths[from + k] || id >= size || inUse[id] ? -1 : memory.regionOf(addr, len);
             if (r < 0) {
                 break;
             }
@@ -292,6 +291,7 @@ final class PackedRing extends Ring {
         availPos = pos;
         availWrap = wrap;
         availableSeen &= k == 0;
+        starvedAt = k > 0 ? -1 : starvedAt;
         return k;
     }
 

@@ -33,19 +33,23 @@ public final class ReceiveBurst {
 
     /**
      * Takes up to {@code max} (at most {@link #MAX}) available chains of {@code queue} that are
-     * each one writable buffer of at least {@code minLength} bytes; returns how many, 0 when the
-     * next chain is not such a one or the queue is not in the plain case. What an earlier burst took
-     * must be {@link #complete completed} first.
+     * each one writable buffer, chain {@code k} holding at least {@code headroom + lengths[from + k]}
+     * bytes (a header and frame {@code from + k}); returns how many, 0 when the next chain is not
+     * such a one or the queue is not in the plain case. What an earlier burst took must be
+     * {@link #complete completed} first ({@link IllegalStateException} otherwise).
      */
-    public int take(VirtQueue queue, int max, long minLength) {
+    public int take(VirtQueue queue, int max, long headroom, long[] lengths, int from) {
+        if (count > 0) {
+            throw new IllegalStateException(count + " chains of the last burst not completed");
+        }
         this.queue = queue;
-        count = 0;
         if (!queue.burstable()) {
             return 0;
         }
         Ring ring = queue.ring();
         memory = ring.memory;
-        count = ring.takeBurst(this, Math.min(max, MAX), Math.max(1, minLength));
+        count = ring.takeBurst(this, Math.min(Math.min(max, MAX), lengths.length - from), headroom,
+                lengths, from);
         queue.tookBurst(count);
         return count;
     }
@@ -80,6 +84,12 @@ public final class ReceiveBurst {
      * again later. Visible to the driver at {@link VirtQueue#publish()}.
      */
     public void complete(int n) {
+        if (n < 0 || n > count) {
+            throw new IllegalArgumentException("completing " + n + " of a burst of " + count);
+        }
+        if (count == 0) {
+            return;
+        }
         if (n < count) {
             queue.rewind(count - n);
         }

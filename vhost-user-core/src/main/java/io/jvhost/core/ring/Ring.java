@@ -70,12 +70,14 @@ abstract sealed class Ring permits SplitRing, PackedRing {
     abstract boolean take(DescriptorChain chain);
 
     /**
-     * Takes up to {@code max} chains that are each one writable buffer of at least
-     * {@code minLength} bytes into {@code burst} (ids and translated buffers), stopping before the
-     * first that is not, and returns how many; never latches the queue broken ({@link #take} judges
-     * what stopped the burst). Only without an inflight log and with nothing to resubmit.
+     * Takes up to {@code max} chains that are each one writable buffer long enough into
+     * {@code burst} (ids and translated buffers), stopping before the
+     * first that is not, and returns how many. What stopped the burst is left for {@link #take} to
+     * judge; only the driver's index moving by more than the ring (the check every read of it gets)
+     * latches the queue broken here. Chain {@code k} must hold {@code headroom + lengths[from + k]}
+     * bytes. Only without an inflight log and with nothing to resubmit.
      */
-    abstract int takeBurst(ReceiveBurst burst, int max, long minLength);
+    abstract int takeBurst(ReceiveBurst burst, int max, long headroom, long[] lengths, int from);
 
     /** Whether {@link #take} would find a chain; may latch the queue broken. */
     abstract boolean hasAvailable();

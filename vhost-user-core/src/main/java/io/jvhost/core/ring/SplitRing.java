@@ -192,6 +192,7 @@ final class SplitRing extends Ring {
             return false;
         }
         lastAvailIdx = (lastAvailIdx + 1) & 0xFFFF;
+        starvedAt = -1; // taken again after a rewind: avail_event must not name the old index
         if (parse(chain, desc, size, head, memory, indirect) == null && inflight != null) {
             inflight.mark(head);
         }
@@ -199,7 +200,7 @@ final class SplitRing extends Ring {
     }
 
     @Override
-    int takeBurst(ReceiveBurst b, int max, long minLength) {
+    int takeBurst(ReceiveBurst b, int max, long headroom, long[] lengths, int from) {
         if (resubmitNext < resubmitCount || inflight != null
                 || (availIdxCache == lastAvailIdx && (!refreshAvailIdx() || availIdxCache == lastAvailIdx))) {
             return 0;
@@ -211,7 +212,7 @@ final class SplitRing extends Ring {
             long d = (long) head * DESC_SIZE;
             int flags = head < size ? desc.get(DESC_U16, d + 12) : 0;
             int len = head < size ? desc.get(DESC_LEN, d + 8) : 0;
-            if ((flags & (F_NEXT | F_WRITE | F_INDIRECT)) != F_WRITE || len < minLength) {
+            if ((flags & (F_NEXT | F_WRITE | F_INDIRECT)) != F_WRITE || len < headroom + lengths[from + k]) {
                 break;
             }
             long addr = desc.get(DESC_ADDR, d);
@@ -225,6 +226,9 @@ final class SplitRing extends Ring {
             b.lengths[k] = len;
         }
         lastAvailIdx = (at + k) & 0xFFFF;
+        if (k > 0) {
+            starvedAt = -1; // taken again after a rewind: no longer starved there
+        }
         return k;
     }
 

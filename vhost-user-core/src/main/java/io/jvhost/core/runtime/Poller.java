@@ -190,8 +190,12 @@ public final class Poller implements Runnable, AutoCloseable {
         post(p -> p.stops.whenStopped(slot, () -> {
             try {
                 p.doAttach(slot, queue, config);
-            } catch (RuntimeException e) { // a check the control side missed: the queue stays inert, and still answered
-                queue.latchBroken("could not start: " + e);
+            } catch (RuntimeException e) { // a check the control side missed: the queue does not run, the start is answered
+                if (p.active[slot] == queue) {
+                    p.wakeups.unwatch(slot);
+                    p.active[slot] = null;
+                    p.activeCount--;
+                }
                 throw e; // counted and logged as a poller failure
             } finally {
                 controlOf[slot].execute(ack);
