@@ -4,7 +4,7 @@ import io.jvhost.core.device.VirtioFeatures;
 import io.jvhost.core.memory.DirtyLog;
 import io.jvhost.core.ring.ChainCursor;
 import io.jvhost.core.ring.DescriptorChain;
-import io.jvhost.core.ring.ReceiveBurst;
+import io.jvhost.core.ring.BufferBurst;
 import io.jvhost.core.ring.VirtQueue;
 
 import java.lang.foreign.Arena;
@@ -53,7 +53,7 @@ public final class GuestNic {
         /** Walks the receive chains; the pair's poller thread only. */
         final ChainCursor cursor = new ChainCursor();
         /** Receive buffers taken a burst at a time ({@link #deliver(int, MemorySegment[], long[], long[], int)}); the poller. */
-        final ReceiveBurst burst = new ReceiveBurst();
+        final BufferBurst burst = new BufferBurst();
         /** Completes offloads the guest did not accept; created on first need, the pair's poller only. */
         Segmenter segmenter;
         final NetHeader plain = new NetHeader();
@@ -164,8 +164,8 @@ public final class GuestNic {
                 return done;
             }
             int hdr = device.headerLength();
-            ReceiveBurst b = p.burst;
-            int n = b.take(q, count - done, hdr, lengths, done); // each chain big enough for its own frame
+            BufferBurst b = p.burst;
+            int n = b.takeWritable(q, count - done, hdr, lengths, done); // each chain big enough for its own frame
             if (n == 0) {
                 int r = deliverPlain(p, frames[done], offsets[done], lengths[done]);
                 if (r == NO_BUFFERS || r == NOT_RUNNING) {

@@ -17,6 +17,7 @@ import static io.jvhost.core.ring.PackedLayout.EVENT_DESC;
 import static io.jvhost.core.ring.PackedLayout.EVENT_DISABLE;
 import static io.jvhost.core.ring.PackedLayout.EVENT_ENABLE;
 import static io.jvhost.core.ring.PackedLayout.F_NEXT;
+import static io.jvhost.core.ring.PackedLayout.F_WRITE;
 import static io.jvhost.core.ring.PackedLayout.FLAGS_OFFSET;
 import static io.jvhost.core.ring.PackedLayout.LEN_OFFSET;
 import static io.jvhost.core.ring.PackedLayout.isAvailable;
@@ -259,7 +260,7 @@ final class PackedRing extends Ring {
     }
 
     @Override
-    int takeBurst(ReceiveBurst b, int max, long headroom, long[] lengths, int from) {
+    int takeBurst(BufferBurst b, int max, long headroom, long[] lengths, int from, boolean writable) {
         if (resubmitNext < resubmitCount || inflight != null) {
             return 0;
         }
@@ -267,21 +268,16 @@ final class PackedRing extends Ring {
         for (; k < max; k++) {
             int flags = flagsAcquire(pos);
             if (!isAvailable(flags, wrap)
-                    || (flags & (F_NEXT | PackedLayout.F_WRITE | PackedLayout.F_INDIRECT)) != PackedLayout.F_WRITE) {
+                    || (flags & (F_NEXT | F_WRITE | PackedLayout.F_INDIRECT)) != (writable ? F_WRITE : 0)) {
                 break;
             }
             long d = (long) pos * DESC_SIZE;
             long tail = ring.get(LE_LONG, d + LEN_OFFSET); // len and id; plain: after the acquire of the flags
             int len = (int) tail, id = (int) (tail >>> 32) & 0xFFFF;
-            long addr = ring.get(LE_LONG, d);
-            int r = len < headroom + lengths[from + k] || id >= size || inUse[id] ? -1 : memory.regionOf(addr, len);
-            if (r < 0) {
+            if (len < headroom + lengths[from + k] || id >= size || inUse[id]
+                    || !b.put(k, id, ring.get(LE_LONG, d), len, memory)) {
                 break;
             }
-            b.ids[k] = id;
-            b.regions[k] = r;
-            b.offsets[k] = addr - memory.gpaBase(r);
-            b.lengths[k] = len;
             taken(id, 1, -1, pos | wrap << 15);
             if (++pos == size) {
                 pos = 0;

@@ -70,14 +70,15 @@ abstract sealed class Ring permits SplitRing, PackedRing {
     abstract boolean take(DescriptorChain chain);
 
     /**
-     * Takes up to {@code max} chains that are each one writable buffer long enough into
+     * Takes up to {@code max} chains that are each one buffer, writable or readable as
+     * {@code writable} says and long enough, into
      * {@code burst} (ids and translated buffers), stopping before the
      * first that is not, and returns how many. What stopped the burst is left for {@link #take} to
      * judge; only the driver's index moving by more than the ring (the check every read of it gets)
      * latches the queue broken here. Chain {@code k} must hold {@code headroom + lengths[from + k]}
      * bytes. Only without an inflight log and with nothing to resubmit.
      */
-    abstract int takeBurst(ReceiveBurst burst, int max, long headroom, long[] lengths, int from);
+    abstract int takeBurst(BufferBurst burst, int max, long headroom, long[] lengths, int from, boolean writable);
 
     /** Whether {@link #take} would find a chain; may latch the queue broken. */
     abstract boolean hasAvailable();

@@ -200,7 +200,7 @@ final class SplitRing extends Ring {
     }
 
     @Override
-    int takeBurst(ReceiveBurst b, int max, long headroom, long[] lengths, int from) {
+    int takeBurst(BufferBurst b, int max, long headroom, long[] lengths, int from, boolean writable) {
         if (resubmitNext < resubmitCount || inflight != null
                 || (availIdxCache == lastAvailIdx && (!refreshAvailIdx() || availIdxCache == lastAvailIdx))) {
             return 0;
@@ -212,18 +212,12 @@ final class SplitRing extends Ring {
             long d = (long) head * DESC_SIZE;
             int flags = head < size ? desc.get(DESC_U16, d + 12) : 0;
             int len = head < size ? desc.get(DESC_LEN, d + 8) : 0;
-            if ((flags & (F_NEXT | F_WRITE | F_INDIRECT)) != F_WRITE || len < headroom + lengths[from + k]) {
+            if ((flags & (F_NEXT | F_WRITE | F_INDIRECT)) != (writable ? F_WRITE : 0) || len < headroom + lengths[from + k]) {
                 break;
             }
-            long addr = desc.get(DESC_ADDR, d);
-            int r = memory.regionOf(addr, len);
-            if (r < 0) {
+            if (!b.put(k, head, desc.get(DESC_ADDR, d), len, memory)) {
                 break;
             }
-            b.ids[k] = head;
-            b.regions[k] = r;
-            b.offsets[k] = addr - memory.gpaBase(r);
-            b.lengths[k] = len;
         }
         lastAvailIdx = (at + k) & 0xFFFF;
         if (k > 0) {

@@ -278,16 +278,17 @@ public final class VirtQueue {
         }
     }
 
-    /** Whether a {@link ReceiveBurst} may take chains: the plain case, nothing logged, tracked or resubmitted. */
+    /** Whether a {@link BufferBurst} may take chains: the plain case, nothing logged, tracked or resubmitted. */
     boolean burstable() {
         return !broken && log == null && !tracked && ring.resubmitPending() == 0;
     }
 
-    /** A {@link ReceiveBurst} took {@code n} chains of one writable buffer each (0: the caller goes on with {@link #next()}). */
-    void tookBurst(int n) {
+    /** A {@link BufferBurst} took {@code n} one-buffer chains, {@code read} readable bytes in all (0: next() goes on). */
+    void tookBurst(int n, long read) {
         if (n > 0) {
             counters.chains += n;
             counters.descriptors += n;
+            counters.bytesRead += read;
             starved = false;
         }
     }

@@ -244,8 +244,10 @@ final class Vrings {
         // region whose address and mmap offset disagree modulo 16 misaligns rings whose addresses
         // the frontend aligned (QEMU's never do).
         if ((desc.address() & 15) != 0 || (avail.address() & (packed ? 3 : 1)) != 0 || (used.address() & 3) != 0) {
-            return refuse(i, v, String.format("rings not aligned in guest memory as mapped (desc 0x%x avail 0x%x used 0x%x:"
-                    + " 16, %d and 4 bytes needed)", a.descHva(), a.availHva(), a.usedHva(), packed ? 4 : 2));
+            return refuse(i, v, String.format("rings at 0x%x, 0x%x, 0x%x land %d, %d and %d bytes past 16-byte alignment"
+                    + " in our mapping (a region whose address and mmap offset disagree); 16, %d and 4 needed",
+                    a.descHva(), a.availHva(), a.usedHva(), desc.address() & 15, avail.address() & 15, used.address() & 15,
+                    packed ? 4 : 2));
         }
         long base = v.baseSet ? v.base : QueueConfig.KEEP_BASE;
         if (base != QueueConfig.KEEP_BASE) {
