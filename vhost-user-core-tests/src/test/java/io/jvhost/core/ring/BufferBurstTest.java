@@ -265,4 +265,19 @@ class BufferBurstTest {
             assertEquals(last, f.usedId(0), "one element, naming the last chain, stands for them (virtio 1.2 2.7.9)");
         }
     }
+
+    @org.junit.jupiter.api.Test
+    void shouldStopABurstAtAHeadOutOfRangeWithoutReadingPastTheTableAndLeaveItToNextWhichBreaksTheRing() throws Exception {
+        try (RingFixture f = RingFixture.of(DriverQueue.Layout.SPLIT, 8)) {
+            f.configure(0, 0);
+            f.driver.post(Buffer.readable(f.buffer(60), 60));
+            f.driver.makeAvailable(8 + 3); // no such descriptor: the table has 8
+            BufferBurst b = new BufferBurst();
+            assertEquals(1, b.takeReadable(f.queue, 64, 0), "the burst ends before the bad head");
+            b.complete(1);
+            assertEquals(0, b.takeReadable(f.queue, 64, 0));
+            assertNull(f.queue.next());
+            assertTrue(f.queue.isBroken());
+        }
+    }
 }

@@ -31,6 +31,8 @@ public final class ChainFuzzTarget implements FuzzTarget {
     private static final int MAX_TOUCH = 1 << 17;
     private final MemorySegment scratch = Arena.ofAuto().allocate(MAX_TOUCH);
     private final ChainCursor cursor = new ChainCursor();
+    private final BufferBurst burst = new BufferBurst();
+    private static final long[] NO_FRAMES = new long[BufferBurst.MAX];
 
     @Override
     public String name() {
@@ -98,7 +100,22 @@ public final class ChainFuzzTarget implements FuzzTarget {
         int availBefore = f.queue.position().lastAvailIdx();
         long rejectedBefore = f.queue.counters().chainsRejected();
         int guard = 0;
-        for (DescriptorChain c; (c = f.queue.next()) != null; ) {
+        int mode = in.below(3); // chain by chain, or bursts of one-buffer chains to write or to read first
+        while (true) {
+            if (mode > 0) {
+                int n = burst(f, in, size, mode == 1, features, java.util.List.of());
+                if (n > 0) {
+                    guard += n;
+                    if (guard > 2 * size + 1) {
+                        throw new AssertionError("bursts took more chains than were made available");
+                    }
+                    continue;
+                }
+            }
+            DescriptorChain c = f.queue.next();
+            if (c == null) {
+                break;
+            }
             if (++guard > 2 * size + 1) {
                 throw new AssertionError("the queue handed out more chains than were made available");
             }
@@ -121,6 +138,51 @@ public final class ChainFuzzTarget implements FuzzTarget {
                 throw new AssertionError("used index published " + f.driver.usedIdx() + ", device at " + f.queue.position().usedIdx());
             }
         }
+    }
+
+    /**
+     * Takes a burst of one-buffer chains (writable or readable), checks every buffer lies inside
+     * guest memory, is as long as asked, and (packed) that no id comes twice or is among
+     * {@code inFlight}, touches its first and last
+     * byte as a device would, then completes them, sometimes giving the last ones back; returns how
+     * many were completed.
+     */
+    int burst(RingFixture f, FuzzInput in, int size, boolean writable, Features features,
+              java.util.Collection<Integer> inFlight) {
+        int headroom = in.below(4) == 3 ? 16 : 0;
+        int max = 1 + in.below(BufferBurst.MAX);
+        int n = writable ? burst.takeWritable(f.queue, max, headroom, NO_FRAMES, 0)
+                : burst.takeReadable(f.queue, max, headroom);
+        if (n == 0) {
+            return 0;
+        }
+        java.util.BitSet ids = new java.util.BitSet();
+        for (int i = 0; i < n; i++) {
+            MemorySegment m = burst.memory(i);
+            long at = burst.offset(i), len = burst.length(i);
+            // A split ring's driver may make a head available twice (its own bug; next() takes it twice too).
+            boolean twice = f.isPacked() && (ids.get(burst.ids[i]) || inFlight.contains(burst.ids[i]));
+            if (len < Math.max(1, headroom) || at < 0 || at + len > m.byteSize() || burst.ids[i] >= size || twice) {
+                throw new AssertionError("burst entry " + i + " of " + n + ": id " + burst.ids[i] + ", " + len + " bytes at "
+                        + at + " of a region of " + m.byteSize());
+            }
+            ids.set(burst.ids[i]);
+            if (writable) {
+                m.set(ValueLayout.JAVA_BYTE, at, (byte) 1);
+                m.set(ValueLayout.JAVA_BYTE, at + len - 1, (byte) 1);
+                burst.written(i, len);
+            } else {
+                m.get(ValueLayout.JAVA_BYTE, at);
+                m.get(ValueLayout.JAVA_BYTE, at + len - 1);
+            }
+        }
+        int keep = in.below(4) == 3 ? in.below(n + 1) : n;
+        burst.complete(keep);
+        features.hit(writable ? "burst-writable" : "burst-readable");
+        if (keep < n) {
+            features.hit("burst-gave-back");
+        }
+        return keep;
     }
 
     /** Reads every readable and writes every writable byte as a device would; returns the bytes written. */

@@ -106,7 +106,15 @@ public final class PackedChainFuzzTarget implements FuzzTarget {
         long buffers = 0;
         int streak = 0; // the newest chains taken, none completed since and no chain refused in between: may be given back
         long rejected = f.queue.counters().chainsRejected();
-        for (DescriptorChain c; (c = f.queue.next()) != null; ) {
+        while (true) {
+            if (in.below(4) == 0 && walker.burst(f, in, size, in.bool(), features, taken) > 0) {
+                streak = 0; // one-buffer chains taken and used together, beside those in flight
+                continue;
+            }
+            DescriptorChain c = f.queue.next();
+            if (c == null) {
+                break;
+            }
             if (taken.size() >= size) {
                 throw new AssertionError("the queue handed out more chains than the ring holds");
             }

@@ -76,10 +76,10 @@ public final class BufferBurst {
 
     /**
      * Records the one buffer of chain {@code id} as entry {@code k}, for the rings' takeBurst;
-     * false, recording nothing, when it is not inside one region of {@code memory}.
+     * false, recording nothing, when it is empty or not inside one region of {@code memory}.
      */
     boolean put(int k, int id, long addr, int len, GuestMemory memory) {
-        int r = memory.regionOf(addr, len);
+        int r = len > 0 ? memory.regionOf(addr, len) : -1;
         if (r < 0) {
             return false;
         }

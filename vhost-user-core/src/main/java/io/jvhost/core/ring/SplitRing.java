@@ -209,9 +209,12 @@ final class SplitRing extends Ring {
         int at = lastAvailIdx, mask = size - 1, k = 0;
         for (; k < n; k++) { // plain reads: after the acquire of the avail index
             int head = Short.toUnsignedInt(avail.get(LE_SHORT, RING_OFFSET + 2L * ((at + k) & mask)));
+            if (head >= size) {
+                break; // take() latches the ring broken for it
+            }
             long d = (long) head * DESC_SIZE;
-            int flags = head < size ? desc.get(DESC_U16, d + 12) : 0;
-            int len = head < size ? desc.get(DESC_LEN, d + 8) : 0;
+            int flags = desc.get(DESC_U16, d + 12);
+            int len = desc.get(DESC_LEN, d + 8);
             if ((flags & (F_NEXT | F_WRITE | F_INDIRECT)) != (writable ? F_WRITE : 0) || len < headroom + lengths[from + k]) {
                 break;
             }
