@@ -156,7 +156,7 @@ public final class NbdStore implements BlockStore {
     /** System.nanoTime() when the connection went away; meaningful while {@link #channel} is null. */
     private long downSince;
     private long outage;
-    private boolean failing;
+    private volatile boolean failing;
     private final Reconnect reconnect = new Reconnect("reconnect", () -> {
         if (channel == null) {
             connect(null);
@@ -383,6 +383,17 @@ public final class NbdStore implements BlockStore {
     public void close() {
         if (closed) {
             return;
+        }
+        // Closed while reconnecting (the server just came back): give the reconnect a moment, so the
+        // final flush goes out instead of reporting writes as possibly lost.
+        long until = System.nanoTime() + Math.min(options.timeout().toNanos(), TimeUnit.SECONDS.toNanos(5));
+        while (!connectedNow && !failing && System.nanoTime() - until < 0) {
+            try {
+                Thread.sleep(20);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                break;
+            }
         }
         closed = true;
         CompletableFuture<Integer> flushed = new CompletableFuture<>();
