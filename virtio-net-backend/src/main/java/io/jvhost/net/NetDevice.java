@@ -310,10 +310,11 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
             int hdr = headerLength();
             boolean offloaded = hostOffloads();
             header.clear();
+            boolean bursts = !offloaded;
             while (done < budget) {
                 // Frames each in one buffer with its header, as drivers send them: a burst at a
                 // time. With offloads each header is read and checked: the chain-by-chain way.
-                int n = offloaded ? 0 : burst.takeReadable(q, budget - done, hdr);
+                int n = bursts ? burst.takeReadable(q, budget - done, hdr) : 0;
                 if (n > 0) {
                     sendBurst(n, hdr);
                     done += n;
@@ -323,6 +324,9 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
                 if (c == null) {
                     break;
                 }
+                // A frame in several buffers (a Linux guest puts the header apart when it cannot push
+                // it in front): the next ones likely are too, so no burst is tried until one is not.
+                bursts = !offloaded && c.count() == 1;
                 done++;
                 long length = c.readableLength() - hdr;
                 if (offloaded && length >= ETHERNET_HEADER && !readHeader(c, length)) {

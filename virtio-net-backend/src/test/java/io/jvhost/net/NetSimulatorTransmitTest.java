@@ -173,6 +173,30 @@ class NetSimulatorTransmitTest {
         assertEquals(0, rig.counters(0).txDropped);
     }
 
+    @Test
+    void shouldHandThePortEveryFrameInOrderWhenOneBufferAndSplitFramesShareOneKick() throws Exception {
+        serve(MODERN);
+        int[][] shapes = {{}, {12}, {}, {}, {5, 12}, {}, {12}, {12}, {}, {30}, {}, {}, {12}, {}};
+        DriverQueue q = rig.tx(0);
+        byte[][] frames = new byte[shapes.length][];
+        for (int i = 0; i < shapes.length; i++) { // all made available before the one kick: one batch for the device
+            frames[i] = frame(60 + 37 * i, i);
+            int head = q.chain(rig.readable(rig.packet(frames[i]), shapes[i]));
+            rig.outstanding(1, head);
+            q.makeAvailable(head);
+        }
+        q.kick();
+
+        for (byte[] f : frames) {
+            assertPortGets(f);
+        }
+        for (int i = 0; i < shapes.length; i++) {
+            assertEquals(0, rig.awaitTx(0).length(), "transmit chains complete with 0 bytes written");
+        }
+        assertEquals(shapes.length, rig.counters(0).txFrames);
+        assertEquals(0, rig.counters(0).txDropped);
+    }
+
     @ParameterizedTest(name = "mergeable={0}")
     @ValueSource(booleans = {false, true})
     void shouldStripTheTwelveByteHeaderWithVersion1(boolean mergeable) throws Exception {
