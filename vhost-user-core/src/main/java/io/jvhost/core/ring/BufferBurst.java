@@ -28,7 +28,8 @@ public final class BufferBurst {
     final int[] ids = new int[MAX];
     final int[] regions = new int[MAX];
     final long[] offsets = new long[MAX];
-    final int[] lengths = new int[MAX];
+    /** Per chain taken: its one buffer's length. */
+    final int[] sizes = new int[MAX];
     private final long[] written = new long[MAX];
     private GuestMemory memory = GuestMemory.EMPTY;
     private VirtQueue queue;
@@ -67,7 +68,7 @@ public final class BufferBurst {
         int n = ring.takeBurst(this, Math.min(max, MAX), headroom, lengths, from, writable);
         long read = 0;
         for (int i = 0; i < n && !writable; i++) {
-            read += this.lengths[i];
+            read += sizes[i];
         }
         queue.tookBurst(n, read);
         count = n;
@@ -86,7 +87,7 @@ public final class BufferBurst {
         ids[k] = id;
         regions[k] = r;
         offsets[k] = addr - memory.gpaBase(r);
-        lengths[k] = len;
+        sizes[k] = len;
         return true;
     }
 
@@ -106,7 +107,7 @@ public final class BufferBurst {
 
     /** The length of buffer {@code i}: at least what was asked. */
     public int length(int i) {
-        return lengths[i];
+        return sizes[i];
     }
 
     /** Buffer {@code i} will be used with {@code length} bytes written (by default 0). */
