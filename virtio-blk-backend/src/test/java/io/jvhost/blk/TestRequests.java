@@ -1,7 +1,9 @@
 package io.jvhost.blk;
 
+import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.stream.LongStream;
 
 /**
  * Block requests made by hand, each remembering how it completed: for unit tests of a store's
@@ -22,6 +24,20 @@ public final class TestRequests {
         r.length = length;
         r.durable = durable;
         return new Recorded(r, statuses);
+    }
+
+    /**
+     * A READ or WRITE whose data lies in guest segments of {@code lengths} bytes, one after the
+     * other from byte 0 of {@code memory} (a length of 0: an empty segment).
+     */
+    public static Recorded inSegments(BlockRequest.Type type, MemorySegment memory, long... lengths) {
+        Recorded rec = of(type, 0, LongStream.of(lengths).sum(), false);
+        long at = 0;
+        for (long length : lengths) {
+            rec.request().addSegment(memory, at, length, at);
+            at += length;
+        }
+        return rec;
     }
 
     /** A DISCARD or WRITE_ZEROES of the ranges {@code offsetsAndLengths} (offset, length, offset, length...). */
