@@ -45,7 +45,7 @@ class PackedInflightTest {
         arena = Arena.ofConfined();
         region = arena.allocate(PackedInflightLog.queueRegionSize(SIZE), 64);
         PackedInflightLog.initialize(region, SIZE);
-        f.queue.inflight(region, SIZE);
+        f.queue.inflight(region);
         f.configure(f.freshBase(), 0);
     }
 

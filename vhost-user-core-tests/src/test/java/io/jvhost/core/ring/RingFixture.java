@@ -146,7 +146,7 @@ final class RingFixture implements AutoCloseable {
     VirtQueue restart(MemorySegment inflight, long base, int options) {
         boolean packed = isPacked();
         VirtQueue q = new VirtQueue(0);
-        q.inflight(inflight, size);
+        q.inflight(inflight);
         q.configure(size, memory.translateHva(driver.descHva(), 16L * size),
                 memory.translateHva(driver.availHva(), packed ? 4 : 6 + 2L * size),
                 memory.translateHva(driver.usedHva(), packed ? 4 : 6 + 8L * size), memory, base,

@@ -180,7 +180,7 @@ public final class VirtQueue {
      * with null. Takes effect, with recovery, at the next {@link #configure}. Control thread, while
      * detached.
      */
-    public void inflight(MemorySegment region, int queueSize) {
+    public void inflight(MemorySegment region) {
         this.inflightRegion = region;
     }
 

@@ -24,7 +24,7 @@ public record QueueConfig(int index, int size, MemorySegment desc, MemorySegment
     /** Points {@code q} at this configuration. Poller thread, with the queue detached. */
     void configure(VirtQueue q) {
         long b = base == KEEP_BASE ? q.position().base() : base;
-        q.inflight(inflight, size);
+        q.inflight(inflight);
         q.dirtyLog(log, descGpa, deviceAreaGpa);
         q.configure(size, desc, driverArea, deviceArea, memory, b, options, errFd);
     }
