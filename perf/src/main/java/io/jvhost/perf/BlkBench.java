@@ -309,6 +309,7 @@ public final class BlkBench extends Bench<BlkBench.Options> {
         List<List<Run>> runs = Rounds.alternate(targets.size(), options.runs, (t, r) -> {
             String placed = placement.sample();
             Run run = runOnce(loop, targets.get(t), w, queues, r);
+            placed += placement.after();
             out.printf("  %-13s qd=%-2d q=%d %-11s run %d (%s): %s%n", w.name(), w.depth(), queues, targets.get(t), r + 1, placed,
                     run.error != null ? "FAILED " + run.error
                             : String.format("%.0f IOPS, p99 %.1f us, %.0f cpu ns/req, %.3f kicks/req, %d errors%s", run.iops,

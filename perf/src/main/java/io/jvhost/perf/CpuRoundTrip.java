@@ -21,28 +21,56 @@ final class CpuRoundTrip {
     private static final long GIVE_UP_NANOS = 1_000_000_000L;
 
     private final int cpuA, cpuB;
-    private final List<Double> samples = new ArrayList<>();
+    /** Per run, in run order: the round trip before it, and after it when measured ("81" or "81/430"). */
+    private final List<String> samples = new ArrayList<>();
+    private double before = Double.NaN;
 
     CpuRoundTrip(int cpuA, int cpuB) {
         this.cpuA = cpuA;
         this.cpuB = cpuB;
     }
 
-    /** Measures once, remembers it, and returns it for the run's line, e.g. "CPUs 0-1 round trip 81 ns". */
+    /** Measures before a run, remembers it, and returns it for the run's line, e.g. "CPUs 0-1 round trip 81 ns". */
     String sample() throws InterruptedException {
-        measure(cpuA, cpuB); // the first pass runs partly interpreted: it reads up to 4x high
-        double ns = measure(cpuA, cpuB);
-        if (Double.isNaN(ns)) {
+        before = twice();
+        if (Double.isNaN(before)) {
             return "CPUs " + cpuA + "-" + cpuB + " round trip not measured";
         }
-        samples.add(ns);
-        return String.format("CPUs %d-%d round trip %.0f ns", cpuA, cpuB, ns);
+        samples.add(String.format("%.0f", before));
+        return String.format("CPUs %d-%d round trip %.0f ns", cpuA, cpuB, before);
     }
 
-    /** What the report's metadata keeps: each sample in run order. */
+    /**
+     * Measures again after the run and returns what to add to its line, e.g. ", 430 ns after: moved
+     * during the run" (empty when not measured). The host can move the vCPUs in the middle of a run:
+     * a run whose two round trips are far apart mixes both placements and compares with neither.
+     */
+    String after() throws InterruptedException {
+        if (Double.isNaN(before)) {
+            return "";
+        }
+        double ns = twice();
+        if (Double.isNaN(ns)) {
+            return "";
+        }
+        samples.set(samples.size() - 1, String.format("%.0f/%.0f", before, ns));
+        return String.format(", %.0f ns after%s", ns, moved(before, ns) ? ": moved during the run" : "");
+    }
+
+    /** Whether two round trips are from different placements: one over twice the other. */
+    static boolean moved(double a, double b) {
+        return Math.max(a, b) > 2 * Math.min(a, b);
+    }
+
+    /** What the report's metadata keeps: each run's round trips in run order. */
     String summary() {
-        return samples.isEmpty() ? "not measured" : samples.stream().map(s -> String.format("%.0f", s)).toList()
-                + " ns, in run order (two threads pinned to the frontend's and the backend's CPU handing a cache line back and forth)";
+        return samples.isEmpty() ? "not measured" : samples
+                + " ns, in run order, before/after each run (two threads pinned to the frontend's and the backend's CPU handing a cache line back and forth)";
+    }
+
+    private double twice() throws InterruptedException {
+        measure(cpuA, cpuB); // the first pass runs partly interpreted: it reads up to 4x high
+        return measure(cpuA, cpuB);
     }
 
     /** Nanoseconds per round trip between threads on {@code a} and {@code b}; NaN when either cannot be pinned there or it takes over a second. */

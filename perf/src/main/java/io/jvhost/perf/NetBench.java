@@ -174,6 +174,7 @@ public final class NetBench extends Bench<NetBench.Options> {
         List<List<Run>> runs = Rounds.alternate(backends.size(), options.runs, (b, r) -> {
             String placed = placement.sample();
             Run run = runOnce(loop, backends.get(b), dir, size, mrg, qp);
+            placed += placement.after();
             out.printf("  %-4s %4d B mrg=%d %s qp=%d %-15s run %d (%s): %s%n", dir, size, mrg ? 1 : 0, packed ? "packed" : "split",
                     qp, backends.get(b), r + 1, placed,
                     run.error != null ? "FAILED " + run.error

@@ -6,6 +6,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -22,17 +23,27 @@ class CpuRoundTripTest {
     }
 
     @Test
-    void shouldKeepEachSampleInRunOrderForTheReport() throws InterruptedException {
+    void shouldKeepEachRunsRoundTripsBeforeAndAfterInRunOrderForTheReport() throws InterruptedException {
         CpuRoundTrip placement = new CpuRoundTrip(0, 1);
         assertTrue(placement.sample().matches("CPUs 0-1 round trip \\d+ ns"));
+        assertTrue(placement.after().matches(", \\d+ ns after(: moved during the run)?"));
         placement.sample();
-        assertTrue(placement.summary().matches("\\[\\d+, \\d+\\] ns, in run order .*"), placement.summary());
+        assertTrue(placement.summary().matches("\\[\\d+/\\d+, \\d+\\] ns, in run order, before/after each run .*"), placement.summary());
+    }
+
+    @Test
+    void shouldCallTwoRoundTripsDifferentPlacementsOnlyWhenOneIsOverTwiceTheOther() {
+        assertTrue(CpuRoundTrip.moved(80, 430));
+        assertTrue(CpuRoundTrip.moved(430, 80));
+        assertFalse(CpuRoundTrip.moved(80, 150));
+        assertFalse(CpuRoundTrip.moved(410, 480));
     }
 
     @Test
     void shouldSayNotMeasuredForACpuThisProcessMayNotUse() throws InterruptedException {
         CpuRoundTrip placement = new CpuRoundTrip(0, 1023);
         assertEquals("CPUs 0-1023 round trip not measured", placement.sample());
+        assertEquals("", placement.after(), "nothing to add when the run's placement was not measured");
         assertEquals("not measured", placement.summary());
     }
 }
