@@ -192,9 +192,7 @@ public final class Poller implements Runnable, AutoCloseable {
                 p.doAttach(slot, queue, config);
             } catch (RuntimeException e) { // a check the control side missed: the queue does not run, the start is answered
                 if (p.active[slot] == queue) {
-                    p.wakeups.unwatch(slot);
-                    p.active[slot] = null;
-                    p.activeCount--;
+                    p.deactivate(slot);
                 }
                 throw e; // counted and logged as a poller failure
             } finally {
@@ -253,10 +251,15 @@ public final class Poller implements Runnable, AutoCloseable {
         q.publish();
         safeCall(i, () -> handlers[i].stopped(q));
         q.publish();
+        deactivate(i);
+        stops.begin(i, q, ack);
+    }
+
+    /** Takes the queue in slot {@code i} off the running set: no more chains, kicks or device wakeups. */
+    private void deactivate(int i) {
         wakeups.unwatch(i);
         active[i] = null;
         activeCount--;
-        stops.begin(i, q, ack);
     }
 
     /** The handler in {@code slot}. */
