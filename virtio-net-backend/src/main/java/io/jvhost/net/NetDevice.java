@@ -331,14 +331,8 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
                 long length = c.readableLength() - hdr;
                 if (offloaded && length >= ETHERNET_HEADER && !readHeader(c, length)) {
                     pair.counters.txBadHeader++;
-                } else if (length < ETHERNET_HEADER || length > (header.isGso() ? NetHeader.MAX_GSO_FRAME : maxFrame())) {
-                    pair.counters.txDropped++;
-                } else {
-                    pair.counters.txFrames++;
-                    pair.counters.txBytes += length;
-                    if (frame(c, hdr, length)) {
-                        port.onFrame(nic, pair.index, header, frameMemory, frameOffset, length);
-                    }
+                } else if (counted(length, header.isGso() ? NetHeader.MAX_GSO_FRAME : maxFrame()) && frame(c, hdr, length)) {
+                    port.onFrame(nic, pair.index, header, frameMemory, frameOffset, length);
                 }
                 q.complete(c, 0);
             }
@@ -351,16 +345,23 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
             return done;
         }
 
+        /** Counts a frame of {@code length} bytes as sent, or as dropped when shorter than an Ethernet header or longer than {@code max}; whether it goes on. */
+        private boolean counted(long length, long max) {
+            if (length < ETHERNET_HEADER || length > max) {
+                pair.counters.txDropped++;
+                return false;
+            }
+            pair.counters.txFrames++;
+            pair.counters.txBytes += length;
+            return true;
+        }
+
         /** Hands the frames of the {@code n} chains just taken to the port, then uses them all. */
         private void sendBurst(int n, int hdr) {
             int max = maxFrame();
             for (int i = 0; i < n; i++) {
                 long length = burst.length(i) - hdr;
-                if (length < ETHERNET_HEADER || length > max) {
-                    pair.counters.txDropped++;
-                } else {
-                    pair.counters.txFrames++;
-                    pair.counters.txBytes += length;
+                if (counted(length, max)) {
                     port.onFrame(nic, pair.index, header, burst.memory(i), burst.offset(i) + hdr, length);
                 }
             }
