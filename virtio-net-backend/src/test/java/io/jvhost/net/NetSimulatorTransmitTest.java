@@ -261,6 +261,30 @@ class NetSimulatorTransmitTest {
     }
 
     @Test
+    void shouldRefuseAHeaderAloneInTheLastBytesOfGuestMemoryAmongGoodFramesOfOneKick() throws Exception {
+        serve(MODERN);
+        DriverQueue q = rig.tx(0);
+        long last = q.ram().size() - HEADER; // a read one byte past this buffer would leave guest memory
+        byte[] before = frame(60, 1), after = frame(60, 2);
+        Buffer[][] chains = {rig.readable(rig.packet(before)), {Buffer.readable(last, HEADER)},
+                rig.readable(rig.packet(after))};
+        for (Buffer[] c : chains) { // all made available before the one kick: one burst for the device
+            int head = q.chain(c);
+            rig.outstanding(1, head);
+            q.makeAvailable(head);
+        }
+        q.kick();
+
+        assertPortGets(before);
+        assertPortGets(after);
+        for (int i = 0; i < chains.length; i++) {
+            assertEquals(0, rig.awaitTx(0).length(), "every chain is used, the header alone too");
+        }
+        assertEquals(1, rig.counters(0).txDropped);
+        assertEquals(2, rig.counters(0).txFrames);
+    }
+
+    @Test
     void shouldAcceptFramesUpToMtuPlusEthernetHeaderAndVlanTagAndRefuseLongerOnes() throws Exception {
         serve(MODERN);
         assertEquals(1500 + 18, rig.device.nic().maxFrame());
