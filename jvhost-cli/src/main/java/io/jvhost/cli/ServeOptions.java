@@ -47,7 +47,7 @@ public final class ServeOptions {
     @Option(names = "--busy-poll", description = "Spin on the rings instead of sleeping on kicks (lowest latency, a core per poller); as --idle busy.")
     boolean busyPoll;
 
-    @Option(names = "--idle", paramLabel = "MODE", description = {"What a poller does when its rings are empty: adaptive (default: spin 20 us,"
+    @Option(names = "--idle", paramLabel = "MODE", description = {"What a poller does when its rings are empty: adaptive (default: spin 5 us,"
             + " yield until 100 us, then sleep on kicks; a window that keeps missing the traffic shrinks to nothing), event (sleep on kicks at once: least CPU) or busy (spin: least latency)."})
     String idle;
 

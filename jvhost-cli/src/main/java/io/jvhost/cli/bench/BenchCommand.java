@@ -246,7 +246,7 @@ public final class BenchCommand implements Runnable {
     static final class Blk extends EndToEnd<BlkBench.Options> {
         @Option(names = "--workloads", split = ",", description = "randread-4k, randwrite-4k, seqread-128k, seqwrite-128k (default: all).") List<String> workloads;
         @Option(names = "--idle", paramLabel = "MODE", description = {"What jvhost's pollers do when idle: adaptive (default, as the CLI:",
-            "spin 20 us after work, then sleep; qemu-storage-daemon's iothread polls up to 32 us the same way), event or busy."})
+            "spin 5 us after work, yield until 100 us, then sleep; qemu-storage-daemon's iothread polls up to 32 us the same way), event or busy."})
         String idle;
         @Option(names = "--busy-poll", description = "The same as --idle busy.") boolean busyPoll;
         @Option(names = "--adaptive", hidden = true, description = "The same as --idle adaptive (the default; earlier RESULTS commands give it).")

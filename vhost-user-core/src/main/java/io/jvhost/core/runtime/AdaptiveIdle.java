@@ -24,8 +24,14 @@ import java.util.function.LongSupplier;
  * need. Only traffic ends an idle spell: the poller's commands do not ({@link #worked}).
  */
 final class AdaptiveIdle {
-    /** ADAPTIVE: spin at most this long after the last work, then yield until the window ends, then sleep. */
-    static final long SPIN_NANOS = Long.getLong("jvhost.idle.spin-nanos", 20_000),
+    /**
+     * ADAPTIVE: spin at most this long after the last work, then yield until the window ends, then
+     * sleep. Short, because a spin keeps the CPU from whatever else runs there: an NBD server or
+     * Ceph's threads answering the request the poller waits for got it back only after 20 µs
+     * (QD 1 over NBD: 0.86x qsd's IOPS with a 20 µs spin, 1.10-1.18x with 0-5 µs; perf/RESULTS.md
+     * 2026-12-07), while work coming back within a few µs (a busy ring) is still caught spinning.
+     */
+    static final long SPIN_NANOS = Long.getLong("jvhost.idle.spin-nanos", 5_000),
             YIELD_UNTIL_NANOS = Long.getLong("jvhost.idle.yield-until-nanos", 100_000);
     /** The window a grown-from-nothing window starts at, and below which a shrunk one is closed. */
     static final long GROW_START_NANOS = Math.min(10_000, YIELD_UNTIL_NANOS);
