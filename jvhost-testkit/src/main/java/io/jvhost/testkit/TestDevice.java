@@ -37,6 +37,7 @@ public final class TestDevice implements VirtioDevice {
     private final byte[] config;
     private final int writableOffset;
     private final int writableLength;
+    private final boolean sleepWhenIdle;
     private final List<ConcurrentLinkedQueue<Seen>> seen = new ArrayList<>();
     private final AtomicInteger[] started;
     private final AtomicInteger[] stopped;
@@ -58,6 +59,7 @@ public final class TestDevice implements VirtioDevice {
         this.config = b.config.clone();
         this.writableOffset = b.writableOffset;
         this.writableLength = b.writableLength < 0 ? config.length : b.writableLength;
+        this.sleepWhenIdle = b.sleepWhenIdle;
         this.started = new AtomicInteger[queueCount];
         this.stopped = new AtomicInteger[queueCount];
         for (int i = 0; i < queueCount; i++) {
@@ -81,6 +83,7 @@ public final class TestDevice implements VirtioDevice {
         private byte[] config = defaultConfig(16);
         private int writableOffset;
         private int writableLength = -1;
+        private boolean sleepWhenIdle;
 
         private Builder(int queues) {
             this.queues = queues;
@@ -90,6 +93,8 @@ public final class TestDevice implements VirtioDevice {
         public Builder features(long f) { this.features = f; return this; }
         public Builder protocolFeatures(long f) { this.protocolFeatures = f; return this; }
         public Builder queueSets(int[][] sets) { this.queueSets = sets; return this; }
+        /** Its handlers say {@link QueueHandler#sleepWhenIdle}: their work comes from other threads. */
+        public Builder sleepWhenIdle(boolean s) { this.sleepWhenIdle = s; return this; }
         /** A copy of {@code c} is kept. */
         public Builder config(byte[] c) { this.config = c.clone(); return this; }
 
@@ -232,6 +237,11 @@ public final class TestDevice implements VirtioDevice {
 
         Handler(int queue) {
             this.queue = queue;
+        }
+
+        @Override
+        public boolean sleepWhenIdle() {
+            return sleepWhenIdle;
         }
 
         @Override

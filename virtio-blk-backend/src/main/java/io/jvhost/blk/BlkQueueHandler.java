@@ -97,6 +97,11 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
     }
 
     @Override
+    public boolean sleepWhenIdle() {
+        return io.sleepWhenIdle();
+    }
+
+    @Override
     public void started(VirtQueue q) {
         queue = q;
         poller = Thread.currentThread();

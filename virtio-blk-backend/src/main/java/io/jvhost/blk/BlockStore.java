@@ -113,6 +113,16 @@ public interface BlockStore extends AutoCloseable {
         default int reap(int budget) {
             return 0;
         }
+
+        /**
+         * Whether this queue's completions are made by threads of this host that need CPU time to
+         * make them (a library's I/O threads, as librbd's): then the adaptive poller sleeps as soon
+         * as it is idle instead of spinning first (see
+         * {@link io.jvhost.core.device.QueueHandler#sleepWhenIdle}). Default false.
+         */
+        default boolean sleepWhenIdle() {
+            return false;
+        }
     }
 
     @Override

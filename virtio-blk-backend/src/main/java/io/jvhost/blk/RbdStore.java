@@ -207,6 +207,16 @@ public final class RbdStore extends ResizableStore {
         public int reap(int budget) {
             return drainCompletions();
         }
+
+        /**
+         * librbd's threads (messenger, io_context) make the completions, and on a shared host the
+         * OSDs' too: a spinning poller kept its CPU from them (QD 32 reads 0.73-0.88x qsd's IOPS
+         * adaptive, 1.00x sleeping; perf/RESULTS.md 2026-12-07).
+         */
+        @Override
+        public boolean sleepWhenIdle() {
+            return true;
+        }
     }
 
     /** Requests submitted and not yet completed. Any thread. */

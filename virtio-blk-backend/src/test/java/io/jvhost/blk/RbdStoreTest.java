@@ -195,6 +195,14 @@ class RbdStoreTest {
     }
 
     @Test
+    void shouldAskItsPollerToSleepWhenIdleForLibrbdsThreadsMakeTheCompletions() throws Exception {
+        RbdStore store = open(image(IMAGE_BYTES, pattern(IMAGE_BYTES, 72)));
+        try (store) {
+            assertTrue(new BlkDevice(store, 1).handler(0).sleepWhenIdle(), "an adaptive poller must not spin on the CPU librbd's threads need");
+        }
+    }
+
+    @Test
     void shouldServeTwoQueuesOnOnePollerAndAStoreWrappingItWithoutAQueue() throws Exception {
         byte[] expected = pattern(IMAGE_BYTES, 71);
         String image = image(IMAGE_BYTES, expected);

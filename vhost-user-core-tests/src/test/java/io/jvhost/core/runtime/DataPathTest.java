@@ -203,6 +203,30 @@ class DataPathTest {
         }
     }
 
+    /** Kicks the poller took from its sleep while {@code mode} served 20 requests, one at a time, of a queue that asks to sleep when idle. */
+    private static long kicksServingAQueueThatSleepsWhenIdle(IdleMode mode) throws Exception {
+        try (BackendFixture fx = start(mode, TestDevice.withQueues(2).sleepWhenIdle(true).build());
+             GuestRam ram = new GuestRam(1 << 20); DriverQueue q = new DriverQueue(ram, 0, 64); Frontend f = fx.connect()) {
+            long features = f.handshakeLikeQemu(2);
+            configureAllButKick(f, features, ram, q, 0);
+            assertEquals(0, f.setVringKick(0, q.kickFd()));
+            Traffic.echo(q, 20, 0); // each request posted right after the last one's used element
+            Traffic.quiesce(f, q);
+            return fx.backend().queue(0).counters().kicks;
+        }
+    }
+
+    @org.junit.jupiter.api.Test
+    void shouldLetAnAdaptivePollerSleepAtOnceWhenItsQueueSaysOtherThreadsMakeItsWork() throws Exception {
+        long kicks = kicksServingAQueueThatSleepsWhenIdle(IdleMode.ADAPTIVE);
+        assertTrue(kicks >= 10, "no spin between requests: most of the 20 had to wake it with a kick, " + kicks + " did");
+    }
+
+    @org.junit.jupiter.api.Test
+    void shouldKeepABusyPollerSpinningForAQueueThatAsksToSleepWhenIdle() throws Exception {
+        assertEquals(0, kicksServingAQueueThatSleepsWhenIdle(IdleMode.BUSY), "busy-poll was asked for: it never sleeps");
+    }
+
     @ParameterizedTest
     @EnumSource(value = IdleMode.class, names = {"BUSY", "ADAPTIVE"})
     void shouldCoalesceInterruptsToOnePerSoManyUsedEntriesAndSendTheLastOneAnyway(IdleMode mode) throws Exception {

@@ -43,6 +43,17 @@ public interface QueueHandler {
         return false;
     }
 
+    /**
+     * Whether this queue's next work is made by other threads of this host that need CPU time to
+     * make it (a library's I/O threads, as librbd's, and the servers they talk to): then a poller in
+     * the adaptive idle mode sleeps as soon as it finds nothing to do while it serves this queue,
+     * instead of spinning and yielding first, which kept its CPU busy and those threads waiting for
+     * it. Busy-poll mode spins regardless. Default false. Asked when the queue starts.
+     */
+    default boolean sleepWhenIdle() {
+        return false;
+    }
+
     /** The queue starts running (first kick, enable, or after a memory table change). */
     default void started(VirtQueue queue) {}
 

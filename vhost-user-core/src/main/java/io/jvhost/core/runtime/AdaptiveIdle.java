@@ -44,6 +44,8 @@ final class AdaptiveIdle {
     private boolean slept;
     /** How long the poller spins and yields before it sleeps: 0..YIELD_UNTIL_NANOS. */
     private long window = YIELD_UNTIL_NANOS;
+    /** Slots whose running queue asked to sleep when idle ({@link #serves}). */
+    private final java.util.BitSet sleepy = new java.util.BitSet();
 
     AdaptiveIdle(IdleMode mode) {
         this(mode, System::nanoTime);
@@ -53,6 +55,15 @@ final class AdaptiveIdle {
     AdaptiveIdle(IdleMode mode, LongSupplier clock) {
         this.mode = mode;
         this.clock = clock;
+    }
+
+    /**
+     * The poller's queue in {@code slot} runs ({@code sleepWhenIdle} as its handler's
+     * {@link io.jvhost.core.device.QueueHandler#sleepWhenIdle}) or stopped (false): while any
+     * running queue asks to, ADAPTIVE sleeps as soon as it is idle.
+     */
+    void serves(int slot, boolean sleepWhenIdle) {
+        sleepy.set(slot, sleepWhenIdle);
     }
 
     /** The spin-and-yield window now, in nanoseconds (ADAPTIVE; the other modes ignore it). */
@@ -84,7 +95,9 @@ final class AdaptiveIdle {
 
     /**
      * Spins or yields once, flushing coalesced calls that are due, and returns true; or returns
-     * false when the poller should sleep now (EVENT always, ADAPTIVE once its window has passed).
+     * false when the poller should sleep now (EVENT always, ADAPTIVE once its window has passed or
+     * while it serves a queue whose next work comes from threads that need this CPU,
+     * {@link #serves}; the window is left as it is then).
      */
     boolean spinOrYield(VirtQueue[] queues) {
         if (mode == IdleMode.BUSY) {
@@ -92,7 +105,7 @@ final class AdaptiveIdle {
             Thread.onSpinWait();
             return true;
         }
-        if (mode != IdleMode.ADAPTIVE) {
+        if (mode != IdleMode.ADAPTIVE || !sleepy.isEmpty()) {
             return false;
         }
         long now = clock.getAsLong();

@@ -230,6 +230,7 @@ public final class Poller implements Runnable, AutoCloseable {
             activeCount++;
         }
         active[i] = q;
+        spinning.serves(i, handlers[i].sleepWhenIdle());
         wakeups.watchKick(i, c.kickFd());
         q.onDemand(handlers[i].takesBuffersOnDemand());
         q.disableNotifications();
@@ -260,6 +261,7 @@ public final class Poller implements Runnable, AutoCloseable {
         wakeups.unwatch(i);
         active[i] = null;
         activeCount--;
+        spinning.serves(i, false);
     }
 
     /** The handler in {@code slot}. */

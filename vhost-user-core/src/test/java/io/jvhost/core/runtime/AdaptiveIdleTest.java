@@ -104,4 +104,22 @@ class AdaptiveIdleTest {
         assertTrue(busy.spinOrYield(NO_QUEUES));
         assertFalse(event.spinOrYield(NO_QUEUES));
     }
+
+    @Test
+    void shouldSleepAtOnceInAdaptiveModeWhileAQueueWhoseWorkOtherThreadsMakeRunsButStillSpinInBusyMode() {
+        AdaptiveIdle adaptive = new AdaptiveIdle(IdleMode.ADAPTIVE, () -> now);
+        AdaptiveIdle busy = new AdaptiveIdle(IdleMode.BUSY, () -> now);
+        adaptive.worked();
+        adaptive.serves(0, false);
+        adaptive.serves(3, true);
+        busy.serves(3, true);
+
+        assertFalse(adaptive.spinOrYield(NO_QUEUES), "librbd's threads need the CPU: no spin, no yield");
+        assertTrue(busy.spinOrYield(NO_QUEUES), "busy-poll was asked for: it spins");
+        now += 1_000;
+        adaptive.worked();
+        assertEquals(MAX, adaptive.window(), "the window is left as it was");
+        adaptive.serves(3, false); // that queue stopped
+        assertTrue(adaptive.spinOrYield(NO_QUEUES), "without such a queue the window is spun again");
+    }
 }
