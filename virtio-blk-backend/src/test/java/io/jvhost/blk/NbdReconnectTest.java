@@ -134,4 +134,24 @@ class NbdReconnectTest {
             }
         }
     }
+
+    @Test
+    void shouldWaitForTheReconnectUnderWayWhenClosedSoItsFinalFlushGoesOut() throws Exception {
+        Path image = image(dir, "disk.img", 8 * MIB);
+        try (NbdServer server = NbdServer.qemuNbdUnix(image, dir.resolve("nbd.sock"), "disk")) {
+            NbdStore store = NbdStore.open(NbdStore.Options.of(
+                    NbdUri.parse("nbd+unix:///disk?socket=" + server.socket()), null));
+            try (BlkRig rig = BlkRig.serve(store, 1).start()) {
+                rig.write(0, 0, pattern(LENGTH, 3));
+                server.kill();
+                Await.until("the store noticed the server went away", () -> !store.connected());
+                server.start();
+
+                store.close(); // the server is back but not yet reconnected to: close waits for that
+
+                assertEquals(1, store.reconnects(), "reconnected before closing");
+                assertArrayEquals(pattern(LENGTH, 3), fileBytes(image, 0, LENGTH));
+            }
+        }
+    }
 }

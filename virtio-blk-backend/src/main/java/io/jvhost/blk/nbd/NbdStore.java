@@ -145,6 +145,8 @@ public final class NbdStore implements BlockStore {
     private volatile long size;
     private long reportedSize;
     private volatile boolean connectedNow;
+    /** Completes when the connection is up again or requests fail for good ({@link #failing}); a new one at each loss. */
+    private volatile CompletableFuture<Void> upOrFailing = new CompletableFuture<>();
     private volatile long reconnects, resent;
     /** The device queues that have a connection of their own (plain connections, multi-conn servers). */
     private final List<NbdQueue> queues = new CopyOnWriteArrayList<>();
@@ -386,13 +388,13 @@ public final class NbdStore implements BlockStore {
         }
         // Closed while reconnecting (the server just came back): give the reconnect a moment, so the
         // final flush goes out instead of reporting writes as possibly lost.
-        long until = System.nanoTime() + Math.min(options.timeout().toNanos(), TimeUnit.SECONDS.toNanos(5));
-        while (!connectedNow && !failing && System.nanoTime() - until < 0) {
+        if (!connectedNow && !failing) {
             try {
-                Thread.sleep(20);
+                upOrFailing.get(Math.min(options.timeout().toNanos(), TimeUnit.SECONDS.toNanos(5)), TimeUnit.NANOSECONDS);
+            } catch (TimeoutException | ExecutionException e) {
+                // still away: close as it is
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
-                break;
             }
         }
         closed = true;
@@ -681,6 +683,7 @@ public final class NbdStore implements BlockStore {
         }
         channel = ch;
         connectedNow = true;
+        upOrFailing.complete(null);
         outLength = 0;
         nettyWrites = 0;
         if (receive != null) {
@@ -709,6 +712,7 @@ public final class NbdStore implements BlockStore {
             return;
         }
         channel = null;
+        upOrFailing = new CompletableFuture<>(); // before connectedNow, so a close that sees it false waits on this one
         connectedNow = false;
         ops.unsend();
         if (closed) {
@@ -728,6 +732,7 @@ public final class NbdStore implements BlockStore {
             return;
         }
         failing = true;
+        upOrFailing.complete(null);
         int failed = ops.failAll(true);
         LOG.error("{}: unreachable for {} s: {} requests failed with an I/O error; still reconnecting",
                 target, options.timeout().toSeconds(), failed);
