@@ -66,9 +66,11 @@ public final class BufferBurst {
         Ring ring = queue.ring();
         memory = ring.memory;
         int n = ring.takeBurst(this, Math.min(max, MAX), headroom, lengths, from, writable);
-        long read = 0;
-        for (int i = 0; i < n && !writable; i++) {
-            read += sizes[i];
+        long read = 0; // bytes the device reads: a readable burst's whole buffers
+        if (!writable) {
+            for (int i = 0; i < n; i++) {
+                read += sizes[i];
+            }
         }
         queue.tookBurst(n, read);
         count = n;
