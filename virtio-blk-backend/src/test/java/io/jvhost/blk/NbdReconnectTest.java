@@ -56,6 +56,15 @@ class NbdReconnectTest {
         return status;
     }
 
+    /** qemu-nbd serving {@code image} as export "disk" on a Unix socket in the test's directory. */
+    private NbdServer server(Path image) throws Exception {
+        return NbdServer.qemuNbdUnix(image, dir.resolve("nbd.sock"), "disk");
+    }
+
+    private static NbdStore.Options options(NbdServer server) {
+        return NbdStore.Options.of(NbdUri.parse("nbd+unix:///disk?socket=" + server.socket()), null);
+    }
+
     private static Map<Integer, Integer> awaitUsed(BlkRig rig, int count, Duration timeout) {
         Map<Integer, Integer> done = new HashMap<>();
         for (int i = 0; i < count; i++) {
@@ -73,9 +82,8 @@ class NbdReconnectTest {
     @Test
     void shouldFinishEveryWriteWithoutAnErrorWhenTheServerIsBackWithinTheTimeout() throws Exception {
         Path image = image(dir, "disk.img", 32 * MIB);
-        try (NbdServer server = NbdServer.qemuNbdUnix(image, dir.resolve("nbd.sock"), "disk")) {
-            NbdStore store = NbdStore.open(NbdStore.Options.of(
-                    NbdUri.parse("nbd+unix:///disk?socket=" + server.socket()), null));
+        try (NbdServer server = server(image)) {
+            NbdStore store = NbdStore.open(options(server));
             try (BlkRig rig = BlkRig.serve(store, 1).start()) {
                 List<Long> statuses = new ArrayList<>();
                 int writes = 0;
@@ -109,9 +117,8 @@ class NbdReconnectTest {
     @Test
     void shouldFailWithAnIoErrorPastTheTimeoutAndServeAgainWhenTheServerReturns() throws Exception {
         Path image = image(dir, "disk.img", 8 * MIB);
-        try (NbdServer server = NbdServer.qemuNbdUnix(image, dir.resolve("nbd.sock"), "disk")) {
-            NbdStore store = NbdStore.open(NbdStore.Options.of(
-                    NbdUri.parse("nbd+unix:///disk?socket=" + server.socket()), null).withTimeout(Duration.ofSeconds(2)));
+        try (NbdServer server = server(image)) {
+            NbdStore store = NbdStore.open(options(server).withTimeout(Duration.ofSeconds(2)));
             try (BlkRig rig = BlkRig.serve(store, 1).start()) {
                 rig.write(0, 0, pattern(LENGTH, 1));
                 server.kill();
@@ -138,9 +145,8 @@ class NbdReconnectTest {
     @Test
     void shouldWaitForTheReconnectUnderWayWhenClosedSoItsFinalFlushGoesOut() throws Exception {
         Path image = image(dir, "disk.img", 8 * MIB);
-        try (NbdServer server = NbdServer.qemuNbdUnix(image, dir.resolve("nbd.sock"), "disk")) {
-            NbdStore store = NbdStore.open(NbdStore.Options.of(
-                    NbdUri.parse("nbd+unix:///disk?socket=" + server.socket()), null));
+        try (NbdServer server = server(image)) {
+            NbdStore store = NbdStore.open(options(server));
             try (BlkRig rig = BlkRig.serve(store, 1).start()) {
                 rig.write(0, 0, pattern(LENGTH, 3));
                 server.kill();
