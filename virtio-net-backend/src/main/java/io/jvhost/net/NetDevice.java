@@ -376,7 +376,7 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
          * Reads the first byte of each of the burst's {@code n} frames (where every port starts
          * reading) before the port sees any: when the driver's CPU is far from the poller's, their
          * cache lines are then fetched together instead of one frame's at a time (loopback on packed
-         * rings far apart: +40 %, perf/RESULTS.md 2026-12-07). The sum goes to a field so the JIT
+         * rings far apart: +20-40 %, perf/RESULTS.md 2026-12-07). The sum goes to a field so the JIT
          * keeps the loads.
          */
         private void touch(int n, int hdr) {

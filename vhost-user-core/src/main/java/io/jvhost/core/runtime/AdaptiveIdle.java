@@ -26,8 +26,8 @@ import java.util.function.LongSupplier;
 final class AdaptiveIdle {
     /**
      * ADAPTIVE: spin at most this long after the last work, then yield until the window ends, then
-     * sleep. Short, because a spin keeps the CPU from whatever else runs there: an NBD server or
-     * Ceph's threads answering the request the poller waits for got it back only after 20 µs
+     * sleep. Short, because a spin keeps the CPU from whatever else runs there: an NBD server on
+     * the poller's CPU, answering the request the poller waits for, got it back only after 20 µs
      * (QD 1 over NBD: 0.86x qsd's IOPS with a 20 µs spin, 1.10-1.18x with 0-5 µs; perf/RESULTS.md
      * 2026-12-07), while work coming back within a few µs (a busy ring) is still caught spinning.
      */
