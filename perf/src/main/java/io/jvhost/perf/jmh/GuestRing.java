@@ -22,7 +22,7 @@ import java.util.List;
  * <p>Split ({@link #GuestRing(int, long)}): the avail ring is written once with a fixed head per
  * slot ({@link #fillAvail}), so the driver recycles chains with a single release store of the avail
  * index ({@link #makeAvailable}) and the benchmark measures the device side only. Packed
- * ({@link #packed}): receive buffers only, buffer id = ring slot; the driver makes a slot available
+ * ({@link #packed}): buffer id = ring slot; the driver makes a slot available
  * again with two stores, its length (the device overwrote it with the used length) and its flags,
  * about what DPDK's virtio driver does when it refills. Benchmark thread only.
  */
@@ -39,7 +39,8 @@ public final class GuestRing implements AutoCloseable {
     /** Packed: the descriptor ring as the driver writes it, where it makes the next slot available, and each slot's length. */
     private final MemorySegment descRing;
     private int driverPos, driverWrap = 1;
-    private int receiveLength;
+    /** Packed: the length and the flag besides AVAIL/USED (F_WRITE or none) each slot is made available with. */
+    private int slotLength, slotWrite;
 
     /** A split queue of {@code size} in {@code ramSize} bytes of guest RAM. */
     public GuestRing(int size, long ramSize) throws NativeException, InvalidMemoryException {
@@ -102,10 +103,31 @@ public final class GuestRing implements AutoCloseable {
      * available yet, and the driver asks for no interrupts (event flags DISABLE, as DPDK's does).
      */
     public GuestRing receiveBuffers(int length, int options) {
+        return buffers(length, null, options);
+    }
+
+    /**
+     * Like {@link #receiveBuffers(int, int)} for a transmit queue: every slot gets its own buffer of
+     * {@code contents.length} bytes holding {@code contents} (a virtio-net header and a frame), readable.
+     */
+    public GuestRing transmitBuffers(byte[] contents, int options) {
+        return buffers(contents.length, contents, options);
+    }
+
+    private GuestRing buffers(int length, byte[] contents, int options) {
+        int flags = contents == null ? DriverQueue.F_WRITE : 0;
+        long[] gpas = new long[size];
+        for (int i = 0; i < size; i++) {
+            gpas[i] = buffer(length);
+            if (contents != null) {
+                MemorySegment.copy(MemorySegment.ofArray(contents), 0, ram.at(gpas[i], length), 0, length);
+            }
+        }
         if (driver.isPacked()) {
-            receiveLength = length;
+            slotLength = length;
+            slotWrite = flags;
             for (int s = 0; s < size; s++) {
-                descRing.set(DriverQueue.U64, 16L * s, buffer(length));
+                descRing.set(DriverQueue.U64, 16L * s, gpas[s]);
                 descRing.set(DriverQueue.U32, 16L * s + 8, length);
                 descRing.set(DriverQueue.U16, 16L * s + 12, (short) s);
             }
@@ -115,7 +137,7 @@ public final class GuestRing implements AutoCloseable {
         int[] heads = new int[size];
         for (int i = 0; i < size; i++) {
             heads[i] = i;
-            driver.writeDescriptor(i, buffer(length), length, DriverQueue.F_WRITE, 0);
+            driver.writeDescriptor(i, gpas[i], length, flags, 0);
         }
         fillAvail(heads);
         return configure(options);
@@ -140,9 +162,9 @@ public final class GuestRing implements AutoCloseable {
         int head = driverPos, headFlags = 0;
         for (int i = 0; i < n; i++) {
             long d = 16L * driverPos;
-            descRing.set(DriverQueue.U32, d + 8, receiveLength);
+            descRing.set(DriverQueue.U32, d + 8, slotLength);
             descRing.set(DriverQueue.U16, d + 12, (short) driverPos);
-            int flags = DriverQueue.F_WRITE | DriverQueue.availableFlags(driverWrap);
+            int flags = slotWrite | DriverQueue.availableFlags(driverWrap);
             if (i == 0) {
                 headFlags = flags;
             } else {
