@@ -20,9 +20,10 @@ import org.openjdk.jmh.annotations.TearDown;
  * the receive queue; the transmit handler takes the burst, the reflecting port ({@code --reflect})
  * swaps the MACs and delivers it into the receive queue, and both queues are published. Score: ns
  * per frame. With the driver on the same core there is no cache line to wait for, so this is the
- * compute a round costs, which is what the near placement measures (perf/RESULTS.md, "Loopback
- * timed phase by phase"): about 90 ns per frame there against DPDK's ~35. Mergeable buffers and
- * IN_ORDER as DPDK's virtio-user negotiates them.
+ * compute a round costs, what the near placement of the live bench pays, without its noise
+ * (perf/RESULTS.md, "Loopback timed phase by phase"). Mergeable buffers and IN_ORDER, as DPDK's
+ * virtio-user negotiates them. Run it with several forks: how the JIT compiles the path can differ
+ * from one JVM to the next.
  */
 public class LoopbackBench extends NanosPerOp {
     static final int BURST = 32, RING = 256, HEADER = 12, FRAME = 64;
