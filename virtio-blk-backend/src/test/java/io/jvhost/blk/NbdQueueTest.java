@@ -90,7 +90,7 @@ class NbdQueueTest {
                 int served = 0;
                 while (true) {
                     if (mode == Mode.SLOW_READER) {
-                        Thread.sleep(5); // the client's sends pile up: its socket fills
+                        Thread.sleep(20); // the client's sends pile up: its socket fills (5 ms let a slow poster keep up now and then)
                     }
                     int magic = in.readInt();
                     in.readShort(); // flags
