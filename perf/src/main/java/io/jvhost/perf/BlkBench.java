@@ -120,9 +120,12 @@ public final class BlkBench extends Bench<BlkBench.Options> {
             "jvhost-rbd", List.of("qsd-rbd"),
             "jvhost-nbd", List.of("qsd-nbd"));
 
-    /** One run's outcome; {@code cpuPerRequest} in nanoseconds, NaN when not measured. */
+    /**
+     * One run's outcome; {@code cpuPerRequest} in nanoseconds, NaN when not measured;
+     * {@code warmupSeconds} how long it warmed (at least the option's, longer while the JIT compiled).
+     */
     public record Run(double iops, Histogram latency, long requests, long errors, double allocPerRequest,
-                      double cpuPerRequest, double kicksPerRequest, String error) {}
+                      double cpuPerRequest, double kicksPerRequest, double warmupSeconds, String error) {}
 
     private final Path image;
     /** The dev cluster and the NBD server, while a run that has RBD or NBD targets lasts. */
@@ -312,7 +315,8 @@ public final class BlkBench extends Bench<BlkBench.Options> {
             placed += placement.after();
             out.printf("  %-13s qd=%-2d q=%d %-11s run %d (%s): %s%n", w.name(), w.depth(), queues, targets.get(t), r + 1, placed,
                     run.error != null ? "FAILED " + run.error
-                            : String.format("%.0f IOPS, p99 %.1f us, %.0f cpu ns/req, %.3f kicks/req, %d errors%s", run.iops,
+                            : String.format("warmed %.1f s, %.0f IOPS, p99 %.1f us, %.0f cpu ns/req, %.3f kicks/req, %d errors%s",
+                            run.warmupSeconds, run.iops,
                             run.latency.getValueAtPercentile(99) / 1e3, run.cpuPerRequest, run.kicksPerRequest, run.errors,
                             Double.isNaN(run.allocPerRequest) ? "" : String.format(", %.2f B/req on pollers and I/O workers", run.allocPerRequest)));
             return run;
@@ -392,7 +396,7 @@ public final class BlkBench extends Bench<BlkBench.Options> {
                 try (BlkLoad load = BlkLoad.connect(socket, queues, queueSize, ram, options.diskBytes, options.eventIdx)) {
                     BlkLoad.Result r = load.run(w, warmup, measure, 1000 + rep, CpuTime.process(qsd.pid()));
                     return new Run(r.iops(), r.latencyNanos(), r.requests(), r.errors(), Double.NaN, r.cpuPerRequest(),
-                            r.kicksPerRequest(), null);
+                            r.kicksPerRequest(), r.warmupSeconds(), null);
                 } catch (IOException e) {
                     return failed(e + " " + Procs.tail(log, 400).replace('\n', ' '));
                 }
@@ -467,7 +471,7 @@ public final class BlkBench extends Bench<BlkBench.Options> {
                             CpuTime.nativeThreads(threadsBefore));
                     BlkLoad.Result r = load.run(w, warmup, measure, 1000 + rep, cpu, name + "-poller-", storeThreads);
                     return new Run(r.iops(), r.latencyNanos(), r.requests(), r.errors(), r.allocPerRequest(),
-                            r.cpuPerRequest(), r.kicksPerRequest(), null);
+                            r.cpuPerRequest(), r.kicksPerRequest(), r.warmupSeconds(), null);
                 } catch (IOException e) {
                     return failed(e.toString());
                 }
@@ -495,6 +499,6 @@ public final class BlkBench extends Bench<BlkBench.Options> {
     }
 
     private static Run failed(String why) {
-        return new Run(Double.NaN, null, 0, 0, Double.NaN, Double.NaN, Double.NaN, why);
+        return new Run(Double.NaN, null, 0, 0, Double.NaN, Double.NaN, Double.NaN, Double.NaN, why);
     }
 }

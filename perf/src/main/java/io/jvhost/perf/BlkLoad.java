@@ -34,9 +34,10 @@ final class BlkLoad extends PollingDriver {
 
     /**
      * What one run measured; {@code cpuPerRequest} is the backend's CPU nanoseconds per request, NaN
-     * when not measured; {@code kicksPerRequest} the kicks the driver sent per request.
+     * when not measured; {@code kicksPerRequest} the kicks the driver sent per request;
+     * {@code warmupSeconds} how long it warmed before the measured window.
      */
-    record Result(long requests, double seconds, Histogram latencyNanos, long errors, double allocPerRequest,
+    record Result(long requests, double seconds, double warmupSeconds, Histogram latencyNanos, long errors, double allocPerRequest,
                   double cpuPerRequest, double kicksPerRequest) {
         double iops() {
             return requests / seconds;
@@ -246,16 +247,17 @@ final class BlkLoad extends PollingDriver {
 
     /**
      * Runs {@code w} for {@code warmup + measure}; latencies and counts only of requests completed
-     * after the warm-up. Leaves nothing in flight. Allocation is measured on the threads whose names
+     * after the warm-up, which lasts at least {@code warmup} and until this JVM's JIT has settled
+     * ({@link JitQuiet}). Leaves nothing in flight. Allocation is measured on the threads whose names
      * contain one of {@code threadNames} (none: not measured).
      */
     Result run(Workload w, Duration warmup, Duration measure, long seed, String... threadNames) {
-        return run(w, warmup, 0, measure, 0, seed, CpuTime.Meter.NONE, threadNames);
+        return run(w, warmup, 0, measure, 0, seed, true, CpuTime.Meter.NONE, threadNames);
     }
 
     /** As {@link #run(Workload, Duration, Duration, long, String...)}, also measuring the CPU time {@code cpu} reads. */
     Result run(Workload w, Duration warmup, Duration measure, long seed, CpuTime.Meter cpu, String... threadNames) {
-        return run(w, warmup, 0, measure, 0, seed, cpu, threadNames);
+        return run(w, warmup, 0, measure, 0, seed, true, cpu, threadNames);
     }
 
     /**
@@ -264,18 +266,22 @@ final class BlkLoad extends PollingDriver {
      */
     Result run(Workload w, Duration warmup, long warmupRequests, Duration measure, long measureRequests, long seed,
                String... threadNames) {
-        return run(w, warmup, warmupRequests, measure, measureRequests, seed, CpuTime.Meter.NONE, threadNames);
+        return run(w, warmup, warmupRequests, measure, measureRequests, seed, false, CpuTime.Meter.NONE, threadNames);
     }
 
-    /** As the above, also measuring the CPU time {@code cpu} reads over the measured window. */
-    Result run(Workload w, Duration warmup, long warmupRequests, Duration measure, long measureRequests, long seed,
-               CpuTime.Meter cpu, String... threadNames) {
+    /**
+     * As the above, also measuring the CPU time {@code cpu} reads over the measured window; with
+     * {@code untilJitSettles}, the warm-up also lasts until the JIT has settled.
+     */
+    private Result run(Workload w, Duration warmup, long warmupRequests, Duration measure, long measureRequests, long seed,
+               boolean untilJitSettles, CpuTime.Meter cpu, String... threadNames) {
         if (w.depth() < 1 || 3 * w.depth() > queueSize) {
             throw new IllegalArgumentException("queue depth must be 1.." + queueSize / 3 + " on queues of " + queueSize);
         }
         Pass p = new Pass(w, seed, cpu, threadNames);
         pass = p;
-        long warmupEnd = System.nanoTime() + warmup.toNanos();
+        long started = System.nanoTime(), warmupEnd = started + warmup.toNanos();
+        JitQuiet jit = untilJitSettles ? new JitQuiet(started) : null;
         for (Lane l : p.lanes) {
             for (int s = 0; s < w.depth(); s++) {
                 p.submit(l, s, System.nanoTime());
@@ -286,7 +292,7 @@ final class BlkLoad extends PollingDriver {
         long drainDeadline = Long.MAX_VALUE;
         while (p.inFlight > 0) {
             long now = System.nanoTime();
-            if (!p.window.begun() && now >= warmupEnd && p.warmed >= warmupRequests) {
+            if (!p.window.begun() && now >= warmupEnd && p.warmed >= warmupRequests && (jit == null || jit.settled(now))) {
                 p.window.begin(now);
                 p.kicksBefore = kicks();
             }
@@ -305,7 +311,8 @@ final class BlkLoad extends PollingDriver {
             }
         }
         pass = null;
-        return new Result(p.requests, p.window.seconds(measure.toNanos() / 1e9), p.hist, p.errors,
+        return new Result(p.requests, p.window.seconds(measure.toNanos() / 1e9),
+                p.window.begun() ? (p.window.begin() - started) / 1e9 : Double.NaN, p.hist, p.errors,
                 p.window.allocatedPer(p.requests), p.window.cpuPer(p.requests),
                 p.kicksAfter < 0 || p.requests == 0 ? Double.NaN : (double) (p.kicksAfter - p.kicksBefore) / p.requests);
     }

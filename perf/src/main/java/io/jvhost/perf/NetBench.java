@@ -104,9 +104,12 @@ public final class NetBench extends Bench<NetBench.Options> {
     static final List<String> DPDK_NO_HUGEPAGES = List.of("--no-huge", "-m", "512");
     static final int DPDK_NO_HUGEPAGES_MBUFS = 8192;
 
-    /** One run's outcome; {@code cpuPerPacket} in nanoseconds, NaN when not measured. */
+    /**
+     * One run's outcome; {@code cpuPerPacket} in nanoseconds, NaN when not measured;
+     * {@code warmupSeconds} how long traffic ran before the measured window.
+     */
     public record Run(double mpps, long frontendPackets, long backendPackets, double allocPerPacket, double cpuPerPacket,
-                      String error) {}
+                      double warmupSeconds, String error) {}
 
     private NetBench(Options options, PrintStream out) throws IOException {
         super("net", options, out);
@@ -178,8 +181,8 @@ public final class NetBench extends Bench<NetBench.Options> {
             out.printf("  %-4s %4d B mrg=%d %s qp=%d %-15s run %d (%s): %s%n", dir, size, mrg ? 1 : 0, packed ? "packed" : "split",
                     qp, backends.get(b), r + 1, placed,
                     run.error != null ? "FAILED " + run.error
-                            : String.format("%.3f Mpps (frontend %d pkts, backend %d pkts, %.1f cpu ns/pkt%s)", run.mpps,
-                            run.frontendPackets, run.backendPackets, run.cpuPerPacket,
+                            : String.format("%.3f Mpps (warmed %.1f s, frontend %d pkts, backend %d pkts, %.1f cpu ns/pkt%s)", run.mpps,
+                            run.warmupSeconds, run.frontendPackets, run.backendPackets, run.cpuPerPacket,
                             Double.isNaN(run.allocPerPacket) ? "" : String.format(", %.2f B/pkt on pollers", run.allocPerPacket)));
             return run;
         });
@@ -242,11 +245,14 @@ public final class NetBench extends Bench<NetBench.Options> {
                 long frontendPackets = 0;
                 Window w = Window.NONE;
                 String error = null;
+                double warmed = Double.NaN;
+                int skip = 0;
                 try {
                     if (!awaitTraffic(fe, feLog, dir)) {
                         error = "no traffic: " + Procs.tail(feLog, 600).replace('\n', ' ');
                     } else {
-                        Thread.sleep(options.warmupSeconds * 1000L);
+                        warmed = warmUp();
+                        skip = samples(Files.readString(feLog, StandardCharsets.UTF_8), dir).size();
                         w = measure(CpuTime.threads(name + "-poller-"), name + "-poller-", () -> frames(device));
                     }
                 } finally {
@@ -255,10 +261,10 @@ public final class NetBench extends Bench<NetBench.Options> {
                 }
                 String log = Files.readString(feLog, StandardCharsets.UTF_8);
                 frontendPackets = frontendTotal(log, dir);
-                double mpps = error != null ? Double.NaN : samplesMpps(log, dir);
+                double mpps = error != null ? Double.NaN : samplesMpps(log, dir, skip);
                 long backendPackets = dir.equals("h2g") ? sum(device, true) : sum(device, false);
                 return new Run(mpps, frontendPackets, backendPackets, w.allocPerFrame, CpuTime.perPacket(w.cores, mpps),
-                        error);
+                        warmed, error);
             }
         }
     }
@@ -284,17 +290,20 @@ public final class NetBench extends Bench<NetBench.Options> {
         Process be = procs.start(cmd, beLog);
         try {
             if (!Procs.awaitFile(socket, be, 20_000)) {
-                return new Run(Double.NaN, 0, 0, Double.NaN, Double.NaN, "DPDK backend did not listen: "
+                return new Run(Double.NaN, 0, 0, Double.NaN, Double.NaN, Double.NaN, "DPDK backend did not listen: "
                         + Procs.tail(beLog, 600).replace('\n', ' '));
             }
             Process fe = procs.start(frontendCommand(socket, n, dir, size, mrg, qp), feLog);
             String error = null;
             Window w = Window.NONE;
+            double warmed = Double.NaN;
+            int skip = 0;
             try {
                 if (!awaitTraffic(fe, feLog, dir)) {
                     error = "no traffic: " + Procs.tail(feLog, 600).replace('\n', ' ');
                 } else {
-                    Thread.sleep(options.warmupSeconds * 1000L);
+                    warmed = warmUp();
+                    skip = samples(Files.readString(feLog, StandardCharsets.UTF_8), dir).size();
                     w = measure(CpuTime.process(be.pid()), null, null);
                 }
             } finally {
@@ -305,8 +314,9 @@ public final class NetBench extends Bench<NetBench.Options> {
             String bl = Files.readString(beLog, StandardCharsets.UTF_8);
             Matcher m = TOTALS.matcher(bl);
             long backendPackets = !m.find() ? 0 : Long.parseLong(m.group(dir.equals("h2g") ? 2 : 1));
-            double mpps = error != null ? Double.NaN : samplesMpps(log, dir);
-            return new Run(mpps, frontendTotal(log, dir), backendPackets, Double.NaN, CpuTime.perPacket(w.cores, mpps), error);
+            double mpps = error != null ? Double.NaN : samplesMpps(log, dir, skip);
+            return new Run(mpps, frontendTotal(log, dir), backendPackets, Double.NaN, CpuTime.perPacket(w.cores, mpps),
+                    warmed, error);
         } finally {
             Procs.stop(be, 20);
             removeHugepageFiles(filePrefix("fe", n));
@@ -340,6 +350,18 @@ public final class NetBench extends Bench<NetBench.Options> {
     /** What one measured window saw: the cores the backend kept busy, and bytes the pollers allocated per frame they moved. */
     private record Window(double cores, double allocPerFrame) {
         static final Window NONE = new Window(Double.NaN, Double.NaN);
+    }
+
+    /**
+     * The warm-up once traffic flows: {@code options.warmupSeconds}, then until this JVM's JIT has
+     * settled ({@link JitQuiet}: the backend's first run in the JVM otherwise measures its
+     * compilation). Returns the seconds it took.
+     */
+    private double warmUp() throws InterruptedException {
+        long t0 = System.nanoTime();
+        Thread.sleep(options.warmupSeconds * 1000L);
+        JitQuiet.await();
+        return (System.nanoTime() - t0) / 1e9;
     }
 
     /**
@@ -400,23 +422,33 @@ public final class NetBench extends Bench<NetBench.Options> {
         return false;
     }
 
-    /** Median of the per-second samples after the first non-zero one (a partial second), in Mpps. */
-    static double samplesMpps(String log, String dir) {
+    /** The frontend's per-second rate samples in the measured direction, in the order it printed them. */
+    static List<Long> samples(String log, String dir) {
         Matcher m = (dir.equals("g2h") ? TX_PPS : RX_PPS).matcher(log);
         List<Long> samples = new ArrayList<>();
         while (m.find()) {
             samples.add(Long.parseLong(m.group(1)));
         }
+        return samples;
+    }
+
+    /**
+     * Median of the per-second samples from the {@code skip}-th on (those printed before the
+     * measured window are the warm-up's), and never the first non-zero one (a partial second), in
+     * Mpps.
+     */
+    static double samplesMpps(String log, String dir, int skip) {
+        List<Long> samples = samples(log, dir);
         int first = 0;
         while (first < samples.size() && samples.get(first) == 0) {
             first++;
         }
-        List<Long> steady = samples.subList(Math.min(samples.size(), first + 1), samples.size());
+        List<Long> steady = samples.subList(Math.min(samples.size(), Math.max(first + 1, skip)), samples.size());
         // The last sample may be cut short by the stop; keep it only when it is all there is.
         double[] v = (steady.size() > 2 ? steady.subList(0, steady.size() - 1) : steady).stream()
                 .mapToDouble(x -> x / 1e6).toArray();
         if (v.length == 0 && first < samples.size()) {
-            v = new double[] {samples.get(first) / 1e6};
+            v = new double[] {samples.get(samples.size() - 1) / 1e6};
         }
         return Report.median(v);
     }
