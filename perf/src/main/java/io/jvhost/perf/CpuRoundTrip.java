@@ -30,14 +30,21 @@ final class CpuRoundTrip {
         this.cpuB = cpuB;
     }
 
-    /** Measures before a run, remembers it, and returns it for the run's line, e.g. "CPUs 0-1 round trip 81 ns". */
+    /**
+     * Measures before a run, remembers it, and returns it for the run's line, e.g. "CPUs 0-1 round
+     * trip 81 ns, copy 0.60/0.61 ns/line": with each CPU's {@link CpuSpeed}, which the host changes
+     * as independently of the placement.
+     */
     String sample() throws InterruptedException {
         before = twice();
+        double speedA = CpuSpeed.measure(cpuA), speedB = CpuSpeed.measure(cpuB);
+        String perCpu = Double.isNaN(speedA) || Double.isNaN(speedB) ? null : String.format("%.2f/%.2f", speedA, speedB);
+        String speeds = perCpu == null ? "" : ", copy " + perCpu + " ns/line";
         if (Double.isNaN(before)) {
-            return "CPUs " + cpuA + "-" + cpuB + " round trip not measured";
+            return "CPUs " + cpuA + "-" + cpuB + " round trip not measured" + speeds;
         }
-        samples.add(String.format("%.0f", before));
-        return String.format("CPUs %d-%d round trip %.0f ns", cpuA, cpuB, before);
+        samples.add(String.format("%.0f", before) + (perCpu == null ? "" : " (" + perCpu + ")"));
+        return String.format("CPUs %d-%d round trip %.0f ns%s", cpuA, cpuB, before, speeds);
     }
 
     /**
@@ -53,7 +60,9 @@ final class CpuRoundTrip {
         if (Double.isNaN(ns)) {
             return "";
         }
-        samples.set(samples.size() - 1, String.format("%.0f/%.0f", before, ns));
+        String last = samples.get(samples.size() - 1);
+        int speeds = last.indexOf(' ');
+        samples.set(samples.size() - 1, String.format("%.0f/%.0f", before, ns) + (speeds < 0 ? "" : last.substring(speeds)));
         return String.format(", %.0f ns after%s", ns, moved(before, ns) ? ": moved during the run" : "");
     }
 
@@ -65,7 +74,8 @@ final class CpuRoundTrip {
     /** What the report's metadata keeps: each run's round trips in run order. */
     String summary() {
         return samples.isEmpty() ? "not measured" : samples
-                + " ns, in run order, before/after each run (two threads pinned to the frontend's and the backend's CPU handing a cache line back and forth)";
+                + " ns, in run order, before/after each run (two threads pinned to the frontend's and the backend's CPU handing a cache line back and forth);"
+                + " in parentheses each CPU's copy speed before the run, ns per 64-byte line (CpuSpeed)";
     }
 
     private double twice() throws InterruptedException {

@@ -11,8 +11,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * {@link CpuRoundTrip}: a cache line handed between two pinned CPUs takes tens to hundreds of
- * nanoseconds a round trip (what the benchmarks print before each run), and a placement it cannot
- * measure is said so instead of a number.
+ * nanoseconds a round trip (what the benchmarks print before each run, with each CPU's
+ * {@link CpuSpeed}), and a placement it cannot measure is said so instead of a number.
  */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
 class CpuRoundTripTest {
@@ -25,10 +25,19 @@ class CpuRoundTripTest {
     @Test
     void shouldKeepEachRunsRoundTripsBeforeAndAfterInRunOrderForTheReport() throws InterruptedException {
         CpuRoundTrip placement = new CpuRoundTrip(0, 1);
-        assertTrue(placement.sample().matches("CPUs 0-1 round trip \\d+ ns"));
+        assertTrue(placement.sample().matches("CPUs 0-1 round trip \\d+ ns, copy \\d+\\.\\d\\d/\\d+\\.\\d\\d ns/line"));
         assertTrue(placement.after().matches(", \\d+ ns after(: moved during the run)?"));
         placement.sample();
-        assertTrue(placement.summary().matches("\\[\\d+/\\d+, \\d+\\] ns, in run order, before/after each run .*"), placement.summary());
+        String copy = " \\(\\d+\\.\\d\\d/\\d+\\.\\d\\d\\)";
+        assertTrue(placement.summary().matches("\\[\\d+/\\d+" + copy + ", \\d+" + copy + "\\] ns, in run order, before/after each run .*"),
+                placement.summary());
+    }
+
+    @Test
+    void shouldMeasureEachCpusCopySpeedInNanosecondsPerLineAndNothingOnACpuItMayNotUse() throws InterruptedException {
+        double ns = CpuSpeed.measure(0);
+        assertTrue(ns > 0.01 && ns < 100, "copying 256 KiB on CPU 0: " + ns + " ns per 64-byte line");
+        assertTrue(Double.isNaN(CpuSpeed.measure(1023)));
     }
 
     @Test
@@ -42,7 +51,7 @@ class CpuRoundTripTest {
     @Test
     void shouldSayNotMeasuredForACpuThisProcessMayNotUse() throws InterruptedException {
         CpuRoundTrip placement = new CpuRoundTrip(0, 1023);
-        assertEquals("CPUs 0-1023 round trip not measured", placement.sample());
+        assertEquals("CPUs 0-1023 round trip not measured", placement.sample(), "nor either CPU's copy speed");
         assertEquals("", placement.after(), "nothing to add when the run's placement was not measured");
         assertEquals("not measured", placement.summary());
     }

@@ -26,10 +26,14 @@ import org.openjdk.jmh.annotations.TearDown;
  * from one JVM to the next.
  */
 public class LoopbackBench extends NanosPerOp {
-    static final int BURST = 32, RING = 256, HEADER = 12, FRAME = 64;
+    static final int BURST = 32, HEADER = 12, FRAME = 64;
 
     @Param({"split", "packed"})
     public String layout;
+
+    /** Descriptors per ring; the receive buffers (2 KiB each) of a ring of 256 fill 512 KiB, about an L2 cache. */
+    @Param({"256"})
+    public int ring;
 
     private GuestRing rx, tx;
     private NetDevice device;
@@ -43,10 +47,10 @@ public class LoopbackBench extends NanosPerOp {
         device.featuresAcked(1L << 32 | 1L << 15 | 1L << 35); // VERSION_1, MRG_RXBUF, IN_ORDER
         boolean packed = layout.equals("packed");
         int options = VirtQueue.IN_ORDER;
-        rx = (packed ? GuestRing.packed(RING, 4 << 20) : new GuestRing(RING, 4 << 20)).receiveBuffers(2048, options);
+        rx = (packed ? GuestRing.packed(ring, 4 << 20) : new GuestRing(ring, 4 << 20)).receiveBuffers(2048, options);
         byte[] contents = new byte[HEADER + FRAME];
         System.arraycopy(Frames.udp(0x02_00_00_00_00_01L, 0x52_54_00_00_00_01L, FRAME), 0, contents, HEADER, FRAME);
-        tx = (packed ? GuestRing.packed(RING, 4 << 20) : new GuestRing(RING, 4 << 20)).transmitBuffers(contents, options);
+        tx = (packed ? GuestRing.packed(ring, 4 << 20) : new GuestRing(ring, 4 << 20)).transmitBuffers(contents, options);
         rxq = rx.queue;
         txq = tx.queue;
         device.handler(0).started(rxq); // each call makes the queue's handler: keep them
