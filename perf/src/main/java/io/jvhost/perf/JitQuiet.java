@@ -50,14 +50,12 @@ final class JitQuiet {
         return settled;
     }
 
-    /** Sleeps until the JIT has settled; returns the seconds waited. */
-    static double await() throws InterruptedException {
-        long t0 = System.nanoTime();
-        JitQuiet q = new JitQuiet(t0);
+    /** Sleeps until the JIT has settled. */
+    static void await() throws InterruptedException {
+        JitQuiet q = new JitQuiet(System.nanoTime());
         while (!q.settled(System.nanoTime())) {
             Thread.sleep(50);
         }
-        return (System.nanoTime() - t0) / 1e9;
     }
 
     private static long compileMillis() {
