@@ -21,9 +21,14 @@ final class CpuRoundTrip {
     private static final long GIVE_UP_NANOS = 1_000_000_000L;
 
     private final int cpuA, cpuB;
-    /** Per run, in run order: the round trip before it, and after it when measured ("81" or "81/430"). */
+    /**
+     * Per run, in run order: the round trip before it, and after it when measured, then the CPUs'
+     * copy speeds before it ("81 (0.60/0.61)" or "81/430 (0.60/0.61)").
+     */
     private final List<String> samples = new ArrayList<>();
     private double before = Double.NaN;
+    /** The last sample's copy speeds as the summary shows them (" (0.60/0.61)"), or "" when not measured. */
+    private String speedsBefore = "";
 
     CpuRoundTrip(int cpuA, int cpuB) {
         this.cpuA = cpuA;
@@ -43,7 +48,8 @@ final class CpuRoundTrip {
         if (Double.isNaN(before)) {
             return "CPUs " + cpuA + "-" + cpuB + " round trip not measured" + speeds;
         }
-        samples.add(String.format("%.0f", before) + (perCpu == null ? "" : " (" + perCpu + ")"));
+        speedsBefore = perCpu == null ? "" : " (" + perCpu + ")";
+        samples.add(String.format("%.0f", before) + speedsBefore);
         return String.format("CPUs %d-%d round trip %.0f ns%s", cpuA, cpuB, before, speeds);
     }
 
@@ -60,9 +66,7 @@ final class CpuRoundTrip {
         if (Double.isNaN(ns)) {
             return "";
         }
-        String last = samples.get(samples.size() - 1);
-        int speeds = last.indexOf(' ');
-        samples.set(samples.size() - 1, String.format("%.0f/%.0f", before, ns) + (speeds < 0 ? "" : last.substring(speeds)));
+        samples.set(samples.size() - 1, String.format("%.0f/%.0f", before, ns) + speedsBefore);
         return String.format(", %.0f ns after%s", ns, moved(before, ns) ? ": moved during the run" : "");
     }
 

@@ -245,14 +245,12 @@ public final class NetBench extends Bench<NetBench.Options> {
                 long frontendPackets = 0;
                 Window w = Window.NONE;
                 String error = null;
-                double warmed = Double.NaN;
-                int skip = 0;
+                Warmed warmed = Warmed.NONE;
                 try {
                     if (!awaitTraffic(fe, feLog, dir)) {
                         error = "no traffic: " + Procs.tail(feLog, 600).replace('\n', ' ');
                     } else {
-                        warmed = warmUp();
-                        skip = samples(Files.readString(feLog, StandardCharsets.UTF_8), dir).size();
+                        warmed = warmUp(feLog, dir);
                         w = measure(CpuTime.threads(name + "-poller-"), name + "-poller-", () -> frames(device));
                     }
                 } finally {
@@ -261,10 +259,10 @@ public final class NetBench extends Bench<NetBench.Options> {
                 }
                 String log = Files.readString(feLog, StandardCharsets.UTF_8);
                 frontendPackets = frontendTotal(log, dir);
-                double mpps = error != null ? Double.NaN : samplesMpps(log, dir, skip);
+                double mpps = error != null ? Double.NaN : samplesMpps(log, dir, warmed.samplesBefore);
                 long backendPackets = dir.equals("h2g") ? sum(device, true) : sum(device, false);
                 return new Run(mpps, frontendPackets, backendPackets, w.allocPerFrame, CpuTime.perPacket(w.cores, mpps),
-                        warmed, error);
+                        warmed.seconds, error);
             }
         }
     }
@@ -296,14 +294,12 @@ public final class NetBench extends Bench<NetBench.Options> {
             Process fe = procs.start(frontendCommand(socket, n, dir, size, mrg, qp), feLog);
             String error = null;
             Window w = Window.NONE;
-            double warmed = Double.NaN;
-            int skip = 0;
+            Warmed warmed = Warmed.NONE;
             try {
                 if (!awaitTraffic(fe, feLog, dir)) {
                     error = "no traffic: " + Procs.tail(feLog, 600).replace('\n', ' ');
                 } else {
-                    warmed = warmUp();
-                    skip = samples(Files.readString(feLog, StandardCharsets.UTF_8), dir).size();
+                    warmed = warmUp(feLog, dir);
                     w = measure(CpuTime.process(be.pid()), null, null);
                 }
             } finally {
@@ -314,9 +310,9 @@ public final class NetBench extends Bench<NetBench.Options> {
             String bl = Files.readString(beLog, StandardCharsets.UTF_8);
             Matcher m = TOTALS.matcher(bl);
             long backendPackets = !m.find() ? 0 : Long.parseLong(m.group(dir.equals("h2g") ? 2 : 1));
-            double mpps = error != null ? Double.NaN : samplesMpps(log, dir, skip);
+            double mpps = error != null ? Double.NaN : samplesMpps(log, dir, warmed.samplesBefore);
             return new Run(mpps, frontendTotal(log, dir), backendPackets, Double.NaN, CpuTime.perPacket(w.cores, mpps),
-                    warmed, error);
+                    warmed.seconds, error);
         } finally {
             Procs.stop(be, 20);
             removeHugepageFiles(filePrefix("fe", n));
@@ -352,16 +348,21 @@ public final class NetBench extends Bench<NetBench.Options> {
         static final Window NONE = new Window(Double.NaN, Double.NaN);
     }
 
+    /** How long a run warmed, and how many rate samples the frontend had printed by then (the warm-up's). */
+    private record Warmed(double seconds, int samplesBefore) {
+        static final Warmed NONE = new Warmed(Double.NaN, 0);
+    }
+
     /**
      * The warm-up once traffic flows: {@code options.warmupSeconds}, then until this JVM's JIT has
      * settled ({@link JitQuiet}: the backend's first run in the JVM otherwise measures its
-     * compilation). Returns the seconds it took.
+     * compilation).
      */
-    private double warmUp() throws InterruptedException {
+    private Warmed warmUp(Path feLog, String dir) throws InterruptedException, IOException {
         long t0 = System.nanoTime();
         Thread.sleep(options.warmupSeconds * 1000L);
         JitQuiet.await();
-        return (System.nanoTime() - t0) / 1e9;
+        return new Warmed((System.nanoTime() - t0) / 1e9, samples(Files.readString(feLog, StandardCharsets.UTF_8), dir).size());
     }
 
     /**

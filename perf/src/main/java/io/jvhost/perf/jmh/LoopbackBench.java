@@ -22,8 +22,9 @@ import org.openjdk.jmh.annotations.TearDown;
  * per frame. With the driver on the same core there is no cache line to wait for, so this is the
  * compute a round costs, what the near placement of the live bench pays, without its noise
  * (perf/RESULTS.md, "Loopback timed phase by phase"). Mergeable buffers and IN_ORDER, as DPDK's
- * virtio-user negotiates them. Run it with several forks: how the JIT compiles the path can differ
- * from one JVM to the next.
+ * virtio-user negotiates them. Pin it to one CPU ({@code taskset -c 1}) and read that CPU's copy
+ * speed first: the host slows one vCPU at times, and every fork on it then reads ~1.4x slower
+ * (perf/RESULTS.md, "The slow mode is a slow vCPU").
  */
 public class LoopbackBench extends NanosPerOp {
     static final int BURST = 32, HEADER = 12, FRAME = 64;
