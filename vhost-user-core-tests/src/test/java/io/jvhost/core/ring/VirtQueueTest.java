@@ -478,6 +478,7 @@ class VirtQueueTest {
     @Test
     void shouldAskForNoKickAndReportNoWorkForPostedBuffersOfAnOnDemandQueueUntilItRunsOut() throws Exception {
         fixture(8, 100, true); // a NIC's receive queue: buffers wait for frames
+        f.queue.demand(new Demand(0, System::nanoTime)); // no back-off: this test is about kicks
         f.queue.onDemand(true);
         long buf = f.buffer(64);
         f.driver.post(Buffer.writable(buf, 64));
@@ -497,5 +498,55 @@ class VirtQueueTest {
 
         f.queue.onDemand(false);
         assertTrue(f.queue.enableNotifications(), "a request queue's posted buffers are work");
+    }
+
+    @Test
+    void shouldLeaveAStarvedReceiveRingAloneForTheBackOffYetNeverSleepOnBuffersAddedMeanwhile() throws Exception {
+        fixture(8, 0, true);
+        long[] now = {1_000};
+        f.queue.demand(new Demand(2_000, () -> now[0]));
+        f.queue.onDemand(true);
+        long buf = f.buffer(64);
+        assertNull(f.queue.next(), "a frame finds no buffer: the device ran out");
+        f.driver.post(Buffer.writable(buf, 64));
+        now[0] += 1_999;
+        assertNull(f.queue.next(), "the driver is still refilling: the ring is not read again yet");
+        assertEquals(0, new BufferBurst().takeWritable(f.queue, 8, 12, new long[8], 0), "nor taken in a burst");
+        assertTrue(f.queue.enableNotifications(), "but the buffer is work, so the poller does not sleep on it");
+        now[0] += 1;
+        assertNotNull(f.queue.next(), "once the back-off passed the buffer is taken");
+        assertNull(f.queue.next(), "and running out again");
+        f.driver.post(Buffer.writable(buf, 64));
+        assertNull(f.queue.next(), "backs off again");
+    }
+
+    @Test
+    void shouldBackOffAfterGivingBackChainsButNotAfterGivingBackNone() throws Exception {
+        fixture(8, 0, true);
+        long[] now = {1_000};
+        f.queue.demand(new Demand(2_000, () -> now[0]));
+        f.queue.onDemand(true);
+        long buf = f.buffer(64);
+        f.driver.post(Buffer.writable(buf, 64));
+        f.driver.post(Buffer.writable(buf, 64));
+        assertNotNull(f.queue.next());
+        f.queue.rewind(0);
+        assertNotNull(f.queue.next(), "giving back nothing is no sign of running out");
+        f.queue.rewind(2);
+        assertNull(f.queue.next(), "two chains given back were not enough: wait for more");
+        now[0] += 2_000;
+        assertNotNull(f.queue.next(), "then they are taken again");
+    }
+
+    @Test
+    void shouldNeverBackOffOnAQueueWhoseBuffersAreWork() throws Exception {
+        fixture(8, 0, true);
+        long[] now = {1_000};
+        f.queue.demand(new Demand(2_000, () -> now[0]));
+        f.queue.onDemand(false); // a transmit or request queue
+        long buf = f.buffer(64);
+        assertNull(f.queue.next());
+        f.driver.post(Buffer.readable(buf, 64));
+        assertNotNull(f.queue.next(), "a request is taken as soon as it is there");
     }
 }

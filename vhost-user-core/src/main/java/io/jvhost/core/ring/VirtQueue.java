@@ -62,9 +62,8 @@ public final class VirtQueue {
     private boolean deviceInOrder;
     /** IN_ORDER for a device that may complete out of order: through {@link #order}, else quiet chains are told at complete. */
     private boolean tracked;
-    /** Buffers are taken on the device's demand ({@link #onDemand}); and whether it ran out of them. */
-    private boolean onDemand;
-    private boolean starved;
+    /** Buffers are taken on the device's demand ({@link #onDemand}); whether it ran out of them, and its back-off. */
+    private Demand demand = new Demand();
 
     public VirtQueue(int index) {
         this.index = index;
@@ -203,8 +202,12 @@ public final class VirtQueue {
      * ran out of them (a {@link #next()} that found none, or a {@link #rewind}). Poller, at attach.
      */
     public void onDemand(boolean onDemand) {
-        this.onDemand = onDemand;
-        this.starved = false;
+        demand.reset(onDemand);
+    }
+
+    /** Tests: the back-off of a starved queue on their own clock ({@link Demand}); then {@link #onDemand}. */
+    void demand(Demand demand) {
+        this.demand = demand;
     }
 
     /** The eventfd that wakes the poller owning this queue; set by the poller. */
@@ -240,7 +243,9 @@ public final class VirtQueue {
      */
     public DescriptorChain next() {
         DescriptorChain c = chain;
-        starved = onDemand; // until a chain is found below
+        if (demand.backingOff()) {
+            return null; // ran out a moment ago: the driver is still refilling (Demand)
+        }
         while (!broken && ring.take(c)) {
             if (tracked && !order.taken(c)) {
                 latchBroken("chain " + c.head() + " made available again before it was used");
@@ -254,12 +259,13 @@ public final class VirtQueue {
                 counters.chains++;
                 counters.descriptors += c.count();
                 counters.bytesRead += c.readableLength();
-                starved = false;
+                demand.found();
                 return c;
             }
             refusals.malformed(c.head(), error);
             complete(c.head(), 0);
         }
+        demand.ranOut();
         return null;
     }
 
@@ -271,16 +277,16 @@ public final class VirtQueue {
      */
     public void rewind(int count) {
         ring.rewind(count);
-        starved = onDemand;
+        demand.gaveBack(count);
         counters.chains -= count;
         if (tracked) {
             order.rewind(count);
         }
     }
 
-    /** Whether a {@link BufferBurst} may take chains: the plain case, nothing logged, tracked or resubmitted. */
+    /** Whether a {@link BufferBurst} may take chains: the plain case, nothing logged, tracked or resubmitted, no back-off. */
     boolean burstable() {
-        return !broken && log == null && !tracked && ring.resubmitPending() == 0;
+        return !broken && !demand.backingOff() && log == null && !tracked && ring.resubmitPending() == 0;
     }
 
     /** A {@link BufferBurst} took {@code n} one-buffer chains, {@code read} readable bytes in all (0: next() goes on). */
@@ -289,7 +295,7 @@ public final class VirtQueue {
             counters.chains += n;
             counters.descriptors += n;
             counters.bytesRead += read;
-            starved = false;
+            demand.found();
         }
     }
 
@@ -368,7 +374,7 @@ public final class VirtQueue {
      * {@link #onDemand} queue that has not run out of buffers asks for nothing and has no work. Poller.
      */
     public boolean enableNotifications() {
-        if (broken || (onDemand && !starved)) {
+        if (broken || demand.stocked()) {
             return false;
         }
         ring.enableNotifications();
