@@ -40,6 +40,9 @@ public class MergeableRxBench extends NanosPerOp {
     private MemorySegment frame;
     private int size;
     private int chainsPerFrame;
+    private final MemorySegment[] frames = new MemorySegment[BATCH];
+    private final long[] offsets = new long[BATCH];
+    private final long[] lengths = new long[BATCH];
 
     @Setup(Level.Trial)
     public void setUp() throws Exception {
@@ -58,6 +61,8 @@ public class MergeableRxBench extends NanosPerOp {
         frame = Arena.ofAuto().allocate(size, 64);
         MemorySegment.copy(MemorySegment.ofArray(Frames.udp(0x02_00_00_00_00_01L, 0x52_54_00_00_00_01L, size)), 0,
                 frame, 0, size);
+        java.util.Arrays.fill(frames, frame);
+        java.util.Arrays.fill(lengths, size);
     }
 
     @TearDown(Level.Trial)
@@ -81,5 +86,18 @@ public class MergeableRxBench extends NanosPerOp {
             throw new IllegalStateException("deliver returned " + r);
         }
         return r;
+    }
+
+    /** The same frames through the burst path ({@link GuestNic#deliver(int, MemorySegment[], long[], long[], int)}): what a port with a batch of frames uses. */
+    @Benchmark
+    @OperationsPerInvocation(BATCH)
+    public int deliverBurst() {
+        ring.makeAvailable(BATCH * chainsPerFrame);
+        int n = nic.deliver(0, frames, offsets, lengths, BATCH);
+        q.publish();
+        if (n != BATCH) {
+            throw new IllegalStateException("burst delivered " + n);
+        }
+        return n;
     }
 }
