@@ -55,8 +55,7 @@ final class PackedRing extends Ring {
 
     /** Where the device takes the next chain, and its wrap counter (0 or 1); the used side is {@link #used}'s. */
     private int availPos, availWrap;
-    /** Per buffer id: whether in flight, its slots in the ring, its inflight-log entry. */
-    private boolean[] inUse = new boolean[0];
+    /** Per buffer id: its slots in the ring while in flight (0: not in flight), its inflight-log entry. */
     private int[] slotsOf = new int[0];
     private int[] entryOf = new int[0];
     /** Per take, newest last: the avail position before it (pos | wrap << 15, or -1 for a resubmission) and the id. */
@@ -86,15 +85,14 @@ final class PackedRing extends Ring {
         this.eventIdx = eventIdx;
         this.indirect = indirect;
         this.inOrder = inOrder;
-        if (inUse.length != size) {
-            inUse = new boolean[size];
+        if (slotsOf.length != size) {
             slotsOf = new int[size];
             entryOf = new int[size];
             takenFrom = new int[size];
             takenId = new int[size];
             resubmit = new int[size];
         } else {
-            Arrays.fill(inUse, false);
+            Arrays.fill(slotsOf, 0);
         }
         used.configure(desc, driverArea, size, eventIdx, inOrder, log, ringGpa);
         resume((base >>> 16) == 0 ? base | base << 16 : base); // no used half (DPDK's frontend): the device had caught up
@@ -237,7 +235,7 @@ final class PackedRing extends Ring {
             queue.latchBroken("buffer id " + id + " out of range for size " + size + " (chain at slot " + availPos + ")");
             return false;
         }
-        if (inUse[id]) {
+        if (slotsOf[id] != 0) {
             queue.latchBroken("buffer id " + id + " made available again before it was used (chain at slot " + availPos + ")");
             return false;
         }
@@ -255,7 +253,6 @@ final class PackedRing extends Ring {
         takenFrom[takenNext] = from;
         takenId[takenNext] = id;
         takenNext = takenNext + 1 == size ? 0 : takenNext + 1;
-        inUse[id] = true;
         slotsOf[id] = slots;
         entryOf[id] = entry;
     }
@@ -272,11 +269,14 @@ final class PackedRing extends Ring {
             long d = (long) pos * DESC_SIZE;
             long tail = ring.get(LE_LONG, d + LEN_OFFSET); // len and id; plain: after the acquire of the flags
             int len = (int) tail, id = (int) (tail >>> 32) & 0xFFFF;
-            if (len < headroom + lengths[from + k] || id >= size || inUse[id]
+            if (len < headroom + lengths[from + k] || id >= size || slotsOf[id] != 0
                     || !b.put(k, id, ring.get(LE_LONG, d), len, memory)) {
                 break;
             }
-            taken(id, 1, -1, pos | wrap << 15);
+            takenFrom[takenNext] = pos | wrap << 15; // as taken(), less the inflight entry: a burst has no log
+            takenId[takenNext] = id;
+            takenNext = takenNext + 1 == size ? 0 : takenNext + 1;
+            slotsOf[id] = 1;
             if (++pos == size) {
                 pos = 0;
                 wrap ^= 1;
@@ -293,9 +293,9 @@ final class PackedRing extends Ring {
     private boolean takeResubmitted(DescriptorChain chain) {
         int entry = resubmit[resubmitNext++];
         int id = inflight.readChain(entry, chain, memory, indirect);
-        if (id < 0 || id >= size || inUse[id]) {
+        if (id < 0 || id >= size || slotsOf[id] != 0 || inflight.chainLength(entry) < 1) {
             queue.latchBroken("inflight entry " + entry + (id < 0 ? " links outside the region"
-                    : " names buffer id " + id + ", out of range or in flight twice"));
+                    : " names buffer id " + id + ", out of range or in flight twice, or no descriptors"));
             return false;
         }
         taken(id, inflight.chainLength(entry), entry, -1 - (resubmitNext - 1));
@@ -315,7 +315,7 @@ final class PackedRing extends Ring {
                 at = size - 1;
             }
             int id = takenId[at];
-            inUse[id] = false;
+            slotsOf[id] = 0;
             from = takenFrom[at];
             if (from >= 0 && inflight != null) {
                 inflight.untaken(entryOf[id]); // resubmitted chains stay in flight
@@ -336,15 +336,16 @@ final class PackedRing extends Ring {
 
     @Override
     void complete(int id, long writtenLength, boolean quiet) {
-        if (id < 0 || id >= size || !inUse[id]) {
+        int slots;
+        if (id < 0 || id >= size || (slots = slotsOf[id]) == 0) {
             queue.completionRefused(id);
             return;
         }
-        inUse[id] = false;
+        slotsOf[id] = 0;
         if (inflight != null) {
             inflight.completed(entryOf[id]);
         }
-        used.complete(id, writtenLength, slotsOf[id], quiet);
+        used.complete(id, writtenLength, slots, quiet);
     }
 
     @Override

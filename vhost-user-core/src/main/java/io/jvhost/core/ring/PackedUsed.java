@@ -20,14 +20,13 @@ import static io.jvhost.core.ring.PackedLayout.ID_OFFSET;
 import static io.jvhost.core.ring.PackedLayout.LEN_OFFSET;
 
 /**
- * The device's side of a packed ring: used descriptors, written in batches (§2.8.21.1). A
- * completion only notes its descriptor (one long in {@link #batch}); {@link #publish} writes the
- * batch in one burst, every descriptor but the first whole (len, id and flags in one 8-byte store),
- * then the first one's flags with a release store, which hands the whole batch to the driver at
- * once; until then the ring is not touched. (A polling driver reads the flags of the batch's first
- * slot all along, so stores into that cache line spread over the batch's work could each take the
- * line back from the driver's core; against DPDK's virtio-user this measured neither faster nor
- * slower than writing each descriptor as its chain completed: perf/RESULTS.md, 2026-12-06.) With
+ * The device's side of a packed ring: used descriptors, written in batches (§2.8.21.1). Each
+ * completion writes its used descriptor whole (len, id and flags in one 8-byte store), but the
+ * batch's first, whose len and id {@link #publish} writes and then its flags with a release store:
+ * the driver reads used descriptors in ring order from that slot, so the whole batch is handed over
+ * at once. (Noting the batch in an array and writing it all at publish, as before, cost 2.5 ns more
+ * per frame in the receive burst, MergeableRxBench.deliverBurst; against DPDK's virtio-user it had
+ * measured neither faster nor slower than writing as chains completed: perf/RESULTS.md.) With
  * IN_ORDER and no inflight log, a run of chains with nothing to write is completed by one used
  * descriptor for its last chain (§2.8.21.2). Whether the driver wants an interrupt for a batch is
  * read from its event suppression structure here too, since it depends only on where the batch
@@ -48,13 +47,13 @@ final class PackedUsed {
     /** Where the device writes the next used descriptor, and its wrap counter (0 or 1). */
     int pos, wrap;
     /**
-     * The batch not published yet, in completion order: per used descriptor its length, buffer id
-     * and ring slots (len | id << 32 | slots << 48; slots at most 2^15), the first one at
-     * {@link #batchPos} in lap {@link #batchWrap}, each next one where the one before ends. At most
-     * one per buffer id in flight, so the queue size bounds it.
+     * The batch not published yet: how many used descriptors, and its first one (at byte offset
+     * {@link #firstAt} of the ring; its len and id, and its flags), which is written at publish,
+     * flags last. The others are written whole as they complete.
      */
-    private long[] batch = new long[0];
-    private int batched, batchPos, batchWrap;
+    private int batched;
+    private long firstAt, firstTail;
+    private int firstFlags;
     /** Linear used positions (0 .. 2 * size - 1) at the last two publishes, for the event check. */
     private int publishedFrom, publishedTo;
     /** IN_ORDER: a run of quiet completions not written yet (count 0: none), its last id and length, and its slots. */
@@ -71,9 +70,6 @@ final class PackedUsed {
         this.inOrder = inOrder;
         this.log = log;
         this.ringGpa = ringGpa;
-        if (batch.length != size) {
-            batch = new long[size];
-        }
         batched = 0;
         runCount = 0;
     }
@@ -106,14 +102,24 @@ final class PackedUsed {
         write(id, writtenLength, slots);
     }
 
-    /** Notes the used descriptor for {@code id} at the used position (written at publish) and moves past {@code slots}. */
+    /**
+     * Writes the used descriptor for {@code id} at the used position, whole (len, id and flags in one
+     * 8-byte store), but the batch's first, kept for {@link #publish}; moves past {@code slots}.
+     */
     private void write(int id, long writtenLength, int slots) {
-        int n = batched++;
-        if (n == 0) {
-            batchPos = pos;
-            batchWrap = wrap;
+        long d = (long) pos * DESC_SIZE;
+        long tail = (writtenLength & 0xFFFF_FFFFL) | (long) (id & 0xFFFF) << 32;
+        int flags = (wrap != 0 ? F_AVAIL | F_USED : 0) | (writtenLength != 0 ? F_WRITE : 0);
+        if (batched++ == 0) {
+            firstAt = d;
+            firstTail = tail;
+            firstFlags = flags;
+        } else {
+            ring.set(LE_LONG, d + LEN_OFFSET, tail | (long) flags << 48);
+            if (log != null) {
+                log.mark(ringGpa + d, DESC_SIZE);
+            }
         }
-        batch[n] = (writtenLength & 0xFFFF_FFFFL) | (long) (id & 0xFFFF) << 32 | (long) slots << 48;
         pos += slots;
         if (pos >= size) {
             pos -= size;
@@ -129,34 +135,14 @@ final class PackedUsed {
             runSlots = 0;
             write(runId, runLength, slots);
         }
-        int n = batched;
-        if (n == 0) {
+        if (batched == 0) {
             return 0;
         }
-        long[] entries = batch;
-        int at = batchPos, lap = batchWrap;
-        long first = (long) at * DESC_SIZE;
-        int firstFlags = 0;
-        for (int i = 0; i < n; i++) {
-            long e = entries[i];
-            int len = (int) e;
-            int flags = (lap != 0 ? F_AVAIL | F_USED : 0) | (len != 0 ? F_WRITE : 0);
-            long d = (long) at * DESC_SIZE;
-            if (i == 0) {
-                ring.set(LE_INT, d + LEN_OFFSET, len);
-                ring.set(LE_SHORT, d + ID_OFFSET, (short) (e >>> 32));
-                firstFlags = flags;
-            } else {
-                ring.set(LE_LONG, d + LEN_OFFSET, (e & 0xFFFF_FFFF_FFFFL) | (long) flags << 48); // len, id, flags at once
-            }
-            if (log != null) {
-                log.mark(ringGpa + d, DESC_SIZE);
-            }
-            at += (int) (e >>> 48);
-            if (at >= size) {
-                at -= size;
-                lap ^= 1;
-            }
+        long first = firstAt;
+        ring.set(LE_INT, first + LEN_OFFSET, (int) firstTail);
+        ring.set(LE_SHORT, first + ID_OFFSET, (short) (firstTail >>> 32));
+        if (log != null) {
+            log.mark(ringGpa + first, DESC_SIZE);
         }
         if (inflight != null) {
             inflight.publishing(pos, wrap);
