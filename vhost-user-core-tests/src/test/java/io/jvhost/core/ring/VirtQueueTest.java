@@ -500,12 +500,18 @@ class VirtQueueTest {
         assertTrue(f.queue.enableNotifications(), "a request queue's posted buffers are work");
     }
 
-    @Test
-    void shouldLeaveAStarvedReceiveRingAloneForTheBackOffYetNeverSleepOnBuffersAddedMeanwhile() throws Exception {
+    /** A queue whose starved back-off is 2 µs on the returned clock (nanoseconds, now[0]); on demand or not. */
+    private long[] backingOffFor2Micros(boolean onDemand) throws Exception {
         fixture(8, 0, true);
         long[] now = {1_000};
         f.queue.demand(new Demand(2_000, () -> now[0]));
-        f.queue.onDemand(true);
+        f.queue.onDemand(onDemand);
+        return now;
+    }
+
+    @Test
+    void shouldLeaveAStarvedReceiveRingAloneForTheBackOffYetNeverSleepOnBuffersAddedMeanwhile() throws Exception {
+        long[] now = backingOffFor2Micros(true);
         long buf = f.buffer(64);
         assertNull(f.queue.next(), "a frame finds no buffer: the device ran out");
         f.driver.post(Buffer.writable(buf, 64));
@@ -522,10 +528,7 @@ class VirtQueueTest {
 
     @Test
     void shouldBackOffAfterGivingBackChainsButNotAfterGivingBackNone() throws Exception {
-        fixture(8, 0, true);
-        long[] now = {1_000};
-        f.queue.demand(new Demand(2_000, () -> now[0]));
-        f.queue.onDemand(true);
+        long[] now = backingOffFor2Micros(true);
         long buf = f.buffer(64);
         f.driver.post(Buffer.writable(buf, 64));
         f.driver.post(Buffer.writable(buf, 64));
@@ -540,10 +543,7 @@ class VirtQueueTest {
 
     @Test
     void shouldNeverBackOffOnAQueueWhoseBuffersAreWork() throws Exception {
-        fixture(8, 0, true);
-        long[] now = {1_000};
-        f.queue.demand(new Demand(2_000, () -> now[0]));
-        f.queue.onDemand(false); // a transmit or request queue
+        backingOffFor2Micros(false); // a transmit or request queue
         long buf = f.buffer(64);
         assertNull(f.queue.next());
         f.driver.post(Buffer.readable(buf, 64));
