@@ -113,6 +113,29 @@ class PackedInflightTest {
         assertEquals(b, next.next().head());
     }
 
+    @Test
+    void shouldHideTheUsedDescriptorsADeadBackendWroteBeyondWhatItPublished() {
+        long buf = f.buffer(64);
+        int a = f.driver.post(Buffer.writable(buf, 8));
+        int b = f.driver.post(Buffer.writable(buf, 8));
+        f.queue.complete(take(), 8); // A: the batch's first, written at the publish that never came
+        f.queue.complete(take(), 8); // B: its used descriptor already in slot 1
+
+        VirtQueue next = f.restart(region, STALE_BASE, 0);
+        DescriptorChain ra = next.next();
+        assertEquals(a, ra.head());
+        next.complete(ra, 8);
+        next.publish();
+        assertEquals(new Used(a, 8), f.driver.awaitUsed(NOW));
+        assertFalse(f.driver.hasUsed(), "B is still in flight in the new backend: the dead one's descriptor for it is hidden");
+        DescriptorChain rb = next.next();
+        assertEquals(b, rb.head());
+        next.complete(rb, 8);
+        next.publish();
+        assertEquals(new Used(b, 8), f.driver.awaitUsed(NOW));
+        assertFalse(f.driver.hasUsed(), "each once");
+    }
+
     /** Takes two chains, uses both in one published batch; returns the region as it was before the publish. */
     private byte[] publishTwoRememberingTheRegionBefore() {
         long buf = f.buffer(64);

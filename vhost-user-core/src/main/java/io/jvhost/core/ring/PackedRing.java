@@ -139,6 +139,7 @@ final class PackedRing extends Ring {
             baseCorrected = true;
         }
         resume(resumed);
+        used.hideUnpublished(r.slots());
         recoveredAvail = availIdx();
         resubmitting(r.chains());
     }

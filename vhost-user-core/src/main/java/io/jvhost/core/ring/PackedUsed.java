@@ -83,6 +83,28 @@ final class PackedUsed {
     }
 
     /**
+     * After a restart, before anything is used: marks the {@code slots} slots from the used
+     * position, those of the chains still in flight, as not used. A backend that died before
+     * publishing its last batch may have written used descriptors there already (every one but the
+     * batch's first); the driver, once a later publish brings it that far, would take them for
+     * completions of chains the new backend is still serving, then see those chains completed twice.
+     */
+    void hideUnpublished(int slots) {
+        int at = pos, lap = wrap;
+        for (int i = 0; i < slots; i++) {
+            long d = (long) at * DESC_SIZE;
+            ring.set(LE_SHORT, d + FLAGS_OFFSET, (short) (lap != 0 ? F_AVAIL : F_USED)); // available in this lap, not used
+            if (log != null) {
+                log.mark(ringGpa + d, DESC_SIZE);
+            }
+            if (++at == size) {
+                at = 0;
+                lap ^= 1;
+            }
+        }
+    }
+
+    /**
      * Chain {@code id}, which took {@code slots} ring slots, is used with {@code writtenLength}
      * bytes; {@code quiet}: nothing written, so under IN_ORDER a later used descriptor may stand for it.
      */
