@@ -122,18 +122,19 @@ class PackedInflightTest {
         f.queue.complete(take(), 8); // B: its used descriptor already in slot 1
 
         VirtQueue next = f.restart(region, STALE_BASE, 0);
-        DescriptorChain ra = next.next();
-        assertEquals(a, ra.head());
-        next.complete(ra, 8);
-        next.publish();
-        assertEquals(new Used(a, 8), f.driver.awaitUsed(NOW));
+        serveAndPublish(next, a);
         assertFalse(f.driver.hasUsed(), "B is still in flight in the new backend: the dead one's descriptor for it is hidden");
-        DescriptorChain rb = next.next();
-        assertEquals(b, rb.head());
-        next.complete(rb, 8);
-        next.publish();
-        assertEquals(new Used(b, 8), f.driver.awaitUsed(NOW));
+        serveAndPublish(next, b);
         assertFalse(f.driver.hasUsed(), "each once");
+    }
+
+    /** Takes the next chain of {@code q}, which must be {@code id}, uses it with 8 bytes and publishes; the driver gets it. */
+    private void serveAndPublish(VirtQueue q, int id) {
+        DescriptorChain c = q.next();
+        assertEquals(id, c.head());
+        q.complete(c, 8);
+        q.publish();
+        assertEquals(new Used(id, 8), f.driver.awaitUsed(NOW));
     }
 
     /** Takes two chains, uses both in one published batch; returns the region as it was before the publish. */
