@@ -8,6 +8,7 @@ import io.jvhost.net.NetDevice;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
 
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.Level;
@@ -61,8 +62,8 @@ public class MergeableRxBench extends NanosPerOp {
         frame = Arena.ofAuto().allocate(size, 64);
         MemorySegment.copy(MemorySegment.ofArray(Frames.udp(0x02_00_00_00_00_01L, 0x52_54_00_00_00_01L, size)), 0,
                 frame, 0, size);
-        java.util.Arrays.fill(frames, frame);
-        java.util.Arrays.fill(lengths, size);
+        Arrays.fill(frames, frame);
+        Arrays.fill(lengths, size);
     }
 
     @TearDown(Level.Trial)

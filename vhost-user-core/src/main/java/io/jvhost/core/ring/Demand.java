@@ -11,8 +11,8 @@ import java.util.function.LongSupplier;
  * driver refills it by writing the very cache lines the device would poll (a packed ring's
  * descriptors, one at a time; a split ring's index). Reading them again and again while the driver
  * writes them takes each line back from the driver's core between its stores, which slowed a
- * polling driver's refills enough to cost host-to-guest a fifth to a third of its rate against
- * DPDK's virtio-user (perf/RESULTS.md, 2026-12-07). So after running out the device does not look
+ * polling driver's refills enough to cost packed host-to-guest a sixth of its rate against DPDK's
+ * virtio-user on distant CPUs (perf/RESULTS.md, 2026-12-07). So after running out the device does not look
  * for {@link #BACKOFF_NANOS}; the ring's own availability check ({@link VirtQueue#enableNotifications}),
  * which decides whether the poller may sleep, still looks at once, so a refill is never missed,
  * only taken up to that much later. Poller thread only.

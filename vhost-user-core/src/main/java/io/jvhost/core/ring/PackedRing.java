@@ -274,10 +274,7 @@ final class PackedRing extends Ring {
                     || !b.put(k, id, ring.get(LE_LONG, d), len, memory)) {
                 break;
             }
-            takenFrom[takenNext] = pos | wrap << 15; // as taken(), less the inflight entry: a burst has no log
-            takenId[takenNext] = id;
-            takenNext = takenNext + 1 == size ? 0 : takenNext + 1;
-            slotsOf[id] = 1;
+            taken(id, 1, -1, pos | wrap << 15);
             if (++pos == size) {
                 pos = 0;
                 wrap ^= 1;
@@ -294,12 +291,13 @@ final class PackedRing extends Ring {
     private boolean takeResubmitted(DescriptorChain chain) {
         int entry = resubmit[resubmitNext++];
         int id = inflight.readChain(entry, chain, memory, indirect);
-        if (id < 0 || id >= size || slotsOf[id] != 0 || inflight.chainLength(entry) < 1) {
+        int slots = inflight.chainLength(entry);
+        if (id < 0 || id >= size || slotsOf[id] != 0 || slots < 1) {
             queue.latchBroken("inflight entry " + entry + (id < 0 ? " links outside the region"
                     : " names buffer id " + id + ", out of range or in flight twice, or no descriptors"));
             return false;
         }
-        taken(id, inflight.chainLength(entry), entry, -1 - (resubmitNext - 1));
+        taken(id, slots, entry, -1 - (resubmitNext - 1));
         chain.head(id);
         return true;
     }
