@@ -83,6 +83,8 @@ class CliErrorsTest {
             Arguments.of(RUNTIME, "jvhost blk", "blk --socket {dir}/b.sock --file {dir}/missing.img", "--file {dir}/missing.img: no such file (create an image: truncate -s 10G"),
             Arguments.of(RUNTIME, "jvhost blk", "blk --socket {dir}/b.sock --file {dir}", "--file {dir} is a directory; give a raw image file or a block device"),
             Arguments.of(RUNTIME, "jvhost blk", "blk --socket {dir}/nodir/b.sock --ram 1M", "directory {dir}/nodir does not exist (create it: mkdir -p {dir}/nodir)"),
+            Arguments.of(RUNTIME, "jvhost bench blk", "bench blk --targets jvhost-null,spdk-null", "needs SPDK's vhost target for spdk-null (--spdk PATH: SPDK's build/bin/vhost or its tree; scripts/build-spdk.sh builds one)"),
+            Arguments.of(RUNTIME, "jvhost bench blk", "bench blk --targets spdk-null --spdk {dir}", "needs SPDK's vhost target at {dir}/build/bin/vhost (not an executable file;"),
             Arguments.of(RUNTIME, "jvhost rng", "rng --socket {dir}", "--socket {dir} is a directory; give the path of the socket to create in it"),
             Arguments.of(RUNTIME, "jvhost rng", "rng --socket {dir}/r.sock --handover {dir}/nodir/h.sock",
                     "--handover {dir}/nodir/h.sock: directory {dir}/nodir does not exist (create it: mkdir -p {dir}/nodir)"),

@@ -48,7 +48,10 @@ import org.HdrHistogram.Histogram;
  * for: {@code jvhost-rbd} ({@code --rbd}) with {@code qsd-rbd} ({@code driver=rbd}) on one image of a
  * dev cluster ({@code scripts/dev-ceph.sh}, one monitor and one memstore OSD) that the run starts,
  * fills from the image and stops; {@code jvhost-nbd} ({@code --nbd}) with {@code qsd-nbd}
- * ({@code driver=nbd}) on one {@code qemu-nbd} export of a copy of the image, on a Unix socket. The
+ * ({@code driver=nbd}) on one {@code qemu-nbd} export of a copy of the image, on a Unix socket.
+ * {@code spdk-null}, only when asked for ({@code --spdk}): SPDK's vhost target serving a null bdev
+ * ({@link SpdkVhost}), as SPDK users run it (hugepages, one reactor pinned to the backend CPU); it is
+ * {@code jvhost-null}'s second like after {@code qsd-null} (the {@code ref2} columns). The
  * cluster and the NBD server run on the backend CPU too: both sides' clients share it with them. The
  * generator thread is pinned to the frontend CPU, jvhost's poller and I/O workers and the whole
  * qemu-storage-daemon to the backend CPU; jvhost serves all queues from one poller, as
@@ -88,6 +91,8 @@ public final class BlkBench extends Bench<BlkBench.Options> {
         public boolean eventIdx = true;
         public long diskBytes = 256L << 20;
         public Path imageDir = Path.of("/dev/shm");
+        /** SPDK's {@code vhost} target, for {@code spdk-null}; null when not given. */
+        public Path spdk;
 
         public Options() {
             super(3);
@@ -115,7 +120,7 @@ public final class BlkBench extends Bench<BlkBench.Options> {
             "jvhost-file", List.of("qsd-uring", "qsd"),
             "jvhost-file-uring", List.of("qsd-uring", "qsd"),
             "jvhost-file-threads", List.of("qsd"),
-            "jvhost-null", List.of("qsd-null", "qsd"),
+            "jvhost-null", List.of("qsd-null", "spdk-null", "qsd"),
             "jvhost-ram", List.of("qsd-null-zeroes", "qsd"),
             "jvhost-rbd", List.of("qsd-rbd"),
             "jvhost-nbd", List.of("qsd-nbd"));
@@ -185,9 +190,9 @@ public final class BlkBench extends Bench<BlkBench.Options> {
         return (Report) result.get();
     }
 
-    /** Every target this benchmark knows; all but {@code jvhost-file-uring}, {@code -threads} and the RBD and NBD ones run by default. */
+    /** Every target this benchmark knows; all but {@code jvhost-file-uring}, {@code -threads}, the RBD, NBD and SPDK ones run by default. */
     public static final List<String> TARGETS = List.of("jvhost-ram", "jvhost-file", "jvhost-file-uring", "jvhost-file-threads", "jvhost-null",
-            "qsd", "qsd-uring", "qsd-null", "qsd-null-zeroes", "jvhost-rbd", "qsd-rbd", "jvhost-nbd", "qsd-nbd");
+            "qsd", "qsd-uring", "qsd-null", "qsd-null-zeroes", "jvhost-rbd", "qsd-rbd", "jvhost-nbd", "qsd-nbd", "spdk-null");
 
     private Report runAll() throws Exception {
         for (String t : options.targets) {
@@ -197,21 +202,30 @@ public final class BlkBench extends Bench<BlkBench.Options> {
         }
         List<String> missing = new ArrayList<>(options.targets.stream().anyMatch(t -> t.startsWith("qsd")) ? missing() : List.of());
         missing.addAll(missing(options.targets));
+        if (options.targets.contains("spdk-null")) {
+            missing.addAll(SpdkVhost.missing(options.spdk));
+        }
         if (!missing.isEmpty()) {
             throw new IllegalStateException("bench blk needs: " + String.join(", ", missing));
         }
         Report report = report("blk", "io.jvhost.perf.BlkLoad (Java vhost-user frontend, polling driver"
                 + (options.eventIdx ? ", EVENT_IDX where offered" : ", no EVENT_IDX") + ") on CPU " + options.frontendCpu, "workload", "qd", "queues", "target", "IOPS", "MB/s", "min_IOPS", "max_IOPS",
                 "spread%", "p50_us", "p99_us", "p99.9_us", "runs", "ref", "IOPS_vs_ref", "p50_vs_ref", "p99_vs_ref",
-                "cpu_ns/req", "cpu_vs_ref", "kicks/req", "alloc_B/req", "requests", "errors");
+                "cpu_ns/req", "cpu_vs_ref", "ref2", "IOPS_vs_ref2", "cpu_vs_ref2", "kicks/req", "alloc_B/req", "requests", "errors");
         report.meta("cpu_definition", "backend CPU ns in the window / requests completed in it;"
                 + " jvhost: its poller and I/O worker threads, qemu-storage-daemon: the whole process");
         report.meta("references", "jvhost-file, jvhost-file-uring: qsd-uring (file, aio=io_uring), jvhost-file-threads: qsd (file, aio=threads),"
                 + " jvhost-null: qsd-null (null-co), jvhost-ram: qsd-null-zeroes (null-co,read-zeroes=on); qsd when the like"
-                + " is not in the run; jvhost-rbd: qsd-rbd, jvhost-nbd: qsd-nbd (the same cluster, the same server)");
+                + " is not in the run; jvhost-rbd: qsd-rbd, jvhost-nbd: qsd-nbd (the same cluster, the same server);"
+                + " ref2: the next like in the run (jvhost-null: spdk-null, SPDK's vhost target on a null bdev)");
+        if (options.targets.contains("spdk-null")) {
+            report.meta("spdk", SpdkVhost.binary(options.spdk) + ", one reactor on CPU "
+                    + options.backendCpu + ", " + SpdkVhost.HUGEPAGE_MB + " MB of hugepages");
+        }
         report.meta("image", image + " (" + (options.diskBytes >> 20) + " MiB, " + Files.getFileStore(image.getParent()).type() + ")");
         report.meta("jvhost_mode", options.idle.name().toLowerCase(java.util.Locale.ROOT));
         report.meta("frontend_event_idx", options.eventIdx ? "negotiated where offered" : "refused");
+        report.meta("guest_ram", guestHugepages() ? "memfd on 2 MiB hugepages (for SPDK, every target alike)" : "memfd on 4 KiB pages");
         try {
             createImage();
             if (options.targets.stream().anyMatch(t -> t.endsWith("-rbd"))) {
@@ -328,7 +342,8 @@ public final class BlkBench extends Bench<BlkBench.Options> {
             double med = Report.median(iops), min = Report.min(iops), max = Report.max(iops);
             Histogram h = merged(rs);
             double p50 = percentileMicros(h, 50), p99 = percentileMicros(h, 99), p999 = percentileMicros(h, 99.9);
-            String ref = reference(targets.get(t), targets);
+            List<String> likes = references(targets.get(t), targets);
+            String ref = likes.isEmpty() ? null : likes.get(0), ref2 = likes.size() < 2 ? null : likes.get(1);
             double iopsVs = Double.NaN, p50Vs = Double.NaN, p99Vs = Double.NaN, cpuVs = Double.NaN;
             if (ref != null) {
                 List<Run> refRuns = runs.get(targets.indexOf(ref));
@@ -338,9 +353,16 @@ public final class BlkBench extends Bench<BlkBench.Options> {
                 p99Vs = p99 / percentileMicros(refH, 99);
                 cpuVs = Report.pairedRatio(cpu, refRuns.stream().mapToDouble(Run::cpuPerRequest).toArray());
             }
+            double iopsVs2 = Double.NaN, cpuVs2 = Double.NaN;
+            if (ref2 != null) {
+                List<Run> refRuns = runs.get(targets.indexOf(ref2));
+                iopsVs2 = Report.pairedRatio(iops, refRuns.stream().mapToDouble(Run::iops).toArray());
+                cpuVs2 = Report.pairedRatio(cpu, refRuns.stream().mapToDouble(Run::cpuPerRequest).toArray());
+            }
             report.add(w.name(), w.depth(), queues, targets.get(t), med, med * w.blockSize() / 1e6, min, max,
                     (max - min) / med * 100, p50, p99, p999, rs.size(), ref == null ? "-" : ref, iopsVs, p50Vs, p99Vs,
-                    Report.median(cpu), cpuVs, Report.median(rs.stream().mapToDouble(Run::kicksPerRequest).toArray()),
+                    Report.median(cpu), cpuVs, ref2 == null ? "-" : ref2, iopsVs2, cpuVs2,
+                    Report.median(rs.stream().mapToDouble(Run::kicksPerRequest).toArray()),
                     Report.median(rs.stream().mapToDouble(Run::allocPerRequest).toArray()),
                     rs.stream().mapToLong(Run::requests).sum(), rs.stream().mapToLong(Run::errors).sum()
                             + rs.stream().filter(x -> x.error != null).count());
@@ -349,15 +371,16 @@ public final class BlkBench extends Bench<BlkBench.Options> {
 
     /**
      * The target {@code target} is compared with among {@code targets}: the first of its likes in
-     * {@link #REFERENCE} that runs; none for qemu-storage-daemon's own targets.
+     * {@link #REFERENCE} that runs; none for the references' own targets.
      */
     static String reference(String target, List<String> targets) {
-        for (String like : REFERENCE.getOrDefault(target, List.of())) {
-            if (targets.contains(like)) {
-                return like;
-            }
-        }
-        return null;
+        List<String> likes = references(target, targets);
+        return likes.isEmpty() ? null : likes.get(0);
+    }
+
+    /** The first two of {@code target}'s likes that are in {@code targets}, best first: the {@code ref} and {@code ref2} columns. */
+    static List<String> references(String target, List<String> targets) {
+        return REFERENCE.getOrDefault(target, List.of()).stream().filter(targets::contains).limit(2).toList();
     }
 
     private static double percentileMicros(Histogram h, double percentile) {
@@ -380,6 +403,9 @@ public final class BlkBench extends Bench<BlkBench.Options> {
         long ram = (long) queues * w.depth() * (w.blockSize() + 8192) + (8L << 20);
         int queueSize = BlkLoad.queueSizeFor(w.depth());
         Duration warmup = Duration.ofSeconds(options.warmupSeconds), measure = Duration.ofSeconds(options.seconds);
+        if (target.equals("spdk-null")) {
+            return runSpdk(w, queues, rep, n, ram, queueSize, warmup, measure);
+        }
         if (target.startsWith("qsd")) {
             Path log = work.resolve("run" + n + "-" + target + ".log");
             int cpu = options.backendCpu;
@@ -393,7 +419,7 @@ public final class BlkBench extends Bench<BlkBench.Options> {
                     return failed("qemu-storage-daemon did not listen: " + Procs.tail(log, 600).replace('\n', ' '));
                 }
                 procs.note("# run " + n + ": BlkLoad " + w + " on " + queues + " queue(s) of " + queueSize + " against " + socket);
-                try (BlkLoad load = BlkLoad.connect(socket, queues, queueSize, ram, options.diskBytes, options.eventIdx)) {
+                try (BlkLoad load = BlkLoad.connect(socket, queues, queueSize, ram, options.diskBytes, options.eventIdx, guestHugepages())) {
                     BlkLoad.Result r = load.run(w, warmup, measure, 1000 + rep, CpuTime.process(qsd.pid()));
                     return new Run(r.iops(), r.latencyNanos(), r.requests(), r.errors(), Double.NaN, r.cpuPerRequest(),
                             r.kicksPerRequest(), r.warmupSeconds(), null);
@@ -415,6 +441,31 @@ public final class BlkBench extends Bench<BlkBench.Options> {
             return runJvhost(loop, target, w, queues, rep, n, socket, ram, queueSize, warmup, measure, threadsBefore);
         } finally {
             procs.pinThreads("blk-load", options.frontendCpu);
+        }
+    }
+
+    /** SPDK's vhost target on a null bdev of the disk's size, one reactor on the backend CPU, as its users run it. */
+    private Run runSpdk(BlkLoad.Workload w, int queues, int rep, int n, long ram, int queueSize, Duration warmup,
+                        Duration measure) throws Exception {
+        String controller = "spdk-" + n;
+        Path socket = work.resolve(controller), log = work.resolve("run" + n + "-spdk-null.log");
+        Path config = work.resolve("run" + n + "-spdk.json");
+        SpdkVhost.writeNullConfig(config, controller, options.diskBytes, options.backendCpu);
+        Process spdk = procs.start(SpdkVhost.command(options.spdk, work, config, options.backendCpu), log);
+        try {
+            if (!Procs.awaitFile(socket, spdk, 30_000)) {
+                return failed("SPDK's vhost target did not listen: " + Procs.tail(log, 600).replace('\n', ' '));
+            }
+            procs.note("# run " + n + ": BlkLoad " + w + " on " + queues + " queue(s) of " + queueSize + " against " + socket);
+            try (BlkLoad load = BlkLoad.connect(socket, queues, queueSize, ram, options.diskBytes, options.eventIdx, guestHugepages())) {
+                BlkLoad.Result r = load.run(w, warmup, measure, 1000 + rep, CpuTime.process(spdk.pid()));
+                return new Run(r.iops(), r.latencyNanos(), r.requests(), r.errors(), Double.NaN, r.cpuPerRequest(),
+                        r.kicksPerRequest(), r.warmupSeconds(), null);
+            } catch (IOException e) {
+                return failed(e + " " + Procs.tail(log, 400).replace('\n', ' '));
+            }
+        } finally {
+            Procs.stop(spdk, 10);
         }
     }
 
@@ -466,7 +517,7 @@ public final class BlkBench extends Bench<BlkBench.Options> {
                 }
                 procs.pinThreads("blk-load", options.frontendCpu);
                 procs.note("# run " + n + ": BlkLoad " + w + " on " + queues + " queue(s) of " + queueSize + " against " + socket);
-                try (BlkLoad load = BlkLoad.connect(socket, queues, queueSize, ram, options.diskBytes, options.eventIdx)) {
+                try (BlkLoad load = BlkLoad.connect(socket, queues, queueSize, ram, options.diskBytes, options.eventIdx, guestHugepages())) {
                     CpuTime.Meter cpu = CpuTime.sum(CpuTime.threads(name + "-poller-", storeThreads),
                             CpuTime.nativeThreads(threadsBefore));
                     BlkLoad.Result r = load.run(w, warmup, measure, 1000 + rep, cpu, name + "-poller-", storeThreads);
@@ -496,6 +547,15 @@ public final class BlkBench extends Bench<BlkBench.Options> {
             case "qsd-null-zeroes" -> "driver=null-co,size=" + options.diskBytes + ",read-zeroes=on,node-name=n0";
             default -> throw new IllegalArgumentException("target " + target);
         };
+    }
+
+    /**
+     * Whether the frontend puts the guest's RAM on hugepages: in a run with SPDK, which refuses
+     * memory that is not (its vhost target registers guest RAM in 2 MiB units), for every target
+     * alike, so that all see the same frontend.
+     */
+    private boolean guestHugepages() {
+        return options.targets.contains("spdk-null");
     }
 
     private static Run failed(String why) {

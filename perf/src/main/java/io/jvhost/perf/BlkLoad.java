@@ -83,6 +83,12 @@ final class BlkLoad extends PollingDriver {
      */
     static BlkLoad connect(Path socket, int queueCount, int queueSize, long ramBytes, long diskBytes, boolean eventIdx)
             throws IOException {
+        return connect(socket, queueCount, queueSize, ramBytes, diskBytes, eventIdx, false);
+    }
+
+    /** As above, the guest's RAM on 2 MiB hugepages when {@code hugepages} (SPDK's vhost target needs that). */
+    static BlkLoad connect(Path socket, int queueCount, int queueSize, long ramBytes, long diskBytes, boolean eventIdx,
+                           boolean hugepages) throws IOException {
         Frontend fe = Frontend.connect(socket, 10_000).replyTimeout(Duration.ofSeconds(10));
         GuestRam ram = null;
         DriverQueue[] qs = new DriverQueue[queueCount];
@@ -103,7 +109,7 @@ final class BlkLoad extends PollingDriver {
                     | bit(VirtioFeatures.ACCESS_PLATFORM) | bit(VirtioFeatures.RING_PACKED)
                     | bit(VirtioFeatures.NOTIFY_ON_EMPTY) | (eventIdx ? 0 : bit(VirtioFeatures.RING_EVENT_IDX)));
             boolean withEventIdx = (features & bit(VirtioFeatures.RING_EVENT_IDX)) != 0;
-            ram = new GuestRam(ramBytes);
+            ram = hugepages ? GuestRam.onHugepages(ramBytes) : new GuestRam(ramBytes);
             for (int i = 0; i < queueCount; i++) {
                 qs[i] = new DriverQueue(ram, i, queueSize);
                 if (withEventIdx) {

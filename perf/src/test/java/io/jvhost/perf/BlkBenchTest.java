@@ -5,6 +5,7 @@ import java.util.List;
 import org.junit.jupiter.api.Test;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -26,9 +27,19 @@ class BlkBenchTest {
     }
 
     @Test
-    void shouldCompareNoQemuStorageDaemonTargetWithAnything() {
+    void shouldCompareTheNullStoreWithQemuStorageDaemonsNullAndThenWithSpdksNullBdev() {
+        List<String> all = List.of("jvhost-null", "qsd-null", "spdk-null", "qsd");
+        assertEquals(List.of("qsd-null", "spdk-null"), BlkBench.references("jvhost-null", all), "ref, then ref2");
+        assertEquals("qsd-null", BlkBench.reference("jvhost-null", all));
+        assertEquals(List.of("spdk-null"), BlkBench.references("jvhost-null", List.of("jvhost-null", "spdk-null")));
+        assertEquals(List.of("spdk-null", "qsd"), BlkBench.references("jvhost-null", List.of("jvhost-null", "spdk-null", "qsd")));
+        assertFalse(new BlkBench.Options().targets.contains("spdk-null"), "SPDK, which needs building, only when asked for");
+    }
+
+    @Test
+    void shouldCompareNoReferenceTargetWithAnything() {
         for (String t : BlkBench.TARGETS) {
-            if (t.startsWith("qsd")) {
+            if (t.startsWith("qsd") || t.startsWith("spdk")) {
                 assertNull(BlkBench.reference(t, BlkBench.TARGETS), t);
             }
         }

@@ -6,6 +6,7 @@ import io.jvhost.perf.BenchOptions;
 import io.jvhost.perf.BlkBench;
 import io.jvhost.perf.NetBench;
 import io.jvhost.perf.Report;
+import io.jvhost.perf.SpdkVhost;
 import io.jvhost.perf.TcpBench;
 import io.jvhost.perf.VxlanBench;
 
@@ -258,7 +259,10 @@ public final class BenchCommand implements Runnable {
             "jvhost-rbd, qsd-rbd (a dev Ceph cluster the run starts: scripts/dev-ceph.sh) and jvhost-nbd, qsd-nbd (a qemu-nbd",
             "the run starts). Each jvhost target is compared with its like: file and file-uring with qsd-uring (aio=io_uring),",
             "file-threads with qsd (aio=threads), null with qsd-null (null-co), ram with qsd-null-zeroes",
-            "(null-co,read-zeroes=on), rbd with qsd-rbd, nbd with qsd-nbd."}) List<String> targets;
+            "(null-co,read-zeroes=on), rbd with qsd-rbd, nbd with qsd-nbd; and spdk-null (SPDK's vhost target on a null bdev;",
+            "needs --spdk), null's second like (the ref2 columns)."}) List<String> targets;
+        @Option(names = "--spdk", paramLabel = "PATH", description = {"SPDK's vhost target for spdk-null: its build/bin/vhost, or its source tree",
+            "(scripts/build-spdk.sh builds one; SPDK is not packaged for Debian)."}) Path spdk;
 
         @Option(names = "--image-dir", description = {"Where the bench makes its image (default /dev/shm). tmpfs has no RWF_NOWAIT, so io_uring",
             "hands every request on it to a kernel worker; on ext4 or xfs page-cache hits complete inline."}) Path imageDir;
@@ -273,6 +277,18 @@ public final class BenchCommand implements Runnable {
             if (imageDir != null) o.imageDir = imageDir;
             if (depths != null) o.depths = depths;
             if (targets != null) o.targets = known("--targets", targets, BlkBench.TARGETS);
+            o.spdk = spdk;
+        }
+
+        /** Says in one line what {@code spdk-null} lacks when it is asked for: SPDK's vhost target (--spdk), hugepages. */
+        @Override
+        void checkMachine() {
+            if (targets != null && targets.contains("spdk-null")) {
+                List<String> missing = SpdkVhost.missing(spdk);
+                if (!missing.isEmpty()) {
+                    throw new Failure("needs " + String.join(", ", missing));
+                }
+            }
         }
 
         Blk() {

@@ -17,6 +17,7 @@ import java.lang.foreign.MemorySegment;
  */
 public final class GuestRam implements AutoCloseable {
     public static final long HVA_BASE = 0x7f00_0000_0000L;
+    private static final long HUGEPAGE = 2L << 20;
 
     private final Arena arena = Arena.ofShared();
     private final Fd fd;
@@ -30,11 +31,23 @@ public final class GuestRam implements AutoCloseable {
      * half the size gives two adjacent regions, for tests of buffers that cross a boundary.
      */
     public GuestRam(long size, long... splits) throws NativeException {
+        this(size, false, splits);
+    }
+
+    private GuestRam(long size, boolean hugepages, long... splits) throws NativeException {
         this.size = size;
-        this.fd = Mappings.memfd("jvhost-guest-ram", size);
+        this.fd = Mappings.memfd("jvhost-guest-ram", size, hugepages);
         this.memory = Mappings.map(fd.get(), 0, size, arena);
         this.regionStarts = new long[splits.length + 1];
         System.arraycopy(splits, 0, regionStarts, 1, splits.length);
+    }
+
+    /**
+     * Guest RAM of at least {@code size} bytes on 2 MiB hugepages, in one region, as QEMU's
+     * {@code memory-backend-memfd,hugetlb=on}: what SPDK's vhost target requires of guest memory.
+     */
+    public static GuestRam onHugepages(long size) throws NativeException {
+        return new GuestRam(Math.addExact(size, HUGEPAGE - 1) & -HUGEPAGE, true);
     }
 
     public long size() {

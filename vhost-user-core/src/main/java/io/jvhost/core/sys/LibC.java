@@ -38,6 +38,8 @@ public final class LibC {
     public static final int EPOLLIN = 0x1, EPOLLOUT = 0x4, EPOLLERR = 0x8, EPOLLHUP = 0x10, EPOLLRDHUP = 0x2000,
             EPOLLET = 1 << 31;
     public static final int MFD_CLOEXEC = 1;
+    /** memfd on the default hugepage size (2 MiB on x86-64); sizes must be multiples of it. */
+    public static final int MFD_HUGETLB = 4;
     public static final int EOPNOTSUPP = 95;
     public static final int F_GETFL = 3, F_SETFL = 4, F_DUPFD_CLOEXEC = 1030, O_NONBLOCK = 0x800;
 

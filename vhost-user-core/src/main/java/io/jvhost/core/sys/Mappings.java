@@ -30,7 +30,17 @@ public final class Mappings {
 
     /** A new memfd of {@code size} bytes (for the frontend simulator and tests). */
     public static Fd memfd(String name, long size) throws NativeException {
-        Fd fd = Fd.adopt((int) LibC.check(LibC.memfdCreate(name, LibC.MFD_CLOEXEC), "memfd_create"));
+        return memfd(name, size, false);
+    }
+
+    /**
+     * A new memfd of {@code size} bytes, on 2 MiB hugepages when {@code hugepages} ({@code size} a
+     * multiple of 2 MiB; a shared mapping of it reserves its pages, so it fails at {@code mmap},
+     * not with SIGBUS later, when the pool is short).
+     */
+    public static Fd memfd(String name, long size, boolean hugepages) throws NativeException {
+        int flags = LibC.MFD_CLOEXEC | (hugepages ? LibC.MFD_HUGETLB : 0);
+        Fd fd = Fd.adopt((int) LibC.check(LibC.memfdCreate(name, flags), "memfd_create"));
         int r = FileCalls.ftruncate(fd.get(), size);
         if (r < 0) {
             fd.close();
