@@ -93,6 +93,8 @@ public final class BlkBench extends Bench<BlkBench.Options> {
         public Path imageDir = Path.of("/dev/shm");
         /** SPDK's {@code vhost} target, for {@code spdk-null}; null when not given. */
         public Path spdk;
+        /** The frontend's guest RAM on 2 MiB hugepages for every target (always so with {@code spdk-null}). */
+        public boolean guestHugepages;
 
         public Options() {
             super(3);
@@ -451,6 +453,7 @@ public final class BlkBench extends Bench<BlkBench.Options> {
         Path socket = work.resolve(controller), log = work.resolve("run" + n + "-spdk-null.log");
         Path config = work.resolve("run" + n + "-spdk.json");
         SpdkVhost.writeNullConfig(config, controller, options.diskBytes, options.backendCpu);
+        procs.note("# " + config + ": " + Files.readString(config).replaceAll("\\s+", " "));
         Process spdk = procs.start(SpdkVhost.command(options.spdk, work, config, options.backendCpu), log);
         try {
             if (!Procs.awaitFile(socket, spdk, 30_000)) {
@@ -550,12 +553,12 @@ public final class BlkBench extends Bench<BlkBench.Options> {
     }
 
     /**
-     * Whether the frontend puts the guest's RAM on hugepages: in a run with SPDK, which refuses
+     * Whether the frontend puts the guest's RAM on hugepages: when asked, and in a run with SPDK, which refuses
      * memory that is not (its vhost target registers guest RAM in 2 MiB units), for every target
      * alike, so that all see the same frontend.
      */
     private boolean guestHugepages() {
-        return options.targets.contains("spdk-null");
+        return options.guestHugepages || options.targets.contains("spdk-null");
     }
 
     private static Run failed(String why) {

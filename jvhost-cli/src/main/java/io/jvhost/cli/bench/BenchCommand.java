@@ -263,6 +263,8 @@ public final class BenchCommand implements Runnable {
             "needs --spdk), null's second like (the ref2 columns)."}) List<String> targets;
         @Option(names = "--spdk", paramLabel = "PATH", description = {"SPDK's vhost target for spdk-null: its build/bin/vhost, or its source tree",
             "(scripts/build-spdk.sh builds one; SPDK is not packaged for Debian)."}) Path spdk;
+        @Option(names = "--guest-hugepages", description = {"The frontend's guest RAM on 2 MiB hugepages for every target, as VMs backed by",
+            "hugepages have it (always so when spdk-null runs: SPDK needs it)."}) boolean guestHugepages;
 
         @Option(names = "--image-dir", description = {"Where the bench makes its image (default /dev/shm). tmpfs has no RWF_NOWAIT, so io_uring",
             "hands every request on it to a kernel worker; on ext4 or xfs page-cache hits complete inline."}) Path imageDir;
@@ -278,6 +280,7 @@ public final class BenchCommand implements Runnable {
             if (depths != null) o.depths = depths;
             if (targets != null) o.targets = known("--targets", targets, BlkBench.TARGETS);
             o.spdk = spdk;
+            o.guestHugepages = guestHugepages;
         }
 
         /** Says in one line what {@code spdk-null} lacks when it is asked for: SPDK's vhost target (--spdk), hugepages. */

@@ -89,6 +89,8 @@ class BenchCommandTest {
                 e.getMessage());
         BenchCommand.Blk spdk = (BenchCommand.Blk) parse("blk", "--targets", "jvhost-null,spdk-null", "--spdk", "/opt/spdk");
         assertEquals(Path.of("/opt/spdk"), spdk.options().spdk, "SPDK's tree or its vhost binary");
+        assertFalse(spdk.options().guestHugepages, "4 KiB pages unless told (SPDK's run puts them on hugepages itself)");
+        assertTrue(((BenchCommand.Blk) parse("blk", "--guest-hugepages")).options().guestHugepages);
         BenchCommand.Net unknown = (BenchCommand.Net) parse("net", "--backends", "spdk");
         assertThrows(CommandLine.ParameterException.class, unknown::options);
     }
