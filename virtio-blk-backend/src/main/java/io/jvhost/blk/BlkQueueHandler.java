@@ -29,8 +29,9 @@ import static io.jvhost.blk.BlockRequest.STATUS_UNSUPP;
  * validates it against the disk, hands batches to the store's queue ({@link BlockStore.Queue}), and
  * publishes completions that come back through a lock-free MPSC queue. A store that completes on
  * the poller is reaped at the top of each cycle and right after each submission (I/O that finished
- * inline, e.g. from the page cache, is published in the same cycle); its completion fd is this
- * handler's {@link #wakeupFd()}. Poller thread, except {@link #completed} (any thread).
+ * inline, e.g. from the page cache, is published in the same cycle; it skips the MPSC queue); its
+ * completion fd is this handler's {@link #wakeupFd()}. Poller thread, except {@link #completed}
+ * (any thread).
  */
 final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
     private static final Logger LOG = LoggerFactory.getLogger(BlkQueueHandler.class);
@@ -62,6 +63,12 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
     private final BlockRequest[] batch;
     private int batchCount;
     private final MpscAtomicArrayQueue<BlockRequest> completions;
+    /**
+     * Requests the store completed on the poller itself (the RAM and null stores, page-cache hits
+     * of the file store): kept here, in completion order, without the MPSC queue's CAS. Poller only.
+     */
+    private final BlockRequest[] inline;
+    private int inlineCount;
     private final MemorySegment header = MemorySegment.ofArray(new byte[HEADER_SIZE]);
     private final MemorySegment ranges = MemorySegment.ofArray(new byte[RANGE_SIZE * BlkDevice.MAX_DISCARD_SEG]);
     private final MemorySegment id;
@@ -82,6 +89,7 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
         this.free = new BlockRequest[queueSize];
         this.batch = new BlockRequest[queueSize];
         this.completions = new MpscAtomicArrayQueue<>(queueSize);
+        this.inline = new BlockRequest[queueSize];
         for (int i = 0; i < queueSize; i++) {
             free[i] = new BlockRequest(i, 4, BlkDevice.MAX_DISCARD_SEG, this);
         }
@@ -110,6 +118,10 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
     /** Any thread: the store finished {@code r}. */
     @Override
     public void completed(BlockRequest r) {
+        if (Thread.currentThread() == poller) {
+            inline[inlineCount++] = r; // cannot overflow: at most queue-size requests exist
+            return;
+        }
         while (!completions.offer(r)) {
             Thread.onSpinWait(); // cannot stay full: at most queue-size requests exist
         }
@@ -175,27 +187,37 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
     }
 
     private int reap(VirtQueue q) {
-        int n = 0;
+        int n = inlineCount;
+        for (int i = 0; i < n; i++) {
+            finish(q, inline[i]);
+            inline[i] = null;
+        }
+        inlineCount = 0;
         for (BlockRequest r; (r = completions.poll()) != null; n++) {
-            r.statusMemory.set(ValueLayout.JAVA_BYTE, r.statusOffset, (byte) r.completedStatus);
-            if (r.log != null) { // migrating: the status byte and data read into the guest are dirty
-                r.log.mark(r.statusGpa, 1);
-                if (r.type == BlockRequest.Type.READ && r.completedStatus == STATUS_OK) {
-                    for (int i = 0; i < r.segmentCount; i++) {
-                        r.log.mark(r.segmentGpas[i], r.segmentLengths[i]);
-                    }
-                }
-            }
-            if (r.completedStatus == STATUS_IOERR) {
-                ioErrors++;
-            }
-            q.complete(r.head, r.completedStatus == STATUS_OK ? r.usedLength : 1);
-            Arrays.fill(r.segmentMemory, 0, r.segmentCount, null);
-            r.statusMemory = null;
-            free[freeCount++] = r;
-            inFlight--;
+            finish(q, r);
         }
         return n;
+    }
+
+    /** Writes {@code r}'s status, marks what it wrote dirty when migrating, uses its chain and frees it. */
+    private void finish(VirtQueue q, BlockRequest r) {
+        r.statusMemory.set(ValueLayout.JAVA_BYTE, r.statusOffset, (byte) r.completedStatus);
+        if (r.log != null) { // migrating: the status byte and data read into the guest are dirty
+            r.log.mark(r.statusGpa, 1);
+            if (r.type == BlockRequest.Type.READ && r.completedStatus == STATUS_OK) {
+                for (int i = 0; i < r.segmentCount; i++) {
+                    r.log.mark(r.segmentGpas[i], r.segmentLengths[i]);
+                }
+            }
+        }
+        if (r.completedStatus == STATUS_IOERR) {
+            ioErrors++;
+        }
+        q.complete(r.head, r.completedStatus == STATUS_OK ? r.usedLength : 1);
+        Arrays.fill(r.segmentMemory, 0, r.segmentCount, null);
+        r.statusMemory = null;
+        free[freeCount++] = r;
+        inFlight--;
     }
 
     private void dispatch(VirtQueue q, DescriptorChain c) {
