@@ -244,9 +244,17 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
             finish(r, STATUS_IOERR);
             return;
         }
-        c.read(0, header, 0, HEADER_SIZE);
-        int type = header.get(LE_INT, 0);
-        long sector = header.get(LE_LONG, 8);
+        int type;
+        long sector;
+        ChainCursor h = cursor.readable(c, 0);
+        if (h.next(HEADER_SIZE) && h.length() == HEADER_SIZE) { // in one buffer, as drivers put it: read in place, once
+            type = h.memory().get(LE_INT, h.offset());
+            sector = h.memory().get(LE_LONG, h.offset() + 8);
+        } else {
+            c.read(0, header, 0, HEADER_SIZE);
+            type = header.get(LE_INT, 0);
+            sector = header.get(LE_LONG, 8);
+        }
         switch (type) {
             case T_IN -> readWrite(c, r, BlockRequest.Type.READ, sector, c.writableLength() - 1);
             case T_OUT -> {
