@@ -416,21 +416,7 @@ public final class BlkBench extends Bench<BlkBench.Options> {
                     "--blockdev", qsdBlockdev(target),
                     "--export", "type=vhost-user-blk,id=e0,node-name=n0,iothread=iot0,addr.type=unix,addr.path=" + socket
                             + ",writable=on,num-queues=" + queues), log);
-            try {
-                if (!Procs.awaitFile(socket, qsd, 20_000)) {
-                    return failed("qemu-storage-daemon did not listen: " + Procs.tail(log, 600).replace('\n', ' '));
-                }
-                procs.note("# run " + n + ": BlkLoad " + w + " on " + queues + " queue(s) of " + queueSize + " against " + socket);
-                try (BlkLoad load = BlkLoad.connect(socket, queues, queueSize, ram, options.diskBytes, options.eventIdx, guestHugepages())) {
-                    BlkLoad.Result r = load.run(w, warmup, measure, 1000 + rep, CpuTime.process(qsd.pid()));
-                    return new Run(r.iops(), r.latencyNanos(), r.requests(), r.errors(), Double.NaN, r.cpuPerRequest(),
-                            r.kicksPerRequest(), r.warmupSeconds(), null);
-                } catch (IOException e) {
-                    return failed(e + " " + Procs.tail(log, 400).replace('\n', ' '));
-                }
-            } finally {
-                Procs.stop(qsd, 10);
-            }
+            return runProcess("qemu-storage-daemon", qsd, socket, log, 20_000, w, queues, rep, n, ram, queueSize, warmup, measure);
         }
         // Native threads that appear from here on are the backend's, for pinning and CPU time:
         // librbd's, and the io_uring workers (iou-wrk-*) the kernel starts for the file store.
@@ -455,20 +441,29 @@ public final class BlkBench extends Bench<BlkBench.Options> {
         SpdkVhost.writeNullConfig(config, controller, options.diskBytes, options.backendCpu);
         procs.note("# " + config + ": " + Files.readString(config).replaceAll("\\s+", " "));
         Process spdk = procs.start(SpdkVhost.command(options.spdk, work, config, options.backendCpu), log);
+        return runProcess("SPDK's vhost target", spdk, socket, log, 30_000, w, queues, rep, n, ram, queueSize, warmup, measure);
+    }
+
+    /**
+     * Drives a reference that runs as a process of its own (qemu-storage-daemon, SPDK): waits for
+     * its socket, runs the load with the whole process's CPU time as the backend's, stops it.
+     */
+    private Run runProcess(String what, Process p, Path socket, Path log, long listenMillis, BlkLoad.Workload w, int queues,
+                           int rep, int n, long ram, int queueSize, Duration warmup, Duration measure) throws Exception {
         try {
-            if (!Procs.awaitFile(socket, spdk, 30_000)) {
-                return failed("SPDK's vhost target did not listen: " + Procs.tail(log, 600).replace('\n', ' '));
+            if (!Procs.awaitFile(socket, p, listenMillis)) {
+                return failed(what + " did not listen: " + Procs.tail(log, 600).replace('\n', ' '));
             }
             procs.note("# run " + n + ": BlkLoad " + w + " on " + queues + " queue(s) of " + queueSize + " against " + socket);
             try (BlkLoad load = BlkLoad.connect(socket, queues, queueSize, ram, options.diskBytes, options.eventIdx, guestHugepages())) {
-                BlkLoad.Result r = load.run(w, warmup, measure, 1000 + rep, CpuTime.process(spdk.pid()));
+                BlkLoad.Result r = load.run(w, warmup, measure, 1000 + rep, CpuTime.process(p.pid()));
                 return new Run(r.iops(), r.latencyNanos(), r.requests(), r.errors(), Double.NaN, r.cpuPerRequest(),
                         r.kicksPerRequest(), r.warmupSeconds(), null);
             } catch (IOException e) {
                 return failed(e + " " + Procs.tail(log, 400).replace('\n', ' '));
             }
         } finally {
-            Procs.stop(spdk, 10);
+            Procs.stop(p, 10);
         }
     }
 
