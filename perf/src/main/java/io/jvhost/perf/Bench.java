@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 
 /**
  * What an end-to-end benchmark ({@link NetBench}, {@link BlkBench}) keeps while it runs: its
@@ -11,6 +12,18 @@ import java.nio.file.Path;
  * directory for sockets and logs. One thread: the one that runs the matrix.
  */
 abstract class Bench<O extends BenchOptions> {
+    /** Nothing, or the hugepages DPDK and SPDK need (256 of 2 MiB at least) and how to get them. */
+    static List<String> missingHugepages() {
+        try (var r = Files.newBufferedReader(Path.of("/proc/sys/vm/nr_hugepages"))) {
+            if (Long.parseLong(r.readLine().trim()) < 256) {
+                return List.of("hugepages (echo 1024 > /proc/sys/vm/nr_hugepages; mount -t hugetlbfs nodev /dev/hugepages)");
+            }
+            return List.of();
+        } catch (IOException | RuntimeException e) {
+            return List.of("hugepages (cannot read /proc/sys/vm/nr_hugepages)");
+        }
+    }
+
     final O options;
     final PrintStream out;
     final Procs procs = new Procs();

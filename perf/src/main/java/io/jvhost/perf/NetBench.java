@@ -133,18 +133,6 @@ public final class NetBench extends Bench<NetBench.Options> {
         return missing;
     }
 
-    /** Nothing, or the hugepages DPDK and SPDK need (256 of 2 MiB at least) and how to get them. */
-    static List<String> missingHugepages() {
-        try (var r = Files.newBufferedReader(Path.of("/proc/sys/vm/nr_hugepages"))) {
-            if (Long.parseLong(r.readLine().trim()) < 256) {
-                return List.of("hugepages (echo 1024 > /proc/sys/vm/nr_hugepages; mount -t hugetlbfs nodev /dev/hugepages)");
-            }
-            return List.of();
-        } catch (IOException | RuntimeException e) {
-            return List.of("hugepages (cannot read /proc/sys/vm/nr_hugepages)");
-        }
-    }
-
     private Report runAll() throws Exception {
         List<String> missing = missing();
         if (!missing.isEmpty()) {

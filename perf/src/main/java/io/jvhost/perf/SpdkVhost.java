@@ -39,7 +39,7 @@ public final class SpdkVhost {
         } else if (!Files.isExecutable(vhost)) {
             missing.add("SPDK's vhost target at " + vhost + " (not an executable file; scripts/build-spdk.sh builds one)");
         }
-        missing.addAll(NetBench.missingHugepages());
+        missing.addAll(Bench.missingHugepages());
         if (!Files.isExecutable(Path.of("/usr/bin/taskset"))) {
             missing.add("taskset (apt-get install util-linux)");
         }
