@@ -126,8 +126,8 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
             Thread.onSpinWait(); // cannot stay full: at most queue-size requests exist
         }
         VirtQueue q = queue;
-        if (q != null && Thread.currentThread() != poller) {
-            q.wakePoller();
+        if (q != null) {
+            q.wakePoller(); // another thread's completion: the poller may be asleep
         }
     }
 
@@ -189,18 +189,18 @@ final class BlkQueueHandler implements QueueHandler, BlockRequest.Completer {
     private int reap(VirtQueue q) {
         int n = inlineCount;
         for (int i = 0; i < n; i++) {
-            finish(q, inline[i]);
+            use(q, inline[i]);
             inline[i] = null;
         }
         inlineCount = 0;
         for (BlockRequest r; (r = completions.poll()) != null; n++) {
-            finish(q, r);
+            use(q, r);
         }
         return n;
     }
 
     /** Writes {@code r}'s status, marks what it wrote dirty when migrating, uses its chain and frees it. */
-    private void finish(VirtQueue q, BlockRequest r) {
+    private void use(VirtQueue q, BlockRequest r) {
         r.statusMemory.set(ValueLayout.JAVA_BYTE, r.statusOffset, (byte) r.completedStatus);
         if (r.log != null) { // migrating: the status byte and data read into the guest are dirty
             r.log.mark(r.statusGpa, 1);
