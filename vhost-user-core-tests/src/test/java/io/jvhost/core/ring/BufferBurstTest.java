@@ -1,6 +1,7 @@
 package io.jvhost.core.ring;
 
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
@@ -204,6 +205,47 @@ class BufferBurstTest {
             org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> b.complete(3));
             b.complete(2);
             b.complete(0);
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(DriverQueue.Layout.class)
+    void shouldGiveBackABurstThatRanPastTheEndOfTheRingToWhereItWasTakenAndLetNextRewindItsOwnChainAfter(
+            DriverQueue.Layout layout) throws Exception {
+        try (RingFixture f = RingFixture.of(layout, 8)) {
+            f.configure(f.freshBase(), 0);
+            BufferBurst b = new BufferBurst();
+            for (int i = 0; i < 6; i++) { // the ring's first six slots used: the next burst crosses its end
+                f.driver.post(Buffer.writable(f.buffer(64), 64));
+                assertEquals(1, take(b, f.queue, 64));
+                b.complete(1);
+                f.queue.publish();
+                assertNotNull(f.driver.awaitUsed(WAIT));
+            }
+            int[] ids = new int[4];
+            for (int i = 0; i < 4; i++) {
+                ids[i] = f.driver.post(Buffer.writable(f.buffer(64), 64));
+            }
+            assertEquals(4, take(b, f.queue, 64));
+            writeInto(b, 0, 64, 1);
+            b.complete(1);
+            assertEquals(3, take(b, f.queue, 64), "the three given back, taken again across the end");
+            assertArrayEquals(new int[] {ids[1], ids[2], ids[3]}, java.util.Arrays.copyOf(b.ids, 3));
+            b.complete(0);
+            DescriptorChain c = f.queue.next();
+            assertEquals(ids[1], c.head(), "next() after a burst given back takes its first chain");
+            f.queue.rewind(1);
+            c = f.queue.next();
+            assertEquals(ids[1], c.head(), "and rewinds it without the burst in the way");
+            f.queue.complete(c, 64);
+            for (int i = 2; i < 4; i++) {
+                f.queue.complete(f.queue.next(), 64);
+            }
+            f.queue.publish();
+            for (int id : ids) {
+                assertEquals(id, f.driver.awaitUsed(WAIT).id());
+            }
+            assertNull(f.queue.next(), "nothing left");
         }
     }
 

@@ -130,16 +130,14 @@ public final class BufferBurst {
             return;
         }
         if (n < count) {
-            queue.rewind(count - n);
+            queue.giveBack(ids, n, count - n);
         }
-        Ring ring = queue.ring();
         long bytes = 0;
-        boolean inOrder = queue.isInOrder(); // (not tracked, or there would be no burst)
         for (int i = 0; i < n; i++) {
-            long w = written[i];
-            bytes += w;
-            ring.complete(ids[i], w, inOrder && w == 0); // in order, one used element may stand for a run of them
+            bytes += written[i];
         }
+        // In order (not tracked, or there would be no burst), one used element may stand for a run of them.
+        queue.ring().completeBurst(ids, written, n, queue.isInOrder());
         java.util.Arrays.fill(written, 0, count, 0L);
         queue.counters().bytesWritten += bytes;
         count = 0;

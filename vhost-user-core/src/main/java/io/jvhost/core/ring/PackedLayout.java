@@ -36,15 +36,17 @@ final class PackedLayout {
      * tightly (LoopbackBench packed ~10-15 ns per frame more, perf/RESULTS.md 2026-12-07).
      */
     static int availableRun(MemorySegment ring, int size, int pos, int wrap, int max, int write) {
+        // Available in this lap (AVAIL = wrap, USED = !wrap) and of the asked shape: one compare.
+        int mask = F_AVAIL | F_USED | F_NEXT | F_WRITE | F_INDIRECT;
+        int expected = (wrap != 0 ? F_AVAIL : F_USED) | write;
         int n = 0;
         for (; n < max; n++) {
-            int flags = Short.toUnsignedInt(ring.get(LeLayouts.LE_SHORT, (long) pos * DESC_SIZE + FLAGS_OFFSET));
-            if (!isAvailable(flags, wrap) || (flags & (F_NEXT | F_WRITE | F_INDIRECT)) != write) {
+            if ((ring.get(LeLayouts.LE_SHORT, (long) pos * DESC_SIZE + FLAGS_OFFSET) & mask) != expected) {
                 return n;
             }
             if (++pos == size) {
                 pos = 0;
-                wrap ^= 1;
+                expected ^= F_AVAIL | F_USED;
             }
         }
         return n;

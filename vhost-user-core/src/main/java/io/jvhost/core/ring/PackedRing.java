@@ -274,7 +274,7 @@ final class PackedRing extends Ring {
                     || !b.put(k, id, ring.get(LE_LONG, d), len, memory)) {
                 break;
             }
-            taken(id, 1, -1, pos | wrap << 15);
+            slotsOf[id] = 1; // not in the taken log: a burst is completed or given back before the next take
             if (++pos == size) {
                 pos = 0;
                 wrap ^= 1;
@@ -331,6 +331,34 @@ final class PackedRing extends Ring {
             availWrap = recoveredAvail >>> 15;
         }
         availableSeen = false;
+    }
+
+    @Override
+    void giveBack(int[] ids, int from, int count) {
+        if (count <= 0) {
+            return;
+        }
+        for (int i = from; i < from + count; i++) {
+            slotsOf[ids[i]] = 0;
+        }
+        starvedAt = availPos | availWrap << 15; // as rewind: only new buffers count as work
+        availPos -= count; // one slot each
+        if (availPos < 0) {
+            availPos += size;
+            availWrap ^= 1;
+        }
+        availableSeen = false;
+    }
+
+    /** A burst's chains: ids checked when taken, one slot each, no inflight log; nothing else completes them. */
+    @Override
+    void completeBurst(int[] ids, long[] written, int n, boolean inOrder) {
+        for (int i = 0; i < n; i++) {
+            int id = ids[i];
+            long w = written[i];
+            slotsOf[id] = 0;
+            used.complete(id, w, 1, inOrder && w == 0);
+        }
     }
 
     @Override

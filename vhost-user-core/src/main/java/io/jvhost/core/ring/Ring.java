@@ -87,11 +87,31 @@ abstract sealed class Ring permits SplitRing, PackedRing {
     abstract void rewind(int chains);
 
     /**
+     * Gives back the last {@code count} chains of a burst, {@code ids[from..from + count)}, taken
+     * by {@link #takeBurst} and not completed; nothing was taken after them.
+     */
+    void giveBack(int[] ids, int from, int count) {
+        rewind(count);
+    }
+
+    /**
      * Writes a used element for chain {@code id} ({@link DescriptorChain#head()}), not yet visible.
      * {@code quiet}: the chain had nothing for the device to write, so with IN_ORDER the used
      * element of a later chain may stand for it.
      */
     abstract void complete(int id, long writtenLength, boolean quiet);
+
+    /**
+     * Completes the first {@code n} chains a burst took, {@code ids[i]} with {@code written[i]}
+     * bytes, in order, as {@link #complete} would one by one ({@code inOrder}: a chain with nothing
+     * written is quiet).
+     */
+    void completeBurst(int[] ids, long[] written, int n, boolean inOrder) {
+        for (int i = 0; i < n; i++) {
+            long w = written[i];
+            complete(ids[i], w, inOrder && w == 0);
+        }
+    }
 
     /**
      * Makes the elements completed since the last call visible with one release store, then a full

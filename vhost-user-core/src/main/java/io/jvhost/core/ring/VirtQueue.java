@@ -284,6 +284,13 @@ public final class VirtQueue {
         }
     }
 
+    /** Gives back the last {@code count} chains a {@link BufferBurst} took, {@code ids[from..from + count)}, as {@link #rewind} does. */
+    void giveBack(int[] ids, int from, int count) {
+        ring.giveBack(ids, from, count);
+        demand.gaveBack(count);
+        counters.chains -= count;
+    }
+
     /** Whether a {@link BufferBurst} may take chains: the plain case, nothing logged, tracked or resubmitted, no back-off. */
     boolean burstable() {
         return !broken && !demand.backingOff() && log == null && !tracked && ring.resubmitPending() == 0;
