@@ -314,6 +314,7 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
             boolean offloaded = hostOffloads();
             header.clear();
             boolean bursts = !offloaded;
+            pair.answering = true;
             while (done < budget) {
                 // Frames each in one buffer with its header, as drivers send them: a burst at a
                 // time. With offloads each header is read and checked: the chain-by-chain way.
@@ -321,6 +322,7 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
                 if (n > 0) {
                     sendBurst(n, hdr);
                     done += n;
+                    port.flush(nic, pair.index); // answers to this burst go now, while the next is written
                     continue;
                 }
                 DescriptorChain c = q.next();
@@ -340,6 +342,7 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
                 q.complete(c, 0);
             }
             port.flush(nic, pair.index);
+            pair.answering = false;
             q.publish();
             VirtQueue rx = pair.rx;
             if (rx != null) {

@@ -82,10 +82,13 @@ public interface NetPort {
     }
 
     /**
-     * The frames of one batch the guest sent on {@code pair} (or that the device sent for it) have
+     * The frames of one burst the guest sent on {@code pair} (or that the device sent for it) have
      * all been given to {@link #onFrame}: a port that holds frames back, to hand them on together
      * (e.g. into the guest with the burst {@link GuestNic#deliver(int, MemorySegment[], long[], long[], int)}),
-     * sends them now, before the receive queue is published. Pair's poller thread. Default: nothing.
+     * sends them now. Called after each burst the transmit queue takes at once and at the end of
+     * its batch, before the receive queue is published; frames delivered to the guest from here or
+     * from {@code onFrame} answer its transmit, and are shown to it a few at a time as they are
+     * written. Pair's poller thread. Default: nothing.
      */
     default void flush(GuestNic nic, int pair) {}
 

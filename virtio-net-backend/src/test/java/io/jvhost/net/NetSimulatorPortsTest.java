@@ -120,6 +120,43 @@ class NetSimulatorPortsTest {
         assertEquals(2, rig.counters(0).txFrames);
     }
 
+    /** Answers each frame with {@code copies} copies of it in one burst, noting how many the guest could see before its batch ended. */
+    static final class Answer implements NetPort {
+        private final MemorySegment out = Arena.ofAuto().allocate(2048);
+        private final MemorySegment[] frames = new MemorySegment[16];
+        private final long[] offsets = new long[16], lengths = new long[16];
+        volatile DriverQueue rx;
+        volatile int seenBeforePublish = -1;
+
+        @Override
+        public void onFrame(GuestNic nic, int pair, MemorySegment memory, long offset, long length) {
+            MemorySegment.copy(memory, offset, out, 0, length);
+            java.util.Arrays.fill(frames, out);
+            java.util.Arrays.fill(lengths, length);
+            int before = rx.usedIdx();
+            nic.deliver(pair, frames, offsets, lengths, frames.length);
+            seenBeforePublish = (rx.usedIdx() - before) & 0xFFFF;
+        }
+    }
+
+    @Test
+    void shouldShowTheGuestTheAnswersToItsFrameAsTheyAreWrittenBeforeTheBatchIsPublished() throws Exception {
+        Answer port = new Answer();
+        rig = NetRig.serve(port, 1).start(MODERN);
+        port.rx = rig.rx(0);
+        rig.postRx(0, 16, 2048);
+        byte[] f = frame(PEER_MAC, GUEST_MAC, 60, 7);
+
+        rig.transmit(0, f);
+
+        for (int i = 0; i < 16; i++) {
+            assertArrayEquals(f, rig.awaitFrame(0).frame(), "answer " + i);
+        }
+        assertEquals(16, port.seenBeforePublish, "every group of answers shown as soon as it was written");
+        assertEquals(16, rig.counters(0).rxFrames);
+        rig.assertNothingMoreUsed(0);
+    }
+
     // ---- the README's Echo ----------------------------------------------------------------------
 
     /** The README's example port, as written there: it answers every frame in place with {@code deliver}. */

@@ -249,6 +249,42 @@ class BufferBurstTest {
         }
     }
 
+    @ParameterizedTest
+    @EnumSource(DriverQueue.Layout.class)
+    void shouldShowExposedBuffersToAPollingDriverAtOnceWhileThePublishStillCountsThemForOneInterrupt(
+            DriverQueue.Layout layout) throws Exception {
+        try (RingFixture f = RingFixture.of(layout, 8)) {
+            f.configure(f.freshBase(), 0);
+            int[] ids = new int[4];
+            for (int i = 0; i < 4; i++) {
+                ids[i] = f.driver.post(Buffer.writable(f.buffer(64), 64));
+            }
+            long[] lengths = new long[BufferBurst.MAX];
+            BufferBurst b = new BufferBurst();
+            assertEquals(2, b.takeWritable(f.queue, 2, 0, lengths, 0));
+            writeInto(b, 0, 10, 1);
+            writeInto(b, 1, 11, 2);
+            b.complete(2);
+            f.queue.expose();
+            assertEquals(ids[0], f.driver.awaitUsed(WAIT).id(), "exposed: the driver sees it before the publish");
+            Used second = f.driver.awaitUsed(WAIT);
+            assertEquals(ids[1], second.id());
+            assertEquals(11, second.length());
+            assertEquals(0, f.driver.takeInterrupts(), "no interrupt for an exposure");
+
+            assertEquals(2, b.takeWritable(f.queue, 2, 0, lengths, 0));
+            writeInto(b, 0, 12, 3);
+            writeInto(b, 1, 13, 4);
+            b.complete(2);
+            assertNull(f.driver.awaitUsed(java.time.Duration.ZERO), "completed, neither exposed nor published: not seen");
+            f.queue.publish();
+            assertEquals(ids[2], f.driver.awaitUsed(WAIT).id());
+            assertEquals(ids[3], f.driver.awaitUsed(WAIT).id());
+            assertEquals(1, f.driver.takeInterrupts(), "one interrupt for all four, at the publish");
+            assertEquals(1, f.queue.counters().notificationsSent);
+        }
+    }
+
     @org.junit.jupiter.api.Test
     void shouldStopAPackedBurstAtAnIdAlreadyInFlightAndLeaveItToNextWhichBreaksTheQueue() throws Exception {
         try (RingFixture f = RingFixture.packed(8)) {

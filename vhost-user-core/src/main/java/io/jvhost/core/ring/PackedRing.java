@@ -381,6 +381,13 @@ final class PackedRing extends Ring {
     }
 
     @Override
+    void exposeUsed() {
+        if (inflight == null) {
+            used.expose();
+        }
+    }
+
+    @Override
     boolean interruptWanted() {
         return used.interruptWanted();
     }

@@ -151,6 +151,20 @@ final class PackedUsed {
 
     /** See {@link Ring#publishUsed}: the batch's first flags with a release store, then a full fence. */
     int publish() {
+        expose();
+        int to = PackedLayout.linear(size, pos, wrap);
+        if (to == publishedTo) {
+            return 0;
+        }
+        VarHandle.fullFence(); // the driver's event suppression written before our descriptors were seen
+        publishedFrom = publishedTo;
+        publishedTo = to;
+        int moved = publishedTo - publishedFrom;
+        return moved > 0 ? moved : moved + 2 * size;
+    }
+
+    /** See {@link Ring#exposeUsed}: the batch's first flags with a release store; a new batch starts after it. */
+    void expose() {
         if (runCount > 0) {
             int slots = runSlots;
             runCount = 0;
@@ -158,7 +172,7 @@ final class PackedUsed {
             write(runId, runLength, slots);
         }
         if (batched == 0) {
-            return 0;
+            return;
         }
         long first = firstAt;
         ring.set(LE_INT, first + LEN_OFFSET, (int) firstTail);
@@ -173,12 +187,7 @@ final class PackedUsed {
         if (inflight != null) {
             inflight.published(pos, wrap);
         }
-        VarHandle.fullFence(); // the driver's event suppression written before our descriptors were seen
         batched = 0;
-        publishedFrom = publishedTo;
-        publishedTo = PackedLayout.linear(size, pos, wrap);
-        int moved = publishedTo - publishedFrom;
-        return moved > 0 ? moved : moved + 2 * size;
     }
 
     /** After {@link #publish} returned more than 0: whether the driver's event suppression asks for an interrupt. */

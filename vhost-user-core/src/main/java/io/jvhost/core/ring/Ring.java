@@ -119,6 +119,13 @@ abstract sealed class Ring permits SplitRing, PackedRing {
      */
     abstract int publishUsed();
 
+    /**
+     * Makes the elements completed so far visible to a driver that polls, with a release store and
+     * no fence and no interrupt: the next {@link #publishUsed} still counts them, fences, and lets
+     * the caller decide on the interrupt. Nothing with an inflight log, whose publish order it keeps.
+     */
+    abstract void exposeUsed();
+
     /** After {@link #publishUsed} returned more than 0: whether the driver asked for an interrupt. */
     abstract boolean interruptWanted();
 

@@ -276,10 +276,7 @@ final class SplitRing extends Ring {
         if (usedIdx == usedIdxAtLastPublish) {
             return 0;
         }
-        U16_VH.setRelease(used, (long) IDX_OFFSET, (short) usedIdx);
-        if (log != null) {
-            log.mark(deviceAreaGpa + IDX_OFFSET, 2);
-        }
+        writeUsedIdx();
         if (inflight != null) {
             inflight.published(used, usedIdxAtLastPublish, usedIdx);
         }
@@ -287,6 +284,28 @@ final class SplitRing extends Ring {
         publishedFrom = usedIdxAtLastPublish;
         usedIdxAtLastPublish = usedIdx;
         return (usedIdx - publishedFrom) & 0xFFFF;
+    }
+
+    @Override
+    void exposeUsed() {
+        if (inflight != null) {
+            return;
+        }
+        if (runCount > 0) {
+            int count = runCount;
+            runCount = 0;
+            writeUsed(runId, runLength, count);
+        }
+        if (usedIdx != usedIdxAtLastPublish) {
+            writeUsedIdx();
+        }
+    }
+
+    private void writeUsedIdx() {
+        U16_VH.setRelease(used, (long) IDX_OFFSET, (short) usedIdx);
+        if (log != null) {
+            log.mark(deviceAreaGpa + IDX_OFFSET, 2);
+        }
     }
 
     @Override

@@ -363,6 +363,18 @@ public final class VirtQueue {
         interrupts.published(published, notify);
     }
 
+    /**
+     * Makes the used elements completed so far visible to a driver that polls the ring, ahead of
+     * the {@link #publish} that ends the batch (which still fences and decides on the interrupt for
+     * all of them): e.g. the first frames of an answer, so the guest starts on them while the rest
+     * are written. Poller.
+     */
+    public void expose() {
+        if (!broken) {
+            ring.exposeUsed();
+        }
+    }
+
     /** When the driver is interrupted: coalescing (control thread, detached) and held-back calls (poller). */
     public Interrupts interrupts() {
         return interrupts;
