@@ -314,35 +314,39 @@ public final class NetDevice implements io.jvhost.core.device.VirtioDevice {
             boolean offloaded = hostOffloads();
             header.clear();
             boolean bursts = !offloaded;
-            pair.answering = true;
-            while (done < budget) {
-                // Frames each in one buffer with its header, as drivers send them: a burst at a
-                // time. With offloads each header is read and checked: the chain-by-chain way.
-                int n = bursts ? burst.takeReadable(q, budget - done, hdr) : 0;
-                if (n > 0) {
-                    sendBurst(n, hdr);
-                    done += n;
-                    port.flush(nic, pair.index); // answers to this burst go now, while the next is written
-                    continue;
+            pair.answering = true; // what the port delivers now answers these frames (GuestNic.ANSWER_GROUP)
+            try {
+                while (done < budget) {
+                    // Frames each in one buffer with its header, as drivers send them: a burst at a
+                    // time. With offloads each header is read and checked: the chain-by-chain way.
+                    int n = bursts ? burst.takeReadable(q, budget - done, hdr) : 0;
+                    if (n > 0) {
+                        sendBurst(n, hdr);
+                        done += n;
+                        port.flush(nic, pair.index); // answers to this burst go now, while the next is written
+                        continue;
+                    }
+                    DescriptorChain c = q.next();
+                    if (c == null) {
+                        break;
+                    }
+                    // A frame in several buffers (a Linux guest puts the header apart when it cannot push
+                    // it in front): the next ones likely are too, so no burst is tried until one is not.
+                    bursts = !offloaded && c.count() == 1;
+                    done++;
+                    long length = c.readableLength() - hdr;
+                    if (offloaded && length >= ETHERNET_HEADER && !readHeader(c, length)) {
+                        pair.counters.txBadHeader++;
+                    } else if (counted(length, header.isGso() ? NetHeader.MAX_GSO_FRAME : maxFrame())
+                            && frame(c, hdr, length)) {
+                        port.onFrame(nic, pair.index, header, frameMemory, frameOffset, length);
+                    }
+                    q.complete(c, 0);
                 }
-                DescriptorChain c = q.next();
-                if (c == null) {
-                    break;
-                }
-                // A frame in several buffers (a Linux guest puts the header apart when it cannot push
-                // it in front): the next ones likely are too, so no burst is tried until one is not.
-                bursts = !offloaded && c.count() == 1;
-                done++;
-                long length = c.readableLength() - hdr;
-                if (offloaded && length >= ETHERNET_HEADER && !readHeader(c, length)) {
-                    pair.counters.txBadHeader++;
-                } else if (counted(length, header.isGso() ? NetHeader.MAX_GSO_FRAME : maxFrame()) && frame(c, hdr, length)) {
-                    port.onFrame(nic, pair.index, header, frameMemory, frameOffset, length);
-                }
-                q.complete(c, 0);
+                port.flush(nic, pair.index);
+            } finally {
+                pair.answering = false;
             }
-            port.flush(nic, pair.index);
-            pair.answering = false;
             q.publish();
             VirtQueue rx = pair.rx;
             if (rx != null) {
