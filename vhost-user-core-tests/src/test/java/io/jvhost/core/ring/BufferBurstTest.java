@@ -265,7 +265,7 @@ class BufferBurstTest {
             writeInto(b, 0, 10, 1);
             writeInto(b, 1, 11, 2);
             b.complete(2);
-            f.queue.expose();
+            b.expose();
             assertEquals(ids[0], f.driver.awaitUsed(WAIT).id(), "exposed: the driver sees it before the publish");
             Used second = f.driver.awaitUsed(WAIT);
             assertEquals(ids[1], second.id());

@@ -130,7 +130,8 @@ public final class BufferBurst {
             return;
         }
         if (n < count) {
-            queue.giveBack(ids, n, count - n);
+            queue.ring().giveBack(ids, n, count - n);
+            queue.tookBurst(n - count, 0);
         }
         long bytes = 0;
         for (int i = 0; i < n; i++) {
@@ -141,5 +142,17 @@ public final class BufferBurst {
         java.util.Arrays.fill(written, 0, count, 0L);
         queue.counters().bytesWritten += bytes;
         count = 0;
+    }
+
+    /**
+     * Makes the used elements completed so far (this burst's and any before it) visible to a
+     * driver that polls the ring, ahead of the {@link VirtQueue#publish} that ends the batch, which
+     * still fences and decides on the interrupt for all of them: e.g. the first frames of an
+     * answer, so the guest starts on them while the rest are written. Poller.
+     */
+    public void expose() {
+        if (queue != null && !queue.isBroken()) {
+            queue.ring().exposeUsed();
+        }
     }
 }

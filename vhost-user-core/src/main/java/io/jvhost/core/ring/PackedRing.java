@@ -4,7 +4,6 @@ import io.jvhost.core.memory.GuestMemory;
 import io.jvhost.core.metrics.QueueLatency;
 
 import java.lang.foreign.MemorySegment;
-import java.lang.invoke.VarHandle;
 import java.util.Arrays;
 
 import org.slf4j.Logger;
@@ -18,7 +17,6 @@ import static io.jvhost.core.ring.PackedLayout.EVENT_DESC;
 import static io.jvhost.core.ring.PackedLayout.EVENT_DISABLE;
 import static io.jvhost.core.ring.PackedLayout.EVENT_ENABLE;
 import static io.jvhost.core.ring.PackedLayout.F_NEXT;
-import static io.jvhost.core.ring.PackedLayout.F_WRITE;
 import static io.jvhost.core.ring.PackedLayout.FLAGS_OFFSET;
 import static io.jvhost.core.ring.PackedLayout.LEN_OFFSET;
 import static io.jvhost.core.ring.PackedLayout.isAvailable;
@@ -44,27 +42,28 @@ import static io.jvhost.core.ring.PackedLayout.isAvailable;
 final class PackedRing extends Ring {
     private static final Logger LOG = LoggerFactory.getLogger(PackedRing.class);
 
-    private final PackedUsed used = new PackedUsed();
-    private MemorySegment ring;
+    final PackedUsed used = new PackedUsed();
+    private final PackedBursts bursts = new PackedBursts(this);
+    MemorySegment ring;
     private MemorySegment deviceEvent;
     /** Guest-physical address of the descriptor ring, for dirty logging of used descriptors. */
     private long ringGpa;
     private boolean inOrder;
-    private PackedInflightLog inflight;
+    PackedInflightLog inflight;
     private MemorySegment inflightRegion;
 
     /** Where the device takes the next chain, and its wrap counter (0 or 1); the used side is {@link #used}'s. */
-    private int availPos, availWrap;
+    int availPos, availWrap;
     /** Per buffer id: its slots in the ring while in flight (0: not in flight), its inflight-log entry. */
-    private int[] slotsOf = new int[0];
+    int[] slotsOf = new int[0];
     private int[] entryOf = new int[0];
     /** Per take, newest last: the avail position before it (pos | wrap << 15, or -1 for a resubmission) and the id. */
     private int[] takenFrom = new int[0];
     private int[] takenId = new int[0];
     private int takenNext;
     /** After a rewind: the avail position (pos | wrap << 15) whose descriptor would be new work; -1 when not starved. */
-    private int starvedAt = -1;
-    private boolean availableSeen;
+    int starvedAt = -1;
+    boolean availableSeen;
     // After a restart: the chains in flight in the inflight log, resubmitted first, in order.
     private int[] resubmit = new int[0];
     /** The avail position right after recovery: where taking from the ring starts once resubmission is done. */
@@ -260,31 +259,7 @@ final class PackedRing extends Ring {
 
     @Override
     int takeBurst(BufferBurst b, int max, long headroom, long[] lengths, int from, boolean writable) {
-        if (resubmitNext < resubmitCount || inflight != null) {
-            return 0;
-        }
-        int pos = availPos, wrap = availWrap, k = 0;
-        int n = PackedLayout.availableRun(ring, size, pos, wrap, max, writable ? F_WRITE : 0);
-        VarHandle.acquireFence(); // the descriptors are read after their flags said available
-        for (; k < n; k++) {
-            long d = (long) pos * DESC_SIZE;
-            long tail = ring.get(LE_LONG, d + LEN_OFFSET); // len and id; plain: after the acquire of the flags
-            int len = (int) tail, id = (int) (tail >>> 32) & 0xFFFF;
-            if (len < headroom + lengths[from + k] || id >= size || slotsOf[id] != 0
-                    || !b.put(k, id, ring.get(LE_LONG, d), len, memory)) {
-                break;
-            }
-            slotsOf[id] = 1; // not in the taken log: a burst is completed or given back before the next take
-            if (++pos == size) {
-                pos = 0;
-                wrap ^= 1;
-            }
-        }
-        availPos = pos;
-        availWrap = wrap;
-        availableSeen &= k == 0;
-        starvedAt = k > 0 ? -1 : starvedAt;
-        return k;
+        return bursts.take(b, max, headroom, lengths, from, writable);
     }
 
     /** A chain left in flight by a previous backend, from the inflight log's copy of its descriptors. */
@@ -335,30 +310,12 @@ final class PackedRing extends Ring {
 
     @Override
     void giveBack(int[] ids, int from, int count) {
-        if (count <= 0) {
-            return;
-        }
-        for (int i = from; i < from + count; i++) {
-            slotsOf[ids[i]] = 0;
-        }
-        starvedAt = availPos | availWrap << 15; // as rewind: only new buffers count as work
-        availPos -= count; // one slot each
-        if (availPos < 0) {
-            availPos += size;
-            availWrap ^= 1;
-        }
-        availableSeen = false;
+        bursts.giveBack(ids, from, count);
     }
 
-    /** A burst's chains: ids checked when taken, one slot each, no inflight log; nothing else completes them. */
     @Override
     void completeBurst(int[] ids, long[] written, int n, boolean inOrder) {
-        for (int i = 0; i < n; i++) {
-            int id = ids[i];
-            long w = written[i];
-            slotsOf[id] = 0;
-            used.complete(id, w, 1, inOrder && w == 0);
-        }
+        bursts.complete(ids, written, n, inOrder);
     }
 
     @Override

@@ -35,11 +35,11 @@ final class SplitRing extends Ring {
     static final int F_NEXT = 1, F_WRITE = 2, F_INDIRECT = 4;
     static final int VRING_USED_F_NO_NOTIFY = 1, VRING_AVAIL_F_NO_INTERRUPT = 1;
 
-    private MemorySegment desc;
-    private MemorySegment avail;
+    MemorySegment desc;
+    MemorySegment avail;
     private MemorySegment used;
     private boolean inOrder;
-    private InflightLog inflight;
+    InflightLog inflight;
     private MemorySegment inflightRegion;
     /** IN_ORDER: a run of quiet completions not written yet (count 0: none), and its last id and length. */
     private int runCount, runId;
@@ -47,13 +47,13 @@ final class SplitRing extends Ring {
     private int[] resubmit = new int[0];
 
     // Ring position, owned by the poller while attached.
-    private int lastAvailIdx;
-    private int availIdxCache;
+    int lastAvailIdx;
+    int availIdxCache;
     private int usedIdx;
     private int usedIdxAtLastPublish;
     private int publishedFrom;
     /** After a rewind: the avail index that was not enough; -1 when not starved. */
-    private int starvedAt = -1;
+    int starvedAt = -1;
 
     SplitRing(VirtQueue queue) {
         super(queue);
@@ -146,7 +146,7 @@ final class SplitRing extends Ring {
      * it moved by more than the queue size. Every read of the driver's index goes through here, so
      * that no caller can leave an unchecked index in the cache for {@link #take} to trust.
      */
-    private boolean refreshAvailIdx() {
+    boolean refreshAvailIdx() {
         int availIdx = availIdxAcquire();
         if (((availIdx - lastAvailIdx) & 0xFFFF) > size) {
             queue.latchBroken("avail index jumped from " + lastAvailIdx + " to " + availIdx);
@@ -201,32 +201,7 @@ final class SplitRing extends Ring {
 
     @Override
     int takeBurst(BufferBurst b, int max, long headroom, long[] lengths, int from, boolean writable) {
-        if (resubmitNext < resubmitCount || inflight != null
-                || (availIdxCache == lastAvailIdx && (!refreshAvailIdx() || availIdxCache == lastAvailIdx))) {
-            return 0;
-        }
-        int n = Math.min(max, (availIdxCache - lastAvailIdx) & 0xFFFF);
-        int at = lastAvailIdx, mask = size - 1, k = 0;
-        for (; k < n; k++) { // plain reads: after the acquire of the avail index
-            int head = Short.toUnsignedInt(avail.get(LE_SHORT, RING_OFFSET + 2L * ((at + k) & mask)));
-            if (head >= size) {
-                break; // take() latches the ring broken for it
-            }
-            long d = (long) head * DESC_SIZE;
-            int flags = desc.get(DESC_U16, d + 12);
-            int len = desc.get(DESC_LEN, d + 8);
-            if ((flags & (F_NEXT | F_WRITE | F_INDIRECT)) != (writable ? F_WRITE : 0) || len < headroom + lengths[from + k]) {
-                break;
-            }
-            if (!b.put(k, head, desc.get(DESC_ADDR, d), len, memory)) {
-                break;
-            }
-        }
-        lastAvailIdx = (at + k) & 0xFFFF;
-        if (k > 0) {
-            starvedAt = -1; // taken again after a rewind: no longer starved there
-        }
-        return k;
+        return SplitBursts.take(this, b, max, headroom, lengths, from, writable);
     }
 
     @Override
@@ -266,17 +241,28 @@ final class SplitRing extends Ring {
         usedIdx = (usedIdx + count) & 0xFFFF;
     }
 
-    @Override
-    int publishUsed() {
+    /** Writes the pending IN_ORDER run and the used index (a release store); false when nothing was used since the last publish. */
+    private boolean writeUsedIdx() {
         if (runCount > 0) {
             int count = runCount;
             runCount = 0;
             writeUsed(runId, runLength, count);
         }
         if (usedIdx == usedIdxAtLastPublish) {
+            return false;
+        }
+        U16_VH.setRelease(used, (long) IDX_OFFSET, (short) usedIdx);
+        if (log != null) {
+            log.mark(deviceAreaGpa + IDX_OFFSET, 2);
+        }
+        return true;
+    }
+
+    @Override
+    int publishUsed() {
+        if (!writeUsedIdx()) {
             return 0;
         }
-        writeUsedIdx();
         if (inflight != null) {
             inflight.published(used, usedIdxAtLastPublish, usedIdx);
         }
@@ -288,23 +274,8 @@ final class SplitRing extends Ring {
 
     @Override
     void exposeUsed() {
-        if (inflight != null) {
-            return;
-        }
-        if (runCount > 0) {
-            int count = runCount;
-            runCount = 0;
-            writeUsed(runId, runLength, count);
-        }
-        if (usedIdx != usedIdxAtLastPublish) {
+        if (inflight == null) {
             writeUsedIdx();
-        }
-    }
-
-    private void writeUsedIdx() {
-        U16_VH.setRelease(used, (long) IDX_OFFSET, (short) usedIdx);
-        if (log != null) {
-            log.mark(deviceAreaGpa + IDX_OFFSET, 2);
         }
     }
 

@@ -284,22 +284,16 @@ public final class VirtQueue {
         }
     }
 
-    /** Gives back the last {@code count} chains a {@link BufferBurst} took, {@code ids[from..from + count)}, as {@link #rewind} does. */
-    void giveBack(int[] ids, int from, int count) {
-        ring.giveBack(ids, from, count);
-        demand.gaveBack(count);
-        counters.chains -= count;
-    }
-
     /** Whether a {@link BufferBurst} may take chains: the plain case, nothing logged, tracked or resubmitted, no back-off. */
     boolean burstable() {
         return !broken && !demand.backingOff() && log == null && !tracked && ring.resubmitPending() == 0;
     }
 
-    /** A {@link BufferBurst} took {@code n} one-buffer chains, {@code read} readable bytes in all (0: next() goes on). */
+    /** A {@link BufferBurst} took {@code n} chains ({@code read} bytes to read; 0: next() goes on), or gave {@code -n} back. */
     void tookBurst(int n, long read) {
+        counters.chains += n;
+        demand.gaveBack(-n); // nothing unless chains were given back
         if (n > 0) {
-            counters.chains += n;
             counters.descriptors += n;
             counters.bytesRead += read;
             demand.found();
@@ -361,18 +355,6 @@ public final class VirtQueue {
             latencyRecorder.published(published);
         }
         interrupts.published(published, notify);
-    }
-
-    /**
-     * Makes the used elements completed so far visible to a driver that polls the ring, ahead of
-     * the {@link #publish} that ends the batch (which still fences and decides on the interrupt for
-     * all of them): e.g. the first frames of an answer, so the guest starts on them while the rest
-     * are written. Poller.
-     */
-    public void expose() {
-        if (!broken) {
-            ring.exposeUsed();
-        }
     }
 
     /** When the driver is interrupted: coalescing (control thread, detached) and held-back calls (poller). */
