@@ -16,14 +16,11 @@ import static io.jvhost.core.ring.PackedLayout.LEN_OFFSET;
  * ns a frame without the per-chain bookkeeping; perf/RESULTS.md 2026-12-07). Poller thread.
  */
 final class PackedBursts {
-    private final PackedRing r;
-
-    PackedBursts(PackedRing ring) {
-        this.r = ring;
+    private PackedBursts() {
     }
 
     /** See {@link Ring#takeBurst}. */
-    int take(BufferBurst b, int max, long headroom, long[] lengths, int from, boolean writable) {
+    static int take(PackedRing r, BufferBurst b, int max, long headroom, long[] lengths, int from, boolean writable) {
         if (r.resubmitNext < r.resubmitCount || r.inflight != null) {
             return 0;
         }
@@ -54,7 +51,7 @@ final class PackedBursts {
     }
 
     /** See {@link Ring#giveBack}: one slot back per chain. */
-    void giveBack(int[] ids, int from, int count) {
+    static void giveBack(PackedRing r, int[] ids, int from, int count) {
         if (count <= 0) {
             return;
         }
@@ -71,7 +68,7 @@ final class PackedBursts {
     }
 
     /** See {@link Ring#completeBurst}. */
-    void complete(int[] ids, long[] written, int n, boolean inOrder) {
+    static void complete(PackedRing r, int[] ids, long[] written, int n, boolean inOrder) {
         int[] slotsOf = r.slotsOf;
         PackedUsed used = r.used;
         for (int i = 0; i < n; i++) {

@@ -43,7 +43,6 @@ final class PackedRing extends Ring {
     private static final Logger LOG = LoggerFactory.getLogger(PackedRing.class);
 
     final PackedUsed used = new PackedUsed();
-    private final PackedBursts bursts = new PackedBursts(this);
     MemorySegment ring;
     private MemorySegment deviceEvent;
     /** Guest-physical address of the descriptor ring, for dirty logging of used descriptors. */
@@ -259,7 +258,7 @@ final class PackedRing extends Ring {
 
     @Override
     int takeBurst(BufferBurst b, int max, long headroom, long[] lengths, int from, boolean writable) {
-        return bursts.take(b, max, headroom, lengths, from, writable);
+        return PackedBursts.take(this, b, max, headroom, lengths, from, writable);
     }
 
     /** A chain left in flight by a previous backend, from the inflight log's copy of its descriptors. */
@@ -310,12 +309,12 @@ final class PackedRing extends Ring {
 
     @Override
     void giveBack(int[] ids, int from, int count) {
-        bursts.giveBack(ids, from, count);
+        PackedBursts.giveBack(this, ids, from, count);
     }
 
     @Override
     void completeBurst(int[] ids, long[] written, int n, boolean inOrder) {
-        bursts.complete(ids, written, n, inOrder);
+        PackedBursts.complete(this, ids, written, n, inOrder);
     }
 
     @Override
