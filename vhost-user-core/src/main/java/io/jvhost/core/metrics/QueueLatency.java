@@ -13,8 +13,9 @@ import org.HdrHistogram.Histogram;
  * <p>Latency is from the moment the poller saw work on the queue (woken by a kick, or found new
  * available buffers while busy-polling) to the used-index publish that answered it; batch size is
  * the number of used elements one publish made visible. Every queue records, always: two nanoTime
- * reads and two array increments per published batch, not per request.
- * {@code -Djvhost.latency=false} turns it off.
+ * reads and two array increments per timed batch, not per request: every batch, but one in 16
+ * while batches of 16 or more elements come faster than every 10 us (the sizes of all of them
+ * counted: {@link LatencyRecorder}). {@code -Djvhost.latency=false} turns it off.
  *
  * <p>Readers: {@link #snapshot()} (metrics, cumulative since start) and {@link #describe()} (the
  * console line, since the previous line) each see every recorded value; one does not take values

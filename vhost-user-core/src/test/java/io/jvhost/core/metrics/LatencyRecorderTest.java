@@ -5,6 +5,7 @@ import java.lang.classfile.ClassFile;
 import java.lang.classfile.constantpool.PoolEntry;
 import java.lang.classfile.constantpool.StringEntry;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 
 import org.junit.jupiter.api.Test;
@@ -60,5 +61,47 @@ class LatencyRecorderTest {
         long[] batches = r.batchCounts();
         assertEquals(1, batches[batches.length - 1]);
         assertEquals(1, batches[0]);
+    }
+
+    @Test
+    void shouldTimeEveryBatchWhileBatchesAreSlowAndOneInSixteenWhileBigOnesComeFasterThanEveryTenMicroseconds() {
+        long[] now = {1_000_000};
+        LatencyRecorder r = new LatencyRecorder(() -> now[0]);
+        batches(r, now, 20, 1_000_000, 32); // 1 ms apart
+        assertEquals(20, timed(r), "every slow batch timed");
+        assertEquals(20 * 300, r.latencySumNanos, "each from work seen to publish");
+
+        batches(r, now, 1600, 1_000, 32); // a busy queue: 1 us apart
+        // The first fast batch still ends a 1 ms gap; the second is 1 us after a timed one.
+        assertEquals(20 + 2 + 1598 / LatencyRecorder.SAMPLE, timed(r), "the first two fast batches timed, then one in 16");
+
+        batches(r, now, LatencyRecorder.SAMPLE, 1_000_000, 32); // slow again: the next timed one sees it
+        long before = timed(r);
+        batches(r, now, 20, 1_000_000, 32);
+        assertEquals(before + 20, timed(r), "every batch timed again");
+        assertEquals(20 + 1600 + LatencyRecorder.SAMPLE + 20, Arrays.stream(r.batchCounts()).sum(),
+                "every batch's size counted, timed or not");
+    }
+
+    @Test
+    void shouldTimeEveryRequestAnsweredOnItsOwnHoweverFastTheyCome() {
+        long[] now = {1_000_000};
+        LatencyRecorder r = new LatencyRecorder(() -> now[0]);
+        batches(r, now, 1000, 1_000, 1);
+        assertEquals(1000, timed(r));
+    }
+
+    /** {@code n} batches of {@code elements} {@code gap} ns apart, each published 300 ns after its work was seen. */
+    private static void batches(LatencyRecorder r, long[] now, int n, long gap, int elements) {
+        for (int i = 0; i < n; i++) {
+            r.workSeen();
+            now[0] += 300;
+            r.published(elements);
+            now[0] += gap - 300;
+        }
+    }
+
+    private static long timed(LatencyRecorder r) {
+        return Arrays.stream(r.latencyCounts()).sum();
     }
 }
