@@ -2,13 +2,9 @@ package io.jvhost.net;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
-import java.nio.ByteOrder;
 
 /** Ports for measuring: they need no network, only the guest. */
 public final class BenchPorts {
-    private static final ValueLayout.OfLong LE_LONG = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final ValueLayout.OfInt LE_INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     private BenchPorts() {}
 
     /** Counts and discards everything the guest sends. */
@@ -70,13 +66,8 @@ public final class BenchPorts {
             int k = s.count++;
             MemorySegment out = n > SLOT ? s.big : s.memory;
             long at = n > SLOT ? 0 : (long) k * SLOT;
-            // Copied whole (an aligned copy), then the two MACs (bytes 0-11) swapped in two stores.
-            MemorySegment.copy(memory, offset, out, at, n);
-            long head = memory.get(LE_LONG, offset); // destination, then the source's first 2 bytes
-            long tail = Integer.toUnsignedLong(memory.get(LE_INT, offset + 8)); // the source's last 4
-            long dst = head & 0xFFFF_FFFF_FFFFL, src = head >>> 48 | tail << 16;
-            out.set(LE_LONG, at, src | dst << 48);
-            out.set(LE_INT, at + 8, (int) (dst >>> 16));
+            MemorySegment.copy(memory, offset, out, at, n); // whole: an aligned copy, then the MACs over it
+            Frames.putSwappedMacs(memory, offset, out, at);
             s.frames[k] = out;
             s.offsets[k] = at;
             s.lengths[k] = n;

@@ -73,7 +73,8 @@ class LatencyRecorderTest {
 
         batches(r, now, 1600, 1_000, 32); // a busy queue: 1 us apart
         // The first fast batch still ends a 1 ms gap; the second is 1 us after a timed one.
-        assertEquals(20 + 2 + 1598 / LatencyRecorder.SAMPLE, timed(r), "the first two fast batches timed, then one in 16");
+        assertEquals(20 + 2 + 1598 / LatencyRecorder.SAMPLE, timed(r),
+                "the first two fast batches timed, then one in 16");
 
         batches(r, now, LatencyRecorder.SAMPLE, 1_000_000, 32); // slow again: the next timed one sees it
         long before = timed(r);
