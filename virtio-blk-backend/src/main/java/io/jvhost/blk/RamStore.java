@@ -7,16 +7,33 @@ import io.jvhost.core.sys.NativeException;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
 
 /**
- * A disk in memory (a memfd: pages are allocated as they are written), for tests and benchmarks.
- * Copies are memory speed, so requests complete inline on the poller thread: nothing here blocks.
- * Contents vanish with the process, or pass to its successor in a live upgrade ({@link #duplicateFd()}).
+ * A disk in memory (a memfd), for tests and benchmarks. Memory is taken as the disk is written, as
+ * Linux's brd does: a 4 KiB page never written (or discarded since) reads as zeroes without being
+ * touched, and DISCARD and WRITE_ZEROES give whole pages back to the kernel. Copies are memory
+ * speed, so requests complete inline on the poller thread: nothing here blocks. Contents vanish with
+ * the process, or pass to its successor in a live upgrade ({@link #duplicateFd()}), which finds the
+ * written pages again in the memfd's data extents.
  */
 public final class RamStore extends FixedSizeStore {
+    private static final int PAGE_SHIFT = 12;
+    private static final long PAGE = 1L << PAGE_SHIFT;
+    /** The source of a read of pages never written: one page, so it stays in the L1 cache. */
+    private static final MemorySegment ZEROES = MemorySegment.ofArray(new byte[(int) PAGE]);
+    private static final VarHandle BITS = MethodHandles.arrayElementVarHandle(long[].class);
+
     private final Arena arena = Arena.ofShared();
     private final Fd memory;
     private final MemorySegment disk;
+    /**
+     * One bit per 4 KiB page: set once the page holds data. A read of a clear page fills zeroes
+     * rather than read the memfd, whose hole a read through the mapping would allocate. Pollers of
+     * several queues share it: set with an atomic or, read with acquire.
+     */
+    private final long[] written;
 
     public RamStore(long sizeBytes) {
         this(sizeBytes, false);
@@ -36,6 +53,8 @@ public final class RamStore extends FixedSizeStore {
                         + " bytes, not " + sizeBytes);
             }
             this.disk = Mappings.map(memory.get(), 0, sizeBytes, arena);
+            this.written = new long[(int) (((sizeBytes + PAGE - 1) >>> PAGE_SHIFT) + 63 >>> 6)];
+            markData(memory.get(), sizeBytes);
         } catch (NativeException e) {
             arena.close();
             memory.close();
@@ -56,9 +75,37 @@ public final class RamStore extends FixedSizeStore {
         return memory.dup();
     }
 
-    /** The disk's bytes, for tests to inspect. */
+    /** Marks the pages a predecessor wrote (the memfd's data extents; tmpfs reports them by page). */
+    private void markData(int fd, long sizeBytes) {
+        long at = 0;
+        while (at < sizeBytes) {
+            long data = FileCalls.lseek(fd, at, FileCalls.SEEK_DATA);
+            if (data < 0 || data >= sizeBytes) {
+                return; // -ENXIO: no data past at
+            }
+            long hole = FileCalls.lseek(fd, data, FileCalls.SEEK_HOLE);
+            long end = hole < 0 ? sizeBytes : Math.min(hole, sizeBytes);
+            markWritten(data, end - data);
+            at = end;
+        }
+    }
+
+    /**
+     * The disk's bytes, for tests to inspect or write directly; from this call on every page counts
+     * as written, so what a test puts there is what requests read.
+     */
     public MemorySegment contents() {
+        markWritten(0, size());
         return disk;
+    }
+
+    /** How many bytes of the disk hold data (whole pages written and not discarded since). */
+    public long bytesWritten() {
+        long pages = 0;
+        for (int i = 0; i < written.length; i++) {
+            pages += Long.bitCount((long) BITS.getAcquire(written, i));
+        }
+        return pages << PAGE_SHIFT;
     }
 
     @Override
@@ -80,7 +127,7 @@ public final class RamStore extends FixedSizeStore {
                 case READ -> {
                     for (int s = 0; s < r.segmentCount(); s++) {
                         long n = r.segmentLength(s);
-                        MemorySegment.copy(disk, at, r.segmentMemory(s), r.segmentOffset(s), n);
+                        read(at, r.segmentMemory(s), r.segmentOffset(s), n);
                         at += n;
                     }
                 }
@@ -88,17 +135,84 @@ public final class RamStore extends FixedSizeStore {
                     for (int s = 0; s < r.segmentCount(); s++) {
                         long n = r.segmentLength(s);
                         MemorySegment.copy(r.segmentMemory(s), r.segmentOffset(s), disk, at, n);
+                        markWritten(at, n);
                         at += n;
                     }
                 }
                 case DISCARD, WRITE_ZEROES -> {
                     for (int g = 0; g < r.rangeCount(); g++) {
-                        disk.asSlice(r.rangeOffset(g), r.rangeLength(g)).fill((byte) 0);
+                        zero(r.rangeOffset(g), r.rangeLength(g));
                     }
                 }
                 case FLUSH -> { }
             }
             r.complete(BlockRequest.STATUS_OK);
+        }
+    }
+
+    /** Copies {@code n} bytes at {@code at} into {@code to}: runs of written pages copied, the others zeroes. */
+    private void read(long at, MemorySegment to, long toOffset, long n) {
+        long end = at + n;
+        while (at < end) {
+            boolean data = isWritten(at >>> PAGE_SHIFT);
+            long stop = Math.min(end, (at | (PAGE - 1)) + 1);
+            while (stop < end && isWritten(stop >>> PAGE_SHIFT) == data) {
+                stop = Math.min(end, stop + PAGE);
+            }
+            long len = stop - at;
+            if (data) {
+                MemorySegment.copy(disk, at, to, toOffset, len);
+            } else {
+                for (long done = 0; done < len; done += PAGE) {
+                    MemorySegment.copy(ZEROES, 0, to, toOffset + done, Math.min(PAGE, len - done));
+                }
+            }
+            toOffset += len;
+            at = stop;
+        }
+    }
+
+    /**
+     * Zeroes a range: the whole pages in it go back to the kernel (a hole punched in the memfd) and
+     * read as zeroes again; the partial pages at its ends are zeroed in place where they hold data.
+     */
+    private void zero(long at, long n) {
+        long end = at + n;
+        long first = (at + PAGE - 1) & -PAGE, last = end & -PAGE; // the whole pages: [first, last)
+        if (first >= last) {
+            zeroInPage(at, end);
+            return;
+        }
+        zeroInPage(at, first);
+        zeroInPage(last, end);
+        for (long p = first >>> PAGE_SHIFT; p < last >>> PAGE_SHIFT; p++) {
+            BITS.getAndBitwiseAnd(written, (int) (p >>> 6), ~(1L << p));
+        }
+        int r = FileCalls.fallocate(memory.get(), FileCalls.FALLOC_FL_PUNCH_HOLE | FileCalls.FALLOC_FL_KEEP_SIZE,
+                first, last - first);
+        if (r < 0) { // not expected on a memfd; the pages must still read as zeroes
+            disk.asSlice(first, last - first).fill((byte) 0);
+        }
+    }
+
+    private void zeroInPage(long from, long to) {
+        if (from < to && isWritten(from >>> PAGE_SHIFT)) {
+            disk.asSlice(from, to - from).fill((byte) 0);
+        }
+    }
+
+    private boolean isWritten(long page) {
+        return ((long) BITS.getAcquire(written, (int) (page >>> 6)) & (1L << page)) != 0;
+    }
+
+    private void markWritten(long at, long n) {
+        if (n <= 0) {
+            return;
+        }
+        for (long p = at >>> PAGE_SHIFT, last = (at + n - 1) >>> PAGE_SHIFT; p <= last; p++) {
+            if (!isWritten(p)) {
+                BITS.getAndBitwiseOr(written, (int) (p >>> 6), 1L << p);
+            }
         }
     }
 

@@ -36,7 +36,8 @@ public final class BlkCommand extends DeviceCommand {
         Path file;
 
         @Option(names = "--ram", paramLabel = "SIZE", converter = DiskSizeConverter.class,
-                description = "A RAM disk of SIZE bytes (suffixes K, M, G, T; a multiple of 512).")
+                description = {"A RAM disk of SIZE bytes (suffixes K, M, G, T; a multiple of 512). Memory is taken as the",
+                    "disk is written and given back on discard; pages never written read as zeroes."})
         Long ram;
 
         @Option(names = "--null", paramLabel = "SIZE", converter = DiskSizeConverter.class,

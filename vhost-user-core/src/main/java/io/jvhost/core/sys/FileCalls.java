@@ -29,6 +29,8 @@ public final class FileCalls {
     public static final int O_RDONLY = 0, O_RDWR = 2, O_DIRECT = 0x4000, O_CLOEXEC = 0x80000;
     public static final int FALLOC_FL_KEEP_SIZE = 1, FALLOC_FL_PUNCH_HOLE = 2, FALLOC_FL_ZERO_RANGE = 0x10;
     public static final long BLKGETSIZE64 = 0x80081272L;
+    /** lseek's whence for the next data or hole at or after an offset (tmpfs and shmem have them). */
+    public static final int SEEK_DATA = 3, SEEK_HOLE = 4;
     /** {@code statfs.f_type} of the file systems that keep files in memory (tmpfs, shmem; ramfs). */
     public static final long TMPFS_MAGIC = 0x01021994L, RAMFS_MAGIC = 0x858458f6L;
     /** preadv2's flag: fail with EAGAIN rather than block (EOPNOTSUPP where the file system cannot). */
@@ -52,6 +54,7 @@ public final class FileCalls {
     private static final MethodHandle WRITEV_FAST_MH = bindFast("writev", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT);
     private static final MethodHandle FDATASYNC_MH = bind("fdatasync", JAVA_INT, JAVA_INT);
     private static final MethodHandle FALLOCATE_MH = bind("fallocate", JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG);
+    private static final MethodHandle LSEEK_MH = bind("lseek", JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT);
     private static final MethodHandle IOCTL_MH = LINKER.downcallHandle(LOOKUP.find("ioctl").orElseThrow(),
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, ADDRESS),
             Linker.Option.captureCallState("errno"), Linker.Option.firstVariadicArg(2));
@@ -225,6 +228,16 @@ public final class FileCalls {
         Scratch s = SCRATCH.get();
         try {
             return ret(s, (int) FALLOCATE_MH.invokeExact(s.capture, fd, mode, offset, length));
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** lseek: the offset it finds or {@code -errno} ({@code -ENXIO}: no data, or no hole, past {@code offset}). Control path. */
+    public static long lseek(int fd, long offset, int whence) {
+        Scratch s = SCRATCH.get();
+        try {
+            return ret(s, (long) LSEEK_MH.invokeExact(s.capture, fd, offset, whence));
         } catch (Throwable t) {
             throw rethrow(t);
         }

@@ -26,7 +26,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  */
 public final class LibC {
     public static final int EPERM = 1, ENOENT = 2, EINTR = 4, EBADF = 9, EAGAIN = 11, ENOMEM = 12,
-            EFAULT = 14, EINVAL = 22, EPIPE = 32, EMSGSIZE = 90, ECONNRESET = 104, ENOBUFS = 105, ECONNREFUSED = 111;
+            ENXIO = 6, EFAULT = 14, EINVAL = 22, EPIPE = 32, EMSGSIZE = 90, ECONNRESET = 104, ENOBUFS = 105, ECONNREFUSED = 111;
 
     public static final int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_NONBLOCK = 0x800, SOCK_CLOEXEC = 0x80000;
     public static final int SOL_SOCKET = 1, SCM_RIGHTS = 1;
