@@ -41,8 +41,10 @@ import org.HdrHistogram.Histogram;
  * {@code jvhost-file-threads} (the same on {@code --io-engine threads}; only when asked for) with {@code qsd} (qemu-storage-daemon with an
  * iothread, on the same image); {@code jvhost-null}
  * ({@code ./jvhost blk --null}: no data touched) with {@code qsd-null} ({@code null-co}); and
- * {@code jvhost-ram} ({@code ./jvhost blk --ram}, which copies every block) with
- * {@code qsd-null-zeroes} ({@code null-co,read-zeroes=on}, which writes every read buffer). The
+ * {@code jvhost-ram} ({@code ./jvhost blk --ram}, a fresh RAM disk: a read of a page never written
+ * fills the buffer with zeroes, a write copies) with {@code qsd-null-zeroes} ({@code null-co,read-zeroes=on},
+ * which writes every read buffer); {@code jvhost-ram-written} (only when asked for: the same RAM disk
+ * with every page written before the run, so every read copies from memory) with the same. The
  * io_uring file store's like is {@code qsd-uring} ({@code aio=io_uring}) when it runs. Stores past
  * the machine, each against qemu-storage-daemon's client of the same server, both only when asked
  * for: {@code jvhost-rbd} ({@code --rbd}) with {@code qsd-rbd} ({@code driver=rbd}) on one image of a
@@ -124,6 +126,7 @@ public final class BlkBench extends Bench<BlkBench.Options> {
             "jvhost-file-threads", List.of("qsd"),
             "jvhost-null", List.of("qsd-null", "spdk-null", "qsd"),
             "jvhost-ram", List.of("qsd-null-zeroes", "qsd"),
+            "jvhost-ram-written", List.of("qsd-null-zeroes", "qsd"),
             "jvhost-rbd", List.of("qsd-rbd"),
             "jvhost-nbd", List.of("qsd-nbd"));
 
@@ -192,8 +195,11 @@ public final class BlkBench extends Bench<BlkBench.Options> {
         return (Report) result.get();
     }
 
-    /** Every target this benchmark knows; all but {@code jvhost-file-uring}, {@code -threads}, the RBD, NBD and SPDK ones run by default. */
-    public static final List<String> TARGETS = List.of("jvhost-ram", "jvhost-file", "jvhost-file-uring", "jvhost-file-threads", "jvhost-null",
+    /**
+     * Every target this benchmark knows; all but {@code jvhost-ram-written}, {@code jvhost-file-uring},
+     * {@code -threads}, the RBD, NBD and SPDK ones run by default.
+     */
+    public static final List<String> TARGETS = List.of("jvhost-ram", "jvhost-ram-written", "jvhost-file", "jvhost-file-uring", "jvhost-file-threads", "jvhost-null",
             "qsd", "qsd-uring", "qsd-null", "qsd-null-zeroes", "jvhost-rbd", "qsd-rbd", "jvhost-nbd", "qsd-nbd", "spdk-null");
 
     private Report runAll() throws Exception {
@@ -217,7 +223,8 @@ public final class BlkBench extends Bench<BlkBench.Options> {
         report.meta("cpu_definition", "backend CPU ns in the window / requests completed in it;"
                 + " jvhost: its poller and I/O worker threads, qemu-storage-daemon: the whole process");
         report.meta("references", "jvhost-file, jvhost-file-uring: qsd-uring (file, aio=io_uring), jvhost-file-threads: qsd (file, aio=threads),"
-                + " jvhost-null: qsd-null (null-co), jvhost-ram: qsd-null-zeroes (null-co,read-zeroes=on); qsd when the like"
+                + " jvhost-null: qsd-null (null-co), jvhost-ram (a fresh RAM disk), jvhost-ram-written (every page written first): qsd-null-zeroes"
+                + " (null-co,read-zeroes=on); qsd when the like"
                 + " is not in the run; jvhost-rbd: qsd-rbd, jvhost-nbd: qsd-nbd (the same cluster, the same server);"
                 + " ref2: the next like in the run (jvhost-null: spdk-null, SPDK's vhost target on a null bdev)");
         if (options.targets.contains("spdk-null")) {
@@ -467,6 +474,12 @@ public final class BlkBench extends Bench<BlkBench.Options> {
         }
     }
 
+    /** The RAM disk with every page holding data (not zeroes), as after a guest has filled it. */
+    private static RamStore written(RamStore ram) {
+        ram.contents().fill((byte) 0x5a);
+        return ram;
+    }
+
     private Run runJvhost(ControlLoop loop, String target, BlkLoad.Workload w, int queues, int rep, int n, Path socket,
                           long ram, int queueSize, Duration warmup, Duration measure, Set<Long> threadsBefore)
             throws Exception {
@@ -475,6 +488,7 @@ public final class BlkBench extends Bench<BlkBench.Options> {
             case "jvhost-file-uring" -> new FileStore(image, false, false, 2, FileStore.IoEngine.URING);
             case "jvhost-file-threads" -> new FileStore(image, false, false, 2, FileStore.IoEngine.THREADS);
             case "jvhost-ram" -> new RamStore(options.diskBytes);
+            case "jvhost-ram-written" -> written(new RamStore(options.diskBytes));
             case "jvhost-null" -> new NullStore(options.diskBytes);
             case "jvhost-rbd" -> RbdStore.open(ceph.conf(), null, DevCeph.POOL, RBD_IMAGE, false, Duration.ofSeconds(30));
             case "jvhost-nbd" -> NbdStore.open(NbdStore.Options.of(nbdUri(), null));
@@ -487,6 +501,7 @@ public final class BlkBench extends Bench<BlkBench.Options> {
                 + switch (target) {
                     case "jvhost-null" -> "--null " + options.diskBytes;
                     case "jvhost-ram" -> "--ram " + options.diskBytes;
+                    case "jvhost-ram-written" -> "--ram " + options.diskBytes + " (every page written before the run)";
                     case "jvhost-rbd" -> "--rbd " + DevCeph.POOL + "/" + RBD_IMAGE + " --ceph-conf " + ceph.conf();
                     case "jvhost-nbd" -> "--nbd '" + nbdUri() + "'";
                     default -> "--file " + image + " --io-engine " + switch (((FileStore) store).engine()) {

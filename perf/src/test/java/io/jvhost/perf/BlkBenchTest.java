@@ -37,6 +37,14 @@ class BlkBenchTest {
     }
 
     @Test
+    void shouldCompareTheFreshAndTheWrittenRamDiskWithNullCoThatZeroesEveryReadBuffer() {
+        List<String> all = List.of("jvhost-ram", "jvhost-ram-written", "qsd-null-zeroes", "qsd-null", "qsd");
+        assertEquals("qsd-null-zeroes", BlkBench.reference("jvhost-ram", all));
+        assertEquals("qsd-null-zeroes", BlkBench.reference("jvhost-ram-written", all));
+        assertFalse(new BlkBench.Options().targets.contains("jvhost-ram-written"), "the written disk only when asked for");
+    }
+
+    @Test
     void shouldCompareNoReferenceTargetWithAnything() {
         for (String t : BlkBench.TARGETS) {
             if (t.startsWith("qsd") || t.startsWith("spdk")) {

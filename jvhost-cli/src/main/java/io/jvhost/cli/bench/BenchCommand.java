@@ -255,11 +255,11 @@ public final class BenchCommand implements Runnable {
         @Option(names = "--depths", split = ",", description = "Queue depths of the random workloads (default 1,8,32,128).") List<Integer> depths;
         @Option(names = "--targets", split = ",", description = {"jvhost-ram, jvhost-file (default I/O engine: inline on tmpfs, else io_uring), jvhost-file-uring,",
             "jvhost-file-threads, jvhost-null, qsd, qsd-uring, qsd-null, qsd-null-zeroes (default: these but jvhost-file-uring and",
-            "-threads), and on request",
+            "-threads), and on request jvhost-ram-written (the RAM disk with every page written first: reads copy),",
             "jvhost-rbd, qsd-rbd (a dev Ceph cluster the run starts: scripts/dev-ceph.sh) and jvhost-nbd, qsd-nbd (a qemu-nbd",
             "the run starts). Each jvhost target is compared with its like: file and file-uring with qsd-uring (aio=io_uring),",
-            "file-threads with qsd (aio=threads), null with qsd-null (null-co), ram with qsd-null-zeroes",
-            "(null-co,read-zeroes=on), rbd with qsd-rbd, nbd with qsd-nbd; and spdk-null (SPDK's vhost target on a null bdev;",
+            "file-threads with qsd (aio=threads), null with qsd-null (null-co), ram and ram-written with",
+            "qsd-null-zeroes (null-co,read-zeroes=on), rbd with qsd-rbd, nbd with qsd-nbd; and spdk-null (SPDK's vhost target on a null bdev;",
             "needs --spdk), null's second like (the ref2 columns)."}) List<String> targets;
         @Option(names = "--spdk", paramLabel = "PATH", description = {"SPDK's vhost target for spdk-null: its build/bin/vhost, or its source tree",
             "(scripts/build-spdk.sh builds one; SPDK is not packaged for Debian)."}) Path spdk;
