@@ -24,16 +24,21 @@ public final class RamStore extends FixedSizeStore {
     /** The source of a read of pages never written: one page, so it stays in the L1 cache. */
     private static final MemorySegment ZEROES = MemorySegment.ofArray(new byte[(int) PAGE]);
     private static final VarHandle BITS = MethodHandles.arrayElementVarHandle(long[].class);
+    private static final VarHandle LEAVES = MethodHandles.arrayElementVarHandle(long[][].class);
+    /** Pages per leaf of the bitmap (2^15): a leaf (4 KiB of bits) covers 128 MiB of disk. */
+    private static final int LEAF_SHIFT = 15;
 
     private final Arena arena = Arena.ofShared();
     private final Fd memory;
     private final MemorySegment disk;
     /**
      * One bit per 4 KiB page: set once the page holds data. A read of a clear page fills zeroes
-     * rather than read the memfd, whose hole a read through the mapping would allocate. Pollers of
-     * several queues share it: set with an atomic or, read with acquire.
+     * rather than read the memfd, whose hole a read through the mapping would allocate. In leaves
+     * made on the first write to their 128 MiB, so that a large disk written in a few places costs
+     * little heap (a flat bitmap of a 64 TiB disk: 2 GiB). Pollers of several queues share it: leaves
+     * published with a CAS, bits set with an atomic or, both read with acquire.
      */
-    private final long[] written;
+    private final long[][] written;
 
     public RamStore(long sizeBytes) {
         this(sizeBytes, false);
@@ -53,7 +58,7 @@ public final class RamStore extends FixedSizeStore {
                         + " bytes, not " + sizeBytes);
             }
             this.disk = Mappings.map(memory.get(), 0, sizeBytes, arena);
-            this.written = new long[(int) (((sizeBytes + PAGE - 1) >>> PAGE_SHIFT) + 63 >>> 6)];
+            this.written = new long[(int) ((((sizeBytes + PAGE - 1) >>> PAGE_SHIFT) + (1L << LEAF_SHIFT) - 1) >>> LEAF_SHIFT)][];
             markData(memory.get(), sizeBytes);
         } catch (NativeException e) {
             arena.close();
@@ -102,8 +107,11 @@ public final class RamStore extends FixedSizeStore {
     /** How many bytes of the disk hold data (whole pages written and not discarded since). */
     public long bytesWritten() {
         long pages = 0;
-        for (int i = 0; i < written.length; i++) {
-            pages += Long.bitCount((long) BITS.getAcquire(written, i));
+        for (int l = 0; l < written.length; l++) {
+            long[] leaf = (long[]) LEAVES.getAcquire(written, l);
+            for (int i = 0; leaf != null && i < leaf.length; i++) {
+                pages += Long.bitCount((long) BITS.getAcquire(leaf, i));
+            }
         }
         return pages << PAGE_SHIFT;
     }
@@ -185,13 +193,28 @@ public final class RamStore extends FixedSizeStore {
         }
         zeroInPage(at, first);
         zeroInPage(last, end);
-        for (long p = first >>> PAGE_SHIFT; p < last >>> PAGE_SHIFT; p++) {
-            BITS.getAndBitwiseAnd(written, (int) (p >>> 6), ~(1L << p));
-        }
+        clear(first >>> PAGE_SHIFT, last >>> PAGE_SHIFT);
         int r = FileCalls.fallocate(memory.get(), FileCalls.FALLOC_FL_PUNCH_HOLE | FileCalls.FALLOC_FL_KEEP_SIZE,
                 first, last - first);
         if (r < 0) { // not expected on a memfd; the pages must still read as zeroes
             disk.asSlice(first, last - first).fill((byte) 0);
+        }
+    }
+
+    /** Clears the bits of pages [from, to), a word at a time, skipping the leaves never made (a guest's mkfs discards it all). */
+    private void clear(long from, long to) {
+        long p = from;
+        while (p < to) {
+            int l = (int) (p >>> LEAF_SHIFT);
+            long leafEnd = Math.min(to, (long) (l + 1) << LEAF_SHIFT);
+            long[] leaf = (long[]) LEAVES.getAcquire(written, l);
+            while (leaf != null && p < leafEnd) {
+                long wordEnd = Math.min(leafEnd, (p | 63) + 1), len = wordEnd - p;
+                long bits = len == 64 ? -1L : ((1L << len) - 1) << p;
+                BITS.getAndBitwiseAnd(leaf, bitWord(p), ~bits);
+                p = wordEnd;
+            }
+            p = leafEnd;
         }
     }
 
@@ -202,7 +225,24 @@ public final class RamStore extends FixedSizeStore {
     }
 
     private boolean isWritten(long page) {
-        return ((long) BITS.getAcquire(written, (int) (page >>> 6)) & (1L << page)) != 0;
+        long[] leaf = (long[]) LEAVES.getAcquire(written, (int) (page >>> LEAF_SHIFT));
+        return leaf != null && ((long) BITS.getAcquire(leaf, bitWord(page)) & (1L << page)) != 0;
+    }
+
+    private static int bitWord(long page) {
+        return (int) (page >>> 6) & ((1 << LEAF_SHIFT - 6) - 1);
+    }
+
+    /** The leaf of {@code page}, made (once per 128 MiB of disk; the race's loser takes the winner's) when missing. */
+    private long[] leafOf(long page) {
+        int l = (int) (page >>> LEAF_SHIFT);
+        long[] leaf = (long[]) LEAVES.getAcquire(written, l);
+        if (leaf == null) {
+            long[] made = new long[1 << LEAF_SHIFT - 6];
+            leaf = (long[]) LEAVES.compareAndExchange(written, l, (long[]) null, made);
+            leaf = leaf == null ? made : leaf;
+        }
+        return leaf;
     }
 
     private void markWritten(long at, long n) {
@@ -211,7 +251,7 @@ public final class RamStore extends FixedSizeStore {
         }
         for (long p = at >>> PAGE_SHIFT, last = (at + n - 1) >>> PAGE_SHIFT; p <= last; p++) {
             if (!isWritten(p)) {
-                BITS.getAndBitwiseOr(written, (int) (p >>> 6), 1L << p);
+                BITS.getAndBitwiseOr(leafOf(p), bitWord(p), 1L << p);
             }
         }
     }

@@ -11,6 +11,7 @@ import java.util.stream.LongStream;
 
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
 
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
@@ -88,6 +89,38 @@ class RamStoreTest {
         try (RamStore successor = new RamStore(store.duplicateFd(), DISK, false)) {
             assertEquals(3 * PAGE, successor.bytesWritten(), "pages 0, 3 and 40");
             assertDiskIs(successor, expected);
+        }
+    }
+
+    @Test
+    void aDiscardAcrossManyLeavesOfTheBitmapClearsOnlyWhatItCovers() {
+        try (RamStore big = new RamStore(512L << 20)) {
+            long[] at = {10L << 20, 100L << 20, 400L << 20}; // leaves 0, 0 and 3 of 128 MiB each
+            for (long offset : at) {
+                MemorySegment data = arena.allocate(PAGE).fill((byte) 9);
+                Recorded w = TestRequests.inSegments(Type.WRITE, data, PAGE);
+                w.request().offset = offset;
+                submit(big, w);
+            }
+            submit(big, TestRequests.ranges(Type.DISCARD, false, 64L << 20, (450L - 64) << 20));
+            assertEquals(PAGE, big.bytesWritten(), "only the page at 10 MiB is left");
+            MemorySegment buffer = arena.allocate(PAGE);
+            submit(big, read(buffer, 10L << 20, PAGE));
+            assertEquals(9, buffer.get(JAVA_BYTE, PAGE - 1));
+        }
+    }
+
+    @Test
+    @Timeout(10)
+    void aHugeDiskCostsLittleUntilWrittenAndIsDiscardedWholeAtOnce() {
+        try (RamStore huge = new RamStore(16L << 40)) { // 16 TiB: a flat bitmap would be 512 MiB of heap
+            MemorySegment data = arena.allocate(PAGE).fill((byte) 3);
+            Recorded w = TestRequests.inSegments(Type.WRITE, data, PAGE);
+            w.request().offset = (16L << 40) - PAGE;
+            submit(huge, w);
+            assertEquals(PAGE, huge.bytesWritten());
+            submit(huge, TestRequests.ranges(Type.DISCARD, false, 0, 16L << 40)); // what mkfs does first
+            assertEquals(0, huge.bytesWritten());
         }
     }
 
