@@ -2,6 +2,7 @@ package io.jvhost.blk;
 
 import io.jvhost.core.sys.Fd;
 import io.jvhost.core.sys.FileCalls;
+import io.jvhost.core.sys.LibC;
 import io.jvhost.core.sys.Mappings;
 import io.jvhost.core.sys.NativeException;
 
@@ -80,13 +81,20 @@ public final class RamStore extends FixedSizeStore {
         return memory.dup();
     }
 
-    /** Marks the pages a predecessor wrote (the memfd's data extents; tmpfs reports them by page). */
+    /**
+     * Marks the pages a predecessor wrote (the memfd's data extents; tmpfs reports them by page).
+     * Where the file cannot tell, every page counts as written: reads then copy, and nothing is lost.
+     */
     private void markData(int fd, long sizeBytes) {
         long at = 0;
         while (at < sizeBytes) {
             long data = FileCalls.lseek(fd, at, FileCalls.SEEK_DATA);
-            if (data < 0 || data >= sizeBytes) {
-                return; // -ENXIO: no data past at
+            if (data == -LibC.ENXIO || data >= sizeBytes) {
+                return; // no data past at
+            }
+            if (data < 0) {
+                markWritten(at, sizeBytes - at);
+                return;
             }
             long hole = FileCalls.lseek(fd, data, FileCalls.SEEK_HOLE);
             long end = hole < 0 ? sizeBytes : Math.min(hole, sizeBytes);
