@@ -14,7 +14,7 @@ import java.lang.invoke.VarHandle;
 /**
  * A disk in memory (a memfd), for tests and benchmarks. Memory is taken as the disk is written, as
  * Linux's brd does: a 4 KiB page never written (or discarded since) reads as zeroes without being
- * touched, and DISCARD and WRITE_ZEROES give whole pages back to the kernel. Copies are memory
+ * touched, and DISCARD (and WRITE_ZEROES with its unmap flag) give whole pages back to the kernel. Copies are memory
  * speed, so requests complete inline on the poller thread: nothing here blocks. Contents vanish with
  * the process, or pass to its successor in a live upgrade ({@link #duplicateFd()}), which finds the
  * written pages again in the memfd's data extents.
@@ -156,8 +156,13 @@ public final class RamStore extends FixedSizeStore {
                     }
                 }
                 case DISCARD, WRITE_ZEROES -> {
+                    boolean deallocate = r.type() == BlockRequest.Type.DISCARD || r.unmap();
                     for (int g = 0; g < r.rangeCount(); g++) {
-                        zero(r.rangeOffset(g), r.rangeLength(g));
+                        if (deallocate) {
+                            zero(r.rangeOffset(g), r.rangeLength(g));
+                        } else { // the guest wants the range kept allocated, as QEMU keeps it without MAY_UNMAP
+                            zeroInPlace(r.rangeOffset(g), r.rangeOffset(g) + r.rangeLength(g));
+                        }
                     }
                 }
                 case FLUSH -> { }
@@ -223,6 +228,22 @@ public final class RamStore extends FixedSizeStore {
                 p = wordEnd;
             }
             p = leafEnd;
+        }
+    }
+
+    /** Zeroes the written pages of [from, to) in place (they stay allocated); the others read as zeroes already. */
+    private void zeroInPlace(long from, long to) {
+        long at = from;
+        while (at < to) {
+            long page = at >>> PAGE_SHIFT;
+            long next;
+            if (LEAVES.getAcquire(written, (int) (page >>> LEAF_SHIFT)) == null) {
+                next = Math.min(to, ((page >>> LEAF_SHIFT) + 1) << LEAF_SHIFT + PAGE_SHIFT);
+            } else {
+                next = Math.min(to, (page + 1) << PAGE_SHIFT);
+                zeroInPage(at, next);
+            }
+            at = next;
         }
     }
 

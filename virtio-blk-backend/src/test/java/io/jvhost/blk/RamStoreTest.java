@@ -81,6 +81,18 @@ class RamStoreTest {
     }
 
     @Test
+    void writeZeroesWithoutUnmapZeroesThePagesButKeepsThemAllocated() {
+        write(0, 4 * PAGE);
+        submit(store, TestRequests.ranges(Type.WRITE_ZEROES, false, 500, 3 * PAGE));
+        Arrays.fill(expected, 500, 500 + 3 * PAGE, (byte) 0);
+        assertEquals(4 * PAGE, store.bytesWritten(), "no page given back");
+        assertDiskIs(expected);
+        submit(store, TestRequests.ranges(Type.WRITE_ZEROES, true, PAGE, 2 * PAGE));
+        assertEquals(2 * PAGE, store.bytesWritten(), "with unmap, the whole pages go");
+        assertDiskIs(expected);
+    }
+
+    @Test
     void aSuccessorOnTheSameMemoryFindsTheWrittenPagesAndTheirData() throws Exception {
         write(0, 4 * PAGE);
         write(40 * PAGE + 100, 50);
