@@ -84,8 +84,9 @@ class BenchCommandTest {
 
         BenchCommand.Blk typo = (BenchCommand.Blk) parse("blk", "--targets", "jvhost-nul");
         CommandLine.ParameterException e = assertThrows(CommandLine.ParameterException.class, typo::options);
-        assertEquals("--targets: no jvhost-nul; give some of jvhost-ram, jvhost-file, jvhost-file-uring, jvhost-file-threads, jvhost-null, qsd,"
-                + " qsd-uring, qsd-null, qsd-null-zeroes, jvhost-rbd, qsd-rbd, jvhost-nbd, qsd-nbd, spdk-null",
+        assertEquals("--targets: no jvhost-nul; give some of jvhost-ram, jvhost-ram-written, jvhost-file, jvhost-file-uring,"
+                + " jvhost-file-threads, jvhost-null, qsd, qsd-uring, qsd-null, qsd-null-zeroes, jvhost-rbd, qsd-rbd, jvhost-nbd,"
+                + " qsd-nbd, spdk-null",
                 e.getMessage());
         BenchCommand.Blk spdk = (BenchCommand.Blk) parse("blk", "--targets", "jvhost-null,spdk-null", "--spdk", "/opt/spdk");
         assertEquals(Path.of("/opt/spdk"), spdk.options().spdk, "SPDK's tree or its vhost binary");
