@@ -209,7 +209,7 @@ public final class RamStore extends FixedSizeStore {
         clear(first >>> PAGE_SHIFT, last >>> PAGE_SHIFT);
         int r = FileCalls.fallocate(memory.get(), FileCalls.FALLOC_FL_PUNCH_HOLE | FileCalls.FALLOC_FL_KEEP_SIZE,
                 first, last - first);
-        if (r < 0) { // not expected on a memfd; the pages must still read as zeroes
+        if (r < 0) { // not expected on a memfd; the bitmap already reads them as zeroes, but a successor finds pages by their data
             disk.asSlice(first, last - first).fill((byte) 0);
         }
     }
