@@ -173,6 +173,14 @@ public final class Backend implements AutoCloseable, DeviceContext, MetricsSourc
         return shared != null ? 1 : pollers.size();
     }
 
+    /**
+     * Where its pollers' time goes ({@link PollerLoad}): its own pollers', or the shared poller's,
+     * whose time its other backends' queues share. Any thread.
+     */
+    public List<PollerLoad> pollerLoads() {
+        return shared != null ? List.of(shared.load()) : pollers.stream().map(Poller::load).toList();
+    }
+
     /** Exceptions that escaped the pollers' handlers, commands or duty cycles, over all pollers. Any thread. */
     public long pollerFailures() {
         long n = 0;

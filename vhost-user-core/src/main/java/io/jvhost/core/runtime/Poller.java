@@ -63,6 +63,7 @@ public final class Poller implements Runnable, AutoCloseable {
     private Thread thread;
     /** Exceptions that escaped a handler, a command or a duty cycle: each one is a bug. */
     private final AtomicLong failures = new AtomicLong();
+    private final PollerLoad load = new PollerLoad();
 
     /** A unit of work the control thread hands to a poller. */
     @FunctionalInterface
@@ -154,13 +155,14 @@ public final class Poller implements Runnable, AutoCloseable {
     public long failures(int slot) {
         return slotFailures.get(slot);
     }
-    /**
-     * How many exceptions escaped a queue handler, a command or a whole duty cycle (each was
-     * caught, logged and survived). Guest or frontend input must never cause one; the fuzz tests
-     * assert it stays 0. Any thread.
-     */
+    /** Exceptions that escaped a handler, a command or a duty cycle (each survived; the fuzz tests assert 0). Any thread. */
     public long failures() {
         return failures.get();
+    }
+
+    /** Where this poller's time goes: busy and idle nanoseconds. Any thread. */
+    public PollerLoad load() {
+        return load;
     }
 
     /** Whether the poller's thread is running (it ends only at {@link #close()} or on an {@code Error}). Any thread. */
@@ -299,6 +301,7 @@ public final class Poller implements Runnable, AutoCloseable {
         if (cpu >= 0) {
             PollerPinning.pin(name, cpu);
         }
+        load.start();
         while (running) {
             try {
                 if (doWork() == 0) {
@@ -310,6 +313,7 @@ public final class Poller implements Runnable, AutoCloseable {
                 failures.incrementAndGet();
                 LOG.error("{}: duty cycle failed; continuing", name, e);
             }
+            load.cycleEnded(traffic > 0);
         }
     }
 
