@@ -3,6 +3,7 @@ package io.jvhost.perf;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.BackendOptions;
 import io.jvhost.core.runtime.IdleMode;
+import io.jvhost.core.runtime.PollerLoad;
 import io.jvhost.core.transport.ControlLoop;
 import io.jvhost.core.transport.VhostUserServer;
 import io.jvhost.net.BenchPorts;
@@ -51,10 +52,25 @@ import java.util.regex.Pattern;
  * testpmd's statistics blocks could not be aligned with them as well (its blocks come 1 or 2 s
  * apart, and the driver sees them late). {@code cpu_vs_dpdk} is the median of per-round ratios
  * (lower is cheaper).
+ *
+ * <p>{@code busy_ns/pkt}: what a packet costs the backend when it is not waiting, whatever the
+ * frontend's pace. With busy polling both backends always use a whole core, so {@code cpu_ns/pkt}
+ * is only the rate's inverse; busy time counts the polls that moved packets and not the empty
+ * ones, as SPDK's reactors and testpmd's {@code --record-core-cycles} count it. For jvhost the
+ * pollers' busy time over the measured window ({@link io.jvhost.core.runtime.PollerLoad}) over the
+ * packets the device moved in it (from the guest for g2h and loop, to it for h2g); for DPDK
+ * testpmd's busy cycles per packet over its whole run (it prints them at exit), in nanoseconds at
+ * its TSC's clock; none for DPDK's h2g backend, whose txonly engine counts every poll as busy, even
+ * before the frontend connects or while the ring is full. {@code fe_busy%}: the share of the
+ * frontend's time spent in polls that moved packets (testpmd's busy cycles per packet over its
+ * run times the run's rate): near 100 % the frontend, not the backend, sets the rate (none for
+ * g2h, where the frontend runs txonly).
  */
 public final class NetBench extends Bench<NetBench.Options> {
     private static final Pattern RX_PPS = Pattern.compile("Rx-pps:\\s+(\\d+)");
     private static final Pattern TX_PPS = Pattern.compile("Tx-pps:\\s+(\\d+)");
+    /** testpmd's {@code --record-core-cycles} line at exit: busy cycles per packet and the TSC's MHz. */
+    private static final Pattern CYCLES = Pattern.compile("CPU cycles/packet=([0-9.]+) .*? at (\\d+) MHz Clock");
     private static final Pattern TOTALS = Pattern.compile(
             "Accumulated forward statistics.*?RX-packets:\\s+(\\d+).*?TX-packets:\\s+(\\d+)", Pattern.DOTALL);
     static final String TESTPMD = "/usr/bin/dpdk-testpmd";
@@ -109,7 +125,7 @@ public final class NetBench extends Bench<NetBench.Options> {
      * {@code warmupSeconds} how long traffic ran before the measured window.
      */
     public record Run(double mpps, long frontendPackets, long backendPackets, double allocPerPacket, double cpuPerPacket,
-                      double warmupSeconds, String error) {}
+                      double busyPerPacket, double frontendBusy, double warmupSeconds, String error) {}
 
     private NetBench(Options options, PrintStream out) throws IOException {
         super("net", options, out);
@@ -140,10 +156,13 @@ public final class NetBench extends Bench<NetBench.Options> {
         }
         Report report = report("net", "dpdk-testpmd net_virtio_user on CPU " + options.frontendCpu, "dir", "frame", "mrg",
                 "ring", "qp", "backend", "Mpps", "Gbit/s", "min", "max", "spread%", "runs", "vs_dpdk", "cpu_ns/pkt", "cpu_vs_dpdk",
-                "alloc_B/pkt", "fe_pkts", "be_pkts", "errors");
+                "busy_ns/pkt", "busy_vs_dpdk", "fe_busy%", "alloc_B/pkt", "fe_pkts", "be_pkts", "errors");
         report.meta("gbit_definition", "Mpps x frame bytes x 8 (L2 frame without CRC, preamble or gap)");
         report.meta("cpu_definition", "backend CPU time / wall time over the measured window (cores busy) x 1000 / the run's"
                 + " Mpps; jvhost: its poller threads, DPDK: the whole testpmd process");
+        report.meta("busy_definition", "time in polls that moved packets / packets: jvhost its pollers' busy time over the"
+                + " measured window, DPDK testpmd --record-core-cycles over its run (none for txonly, which counts every"
+                + " poll); fe_busy%: the frontend's busy cycles per packet x the run's rate (none for g2h: txonly)");
         report.meta("dpdk_memory", String.join(" ", DPDK_HUGEPAGES) + " --total-num-mbufs=" + DPDK_MBUFS
                 + "; dpdk-nohuge: " + String.join(" ", DPDK_NO_HUGEPAGES) + " --total-num-mbufs=" + DPDK_NO_HUGEPAGES_MBUFS);
         try (ControlLoop loop = new ControlLoop()) {
@@ -175,25 +194,31 @@ public final class NetBench extends Bench<NetBench.Options> {
             out.printf("  %-4s %4d B mrg=%d %s qp=%d %-15s run %d (%s): %s%n", dir, size, mrg ? 1 : 0, packed ? "packed" : "split",
                     qp, backends.get(b), r + 1, placed,
                     run.error != null ? "FAILED " + run.error
-                            : String.format("%.3f Mpps (warmed %.1f s, frontend %d pkts, backend %d pkts, %.1f cpu ns/pkt%s)", run.mpps,
-                            run.warmupSeconds, run.frontendPackets, run.backendPackets, run.cpuPerPacket,
+                            : String.format("%.3f Mpps (warmed %.1f s, frontend %d pkts, backend %d pkts, %.1f cpu ns/pkt,"
+                                    + " %.1f busy ns/pkt, frontend %.0f %% busy%s)", run.mpps,
+                            run.warmupSeconds, run.frontendPackets, run.backendPackets, run.cpuPerPacket, run.busyPerPacket,
+                            run.frontendBusy,
                             Double.isNaN(run.allocPerPacket) ? "" : String.format(", %.2f B/pkt on pollers", run.allocPerPacket)));
             return run;
         });
         int dpdkIndex = backends.indexOf("dpdk");
         double[] dpdk = dpdkIndex < 0 ? new double[0] : runs.get(dpdkIndex).stream().mapToDouble(Run::mpps).toArray();
         double[] dpdkCpu = dpdkIndex < 0 ? new double[0] : runs.get(dpdkIndex).stream().mapToDouble(Run::cpuPerPacket).toArray();
+        double[] dpdkBusy = dpdkIndex < 0 ? new double[0] : runs.get(dpdkIndex).stream().mapToDouble(Run::busyPerPacket).toArray();
         for (int b = 0; b < backends.size(); b++) {
             List<Run> rs = runs.get(b);
             double[] mpps = rs.stream().mapToDouble(Run::mpps).toArray();
             double[] cpu = rs.stream().mapToDouble(Run::cpuPerPacket).toArray();
+            double[] busy = rs.stream().mapToDouble(Run::busyPerPacket).toArray();
             double med = Report.median(mpps), min = Report.min(mpps), max = Report.max(mpps);
             double alloc = Report.median(rs.stream().mapToDouble(Run::allocPerPacket).toArray());
             long errors = rs.stream().filter(x -> x.error != null).count();
             boolean reference = b == dpdkIndex || dpdkIndex < 0;
             report.add(dir, size, mrg ? 1 : 0, packed ? "packed" : "split", qp, backends.get(b), med, med * size * 8 / 1000, min, max,
                     (max - min) / med * 100, rs.size(), reference ? Double.NaN : Report.pairedRatio(mpps, dpdk),
-                    Report.median(cpu), reference ? Double.NaN : Report.pairedRatio(cpu, dpdkCpu), alloc,
+                    Report.median(cpu), reference ? Double.NaN : Report.pairedRatio(cpu, dpdkCpu), Report.median(busy),
+                    reference ? Double.NaN : Report.pairedRatio(busy, dpdkBusy),
+                    Report.median(rs.stream().mapToDouble(Run::frontendBusy).toArray()), alloc,
                     rs.stream().mapToLong(Run::frontendPackets).sum(), rs.stream().mapToLong(Run::backendPackets).sum(),
                     errors);
         }
@@ -245,7 +270,8 @@ public final class NetBench extends Bench<NetBench.Options> {
                         error = "no traffic: " + Procs.tail(feLog, 600).replace('\n', ' ');
                     } else {
                         warmed = warmUp(feLog, dir);
-                        w = measure(CpuTime.threads(name + "-poller-"), name + "-poller-", () -> frames(device));
+                        w = measure(CpuTime.threads(name + "-poller-"), name + "-poller-", () -> frames(device),
+                                () -> busyNanos(backend), () -> sum(device, dir.equals("h2g")));
                     }
                 } finally {
                     Procs.stop(fe, 20);
@@ -256,7 +282,7 @@ public final class NetBench extends Bench<NetBench.Options> {
                 double mpps = error != null ? Double.NaN : samplesMpps(log, dir, warmed.samplesBefore);
                 long backendPackets = dir.equals("h2g") ? sum(device, true) : sum(device, false);
                 return new Run(mpps, frontendPackets, backendPackets, w.allocPerFrame, CpuTime.perPacket(w.cores, mpps),
-                        warmed.seconds, error);
+                        w.busyPerPacket, frontendBusy(log, dir, mpps), warmed.seconds, error);
             }
         }
     }
@@ -278,11 +304,12 @@ public final class NetBench extends Bench<NetBench.Options> {
                 "--vdev=net_vhost0,iface=" + socket + ",queues=" + qp, "--", "--forward-mode=" + mode,
                 "--txpkts=" + size, "--auto-start", "--nb-cores=1", "--rxq=" + qp, "--txq=" + qp,
                 "--total-num-mbufs=" + (hugepages ? DPDK_MBUFS : DPDK_NO_HUGEPAGES_MBUFS), "--stats-period=1",
-                "--disable-link-check"));
+                "--disable-link-check", "--record-core-cycles"));
         Process be = procs.start(cmd, beLog);
         try {
             if (!Procs.awaitFile(socket, be, 20_000)) {
-                return new Run(Double.NaN, 0, 0, Double.NaN, Double.NaN, Double.NaN, "DPDK backend did not listen: "
+                return new Run(Double.NaN, 0, 0, Double.NaN, Double.NaN, Double.NaN, Double.NaN, Double.NaN,
+                        "DPDK backend did not listen: "
                         + Procs.tail(beLog, 600).replace('\n', ' '));
             }
             Process fe = procs.start(frontendCommand(socket, n, dir, size, mrg, qp), feLog);
@@ -294,7 +321,7 @@ public final class NetBench extends Bench<NetBench.Options> {
                     error = "no traffic: " + Procs.tail(feLog, 600).replace('\n', ' ');
                 } else {
                     warmed = warmUp(feLog, dir);
-                    w = measure(CpuTime.process(be.pid()), null, null);
+                    w = measure(CpuTime.process(be.pid()), null, null, null, null);
                 }
             } finally {
                 Procs.stop(fe, 20);
@@ -306,7 +333,8 @@ public final class NetBench extends Bench<NetBench.Options> {
             long backendPackets = !m.find() ? 0 : Long.parseLong(m.group(dir.equals("h2g") ? 2 : 1));
             double mpps = error != null ? Double.NaN : samplesMpps(log, dir, warmed.samplesBefore);
             return new Run(mpps, frontendTotal(log, dir), backendPackets, Double.NaN, CpuTime.perPacket(w.cores, mpps),
-                    warmed.seconds, error);
+                    mode.equals("txonly") ? Double.NaN : busyNanosPerPacket(bl), frontendBusy(log, dir, mpps), warmed.seconds,
+                    error);
         } finally {
             Procs.stop(be, 20);
             removeHugepageFiles(filePrefix("fe", n));
@@ -337,9 +365,12 @@ public final class NetBench extends Bench<NetBench.Options> {
         }
     }
 
-    /** What one measured window saw: the cores the backend kept busy, and bytes the pollers allocated per frame they moved. */
-    private record Window(double cores, double allocPerFrame) {
-        static final Window NONE = new Window(Double.NaN, Double.NaN);
+    /**
+     * What one measured window saw: the cores the backend kept busy, bytes the pollers allocated per
+     * frame they moved, and (jvhost) the pollers' busy nanoseconds per packet.
+     */
+    private record Window(double cores, double allocPerFrame, double busyPerPacket) {
+        static final Window NONE = new Window(Double.NaN, Double.NaN, Double.NaN);
     }
 
     /** How long a run warmed, and how many rate samples the frontend had printed by then (the warm-up's). */
@@ -362,11 +393,14 @@ public final class NetBench extends Bench<NetBench.Options> {
     /**
      * The measured window, {@code options.seconds} long: the CPU time {@code cpu} reads over it per
      * second of wall time, and with {@code pollers} (jvhost) what those threads allocated per frame
-     * of {@code frames} (the device's count, both ways).
+     * of {@code frames} (the device's count, both ways) and their {@code busy} nanoseconds per
+     * packet of {@code packets} (the measured direction's).
      */
-    private Window measure(CpuTime.Meter cpu, String pollers, LongSupplier frames) throws InterruptedException {
+    private Window measure(CpuTime.Meter cpu, String pollers, LongSupplier frames, LongSupplier busy,
+                           LongSupplier packets) throws InterruptedException {
         CpuTime.Window cpuWindow = new CpuTime.Window(cpu);
         long frames0 = frames == null ? 0 : frames.getAsLong();
+        long busy0 = busy == null ? 0 : busy.getAsLong(), packets0 = packets == null ? 0 : packets.getAsLong();
         PollerAllocation alloc = pollers == null ? null : PollerAllocation.start(pollers);
         long wall0 = System.nanoTime();
         cpuWindow.begin();
@@ -375,7 +409,27 @@ public final class NetBench extends Bench<NetBench.Options> {
         long wall = System.nanoTime() - wall0;
         double allocPerFrame = alloc == null ? Double.NaN
                 : PollerAllocation.perUnit(alloc.bytesSinceStart(), frames.getAsLong() - frames0);
-        return new Window(CpuTime.cores(cpuWindow.nanos(), wall), allocPerFrame);
+        long moved = packets == null ? 0 : packets.getAsLong() - packets0;
+        double busyPerPacket = moved <= 0 ? Double.NaN : (double) (busy.getAsLong() - busy0) / moved;
+        return new Window(CpuTime.cores(cpuWindow.nanos(), wall), allocPerFrame, busyPerPacket);
+    }
+
+    private static long busyNanos(Backend backend) {
+        return backend.pollerLoads().stream().mapToLong(PollerLoad::busyNanos).sum();
+    }
+
+    /** testpmd's busy cycles per packet over its run ({@code --record-core-cycles}) in nanoseconds; NaN if it printed none. */
+    static double busyNanosPerPacket(String testpmdLog) {
+        Matcher m = CYCLES.matcher(testpmdLog);
+        return m.find() ? Double.parseDouble(m.group(1)) * 1000 / Long.parseLong(m.group(2)) : Double.NaN;
+    }
+
+    /**
+     * The share (%) of the frontend's time in polls that moved packets: its busy ns per packet times
+     * the run's rate; NaN for g2h, where its txonly engine counts every poll as busy.
+     */
+    static double frontendBusy(String frontendLog, String dir, double mpps) {
+        return dir.equals("g2h") ? Double.NaN : busyNanosPerPacket(frontendLog) * mpps / 10;
     }
 
     private List<String> frontendCommand(Path socket, int n, String dir, int size, boolean mrg, int qp) {
@@ -390,7 +444,7 @@ public final class NetBench extends Bench<NetBench.Options> {
                 "--file-prefix=" + filePrefix("fe", n), "--log-level=5",
                 "--vdev=net_virtio_user0,path=" + socket + ",queues=" + qp + ",mrg_rxbuf=" + (mrg ? 1 : 0) + (packed ? ",packed_vq=1" : ""),
                 "--", "--forward-mode=" + mode, "--txpkts=" + size, "--auto-start", "--nb-cores=1", "--rxq=" + qp,
-                "--txq=" + qp, "--txd=1024", "--rxd=1024", "--stats-period=1", "--disable-link-check"));
+                "--txq=" + qp, "--txd=1024", "--rxd=1024", "--stats-period=1", "--disable-link-check", "--record-core-cycles"));
         if (dir.equals("loop")) {
             cmd.add("--tx-first");
         }

@@ -59,6 +59,12 @@ class BenchSmokeTest {
             assertTrue((Long) row.get(col(r, "fe_pkts")) > 0, "the frontend (testpmd) moved packets: " + row);
             assertTrue((Long) row.get(col(r, "be_pkts")) > 0, "the backend moved packets: " + row);
             assertFalse(Double.isNaN((Double) row.get(col(r, "Mpps"))), "a rate was measured: " + row);
+            boolean dpdkTxonly = row.get(col(r, "backend")).equals("dpdk") && row.get(col(r, "dir")).equals("h2g");
+            double busy = (Double) row.get(col(r, "busy_ns/pkt"));
+            assertTrue(dpdkTxonly ? Double.isNaN(busy) : busy > 0, "the backend's busy time per packet: " + row);
+            double frontendBusy = (Double) row.get(col(r, "fe_busy%"));
+            assertTrue(row.get(col(r, "dir")).equals("g2h") ? Double.isNaN(frontendBusy) : frontendBusy > 0 && frontendBusy < 150,
+                    "the frontend's busy share: " + row);
         }
     }
 
