@@ -305,15 +305,17 @@ public final class Poller implements Runnable, AutoCloseable {
         while (running) {
             try {
                 if (doWork() == 0) {
+                    load.idleBegins();
                     idle();
+                    load.idleEnded();
                 } else if (traffic > 0) {
                     spinning.worked(); // a command alone does not end an idle spell: it is no traffic
+                    load.moved();
                 }
             } catch (RuntimeException e) {
                 failures.incrementAndGet();
                 LOG.error("{}: duty cycle failed; continuing", name, e);
             }
-            load.cycleEnded(traffic > 0);
         }
     }
 
@@ -354,10 +356,7 @@ public final class Poller implements Runnable, AutoCloseable {
         }
     }
 
-    /**
-     * Nothing to do: spins or yields ({@link AdaptiveIdle}), or goes to sleep until a kick, a
-     * handler's wakeup fd or a command ends it ({@link PollerWakeups#sleep}).
-     */
+    /** Nothing to do: spins or yields ({@link AdaptiveIdle}), or sleeps until a kick, a wakeup fd or a command. */
     private void idle() {
         VirtQueue[] queues = active;
         if (!spinning.spinOrYield(queues)) {

@@ -5,35 +5,42 @@ import java.lang.invoke.VarHandle;
 import java.util.function.LongSupplier;
 
 /**
- * Where a poller's time goes, as SPDK's reactors count busy and idle TSC: every duty cycle's wall
- * time counts as busy when the cycle moved traffic (chains or frames) and as idle otherwise,
- * including the spinning, yielding or sleeping that follows an empty cycle. A busy-polling
- * poller's CPU time is always its whole wall time; its busy time per packet is what serving a
- * packet costs, and its idle share says whether it waits for its peer (a frontend that cannot keep
- * up) rather than the other way round.
+ * Where a poller's time goes, as SPDK's reactors count busy and idle TSC: a busy spell runs from
+ * the first duty cycle that moves traffic (chains or frames) to the next one that finds nothing,
+ * and an idle spell from there, through the spinning, yielding or sleeping, to the next cycle
+ * that moves traffic. A busy-polling poller's CPU time is always its whole wall time; its busy
+ * time per packet is what serving a packet costs, and its idle share says whether it waits for its
+ * peer (a frontend that cannot keep up) rather than the other way round.
  *
- * <p>One clock read per duty cycle (a vDSO call of about 20 ns, against a cycle that moves up to
- * a budget of chains per queue). Written by the poller thread only (opaque stores: no fence on the
- * data path), read by any thread.
+ * <p>The clock is read only while idle (when an idle spell begins and after each idling), never
+ * in a busy spell: a saturated poller pays nothing for it. Readers add the open spell so far, so a
+ * poller that never idles still shows its busy time. Written by the poller thread only, published
+ * as a sequence lock (a writer that never waits, readers that retry), read by any thread.
  */
 public final class PollerLoad {
-    private static final VarHandle BUSY, IDLE;
+    private static final VarHandle VERSION, BUSY, IDLE, MARK, IN_BUSY_SPELL;
 
     static {
         try {
             MethodHandles.Lookup l = MethodHandles.lookup();
+            VERSION = l.findVarHandle(PollerLoad.class, "version", long.class);
             BUSY = l.findVarHandle(PollerLoad.class, "busy", long.class);
             IDLE = l.findVarHandle(PollerLoad.class, "idle", long.class);
+            MARK = l.findVarHandle(PollerLoad.class, "mark", long.class);
+            IN_BUSY_SPELL = l.findVarHandle(PollerLoad.class, "inBusySpell", boolean.class);
         } catch (ReflectiveOperationException e) {
             throw new ExceptionInInitializerError(e);
         }
     }
 
     private final LongSupplier clock;
-    @SuppressWarnings("unused") // through BUSY and IDLE
+    /** Odd while the poller updates the fields below. */
+    private long version;
+    /** Nanoseconds of the spells that ended. */
     private long busy, idle;
-    /** When the current duty cycle began. Poller thread. */
-    private long cycleStart;
+    /** When the open spell began; 0 before {@link #start}. */
+    private long mark;
+    private boolean inBusySpell;
 
     PollerLoad() {
         this(System::nanoTime);
@@ -44,30 +51,64 @@ public final class PollerLoad {
         this.clock = clock;
     }
 
-    /** The poller's first duty cycle begins now. Poller thread. */
+    /** The poller's first duty cycle begins now, in an idle spell. Poller thread. */
     void start() {
-        cycleStart = clock.getAsLong();
+        publish(0, 0, clock.getAsLong(), false);
     }
 
-    /** A duty cycle (and the idling after it, if it found nothing) ended now. Poller thread. */
-    void cycleEnded(boolean traffic) {
-        long now = clock.getAsLong();
-        long spent = now - cycleStart;
-        cycleStart = now;
-        if (traffic) {
-            BUSY.setOpaque(this, (long) BUSY.getOpaque(this) + spent);
-        } else {
-            IDLE.setOpaque(this, (long) IDLE.getOpaque(this) + spent);
+    /** A duty cycle moved traffic: a busy spell begins at the end of the last idling, or goes on. Poller thread. */
+    void moved() {
+        if (!inBusySpell) {
+            publish(busy, idle, mark, true);
         }
     }
 
-    /** Nanoseconds of duty cycles that moved traffic, so far. Any thread. */
-    public long busyNanos() {
-        return (long) BUSY.getOpaque(this);
+    /** A duty cycle found nothing and the poller is about to idle: a busy spell ends now. Poller thread. */
+    void idleBegins() {
+        if (inBusySpell) {
+            long now = clock.getAsLong();
+            publish(busy + now - mark, idle, now, false);
+        }
     }
 
-    /** Nanoseconds of duty cycles that moved nothing and of idling after them, so far. Any thread. */
+    /** The poller stopped idling (spun, yielded or woke up) and starts a duty cycle. Poller thread. */
+    void idleEnded() {
+        long now = clock.getAsLong();
+        publish(busy, idle + now - mark, now, false);
+    }
+
+    private void publish(long busy, long idle, long mark, boolean inBusySpell) {
+        long v = version;
+        VERSION.setOpaque(this, v + 1);
+        VarHandle.storeStoreFence();
+        BUSY.setOpaque(this, busy);
+        IDLE.setOpaque(this, idle);
+        MARK.setOpaque(this, mark);
+        IN_BUSY_SPELL.setOpaque(this, inBusySpell);
+        VERSION.setRelease(this, v + 2);
+    }
+
+    /** Nanoseconds in busy spells so far, the open one included. Any thread. */
+    public long busyNanos() {
+        return read(true);
+    }
+
+    /** Nanoseconds in idle spells so far, the open one included. Any thread. */
     public long idleNanos() {
-        return (long) IDLE.getOpaque(this);
+        return read(false);
+    }
+
+    private long read(boolean busySpells) {
+        while (true) {
+            long v = (long) VERSION.getAcquire(this);
+            long b = (long) BUSY.getOpaque(this), i = (long) IDLE.getOpaque(this), m = (long) MARK.getOpaque(this);
+            boolean inBusy = (boolean) IN_BUSY_SPELL.getOpaque(this);
+            VarHandle.loadLoadFence();
+            if ((v & 1) == 0 && v == (long) VERSION.getOpaque(this)) {
+                long open = m == 0 ? 0 : clock.getAsLong() - m;
+                return busySpells ? b + (inBusy ? open : 0) : i + (inBusy ? 0 : open);
+            }
+            Thread.onSpinWait();
+        }
     }
 }
