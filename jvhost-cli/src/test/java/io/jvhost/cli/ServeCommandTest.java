@@ -122,6 +122,8 @@ class ServeCommandTest {
                 assertEquals(2, queue0.get("jvhost_queue_requests_total").asLong(), stats.toString());
                 assertEquals(200, queue0.get("jvhost_queue_written_bytes_total").asLong(), stats.toString());
                 assertEquals(0, stats.get("devices").get(0).get("values").get("jvhost_device_failed").asLong());
+                assertTrue(stats.get("devices").get(0).get("values").get("jvhost_device_poller_busy_seconds_total{poller=\"0\"}")
+                        .asDouble() > 0, "the poller's busy time, in seconds: " + stats);
 
                 assertTrue(c.send("remove extra").get("ok").asBoolean());
                 assertFalse(Files.exists(extra), "a removed device's socket goes");

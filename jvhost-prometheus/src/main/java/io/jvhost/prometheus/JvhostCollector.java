@@ -97,14 +97,14 @@ public final class JvhostCollector implements MultiCollector {
 
         MetricSnapshot build() {
             Unit unit = first.name().endsWith("_bytes") ? Unit.BYTES : first.name().endsWith("_seconds") ? Unit.SECONDS : null;
-            if (first.type() == Sample.Type.COUNTER) {
+            if (first.isCounter()) {
                 CounterSnapshot.Builder b = CounterSnapshot.builder().name(first.name()).help(first.help());
                 if (unit != null) {
                     b.unit(unit);
                 }
                 for (int i = 0; i < samples.size(); i++) {
                     b.dataPoint(CounterSnapshot.CounterDataPointSnapshot.builder()
-                            .value(samples.get(i).value()).labels(labels.get(i)).build());
+                            .value(samples.get(i).exposedValue()).labels(labels.get(i)).build());
                 }
                 return b.build();
             }
@@ -114,7 +114,7 @@ public final class JvhostCollector implements MultiCollector {
             }
             for (int i = 0; i < samples.size(); i++) {
                 b.dataPoint(GaugeSnapshot.GaugeDataPointSnapshot.builder()
-                        .value(samples.get(i).value()).labels(labels.get(i)).build());
+                        .value(samples.get(i).exposedValue()).labels(labels.get(i)).build());
             }
             return b.build();
         }

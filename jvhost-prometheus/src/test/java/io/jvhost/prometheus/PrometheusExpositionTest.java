@@ -116,6 +116,11 @@ class PrometheusExpositionTest {
             assertEquals(0, after.value("jvhost_queue_drops_total", "device", "test", "queue", "0", "reason", "next_out_of_range"));
             assertEquals(0, after.value("jvhost_queue_broken", queue1));
             assertEquals(2, after.value("jvhost_device_queues", "device", "test", "type", "virtio-63"));
+            String[] poller0 = {"device", "test", "poller", "0"};
+            assertTrue(grew(before, after, "jvhost_device_poller_busy_seconds_total", poller0) > 0,
+                    "the duty cycles that served 38 requests were busy");
+            assertTrue(grew(before, after, "jvhost_device_poller_idle_seconds_total", poller0) > 0,
+                    "the poller idled between the requests, which came one at a time");
         }
     }
 
@@ -148,6 +153,8 @@ class PrometheusExpositionTest {
         assertEquals(0, s.value("jvhost_queue_drops_total", "device", "nic0", "queue", "1", "reason", "tx_bad_length"));
         assertEquals(2, s.value("jvhost_device_queues", "device", "nic0", "type", "net"));
         assertEquals(2, s.value("jvhost_device_queues", "device", "disk0", "type", "blk"));
+        assertEquals(0, s.value("jvhost_device_poller_busy_seconds_total", "device", "nic0", "poller", "0"),
+                "a poller that never ran has not been busy");
     }
 
     @Test

@@ -282,9 +282,9 @@ final class ControlSocket implements AutoCloseable {
     private static Map<String, Object> values(List<Sample> samples) {
         Map<String, Object> out = new LinkedHashMap<>();
         for (Sample s : samples) {
-            String name = s.name() + (s.type() == Sample.Type.COUNTER ? "_total" : "")
+            String name = s.name() + (s.isCounter() ? "_total" : "")
                     + (s.label() == null ? "" : "{" + s.label() + "=\"" + s.labelValue() + "\"}");
-            out.put(name, s.value());
+            out.put(name, s.type() == Sample.Type.TIME_COUNTER ? (Object) s.exposedValue() : (Object) s.value());
         }
         return out;
     }

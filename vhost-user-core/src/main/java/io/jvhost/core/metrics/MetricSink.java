@@ -29,6 +29,12 @@ public interface MetricSink {
     /** A value that goes up and down (a depth, a state). */
     void gauge(String name, String help, long value);
 
+    /**
+     * Time that only grows, one of a family told apart by {@code label=labelValue}: {@code name}
+     * ends in {@code _seconds}, {@code nanos} is in nanoseconds (exposed in seconds).
+     */
+    void timeCounter(String name, String help, String label, String labelValue, long nanos);
+
     /** Requests or packets dropped or refused for {@code reason} (snake_case), in the one drops family. */
     default void drops(String reason, long value) {
         counter(DROPS, DROPS_HELP, "reason", reason, value);

@@ -22,6 +22,11 @@ public final class Samples implements MetricSink {
         list.add(new Sample(name, Sample.Type.GAUGE, help, null, null, value));
     }
 
+    @Override
+    public void timeCounter(String name, String help, String label, String labelValue, long nanos) {
+        list.add(new Sample(name, Sample.Type.TIME_COUNTER, help, label, labelValue, nanos));
+    }
+
     public List<Sample> list() {
         return list;
     }

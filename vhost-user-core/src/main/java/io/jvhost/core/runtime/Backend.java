@@ -178,7 +178,12 @@ public final class Backend implements AutoCloseable, DeviceContext, MetricsSourc
      * whose time its other backends' queues share. Any thread.
      */
     public List<PollerLoad> pollerLoads() {
-        return shared != null ? List.of(shared.load()) : pollers.stream().map(Poller::load).toList();
+        return shared != null ? List.of(shared.load()) : ownPollerLoads();
+    }
+
+    /** Where its own pollers' time goes, in poller order; none on a shared poller. Any thread. */
+    List<PollerLoad> ownPollerLoads() {
+        return pollers.stream().map(Poller::load).toList();
     }
 
     /** Exceptions that escaped the pollers' handlers, commands or duty cycles, over all pollers. Any thread. */

@@ -32,6 +32,14 @@ final class BackendMetrics {
                 backend.controlFailures());
         device.counter("jvhost_device_frontend_faults", "Frontend connections ended for breaking the protocol"
                 + " (malformed header, too many fds, a message refused as fatal).", backend.frontendFaults());
+        List<PollerLoad> loads = backend.ownPollerLoads();
+        for (int p = 0; p < loads.size(); p++) {
+            device.timeCounter("jvhost_device_poller_busy_seconds", "Time the device's poller spent in duty cycles"
+                    + " that moved traffic (busy polling: its share says how loaded the poller is).", "poller",
+                    Integer.toString(p), loads.get(p).busyNanos());
+            device.timeCounter("jvhost_device_poller_idle_seconds", "Time the device's poller found nothing to do:"
+                    + " spinning, yielding or asleep.", "poller", Integer.toString(p), loads.get(p).idleNanos());
+        }
         List<QueueSnapshot> queues = new ArrayList<>(backend.queueCount());
         for (int i = 0; i < backend.queueCount(); i++) {
             VirtQueue q = backend.queue(i);
