@@ -191,30 +191,22 @@ public final class GuestNic {
                 continue;
             }
             long bytes = 0;
-            if (q.isPacked()) {
-                // All the headers, then all the frames, then the bookkeeping: on packed rings far
-                // from the driver's CPU this measured +23-33 % (two A/Bs, perf/RESULTS.md 2026-12-06
-                // and 2026-12-07) and no loss near; on split rings it cost 10 % near, so they keep
-                // the one loop. Why the layouts differ here is not understood yet.
-                for (int i = 0; i < n; i++) {
-                    storePlainHeader(b.memory(i), b.offset(i), hdr);
-                }
-                for (int i = 0; i < n; i++) {
-                    MemorySegment.copy(frames[done + i], offsets[done + i], b.memory(i), b.offset(i) + hdr, lengths[done + i]);
-                }
-                for (int i = 0; i < n; i++) {
-                    b.written(i, hdr + lengths[done + i]);
-                    bytes += lengths[done + i];
-                }
-            } else {
-                for (int i = 0; i < n; i++) { // only guest stores in this loop
-                    MemorySegment seg = b.memory(i);
-                    long at = b.offset(i), length = lengths[done + i];
-                    storePlainHeader(seg, at, hdr);
-                    MemorySegment.copy(frames[done + i], offsets[done + i], seg, at + hdr, length);
-                    b.written(i, hdr + length);
-                    bytes += length;
-                }
+            // All the headers, then all the frames, then the bookkeeping, as DPDK's enqueue defers its
+            // small copies to the end of the burst. Far from the driver's CPU the first touch of each
+            // buffer is a cross-CPU transfer; likely (not proven) the headers' loads then go out
+            // together instead of each waiting behind the last frame's stores. Packed far +14-33 % (perf/RESULTS.md
+            // 2026-12-06, 2026-12-07), split far +18 % (2026-12-08, 3 of 4 rounds; loopback alike).
+            // Split near lost 10 % once and nothing in a second check (2026-12-07); it leads DPDK there
+            // by 1.5-2x, far it was behind.
+            for (int i = 0; i < n; i++) {
+                storePlainHeader(b.memory(i), b.offset(i), hdr);
+            }
+            for (int i = 0; i < n; i++) {
+                MemorySegment.copy(frames[done + i], offsets[done + i], b.memory(i), b.offset(i) + hdr, lengths[done + i]);
+            }
+            for (int i = 0; i < n; i++) {
+                b.written(i, hdr + lengths[done + i]);
+                bytes += lengths[done + i];
             }
             b.complete(n);
             if (p.answering) {
