@@ -10,6 +10,7 @@ import io.jvhost.core.metrics.MetricsRegistry;
 import io.jvhost.core.metrics.MetricsSource;
 import io.jvhost.core.metrics.QueueSnapshot;
 import io.jvhost.core.metrics.Sample;
+import io.jvhost.core.metrics.Samples;
 import io.jvhost.core.runtime.Backend;
 import io.jvhost.core.runtime.IdleMode;
 import io.jvhost.core.runtime.Poller;
@@ -145,6 +146,12 @@ final class DeviceHost implements AutoCloseable {
             Poller poller = new Poller("shared-poller-" + p.name(), mode, ServeConfig.POLLER_SLOTS, p.cpu());
             poller.start();
             pollers.put(p.name(), poller);
+            // Its time is no one device's: reported as a device of its own, type poller (as a VXLAN uplink is).
+            registry.register(() -> {
+                Samples s = new Samples();
+                poller.load().report(s, p.name());
+                return new DeviceSnapshot(poller.name(), "poller", s.list(), List.of());
+            });
         }
         this.latency = latency;
         this.watcher = Thread.ofPlatform().name("jvhost-serve-watch").daemon(true).start(this::watch);

@@ -34,11 +34,7 @@ final class BackendMetrics {
                 + " (malformed header, too many fds, a message refused as fatal).", backend.frontendFaults());
         List<PollerLoad> loads = backend.ownPollerLoads();
         for (int p = 0; p < loads.size(); p++) {
-            device.timeCounter("jvhost_device_poller_busy_seconds", "Time the device's poller spent in duty cycles"
-                    + " that moved traffic (busy polling: its share says how loaded the poller is).", "poller",
-                    Integer.toString(p), loads.get(p).busyNanos());
-            device.timeCounter("jvhost_device_poller_idle_seconds", "Time the device's poller found nothing to do:"
-                    + " spinning, yielding or asleep.", "poller", Integer.toString(p), loads.get(p).idleNanos());
+            loads.get(p).report(device, Integer.toString(p));
         }
         List<QueueSnapshot> queues = new ArrayList<>(backend.queueCount());
         for (int i = 0; i < backend.queueCount(); i++) {

@@ -1,5 +1,7 @@
 package io.jvhost.core.runtime;
 
+import io.jvhost.core.metrics.MetricSink;
+
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import java.util.function.LongSupplier;
@@ -96,6 +98,18 @@ public final class PollerLoad {
     /** Nanoseconds in idle spells so far, the open one included. Any thread. */
     public long idleNanos() {
         return read(false);
+    }
+
+    /**
+     * Reports both times to {@code sink} as {@code jvhost_device_poller_busy_seconds} and
+     * {@code jvhost_device_poller_idle_seconds}, labelled {@code poller=name}: under a device for its
+     * own pollers, under a {@code poller} pseudo-device for a shared one.
+     */
+    public void report(MetricSink sink, String name) {
+        sink.timeCounter("jvhost_device_poller_busy_seconds", "Time the poller spent in duty cycles that moved"
+                + " traffic (busy polling: its share says how loaded the poller is).", "poller", name, busyNanos());
+        sink.timeCounter("jvhost_device_poller_idle_seconds", "Time the poller found nothing to do: spinning,"
+                + " yielding or asleep.", "poller", name, idleNanos());
     }
 
     private long read(boolean busySpells) {
