@@ -305,9 +305,7 @@ public final class Poller implements Runnable, AutoCloseable {
         while (running) {
             try {
                 if (doWork() == 0) {
-                    load.idleBegins();
                     idle();
-                    load.idleEnded();
                 } else if (traffic > 0) {
                     spinning.worked(); // a command alone does not end an idle spell: it is no traffic
                     load.moved();
@@ -358,9 +356,13 @@ public final class Poller implements Runnable, AutoCloseable {
 
     /** Nothing to do: spins or yields ({@link AdaptiveIdle}), or sleeps until a kick, a wakeup fd or a command. */
     private void idle() {
-        VirtQueue[] queues = active;
-        if (!spinning.spinOrYield(queues)) {
-            wakeups.sleep(queues, commands, stops.any());
+        load.idleBegins();
+        try {
+            if (!spinning.spinOrYield(active)) {
+                wakeups.sleep(active, commands, stops.any());
+            }
+        } finally {
+            load.idleEnded(); // a failed sleep ends the idle spell too
         }
     }
 
